@@ -1,0 +1,20 @@
+//! Latch's domain: typed identifiers, entities, errors, the ports (store and session traits) the
+//! adapters implement, and the one use-case that ends sessions ([`logout::terminate`]).
+//!
+//! **Invariant:** this crate does no I/O. It knows nothing of actix, diesel or Redis; it only
+//! describes what they must do.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod logout;
+pub mod model;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod validate;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{SessionError, StoreError, ValidationError};
+pub use ids::*;
+pub use secret::SecretString;

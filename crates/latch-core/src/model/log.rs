@@ -1,0 +1,31 @@
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{ClientId, ConnectionName, LogId, UserId};
+
+/// A log event; `event_type` is an Auth0 log code (`s`, `f`, `slo`, `sapi`, …), see docs/events.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub log_id: LogId,
+    pub date: OffsetDateTime,
+    pub event_type: String,
+    pub description: String,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<ClientId>,
+    pub connection: Option<ConnectionName>,
+    pub ip: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A filter over the log, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogQuery {
+    pub event_type: Option<String>,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<ClientId>,
+    pub connection: Option<ConnectionName>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub page: u32,
+    pub per_page: u32,
+}

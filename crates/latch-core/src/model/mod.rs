@@ -1,0 +1,17 @@
+//! Entities Latch keeps in its relational store.
+
+mod client;
+mod connection;
+mod key;
+mod log;
+mod outbox;
+mod token;
+mod user;
+
+pub use client::*;
+pub use connection::*;
+pub use key::*;
+pub use log::*;
+pub use outbox::*;
+pub use token::*;
+pub use user::*;

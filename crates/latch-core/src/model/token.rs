@@ -1,0 +1,42 @@
+use time::OffsetDateTime;
+
+use crate::{ClientId, FamilyId, RefreshTokenId, SessionId, TokenDigest, UserId};
+
+/// A refresh token as stored: the token itself is never kept, only its digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    pub id: RefreshTokenId,
+    pub digest: TokenDigest,
+    pub family_id: FamilyId,
+    pub user_id: UserId,
+    pub client_id: ClientId,
+    /// The browser session it was granted in, if any.
+    pub session_id: Option<SessionId>,
+    pub scope: String,
+    /// Granted with `offline_access`: survives a plain logout (never a GTR or an admin clear).
+    pub offline: bool,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// Set when the token was exchanged for a newer one; a second use is reuse.
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl RefreshToken {
+    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
+        self.rotated_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// Which refresh tokens to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeScope {
+    Family(FamilyId),
+    /// Tokens bound to one session; offline ones only when `include_offline`.
+    Session {
+        session_id: SessionId,
+        include_offline: bool,
+    },
+    /// Every token of a user, offline ones included.
+    User(UserId),
+}

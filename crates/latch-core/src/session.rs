@@ -1,0 +1,192 @@
+//! Browser sessions, one-time codes and login transactions, and the [`SessionStore`] port.
+//!
+//! Contract every implementation keeps (checked by `latch_testkit::session_conformance`):
+//! - a record past its expiry is never returned, whether or not the backend has purged it yet;
+//! - "all sessions of user U" is answered from a per-user index, never a scan;
+//! - ending all sessions of a user is atomic and returns exactly what it ended;
+//! - a code or transaction is returned by `take_*` at most once.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{ClientId, ConnectionName, LoginTxId, SessionError, SessionId, Sid, TokenDigest, UserId};
+
+/// What Latch remembers of the upstream session, for logout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpstreamSession {
+    /// Upstream OIDC `sid`, matched by upstream back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Upstream ID token, sent as `id_token_hint` on upstream logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// SAML NameID, its Format and SessionIndex, for SAML single logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_index: Option<String>,
+}
+
+/// An app that joined a session, and the `sid` Latch issued to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClient {
+    pub client_id: ClientId,
+    pub sid: Sid,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub joined_at: OffsetDateTime,
+}
+
+/// A browser session at Latch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub sid: Sid,
+    pub user_id: UserId,
+    pub connection: ConnectionName,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub auth_time: OffsetDateTime,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub last_seen_at: OffsetDateTime,
+    /// Ends unless the session is used before then.
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub idle_expires_at: OffsetDateTime,
+    /// Ends then, however busy.
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub expires_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub upstream: UpstreamSession,
+    /// Apps that joined, in the order they joined; one entry per client.
+    #[serde(default)]
+    pub clients: Vec<SessionClient>,
+}
+
+impl Session {
+    /// The instant the session ends if nothing happens: the earlier of idle and absolute expiry.
+    pub fn ends_at(&self) -> OffsetDateTime {
+        self.idle_expires_at.min(self.expires_at)
+    }
+
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.ends_at() > now
+    }
+}
+
+/// A one-time authorization code, stored under the digest of the code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCode {
+    pub digest: TokenDigest,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub sid: Option<Sid>,
+    pub redirect_uri: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub auth_time: OffsetDateTime,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// A short-lived login in progress (upstream `state`, `nonce`, PKCE verifier, the original
+/// authorization request). The payload belongs to the flow that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginTransaction {
+    pub id: LoginTxId,
+    #[serde(with = "time::serde::timestamp::milliseconds")]
+    pub expires_at: OffsetDateTime,
+    pub payload: serde_json::Value,
+}
+
+/// The session store port. Two adapters: embedded (SQLite file) and Redis.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// `embedded` or `redis`, for logs and readiness.
+    fn backend(&self) -> &'static str;
+
+    /// Answers when the backend is reachable.
+    async fn ping(&self) -> Result<(), SessionError>;
+
+    /// Stores a new session and indexes it under its user.
+    async fn insert_session(&self, session: &Session) -> Result<(), SessionError>;
+
+    /// The live session with this id.
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError>;
+
+    /// Records use of a live session: `last_seen_at = now`, idle expiry moved to
+    /// `min(now + idle, expires_at)`. Returns the updated session.
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        idle: time::Duration,
+    ) -> Result<Option<Session>, SessionError>;
+
+    /// Records that an app joined a live session (idempotent per client: the first `sid` stays).
+    async fn add_session_client(
+        &self,
+        id: &SessionId,
+        client: &SessionClient,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError>;
+
+    /// Every live session of a user, oldest first.
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError>;
+
+    /// Deletes one session; returns it if it existed.
+    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError>;
+
+    /// Deletes every session of a user in one atomic step; returns what was ended.
+    async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError>;
+
+    async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError>;
+
+    /// Returns the code and deletes it, atomically: a second call gets `None`.
+    async fn take_code(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError>;
+
+    async fn insert_login_tx(&self, tx: &LoginTransaction) -> Result<(), SessionError>;
+
+    /// Returns the transaction and deletes it, atomically.
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError>;
+
+    /// Replay guard: `true` the first time `(scope, key)` is seen before `expires_at`,
+    /// `false` on every later call while it is remembered.
+    async fn remember_once(
+        &self,
+        scope: &str,
+        key: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, SessionError>;
+
+    /// Deletes expired records where the backend does not expire them itself; returns how many.
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError>;
+}

@@ -1,0 +1,142 @@
+//! Ports of the relational store: one small trait per aggregate, and [`Store`] for all of them.
+//!
+//! Contract (checked by `latch_testkit::store_conformance` on SQLite and PostgreSQL): `get_*`
+//! fails with [`StoreError::NotFound`] when the row is missing, `find_*` answers `None`;
+//! uniqueness clashes are [`StoreError::Conflict`] and leave the store unchanged.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::model::*;
+use crate::{
+    ClientId, ConnectionId, ConnectionName, DeliveryId, FamilyId, Kid, RefreshTokenId, StoreError,
+    TokenDigest, UserId,
+};
+
+#[async_trait]
+pub trait ConnectionRepo: Send + Sync {
+    /// Conflict on `name`.
+    async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError>;
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError>;
+    async fn find_connection_by_name(
+        &self,
+        name: &ConnectionName,
+    ) -> Result<Option<Connection>, StoreError>;
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// Replaces everything but `id` and `created_at`, including `enabled_clients`.
+    async fn update_connection(&self, c: &Connection) -> Result<(), StoreError>;
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait ClientRepo: Send + Sync {
+    /// Conflict on `client_id`.
+    async fn insert_client(&self, c: &Client) -> Result<(), StoreError>;
+    async fn get_client(&self, id: &ClientId) -> Result<Client, StoreError>;
+    async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Replaces everything but `client_id` and `created_at`, including the secrets.
+    async fn update_client(&self, c: &Client) -> Result<(), StoreError>;
+    /// Also removes the client from every connection's enabled clients.
+    async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    async fn insert_user(&self, u: &User) -> Result<(), StoreError>;
+    async fn get_user(&self, id: &UserId) -> Result<User, StoreError>;
+    async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self, q: &UserQuery) -> Result<Vec<User>, StoreError>;
+    async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
+    async fn update_user(&self, u: &User) -> Result<(), StoreError>;
+    /// Removes the user and their identities and refresh tokens.
+    async fn delete_user(&self, id: &UserId) -> Result<(), StoreError>;
+
+    /// Conflict on (connection, issuer, subject).
+    async fn insert_identity(&self, i: &Identity) -> Result<(), StoreError>;
+    async fn find_identity(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Identity>, StoreError>;
+    async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError>;
+    async fn update_identity(&self, i: &Identity) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait RefreshTokenRepo: Send + Sync {
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError>;
+    async fn find_refresh_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<RefreshToken>, StoreError>;
+    /// Marks a token rotated if, and only if, it is still usable at `now`; `false` means another
+    /// request got there first (or it was revoked): the caller treats that as reuse.
+    async fn mark_refresh_token_rotated(
+        &self,
+        id: &RefreshTokenId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every not-yet-revoked token in scope; returns the tokens it revoked.
+    async fn revoke_refresh_tokens(
+        &self,
+        scope: &RevokeScope,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RefreshToken>, StoreError>;
+    /// Live (not revoked, not rotated, not expired) tokens of a user.
+    async fn list_user_refresh_tokens(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RefreshToken>, StoreError>;
+    async fn list_family(&self, family: &FamilyId) -> Result<Vec<RefreshToken>, StoreError>;
+}
+
+#[async_trait]
+pub trait SigningKeyRepo: Send + Sync {
+    async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError>;
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+    async fn update_signing_key(&self, k: &SigningKey) -> Result<(), StoreError>;
+    async fn get_signing_key(&self, kid: &Kid) -> Result<SigningKey, StoreError>;
+}
+
+#[async_trait]
+pub trait LogRepo: Send + Sync {
+    async fn insert_log(&self, e: &LogEvent) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_logs(&self, q: &LogQuery) -> Result<Vec<LogEvent>, StoreError>;
+}
+
+#[async_trait]
+pub trait OutboxRepo: Send + Sync {
+    /// Records deliveries, all or none.
+    async fn insert_deliveries(&self, d: &[Delivery]) -> Result<(), StoreError>;
+    /// Leases up to `limit` pending deliveries that are due and not held by a live lease,
+    /// oldest first; each is held until `lease_until`. Safe with several instances.
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records the outcome of an attempt (state, attempts, next attempt, error) and frees the lease.
+    async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError>;
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError>;
+    async fn list_deliveries(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+}
+
+/// The whole relational store.
+#[async_trait]
+pub trait Store:
+    ConnectionRepo + ClientRepo + UserRepo + RefreshTokenRepo + SigningKeyRepo + LogRepo + OutboxRepo
+{
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Answers when the database is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

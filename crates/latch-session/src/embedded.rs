@@ -1,0 +1,432 @@
+use std::path::Path;
+
+use async_trait::async_trait;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use latch_core::clock::to_millis;
+use latch_core::session::*;
+use latch_core::*;
+use time::OffsetDateTime;
+
+use crate::internal;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sessions");
+
+mod schema {
+    diesel::table! {
+        sessions (id) {
+            id -> Text,
+            user_id -> Text,
+            ends_at -> BigInt,
+            data -> Text,
+        }
+    }
+    diesel::table! {
+        auth_codes (digest) {
+            digest -> Text,
+            expires_at -> BigInt,
+            data -> Text,
+        }
+    }
+    diesel::table! {
+        login_transactions (id) {
+            id -> Text,
+            expires_at -> BigInt,
+            data -> Text,
+        }
+    }
+    diesel::table! {
+        seen_once (scope, key) {
+            scope -> Text,
+            key -> Text,
+            expires_at -> BigInt,
+        }
+    }
+}
+use schema::*;
+
+#[derive(Debug)]
+struct Pragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, c: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        c.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// Sessions in a SQLite file: durable across restarts, for a single instance.
+#[derive(Clone)]
+pub struct EmbeddedSessionStore {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+}
+
+impl std::fmt::Debug for EmbeddedSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmbeddedSessionStore")
+    }
+}
+
+fn db(e: diesel::result::Error) -> SessionError {
+    internal(e)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, SessionError> {
+    serde_json::to_string(v).map_err(internal)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, SessionError> {
+    serde_json::from_str(s).map_err(internal)
+}
+
+impl EmbeddedSessionStore {
+    /// Opens (creating and migrating) the session file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, SessionError> {
+        let url = path.to_string_lossy().into_owned();
+        let pool = tokio::task::spawn_blocking(move || {
+            Pool::builder()
+                .max_size(8)
+                .connection_customizer(Box::new(Pragmas))
+                .build(ConnectionManager::<SqliteConnection>::new(url))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| SessionError::Unavailable(Box::new(e)))?;
+        let store = Self { pool };
+        store
+            .run(|c| {
+                c.run_pending_migrations(MIGRATIONS)
+                    .map(|_| ())
+                    .map_err(SessionError::Internal)
+            })
+            .await?;
+        Ok(store)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, SessionError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pool.get().map_err(|e| SessionError::Unavailable(Box::new(e)))?;
+            f(&mut c)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+/// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so read-modify-write
+/// cannot interleave).
+fn write_tx<T>(
+    c: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T, SessionError>,
+) -> Result<T, SessionError> {
+    enum E {
+        S(SessionError),
+        D(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for E {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::D(e)
+        }
+    }
+    c.immediate_transaction(|c| f(c).map_err(E::S))
+        .map_err(|e| match e {
+            E::S(e) => e,
+            E::D(e) => db(e),
+        })
+}
+
+fn load_session(c: &mut SqliteConnection, id: &str) -> Result<Option<Session>, SessionError> {
+    let data: Option<String> = sessions::table
+        .find(id)
+        .select(sessions::data)
+        .first(c)
+        .optional()
+        .map_err(db)?;
+    data.map(|d| from_json(&d)).transpose()
+}
+
+fn save_session(c: &mut SqliteConnection, s: &Session) -> Result<(), SessionError> {
+    diesel::update(sessions::table.find(s.id.as_str()))
+        .set((
+            sessions::ends_at.eq(to_millis(s.ends_at())),
+            sessions::data.eq(to_json(s)?),
+        ))
+        .execute(c)
+        .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedSessionStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<(), SessionError> {
+        self.run(|c| c.batch_execute("SELECT 1").map_err(|e| SessionError::Unavailable(Box::new(e))))
+            .await
+    }
+
+    async fn insert_session(&self, session: &Session) -> Result<(), SessionError> {
+        let data = to_json(session)?;
+        let (id, user, ends) = (
+            session.id.as_str().to_owned(),
+            session.user_id.as_str().to_owned(),
+            to_millis(session.ends_at()),
+        );
+        self.run(move |c| {
+            diesel::insert_into(sessions::table)
+                .values((
+                    sessions::id.eq(id),
+                    sessions::user_id.eq(user),
+                    sessions::ends_at.eq(ends),
+                    sessions::data.eq(data),
+                ))
+                .execute(c)
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        let id = id.as_str().to_owned();
+        let s = self.run(move |c| load_session(c, &id)).await?;
+        Ok(s.filter(|s| s.is_live(now)))
+    }
+
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        idle: time::Duration,
+    ) -> Result<Option<Session>, SessionError> {
+        let id = id.as_str().to_owned();
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let Some(mut s) = load_session(c, &id)?.filter(|s| s.is_live(now)) else {
+                    return Ok(None);
+                };
+                s.last_seen_at = now;
+                s.idle_expires_at = (now + idle).min(s.expires_at);
+                save_session(c, &s)?;
+                Ok(Some(s))
+            })
+        })
+        .await
+    }
+
+    async fn add_session_client(
+        &self,
+        id: &SessionId,
+        client: &SessionClient,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
+        let id = id.as_str().to_owned();
+        let client = client.clone();
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let Some(mut s) = load_session(c, &id)?.filter(|s| s.is_live(now)) else {
+                    return Ok(None);
+                };
+                if !s.clients.iter().any(|j| j.client_id == client.client_id) {
+                    s.clients.push(client);
+                    save_session(c, &s)?;
+                }
+                Ok(Some(s))
+            })
+        })
+        .await
+    }
+
+    async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+        let user = user.as_str().to_owned();
+        let now_ms = to_millis(now);
+        let rows: Vec<String> = self
+            .run(move |c| {
+                sessions::table
+                    .filter(sessions::user_id.eq(&user))
+                    .filter(sessions::ends_at.gt(now_ms))
+                    .select(sessions::data)
+                    .load(c)
+                    .map_err(db)
+            })
+            .await?;
+        let mut out = rows.iter().map(|d| from_json::<Session>(d)).collect::<Result<Vec<_>, _>>()?;
+        out.retain(|s| s.is_live(now));
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        let id = id.as_str().to_owned();
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let s = load_session(c, &id)?;
+                diesel::delete(sessions::table.find(&id)).execute(c).map_err(db)?;
+                Ok(s)
+            })
+        })
+        .await
+    }
+
+    async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
+        let user = user.as_str().to_owned();
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let rows: Vec<String> = sessions::table
+                    .filter(sessions::user_id.eq(&user))
+                    .select(sessions::data)
+                    .load(c)
+                    .map_err(db)?;
+                diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
+                    .execute(c)
+                    .map_err(db)?;
+                let mut out = rows.iter().map(|d| from_json::<Session>(d)).collect::<Result<Vec<_>, _>>()?;
+                out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {
+        let data = to_json(code)?;
+        let (digest, exp) = (code.digest.as_str().to_owned(), to_millis(code.expires_at));
+        self.run(move |c| {
+            diesel::insert_into(auth_codes::table)
+                .values((auth_codes::digest.eq(digest), auth_codes::expires_at.eq(exp), auth_codes::data.eq(data)))
+                .execute(c)
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_code(&self, digest: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+        let digest = digest.as_str().to_owned();
+        let now = to_millis(now);
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let row: Option<(i64, String)> = auth_codes::table
+                    .find(&digest)
+                    .select((auth_codes::expires_at, auth_codes::data))
+                    .first(c)
+                    .optional()
+                    .map_err(db)?;
+                let Some((exp, data)) = row else { return Ok(None) };
+                diesel::delete(auth_codes::table.find(&digest)).execute(c).map_err(db)?;
+                if exp <= now {
+                    return Ok(None);
+                }
+                from_json(&data).map(Some)
+            })
+        })
+        .await
+    }
+
+    async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
+        let data = to_json(t)?;
+        let (id, exp) = (t.id.as_str().to_owned(), to_millis(t.expires_at));
+        self.run(move |c| {
+            diesel::insert_into(login_transactions::table)
+                .values((
+                    login_transactions::id.eq(id),
+                    login_transactions::expires_at.eq(exp),
+                    login_transactions::data.eq(data),
+                ))
+                .execute(c)
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+        let id = id.as_str().to_owned();
+        let now = to_millis(now);
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let row: Option<(i64, String)> = login_transactions::table
+                    .find(&id)
+                    .select((login_transactions::expires_at, login_transactions::data))
+                    .first(c)
+                    .optional()
+                    .map_err(db)?;
+                let Some((exp, data)) = row else { return Ok(None) };
+                diesel::delete(login_transactions::table.find(&id)).execute(c).map_err(db)?;
+                if exp <= now {
+                    return Ok(None);
+                }
+                from_json(&data).map(Some)
+            })
+        })
+        .await
+    }
+
+    async fn remember_once(
+        &self,
+        scope: &str,
+        key: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, SessionError> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        let (exp, now) = (to_millis(expires_at), to_millis(now));
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let seen: Option<i64> = seen_once::table
+                    .find((&scope, &key))
+                    .select(seen_once::expires_at)
+                    .first(c)
+                    .optional()
+                    .map_err(db)?;
+                match seen {
+                    Some(e) if e > now => Ok(false),
+                    Some(_) => {
+                        diesel::update(seen_once::table.find((&scope, &key)))
+                            .set(seen_once::expires_at.eq(exp))
+                            .execute(c)
+                            .map_err(db)?;
+                        Ok(true)
+                    }
+                    None => {
+                        diesel::insert_into(seen_once::table)
+                            .values((seen_once::scope.eq(&scope), seen_once::key.eq(&key), seen_once::expires_at.eq(exp)))
+                            .execute(c)
+                            .map_err(db)?;
+                        Ok(true)
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        let now = to_millis(now);
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let mut n = diesel::delete(sessions::table.filter(sessions::ends_at.le(now))).execute(c).map_err(db)?;
+                n += diesel::delete(auth_codes::table.filter(auth_codes::expires_at.le(now))).execute(c).map_err(db)?;
+                n += diesel::delete(login_transactions::table.filter(login_transactions::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
+                n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now))).execute(c).map_err(db)?;
+                Ok(n as u64)
+            })
+        })
+        .await
+    }
+}

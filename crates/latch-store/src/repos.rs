@@ -1,0 +1,842 @@
+//! The `latch_core::store` traits on diesel. Every write that touches several rows runs in one
+//! transaction.
+
+use async_trait::async_trait;
+use diesel::Connection as _;
+use diesel::prelude::*;
+use latch_core::clock::to_millis;
+use latch_core::model::*;
+use latch_core::model::Connection;
+use latch_core::store::*;
+use latch_core::*;
+use time::OffsetDateTime;
+
+use crate::conn::DbConnection;
+use crate::rows::*;
+use crate::schema::*;
+use crate::SqlStore;
+
+/// Runs `f` in a transaction; the store's own errors roll it back too.
+fn tx<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    enum TxError {
+        Store(StoreError),
+        Db(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for TxError {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::Db(e)
+        }
+    }
+    conn.transaction(|c| f(c).map_err(TxError::Store))
+        .map_err(|e| match e {
+            TxError::Store(e) => e,
+            TxError::Db(e) => db_err("transaction", "")(e),
+        })
+}
+
+fn not_found(entity: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        id: id.to_owned(),
+    }
+}
+
+fn enabled_clients_of(conn: &mut DbConnection, id: &str) -> Result<Vec<String>, StoreError> {
+    connection_clients::table
+        .filter(connection_clients::connection_id.eq(id))
+        .select(connection_clients::client_id)
+        .order(connection_clients::client_id)
+        .load(conn)
+        .map_err(db_err("connection", "id"))
+}
+
+fn write_enabled_clients(conn: &mut DbConnection, c: &Connection) -> Result<(), StoreError> {
+    diesel::delete(connection_clients::table.filter(connection_clients::connection_id.eq(c.id.as_str())))
+        .execute(conn)
+        .map_err(db_err("connection", "id"))?;
+    for client in &c.enabled_clients {
+        diesel::insert_into(connection_clients::table)
+            .values((
+                connection_clients::connection_id.eq(c.id.as_str()),
+                connection_clients::client_id.eq(client.as_str()),
+            ))
+            .execute(conn)
+            .map_err(db_err("connection", "enabled_clients"))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ConnectionRepo for SqlStore {
+    async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let row = ConnectionRow::from_domain(c, &self.cipher)?;
+        let c = c.clone();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                diesel::insert_into(connections::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map_err(db_err("connection", "name"))?;
+                write_enabled_clients(conn, &c)
+            })
+        })
+        .await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        let id = id.as_str().to_owned();
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let row: Option<ConnectionRow> = connections::table
+                .find(&id)
+                .select(ConnectionRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("connection", "id"))?;
+            let row = row.ok_or_else(|| not_found("connection", &id))?;
+            let enabled = enabled_clients_of(conn, &id)?;
+            row.into_domain(enabled, &cipher)
+        })
+        .await
+    }
+
+    async fn find_connection_by_name(
+        &self,
+        name: &ConnectionName,
+    ) -> Result<Option<Connection>, StoreError> {
+        let name = name.as_str().to_owned();
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let row: Option<ConnectionRow> = connections::table
+                .filter(connections::name.eq(&name))
+                .select(ConnectionRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("connection", "name"))?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let enabled = enabled_clients_of(conn, &row.id)?;
+                    row.into_domain(enabled, &cipher).map(Some)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let rows: Vec<ConnectionRow> = connections::table
+                .select(ConnectionRow::as_select())
+                .order((connections::created_at, connections::name))
+                .load(conn)
+                .map_err(db_err("connection", "id"))?;
+            let links: Vec<(String, String)> = connection_clients::table
+                .select((connection_clients::connection_id, connection_clients::client_id))
+                .order(connection_clients::client_id)
+                .load(conn)
+                .map_err(db_err("connection", "id"))?;
+            rows.into_iter()
+                .map(|r| {
+                    let enabled = links
+                        .iter()
+                        .filter(|(c, _)| *c == r.id)
+                        .map(|(_, cl)| cl.clone())
+                        .collect();
+                    r.into_domain(enabled, &cipher)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let row = ConnectionRow::from_domain(c, &self.cipher)?;
+        let c = c.clone();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                let n = diesel::update(connections::table.find(c.id.as_str()))
+                    .set((
+                        connections::name.eq(&row.name),
+                        connections::display_name.eq(&row.display_name),
+                        connections::strategy.eq(&row.strategy),
+                        connections::options.eq(&row.options),
+                        connections::secrets.eq(&row.secrets),
+                        connections::updated_at.eq(row.updated_at),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("connection", "name"))?;
+                if n == 0 {
+                    return Err(not_found("connection", c.id.as_str()));
+                }
+                write_enabled_clients(conn, &c)
+            })
+        })
+        .await
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            let n = diesel::delete(connections::table.find(&id))
+                .execute(conn)
+                .map_err(db_err("connection", "id"))?;
+            if n == 0 { Err(not_found("connection", &id)) } else { Ok(()) }
+        })
+        .await
+    }
+}
+
+fn load_client(conn: &mut DbConnection, id: &str) -> Result<Option<Client>, StoreError> {
+    let row: Option<ClientRow> = clients::table
+        .find(id)
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_err("client", "client_id"))?;
+    let Some(row) = row else { return Ok(None) };
+    let secrets = client_secrets::table
+        .filter(client_secrets::client_id.eq(id))
+        .select(SecretRow::as_select())
+        .order(client_secrets::created_at)
+        .load(conn)
+        .map_err(db_err("client", "client_id"))?;
+    row.into_domain(secrets).map(Some)
+}
+
+fn write_secrets(conn: &mut DbConnection, c: &Client) -> Result<(), StoreError> {
+    diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(c.client_id.as_str())))
+        .execute(conn)
+        .map_err(db_err("client", "client_id"))?;
+    for s in &c.secrets {
+        diesel::insert_into(client_secrets::table)
+            .values(SecretRow::from_domain(&c.client_id, s))
+            .execute(conn)
+            .map_err(db_err("client secret", "digest"))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ClientRepo for SqlStore {
+    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+        let row = ClientRow::from_domain(c)?;
+        let c = c.clone();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                diesel::insert_into(clients::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                write_secrets(conn, &c)
+            })
+        })
+        .await
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Client, StoreError> {
+        self.find_client(id)
+            .await?
+            .ok_or_else(|| not_found("client", id.as_str()))
+    }
+
+    async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| load_client(conn, &id)).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.run(move |conn| {
+            let rows: Vec<ClientRow> = clients::table
+                .select(ClientRow::as_select())
+                .order((clients::created_at, clients::client_id))
+                .load(conn)
+                .map_err(db_err("client", "client_id"))?;
+            let secrets: Vec<SecretRow> = client_secrets::table
+                .select(SecretRow::as_select())
+                .order(client_secrets::created_at)
+                .load(conn)
+                .map_err(db_err("client", "client_id"))?;
+            let mut by_client: std::collections::HashMap<String, Vec<SecretRow>> = Default::default();
+            for s in secrets {
+                by_client.entry(s.client_id.clone()).or_default().push(s);
+            }
+            rows.into_iter()
+                .map(|r| {
+                    let s = by_client.remove(&r.client_id).unwrap_or_default();
+                    r.into_domain(s)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_client(&self, c: &Client) -> Result<(), StoreError> {
+        let row = ClientRow::from_domain(c)?;
+        let c = c.clone();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                let n = diesel::update(clients::table.find(c.client_id.as_str()))
+                    .set(&row)
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                if n == 0 {
+                    return Err(not_found("client", c.client_id.as_str()));
+                }
+                write_secrets(conn, &c)
+            })
+        })
+        .await
+    }
+
+    async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                // Explicit, so the result does not depend on foreign-key enforcement.
+                diesel::delete(connection_clients::table.filter(connection_clients::client_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                let n = diesel::delete(clients::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
+                if n == 0 { Err(not_found("client", &id)) } else { Ok(()) }
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserRepo for SqlStore {
+    async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
+        let row = UserRow::from_domain(u)?;
+        self.run(move |conn| {
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("user", "user_id"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<User, StoreError> {
+        self.find_user(id).await?.ok_or_else(|| not_found("user", id.as_str()))
+    }
+
+    async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<UserRow> = users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("user", "user_id"))?;
+            row.map(UserRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn list_users(&self, q: &UserQuery) -> Result<Vec<User>, StoreError> {
+        let q = q.clone();
+        self.run(move |conn| {
+            let mut query = users::table.select(UserRow::as_select()).into_boxed();
+            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+                let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                query = query.filter(users::search.like(format!("%{escaped}%")).escape('\\'));
+            }
+            let per_page = i64::from(q.per_page.clamp(1, 100));
+            let rows: Vec<UserRow> = query
+                .order((users::created_at.desc(), users::user_id))
+                .limit(per_page)
+                .offset(i64::from(q.page) * per_page)
+                .load(conn)
+                .map_err(db_err("user", "user_id"))?;
+            rows.into_iter().map(UserRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        let email = email.to_lowercase();
+        self.run(move |conn| {
+            let rows: Vec<UserRow> = users::table
+                .filter(users::email.eq(&email))
+                .select(UserRow::as_select())
+                .order(users::created_at)
+                .load(conn)
+                .map_err(db_err("user", "email"))?;
+            rows.into_iter().map(UserRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &User) -> Result<(), StoreError> {
+        let row = UserRow::from_domain(u)?;
+        self.run(move |conn| {
+            let n = diesel::update(users::table.find(&row.user_id))
+                .set(&row)
+                .execute(conn)
+                .map_err(db_err("user", "user_id"))?;
+            if n == 0 { Err(not_found("user", &row.user_id)) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                diesel::delete(identities::table.filter(identities::user_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                let n = diesel::delete(users::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                if n == 0 { Err(not_found("user", &id)) } else { Ok(()) }
+            })
+        })
+        .await
+    }
+
+    async fn insert_identity(&self, i: &Identity) -> Result<(), StoreError> {
+        let row = IdentityRow::from_domain(i)?;
+        self.run(move |conn| {
+            diesel::insert_into(identities::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("identity", "subject"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_identity(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        let key = (connection.as_str().to_owned(), issuer.to_owned(), subject.to_owned());
+        self.run(move |conn| {
+            let row: Option<IdentityRow> = identities::table
+                .find((&key.0, &key.1, &key.2))
+                .select(IdentityRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("identity", "subject"))?;
+            row.map(IdentityRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError> {
+        let user = user.as_str().to_owned();
+        self.run(move |conn| {
+            let rows: Vec<IdentityRow> = identities::table
+                .filter(identities::user_id.eq(&user))
+                .select(IdentityRow::as_select())
+                .order(identities::created_at)
+                .load(conn)
+                .map_err(db_err("identity", "user_id"))?;
+            rows.into_iter().map(IdentityRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn update_identity(&self, i: &Identity) -> Result<(), StoreError> {
+        let row = IdentityRow::from_domain(i)?;
+        self.run(move |conn| {
+            let n = diesel::update(identities::table.find((&row.connection_id, &row.issuer, &row.subject)))
+                .set((
+                    identities::user_id.eq(&row.user_id),
+                    identities::password_hash.eq(&row.password_hash),
+                    identities::profile.eq(&row.profile),
+                    identities::updated_at.eq(row.updated_at),
+                ))
+                .execute(conn)
+                .map_err(db_err("identity", "subject"))?;
+            if n == 0 { Err(not_found("identity", &row.subject)) } else { Ok(()) }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RefreshTokenRepo for SqlStore {
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
+        let row = RefreshRow::from_domain(t);
+        self.run(move |conn| {
+            diesel::insert_into(refresh_tokens::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("refresh token", "digest"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
+        let digest = digest.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<RefreshRow> = refresh_tokens::table
+                .filter(refresh_tokens::digest.eq(&digest))
+                .select(RefreshRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("refresh token", "digest"))?;
+            Ok(row.map(RefreshRow::into_domain))
+        })
+        .await
+    }
+
+    async fn mark_refresh_token_rotated(
+        &self,
+        id: &RefreshTokenId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        let now = to_millis(now);
+        self.run(move |conn| {
+            // One conditional UPDATE: of two concurrent exchanges only one sees a row change.
+            let n = diesel::update(
+                refresh_tokens::table
+                    .find(&id)
+                    .filter(refresh_tokens::rotated_at.is_null())
+                    .filter(refresh_tokens::revoked_at.is_null())
+                    .filter(refresh_tokens::expires_at.gt(now)),
+            )
+            .set(refresh_tokens::rotated_at.eq(Some(now)))
+            .execute(conn)
+            .map_err(db_err("refresh token", "id"))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_refresh_tokens(
+        &self,
+        scope: &RevokeScope,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RefreshToken>, StoreError> {
+        let scope = scope.clone();
+        let now = to_millis(now);
+        self.run(move |conn| {
+            let mut q = refresh_tokens::table
+                .filter(refresh_tokens::revoked_at.is_null())
+                .select(RefreshRow::as_select())
+                .into_boxed();
+            match &scope {
+                RevokeScope::Family(f) => q = q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned())),
+                RevokeScope::User(u) => q = q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned())),
+                RevokeScope::Session { session_id, include_offline } => {
+                    q = q.filter(refresh_tokens::session_id.eq(session_id.as_str().to_owned()));
+                    if !include_offline {
+                        q = q.filter(refresh_tokens::offline.eq(false));
+                    }
+                }
+            }
+            tx(conn, |conn| {
+                let candidates: Vec<RefreshRow> = q.load(conn).map_err(db_err("refresh token", "id"))?;
+                let mut rows = Vec::with_capacity(candidates.len());
+                for mut r in candidates {
+                    // Only the transaction that flips the row reports it as revoked.
+                    let n = diesel::update(
+                        refresh_tokens::table
+                            .find(&r.id)
+                            .filter(refresh_tokens::revoked_at.is_null()),
+                    )
+                    .set(refresh_tokens::revoked_at.eq(Some(now)))
+                    .execute(conn)
+                    .map_err(db_err("refresh token", "id"))?;
+                    if n == 1 {
+                        r.revoked_at = Some(now);
+                        rows.push(r);
+                    }
+                }
+                Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
+            })
+        })
+        .await
+    }
+    async fn list_user_refresh_tokens(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RefreshToken>, StoreError> {
+        let user = user.as_str().to_owned();
+        let now = to_millis(now);
+        self.run(move |conn| {
+            let rows: Vec<RefreshRow> = refresh_tokens::table
+                .filter(refresh_tokens::user_id.eq(&user))
+                .filter(refresh_tokens::revoked_at.is_null())
+                .filter(refresh_tokens::rotated_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now))
+                .select(RefreshRow::as_select())
+                .order(refresh_tokens::created_at)
+                .load(conn)
+                .map_err(db_err("refresh token", "user_id"))?;
+            Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
+        })
+        .await
+    }
+
+    async fn list_family(&self, family: &FamilyId) -> Result<Vec<RefreshToken>, StoreError> {
+        let family = family.as_str().to_owned();
+        self.run(move |conn| {
+            let rows: Vec<RefreshRow> = refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(&family))
+                .select(RefreshRow::as_select())
+                .order((refresh_tokens::created_at, refresh_tokens::id))
+                .load(conn)
+                .map_err(db_err("refresh token", "family_id"))?;
+            Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SigningKeyRepo for SqlStore {
+    async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
+        let row = KeyRow::from_domain(k, &self.cipher)?;
+        self.run(move |conn| {
+            diesel::insert_into(signing_keys::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("signing key", "kid"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let rows: Vec<KeyRow> = signing_keys::table
+                .select(KeyRow::as_select())
+                .order((signing_keys::created_at, signing_keys::kid))
+                .load(conn)
+                .map_err(db_err("signing key", "kid"))?;
+            rows.into_iter().map(|r| r.into_domain(&cipher)).collect()
+        })
+        .await
+    }
+
+    async fn update_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
+        let row = KeyRow::from_domain(k, &self.cipher)?;
+        self.run(move |conn| {
+            let n = diesel::update(signing_keys::table.find(&row.kid))
+                .set(&row)
+                .execute(conn)
+                .map_err(db_err("signing key", "kid"))?;
+            if n == 0 { Err(not_found("signing key", &row.kid)) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn get_signing_key(&self, kid: &Kid) -> Result<SigningKey, StoreError> {
+        let kid = kid.as_str().to_owned();
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let row: Option<KeyRow> = signing_keys::table
+                .find(&kid)
+                .select(KeyRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("signing key", "kid"))?;
+            row.ok_or_else(|| not_found("signing key", &kid))?.into_domain(&cipher)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LogRepo for SqlStore {
+    async fn insert_log(&self, e: &LogEvent) -> Result<(), StoreError> {
+        let row = LogRow::from_domain(e)?;
+        self.run(move |conn| {
+            diesel::insert_into(log_events::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("log event", "log_id"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_logs(&self, q: &LogQuery) -> Result<Vec<LogEvent>, StoreError> {
+        let q = q.clone();
+        self.run(move |conn| {
+            let mut query = log_events::table.select(LogRow::as_select()).into_boxed();
+            if let Some(t) = &q.event_type {
+                query = query.filter(log_events::event_type.eq(t.clone()));
+            }
+            if let Some(u) = &q.user_id {
+                query = query.filter(log_events::user_id.eq(u.as_str().to_owned()));
+            }
+            if let Some(c) = &q.client_id {
+                query = query.filter(log_events::client_id.eq(c.as_str().to_owned()));
+            }
+            if let Some(c) = &q.connection {
+                query = query.filter(log_events::connection.eq(c.as_str().to_owned()));
+            }
+            if let Some(from) = q.from {
+                query = query.filter(log_events::date.ge(to_millis(from)));
+            }
+            if let Some(to) = q.to {
+                query = query.filter(log_events::date.le(to_millis(to)));
+            }
+            let per_page = i64::from(q.per_page.clamp(1, 100));
+            let rows: Vec<LogRow> = query
+                .order((log_events::date.desc(), log_events::log_id.desc()))
+                .limit(per_page)
+                .offset(i64::from(q.page) * per_page)
+                .load(conn)
+                .map_err(db_err("log event", "log_id"))?;
+            rows.into_iter().map(LogRow::into_domain).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OutboxRepo for SqlStore {
+    async fn insert_deliveries(&self, d: &[Delivery]) -> Result<(), StoreError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let rows = d.iter().map(DeliveryRow::from_domain).collect::<Result<Vec<_>, _>>()?;
+        self.run(move |conn| {
+            tx(conn, |conn| {
+                for row in &rows {
+                    diesel::insert_into(outbox::table)
+                        .values(row)
+                        .execute(conn)
+                        .map_err(db_err("delivery", "id"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let now = to_millis(now);
+        let lease = to_millis(lease_until);
+        self.run(move |conn| {
+            let candidates: Vec<String> = outbox::table
+                .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
+                .filter(outbox::next_attempt_at.le(now))
+                .filter(outbox::locked_until.is_null().or(outbox::locked_until.le(now)))
+                .order((outbox::next_attempt_at, outbox::id))
+                .limit(i64::from(limit))
+                .select(outbox::id)
+                .load(conn)
+                .map_err(db_err("delivery", "id"))?;
+            let mut claimed = Vec::with_capacity(candidates.len());
+            for id in candidates {
+                // The condition is re-checked under the row lock: of two instances racing for the
+                // same row, exactly one updates it.
+                let n = diesel::update(
+                    outbox::table
+                        .find(&id)
+                        .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
+                        .filter(outbox::locked_until.is_null().or(outbox::locked_until.le(now))),
+                )
+                .set(outbox::locked_until.eq(Some(lease)))
+                .execute(conn)
+                .map_err(db_err("delivery", "id"))?;
+                if n == 1 {
+                    let row: DeliveryRow = outbox::table
+                        .find(&id)
+                        .select(DeliveryRow::as_select())
+                        .first(conn)
+                        .map_err(db_err("delivery", "id"))?;
+                    claimed.push(row.into_domain()?);
+                }
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError> {
+        let mut row = DeliveryRow::from_domain(d)?;
+        row.locked_until = None;
+        self.run(move |conn| {
+            let n = diesel::update(outbox::table.find(&row.id))
+                .set(&row)
+                .execute(conn)
+                .map_err(db_err("delivery", "id"))?;
+            if n == 0 { Err(not_found("delivery", &row.id)) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<DeliveryRow> = outbox::table
+                .find(&id)
+                .select(DeliveryRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("delivery", "id"))?;
+            row.ok_or_else(|| not_found("delivery", &id))?.into_domain()
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        self.run(move |conn| {
+            let mut q = outbox::table.select(DeliveryRow::as_select()).into_boxed();
+            if let Some(s) = state {
+                q = q.filter(outbox::state.eq(s.as_str()));
+            }
+            let rows: Vec<DeliveryRow> = q
+                .order((outbox::created_at.desc(), outbox::id.desc()))
+                .limit(i64::from(limit.clamp(1, 1000)))
+                .load(conn)
+                .map_err(db_err("delivery", "id"))?;
+            rows.into_iter().map(DeliveryRow::into_domain).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend.as_str()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))
+        })
+        .await
+    }
+}

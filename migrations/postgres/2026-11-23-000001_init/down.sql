@@ -1,0 +1,10 @@
+DROP TABLE outbox;
+DROP TABLE log_events;
+DROP TABLE signing_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE identities;
+DROP TABLE users;
+DROP TABLE connection_clients;
+DROP TABLE client_secrets;
+DROP TABLE clients;
+DROP TABLE connections;
