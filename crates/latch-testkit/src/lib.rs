@@ -1,0 +1,24 @@
+//! Dev-only support for Latch's tests: the backend matrix (which real services a run may use),
+//! entity fixtures, and the conformance suites every store and session backend must pass.
+//!
+//! **Boundary:** depends on `latch-core` only (plus diesel to make a scratch PostgreSQL schema),
+//! so every backend crate can use it from its tests without a dependency cycle.
+
+pub mod env;
+pub mod fixtures;
+pub mod session_conformance;
+pub mod store_conformance;
+
+use std::sync::Arc;
+
+/// A store under test, with whatever must live as long as it (temp dir, scratch schema).
+pub struct StoreHarness {
+    pub store: Arc<dyn latch_core::store::Store>,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+/// A session store under test.
+pub struct SessionHarness {
+    pub sessions: Arc<dyn latch_core::session::SessionStore>,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}

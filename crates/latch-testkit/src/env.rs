@@ -1,0 +1,94 @@
+//! Which real services this test run may use, and per-test isolation on them.
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+
+/// `LATCH_TEST_DATABASE_URL`: a PostgreSQL database tests may create schemas in.
+pub const DATABASE_URL_VAR: &str = "LATCH_TEST_DATABASE_URL";
+/// `LATCH_TEST_REDIS_URL`: a Redis tests may write prefixed keys to.
+pub const REDIS_URL_VAR: &str = "LATCH_TEST_REDIS_URL";
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The PostgreSQL URL, or `None` after printing loudly that the test is skipped.
+pub fn postgres_url(test: &str) -> Option<String> {
+    let v = var(DATABASE_URL_VAR);
+    if v.is_none() {
+        eprintln!("SKIPPED {test}: {DATABASE_URL_VAR} is not set, PostgreSQL not exercised");
+    }
+    v
+}
+
+/// The Redis URL, or `None` after printing loudly that the test is skipped.
+pub fn redis_url(test: &str) -> Option<String> {
+    let v = var(REDIS_URL_VAR);
+    if v.is_none() {
+        eprintln!("SKIPPED {test}: {REDIS_URL_VAR} is not set, Redis not exercised");
+    }
+    v
+}
+
+/// A short unique token for names, prefixes and schemas.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+/// A scratch PostgreSQL schema, dropped when the guard is dropped. `url` connects with that
+/// schema first on the search path, so migrations and queries land in it.
+pub struct PgSchema {
+    base: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgSchema {
+    pub fn create(base: &str) -> Self {
+        let name = format!("latch_test_{}", unique());
+        let mut c = PgConnection::establish(base).expect("connect to LATCH_TEST_DATABASE_URL");
+        c.batch_execute(&format!("CREATE SCHEMA {name}")).expect("create schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
+        Self {
+            base: base.to_owned(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&self.base) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A fresh temporary directory path (created) for SQLite files; removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("latch-test-{}", unique()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,355 @@
+//! What every session store backend must do, and [`MemorySessions`], a plain in-memory model of
+//! the contract that the suite also runs against (so the suite itself is checked).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use latch_core::session::*;
+use latch_core::*;
+use time::{Duration, OffsetDateTime};
+
+use crate::fixtures::{self, now};
+
+pub async fn insert_find_and_expiry(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let live = fixtures::session(&user);
+    s.insert_session(&live).await.unwrap();
+    assert_eq!(s.find_session(&live.id, now()).await.unwrap(), Some(live.clone()));
+    assert!(s.find_session(&SessionId::new("missing"), now()).await.unwrap().is_none());
+
+    // Past its idle expiry, or its absolute expiry, a session is gone whatever the backend purged.
+    let later = live.idle_expires_at + Duration::milliseconds(1);
+    assert!(s.find_session(&live.id, later).await.unwrap().is_none());
+    let mut dead = fixtures::session(&user);
+    dead.expires_at = now() - Duration::seconds(1);
+    s.insert_session(&dead).await.unwrap();
+    assert!(s.find_session(&dead.id, now()).await.unwrap().is_none());
+    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap(), vec![live]);
+}
+
+pub async fn touch_moves_idle_not_absolute(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let sess = fixtures::session(&user);
+    s.insert_session(&sess).await.unwrap();
+    let t1 = now() + Duration::minutes(20);
+    let touched = s.touch_session(&sess.id, t1, Duration::minutes(30)).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, t1);
+    assert_eq!(touched.idle_expires_at, t1 + Duration::minutes(30));
+    assert_eq!(touched.expires_at, sess.expires_at);
+    // Alive past the first idle deadline now.
+    let t2 = sess.idle_expires_at + Duration::minutes(1);
+    assert_eq!(s.find_session(&sess.id, t2).await.unwrap(), Some(touched.clone()));
+    // Idle expiry never passes the absolute one.
+    let t3 = now() + Duration::minutes(45);
+    let capped = s.touch_session(&sess.id, t3, Duration::minutes(30)).await.unwrap().unwrap();
+    assert_eq!(capped.idle_expires_at, sess.expires_at);
+    // A dead session cannot be revived.
+    let t4 = sess.expires_at + Duration::seconds(1);
+    assert!(s.touch_session(&sess.id, t4, Duration::minutes(30)).await.unwrap().is_none());
+}
+
+pub async fn clients_join_once(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let sess = fixtures::session(&user);
+    s.insert_session(&sess).await.unwrap();
+    let a = fixtures::session_client("app-a");
+    let mut b = fixtures::session_client("app-b");
+    b.joined_at = a.joined_at + Duration::seconds(1);
+    s.add_session_client(&sess.id, &a, now()).await.unwrap().unwrap();
+    let got = s.add_session_client(&sess.id, &b, now()).await.unwrap().unwrap();
+    assert_eq!(got.clients, vec![a.clone(), b.clone()]);
+    // Joining again keeps the first sid.
+    let again = SessionClient { sid: Sid::new("another"), ..a.clone() };
+    let got = s.add_session_client(&sess.id, &again, now()).await.unwrap().unwrap();
+    assert_eq!(got.clients, vec![a.clone(), b.clone()]);
+    assert_eq!(s.find_session(&sess.id, now()).await.unwrap().unwrap().clients, vec![a, b]);
+    // No session, no join.
+    let ghost = fixtures::session_client("app-c");
+    assert!(s.add_session_client(&SessionId::new("missing"), &ghost, now()).await.unwrap().is_none());
+    let late = sess.expires_at + Duration::seconds(1);
+    assert!(s.add_session_client(&sess.id, &ghost, late).await.unwrap().is_none());
+}
+
+pub async fn user_index_lists_only_live_sessions(s: &dyn SessionStore) {
+    let (alice, bob) = (fixtures::user_id(), fixtures::user_id());
+    let mut mine = Vec::new();
+    for n in 0..3 {
+        let mut x = fixtures::session(&alice);
+        x.created_at = now() + Duration::milliseconds(n);
+        s.insert_session(&x).await.unwrap();
+        mine.push(x);
+    }
+    let theirs = fixtures::session(&bob);
+    s.insert_session(&theirs).await.unwrap();
+    let mut short = fixtures::session(&alice);
+    short.idle_expires_at = now() + Duration::seconds(5);
+    s.insert_session(&short).await.unwrap();
+
+    let listed = s.list_user_sessions(&alice, now() + Duration::seconds(10)).await.unwrap();
+    assert_eq!(listed, mine);
+    assert_eq!(s.list_user_sessions(&bob, now()).await.unwrap(), vec![theirs]);
+    assert!(s.list_user_sessions(&fixtures::user_id(), now()).await.unwrap().is_empty());
+}
+
+pub async fn end_one_session(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let (a, b) = (fixtures::session(&user), fixtures::session(&user));
+    s.insert_session(&a).await.unwrap();
+    s.insert_session(&b).await.unwrap();
+    let joined = fixtures::session_client("app");
+    let a = s.add_session_client(&a.id, &joined, now()).await.unwrap().unwrap();
+    assert_eq!(s.end_session(&a.id).await.unwrap(), Some(a.clone()));
+    assert!(s.end_session(&a.id).await.unwrap().is_none());
+    assert!(s.find_session(&a.id, now()).await.unwrap().is_none());
+    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap(), vec![b]);
+}
+
+pub async fn end_all_sessions_of_user(s: &dyn SessionStore) {
+    let (user, other) = (fixtures::user_id(), fixtures::user_id());
+    let mut mine = Vec::new();
+    for n in 0..5 {
+        let mut x = fixtures::session(&user);
+        x.created_at = now() + Duration::milliseconds(n);
+        x.clients = vec![fixtures::session_client(&format!("app-{n}"))];
+        s.insert_session(&x).await.unwrap();
+        mine.push(x);
+    }
+    let keep = fixtures::session(&other);
+    s.insert_session(&keep).await.unwrap();
+    let ended = s.end_user_sessions(&user).await.unwrap();
+    assert_eq!(ended, mine);
+    assert!(s.list_user_sessions(&user, now()).await.unwrap().is_empty());
+    for x in &mine {
+        assert!(s.find_session(&x.id, now()).await.unwrap().is_none());
+    }
+    assert!(s.end_user_sessions(&user).await.unwrap().is_empty());
+    assert_eq!(s.list_user_sessions(&other, now()).await.unwrap(), vec![keep]);
+}
+
+pub async fn end_all_is_atomic_under_concurrency(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let x = fixtures::session(&user);
+        ids.push(x.id.clone());
+        s.insert_session(&x).await.unwrap();
+    }
+    let (a, b, c) = tokio::join!(s.end_user_sessions(&user), s.end_user_sessions(&user), async {
+        let mut n = 0;
+        for id in &ids[..5] {
+            n += usize::from(s.end_session(id).await.unwrap().is_some());
+        }
+        n
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut all: Vec<_> = a.iter().chain(b.iter()).map(|x| x.id.clone()).collect();
+    assert_eq!(all.len() + c, 20, "every session ended exactly once");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len() + c, 20, "no session ended twice");
+}
+
+fn code(expires_in: Duration) -> AuthCode {
+    AuthCode {
+        digest: TokenDigest::new(format!("code-{}", crate::env::unique())),
+        client_id: ClientId::new("app"),
+        user_id: fixtures::user_id(),
+        session_id: Some(SessionId::new("s")),
+        sid: Some(Sid::new("sid")),
+        redirect_uri: "https://app.example.com/cb".into(),
+        scope: "openid email".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: now(),
+        expires_at: now() + expires_in,
+    }
+}
+
+pub async fn codes_are_single_use(s: &dyn SessionStore) {
+    let c = code(Duration::minutes(1));
+    s.insert_code(&c).await.unwrap();
+    let (a, b) = tokio::join!(s.take_code(&c.digest, now()), s.take_code(&c.digest, now()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.iter().chain(b.iter()).count(), 1, "exactly one taker wins");
+    assert_eq!(a.or(b), Some(c.clone()));
+    assert!(s.take_code(&c.digest, now()).await.unwrap().is_none());
+
+    let stale = code(Duration::seconds(30));
+    s.insert_code(&stale).await.unwrap();
+    assert!(s.take_code(&stale.digest, now() + Duration::seconds(31)).await.unwrap().is_none());
+}
+
+pub async fn login_transactions_are_single_use(s: &dyn SessionStore) {
+    let t = LoginTransaction {
+        id: LoginTxId::new(format!("tx-{}", crate::env::unique())),
+        expires_at: now() + Duration::minutes(10),
+        payload: serde_json::json!({"nonce": "abc", "return_to": "/authorize?x=1"}),
+    };
+    s.insert_login_tx(&t).await.unwrap();
+    assert!(s.take_login_tx(&t.id, t.expires_at + Duration::seconds(1)).await.unwrap().is_none());
+    let t2 = LoginTransaction { id: LoginTxId::new(format!("tx-{}", crate::env::unique())), ..t.clone() };
+    s.insert_login_tx(&t2).await.unwrap();
+    assert_eq!(s.take_login_tx(&t2.id, now()).await.unwrap(), Some(t2.clone()));
+    assert!(s.take_login_tx(&t2.id, now()).await.unwrap().is_none());
+}
+
+pub async fn remember_once_guards_replay(s: &dyn SessionStore) {
+    let key = crate::env::unique();
+    let exp = now() + Duration::minutes(5);
+    assert!(s.remember_once("gtr-jti", &key, exp, now()).await.unwrap());
+    assert!(!s.remember_once("gtr-jti", &key, exp, now()).await.unwrap());
+    assert!(s.remember_once("saml-assertion", &key, exp, now()).await.unwrap());
+    let other = crate::env::unique();
+    let (a, b) = tokio::join!(s.remember_once("gtr-jti", &other, exp, now()), s.remember_once("gtr-jti", &other, exp, now()));
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one concurrent caller is first");
+}
+
+pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
+    let mut x = fixtures::session(&fixtures::user_id());
+    x.upstream = UpstreamSession {
+        sid: Some("upstream-sid".into()),
+        id_token: Some("eyJhbGciOiJSUzI1NiJ9.e30.sig".into()),
+        name_id: Some("alice@example.com".into()),
+        name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
+        session_index: Some("_be9967abd904ddcae3c0eb4189adbe3f71e327cf93".into()),
+    };
+    x.connection = ConnectionName::new("acme-okta");
+    s.insert_session(&x).await.unwrap();
+    assert_eq!(s.find_session(&x.id, now()).await.unwrap(), Some(x));
+}
+
+pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let live = fixtures::session(&user);
+    let mut dead = fixtures::session(&user);
+    dead.idle_expires_at = now() - Duration::seconds(1);
+    s.insert_session(&live).await.unwrap();
+    s.insert_session(&dead).await.unwrap();
+    s.purge_expired(now()).await.unwrap();
+    assert!(s.find_session(&live.id, now()).await.unwrap().is_some());
+    assert!(s.end_session(&dead.id).await.unwrap().map(|d| d.is_live(now())) != Some(true));
+    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap(), vec![live]);
+}
+
+/// The session store contract in its plainest form: a map behind a mutex.
+#[derive(Default)]
+pub struct MemorySessions {
+    inner: Mutex<Mem>,
+}
+
+#[derive(Default)]
+struct Mem {
+    sessions: HashMap<SessionId, Session>,
+    codes: HashMap<TokenDigest, AuthCode>,
+    txs: HashMap<LoginTxId, LoginTransaction>,
+    seen: HashMap<(String, String), OffsetDateTime>,
+}
+
+impl MemorySessions {
+    fn with<T>(&self, f: impl FnOnce(&mut Mem) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn by_creation(v: &mut [Session]) {
+    v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+}
+
+#[async_trait]
+impl SessionStore for MemorySessions {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+    async fn ping(&self) -> Result<(), SessionError> {
+        Ok(())
+    }
+    async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
+        self.with(|m| m.sessions.insert(s.id.clone(), s.clone()));
+        Ok(())
+    }
+    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        Ok(self.with(|m| m.sessions.get(id).filter(|s| s.is_live(now)).cloned()))
+    }
+    async fn touch_session(&self, id: &SessionId, now: OffsetDateTime, idle: Duration) -> Result<Option<Session>, SessionError> {
+        Ok(self.with(|m| {
+            let s = m.sessions.get_mut(id).filter(|s| s.is_live(now))?;
+            s.last_seen_at = now;
+            s.idle_expires_at = (now + idle).min(s.expires_at);
+            Some(s.clone())
+        }))
+    }
+    async fn add_session_client(&self, id: &SessionId, c: &SessionClient, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        Ok(self.with(|m| {
+            let s = m.sessions.get_mut(id).filter(|s| s.is_live(now))?;
+            if !s.clients.iter().any(|j| j.client_id == c.client_id) {
+                s.clients.push(c.clone());
+                s.clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.client_id.cmp(&b.client_id)));
+            }
+            Some(s.clone())
+        }))
+    }
+    async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+        let mut v: Vec<_> = self.with(|m| m.sessions.values().filter(|s| s.user_id == *user && s.is_live(now)).cloned().collect());
+        by_creation(&mut v);
+        Ok(v)
+    }
+    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        Ok(self.with(|m| m.sessions.remove(id)))
+    }
+    async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
+        let mut v: Vec<_> = self.with(|m| {
+            let ids: Vec<_> = m.sessions.values().filter(|s| s.user_id == *user).map(|s| s.id.clone()).collect();
+            ids.into_iter().filter_map(|id| m.sessions.remove(&id)).collect()
+        });
+        by_creation(&mut v);
+        Ok(v)
+    }
+    async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
+        self.with(|m| m.codes.insert(c.digest.clone(), c.clone()));
+        Ok(())
+    }
+    async fn take_code(&self, d: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+        Ok(self.with(|m| m.codes.remove(d)).filter(|c| c.expires_at > now))
+    }
+    async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
+        self.with(|m| m.txs.insert(t.id.clone(), t.clone()));
+        Ok(())
+    }
+    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+        Ok(self.with(|m| m.txs.remove(id)).filter(|t| t.expires_at > now))
+    }
+    async fn remember_once(&self, scope: &str, key: &str, exp: OffsetDateTime, now: OffsetDateTime) -> Result<bool, SessionError> {
+        Ok(self.with(|m| {
+            let k = (scope.to_owned(), key.to_owned());
+            match m.seen.get(&k) {
+                Some(e) if *e > now => false,
+                _ => {
+                    m.seen.insert(k, exp);
+                    true
+                }
+            }
+        }))
+    }
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        Ok(self.with(|m| {
+            let before = m.sessions.len();
+            m.sessions.retain(|_, s| s.is_live(now));
+            (before - m.sessions.len()) as u64
+        }))
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use std::sync::Arc;
+
+    use super::MemorySessions;
+    use crate::SessionHarness;
+
+    async fn make(_test: &str) -> Option<SessionHarness> {
+        Some(SessionHarness { sessions: Arc::new(MemorySessions::default()), guard: Box::new(()) })
+    }
+
+    crate::session_conformance_tests!(make);
+}
