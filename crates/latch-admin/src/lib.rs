@@ -1,0 +1,37 @@
+//! The management API (`/api/v2`, shaped as Auth0's Management API v2) and, next, the admin
+//! web UI.
+//!
+//! **Boundary:** admin routes are mounted only through [`configure`], under `/api/v2`; handlers
+//! reach the stores through `latch_core` traits.
+
+mod api;
+mod audit;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::Clock;
+
+/// What the management API needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Mounts `/api/v2`. Authentication is configured separately as
+/// `web::Data<latch_http::ManagementAuthConfig>`.
+pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(deps)).service(
+            web::scope("/api/v2")
+                .service(api::connections::scope())
+                .service(api::clients::scope()),
+        );
+    }
+}
+
+pub use api::clients::default_grant_types;

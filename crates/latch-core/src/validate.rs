@@ -1,8 +1,12 @@
 //! Domain rules for names and URLs, shared by the management API and the admin UI.
 
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
 use url::{Host, Url};
 
-use crate::ValidationError;
+use crate::model::Strategy;
+use crate::{SecretString, ValidationError};
 
 /// Connection names: 1–128 characters, ASCII letters and digits separated by single hyphens
 /// (Auth0's rule), so they are safe in URL paths.
@@ -65,9 +69,277 @@ pub fn app_url(field: &str, raw: &str) -> Result<Url, ValidationError> {
     Ok(url)
 }
 
+/// The kind of value an option holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    /// An upstream URL: https, or http on loopback.
+    Url,
+    /// A list of domain names.
+    Domains,
+    /// Okta domain: a host name or an origin.
+    OktaDomain,
+    /// A write-only secret.
+    Secret,
+    OneOf(&'static [&'static str]),
+    /// `{ "min_length": 1..=128 }`.
+    Complexity,
+}
+
+const GTR: [(&str, Kind); 3] = [
+    ("global_token_revocation_enabled", Kind::Bool),
+    ("global_token_revocation_jwt_iss", Kind::Str),
+    ("global_token_revocation_jwt_sub", Kind::Str),
+];
+
+fn known(strategy: Strategy) -> Vec<(&'static str, Kind)> {
+    let mut keys: Vec<(&str, Kind)> = match strategy {
+        Strategy::Auth0 => vec![
+            ("passwordPolicy", Kind::OneOf(&["none", "low", "fair", "good", "excellent"])),
+            ("password_complexity_options", Kind::Complexity),
+            ("brute_force_protection", Kind::Bool),
+            ("disable_signup", Kind::Bool),
+        ],
+        Strategy::Okta => vec![
+            ("domain", Kind::OktaDomain),
+            ("client_id", Kind::Str),
+            ("client_secret", Kind::Secret),
+            ("scope", Kind::Str),
+        ],
+        Strategy::Oidc => vec![
+            ("discovery_url", Kind::Url),
+            ("issuer", Kind::Url),
+            ("client_id", Kind::Str),
+            ("client_secret", Kind::Secret),
+            ("scope", Kind::Str),
+            ("type", Kind::OneOf(&["back_channel"])),
+        ],
+        Strategy::Samlp => vec![
+            ("metadataUrl", Kind::Url),
+            ("metadataXml", Kind::Str),
+            ("signInEndpoint", Kind::Url),
+            ("signingCert", Kind::Str),
+            ("entityId", Kind::Str),
+            ("signOutEndpoint", Kind::Url),
+            ("disableSignout", Kind::Bool),
+            ("user_id_attribute", Kind::Str),
+        ],
+    };
+    if strategy.is_enterprise() {
+        keys.extend(GTR);
+        keys.push(("domain_aliases", Kind::Domains));
+        keys.push(("jwks_uri", Kind::Url));
+    }
+    keys
+}
+
+fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
+    let bad = |m: &str| Err(ValidationError::new(field, m));
+    match kind {
+        Kind::Str | Kind::Secret => match v.as_str() {
+            Some(s) if !s.trim().is_empty() => Ok(()),
+            _ => bad("must be a non-empty string"),
+        },
+        Kind::Bool => match v {
+            Value::Bool(_) => Ok(()),
+            _ => bad("must be true or false"),
+        },
+        Kind::Url => match v.as_str() {
+            Some(s) => app_url(field, s).map(|_| ()),
+            None => bad("must be a URL string"),
+        },
+        Kind::OneOf(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(()),
+            _ => Err(ValidationError::new(field, format!("must be one of: {}", allowed.join(", ")))),
+        },
+        Kind::Domains => {
+            let Some(list) = v.as_array() else { return bad("must be a list of domain names") };
+            for (i, d) in list.iter().enumerate() {
+                let ok = d.as_str().is_some_and(|d| {
+                    !d.is_empty()
+                        && d.len() <= 253
+                        && d.split('.').all(|l| {
+                            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        })
+                });
+                if !ok {
+                    return Err(ValidationError::new(format!("{field}[{i}]"), "must be a domain name"));
+                }
+            }
+            Ok(())
+        }
+        Kind::OktaDomain => match v.as_str() {
+            Some(s) => okta_domain(field, s).map(|_| ()),
+            None => bad("must be a host name such as acme.okta.com"),
+        },
+        Kind::Complexity => {
+            let Some(obj) = v.as_object() else { return bad("must be an object") };
+            for (k, v) in obj {
+                match (k.as_str(), v.as_u64()) {
+                    ("min_length", Some(1..=128)) => {}
+                    ("min_length", _) => {
+                        return Err(ValidationError::new(format!("{field}.min_length"), "must be a number from 1 to 128"));
+                    }
+                    _ => return Err(ValidationError::new(format!("{field}.{k}"), "is not a known option")),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The Okta org's base URL from the `domain` option: a host name (`acme.okta.com`, https
+/// implied) or an origin; `http://` only on loopback hosts.
+pub fn okta_domain(field: &str, raw: &str) -> Result<Url, ValidationError> {
+    let candidate = if raw.contains("://") { raw.to_owned() } else { format!("https://{raw}") };
+    let url = app_url(field, &candidate)?;
+    if url.path() != "/" || url.query().is_some() {
+        return Err(ValidationError::new(field, "must be a host name such as acme.okta.com, without a path"));
+    }
+    Ok(url)
+}
+
+/// Validates a connection's `options` for its strategy and splits out the secret ones.
+///
+/// `previous_secrets` are the secrets already stored (on update): a secret the new options leave
+/// out is kept, so an admin can edit other options without re-entering it.
+pub fn connection_options(
+    strategy: Strategy,
+    mut options: Map<String, Value>,
+    previous_secrets: Option<&BTreeMap<String, SecretString>>,
+) -> Result<(Map<String, Value>, BTreeMap<String, SecretString>), ValidationError> {
+    let keys = known(strategy);
+    let mut secrets = previous_secrets.cloned().unwrap_or_default();
+    for (k, v) in &options {
+        let field = format!("options.{k}");
+        let Some((_, kind)) = keys.iter().find(|(name, _)| name == k) else {
+            return Err(ValidationError::new(field, format!("is not an option of the {} strategy", strategy.as_str())));
+        };
+        check(&field, *kind, v)?;
+    }
+    for key in strategy.secret_option_keys() {
+        if let Some(Value::String(s)) = options.remove(*key) {
+            secrets.insert((*key).to_owned(), SecretString::new(s));
+        }
+    }
+    let has = |k: &str| options.contains_key(k);
+    let require = |k: &str, why: &str| -> Result<(), ValidationError> {
+        if options.contains_key(k) { Ok(()) } else { Err(ValidationError::new(format!("options.{k}"), why.to_owned())) }
+    };
+    match strategy {
+        Strategy::Auth0 => {}
+        Strategy::Okta => {
+            require("domain", "is required: the Okta org's domain, e.g. acme.okta.com")?;
+            require("client_id", "is required")?;
+            if !secrets.contains_key("client_secret") {
+                return Err(ValidationError::new("options.client_secret", "is required"));
+            }
+        }
+        Strategy::Oidc => {
+            if !has("discovery_url") && !has("issuer") {
+                return Err(ValidationError::new("options.discovery_url", "discovery_url or issuer is required"));
+            }
+            require("client_id", "is required")?;
+            if !secrets.contains_key("client_secret") {
+                return Err(ValidationError::new("options.client_secret", "is required for the back_channel type"));
+            }
+        }
+        Strategy::Samlp => {
+            let direct = has("signInEndpoint") && has("signingCert");
+            if !has("metadataUrl") && !has("metadataXml") && !direct {
+                return Err(ValidationError::new(
+                    "options.metadataUrl",
+                    "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
+                ));
+            }
+            if has("signInEndpoint") != has("signingCert") && !has("metadataUrl") && !has("metadataXml") {
+                let missing = if has("signInEndpoint") { "signingCert" } else { "signInEndpoint" };
+                return Err(ValidationError::new(format!("options.{missing}"), "is required with the other"));
+            }
+            if options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)) {
+                require("global_token_revocation_jwt_iss", "is required for Universal Logout on a SAML connection")?;
+                require("global_token_revocation_jwt_sub", "is required for Universal Logout on a SAML connection")?;
+            }
+        }
+    }
+    Ok((options, secrets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opts(v: serde_json::Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn okta_options() {
+        let (o, s) = connection_options(
+            Strategy::Okta,
+            opts(serde_json::json!({"domain": "acme.okta.com", "client_id": "0oa1", "client_secret": "xyz"})),
+            None,
+        )
+        .unwrap();
+        assert!(!o.contains_key("client_secret"));
+        assert_eq!(s["client_secret"].expose(), "xyz");
+        // Kept on update when left out.
+        let (_, s2) = connection_options(
+            Strategy::Okta,
+            opts(serde_json::json!({"domain": "http://127.0.0.1:4000", "client_id": "0oa1"})),
+            Some(&s),
+        )
+        .unwrap();
+        assert_eq!(s2["client_secret"].expose(), "xyz");
+        let e = connection_options(Strategy::Okta, opts(serde_json::json!({"client_id": "a", "client_secret": "b"})), None)
+            .unwrap_err();
+        assert_eq!(e.field, "options.domain");
+        let e = connection_options(
+            Strategy::Okta,
+            opts(serde_json::json!({"domain": "http://acme.okta.com", "client_id": "a", "client_secret": "b"})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "options.domain");
+        let e = connection_options(
+            Strategy::Okta,
+            opts(serde_json::json!({"domain": "acme.okta.com/oauth2", "client_id": "a", "client_secret": "b"})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "options.domain");
+    }
+
+    #[test]
+    fn unknown_and_mistyped_options() {
+        let e = connection_options(Strategy::Auth0, opts(serde_json::json!({"domian": "x"})), None).unwrap_err();
+        assert_eq!(e.field, "options.domian");
+        let e = connection_options(Strategy::Auth0, opts(serde_json::json!({"disable_signup": "yes"})), None).unwrap_err();
+        assert_eq!(e.field, "options.disable_signup");
+        let e = connection_options(
+            Strategy::Oidc,
+            opts(serde_json::json!({"issuer": "https://idp.example.com", "client_id": "a", "client_secret": "b", "domain_aliases": ["ok.com", "not a domain"]})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "options.domain_aliases[1]");
+    }
+
+    #[test]
+    fn samlp_options() {
+        assert!(connection_options(Strategy::Samlp, opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md"})), None).is_ok());
+        let e = connection_options(Strategy::Samlp, opts(serde_json::json!({"signInEndpoint": "https://idp.example.com/sso"})), None)
+            .unwrap_err();
+        assert!(e.field.starts_with("options."));
+        let e = connection_options(
+            Strategy::Samlp,
+            opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md", "global_token_revocation_enabled": true})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "options.global_token_revocation_jwt_iss");
+    }
 
     #[test]
     fn connection_names() {

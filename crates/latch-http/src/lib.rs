@@ -1,0 +1,14 @@
+//! actix-web glue shared by every endpoint crate: errors to responses (the one place where
+//! domain errors become status codes), strict JSON bodies, management API authentication,
+//! security headers, request ids.
+//!
+//! **Boundary:** endpoint crates share code through this crate, never through each other.
+
+pub mod auth;
+pub mod error;
+pub mod headers;
+pub mod json;
+
+pub use auth::{AdminToken, ManagementAuth, ManagementAuthConfig};
+pub use error::ApiError;
+pub use json::StrictJson;

@@ -1,0 +1,10 @@
+//! The `latch` binary's library half: configuration, start-up, and the composition of every
+//! Latch crate into one actix-web application. `main.rs` is only the CLI.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod telemetry;
+
+pub use app::{AppState, configure};
+pub use config::Config;

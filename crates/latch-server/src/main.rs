@@ -1,1 +1,115 @@
-fn main() {}
+//! `latch`: the identity broker's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use latch_server::config::Config;
+use latch_server::{app, bootstrap, telemetry};
+
+/// Latch: an identity broker. Apps sign in through Latch (OpenID Connect or SAML); Latch signs
+/// users in through your identity providers, and ends every session everywhere on logout.
+#[derive(Parser)]
+#[command(name = "latch", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// TOML configuration file; LATCH_* environment variables override its keys.
+    #[arg(long, short, global = true, env = "LATCH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("latch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("latch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::Migrate => runtime.block_on(migrate(config)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("latch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = bootstrap::open_store(&config).await?;
+    println!("database ({}) is up to date", latch_core::store::Store::backend(&store));
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "starting");
+    let bind = config.bind;
+    let started = bootstrap::start(config).await?;
+    let state = started.state.clone();
+
+    let server = actix_web::HttpServer::new(move || app::app(state.clone()))
+        .bind(bind)
+        .map_err(|e| anyhow::anyhow!("LATCH_BIND {bind}: cannot listen: {e}"))?
+        .shutdown_timeout(10)
+        .run();
+
+    // Embedded stores purge expired sessions themselves; Redis expires keys on its own.
+    let sessions = started.state.sessions.clone();
+    let clock = started.state.clock.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match sessions.purge_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    });
+
+    let issuer = started.state.config.issuer_str().to_owned();
+    println!();
+    println!("  Latch is running at {issuer}");
+    println!("  database: {}   sessions: {}", latch_core::store::Store::backend(&*started.state.store), started.state.sessions.backend());
+    println!("  Management API:     {issuer}/api/v2   (Authorization: Bearer <token>)");
+    match &started.new_admin_token {
+        Some(token) => {
+            println!();
+            println!("  Bootstrap management API token (shown once, only its digest is stored):");
+            println!("    {token}");
+            println!("  Try: curl -H 'Authorization: Bearer {token}' {issuer}/api/v2/connections");
+        }
+        None => println!("  Token: LATCH_ADMIN_TOKEN, or the bootstrap token printed on first start"),
+    }
+    println!();
+    tracing::info!(%bind, "listening");
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The composition root: one actix-web application out of every endpoint crate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, web};
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::Clock;
+use latch_http::{AdminToken, ManagementAuthConfig};
+use serde_json::json;
+
+use crate::config::Config;
+
+/// Shared state of a running Latch.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+    pub admin_token: Option<AdminToken>,
+}
+
+/// Routes of the whole product.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(ManagementAuthConfig { admin_token: state.admin_token.clone() }))
+            .app_data(web::PayloadConfig::new(latch_http::json::MAX_BODY))
+            .route("/healthz", web::get().to(get_healthz))
+            .route("/readyz", web::get().to(get_readyz))
+            .configure(latch_admin::configure(latch_admin::Deps {
+                store: state.store.clone(),
+                sessions: state.sessions.clone(),
+                clock: state.clock.clone(),
+            }))
+            .default_service(web::to(not_found));
+    }
+}
+
+/// The application with every middleware, as `serve` runs it and as tests drive it.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(latch_http::headers::security_headers())
+        .wrap(from_fn(latch_http::headers::request_id_header))
+        .wrap(tracing_actix_web::TracingLogger::default())
+        .configure(configure(state))
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "statusCode": 404, "error": "Not Found", "message": "Not found.", "errorCode": "not_found"
+    }))
+}
+
+/// The process is up.
+async fn get_healthz() -> HttpResponse {
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "status": "ok" }))
+}
+
+/// The database and the session store both answer within two seconds.
+async fn get_readyz(state: web::Data<AppState>) -> HttpResponse {
+    let limit = Duration::from_secs(2);
+    let (db, sessions) = tokio::join!(
+        tokio::time::timeout(limit, state.store.ping()),
+        tokio::time::timeout(limit, state.sessions.ping())
+    );
+    let db_ok = matches!(db, Ok(Ok(())));
+    let sessions_ok = matches!(sessions, Ok(Ok(())));
+    if !db_ok {
+        tracing::warn!(result = ?db.map(|r| r.map_err(|e| e.to_string())), "readiness: database not answering");
+    }
+    if !sessions_ok {
+        tracing::warn!(result = ?sessions.map(|r| r.map_err(|e| e.to_string())), "readiness: session store not answering");
+    }
+    let body = json!({
+        "status": if db_ok && sessions_ok { "ready" } else { "unavailable" },
+        "database": { "backend": state.store.backend(), "ok": db_ok },
+        "sessions": { "backend": state.sessions.backend(), "ok": sessions_ok },
+    });
+    let mut res = if db_ok && sessions_ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    res.insert_header(("Cache-Control", "no-store")).json(body)
+}

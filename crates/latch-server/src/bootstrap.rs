@@ -1,0 +1,197 @@
+//! Start-up: data directory, master key, database (connect + migrate), session store, the
+//! built-in database connection, and the management API's bootstrap token.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use latch_core::model::{Connection, DATABASE_CONNECTION, Strategy};
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::{Clock, ConnectionId, ConnectionName, StoreError, SystemClock};
+use latch_http::AdminToken;
+use latch_session::{EmbeddedSessionStore, RedisSessionStore};
+use latch_store::{Cipher, SqlStore, StoreOptions};
+
+use crate::app::AppState;
+use crate::config::{Config, redact_url};
+
+/// Everything `serve` starts with.
+pub struct Started {
+    pub state: AppState,
+    /// A management API token generated on this start, to print once.
+    pub new_admin_token: Option<String>,
+}
+
+fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("LATCH_DATA_DIR: cannot create {}", dir.display()))
+}
+
+/// Writes `contents` to a new file readable only by its owner.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The master key: `LATCH_SECRET_KEY`, or `secret.key` in the data dir (generated once).
+fn master_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    if let Some(k) = config.secret_key {
+        return Ok(k);
+    }
+    let path = config.data_dir.join("secret.key");
+    if !path.exists() {
+        ensure_dir(&config.data_dir)?;
+        let key = latch_jose::random_token(32);
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&key)?;
+        write_private(&path, STANDARD.encode(raw).as_bytes())?;
+        tracing::info!(path = %path.display(), "generated the master key that encrypts stored secrets");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let raw = STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?;
+    raw.try_into().map_err(|_| anyhow::anyhow!("{} must hold 32 bytes, base64", path.display()))
+}
+
+fn database_url(config: &Config) -> anyhow::Result<String> {
+    match &config.database_url {
+        Some(u) => Ok(u.clone()),
+        None => {
+            ensure_dir(&config.data_dir)?;
+            Ok(config.data_dir.join("latch.db").to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// Connects to the database and migrates it.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let url = database_url(config)?;
+    let key = master_key(config)?;
+    let cipher = Cipher::new(&key)?;
+    let store = SqlStore::open(StoreOptions::new(&url), cipher).await.map_err(|e| describe(&url, e))?;
+    let applied = store.migrate().await.map_err(|e| describe(&url, e))?;
+    for m in &applied {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    Ok(store)
+}
+
+fn describe(url: &str, e: StoreError) -> anyhow::Error {
+    let mut msg = format!("database {}: {e}", redact_url(url));
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    anyhow::anyhow!(msg)
+}
+
+async fn open_sessions(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
+    match &config.redis_url {
+        Some(url) => {
+            let s = RedisSessionStore::connect(url, config.redis_prefix.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("LATCH_REDIS_URL {}: {e}: {}", redact_url(url), source_text(&e)))?;
+            Ok(Arc::new(s))
+        }
+        None => {
+            ensure_dir(&config.data_dir)?;
+            let path: PathBuf = config.data_dir.join("sessions.db");
+            let s = EmbeddedSessionStore::open(&path)
+                .await
+                .map_err(|e| anyhow::anyhow!("session file {}: {e}: {}", path.display(), source_text(&e)))?;
+            Ok(Arc::new(s))
+        }
+    }
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    e.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Creates the built-in `database` connection if it is missing (safe with several instances
+/// starting at once).
+pub async fn ensure_database_connection(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
+    let name = ConnectionName::new(DATABASE_CONNECTION);
+    if store.find_connection_by_name(&name).await?.is_some() {
+        return Ok(());
+    }
+    let now = clock.now();
+    let mut options = serde_json::Map::new();
+    options.insert("passwordPolicy".into(), "good".into());
+    options.insert("brute_force_protection".into(), true.into());
+    let c = Connection {
+        id: ConnectionId::new(format!("con_{}", latch_jose::random_alnum(16))),
+        name,
+        display_name: Some("Username-Password".into()),
+        strategy: Strategy::Auth0,
+        options,
+        secrets: Default::default(),
+        enabled_clients: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    match store.insert_connection(&c).await {
+        Ok(()) => {
+            tracing::info!("created the built-in database connection");
+            Ok(())
+        }
+        Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The management API token: `LATCH_ADMIN_TOKEN`, else the digest stored in the data dir, else
+/// a new token (its digest stored, the token itself returned once to print).
+fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> {
+    if let Some(t) = &config.admin_token {
+        return Ok((AdminToken::new(t), None));
+    }
+    let path = config.data_dir.join("admin-token.sha256");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let raw = STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?;
+        let digest: [u8; 32] = raw.try_into().map_err(|_| anyhow::anyhow!("{} is corrupt", path.display()))?;
+        return Ok((AdminToken::from_digest(digest), None));
+    }
+    ensure_dir(&config.data_dir)?;
+    let token = format!("latch_{}", latch_jose::random_token(32));
+    let t = AdminToken::new(&token);
+    write_private(&path, STANDARD.encode(t.digest()).as_bytes())?;
+    Ok((t, Some(token)))
+}
+
+/// Brings everything up; any failure is an error naming what could not start.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    if config.database_url.is_some() && config.secret_key.is_none() {
+        tracing::warn!(
+            "LATCH_SECRET_KEY is not set: stored secrets are encrypted with a key in the data dir; \
+             every instance sharing this database must use the same LATCH_SECRET_KEY"
+        );
+    }
+    let store = open_store(&config).await?;
+    let sessions = open_sessions(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    ensure_database_connection(&store, &*clock).await?;
+    let (token, new_admin_token) = admin_token(&config)?;
+    Ok(Started {
+        state: AppState {
+            config: Arc::new(config),
+            store: Arc::new(store),
+            sessions,
+            clock,
+            admin_token: Some(token),
+        },
+        new_admin_token,
+    })
+}
