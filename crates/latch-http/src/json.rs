@@ -48,8 +48,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             serde_path_to_error::deserialize(de).map(StrictJson).map_err(|e| {
                 let path = e.path().to_string();
-                let field = if path == "." { "body".to_owned() } else { path };
-                ApiError::bad_request(field.clone(), format!("Payload validation error: {field}: {}", e.inner()))
+                let inner = e.inner().to_string();
+                // serde reports a missing field at its parent: name the field itself.
+                let missing = inner
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .map(str::to_owned);
+                let field = match (path.as_str(), missing) {
+                    (".", Some(m)) => m,
+                    (".", None) => "body".to_owned(),
+                    (p, Some(m)) => format!("{p}.{m}"),
+                    (p, None) => p.to_owned(),
+                };
+                ApiError::bad_request(field.clone(), format!("Payload validation error: {field}: {inner}"))
             })
         })
     }

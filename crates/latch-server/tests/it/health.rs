@@ -1,0 +1,93 @@
+use std::sync::Arc;
+
+use actix_web::test;
+use async_trait::async_trait;
+use latch_core::session::*;
+use latch_core::*;
+use latch_testkit::session_conformance::MemorySessions;
+use time::OffsetDateTime;
+
+use crate::on_all_backends;
+use crate::support::Harness;
+
+async fn ready_and_healthy(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(res.status(), 200);
+    let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_eq!(res.headers().get("x-frame-options").unwrap(), "DENY");
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"]["backend"], h.state.store.backend());
+}
+on_all_backends!(ready_and_healthy, ready_and_healthy);
+
+/// A session store that does not answer.
+struct Down(MemorySessions);
+
+#[async_trait]
+impl SessionStore for Down {
+    fn backend(&self) -> &'static str {
+        "down"
+    }
+    async fn ping(&self) -> Result<(), SessionError> {
+        Err(SessionError::Unavailable("connection refused".into()))
+    }
+    async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
+        self.0.insert_session(s).await
+    }
+    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        self.0.find_session(id, now).await
+    }
+    async fn touch_session(&self, id: &SessionId, now: OffsetDateTime, idle: time::Duration) -> Result<Option<Session>, SessionError> {
+        self.0.touch_session(id, now, idle).await
+    }
+    async fn add_session_client(&self, id: &SessionId, c: &SessionClient, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        self.0.add_session_client(id, c, now).await
+    }
+    async fn list_user_sessions(&self, u: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+        self.0.list_user_sessions(u, now).await
+    }
+    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        self.0.end_session(id).await
+    }
+    async fn end_user_sessions(&self, u: &UserId) -> Result<Vec<Session>, SessionError> {
+        self.0.end_user_sessions(u).await
+    }
+    async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
+        self.0.insert_code(c).await
+    }
+    async fn take_code(&self, d: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+        self.0.take_code(d, now).await
+    }
+    async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
+        self.0.insert_login_tx(t).await
+    }
+    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+        self.0.take_login_tx(id, now).await
+    }
+    async fn remember_once(&self, s: &str, k: &str, e: OffsetDateTime, n: OffsetDateTime) -> Result<bool, SessionError> {
+        self.0.remember_once(s, k, e, n).await
+    }
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        self.0.purge_expired(now).await
+    }
+}
+
+#[actix_web::test]
+async fn not_ready_when_the_session_store_is_down() {
+    let h = crate::support::harness("not_ready", crate::support::Backends::Embedded).await.unwrap();
+    let mut state = h.state.clone();
+    state.sessions = Arc::new(Down(MemorySessions::default()));
+    let app = test::init_service(latch_server::app::app(state)).await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert_eq!(body["sessions"]["ok"], false);
+    assert_eq!(body["database"]["ok"], true);
+    // Liveness does not depend on the stores.
+    let res = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(res.status(), 200);
+}

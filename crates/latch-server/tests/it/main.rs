@@ -1,0 +1,7 @@
+//! End-to-end tests of the composed server: the management API in-process on every backend
+//! pair, and the real `latch` binary as an operator runs it.
+
+mod api;
+mod health;
+mod process;
+mod support;
