@@ -1,9 +1,12 @@
 //! Sessions in Redis.
 //!
 //! Key schema (every key starts with the configured prefix, `latch:` by default):
-//! - `{p}s:{session id}` HASH: `d` session JSON (without clients), `u` user id, `ls` last seen,
-//!   `ie` idle expiry, `ae` absolute expiry (Unix ms), `c:{client id}` one per joined app.
-//!   Its TTL is the session's end (`PEXPIREAT min(ie, ae)`).
+//! - `{p}s:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`):
+//!   `v1\n{last seen}\n{idle expiry}\n{absolute expiry}\n{user id}\n{core JSON}\n` followed by one
+//!   `c{client JSON}\n` line per app that joined. Instants are Unix ms. The mutable parts are lines
+//!   the Lua scripts rewrite or append without parsing JSON, and one compact string per session
+//!   keeps it near 500 bytes of Redis memory (a hash would leave its compact encoding as soon as a
+//!   value passed 64 bytes).
 //! - `{p}u:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
 //!   Entries whose session expired are dropped when the set is read.
 //! - `{p}c:{code digest}` authorization code JSON; `{p}t:{tx id}` login transaction JSON;
@@ -21,47 +24,55 @@ use latch_core::session::*;
 use latch_core::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::internal;
 
 const INSERT: &str = r"
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'ls', ARGV[3], 'ie', ARGV[4], 'ae', ARGV[5])
-redis.call('PEXPIREAT', KEYS[1], ARGV[6])
-redis.call('SADD', KEYS[2], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
 local t = redis.call('PEXPIRETIME', KEYS[2])
-if t == -1 or t < tonumber(ARGV[5]) then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
+if t == -1 or t < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
 return 1
 ";
 
 const TOUCH: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'ie', 'ae')
-if not v[1] or not v[2] then return false end
-local now, ie, ae = tonumber(ARGV[1]), tonumber(v[1]), tonumber(v[2])
-if ie <= now or ae <= now then return false end
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ie, ae, rest = string.match(v, '^v1\n%d+\n(%d+)\n(%d+)\n(.*)$')
+if not ie then return redis.error_reply('corrupt session record') end
+local now = tonumber(ARGV[1])
+if tonumber(ie) <= now or tonumber(ae) <= now then return false end
 local nie = now + tonumber(ARGV[2])
-if nie > ae then nie = ae end
-redis.call('HSET', KEYS[1], 'ls', ARGV[1], 'ie', string.format('%d', nie))
-redis.call('PEXPIREAT', KEYS[1], string.format('%d', nie))
-return redis.call('HGETALL', KEYS[1])
+if nie > tonumber(ae) then nie = tonumber(ae) end
+nie = string.format('%d', nie)
+v = 'v1\n' .. ARGV[1] .. '\n' .. nie .. '\n' .. ae .. '\n' .. rest
+redis.call('SET', KEYS[1], v, 'PXAT', nie)
+return v
 ";
 
 const ADD_CLIENT: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'ie', 'ae')
-if not v[1] or not v[2] then return false end
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ie, ae = string.match(v, '^v1\n%d+\n(%d+)\n(%d+)\n')
+if not ie then return redis.error_reply('corrupt session record') end
 local now = tonumber(ARGV[3])
-if tonumber(v[1]) <= now or tonumber(v[2]) <= now then return false end
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('HGETALL', KEYS[1])
+if tonumber(ie) <= now or tonumber(ae) <= now then return false end
+if not string.find(v, ARGV[1], 1, true) then
+  v = v .. ARGV[2]
+  redis.call('SET', KEYS[1], v, 'KEEPTTL')
+end
+return v
 ";
 
 const END_ONE: &str = r"
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return h end
-local u = redis.call('HGET', KEYS[1], 'u')
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
 redis.call('DEL', KEYS[1])
+local u = string.match(v, '^v1\n%d+\n%d+\n%d+\n([^\n]*)\n')
 if u then redis.call('SREM', ARGV[1] .. u, ARGV[2]) end
-return h
+return v
 ";
 
 const END_USER: &str = r"
@@ -69,15 +80,121 @@ local ids = redis.call('SMEMBERS', KEYS[1])
 local out = {}
 for _, id in ipairs(ids) do
   local k = ARGV[1] .. id
-  local h = redis.call('HGETALL', k)
-  if #h > 0 then
-    out[#out + 1] = h
+  local v = redis.call('GET', k)
+  if v then
+    out[#out + 1] = id
+    out[#out + 1] = v
     redis.call('DEL', k)
   end
 end
 redis.call('DEL', KEYS[1])
 return out
 ";
+
+/// The immutable part of a session, with short keys (it is stored once per session).
+#[derive(Serialize, Deserialize)]
+struct Core {
+    s: Sid,
+    c: ConnectionName,
+    t: i64,
+    a: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    g: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    p: UpstreamSession,
+}
+
+fn is_default(u: &UpstreamSession) -> bool {
+    *u == UpstreamSession::default()
+}
+
+/// One joined app, as a `c…` line.
+#[derive(Serialize, Deserialize)]
+struct Joined {
+    client_id: ClientId,
+    s: Sid,
+    j: i64,
+}
+
+fn corrupt() -> SessionError {
+    SessionError::Internal("corrupt session record".into())
+}
+
+fn client_line(c: &SessionClient) -> Result<String, SessionError> {
+    let j = Joined { client_id: c.client_id.clone(), s: c.sid.clone(), j: to_millis(c.joined_at) };
+    Ok(format!("c{}\n", serde_json::to_string(&j).map_err(internal)?))
+}
+
+/// The substring that marks a client as already joined.
+fn client_marker(c: &ClientId) -> Result<String, SessionError> {
+    Ok(format!("\nc{{\"client_id\":{}", serde_json::to_string(c).map_err(internal)?))
+}
+
+fn encode(s: &Session) -> Result<String, SessionError> {
+    if s.user_id.as_str().contains('\n') {
+        return Err(SessionError::Internal("user id contains a newline".into()));
+    }
+    let core = Core {
+        s: s.sid.clone(),
+        c: s.connection.clone(),
+        t: to_millis(s.created_at),
+        a: to_millis(s.auth_time),
+        i: s.ip.clone(),
+        g: s.user_agent.clone(),
+        p: s.upstream.clone(),
+    };
+    let mut out = format!(
+        "v1\n{}\n{}\n{}\n{}\n{}\n",
+        to_millis(s.last_seen_at),
+        to_millis(s.idle_expires_at),
+        to_millis(s.expires_at),
+        s.user_id,
+        serde_json::to_string(&core).map_err(internal)?
+    );
+    for c in &s.clients {
+        out.push_str(&client_line(c)?);
+    }
+    Ok(out)
+}
+
+fn decode(id: &str, v: &str) -> Result<Session, SessionError> {
+    let mut lines = v.split('\n');
+    if lines.next() != Some("v1") {
+        return Err(corrupt());
+    }
+    let mut num = || -> Result<OffsetDateTime, SessionError> {
+        let n: i64 = lines.next().ok_or_else(corrupt)?.parse().map_err(|_| corrupt())?;
+        Ok(from_millis(n))
+    };
+    let (ls, ie, ae) = (num()?, num()?, num()?);
+    let user = lines.next().ok_or_else(corrupt)?;
+    let core: Core = serde_json::from_str(lines.next().ok_or_else(corrupt)?).map_err(internal)?;
+    let mut clients = Vec::new();
+    for line in lines {
+        if let Some(json) = line.strip_prefix('c') {
+            let j: Joined = serde_json::from_str(json).map_err(internal)?;
+            clients.push(SessionClient { client_id: j.client_id, sid: j.s, joined_at: from_millis(j.j) });
+        }
+    }
+    clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.client_id.cmp(&b.client_id)));
+    Ok(Session {
+        id: SessionId::new(id),
+        sid: core.s,
+        user_id: UserId::new(user),
+        connection: core.c,
+        created_at: from_millis(core.t),
+        auth_time: from_millis(core.a),
+        last_seen_at: ls,
+        idle_expires_at: ie,
+        expires_at: ae,
+        ip: core.i,
+        user_agent: core.g,
+        upstream: core.p,
+        clients,
+    })
+}
 
 /// The production session store.
 #[derive(Clone)]
@@ -103,48 +220,6 @@ fn unavailable(e: redis::RedisError) -> SessionError {
     } else {
         SessionError::Internal(Box::new(e))
     }
-}
-
-/// The fields of a session hash, as HGETALL returns them.
-type Fields = Vec<(String, String)>;
-
-fn decode(fields: Fields) -> Result<Option<Session>, SessionError> {
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    let mut session: Option<Session> = None;
-    let (mut ls, mut ie) = (None, None);
-    let mut clients = Vec::new();
-    for (k, v) in fields {
-        match k.as_str() {
-            "d" => session = Some(serde_json::from_str(&v).map_err(internal)?),
-            "ls" => ls = v.parse::<i64>().ok(),
-            "ie" => ie = v.parse::<i64>().ok(),
-            _ if k.starts_with("c:") => clients.push(serde_json::from_str::<SessionClient>(&v).map_err(internal)?),
-            _ => {}
-        }
-    }
-    let Some(mut s) = session else {
-        return Err(SessionError::Internal("session hash without data".into()));
-    };
-    if let Some(ls) = ls {
-        s.last_seen_at = from_millis(ls);
-    }
-    if let Some(ie) = ie {
-        s.idle_expires_at = from_millis(ie);
-    }
-    clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.client_id.cmp(&b.client_id)));
-    s.clients = clients;
-    Ok(Some(s))
-}
-
-fn pairs(flat: Vec<String>) -> Fields {
-    let mut out = Vec::with_capacity(flat.len() / 2);
-    let mut it = flat.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((k, v));
-    }
-    out
 }
 
 impl RedisSessionStore {
@@ -237,35 +312,25 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
-        let mut core = s.clone();
-        let clients = std::mem::take(&mut core.clients);
-        let data = serde_json::to_string(&core).map_err(internal)?;
         let mut c = self.conn.clone();
-        let key = self.session_key(s.id.as_str());
         let _: i64 = self
             .insert
-            .key(&key)
+            .key(self.session_key(s.id.as_str()))
             .key(self.user_key(s.user_id.as_str()))
-            .arg(data)
-            .arg(s.user_id.as_str())
-            .arg(to_millis(s.last_seen_at))
-            .arg(to_millis(s.idle_expires_at))
-            .arg(to_millis(s.expires_at))
+            .arg(encode(s)?)
             .arg(to_millis(s.ends_at()).max(1))
             .arg(s.id.as_str())
+            .arg(to_millis(s.expires_at).max(1))
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        for client in clients {
-            self.add_session_client(&s.id, &client, from_millis(0)).await?;
-        }
         Ok(())
     }
 
     async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let fields: Fields = c.hgetall(self.session_key(id.as_str())).await.map_err(unavailable)?;
-        Ok(decode(fields)?.filter(|s| s.is_live(now)))
+        let v: Option<String> = c.get(self.session_key(id.as_str())).await.map_err(unavailable)?;
+        Ok(v.map(|v| decode(id.as_str(), &v)).transpose()?.filter(|s| s.is_live(now)))
     }
 
     async fn touch_session(
@@ -275,7 +340,7 @@ impl SessionStore for RedisSessionStore {
         idle: time::Duration,
     ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let flat: Option<Vec<String>> = self
+        let v: Option<String> = self
             .touch
             .key(self.session_key(id.as_str()))
             .arg(to_millis(now))
@@ -283,10 +348,7 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        match flat {
-            None => Ok(None),
-            Some(flat) => decode(pairs(flat)),
-        }
+        v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
     async fn add_session_client(
@@ -296,19 +358,16 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let flat: Option<Vec<String>> = self
+        let v: Option<String> = self
             .add_client
             .key(self.session_key(id.as_str()))
-            .arg(format!("c:{}", client.client_id))
-            .arg(serde_json::to_string(client).map_err(internal)?)
+            .arg(client_marker(&client.client_id)?)
+            .arg(client_line(client)?)
             .arg(to_millis(now))
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        match flat {
-            None => Ok(None),
-            Some(flat) => decode(pairs(flat)),
-        }
+        v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
     async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
@@ -318,17 +377,18 @@ impl SessionStore for RedisSessionStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hgetall(self.session_key(id));
-        }
-        let all: Vec<Fields> = pipe.query_async(&mut c).await.map_err(unavailable)?;
+        let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.map_err(unavailable)?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for (id, fields) in ids.into_iter().zip(all) {
-            match decode(fields)? {
-                Some(s) if s.is_live(now) => out.push(s),
-                Some(_) => {}
+        for (id, v) in ids.into_iter().zip(values) {
+            match v {
+                Some(v) => {
+                    let s = decode(&id, &v)?;
+                    if s.is_live(now) {
+                        out.push(s);
+                    }
+                }
                 None => gone.push(id),
             }
         }
@@ -342,7 +402,7 @@ impl SessionStore for RedisSessionStore {
 
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let flat: Vec<String> = self
+        let v: Option<String> = self
             .end_one
             .key(self.session_key(id.as_str()))
             .arg(format!("{}u:", self.prefix))
@@ -350,22 +410,22 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        decode(pairs(flat))
+        v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let all: Vec<Vec<String>> = self
+        let flat: Vec<String> = self
             .end_user
             .key(self.user_key(user.as_str()))
             .arg(format!("{}s:", self.prefix))
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        let mut out = Vec::with_capacity(all.len());
-        for flat in all {
-            if let Some(s) = decode(pairs(flat))? {
-                out.push(s);
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks(2) {
+            if let [id, v] = pair {
+                out.push(decode(id, v)?);
             }
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
