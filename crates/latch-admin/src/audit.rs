@@ -24,7 +24,10 @@ pub(crate) async fn record(
         user_id: None,
         client_id: client.cloned(),
         connection: connection.cloned(),
-        ip: req.connection_info().realip_remote_addr().map(str::to_owned),
+        ip: req
+            .connection_info()
+            .realip_remote_addr()
+            .map(str::to_owned),
         details: serde_json::json!({
             "request": { "method": req.method().as_str(), "path": req.path() },
             "actor": who.actor(),

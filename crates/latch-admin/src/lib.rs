@@ -10,9 +10,9 @@ mod audit;
 use std::sync::Arc;
 
 use actix_web::web;
+use latch_core::Clock;
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
-use latch_core::Clock;
 
 /// What the management API needs.
 #[derive(Clone)]

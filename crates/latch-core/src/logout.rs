@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::model::{Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope};
+use crate::model::{
+    Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
+};
 use crate::session::{Session, SessionStore};
 use crate::store::Store;
 use crate::{Clock, DeliveryId, Jti, SessionError, SessionId, StoreError, UserId};
@@ -83,13 +85,25 @@ pub async fn terminate(
     // 2. Record every notification before deleting anything.
     let mut deliveries = Vec::new();
     let mut notified = HashSet::new();
-    plan_deliveries(store, &doomed, &token_holders, req.initiator, now, &mut notified, &mut deliveries)
-        .await?;
+    plan_deliveries(
+        store,
+        &doomed,
+        &token_holders,
+        req.initiator,
+        now,
+        &mut notified,
+        &mut deliveries,
+    )
+    .await?;
     store.insert_deliveries(&deliveries).await?;
 
     // 3. End the sessions.
     let ended = match &req.target {
-        Target::Session(id) => sessions.end_session(id).await?.into_iter().collect::<Vec<_>>(),
+        Target::Session(id) => sessions
+            .end_session(id)
+            .await?
+            .into_iter()
+            .collect::<Vec<_>>(),
         Target::User(u) => sessions.end_user_sessions(u).await?,
     };
     // A session created between steps 1 and 3 ended too: record its notifications now.
@@ -100,7 +114,16 @@ pub async fn terminate(
         .collect();
     if !raced.is_empty() {
         let mut late = Vec::new();
-        plan_deliveries(store, &raced, &[], req.initiator, now, &mut notified, &mut late).await?;
+        plan_deliveries(
+            store,
+            &raced,
+            &[],
+            req.initiator,
+            now,
+            &mut notified,
+            &mut late,
+        )
+        .await?;
         store.insert_deliveries(&late).await?;
         deliveries.extend(late);
     }
@@ -110,7 +133,9 @@ pub async fn terminate(
     match req.tokens {
         TokenPolicy::AllOfUser => {
             if let Some(u) = &user {
-                revoked_tokens = store.revoke_refresh_tokens(&RevokeScope::User(u.clone()), now).await?;
+                revoked_tokens = store
+                    .revoke_refresh_tokens(&RevokeScope::User(u.clone()), now)
+                    .await?;
             }
         }
         TokenPolicy::SessionBound => {
@@ -142,31 +167,32 @@ async fn plan_deliveries(
     notified: &mut HashSet<(String, Option<String>)>,
     out: &mut Vec<Delivery>,
 ) -> Result<(), StoreError> {
-    let mut push = |client: &crate::model::Client, notice: LogoutNotice, out: &mut Vec<Delivery>| {
-        let key = (
-            client.client_id.as_str().to_owned(),
-            notice.sid.as_ref().map(|s| s.as_str().to_owned()),
-        );
-        if !notified.insert(key) {
-            return;
-        }
-        for target in &client.oidc_logout.backchannel_logout_urls {
-            out.push(Delivery {
-                id: DeliveryId::new(uuid::Uuid::now_v7().to_string()),
-                client_id: client.client_id.clone(),
-                target: target.clone(),
-                notice: notice.clone(),
-                jti: Jti::new(uuid::Uuid::new_v4().to_string()),
-                state: DeliveryState::Pending,
-                attempts: 0,
-                created_at: now,
-                next_attempt_at: now,
-                locked_until: None,
-                last_error: None,
-                finished_at: None,
-            });
-        }
-    };
+    let mut push =
+        |client: &crate::model::Client, notice: LogoutNotice, out: &mut Vec<Delivery>| {
+            let key = (
+                client.client_id.as_str().to_owned(),
+                notice.sid.as_ref().map(|s| s.as_str().to_owned()),
+            );
+            if !notified.insert(key) {
+                return;
+            }
+            for target in &client.oidc_logout.backchannel_logout_urls {
+                out.push(Delivery {
+                    id: DeliveryId::new(uuid::Uuid::now_v7().to_string()),
+                    client_id: client.client_id.clone(),
+                    target: target.clone(),
+                    notice: notice.clone(),
+                    jti: Jti::new(uuid::Uuid::new_v4().to_string()),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    created_at: now,
+                    next_attempt_at: now,
+                    locked_until: None,
+                    last_error: None,
+                    finished_at: None,
+                });
+            }
+        };
     for s in sessions {
         for joined in &s.clients {
             let Some(client) = store.find_client(&joined.client_id).await? else {

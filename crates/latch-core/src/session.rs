@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{ClientId, ConnectionName, LoginTxId, SessionError, SessionId, Sid, TokenDigest, UserId};
+use crate::{
+    ClientId, ConnectionName, LoginTxId, SessionError, SessionId, Sid, TokenDigest, UserId,
+};
 
 /// What Latch remembers of the upstream session, for logout.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -40,7 +40,8 @@ pub fn is_loopback(url: &Url) -> bool {
 /// Parses an app URL: absolute, `https://` (or `http://` on loopback), no fragment, no
 /// credentials.
 pub fn app_url(field: &str, raw: &str) -> Result<Url, ValidationError> {
-    let url = Url::parse(raw).map_err(|e| ValidationError::new(field, format!("not a URL: {e}")))?;
+    let url =
+        Url::parse(raw).map_err(|e| ValidationError::new(field, format!("not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
@@ -96,7 +97,10 @@ const GTR: [(&str, Kind); 3] = [
 fn known(strategy: Strategy) -> Vec<(&'static str, Kind)> {
     let mut keys: Vec<(&str, Kind)> = match strategy {
         Strategy::Auth0 => vec![
-            ("passwordPolicy", Kind::OneOf(&["none", "low", "fair", "good", "excellent"])),
+            (
+                "passwordPolicy",
+                Kind::OneOf(&["none", "low", "fair", "good", "excellent"]),
+            ),
             ("password_complexity_options", Kind::Complexity),
             ("brute_force_protection", Kind::Bool),
             ("disable_signup", Kind::Bool),
@@ -151,20 +155,30 @@ fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
         },
         Kind::OneOf(allowed) => match v.as_str() {
             Some(s) if allowed.contains(&s) => Ok(()),
-            _ => Err(ValidationError::new(field, format!("must be one of: {}", allowed.join(", ")))),
+            _ => Err(ValidationError::new(
+                field,
+                format!("must be one of: {}", allowed.join(", ")),
+            )),
         },
         Kind::Domains => {
-            let Some(list) = v.as_array() else { return bad("must be a list of domain names") };
+            let Some(list) = v.as_array() else {
+                return bad("must be a list of domain names");
+            };
             for (i, d) in list.iter().enumerate() {
                 let ok = d.as_str().is_some_and(|d| {
                     !d.is_empty()
                         && d.len() <= 253
                         && d.split('.').all(|l| {
-                            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                            !l.is_empty()
+                                && l.len() <= 63
+                                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                         })
                 });
                 if !ok {
-                    return Err(ValidationError::new(format!("{field}[{i}]"), "must be a domain name"));
+                    return Err(ValidationError::new(
+                        format!("{field}[{i}]"),
+                        "must be a domain name",
+                    ));
                 }
             }
             Ok(())
@@ -174,14 +188,24 @@ fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
             None => bad("must be a host name such as acme.okta.com"),
         },
         Kind::Complexity => {
-            let Some(obj) = v.as_object() else { return bad("must be an object") };
+            let Some(obj) = v.as_object() else {
+                return bad("must be an object");
+            };
             for (k, v) in obj {
                 match (k.as_str(), v.as_u64()) {
                     ("min_length", Some(1..=128)) => {}
                     ("min_length", _) => {
-                        return Err(ValidationError::new(format!("{field}.min_length"), "must be a number from 1 to 128"));
+                        return Err(ValidationError::new(
+                            format!("{field}.min_length"),
+                            "must be a number from 1 to 128",
+                        ));
                     }
-                    _ => return Err(ValidationError::new(format!("{field}.{k}"), "is not a known option")),
+                    _ => {
+                        return Err(ValidationError::new(
+                            format!("{field}.{k}"),
+                            "is not a known option",
+                        ));
+                    }
                 }
             }
             Ok(())
@@ -192,13 +216,23 @@ fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
 /// The Okta org's base URL from the `domain` option: a host name (`acme.okta.com`, https
 /// implied) or an origin; `http://` only on loopback hosts.
 pub fn okta_domain(field: &str, raw: &str) -> Result<Url, ValidationError> {
-    let candidate = if raw.contains("://") { raw.to_owned() } else { format!("https://{raw}") };
+    let candidate = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("https://{raw}")
+    };
     let url = app_url(field, &candidate)?;
     if url.path() != "/" || url.query().is_some() {
-        return Err(ValidationError::new(field, "must be a host name such as acme.okta.com, without a path"));
+        return Err(ValidationError::new(
+            field,
+            "must be a host name such as acme.okta.com, without a path",
+        ));
     }
     Ok(url)
 }
+
+/// Secret connection options by key (`client_secret`).
+pub type SecretOptions = BTreeMap<String, SecretString>;
 
 /// Validates a connection's `options` for its strategy and splits out the secret ones.
 ///
@@ -208,13 +242,16 @@ pub fn connection_options(
     strategy: Strategy,
     mut options: Map<String, Value>,
     previous_secrets: Option<&BTreeMap<String, SecretString>>,
-) -> Result<(Map<String, Value>, BTreeMap<String, SecretString>), ValidationError> {
+) -> Result<(Map<String, Value>, SecretOptions), ValidationError> {
     let keys = known(strategy);
     let mut secrets = previous_secrets.cloned().unwrap_or_default();
     for (k, v) in &options {
         let field = format!("options.{k}");
         let Some((_, kind)) = keys.iter().find(|(name, _)| name == k) else {
-            return Err(ValidationError::new(field, format!("is not an option of the {} strategy", strategy.as_str())));
+            return Err(ValidationError::new(
+                field,
+                format!("is not an option of the {} strategy", strategy.as_str()),
+            ));
         };
         check(&field, *kind, v)?;
     }
@@ -225,12 +262,19 @@ pub fn connection_options(
     }
     let has = |k: &str| options.contains_key(k);
     let require = |k: &str, why: &str| -> Result<(), ValidationError> {
-        if options.contains_key(k) { Ok(()) } else { Err(ValidationError::new(format!("options.{k}"), why.to_owned())) }
+        if options.contains_key(k) {
+            Ok(())
+        } else {
+            Err(ValidationError::new(format!("options.{k}"), why.to_owned()))
+        }
     };
     match strategy {
         Strategy::Auth0 => {}
         Strategy::Okta => {
-            require("domain", "is required: the Okta org's domain, e.g. acme.okta.com")?;
+            require(
+                "domain",
+                "is required: the Okta org's domain, e.g. acme.okta.com",
+            )?;
             require("client_id", "is required")?;
             if !secrets.contains_key("client_secret") {
                 return Err(ValidationError::new("options.client_secret", "is required"));
@@ -238,11 +282,17 @@ pub fn connection_options(
         }
         Strategy::Oidc => {
             if !has("discovery_url") && !has("issuer") {
-                return Err(ValidationError::new("options.discovery_url", "discovery_url or issuer is required"));
+                return Err(ValidationError::new(
+                    "options.discovery_url",
+                    "discovery_url or issuer is required",
+                ));
             }
             require("client_id", "is required")?;
             if !secrets.contains_key("client_secret") {
-                return Err(ValidationError::new("options.client_secret", "is required for the back_channel type"));
+                return Err(ValidationError::new(
+                    "options.client_secret",
+                    "is required for the back_channel type",
+                ));
             }
         }
         Strategy::Samlp => {
@@ -253,13 +303,29 @@ pub fn connection_options(
                     "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
                 ));
             }
-            if has("signInEndpoint") != has("signingCert") && !has("metadataUrl") && !has("metadataXml") {
-                let missing = if has("signInEndpoint") { "signingCert" } else { "signInEndpoint" };
-                return Err(ValidationError::new(format!("options.{missing}"), "is required with the other"));
+            if has("signInEndpoint") != has("signingCert")
+                && !has("metadataUrl")
+                && !has("metadataXml")
+            {
+                let missing = if has("signInEndpoint") {
+                    "signingCert"
+                } else {
+                    "signInEndpoint"
+                };
+                return Err(ValidationError::new(
+                    format!("options.{missing}"),
+                    "is required with the other",
+                ));
             }
             if options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)) {
-                require("global_token_revocation_jwt_iss", "is required for Universal Logout on a SAML connection")?;
-                require("global_token_revocation_jwt_sub", "is required for Universal Logout on a SAML connection")?;
+                require(
+                    "global_token_revocation_jwt_iss",
+                    "is required for Universal Logout on a SAML connection",
+                )?;
+                require(
+                    "global_token_revocation_jwt_sub",
+                    "is required for Universal Logout on a SAML connection",
+                )?;
             }
         }
     }
@@ -292,8 +358,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s2["client_secret"].expose(), "xyz");
-        let e = connection_options(Strategy::Okta, opts(serde_json::json!({"client_id": "a", "client_secret": "b"})), None)
-            .unwrap_err();
+        let e = connection_options(
+            Strategy::Okta,
+            opts(serde_json::json!({"client_id": "a", "client_secret": "b"})),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "options.domain");
         let e = connection_options(
             Strategy::Okta,
@@ -313,9 +383,19 @@ mod tests {
 
     #[test]
     fn unknown_and_mistyped_options() {
-        let e = connection_options(Strategy::Auth0, opts(serde_json::json!({"domian": "x"})), None).unwrap_err();
+        let e = connection_options(
+            Strategy::Auth0,
+            opts(serde_json::json!({"domian": "x"})),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "options.domian");
-        let e = connection_options(Strategy::Auth0, opts(serde_json::json!({"disable_signup": "yes"})), None).unwrap_err();
+        let e = connection_options(
+            Strategy::Auth0,
+            opts(serde_json::json!({"disable_signup": "yes"})),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "options.disable_signup");
         let e = connection_options(
             Strategy::Oidc,
@@ -328,9 +408,20 @@ mod tests {
 
     #[test]
     fn samlp_options() {
-        assert!(connection_options(Strategy::Samlp, opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md"})), None).is_ok());
-        let e = connection_options(Strategy::Samlp, opts(serde_json::json!({"signInEndpoint": "https://idp.example.com/sso"})), None)
-            .unwrap_err();
+        assert!(
+            connection_options(
+                Strategy::Samlp,
+                opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md"})),
+                None
+            )
+            .is_ok()
+        );
+        let e = connection_options(
+            Strategy::Samlp,
+            opts(serde_json::json!({"signInEndpoint": "https://idp.example.com/sso"})),
+            None,
+        )
+        .unwrap_err();
         assert!(e.field.starts_with("options."));
         let e = connection_options(
             Strategy::Samlp,

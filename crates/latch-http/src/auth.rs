@@ -71,14 +71,17 @@ impl ManagementAuth {
 
 /// The bearer token of a request, if it has exactly one well-formed `Authorization: Bearer`.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let mut values = req.headers().get_all(actix_web::http::header::AUTHORIZATION);
+    let mut values = req
+        .headers()
+        .get_all(actix_web::http::header::AUTHORIZATION);
     let v = values.next()?.to_str().ok()?;
     if values.next().is_some() {
         return None;
     }
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
 }
 
 impl FromRequest for ManagementAuth {
@@ -88,7 +91,9 @@ impl FromRequest for ManagementAuth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let config = req.app_data::<web::Data<ManagementAuthConfig>>();
         let result = match (bearer(req), config.and_then(|c| c.admin_token.as_ref())) {
-            (None, _) => Err(ApiError::unauthorized("Missing authentication: send Authorization: Bearer <token>.")),
+            (None, _) => Err(ApiError::unauthorized(
+                "Missing authentication: send Authorization: Bearer <token>.",
+            )),
             (Some(t), Some(admin)) if admin.matches(t) => Ok(ManagementAuth::AdminToken),
             (Some(_), _) => Err(ApiError::unauthorized("Invalid token.")),
         };

@@ -48,7 +48,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "inexistent_resource", format!("The {what} does not exist."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "inexistent_resource",
+            format!("The {what} does not exist."),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -56,7 +60,11 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "missing_or_invalid_token", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_or_invalid_token",
+            message,
+        )
     }
 
     fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -67,7 +75,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.error_code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.error_code,
+            self.message
+        )
     }
 }
 
@@ -79,7 +93,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
             match &self.source {
-                Some(src) => tracing::error!(error = %self, source = %error_chain(src.as_ref()), "request failed"),
+                Some(src) => {
+                    tracing::error!(error = %self, source = %error_chain(src.as_ref()), "request failed")
+                }
                 None => tracing::error!(error = %self, "request failed"),
             }
         }
@@ -124,7 +140,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { entity, .. } => Self::not_found(entity),
             StoreError::Conflict { entity, field } => {
-                let mut out = Self::conflict(format!("A {entity} with the same {field} already exists."));
+                let mut out =
+                    Self::conflict(format!("A {entity} with the same {field} already exists."));
                 out.field = Some(field.to_owned());
                 out
             }
@@ -134,9 +151,12 @@ impl From<StoreError> for ApiError {
                 "The database is unavailable. Try again later.",
             )
             .with_source(e),
-            StoreError::Internal(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal error.").with_source(e)
-            }
+            StoreError::Internal(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal error.",
+            )
+            .with_source(e),
         }
     }
 }
@@ -150,9 +170,12 @@ impl From<SessionError> for ApiError {
                 "The session store is unavailable. Try again later.",
             )
             .with_source(e),
-            SessionError::Internal(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal error.").with_source(e)
-            }
+            SessionError::Internal(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal error.",
+            )
+            .with_source(e),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Security headers on every response, and the request id echoed back to callers.
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::HttpMessage;
 use tracing_actix_web::RequestId;
 
 /// Headers every Latch response carries. HTML pages may set a richer CSP of their own; a
@@ -14,7 +14,10 @@ pub fn security_headers() -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "no-referrer"))
-        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
 }
 
@@ -27,7 +30,8 @@ pub async fn request_id_header(
     let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
     let mut res = next.call(req).await?;
     if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), id);
     }
     Ok(res)
 }

@@ -37,31 +37,44 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
             // The server caps bodies with `web::PayloadConfig`; an overflow surfaces here as 413.
             let bytes = body.await.map_err(|e| {
                 if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The body is too large.")
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "The body is too large.",
+                    )
                 } else {
                     ApiError::bad_request("body", "The body could not be read.")
                 }
             })?;
             if bytes.len() > MAX_BODY {
-                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The body is too large."));
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The body is too large.",
+                ));
             }
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(de).map(StrictJson).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.inner().to_string();
-                // serde reports a missing field at its parent: name the field itself.
-                let missing = inner
-                    .strip_prefix("missing field `")
-                    .and_then(|rest| rest.split('`').next())
-                    .map(str::to_owned);
-                let field = match (path.as_str(), missing) {
-                    (".", Some(m)) => m,
-                    (".", None) => "body".to_owned(),
-                    (p, Some(m)) => format!("{p}.{m}"),
-                    (p, None) => p.to_owned(),
-                };
-                ApiError::bad_request(field.clone(), format!("Payload validation error: {field}: {inner}"))
-            })
+            serde_path_to_error::deserialize(de)
+                .map(StrictJson)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.inner().to_string();
+                    // serde reports a missing field at its parent: name the field itself.
+                    let missing = inner
+                        .strip_prefix("missing field `")
+                        .and_then(|rest| rest.split('`').next())
+                        .map(str::to_owned);
+                    let field = match (path.as_str(), missing) {
+                        (".", Some(m)) => m,
+                        (".", None) => "body".to_owned(),
+                        (p, Some(m)) => format!("{p}.{m}"),
+                        (p, None) => p.to_owned(),
+                    };
+                    ApiError::bad_request(
+                        field.clone(),
+                        format!("Payload validation error: {field}: {inner}"),
+                    )
+                })
         })
     }
 }
@@ -72,12 +85,19 @@ mod mime_type {
     impl std::str::FromStr for Mime {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
-            Ok(Self(s.split(';').next().unwrap_or("").trim().to_ascii_lowercase()))
+            Ok(Self(
+                s.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase(),
+            ))
         }
     }
     impl Mime {
         pub fn is_json(&self) -> bool {
-            self.0 == "application/json" || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+            self.0 == "application/json"
+                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
         }
     }
 }

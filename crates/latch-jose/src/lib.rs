@@ -18,7 +18,9 @@ use latch_core::TokenDigest;
 #[allow(clippy::expect_used)]
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buf).expect("system random number generator failed");
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system random number generator failed");
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -30,7 +32,8 @@ pub fn random_alnum(len: usize) -> String {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
-        rng.fill(&mut buf).expect("system random number generator failed");
+        rng.fill(&mut buf)
+            .expect("system random number generator failed");
         // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
         for b in buf.iter().filter(|b| **b < 248) {
             if out.len() == len {

@@ -7,9 +7,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, web};
+use latch_core::Clock;
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
-use latch_core::Clock;
 use latch_http::{AdminToken, ManagementAuthConfig};
 use serde_json::json;
 
@@ -29,7 +29,9 @@ pub struct AppState {
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(ManagementAuthConfig { admin_token: state.admin_token.clone() }))
+            .app_data(web::Data::new(ManagementAuthConfig {
+                admin_token: state.admin_token.clone(),
+            }))
             .app_data(web::PayloadConfig::new(latch_http::json::MAX_BODY))
             .route("/healthz", web::get().to(get_healthz))
             .route("/readyz", web::get().to(get_readyz))
@@ -69,7 +71,9 @@ async fn not_found() -> HttpResponse {
 
 /// The process is up.
 async fn get_healthz() -> HttpResponse {
-    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "status": "ok" }))
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "status": "ok" }))
 }
 
 /// The database and the session store both answer within two seconds.
@@ -92,6 +96,10 @@ async fn get_readyz(state: web::Data<AppState>) -> HttpResponse {
         "database": { "backend": state.store.backend(), "ok": db_ok },
         "sessions": { "backend": state.sessions.backend(), "ok": sessions_ok },
     });
-    let mut res = if db_ok && sessions_ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    let mut res = if db_ok && sessions_ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
     res.insert_header(("Cache-Control", "no-store")).json(body)
 }

@@ -27,7 +27,8 @@ pub struct Started {
 }
 
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("LATCH_DATA_DIR: cannot create {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("LATCH_DATA_DIR: cannot create {}", dir.display()))
 }
 
 /// Writes `contents` to a new file readable only by its owner.
@@ -39,7 +40,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(contents)?;
     f.sync_all()?;
     Ok(())
@@ -58,9 +61,13 @@ fn master_key(config: &Config) -> anyhow::Result<[u8; 32]> {
         write_private(&path, STANDARD.encode(raw).as_bytes())?;
         tracing::info!(path = %path.display(), "generated the master key that encrypts stored secrets");
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let raw = STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?;
-    raw.try_into().map_err(|_| anyhow::anyhow!("{} must hold 32 bytes, base64", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let raw = STANDARD
+        .decode(text.trim())
+        .with_context(|| format!("{} is not base64", path.display()))?;
+    raw.try_into()
+        .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes, base64", path.display()))
 }
 
 fn database_url(config: &Config) -> anyhow::Result<String> {
@@ -68,7 +75,11 @@ fn database_url(config: &Config) -> anyhow::Result<String> {
         Some(u) => Ok(u.clone()),
         None => {
             ensure_dir(&config.data_dir)?;
-            Ok(config.data_dir.join("latch.db").to_string_lossy().into_owned())
+            Ok(config
+                .data_dir
+                .join("latch.db")
+                .to_string_lossy()
+                .into_owned())
         }
     }
 }
@@ -78,7 +89,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let url = database_url(config)?;
     let key = master_key(config)?;
     let cipher = Cipher::new(&key)?;
-    let store = SqlStore::open(StoreOptions::new(&url), cipher).await.map_err(|e| describe(&url, e))?;
+    let store = SqlStore::open(StoreOptions::new(&url), cipher)
+        .await
+        .map_err(|e| describe(&url, e))?;
     let applied = store.migrate().await.map_err(|e| describe(&url, e))?;
     for m in &applied {
         tracing::info!(migration = %m, "applied migration");
@@ -101,15 +114,21 @@ async fn open_sessions(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>>
         Some(url) => {
             let s = RedisSessionStore::connect(url, config.redis_prefix.clone())
                 .await
-                .map_err(|e| anyhow::anyhow!("LATCH_REDIS_URL {}: {e}: {}", redact_url(url), source_text(&e)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "LATCH_REDIS_URL {}: {e}: {}",
+                        redact_url(url),
+                        source_text(&e)
+                    )
+                })?;
             Ok(Arc::new(s))
         }
         None => {
             ensure_dir(&config.data_dir)?;
             let path: PathBuf = config.data_dir.join("sessions.db");
-            let s = EmbeddedSessionStore::open(&path)
-                .await
-                .map_err(|e| anyhow::anyhow!("session file {}: {e}: {}", path.display(), source_text(&e)))?;
+            let s = EmbeddedSessionStore::open(&path).await.map_err(|e| {
+                anyhow::anyhow!("session file {}: {e}: {}", path.display(), source_text(&e))
+            })?;
             Ok(Arc::new(s))
         }
     }
@@ -121,7 +140,10 @@ fn source_text(e: &dyn std::error::Error) -> String {
 
 /// Creates the built-in `database` connection if it is missing (safe with several instances
 /// starting at once).
-pub async fn ensure_database_connection(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
+pub async fn ensure_database_connection(
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
     let name = ConnectionName::new(DATABASE_CONNECTION);
     if store.find_connection_by_name(&name).await?.is_some() {
         return Ok(());
@@ -159,9 +181,14 @@ fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> 
     }
     let path = config.data_dir.join("admin-token.sha256");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let raw = STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?;
-        let digest: [u8; 32] = raw.try_into().map_err(|_| anyhow::anyhow!("{} is corrupt", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let raw = STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64", path.display()))?;
+        let digest: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is corrupt", path.display()))?;
         return Ok((AdminToken::from_digest(digest), None));
     }
     ensure_dir(&config.data_dir)?;

@@ -67,8 +67,14 @@ impl std::fmt::Debug for Config {
             .field("redis", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("log_format", &self.log_format)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -103,21 +109,35 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Reads `file` (if any) and the process environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigErrors> {
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("LATCH_")).collect();
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("LATCH_"))
+            .collect();
         Self::from_sources(file, &env)
     }
 
     /// Reads `file` (if any) and `env` (name, value) pairs.
-    pub fn from_sources(file: Option<&std::path::Path>, env: &[(String, String)]) -> Result<Self, ConfigErrors> {
+    pub fn from_sources(
+        file: Option<&std::path::Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let fc: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => match std::fs::read_to_string(p) {
-                Err(e) => return Err(ConfigErrors(vec![format!("--config {}: cannot read: {e}", p.display())])),
+                Err(e) => {
+                    return Err(ConfigErrors(vec![format!(
+                        "--config {}: cannot read: {e}",
+                        p.display()
+                    )]));
+                }
                 Ok(text) => match toml::from_str(&text) {
                     Ok(c) => c,
                     Err(e) => {
-                        return Err(ConfigErrors(vec![format!("--config {}: {}", p.display(), e.message())]));
+                        return Err(ConfigErrors(vec![format!(
+                            "--config {}: {}",
+                            p.display(),
+                            e.message()
+                        )]));
                     }
                 },
             },
@@ -133,7 +153,9 @@ impl Config {
         let bind = match get("LATCH_BIND", fc.bind) {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some((key, v)) => v.parse().unwrap_or_else(|_| {
-                errors.push(format!("{key}: {v:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"));
+                errors.push(format!(
+                    "{key}: {v:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"
+                ));
                 SocketAddr::from(([127, 0, 0, 1], 8080))
             }),
         };
@@ -150,7 +172,9 @@ impl Config {
                     None
                 }
                 Ok(u) if u.scheme() == "http" && !latch_core::validate::is_loopback(&u) => {
-                    errors.push(format!("{key}: {v:?} must use https (http is allowed only on loopback hosts)"));
+                    errors.push(format!(
+                        "{key}: {v:?} must use https (http is allowed only on loopback hosts)"
+                    ));
                     None
                 }
                 Ok(u) => Some(u),
@@ -160,7 +184,10 @@ impl Config {
                 }
             },
         };
-        let data_dir = match get("LATCH_DATA_DIR", fc.data_dir.map(|p| p.to_string_lossy().into_owned())) {
+        let data_dir = match get(
+            "LATCH_DATA_DIR",
+            fc.data_dir.map(|p| p.to_string_lossy().into_owned()),
+        ) {
             None => PathBuf::from("./data"),
             Some((key, v)) => {
                 if v.trim().is_empty() {
@@ -173,7 +200,10 @@ impl Config {
             None => None,
             Some((_, v)) if v.trim().is_empty() => None,
             Some((key, v)) => {
-                if !(v.starts_with("postgres://") || v.starts_with("postgresql://") || v.starts_with("sqlite://")) {
+                if !(v.starts_with("postgres://")
+                    || v.starts_with("postgresql://")
+                    || v.starts_with("sqlite://"))
+                {
                     errors.push(format!(
                         "{key}: {:?} is not supported: use postgres://user@host:port/db, sqlite://path, or leave it unset for the embedded SQLite file",
                         redact_url(&v)
@@ -195,7 +225,9 @@ impl Config {
                 Some(v)
             }
         };
-        let redis_prefix = get("LATCH_REDIS_PREFIX", fc.redis_prefix).map(|(_, v)| v).unwrap_or_else(|| "latch:".into());
+        let redis_prefix = get("LATCH_REDIS_PREFIX", fc.redis_prefix)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "latch:".into());
         let log_format = match get("LATCH_LOG_FORMAT", fc.log_format) {
             None => LogFormat::Pretty,
             Some((_, v)) if v == "pretty" => LogFormat::Pretty,
@@ -209,20 +241,24 @@ impl Config {
             None => None,
             Some((key, v)) => {
                 if v.len() < 16 {
-                    errors.push(format!("{key}: must be at least 16 characters (use a long random value)"));
+                    errors.push(format!(
+                        "{key}: must be at least 16 characters (use a long random value)"
+                    ));
                 }
                 Some(v)
             }
         };
         let secret_key = match get("LATCH_SECRET_KEY", fc.secret_key) {
             None => None,
-            Some((key, v)) => match decode_key(&v) {
-                Some(k) => Some(k),
-                None => {
-                    errors.push(format!("{key}: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"));
-                    None
+            Some((key, v)) => {
+                match decode_key(&v) {
+                    Some(k) => Some(k),
+                    None => {
+                        errors.push(format!("{key}: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"));
+                        None
+                    }
                 }
-            },
+            }
         };
         match (issuer, errors.is_empty()) {
             (Some(issuer), true) => Ok(Self {
@@ -253,7 +289,10 @@ fn file_key(env_name: &str) -> String {
 fn decode_key(v: &str) -> Option<[u8; 32]> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     let v = v.trim();
-    let raw = STANDARD.decode(v).or_else(|_| URL_SAFE_NO_PAD.decode(v.trim_end_matches('='))).ok()?;
+    let raw = STANDARD
+        .decode(v)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')))
+        .ok()?;
     raw.try_into().ok()
 }
 
@@ -262,7 +301,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -317,14 +359,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("latch.toml");
         std::fs::write(&path, "bind = \"127.0.0.1:7000\"\nlog_format = \"json\"\n").unwrap();
-        let c = Config::from_sources(Some(&path), &env(&[("LATCH_BIND", "127.0.0.1:7001")])).unwrap();
+        let c =
+            Config::from_sources(Some(&path), &env(&[("LATCH_BIND", "127.0.0.1:7001")])).unwrap();
         assert_eq!(c.bind.port(), 7001);
         assert_eq!(c.log_format, LogFormat::Json);
         std::fs::write(&path, "bnid = \"x\"\n").unwrap();
-        let e = Config::from_sources(Some(&path), &[]).unwrap_err().to_string();
+        let e = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bnid"), "{e}");
         std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
-        let e = Config::from_sources(Some(&path), &[]).unwrap_err().to_string();
+        let e = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("log_format (config file)"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -39,7 +39,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("latch: cannot start the async runtime: {e}");
@@ -62,7 +65,10 @@ fn main() -> ExitCode {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let store = bootstrap::open_store(&config).await?;
-    println!("database ({}) is up to date", latch_core::store::Store::backend(&store));
+    println!(
+        "database ({}) is up to date",
+        latch_core::store::Store::backend(&store)
+    );
     Ok(())
 }
 
@@ -96,7 +102,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let issuer = started.state.config.issuer_str().to_owned();
     println!();
     println!("  Latch is running at {issuer}");
-    println!("  database: {}   sessions: {}", latch_core::store::Store::backend(&*started.state.store), started.state.sessions.backend());
+    println!(
+        "  database: {}   sessions: {}",
+        latch_core::store::Store::backend(&*started.state.store),
+        started.state.sessions.backend()
+    );
     println!("  Management API:     {issuer}/api/v2   (Authorization: Bearer <token>)");
     match &started.new_admin_token {
         Some(token) => {
@@ -105,7 +115,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             println!("    {token}");
             println!("  Try: curl -H 'Authorization: Bearer {token}' {issuer}/api/v2/connections");
         }
-        None => println!("  Token: LATCH_ADMIN_TOKEN, or the bootstrap token printed on first start"),
+        None => {
+            println!("  Token: LATCH_ADMIN_TOKEN, or the bootstrap token printed on first start")
+        }
     }
     println!();
     tracing::info!(%bind, "listening");

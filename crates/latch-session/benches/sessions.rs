@@ -61,7 +61,11 @@ where
     for h in handles {
         hist.add(h.await.expect("task")).expect("merge");
     }
-    Figure { ops: (tasks * per_task) as u64, elapsed: start.elapsed(), hist }
+    Figure {
+        ops: (tasks * per_task) as u64,
+        elapsed: start.elapsed(),
+        hist,
+    }
 }
 
 async fn run(name: &str, store: Arc<dyn SessionStore>, scale: usize) -> Vec<SessionId> {
@@ -118,24 +122,38 @@ async fn run(name: &str, store: Arc<dyn SessionStore>, scale: usize) -> Vec<Sess
     .await;
     end_all.print(name, "end all sessions of a user (100)");
     let per_session = end_all.elapsed.as_secs_f64() * 1e6 / (end_all.ops * 100) as f64;
-    println!("{name:<9} {:<38} {per_session:>8.2} µs of wall time per ended session", "");
+    println!(
+        "{name:<9} {:<38} {per_session:>8.2} µs of wall time per ended session",
+        ""
+    );
     all.to_vec()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    println!("latch-session benchmark ({TASKS} concurrent tasks, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "latch-session benchmark ({TASKS} concurrent tasks, {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let dir = TempDir::new();
-    let embedded = EmbeddedSessionStore::open(&dir.path().join("sessions.db")).await.expect("embedded store");
+    let embedded = EmbeddedSessionStore::open(&dir.path().join("sessions.db"))
+        .await
+        .expect("embedded store");
     run("embedded", Arc::new(embedded), 4096).await;
 
-    let url = std::env::var("LATCH_BENCH_REDIS_URL").or_else(|_| std::env::var("LATCH_TEST_REDIS_URL")).ok();
+    let url = std::env::var("LATCH_BENCH_REDIS_URL")
+        .or_else(|_| std::env::var("LATCH_TEST_REDIS_URL"))
+        .ok();
     let Some(url) = url else {
         println!("SKIPPED redis: set LATCH_BENCH_REDIS_URL or LATCH_TEST_REDIS_URL");
         return;
     };
     let prefix = format!("latch-bench:{}:", unique());
-    let redis = RedisSessionStore::connect(&url, prefix.clone()).await.expect("redis");
+    let redis = RedisSessionStore::connect(&url, prefix.clone())
+        .await
+        .expect("redis");
     let redis = Arc::new(redis);
     let ids = run("redis", redis.clone(), 16384).await;
 
@@ -149,7 +167,10 @@ async fn main() {
     // A user set holding 100 ids, divided by 100: the index's cost per session.
     let u = fixtures::user_id();
     for _ in 0..100 {
-        redis.insert_session(&fixtures::session(&u)).await.expect("insert");
+        redis
+            .insert_session(&fixtures::session(&u))
+            .await
+            .expect("insert");
     }
     let index = redis.user_index_memory(&u).await.expect("memory usage") as f64 / 100.0;
     println!(
@@ -159,8 +180,16 @@ async fn main() {
         index
     );
     // Clean up what the benchmark wrote.
-    let mut c = redis::Client::open(url.as_str()).expect("redis").get_multiplexed_async_connection().await.expect("conn");
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap_or_default();
+    let mut c = redis::Client::open(url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
     for chunk in keys.chunks(500) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut c).await;
     }

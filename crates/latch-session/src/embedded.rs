@@ -116,7 +116,9 @@ impl EmbeddedSessionStore {
     ) -> Result<T, SessionError> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut c = pool.get().map_err(|e| SessionError::Unavailable(Box::new(e)))?;
+            let mut c = pool
+                .get()
+                .map_err(|e| SessionError::Unavailable(Box::new(e)))?;
             f(&mut c)
         })
         .await
@@ -174,8 +176,11 @@ impl SessionStore for EmbeddedSessionStore {
     }
 
     async fn ping(&self) -> Result<(), SessionError> {
-        self.run(|c| c.batch_execute("SELECT 1").map_err(|e| SessionError::Unavailable(Box::new(e))))
-            .await
+        self.run(|c| {
+            c.batch_execute("SELECT 1")
+                .map_err(|e| SessionError::Unavailable(Box::new(e)))
+        })
+        .await
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), SessionError> {
@@ -200,7 +205,11 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
-    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         let id = id.as_str().to_owned();
         let s = self.run(move |c| load_session(c, &id)).await?;
         Ok(s.filter(|s| s.is_live(now)))
@@ -250,7 +259,11 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
-    async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
         let user = user.as_str().to_owned();
         let now_ms = to_millis(now);
         let rows: Vec<String> = self
@@ -263,9 +276,16 @@ impl SessionStore for EmbeddedSessionStore {
                     .map_err(db)
             })
             .await?;
-        let mut out = rows.iter().map(|d| from_json::<Session>(d)).collect::<Result<Vec<_>, _>>()?;
+        let mut out = rows
+            .iter()
+            .map(|d| from_json::<Session>(d))
+            .collect::<Result<Vec<_>, _>>()?;
         out.retain(|s| s.is_live(now));
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 
@@ -274,7 +294,9 @@ impl SessionStore for EmbeddedSessionStore {
         self.run(move |c| {
             write_tx(c, |c| {
                 let s = load_session(c, &id)?;
-                diesel::delete(sessions::table.find(&id)).execute(c).map_err(db)?;
+                diesel::delete(sessions::table.find(&id))
+                    .execute(c)
+                    .map_err(db)?;
                 Ok(s)
             })
         })
@@ -293,8 +315,15 @@ impl SessionStore for EmbeddedSessionStore {
                 diesel::delete(sessions::table.filter(sessions::user_id.eq(&user)))
                     .execute(c)
                     .map_err(db)?;
-                let mut out = rows.iter().map(|d| from_json::<Session>(d)).collect::<Result<Vec<_>, _>>()?;
-                out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+                let mut out = rows
+                    .iter()
+                    .map(|d| from_json::<Session>(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.sort_by(|a, b| {
+                    a.created_at
+                        .cmp(&b.created_at)
+                        .then_with(|| a.id.cmp(&b.id))
+                });
                 Ok(out)
             })
         })
@@ -306,7 +335,11 @@ impl SessionStore for EmbeddedSessionStore {
         let (digest, exp) = (code.digest.as_str().to_owned(), to_millis(code.expires_at));
         self.run(move |c| {
             diesel::insert_into(auth_codes::table)
-                .values((auth_codes::digest.eq(digest), auth_codes::expires_at.eq(exp), auth_codes::data.eq(data)))
+                .values((
+                    auth_codes::digest.eq(digest),
+                    auth_codes::expires_at.eq(exp),
+                    auth_codes::data.eq(data),
+                ))
                 .execute(c)
                 .map_err(db)?;
             Ok(())
@@ -314,7 +347,11 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
-    async fn take_code(&self, digest: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+    async fn take_code(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError> {
         let digest = digest.as_str().to_owned();
         let now = to_millis(now);
         self.run(move |c| {
@@ -325,8 +362,12 @@ impl SessionStore for EmbeddedSessionStore {
                     .first(c)
                     .optional()
                     .map_err(db)?;
-                let Some((exp, data)) = row else { return Ok(None) };
-                diesel::delete(auth_codes::table.find(&digest)).execute(c).map_err(db)?;
+                let Some((exp, data)) = row else {
+                    return Ok(None);
+                };
+                diesel::delete(auth_codes::table.find(&digest))
+                    .execute(c)
+                    .map_err(db)?;
                 if exp <= now {
                     return Ok(None);
                 }
@@ -353,7 +394,11 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
-    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError> {
         let id = id.as_str().to_owned();
         let now = to_millis(now);
         self.run(move |c| {
@@ -364,8 +409,12 @@ impl SessionStore for EmbeddedSessionStore {
                     .first(c)
                     .optional()
                     .map_err(db)?;
-                let Some((exp, data)) = row else { return Ok(None) };
-                diesel::delete(login_transactions::table.find(&id)).execute(c).map_err(db)?;
+                let Some((exp, data)) = row else {
+                    return Ok(None);
+                };
+                diesel::delete(login_transactions::table.find(&id))
+                    .execute(c)
+                    .map_err(db)?;
                 if exp <= now {
                     return Ok(None);
                 }
@@ -403,7 +452,11 @@ impl SessionStore for EmbeddedSessionStore {
                     }
                     None => {
                         diesel::insert_into(seen_once::table)
-                            .values((seen_once::scope.eq(&scope), seen_once::key.eq(&key), seen_once::expires_at.eq(exp)))
+                            .values((
+                                seen_once::scope.eq(&scope),
+                                seen_once::key.eq(&key),
+                                seen_once::expires_at.eq(exp),
+                            ))
                             .execute(c)
                             .map_err(db)?;
                         Ok(true)
@@ -418,12 +471,20 @@ impl SessionStore for EmbeddedSessionStore {
         let now = to_millis(now);
         self.run(move |c| {
             write_tx(c, |c| {
-                let mut n = diesel::delete(sessions::table.filter(sessions::ends_at.le(now))).execute(c).map_err(db)?;
-                n += diesel::delete(auth_codes::table.filter(auth_codes::expires_at.le(now))).execute(c).map_err(db)?;
-                n += diesel::delete(login_transactions::table.filter(login_transactions::expires_at.le(now)))
+                let mut n = diesel::delete(sessions::table.filter(sessions::ends_at.le(now)))
                     .execute(c)
                     .map_err(db)?;
-                n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now))).execute(c).map_err(db)?;
+                n += diesel::delete(auth_codes::table.filter(auth_codes::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
+                n += diesel::delete(
+                    login_transactions::table.filter(login_transactions::expires_at.le(now)),
+                )
+                .execute(c)
+                .map_err(db)?;
+                n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
                 Ok(n as u64)
             })
         })

@@ -123,13 +123,23 @@ fn corrupt() -> SessionError {
 }
 
 fn client_line(c: &SessionClient) -> Result<String, SessionError> {
-    let j = Joined { client_id: c.client_id.clone(), s: c.sid.clone(), j: to_millis(c.joined_at) };
-    Ok(format!("c{}\n", serde_json::to_string(&j).map_err(internal)?))
+    let j = Joined {
+        client_id: c.client_id.clone(),
+        s: c.sid.clone(),
+        j: to_millis(c.joined_at),
+    };
+    Ok(format!(
+        "c{}\n",
+        serde_json::to_string(&j).map_err(internal)?
+    ))
 }
 
 /// The substring that marks a client as already joined.
 fn client_marker(c: &ClientId) -> Result<String, SessionError> {
-    Ok(format!("\nc{{\"client_id\":{}", serde_json::to_string(c).map_err(internal)?))
+    Ok(format!(
+        "\nc{{\"client_id\":{}",
+        serde_json::to_string(c).map_err(internal)?
+    ))
 }
 
 fn encode(s: &Session) -> Result<String, SessionError> {
@@ -165,7 +175,11 @@ fn decode(id: &str, v: &str) -> Result<Session, SessionError> {
         return Err(corrupt());
     }
     let mut num = || -> Result<OffsetDateTime, SessionError> {
-        let n: i64 = lines.next().ok_or_else(corrupt)?.parse().map_err(|_| corrupt())?;
+        let n: i64 = lines
+            .next()
+            .ok_or_else(corrupt)?
+            .parse()
+            .map_err(|_| corrupt())?;
         Ok(from_millis(n))
     };
     let (ls, ie, ae) = (num()?, num()?, num()?);
@@ -175,10 +189,18 @@ fn decode(id: &str, v: &str) -> Result<Session, SessionError> {
     for line in lines {
         if let Some(json) = line.strip_prefix('c') {
             let j: Joined = serde_json::from_str(json).map_err(internal)?;
-            clients.push(SessionClient { client_id: j.client_id, sid: j.s, joined_at: from_millis(j.j) });
+            clients.push(SessionClient {
+                client_id: j.client_id,
+                sid: j.s,
+                joined_at: from_millis(j.j),
+            });
         }
     }
-    clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.client_id.cmp(&b.client_id)));
+    clients.sort_by(|a, b| {
+        a.joined_at
+            .cmp(&b.joined_at)
+            .then_with(|| a.client_id.cmp(&b.client_id))
+    });
     Ok(Session {
         id: SessionId::new(id),
         sid: core.s,
@@ -210,7 +232,9 @@ pub struct RedisSessionStore {
 
 impl std::fmt::Debug for RedisSessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSessionStore").field("prefix", &self.prefix).finish()
+        f.debug_struct("RedisSessionStore")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -225,7 +249,8 @@ fn unavailable(e: redis::RedisError) -> SessionError {
 impl RedisSessionStore {
     /// Connects to `url` (`redis://host:port/db`); fails fast when Redis does not answer.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, SessionError> {
-        let client = redis::Client::open(url).map_err(|e| SessionError::Unavailable(Box::new(e)))?;
+        let client =
+            redis::Client::open(url).map_err(|e| SessionError::Unavailable(Box::new(e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)))
@@ -282,10 +307,19 @@ impl RedisSessionStore {
 
     async fn take(&self, key: String) -> Result<Option<String>, SessionError> {
         let mut c = self.conn.clone();
-        redis::cmd("GETDEL").arg(key).query_async(&mut c).await.map_err(unavailable)
+        redis::cmd("GETDEL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
     }
 
-    async fn put(&self, key: String, value: String, expires_at: OffsetDateTime) -> Result<(), SessionError> {
+    async fn put(
+        &self,
+        key: String,
+        value: String,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), SessionError> {
         let mut c = self.conn.clone();
         let _: () = redis::cmd("SET")
             .arg(key)
@@ -307,7 +341,10 @@ impl SessionStore for RedisSessionStore {
 
     async fn ping(&self) -> Result<(), SessionError> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(unavailable)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -327,10 +364,19 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
-    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = c.get(self.session_key(id.as_str())).await.map_err(unavailable)?;
-        Ok(v.map(|v| decode(id.as_str(), &v)).transpose()?.filter(|s| s.is_live(now)))
+        let v: Option<String> = c
+            .get(self.session_key(id.as_str()))
+            .await
+            .map_err(unavailable)?;
+        Ok(v.map(|v| decode(id.as_str(), &v))
+            .transpose()?
+            .filter(|s| s.is_live(now)))
     }
 
     async fn touch_session(
@@ -370,7 +416,11 @@ impl SessionStore for RedisSessionStore {
         v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
-    async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
         let user_key = self.user_key(user.as_str());
         let ids: Vec<String> = c.smembers(&user_key).await.map_err(unavailable)?;
@@ -378,7 +428,11 @@ impl SessionStore for RedisSessionStore {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await.map_err(unavailable)?;
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
         for (id, v) in ids.into_iter().zip(values) {
@@ -396,7 +450,11 @@ impl SessionStore for RedisSessionStore {
             // Sessions that expired by TTL leave their id behind in the index: drop it.
             let _: i64 = c.srem(&user_key, gone).await.map_err(unavailable)?;
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 
@@ -428,16 +486,29 @@ impl SessionStore for RedisSessionStore {
                 out.push(decode(id, v)?);
             }
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {
         let v = serde_json::to_string(code).map_err(internal)?;
-        self.put(format!("{}c:{}", self.prefix, code.digest), v, code.expires_at).await
+        self.put(
+            format!("{}c:{}", self.prefix, code.digest),
+            v,
+            code.expires_at,
+        )
+        .await
     }
 
-    async fn take_code(&self, digest: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+    async fn take_code(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError> {
         let Some(v) = self.take(format!("{}c:{digest}", self.prefix)).await? else {
             return Ok(None);
         };
@@ -447,10 +518,15 @@ impl SessionStore for RedisSessionStore {
 
     async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
         let v = serde_json::to_string(t).map_err(internal)?;
-        self.put(format!("{}t:{}", self.prefix, t.id), v, t.expires_at).await
+        self.put(format!("{}t:{}", self.prefix, t.id), v, t.expires_at)
+            .await
     }
 
-    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError> {
         let Some(v) = self.take(format!("{}t:{id}", self.prefix)).await? else {
             return Ok(None);
         };

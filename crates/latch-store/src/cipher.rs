@@ -32,7 +32,8 @@ impl std::fmt::Debug for Cipher {
 
 impl Cipher {
     pub fn new(master_key: &[u8]) -> Result<Self, CipherError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| CipherError::KeyLength)?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| CipherError::KeyLength)?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
             rng: SystemRandom::new(),
@@ -59,7 +60,9 @@ impl Cipher {
 
     pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, CipherError> {
         let body = sealed.strip_prefix("v1.").ok_or(CipherError::Malformed)?;
-        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| CipherError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CipherError::Malformed)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(CipherError::Malformed);
         }
@@ -87,7 +90,10 @@ mod tests {
         assert!(matches!(c.open("con_2", &s), Err(CipherError::Decrypt)));
         let other = Cipher::new(&[8u8; 32]).unwrap();
         assert!(matches!(other.open("con_1", &s), Err(CipherError::Decrypt)));
-        assert!(matches!(c.open("con_1", "v1.abc"), Err(CipherError::Malformed)));
+        assert!(matches!(
+            c.open("con_1", "v1.abc"),
+            Err(CipherError::Malformed)
+        ));
         assert!(Cipher::new(&[0u8; 16]).is_err());
     }
 }

@@ -28,7 +28,9 @@ pub struct SqlStore {
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore").field("backend", &self.backend).finish()
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

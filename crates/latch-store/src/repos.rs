@@ -5,16 +5,16 @@ use async_trait::async_trait;
 use diesel::Connection as _;
 use diesel::prelude::*;
 use latch_core::clock::to_millis;
-use latch_core::model::*;
 use latch_core::model::Connection;
+use latch_core::model::*;
 use latch_core::store::*;
 use latch_core::*;
 use time::OffsetDateTime;
 
+use crate::SqlStore;
 use crate::conn::DbConnection;
 use crate::rows::*;
 use crate::schema::*;
-use crate::SqlStore;
 
 /// Runs `f` in a transaction; the store's own errors roll it back too.
 fn tx<T>(
@@ -54,9 +54,11 @@ fn enabled_clients_of(conn: &mut DbConnection, id: &str) -> Result<Vec<String>, 
 }
 
 fn write_enabled_clients(conn: &mut DbConnection, c: &Connection) -> Result<(), StoreError> {
-    diesel::delete(connection_clients::table.filter(connection_clients::connection_id.eq(c.id.as_str())))
-        .execute(conn)
-        .map_err(db_err("connection", "id"))?;
+    diesel::delete(
+        connection_clients::table.filter(connection_clients::connection_id.eq(c.id.as_str())),
+    )
+    .execute(conn)
+    .map_err(db_err("connection", "id"))?;
     for client in &c.enabled_clients {
         diesel::insert_into(connection_clients::table)
             .values((
@@ -136,7 +138,10 @@ impl ConnectionRepo for SqlStore {
                 .load(conn)
                 .map_err(db_err("connection", "id"))?;
             let links: Vec<(String, String)> = connection_clients::table
-                .select((connection_clients::connection_id, connection_clients::client_id))
+                .select((
+                    connection_clients::connection_id,
+                    connection_clients::client_id,
+                ))
                 .order(connection_clients::client_id)
                 .load(conn)
                 .map_err(db_err("connection", "id"))?;
@@ -185,7 +190,11 @@ impl ConnectionRepo for SqlStore {
             let n = diesel::delete(connections::table.find(&id))
                 .execute(conn)
                 .map_err(db_err("connection", "id"))?;
-            if n == 0 { Err(not_found("connection", &id)) } else { Ok(()) }
+            if n == 0 {
+                Err(not_found("connection", &id))
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -209,9 +218,11 @@ fn load_client(conn: &mut DbConnection, id: &str) -> Result<Option<Client>, Stor
 }
 
 fn write_secrets(conn: &mut DbConnection, c: &Client) -> Result<(), StoreError> {
-    diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(c.client_id.as_str())))
-        .execute(conn)
-        .map_err(db_err("client", "client_id"))?;
+    diesel::delete(
+        client_secrets::table.filter(client_secrets::client_id.eq(c.client_id.as_str())),
+    )
+    .execute(conn)
+    .map_err(db_err("client", "client_id"))?;
     for s in &c.secrets {
         diesel::insert_into(client_secrets::table)
             .values(SecretRow::from_domain(&c.client_id, s))
@@ -261,7 +272,8 @@ impl ClientRepo for SqlStore {
                 .order(client_secrets::created_at)
                 .load(conn)
                 .map_err(db_err("client", "client_id"))?;
-            let mut by_client: std::collections::HashMap<String, Vec<SecretRow>> = Default::default();
+            let mut by_client: std::collections::HashMap<String, Vec<SecretRow>> =
+                Default::default();
             for s in secrets {
                 by_client.entry(s.client_id.clone()).or_default().push(s);
             }
@@ -298,9 +310,11 @@ impl ClientRepo for SqlStore {
         self.run(move |conn| {
             tx(conn, |conn| {
                 // Explicit, so the result does not depend on foreign-key enforcement.
-                diesel::delete(connection_clients::table.filter(connection_clients::client_id.eq(&id)))
-                    .execute(conn)
-                    .map_err(db_err("client", "client_id"))?;
+                diesel::delete(
+                    connection_clients::table.filter(connection_clients::client_id.eq(&id)),
+                )
+                .execute(conn)
+                .map_err(db_err("client", "client_id"))?;
                 diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(&id)))
                     .execute(conn)
                     .map_err(db_err("client", "client_id"))?;
@@ -310,7 +324,11 @@ impl ClientRepo for SqlStore {
                 let n = diesel::delete(clients::table.find(&id))
                     .execute(conn)
                     .map_err(db_err("client", "client_id"))?;
-                if n == 0 { Err(not_found("client", &id)) } else { Ok(()) }
+                if n == 0 {
+                    Err(not_found("client", &id))
+                } else {
+                    Ok(())
+                }
             })
         })
         .await
@@ -332,7 +350,9 @@ impl UserRepo for SqlStore {
     }
 
     async fn get_user(&self, id: &UserId) -> Result<User, StoreError> {
-        self.find_user(id).await?.ok_or_else(|| not_found("user", id.as_str()))
+        self.find_user(id)
+            .await?
+            .ok_or_else(|| not_found("user", id.as_str()))
     }
 
     async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -354,7 +374,11 @@ impl UserRepo for SqlStore {
         self.run(move |conn| {
             let mut query = users::table.select(UserRow::as_select()).into_boxed();
             if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-                let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let escaped = text
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
                 query = query.filter(users::search.like(format!("%{escaped}%")).escape('\\'));
             }
             let per_page = i64::from(q.per_page.clamp(1, 100));
@@ -390,7 +414,11 @@ impl UserRepo for SqlStore {
                 .set(&row)
                 .execute(conn)
                 .map_err(db_err("user", "user_id"))?;
-            if n == 0 { Err(not_found("user", &row.user_id)) } else { Ok(()) }
+            if n == 0 {
+                Err(not_found("user", &row.user_id))
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -408,7 +436,11 @@ impl UserRepo for SqlStore {
                 let n = diesel::delete(users::table.find(&id))
                     .execute(conn)
                     .map_err(db_err("user", "user_id"))?;
-                if n == 0 { Err(not_found("user", &id)) } else { Ok(()) }
+                if n == 0 {
+                    Err(not_found("user", &id))
+                } else {
+                    Ok(())
+                }
             })
         })
         .await
@@ -432,7 +464,11 @@ impl UserRepo for SqlStore {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<Identity>, StoreError> {
-        let key = (connection.as_str().to_owned(), issuer.to_owned(), subject.to_owned());
+        let key = (
+            connection.as_str().to_owned(),
+            issuer.to_owned(),
+            subject.to_owned(),
+        );
         self.run(move |conn| {
             let row: Option<IdentityRow> = identities::table
                 .find((&key.0, &key.1, &key.2))
@@ -462,16 +498,24 @@ impl UserRepo for SqlStore {
     async fn update_identity(&self, i: &Identity) -> Result<(), StoreError> {
         let row = IdentityRow::from_domain(i)?;
         self.run(move |conn| {
-            let n = diesel::update(identities::table.find((&row.connection_id, &row.issuer, &row.subject)))
-                .set((
-                    identities::user_id.eq(&row.user_id),
-                    identities::password_hash.eq(&row.password_hash),
-                    identities::profile.eq(&row.profile),
-                    identities::updated_at.eq(row.updated_at),
-                ))
-                .execute(conn)
-                .map_err(db_err("identity", "subject"))?;
-            if n == 0 { Err(not_found("identity", &row.subject)) } else { Ok(()) }
+            let n = diesel::update(identities::table.find((
+                &row.connection_id,
+                &row.issuer,
+                &row.subject,
+            )))
+            .set((
+                identities::user_id.eq(&row.user_id),
+                identities::password_hash.eq(&row.password_hash),
+                identities::profile.eq(&row.profile),
+                identities::updated_at.eq(row.updated_at),
+            ))
+            .execute(conn)
+            .map_err(db_err("identity", "subject"))?;
+            if n == 0 {
+                Err(not_found("identity", &row.subject))
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -491,7 +535,10 @@ impl RefreshTokenRepo for SqlStore {
         .await
     }
 
-    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
+    async fn find_refresh_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<RefreshToken>, StoreError> {
         let digest = digest.as_str().to_owned();
         self.run(move |conn| {
             let row: Option<RefreshRow> = refresh_tokens::table
@@ -542,9 +589,16 @@ impl RefreshTokenRepo for SqlStore {
                 .select(RefreshRow::as_select())
                 .into_boxed();
             match &scope {
-                RevokeScope::Family(f) => q = q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned())),
-                RevokeScope::User(u) => q = q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned())),
-                RevokeScope::Session { session_id, include_offline } => {
+                RevokeScope::Family(f) => {
+                    q = q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned()))
+                }
+                RevokeScope::User(u) => {
+                    q = q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned()))
+                }
+                RevokeScope::Session {
+                    session_id,
+                    include_offline,
+                } => {
                     q = q.filter(refresh_tokens::session_id.eq(session_id.as_str().to_owned()));
                     if !include_offline {
                         q = q.filter(refresh_tokens::offline.eq(false));
@@ -552,7 +606,8 @@ impl RefreshTokenRepo for SqlStore {
                 }
             }
             tx(conn, |conn| {
-                let candidates: Vec<RefreshRow> = q.load(conn).map_err(db_err("refresh token", "id"))?;
+                let candidates: Vec<RefreshRow> =
+                    q.load(conn).map_err(db_err("refresh token", "id"))?;
                 let mut rows = Vec::with_capacity(candidates.len());
                 for mut r in candidates {
                     // Only the transaction that flips the row reports it as revoked.
@@ -645,7 +700,11 @@ impl SigningKeyRepo for SqlStore {
                 .set(&row)
                 .execute(conn)
                 .map_err(db_err("signing key", "kid"))?;
-            if n == 0 { Err(not_found("signing key", &row.kid)) } else { Ok(()) }
+            if n == 0 {
+                Err(not_found("signing key", &row.kid))
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -660,7 +719,8 @@ impl SigningKeyRepo for SqlStore {
                 .first(conn)
                 .optional()
                 .map_err(db_err("signing key", "kid"))?;
-            row.ok_or_else(|| not_found("signing key", &kid))?.into_domain(&cipher)
+            row.ok_or_else(|| not_found("signing key", &kid))?
+                .into_domain(&cipher)
         })
         .await
     }
@@ -721,7 +781,10 @@ impl OutboxRepo for SqlStore {
         if d.is_empty() {
             return Ok(());
         }
-        let rows = d.iter().map(DeliveryRow::from_domain).collect::<Result<Vec<_>, _>>()?;
+        let rows = d
+            .iter()
+            .map(DeliveryRow::from_domain)
+            .collect::<Result<Vec<_>, _>>()?;
         self.run(move |conn| {
             tx(conn, |conn| {
                 for row in &rows {
@@ -748,7 +811,11 @@ impl OutboxRepo for SqlStore {
             let candidates: Vec<String> = outbox::table
                 .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
                 .filter(outbox::next_attempt_at.le(now))
-                .filter(outbox::locked_until.is_null().or(outbox::locked_until.le(now)))
+                .filter(
+                    outbox::locked_until
+                        .is_null()
+                        .or(outbox::locked_until.le(now)),
+                )
                 .order((outbox::next_attempt_at, outbox::id))
                 .limit(i64::from(limit))
                 .select(outbox::id)
@@ -762,7 +829,11 @@ impl OutboxRepo for SqlStore {
                     outbox::table
                         .find(&id)
                         .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
-                        .filter(outbox::locked_until.is_null().or(outbox::locked_until.le(now))),
+                        .filter(
+                            outbox::locked_until
+                                .is_null()
+                                .or(outbox::locked_until.le(now)),
+                        ),
                 )
                 .set(outbox::locked_until.eq(Some(lease)))
                 .execute(conn)
@@ -789,7 +860,11 @@ impl OutboxRepo for SqlStore {
                 .set(&row)
                 .execute(conn)
                 .map_err(db_err("delivery", "id"))?;
-            if n == 0 { Err(not_found("delivery", &row.id)) } else { Ok(()) }
+            if n == 0 {
+                Err(not_found("delivery", &row.id))
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -808,7 +883,11 @@ impl OutboxRepo for SqlStore {
         .await
     }
 
-    async fn list_deliveries(&self, state: Option<DeliveryState>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        state: Option<DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.run(move |conn| {
             let mut q = outbox::table.select(DeliveryRow::as_select()).into_boxed();
             if let Some(s) = state {

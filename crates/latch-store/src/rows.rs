@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use latch_core::clock::{from_millis, to_millis};
-use latch_core::model::*;
 use latch_core::model::Connection;
+use latch_core::model::*;
 use latch_core::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 use crate::Cipher;
 use crate::schema::*;
 
-pub(crate) fn db_err(entity: &'static str, field: &'static str) -> impl Fn(DieselError) -> StoreError {
+pub(crate) fn db_err(
+    entity: &'static str,
+    field: &'static str,
+) -> impl Fn(DieselError) -> StoreError {
     move |e| match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
             StoreError::Conflict { entity, field }
@@ -76,8 +79,11 @@ impl ConnectionRow {
         let secrets = if c.secrets.is_empty() {
             None
         } else {
-            let plain: BTreeMap<&str, &str> =
-                c.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+            let plain: BTreeMap<&str, &str> = c
+                .secrets
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect();
             let json = to_json(&plain)?;
             Some(
                 cipher
@@ -97,7 +103,11 @@ impl ConnectionRow {
         })
     }
 
-    pub fn into_domain(self, enabled: Vec<String>, cipher: &Cipher) -> Result<Connection, StoreError> {
+    pub fn into_domain(
+        self,
+        enabled: Vec<String>,
+        cipher: &Cipher,
+    ) -> Result<Connection, StoreError> {
         let secrets = match &self.secrets {
             None => BTreeMap::new(),
             Some(sealed) => {
@@ -106,11 +116,14 @@ impl ConnectionRow {
                     .map_err(|e| StoreError::Internal(Box::new(e)))?;
                 let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::Internal(Box::new(e)))?;
-                map.into_iter().map(|(k, v)| (k, SecretString::new(v))).collect()
+                map.into_iter()
+                    .map(|(k, v)| (k, SecretString::new(v)))
+                    .collect()
             }
         };
         Ok(Connection {
-            strategy: Strategy::parse(&self.strategy).ok_or_else(|| corrupt("strategy", &self.strategy))?,
+            strategy: Strategy::parse(&self.strategy)
+                .ok_or_else(|| corrupt("strategy", &self.strategy))?,
             id: ConnectionId::new(self.id),
             name: ConnectionName::new(self.name),
             display_name: self.display_name,
@@ -148,7 +161,9 @@ pub(crate) struct ClientRow {
 fn enum_str<T: Serialize>(v: &T) -> Result<String, StoreError> {
     match serde_json::to_value(v).map_err(|e| StoreError::Internal(Box::new(e)))? {
         serde_json::Value::String(s) => Ok(s),
-        other => Err(StoreError::Internal(format!("{other} is not a string enum").into())),
+        other => Err(StoreError::Internal(
+            format!("{other} is not a string enum").into(),
+        )),
     }
 }
 

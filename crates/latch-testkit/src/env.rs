@@ -1,8 +1,8 @@
 //! Which real services this test run may use, and per-test isolation on them.
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::Connection;
 
 /// `LATCH_TEST_DATABASE_URL`: a PostgreSQL database tests may create schemas in.
 pub const DATABASE_URL_VAR: &str = "LATCH_TEST_DATABASE_URL";
@@ -48,7 +48,8 @@ impl PgSchema {
     pub fn create(base: &str) -> Self {
         let name = format!("latch_test_{}", unique());
         let mut c = PgConnection::establish(base).expect("connect to LATCH_TEST_DATABASE_URL");
-        c.batch_execute(&format!("CREATE SCHEMA {name}")).expect("create schema");
+        c.batch_execute(&format!("CREATE SCHEMA {name}"))
+            .expect("create schema");
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-csearch_path%3D{name}");
         Self {

@@ -27,7 +27,10 @@ pub fn connection(strategy: Strategy) -> Connection {
     let mut secrets = BTreeMap::new();
     if matches!(strategy, Strategy::Okta | Strategy::Oidc) {
         options.insert("client_id".into(), format!("cid-{u}").into());
-        secrets.insert("client_secret".into(), SecretString::new(format!("secret-{u}")));
+        secrets.insert(
+            "client_secret".into(),
+            SecretString::new(format!("secret-{u}")),
+        );
     }
     if strategy == Strategy::Okta {
         options.insert("domain".into(), "acme.okta.com".into());
@@ -109,7 +112,12 @@ pub fn identity(user: &User, conn: &Connection) -> Identity {
     }
 }
 
-pub fn refresh_token(user: &User, client: &Client, session: Option<&SessionId>, offline: bool) -> RefreshToken {
+pub fn refresh_token(
+    user: &User,
+    client: &Client,
+    session: Option<&SessionId>,
+    offline: bool,
+) -> RefreshToken {
     let u = unique();
     let now = now();
     RefreshToken {
@@ -119,7 +127,11 @@ pub fn refresh_token(user: &User, client: &Client, session: Option<&SessionId>, 
         user_id: user.user_id.clone(),
         client_id: client.client_id.clone(),
         session_id: session.cloned(),
-        scope: if offline { "openid offline_access".into() } else { "openid".into() },
+        scope: if offline {
+            "openid offline_access".into()
+        } else {
+            "openid".into()
+        },
         offline,
         created_at: now,
         expires_at: now + Duration::days(30),

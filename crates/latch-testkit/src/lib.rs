@@ -4,6 +4,9 @@
 //! **Boundary:** depends on `latch-core` only (plus diesel to make a scratch PostgreSQL schema),
 //! so every backend crate can use it from its tests without a dependency cycle.
 
+// Test support: a failed step is a failed test, so panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod env;
 pub mod fixtures;
 pub mod session_conformance;

@@ -15,8 +15,16 @@ pub async fn insert_find_and_expiry(s: &dyn SessionStore) {
     let user = fixtures::user_id();
     let live = fixtures::session(&user);
     s.insert_session(&live).await.unwrap();
-    assert_eq!(s.find_session(&live.id, now()).await.unwrap(), Some(live.clone()));
-    assert!(s.find_session(&SessionId::new("missing"), now()).await.unwrap().is_none());
+    assert_eq!(
+        s.find_session(&live.id, now()).await.unwrap(),
+        Some(live.clone())
+    );
+    assert!(
+        s.find_session(&SessionId::new("missing"), now())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Past its idle expiry, or its absolute expiry, a session is gone whatever the backend purged.
     let later = live.idle_expires_at + Duration::milliseconds(1);
@@ -25,7 +33,10 @@ pub async fn insert_find_and_expiry(s: &dyn SessionStore) {
     dead.expires_at = now() - Duration::seconds(1);
     s.insert_session(&dead).await.unwrap();
     assert!(s.find_session(&dead.id, now()).await.unwrap().is_none());
-    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap(), vec![live]);
+    assert_eq!(
+        s.list_user_sessions(&user, now()).await.unwrap(),
+        vec![live]
+    );
 }
 
 pub async fn touch_moves_idle_not_absolute(s: &dyn SessionStore) {
@@ -33,20 +44,36 @@ pub async fn touch_moves_idle_not_absolute(s: &dyn SessionStore) {
     let sess = fixtures::session(&user);
     s.insert_session(&sess).await.unwrap();
     let t1 = now() + Duration::minutes(20);
-    let touched = s.touch_session(&sess.id, t1, Duration::minutes(30)).await.unwrap().unwrap();
+    let touched = s
+        .touch_session(&sess.id, t1, Duration::minutes(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(touched.last_seen_at, t1);
     assert_eq!(touched.idle_expires_at, t1 + Duration::minutes(30));
     assert_eq!(touched.expires_at, sess.expires_at);
     // Alive past the first idle deadline now.
     let t2 = sess.idle_expires_at + Duration::minutes(1);
-    assert_eq!(s.find_session(&sess.id, t2).await.unwrap(), Some(touched.clone()));
+    assert_eq!(
+        s.find_session(&sess.id, t2).await.unwrap(),
+        Some(touched.clone())
+    );
     // Idle expiry never passes the absolute one.
     let t3 = now() + Duration::minutes(45);
-    let capped = s.touch_session(&sess.id, t3, Duration::minutes(30)).await.unwrap().unwrap();
+    let capped = s
+        .touch_session(&sess.id, t3, Duration::minutes(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(capped.idle_expires_at, sess.expires_at);
     // A dead session cannot be revived.
     let t4 = sess.expires_at + Duration::seconds(1);
-    assert!(s.touch_session(&sess.id, t4, Duration::minutes(30)).await.unwrap().is_none());
+    assert!(
+        s.touch_session(&sess.id, t4, Duration::minutes(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn clients_join_once(s: &dyn SessionStore) {
@@ -56,19 +83,50 @@ pub async fn clients_join_once(s: &dyn SessionStore) {
     let a = fixtures::session_client("app-a");
     let mut b = fixtures::session_client("app-b");
     b.joined_at = a.joined_at + Duration::seconds(1);
-    s.add_session_client(&sess.id, &a, now()).await.unwrap().unwrap();
-    let got = s.add_session_client(&sess.id, &b, now()).await.unwrap().unwrap();
+    s.add_session_client(&sess.id, &a, now())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = s
+        .add_session_client(&sess.id, &b, now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.clients, vec![a.clone(), b.clone()]);
     // Joining again keeps the first sid.
-    let again = SessionClient { sid: Sid::new("another"), ..a.clone() };
-    let got = s.add_session_client(&sess.id, &again, now()).await.unwrap().unwrap();
+    let again = SessionClient {
+        sid: Sid::new("another"),
+        ..a.clone()
+    };
+    let got = s
+        .add_session_client(&sess.id, &again, now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.clients, vec![a.clone(), b.clone()]);
-    assert_eq!(s.find_session(&sess.id, now()).await.unwrap().unwrap().clients, vec![a, b]);
+    assert_eq!(
+        s.find_session(&sess.id, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .clients,
+        vec![a, b]
+    );
     // No session, no join.
     let ghost = fixtures::session_client("app-c");
-    assert!(s.add_session_client(&SessionId::new("missing"), &ghost, now()).await.unwrap().is_none());
+    assert!(
+        s.add_session_client(&SessionId::new("missing"), &ghost, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let late = sess.expires_at + Duration::seconds(1);
-    assert!(s.add_session_client(&sess.id, &ghost, late).await.unwrap().is_none());
+    assert!(
+        s.add_session_client(&sess.id, &ghost, late)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn user_index_lists_only_live_sessions(s: &dyn SessionStore) {
@@ -86,10 +144,21 @@ pub async fn user_index_lists_only_live_sessions(s: &dyn SessionStore) {
     short.idle_expires_at = now() + Duration::seconds(5);
     s.insert_session(&short).await.unwrap();
 
-    let listed = s.list_user_sessions(&alice, now() + Duration::seconds(10)).await.unwrap();
+    let listed = s
+        .list_user_sessions(&alice, now() + Duration::seconds(10))
+        .await
+        .unwrap();
     assert_eq!(listed, mine);
-    assert_eq!(s.list_user_sessions(&bob, now()).await.unwrap(), vec![theirs]);
-    assert!(s.list_user_sessions(&fixtures::user_id(), now()).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_user_sessions(&bob, now()).await.unwrap(),
+        vec![theirs]
+    );
+    assert!(
+        s.list_user_sessions(&fixtures::user_id(), now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn end_one_session(s: &dyn SessionStore) {
@@ -98,7 +167,11 @@ pub async fn end_one_session(s: &dyn SessionStore) {
     s.insert_session(&a).await.unwrap();
     s.insert_session(&b).await.unwrap();
     let joined = fixtures::session_client("app");
-    let a = s.add_session_client(&a.id, &joined, now()).await.unwrap().unwrap();
+    let a = s
+        .add_session_client(&a.id, &joined, now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.end_session(&a.id).await.unwrap(), Some(a.clone()));
     assert!(s.end_session(&a.id).await.unwrap().is_none());
     assert!(s.find_session(&a.id, now()).await.unwrap().is_none());
@@ -124,7 +197,10 @@ pub async fn end_all_sessions_of_user(s: &dyn SessionStore) {
         assert!(s.find_session(&x.id, now()).await.unwrap().is_none());
     }
     assert!(s.end_user_sessions(&user).await.unwrap().is_empty());
-    assert_eq!(s.list_user_sessions(&other, now()).await.unwrap(), vec![keep]);
+    assert_eq!(
+        s.list_user_sessions(&other, now()).await.unwrap(),
+        vec![keep]
+    );
 }
 
 pub async fn end_all_is_atomic_under_concurrency(s: &dyn SessionStore) {
@@ -135,13 +211,17 @@ pub async fn end_all_is_atomic_under_concurrency(s: &dyn SessionStore) {
         ids.push(x.id.clone());
         s.insert_session(&x).await.unwrap();
     }
-    let (a, b, c) = tokio::join!(s.end_user_sessions(&user), s.end_user_sessions(&user), async {
-        let mut n = 0;
-        for id in &ids[..5] {
-            n += usize::from(s.end_session(id).await.unwrap().is_some());
+    let (a, b, c) = tokio::join!(
+        s.end_user_sessions(&user),
+        s.end_user_sessions(&user),
+        async {
+            let mut n = 0;
+            for id in &ids[..5] {
+                n += usize::from(s.end_session(id).await.unwrap().is_some());
+            }
+            n
         }
-        n
-    });
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut all: Vec<_> = a.iter().chain(b.iter()).map(|x| x.id.clone()).collect();
     assert_eq!(all.len() + c, 20, "every session ended exactly once");
@@ -171,13 +251,22 @@ pub async fn codes_are_single_use(s: &dyn SessionStore) {
     s.insert_code(&c).await.unwrap();
     let (a, b) = tokio::join!(s.take_code(&c.digest, now()), s.take_code(&c.digest, now()));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.iter().chain(b.iter()).count(), 1, "exactly one taker wins");
+    assert_eq!(
+        a.iter().chain(b.iter()).count(),
+        1,
+        "exactly one taker wins"
+    );
     assert_eq!(a.or(b), Some(c.clone()));
     assert!(s.take_code(&c.digest, now()).await.unwrap().is_none());
 
     let stale = code(Duration::seconds(30));
     s.insert_code(&stale).await.unwrap();
-    assert!(s.take_code(&stale.digest, now() + Duration::seconds(31)).await.unwrap().is_none());
+    assert!(
+        s.take_code(&stale.digest, now() + Duration::seconds(31))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn login_transactions_are_single_use(s: &dyn SessionStore) {
@@ -187,10 +276,21 @@ pub async fn login_transactions_are_single_use(s: &dyn SessionStore) {
         payload: serde_json::json!({"nonce": "abc", "return_to": "/authorize?x=1"}),
     };
     s.insert_login_tx(&t).await.unwrap();
-    assert!(s.take_login_tx(&t.id, t.expires_at + Duration::seconds(1)).await.unwrap().is_none());
-    let t2 = LoginTransaction { id: LoginTxId::new(format!("tx-{}", crate::env::unique())), ..t.clone() };
+    assert!(
+        s.take_login_tx(&t.id, t.expires_at + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let t2 = LoginTransaction {
+        id: LoginTxId::new(format!("tx-{}", crate::env::unique())),
+        ..t.clone()
+    };
     s.insert_login_tx(&t2).await.unwrap();
-    assert_eq!(s.take_login_tx(&t2.id, now()).await.unwrap(), Some(t2.clone()));
+    assert_eq!(
+        s.take_login_tx(&t2.id, now()).await.unwrap(),
+        Some(t2.clone())
+    );
     assert!(s.take_login_tx(&t2.id, now()).await.unwrap().is_none());
 }
 
@@ -199,10 +299,20 @@ pub async fn remember_once_guards_replay(s: &dyn SessionStore) {
     let exp = now() + Duration::minutes(5);
     assert!(s.remember_once("gtr-jti", &key, exp, now()).await.unwrap());
     assert!(!s.remember_once("gtr-jti", &key, exp, now()).await.unwrap());
-    assert!(s.remember_once("saml-assertion", &key, exp, now()).await.unwrap());
+    assert!(
+        s.remember_once("saml-assertion", &key, exp, now())
+            .await
+            .unwrap()
+    );
     let other = crate::env::unique();
-    let (a, b) = tokio::join!(s.remember_once("gtr-jti", &other, exp, now()), s.remember_once("gtr-jti", &other, exp, now()));
-    assert!(a.unwrap() ^ b.unwrap(), "exactly one concurrent caller is first");
+    let (a, b) = tokio::join!(
+        s.remember_once("gtr-jti", &other, exp, now()),
+        s.remember_once("gtr-jti", &other, exp, now())
+    );
+    assert!(
+        a.unwrap() ^ b.unwrap(),
+        "exactly one concurrent caller is first"
+    );
 }
 
 pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
@@ -228,8 +338,17 @@ pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
     s.insert_session(&dead).await.unwrap();
     s.purge_expired(now()).await.unwrap();
     assert!(s.find_session(&live.id, now()).await.unwrap().is_some());
-    assert!(s.end_session(&dead.id).await.unwrap().map(|d| d.is_live(now())) != Some(true));
-    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap(), vec![live]);
+    assert!(
+        s.end_session(&dead.id)
+            .await
+            .unwrap()
+            .map(|d| d.is_live(now()))
+            != Some(true)
+    );
+    assert_eq!(
+        s.list_user_sessions(&user, now()).await.unwrap(),
+        vec![live]
+    );
 }
 
 /// The session store contract in its plainest form: a map behind a mutex.
@@ -253,7 +372,11 @@ impl MemorySessions {
 }
 
 fn by_creation(v: &mut [Session]) {
-    v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    v.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 #[async_trait]
@@ -268,10 +391,19 @@ impl SessionStore for MemorySessions {
         self.with(|m| m.sessions.insert(s.id.clone(), s.clone()));
         Ok(())
     }
-    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         Ok(self.with(|m| m.sessions.get(id).filter(|s| s.is_live(now)).cloned()))
     }
-    async fn touch_session(&self, id: &SessionId, now: OffsetDateTime, idle: Duration) -> Result<Option<Session>, SessionError> {
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        idle: Duration,
+    ) -> Result<Option<Session>, SessionError> {
         Ok(self.with(|m| {
             let s = m.sessions.get_mut(id).filter(|s| s.is_live(now))?;
             s.last_seen_at = now;
@@ -279,18 +411,37 @@ impl SessionStore for MemorySessions {
             Some(s.clone())
         }))
     }
-    async fn add_session_client(&self, id: &SessionId, c: &SessionClient, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn add_session_client(
+        &self,
+        id: &SessionId,
+        c: &SessionClient,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         Ok(self.with(|m| {
             let s = m.sessions.get_mut(id).filter(|s| s.is_live(now))?;
             if !s.clients.iter().any(|j| j.client_id == c.client_id) {
                 s.clients.push(c.clone());
-                s.clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.client_id.cmp(&b.client_id)));
+                s.clients.sort_by(|a, b| {
+                    a.joined_at
+                        .cmp(&b.joined_at)
+                        .then_with(|| a.client_id.cmp(&b.client_id))
+                });
             }
             Some(s.clone())
         }))
     }
-    async fn list_user_sessions(&self, user: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
-        let mut v: Vec<_> = self.with(|m| m.sessions.values().filter(|s| s.user_id == *user && s.is_live(now)).cloned().collect());
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
+        let mut v: Vec<_> = self.with(|m| {
+            m.sessions
+                .values()
+                .filter(|s| s.user_id == *user && s.is_live(now))
+                .cloned()
+                .collect()
+        });
         by_creation(&mut v);
         Ok(v)
     }
@@ -299,8 +450,15 @@ impl SessionStore for MemorySessions {
     }
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         let mut v: Vec<_> = self.with(|m| {
-            let ids: Vec<_> = m.sessions.values().filter(|s| s.user_id == *user).map(|s| s.id.clone()).collect();
-            ids.into_iter().filter_map(|id| m.sessions.remove(&id)).collect()
+            let ids: Vec<_> = m
+                .sessions
+                .values()
+                .filter(|s| s.user_id == *user)
+                .map(|s| s.id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| m.sessions.remove(&id))
+                .collect()
         });
         by_creation(&mut v);
         Ok(v)
@@ -309,17 +467,35 @@ impl SessionStore for MemorySessions {
         self.with(|m| m.codes.insert(c.digest.clone(), c.clone()));
         Ok(())
     }
-    async fn take_code(&self, d: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
-        Ok(self.with(|m| m.codes.remove(d)).filter(|c| c.expires_at > now))
+    async fn take_code(
+        &self,
+        d: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError> {
+        Ok(self
+            .with(|m| m.codes.remove(d))
+            .filter(|c| c.expires_at > now))
     }
     async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
         self.with(|m| m.txs.insert(t.id.clone(), t.clone()));
         Ok(())
     }
-    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
-        Ok(self.with(|m| m.txs.remove(id)).filter(|t| t.expires_at > now))
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError> {
+        Ok(self
+            .with(|m| m.txs.remove(id))
+            .filter(|t| t.expires_at > now))
     }
-    async fn remember_once(&self, scope: &str, key: &str, exp: OffsetDateTime, now: OffsetDateTime) -> Result<bool, SessionError> {
+    async fn remember_once(
+        &self,
+        scope: &str,
+        key: &str,
+        exp: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, SessionError> {
         Ok(self.with(|m| {
             let k = (scope.to_owned(), key.to_owned());
             match m.seen.get(&k) {
@@ -348,7 +524,10 @@ mod memory {
     use crate::SessionHarness;
 
     async fn make(_test: &str) -> Option<SessionHarness> {
-        Some(SessionHarness { sessions: Arc::new(MemorySessions::default()), guard: Box::new(()) })
+        Some(SessionHarness {
+            sessions: Arc::new(MemorySessions::default()),
+            guard: Box::new(()),
+        })
     }
 
     crate::session_conformance_tests!(make);

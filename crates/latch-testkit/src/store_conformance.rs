@@ -58,12 +58,17 @@ pub async fn connections_round_trip(s: &dyn Store) {
     s.insert_connection(&c).await.unwrap();
 
     assert_eq!(s.get_connection(&c.id).await.unwrap(), c);
-    assert_eq!(s.find_connection_by_name(&c.name).await.unwrap().as_ref(), Some(&c));
-    assert!(s.list_connections().await.unwrap().iter().any(|x| *x == c));
+    assert_eq!(
+        s.find_connection_by_name(&c.name).await.unwrap().as_ref(),
+        Some(&c)
+    );
+    assert!(s.list_connections().await.unwrap().contains(&c));
 
     let mut updated = c.clone();
     updated.name = ConnectionName::new(format!("{}-renamed", c.name));
-    updated.options.insert("domain".into(), "other.okta.com".into());
+    updated
+        .options
+        .insert("domain".into(), "other.okta.com".into());
     updated.enabled_clients.clear();
     updated.updated_at = now() + Duration::seconds(1);
     s.update_connection(&updated).await.unwrap();
@@ -71,8 +76,14 @@ pub async fn connections_round_trip(s: &dyn Store) {
     assert!(s.find_connection_by_name(&c.name).await.unwrap().is_none());
 
     s.delete_connection(&c.id).await.unwrap();
-    assert!(matches!(s.get_connection(&c.id).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(s.delete_connection(&c.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.get_connection(&c.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete_connection(&c.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub async fn connection_name_conflict_changes_nothing(s: &dyn Store) {
@@ -81,21 +92,31 @@ pub async fn connection_name_conflict_changes_nothing(s: &dyn Store) {
     let mut b = fixtures::connection(Strategy::Samlp);
     b.name = a.name.clone();
     let err = s.insert_connection(&b).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { field: "name", .. }), "{err:?}");
-    assert!(matches!(s.get_connection(&b.id).await, Err(StoreError::NotFound { .. })));
+    assert!(
+        matches!(err, StoreError::Conflict { field: "name", .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        s.get_connection(&b.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     // Renaming onto a taken name fails too, and leaves the row as it was.
     let c = fixtures::connection(Strategy::Oidc);
     s.insert_connection(&c).await.unwrap();
     let mut clash = c.clone();
     clash.name = a.name.clone();
-    assert!(matches!(s.update_connection(&clash).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        s.update_connection(&clash).await,
+        Err(StoreError::Conflict { .. })
+    ));
     assert_eq!(s.get_connection(&c.id).await.unwrap(), c);
 }
 
 pub async fn connection_secrets_round_trip(s: &dyn Store) {
     let mut c = fixtures::connection(Strategy::Oidc);
-    c.secrets.insert("client_secret".into(), SecretString::new("s3cr3t-ü-value"));
+    c.secrets
+        .insert("client_secret".into(), SecretString::new("s3cr3t-ü-value"));
     s.insert_connection(&c).await.unwrap();
     let got = s.get_connection(&c.id).await.unwrap();
     assert_eq!(got.secrets["client_secret"].expose(), "s3cr3t-ü-value");
@@ -109,7 +130,10 @@ pub async fn clients_round_trip(s: &dyn Store) {
     let c = fixtures::client();
     s.insert_client(&c).await.unwrap();
     assert_eq!(s.get_client(&c.client_id).await.unwrap(), c);
-    assert!(matches!(s.insert_client(&c).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        s.insert_client(&c).await,
+        Err(StoreError::Conflict { .. })
+    ));
 
     let mut u = c.clone();
     u.name = "Renamed".into();
@@ -139,28 +163,65 @@ pub async fn client_delete_unlinks_connections(s: &dyn Store) {
     c.enabled_clients.sort();
     s.insert_connection(&c).await.unwrap();
     s.delete_client(&a.client_id).await.unwrap();
-    assert_eq!(s.get_connection(&c.id).await.unwrap().enabled_clients, vec![b.client_id.clone()]);
+    assert_eq!(
+        s.get_connection(&c.id).await.unwrap().enabled_clients,
+        vec![b.client_id.clone()]
+    );
 
     // Enabling an unknown client is refused and changes nothing.
     let mut bad = fixtures::connection(Strategy::Auth0);
     bad.enabled_clients = vec![ClientId::new("no-such-client")];
     assert!(s.insert_connection(&bad).await.is_err());
-    assert!(s.find_connection_by_name(&bad.name).await.unwrap().is_none());
+    assert!(
+        s.find_connection_by_name(&bad.name)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn missing_rows(s: &dyn Store) {
-    assert!(matches!(s.get_client(&ClientId::new("nope")).await, Err(StoreError::NotFound { .. })));
-    assert!(s.find_client(&ClientId::new("nope")).await.unwrap().is_none());
-    assert!(matches!(s.get_user(&UserId::new("nope")).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(s.update_user(&fixtures::user()).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(s.update_client(&fixtures::client()).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(
-        s.update_connection(&fixtures::connection(Strategy::Oidc)).await,
+        s.get_client(&ClientId::new("nope")).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert!(matches!(s.get_signing_key(&Kid::new("nope")).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(s.get_delivery(&DeliveryId::new("nope")).await, Err(StoreError::NotFound { .. })));
-    assert!(s.find_refresh_token(&TokenDigest::new("nope")).await.unwrap().is_none());
+    assert!(
+        s.find_client(&ClientId::new("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.get_user(&UserId::new("nope")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.update_user(&fixtures::user()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.update_client(&fixtures::client()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.update_connection(&fixtures::connection(Strategy::Oidc))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.get_signing_key(&Kid::new("nope")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.get_delivery(&DeliveryId::new("nope")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        s.find_refresh_token(&TokenDigest::new("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn users_and_identities(s: &dyn Store) {
@@ -171,7 +232,10 @@ pub async fn users_and_identities(s: &dyn Store) {
     u.profile.insert("department".into(), "R&D".into());
     s.insert_user(&u).await.unwrap();
     assert_eq!(s.get_user(&u.user_id).await.unwrap(), u);
-    assert!(matches!(s.insert_user(&u).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        s.insert_user(&u).await,
+        Err(StoreError::Conflict { .. })
+    ));
 
     let email = u.email.clone().unwrap();
     let by_email = s.find_users_by_email(&email.to_uppercase()).await.unwrap();
@@ -179,8 +243,18 @@ pub async fn users_and_identities(s: &dyn Store) {
 
     let i = fixtures::identity(&u, &conn);
     s.insert_identity(&i).await.unwrap();
-    assert_eq!(s.find_identity(&conn.id, &i.issuer, &i.subject).await.unwrap(), Some(i.clone()));
-    assert!(s.find_identity(&conn.id, "https://other.example", &i.subject).await.unwrap().is_none());
+    assert_eq!(
+        s.find_identity(&conn.id, &i.issuer, &i.subject)
+            .await
+            .unwrap(),
+        Some(i.clone())
+    );
+    assert!(
+        s.find_identity(&conn.id, "https://other.example", &i.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let mut dup = i.clone();
     dup.user_id = fixtures::user().user_id;
     assert!(s.insert_identity(&dup).await.is_err());
@@ -200,7 +274,12 @@ pub async fn users_and_identities(s: &dyn Store) {
 
     s.delete_user(&u.user_id).await.unwrap();
     assert!(s.find_user(&u.user_id).await.unwrap().is_none());
-    assert!(s.find_identity(&conn.id, &i.issuer, &i.subject).await.unwrap().is_none());
+    assert!(
+        s.find_identity(&conn.id, &i.issuer, &i.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn user_search_and_paging(s: &dyn Store) {
@@ -214,9 +293,17 @@ pub async fn user_search_and_paging(s: &dyn Store) {
         made.push(u);
     }
     // A literal `%` in the query does not match everything.
-    let none = UserQuery { q: Some(format!("{tag}%")), page: 0, per_page: 50 };
+    let none = UserQuery {
+        q: Some(format!("{tag}%")),
+        page: 0,
+        per_page: 50,
+    };
     assert!(s.list_users(&none).await.unwrap().is_empty());
-    let q = |page| UserQuery { q: Some(format!("searchable {}", tag.to_uppercase())), page, per_page: 2 };
+    let q = |page| UserQuery {
+        q: Some(format!("searchable {}", tag.to_uppercase())),
+        page,
+        per_page: 2,
+    };
     let p0 = s.list_users(&q(0)).await.unwrap();
     let p1 = s.list_users(&q(1)).await.unwrap();
     let p2 = s.list_users(&q(2)).await.unwrap();
@@ -237,36 +324,78 @@ pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {
     for t in [&bound, &offline, &other] {
         s.insert_refresh_token(t).await.unwrap();
     }
-    assert_eq!(s.find_refresh_token(&bound.digest).await.unwrap().as_ref(), Some(&bound));
+    assert_eq!(
+        s.find_refresh_token(&bound.digest).await.unwrap().as_ref(),
+        Some(&bound)
+    );
     assert!(s.insert_refresh_token(&bound).await.is_err());
 
     // Rotation succeeds once; the second attempt is reuse.
-    assert!(s.mark_refresh_token_rotated(&other.id, now()).await.unwrap());
-    assert!(!s.mark_refresh_token_rotated(&other.id, now()).await.unwrap());
+    assert!(
+        s.mark_refresh_token_rotated(&other.id, now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.mark_refresh_token_rotated(&other.id, now())
+            .await
+            .unwrap()
+    );
     let mut next = fixtures::refresh_token(&u, &c, None, false);
     next.family_id = other.family_id.clone();
     s.insert_refresh_token(&next).await.unwrap();
     assert_eq!(s.list_family(&other.family_id).await.unwrap().len(), 2);
 
     // A plain logout spares the offline grant.
-    let scope = RevokeScope::Session { session_id: sid.clone(), include_offline: false };
+    let scope = RevokeScope::Session {
+        session_id: sid.clone(),
+        include_offline: false,
+    };
     let revoked = s.revoke_refresh_tokens(&scope, now()).await.unwrap();
-    assert_eq!(revoked.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&bound.id]);
+    assert_eq!(
+        revoked.iter().map(|t| &t.id).collect::<Vec<_>>(),
+        vec![&bound.id]
+    );
     assert!(revoked[0].revoked_at.is_some());
-    assert!(s.revoke_refresh_tokens(&scope, now()).await.unwrap().is_empty());
-    let live: Vec<_> = s.list_user_refresh_tokens(&u.user_id, now()).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert!(
+        s.revoke_refresh_tokens(&scope, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let live: Vec<_> = s
+        .list_user_refresh_tokens(&u.user_id, now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(live.len(), 2);
     assert!(live.contains(&offline.id) && live.contains(&next.id));
 
     // Reuse revokes the family.
-    let fam = s.revoke_refresh_tokens(&RevokeScope::Family(other.family_id.clone()), now()).await.unwrap();
+    let fam = s
+        .revoke_refresh_tokens(&RevokeScope::Family(other.family_id.clone()), now())
+        .await
+        .unwrap();
     assert_eq!(fam.len(), 2);
     assert!(!s.mark_refresh_token_rotated(&next.id, now()).await.unwrap());
 
     // The user-wide revocation takes the offline one too.
-    let all = s.revoke_refresh_tokens(&RevokeScope::User(u.user_id.clone()), now()).await.unwrap();
-    assert_eq!(all.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&offline.id]);
-    assert!(s.list_user_refresh_tokens(&u.user_id, now()).await.unwrap().is_empty());
+    let all = s
+        .revoke_refresh_tokens(&RevokeScope::User(u.user_id.clone()), now())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|t| &t.id).collect::<Vec<_>>(),
+        vec![&offline.id]
+    );
+    assert!(
+        s.list_user_refresh_tokens(&u.user_id, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // An expired token cannot be rotated.
     let mut old = fixtures::refresh_token(&u, &c, None, false);
@@ -281,7 +410,9 @@ pub async fn signing_keys_round_trip(s: &dyn Store) {
         kid: Kid::new(format!("kid-{u}")),
         alg: SigningAlg::ES256,
         state: KeyState::Next,
-        private_pem: SecretString::new("-----BEGIN PRIVATE KEY-----\nMIG...\n-----END PRIVATE KEY-----\n"),
+        private_pem: SecretString::new(
+            "-----BEGIN PRIVATE KEY-----\nMIG...\n-----END PRIVATE KEY-----\n",
+        ),
         public_jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "kid": format!("kid-{u}")}),
         created_at: now(),
         updated_at: now(),
@@ -317,32 +448,55 @@ pub async fn logs_filter_newest_first(s: &dyn Store) {
         s.insert_log(&e).await.unwrap();
         ids.push(e);
     }
-    let mine = LogQuery { user_id: Some(user.clone()), per_page: 10, ..Default::default() };
+    let mine = LogQuery {
+        user_id: Some(user.clone()),
+        per_page: 10,
+        ..Default::default()
+    };
     let all = s.list_logs(&mine).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(), vec![
-        ids[3].log_id.as_str(),
-        ids[2].log_id.as_str(),
-        ids[1].log_id.as_str(),
-        ids[0].log_id.as_str()
-    ]);
+    assert_eq!(
+        all.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+        vec![
+            ids[3].log_id.as_str(),
+            ids[2].log_id.as_str(),
+            ids[1].log_id.as_str(),
+            ids[0].log_id.as_str()
+        ]
+    );
     assert_eq!(all[0], ids[3]);
     let logins = s
-        .list_logs(&LogQuery { event_type: Some("s".into()), ..mine.clone() })
+        .list_logs(&LogQuery {
+            event_type: Some("s".into()),
+            ..mine.clone()
+        })
         .await
         .unwrap();
     assert_eq!(logins.len(), 2);
     let window = s
-        .list_logs(&LogQuery { from: Some(base + Duration::seconds(1)), to: Some(base + Duration::seconds(2)), ..mine.clone() })
+        .list_logs(&LogQuery {
+            from: Some(base + Duration::seconds(1)),
+            to: Some(base + Duration::seconds(2)),
+            ..mine.clone()
+        })
         .await
         .unwrap();
     assert_eq!(window.len(), 2);
     let by_conn = s
-        .list_logs(&LogQuery { connection: Some(ConnectionName::new(format!("conn-{tag}"))), per_page: 3, ..Default::default() })
+        .list_logs(&LogQuery {
+            connection: Some(ConnectionName::new(format!("conn-{tag}"))),
+            per_page: 3,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(by_conn.len(), 3);
     let by_client = s
-        .list_logs(&LogQuery { client_id: Some(ClientId::new(format!("c-{tag}"))), page: 1, per_page: 3, ..Default::default() })
+        .list_logs(&LogQuery {
+            client_id: Some(ClientId::new(format!("c-{tag}"))),
+            page: 1,
+            per_page: 3,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(by_client.len(), 1);
@@ -354,7 +508,11 @@ fn delivery(tag: &str, n: usize) -> Delivery {
         id: DeliveryId::new(format!("dlv-{tag}-{n:04}")),
         client_id: ClientId::new(format!("c-{tag}")),
         target: fixtures::url("http://127.0.0.1:9/backchannel"),
-        notice: LogoutNotice { sub: Some(UserId::new("auth0|x")), sid: Some(Sid::new("sid-x")), initiator: LogoutInitiator::RpLogout },
+        notice: LogoutNotice {
+            sub: Some(UserId::new("auth0|x")),
+            sid: Some(Sid::new("sid-x")),
+            initiator: LogoutInitiator::RpLogout,
+        },
         jti: Jti::new(format!("jti-{tag}-{n}")),
         state: DeliveryState::Pending,
         attempts: 0,
@@ -373,9 +531,17 @@ pub async fn outbox_claims_are_exclusive(s: &dyn Store) {
     s.insert_deliveries(&ds).await.unwrap();
     assert_eq!(s.get_delivery(&ds[0].id).await.unwrap(), ds[0]);
     let lease = now() + Duration::minutes(1);
-    let (a, b) = tokio::join!(s.claim_deliveries(now(), lease, 10), s.claim_deliveries(now(), lease, 10));
+    let (a, b) = tokio::join!(
+        s.claim_deliveries(now(), lease, 10),
+        s.claim_deliveries(now(), lease, 10)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
-    let mut mine: Vec<_> = a.iter().chain(b.iter()).filter(|d| d.id.as_str().contains(&tag)).map(|d| d.id.clone()).collect();
+    let mut mine: Vec<_> = a
+        .iter()
+        .chain(b.iter())
+        .filter(|d| d.id.as_str().contains(&tag))
+        .map(|d| d.id.clone())
+        .collect();
     let total = mine.len();
     mine.sort();
     mine.dedup();
@@ -395,12 +561,22 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
     let t0 = now();
     let lease = t0 + Duration::seconds(30);
     let claimed_now = |v: Vec<Delivery>| v.into_iter().any(|x| x.id == d.id);
-    assert!(claimed_now(s.claim_deliveries(t0, lease, 1000).await.unwrap()));
-    assert!(!claimed_now(s.claim_deliveries(t0, lease, 1000).await.unwrap()));
+    assert!(claimed_now(
+        s.claim_deliveries(t0, lease, 1000).await.unwrap()
+    ));
+    assert!(!claimed_now(
+        s.claim_deliveries(t0, lease, 1000).await.unwrap()
+    ));
     // A lease whose holder died runs out; another worker takes the delivery.
     let later = t0 + Duration::seconds(31);
-    let taken = s.claim_deliveries(later, later + Duration::seconds(30), 1000).await.unwrap();
-    let mut mine = taken.into_iter().find(|x| x.id == d.id).expect("re-claimed after lease expiry");
+    let taken = s
+        .claim_deliveries(later, later + Duration::seconds(30), 1000)
+        .await
+        .unwrap();
+    let mut mine = taken
+        .into_iter()
+        .find(|x| x.id == d.id)
+        .expect("re-claimed after lease expiry");
 
     mine.attempts += 1;
     mine.next_attempt_at = later + Duration::seconds(5);
@@ -409,7 +585,11 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
     let stored = s.get_delivery(&d.id).await.unwrap();
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.locked_until, None);
-    assert!(!claimed_now(s.claim_deliveries(later, later + Duration::seconds(30), 1000).await.unwrap()));
+    assert!(!claimed_now(
+        s.claim_deliveries(later, later + Duration::seconds(30), 1000)
+            .await
+            .unwrap()
+    ));
     let due = later + Duration::seconds(6);
     let mut again = s
         .claim_deliveries(due, due + Duration::seconds(30), 1000)
@@ -422,9 +602,20 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
     again.finished_at = Some(due);
     s.record_attempt(&again).await.unwrap();
     let far = due + Duration::days(1);
-    assert!(!claimed_now(s.claim_deliveries(far, far, 1000).await.unwrap()));
-    assert_eq!(s.get_delivery(&d.id).await.unwrap().state, DeliveryState::Delivered);
-    assert!(s.list_deliveries(Some(DeliveryState::Delivered), 1000).await.unwrap().iter().any(|x| x.id == d.id));
+    assert!(!claimed_now(
+        s.claim_deliveries(far, far, 1000).await.unwrap()
+    ));
+    assert_eq!(
+        s.get_delivery(&d.id).await.unwrap().state,
+        DeliveryState::Delivered
+    );
+    assert!(
+        s.list_deliveries(Some(DeliveryState::Delivered), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.id == d.id)
+    );
 }
 
 /// The logout use-case against a real store and an in-memory session double: deliveries are
@@ -445,7 +636,10 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     }
     let sessions = crate::session_conformance::MemorySessions::default();
     let mut one = fixtures::session(&u.user_id);
-    one.clients = vec![fixtures::session_client(app.client_id.as_str()), fixtures::session_client(quiet.client_id.as_str())];
+    one.clients = vec![
+        fixtures::session_client(app.client_id.as_str()),
+        fixtures::session_client(quiet.client_id.as_str()),
+    ];
     let two = fixtures::session(&u.user_id);
     sessions.insert_session(&one).await.unwrap();
     sessions.insert_session(&two).await.unwrap();
@@ -457,29 +651,72 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     }
 
     // A plain logout of one session: one delivery (only `app` has a back-channel URL).
-    let req = Terminate { target: Target::Session(one.id.clone()), tokens: TokenPolicy::SessionBound, initiator: LogoutInitiator::RpLogout };
-    let out = terminate(s, &sessions, &latch_core::SystemClock, &req).await.unwrap();
+    let req = Terminate {
+        target: Target::Session(one.id.clone()),
+        tokens: TokenPolicy::SessionBound,
+        initiator: LogoutInitiator::RpLogout,
+    };
+    let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
+        .await
+        .unwrap();
     assert_eq!(out.sessions.len(), 1);
     assert_eq!(out.deliveries.len(), 1);
-    assert_eq!(out.deliveries[0].notice.sid.as_ref(), Some(&one.clients[0].sid));
-    assert_eq!(s.get_delivery(&out.deliveries[0].id).await.unwrap().state, DeliveryState::Pending);
-    assert_eq!(out.revoked_tokens.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&bound.id]);
-    assert!(sessions.find_session(&one.id, now()).await.unwrap().is_none());
-    assert!(sessions.find_session(&two.id, now()).await.unwrap().is_some());
+    assert_eq!(
+        out.deliveries[0].notice.sid.as_ref(),
+        Some(&one.clients[0].sid)
+    );
+    assert_eq!(
+        s.get_delivery(&out.deliveries[0].id).await.unwrap().state,
+        DeliveryState::Pending
+    );
+    assert_eq!(
+        out.revoked_tokens.iter().map(|t| &t.id).collect::<Vec<_>>(),
+        vec![&bound.id]
+    );
+    assert!(
+        sessions
+            .find_session(&one.id, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        sessions
+            .find_session(&two.id, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Everything of the user: the other session ends, every token dies, the token holder is told.
-    let req = Terminate { target: Target::User(u.user_id.clone()), tokens: TokenPolicy::AllOfUser, initiator: LogoutInitiator::SessionRevoked };
-    let out = terminate(s, &sessions, &latch_core::SystemClock, &req).await.unwrap();
-    assert_eq!(out.sessions.iter().map(|x| &x.id).collect::<Vec<_>>(), vec![&two.id]);
+    let req = Terminate {
+        target: Target::User(u.user_id.clone()),
+        tokens: TokenPolicy::AllOfUser,
+        initiator: LogoutInitiator::SessionRevoked,
+    };
+    let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.sessions.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        vec![&two.id]
+    );
     let mut revoked: Vec<_> = out.revoked_tokens.iter().map(|t| t.id.clone()).collect();
     revoked.sort();
     let mut want = vec![offline.id.clone(), held.id.clone()];
     want.sort();
     assert_eq!(revoked, want);
     // `app` holds an offline token too: both token holders get a `sub`-only logout token.
-    let mut told: Vec<_> = out.deliveries.iter().map(|d| (d.client_id.clone(), d.notice.sid.clone())).collect();
+    let mut told: Vec<_> = out
+        .deliveries
+        .iter()
+        .map(|d| (d.client_id.clone(), d.notice.sid.clone()))
+        .collect();
     told.sort();
-    let mut expect = vec![(app.client_id.clone(), None), (holder.client_id.clone(), None)];
+    let mut expect = vec![
+        (app.client_id.clone(), None),
+        (holder.client_id.clone(), None),
+    ];
     expect.sort();
     assert_eq!(told, expect);
 }

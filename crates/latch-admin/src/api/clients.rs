@@ -105,7 +105,10 @@ fn lifetime(field: &str, v: i64, max: i64) -> Result<i64, ApiError> {
     if (60..=max).contains(&v) {
         Ok(v)
     } else {
-        Err(ApiError::bad_request(field, format!("{field} must be between 60 and {max} seconds")))
+        Err(ApiError::bad_request(
+            field,
+            format!("{field} must be between 60 and {max} seconds"),
+        ))
     }
 }
 
@@ -114,7 +117,10 @@ fn lifetime(field: &str, v: i64, max: i64) -> Result<i64, ApiError> {
 fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiError> {
     if let Some(name) = input.name {
         if name.trim().is_empty() || name.len() > 128 {
-            return Err(ApiError::bad_request("name", "name must be 1-128 characters"));
+            return Err(ApiError::bad_request(
+                "name",
+                "name must be 1-128 characters",
+            ));
         }
         c.name = name;
     } else if creating {
@@ -122,7 +128,10 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
     }
     if let Some(d) = input.description {
         if d.len() > 1024 {
-            return Err(ApiError::bad_request("description", "description must be at most 1024 characters"));
+            return Err(ApiError::bad_request(
+                "description",
+                "description must be at most 1024 characters",
+            ));
         }
         c.description = Some(d).filter(|d| !d.is_empty());
     }
@@ -130,8 +139,11 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
         c.app_type = t;
         if creating {
             c.grant_types = default_grant_types(t);
-            c.token_endpoint_auth_method =
-                if t.is_public() { TokenEndpointAuthMethod::None } else { TokenEndpointAuthMethod::ClientSecretBasic };
+            c.token_endpoint_auth_method = if t.is_public() {
+                TokenEndpointAuthMethod::None
+            } else {
+                TokenEndpointAuthMethod::ClientSecretBasic
+            };
         }
     }
     if let Some(v) = input.callbacks {
@@ -142,8 +154,14 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
     }
     if let Some(v) = input.web_origins {
         let origins = urls("web_origins", v)?;
-        if let Some(i) = origins.iter().position(|u| u.path() != "/" || u.query().is_some()) {
-            return Err(ApiError::bad_request(format!("web_origins[{i}]"), "web_origins must be origins, without a path"));
+        if let Some(i) = origins
+            .iter()
+            .position(|u| u.path() != "/" || u.query().is_some())
+        {
+            return Err(ApiError::bad_request(
+                format!("web_origins[{i}]"),
+                "web_origins must be origins, without a path",
+            ));
         }
         c.web_origins = origins;
     }
@@ -157,14 +175,21 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
     if let Some(j) = input.jwt_configuration {
         if let Some(alg) = j.alg {
             c.signing_alg = SigningAlg::parse(&alg).ok_or_else(|| {
-                ApiError::bad_request("jwt_configuration.alg", "jwt_configuration.alg must be RS256, ES256 or EdDSA")
+                ApiError::bad_request(
+                    "jwt_configuration.alg",
+                    "jwt_configuration.alg must be RS256, ES256 or EdDSA",
+                )
             })?;
         }
         if let Some(v) = j.lifetime_in_seconds {
             c.lifetimes.id_token = lifetime("jwt_configuration.lifetime_in_seconds", v, 2_592_000)?;
         }
         if let Some(v) = j.access_token_lifetime_in_seconds {
-            c.lifetimes.access_token = lifetime("jwt_configuration.access_token_lifetime_in_seconds", v, 2_592_000)?;
+            c.lifetimes.access_token = lifetime(
+                "jwt_configuration.access_token_lifetime_in_seconds",
+                v,
+                2_592_000,
+            )?;
         }
     }
     if let Some(r) = input.refresh_token {
@@ -174,7 +199,10 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
                 "refresh_token.rotation_type must be rotating: Latch always rotates refresh tokens",
             ));
         }
-        if r.expiration_type.as_deref().is_some_and(|t| t != "expiring") {
+        if r.expiration_type
+            .as_deref()
+            .is_some_and(|t| t != "expiring")
+        {
             return Err(ApiError::bad_request(
                 "refresh_token.expiration_type",
                 "refresh_token.expiration_type must be expiring",
@@ -184,7 +212,8 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
             c.lifetimes.refresh_token = lifetime("refresh_token.token_lifetime", v, 31_536_000)?;
         }
         if let Some(v) = r.idle_token_lifetime {
-            c.lifetimes.refresh_token_idle = lifetime("refresh_token.idle_token_lifetime", v, 31_536_000)?;
+            c.lifetimes.refresh_token_idle =
+                lifetime("refresh_token.idle_token_lifetime", v, 31_536_000)?;
         }
     }
     if c.lifetimes.refresh_token_idle > c.lifetimes.refresh_token {
@@ -209,7 +238,10 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
         }
         if let Some(v) = o.frontchannel_logout_url {
             c.oidc_logout.frontchannel_logout_url = match v {
-                Some(u) => Some(validate::app_url("oidc_logout.frontchannel_logout_url", &u)?),
+                Some(u) => Some(validate::app_url(
+                    "oidc_logout.frontchannel_logout_url",
+                    &u,
+                )?),
                 None => None,
             };
         }
@@ -226,10 +258,16 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
         ));
     }
     if public && c.grant_types.contains(&GrantType::ClientCredentials) {
-        return Err(ApiError::bad_request("grant_types", "a public client cannot use client_credentials"));
+        return Err(ApiError::bad_request(
+            "grant_types",
+            "a public client cannot use client_credentials",
+        ));
     }
     if c.grant_types.is_empty() {
-        return Err(ApiError::bad_request("grant_types", "grant_types must name at least one grant"));
+        return Err(ApiError::bad_request(
+            "grant_types",
+            "grant_types must name at least one grant",
+        ));
     }
     Ok(())
 }
@@ -273,7 +311,10 @@ fn view(c: &Client, secret: Option<&str>) -> Value {
 
 fn new_secret(now: time::OffsetDateTime) -> (String, ClientSecret) {
     let secret = latch_jose::random_token(SECRET_BYTES);
-    let stored = ClientSecret { digest: latch_jose::token_digest(&secret), created_at: now };
+    let stored = ClientSecret {
+        digest: latch_jose::token_digest(&secret),
+        created_at: now,
+    };
     (secret, stored)
 }
 
@@ -282,7 +323,13 @@ async fn get_clients(
     _auth: ManagementAuth,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = deps.store.list_clients().await?.iter().map(|c| view(c, None)).collect();
+    let items = deps
+        .store
+        .list_clients()
+        .await?
+        .iter()
+        .map(|c| view(c, None))
+        .collect();
     Ok(HttpResponse::Ok().json(collection("clients", items, q.include_totals)))
 }
 
@@ -320,13 +367,25 @@ async fn post_client(
     };
     deps.store.insert_client(&c).await?;
     // The built-in database connection serves every new client unless an admin turns it off.
-    if let Some(mut db) = deps.store.find_connection_by_name(&ConnectionName::new(DATABASE_CONNECTION)).await? {
+    if let Some(mut db) = deps
+        .store
+        .find_connection_by_name(&ConnectionName::new(DATABASE_CONNECTION))
+        .await?
+    {
         db.enabled_clients.push(c.client_id.clone());
         db.enabled_clients.sort();
         db.enabled_clients.dedup();
         deps.store.update_connection(&db).await?;
     }
-    audit::record(&deps, &req, &auth, "Create a client", Some(&c.client_id), None).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Create a client",
+        Some(&c.client_id),
+        None,
+    )
+    .await;
     Ok(HttpResponse::Created().json(view(&c, secret.as_deref())))
 }
 
@@ -335,7 +394,10 @@ async fn get_client(
     _auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let c = deps.store.get_client(&ClientId::new(id.into_inner())).await?;
+    let c = deps
+        .store
+        .get_client(&ClientId::new(id.into_inner()))
+        .await?;
     Ok(HttpResponse::Ok().json(view(&c, None)))
 }
 
@@ -346,7 +408,10 @@ async fn patch_client(
     id: web::Path<String>,
     StrictJson(input): StrictJson<ClientInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut c = deps.store.get_client(&ClientId::new(id.into_inner())).await?;
+    let mut c = deps
+        .store
+        .get_client(&ClientId::new(id.into_inner()))
+        .await?;
     let was_public = c.app_type.is_public();
     apply(&mut c, input, false)?;
     let mut secret = None;
@@ -361,7 +426,15 @@ async fn patch_client(
     }
     c.updated_at = deps.clock.now();
     deps.store.update_client(&c).await?;
-    audit::record(&deps, &req, &auth, "Update a client", Some(&c.client_id), None).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Update a client",
+        Some(&c.client_id),
+        None,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(view(&c, secret.as_deref())))
 }
 
@@ -383,15 +456,29 @@ async fn post_rotate_secret(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut c = deps.store.get_client(&ClientId::new(id.into_inner())).await?;
+    let mut c = deps
+        .store
+        .get_client(&ClientId::new(id.into_inner()))
+        .await?;
     if c.app_type.is_public() {
-        return Err(ApiError::bad_request("app_type", "A public client has no secret to rotate."));
+        return Err(ApiError::bad_request(
+            "app_type",
+            "A public client has no secret to rotate.",
+        ));
     }
     let now = deps.clock.now();
     let (plain, stored) = new_secret(now);
     c.secrets = vec![stored];
     c.updated_at = now;
     deps.store.update_client(&c).await?;
-    audit::record(&deps, &req, &auth, "Rotate a client secret", Some(&c.client_id), None).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Rotate a client secret",
+        Some(&c.client_id),
+        None,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(view(&c, Some(&plain))))
 }

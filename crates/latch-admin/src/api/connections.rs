@@ -82,20 +82,28 @@ pub(crate) fn view(c: &Connection) -> Value {
 
 fn display_name(v: Option<String>) -> Result<Option<String>, ApiError> {
     match v {
-        Some(d) if d.trim().is_empty() || d.len() > 128 => {
-            Err(ApiError::bad_request("display_name", "display_name must be 1-128 characters"))
-        }
+        Some(d) if d.trim().is_empty() || d.len() > 128 => Err(ApiError::bad_request(
+            "display_name",
+            "display_name must be 1-128 characters",
+        )),
         other => Ok(other),
     }
 }
 
 /// Checks each client id exists; returns them sorted and deduplicated.
-async fn existing_clients(deps: &Deps, field: &str, ids: Vec<String>) -> Result<Vec<ClientId>, ApiError> {
+async fn existing_clients(
+    deps: &Deps,
+    field: &str,
+    ids: Vec<String>,
+) -> Result<Vec<ClientId>, ApiError> {
     let mut out = Vec::with_capacity(ids.len());
     for (i, id) in ids.into_iter().enumerate() {
         let id = ClientId::new(id);
         if deps.store.find_client(&id).await?.is_none() {
-            return Err(ApiError::bad_request(format!("{field}[{i}]"), format!("{field}[{i}]: no client {id} exists")));
+            return Err(ApiError::bad_request(
+                format!("{field}[{i}]"),
+                format!("{field}[{i}]: no client {id} exists"),
+            ));
         }
         out.push(id);
     }
@@ -116,7 +124,11 @@ async fn get_connections(
     let all = deps.store.list_connections().await?;
     let items = all
         .iter()
-        .filter(|c| q.strategy.as_deref().is_none_or(|s| s == c.strategy.as_str()))
+        .filter(|c| {
+            q.strategy
+                .as_deref()
+                .is_none_or(|s| s == c.strategy.as_str())
+        })
         .filter(|c| q.name.as_deref().is_none_or(|n| n == c.name.as_str()))
         .map(view)
         .collect();
@@ -131,11 +143,20 @@ async fn post_connection(
 ) -> Result<HttpResponse, ApiError> {
     validate::connection_name("name", &body.name)?;
     let strategy = Strategy::parse(&body.strategy).ok_or_else(|| {
-        ApiError::bad_request("strategy", "strategy must be one of: auth0, oidc, okta, samlp")
+        ApiError::bad_request(
+            "strategy",
+            "strategy must be one of: auth0, oidc, okta, samlp",
+        )
     })?;
-    let (options, secrets) = validate::connection_options(strategy, body.options.unwrap_or_default(), None)?;
+    let (options, secrets) =
+        validate::connection_options(strategy, body.options.unwrap_or_default(), None)?;
     let display_name = display_name(body.display_name)?;
-    let enabled_clients = existing_clients(&deps, "enabled_clients", body.enabled_clients.unwrap_or_default()).await?;
+    let enabled_clients = existing_clients(
+        &deps,
+        "enabled_clients",
+        body.enabled_clients.unwrap_or_default(),
+    )
+    .await?;
     let name = ConnectionName::new(body.name);
     if deps.store.find_connection_by_name(&name).await?.is_some() {
         let mut e = ApiError::conflict(format!("A connection named {name} already exists."));
@@ -155,7 +176,15 @@ async fn post_connection(
         updated_at: now,
     };
     deps.store.insert_connection(&c).await?;
-    audit::record(&deps, &req, &auth, "Create a connection", None, Some(&c.name)).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Create a connection",
+        None,
+        Some(&c.name),
+    )
+    .await;
     Ok(HttpResponse::Created().json(view(&c)))
 }
 
@@ -177,7 +206,8 @@ async fn patch_connection(
     let mut c = find(&deps, &id).await?;
     if let Some(options) = body.options {
         // Auth0 semantics: `options` is replaced whole (a secret left out is kept).
-        let (options, secrets) = validate::connection_options(c.strategy, options, Some(&c.secrets))?;
+        let (options, secrets) =
+            validate::connection_options(c.strategy, options, Some(&c.secrets))?;
         c.options = options;
         c.secrets = secrets;
     }
@@ -189,7 +219,15 @@ async fn patch_connection(
     }
     c.updated_at = deps.clock.now();
     deps.store.update_connection(&c).await?;
-    audit::record(&deps, &req, &auth, "Update a connection", None, Some(&c.name)).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Update a connection",
+        None,
+        Some(&c.name),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(view(&c)))
 }
 
@@ -207,7 +245,15 @@ async fn delete_connection(
         ));
     }
     deps.store.delete_connection(&c.id).await?;
-    audit::record(&deps, &req, &auth, "Delete a connection", None, Some(&c.name)).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Delete a connection",
+        None,
+        Some(&c.name),
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -217,7 +263,11 @@ async fn get_connection_clients(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let c = find(&deps, &id).await?;
-    let clients: Vec<_> = c.enabled_clients.iter().map(|id| serde_json::json!({ "client_id": id })).collect();
+    let clients: Vec<_> = c
+        .enabled_clients
+        .iter()
+        .map(|id| serde_json::json!({ "client_id": id }))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "clients": clients })))
 }
 
@@ -229,8 +279,17 @@ async fn patch_connection_clients(
     StrictJson(body): StrictJson<Vec<ClientStatus>>,
 ) -> Result<HttpResponse, ApiError> {
     let mut c = find(&deps, &id).await?;
-    let ids = existing_clients(&deps, "body", body.iter().map(|s| s.client_id.clone()).collect()).await?;
-    for (status, id) in body.iter().map(|s| s.status).zip(body.iter().map(|s| ClientId::new(s.client_id.clone()))) {
+    let ids = existing_clients(
+        &deps,
+        "body",
+        body.iter().map(|s| s.client_id.clone()).collect(),
+    )
+    .await?;
+    for (status, id) in body
+        .iter()
+        .map(|s| s.status)
+        .zip(body.iter().map(|s| ClientId::new(s.client_id.clone())))
+    {
         debug_assert!(ids.contains(&id));
         c.enabled_clients.retain(|x| *x != id);
         if status {
@@ -240,6 +299,14 @@ async fn patch_connection_clients(
     c.enabled_clients.sort();
     c.updated_at = deps.clock.now();
     deps.store.update_connection(&c).await?;
-    audit::record(&deps, &req, &auth, "Update the clients of a connection", None, Some(&c.name)).await;
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        "Update the clients of a connection",
+        None,
+        Some(&c.name),
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,11 @@ pub(crate) struct ListQuery {
     pub name: Option<String>,
 }
 
-pub(crate) fn collection(name: &str, items: Vec<serde_json::Value>, totals: bool) -> serde_json::Value {
+pub(crate) fn collection(
+    name: &str,
+    items: Vec<serde_json::Value>,
+    totals: bool,
+) -> serde_json::Value {
     if totals {
         let n = items.len();
         serde_json::json!({ name: items, "start": 0, "limit": n, "total": n })

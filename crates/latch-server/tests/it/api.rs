@@ -9,9 +9,19 @@ use crate::on_all_backends;
 use crate::support::{Harness, TOKEN};
 
 /// Sends a request and returns the status and the JSON body (`Null` when empty).
-async fn call<S, B>(app: &S, method: Method, uri: &str, body: Option<Value>, token: Option<&str>) -> (StatusCode, Value)
+async fn call<S, B>(
+    app: &S,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value)
 where
-    S: actix_web::dev::Service<actix_http::Request, Response = actix_web::dev::ServiceResponse<B>, Error = actix_web::Error>,
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
     B: actix_web::body::MessageBody,
 {
     let mut req = test::TestRequest::default().method(method).uri(uri);
@@ -24,7 +34,11 @@ where
     let res = test::call_service(app, req.to_request()).await;
     let status = res.status();
     let bytes = test::read_body(res).await;
-    let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
     (status, v)
 }
 
@@ -43,7 +57,12 @@ async fn connections_crud(h: Harness) {
     // The built-in database connection exists from the first start.
     let (s, list) = api!(app, GET "/api/v2/connections");
     assert_eq!(s, 200);
-    assert!(list.as_array().unwrap().iter().any(|c| c["name"] == "database" && c["strategy"] == "auth0"));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "database" && c["strategy"] == "auth0")
+    );
 
     let (s, client) = api!(app, POST "/api/v2/clients", json!({"name": "Web", "callbacks": ["https://app.example.com/cb"]}));
     assert_eq!(s, 201, "{client}");
@@ -61,12 +80,23 @@ async fn connections_crud(h: Harness) {
     assert!(id.starts_with("con_"));
     assert_eq!(created["strategy"], "okta");
     assert_eq!(created["enabled_clients"], json!([client_id]));
-    assert!(created["options"].get("client_secret").is_none(), "secret returned: {created}");
+    assert!(
+        created["options"].get("client_secret").is_none(),
+        "secret returned: {created}"
+    );
     assert!(!created.to_string().contains("very-secret-value"));
 
     // The secret is stored (encrypted) and usable.
-    let stored = h.state.store.get_connection(&latch_core::ConnectionId::new(&id)).await.unwrap();
-    assert_eq!(stored.secrets["client_secret"].expose(), "very-secret-value");
+    let stored = h
+        .state
+        .store
+        .get_connection(&latch_core::ConnectionId::new(&id))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.secrets["client_secret"].expose(),
+        "very-secret-value"
+    );
 
     let (s, got) = api!(app, GET format!("/api/v2/connections/{id}"));
     assert_eq!((s, got.clone()), (StatusCode::OK, created.clone()));
@@ -80,19 +110,38 @@ async fn connections_crud(h: Harness) {
     assert_eq!(s, 409, "{err}");
     assert_eq!(err["field"], "name");
     let (_, list) = api!(app, GET "/api/v2/connections");
-    assert_eq!(list.as_array().unwrap().iter().filter(|c| c["name"] == "acme-okta").count(), 1);
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == "acme-okta")
+            .count(),
+        1
+    );
 
     // PATCH replaces options whole; a secret left out is kept.
     let (s, patched) = api!(app, PATCH format!("/api/v2/connections/{id}"),
         json!({"options": {"domain": "acme2.okta.com", "client_id": "0oa2"}, "enabled_clients": []}));
     assert_eq!(s, 200, "{patched}");
-    assert_eq!(patched["options"], json!({"domain": "acme2.okta.com", "client_id": "0oa2"}));
+    assert_eq!(
+        patched["options"],
+        json!({"domain": "acme2.okta.com", "client_id": "0oa2"})
+    );
     assert_eq!(patched["enabled_clients"], json!([]));
-    let stored = h.state.store.get_connection(&latch_core::ConnectionId::new(&id)).await.unwrap();
-    assert_eq!(stored.secrets["client_secret"].expose(), "very-secret-value");
+    let stored = h
+        .state
+        .store
+        .get_connection(&latch_core::ConnectionId::new(&id))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.secrets["client_secret"].expose(),
+        "very-secret-value"
+    );
 
     // Name and strategy cannot change.
-    let (s, err) = api!(app, PATCH format!("/api/v2/connections/{id}"), json!({"strategy": "oidc"}));
+    let (s, err) =
+        api!(app, PATCH format!("/api/v2/connections/{id}"), json!({"strategy": "oidc"}));
     assert_eq!(s, 400);
     assert_eq!(err["field"], "strategy");
 
@@ -114,15 +163,39 @@ async fn connections_crud(h: Harness) {
     assert_eq!(s, 404);
 
     // The built-in database connection stays.
-    let db_id = list.as_array().unwrap().iter().find(|c| c["name"] == "database").unwrap()["id"].as_str().unwrap().to_owned();
+    let db_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "database")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (s, _) = api!(app, DELETE format!("/api/v2/connections/{db_id}"));
     assert_eq!(s, 400);
 
     // Every write is in the log with its actor.
-    let logs = h.state.store.list_logs(&LogQuery { event_type: Some("sapi".into()), per_page: 50, ..Default::default() }).await.unwrap();
-    assert!(logs.iter().any(|e| e.description == "Create a connection" && e.details["actor"] == "admin-token"));
+    let logs = h
+        .state
+        .store
+        .list_logs(&LogQuery {
+            event_type: Some("sapi".into()),
+            per_page: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        logs.iter()
+            .any(|e| e.description == "Create a connection" && e.details["actor"] == "admin-token")
+    );
     assert!(logs.iter().any(|e| e.description == "Delete a connection"));
-    assert!(!serde_json::to_string(&logs.iter().map(|e| &e.details).collect::<Vec<_>>()).unwrap().contains("very-secret-value"));
+    assert!(
+        !serde_json::to_string(&logs.iter().map(|e| &e.details).collect::<Vec<_>>())
+            .unwrap()
+            .contains("very-secret-value")
+    );
 }
 on_all_backends!(connections_crud, connections_crud);
 
@@ -133,15 +206,42 @@ async fn connection_validation_changes_nothing(h: Harness) {
         (json!({"strategy": "okta"}), "name"),
         (json!({"name": "has space", "strategy": "oidc"}), "name"),
         (json!({"name": "ok-name", "strategy": "ldap"}), "strategy"),
-        (json!({"name": "ok-name", "strategy": "okta", "options": {"client_id": "x", "client_secret": "y"}}), "options.domain"),
-        (json!({"name": "ok-name", "strategy": "okta", "options": {"domain": "http://acme.okta.com", "client_id": "x", "client_secret": "y"}}), "options.domain"),
-        (json!({"name": "ok-name", "strategy": "oidc", "options": {"client_id": "x", "client_secret": "y"}}), "options.discovery_url"),
-        (json!({"name": "ok-name", "strategy": "oidc", "options": {"issuer": "not a url", "client_id": "x", "client_secret": "y"}}), "options.issuer"),
-        (json!({"name": "ok-name", "strategy": "samlp", "options": {}}), "options.metadataUrl"),
-        (json!({"name": "ok-name", "strategy": "auth0", "options": {"passwordPolicy": "weak"}}), "options.passwordPolicy"),
-        (json!({"name": "ok-name", "strategy": "auth0", "options": {"nonsense": 1}}), "options.nonsense"),
-        (json!({"name": "ok-name", "strategy": "auth0", "enabled_clients": ["missing-client"]}), "enabled_clients[0]"),
-        (json!({"name": "ok-name", "strategy": "auth0", "extra": true}), "extra"),
+        (
+            json!({"name": "ok-name", "strategy": "okta", "options": {"client_id": "x", "client_secret": "y"}}),
+            "options.domain",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "okta", "options": {"domain": "http://acme.okta.com", "client_id": "x", "client_secret": "y"}}),
+            "options.domain",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "oidc", "options": {"client_id": "x", "client_secret": "y"}}),
+            "options.discovery_url",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "oidc", "options": {"issuer": "not a url", "client_id": "x", "client_secret": "y"}}),
+            "options.issuer",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "samlp", "options": {}}),
+            "options.metadataUrl",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "auth0", "options": {"passwordPolicy": "weak"}}),
+            "options.passwordPolicy",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "auth0", "options": {"nonsense": 1}}),
+            "options.nonsense",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "auth0", "enabled_clients": ["missing-client"]}),
+            "enabled_clients[0]",
+        ),
+        (
+            json!({"name": "ok-name", "strategy": "auth0", "extra": true}),
+            "extra",
+        ),
         (json!({"name": 5, "strategy": "auth0"}), "name"),
     ];
     for (body, field) in cases {
@@ -173,7 +273,10 @@ async fn connection_validation_changes_nothing(h: Harness) {
     assert_eq!(s, 413);
     assert_eq!(h.state.store.list_connections().await.unwrap(), before);
 }
-on_all_backends!(connection_validation_changes_nothing, connection_validation_changes_nothing);
+on_all_backends!(
+    connection_validation_changes_nothing,
+    connection_validation_changes_nothing
+);
 
 async fn clients_crud(h: Harness) {
     let app = test::init_service(latch_server::app::app(h.state.clone())).await;
@@ -190,12 +293,23 @@ async fn clients_crud(h: Harness) {
     let secret = c["client_secret"].as_str().unwrap().to_owned();
     assert!(secret.len() >= 64);
     assert_eq!(c["token_endpoint_auth_method"], "client_secret_basic");
-    assert_eq!(c["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        c["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(c["jwt_configuration"]["alg"], "ES256");
-    assert_eq!(c["oidc_logout"]["backchannel_logout_urls"], json!(["https://shop.example.com/backchannel"]));
+    assert_eq!(
+        c["oidc_logout"]["backchannel_logout_urls"],
+        json!(["https://shop.example.com/backchannel"])
+    );
 
     // Stored as a digest only; never returned again.
-    let stored = h.state.store.get_client(&latch_core::ClientId::new(&id)).await.unwrap();
+    let stored = h
+        .state
+        .store
+        .get_client(&latch_core::ClientId::new(&id))
+        .await
+        .unwrap();
     assert_eq!(stored.secrets.len(), 1);
     assert!(latch_jose::verify_token(&secret, &stored.secrets[0].digest));
     assert_ne!(stored.secrets[0].digest.as_str(), secret);
@@ -206,7 +320,13 @@ async fn clients_crud(h: Harness) {
     assert!(!all.to_string().contains(&secret));
 
     // New clients get the database connection.
-    let db = h.state.store.find_connection_by_name(&latch_core::ConnectionName::new("database")).await.unwrap().unwrap();
+    let db = h
+        .state
+        .store
+        .find_connection_by_name(&latch_core::ConnectionName::new("database"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(db.enabled_clients.contains(&latch_core::ClientId::new(&id)));
 
     // Update.
@@ -222,9 +342,22 @@ async fn clients_crud(h: Harness) {
     let (s, r) = api!(app, POST format!("/api/v2/clients/{id}/rotate-secret"), json!({}));
     assert_eq!(s, 200);
     let new_secret = r["client_secret"].as_str().unwrap();
-    let stored = h.state.store.get_client(&latch_core::ClientId::new(&id)).await.unwrap();
-    assert!(latch_jose::verify_token(new_secret, &stored.secrets[0].digest));
-    assert!(!stored.secrets.iter().any(|s| latch_jose::verify_token(&secret, &s.digest)));
+    let stored = h
+        .state
+        .store
+        .get_client(&latch_core::ClientId::new(&id))
+        .await
+        .unwrap();
+    assert!(latch_jose::verify_token(
+        new_secret,
+        &stored.secrets[0].digest
+    ));
+    assert!(
+        !stored
+            .secrets
+            .iter()
+            .any(|s| latch_jose::verify_token(&secret, &s.digest))
+    );
 
     // A public client: no secret, method none.
     let (s, spa) = api!(app, POST "/api/v2/clients", json!({"name": "SPA", "app_type": "spa"}));
@@ -237,7 +370,13 @@ async fn clients_crud(h: Harness) {
     assert_eq!(s, 204);
     let (s, _) = api!(app, GET format!("/api/v2/clients/{id}"));
     assert_eq!(s, 404);
-    let db = h.state.store.find_connection_by_name(&latch_core::ConnectionName::new("database")).await.unwrap().unwrap();
+    let db = h
+        .state
+        .store
+        .find_connection_by_name(&latch_core::ConnectionName::new("database"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!db.enabled_clients.contains(&latch_core::ClientId::new(&id)));
 }
 on_all_backends!(clients_crud, clients_crud);
@@ -248,20 +387,59 @@ async fn client_validation_changes_nothing(h: Harness) {
     let cases = [
         (json!({}), "name"),
         (json!({"name": ""}), "name"),
-        (json!({"name": "x", "callbacks": ["http://app.example.com/cb"]}), "callbacks[0]"),
-        (json!({"name": "x", "callbacks": ["https://ok.example.com/cb", "javascript:alert(1)"]}), "callbacks[1]"),
-        (json!({"name": "x", "allowed_logout_urls": ["https://a.example.com/#frag"]}), "allowed_logout_urls[0]"),
+        (
+            json!({"name": "x", "callbacks": ["http://app.example.com/cb"]}),
+            "callbacks[0]",
+        ),
+        (
+            json!({"name": "x", "callbacks": ["https://ok.example.com/cb", "javascript:alert(1)"]}),
+            "callbacks[1]",
+        ),
+        (
+            json!({"name": "x", "allowed_logout_urls": ["https://a.example.com/#frag"]}),
+            "allowed_logout_urls[0]",
+        ),
         (json!({"name": "x", "app_type": "mainframe"}), "app_type"),
-        (json!({"name": "x", "grant_types": ["password"]}), "grant_types[0]"),
-        (json!({"name": "x", "app_type": "spa", "grant_types": ["client_credentials"]}), "grant_types"),
-        (json!({"name": "x", "app_type": "spa", "token_endpoint_auth_method": "client_secret_post"}), "token_endpoint_auth_method"),
-        (json!({"name": "x", "jwt_configuration": {"alg": "HS256"}}), "jwt_configuration.alg"),
-        (json!({"name": "x", "jwt_configuration": {"lifetime_in_seconds": 5}}), "jwt_configuration.lifetime_in_seconds"),
-        (json!({"name": "x", "refresh_token": {"rotation_type": "non-rotating"}}), "refresh_token.rotation_type"),
-        (json!({"name": "x", "oidc_logout": {"backchannel_logout_urls": ["https://a.example.com/1", "https://a.example.com/2"]}}), "oidc_logout.backchannel_logout_urls"),
-        (json!({"name": "x", "oidc_logout": {"backchannel_logout_urls": ["ftp://a.example.com/"]}}), "oidc_logout.backchannel_logout_urls[0]"),
-        (json!({"name": "x", "web_origins": ["https://a.example.com/path"]}), "web_origins[0]"),
-        (json!({"name": "x", "client_secret": "mine"}), "client_secret"),
+        (
+            json!({"name": "x", "grant_types": ["password"]}),
+            "grant_types[0]",
+        ),
+        (
+            json!({"name": "x", "app_type": "spa", "grant_types": ["client_credentials"]}),
+            "grant_types",
+        ),
+        (
+            json!({"name": "x", "app_type": "spa", "token_endpoint_auth_method": "client_secret_post"}),
+            "token_endpoint_auth_method",
+        ),
+        (
+            json!({"name": "x", "jwt_configuration": {"alg": "HS256"}}),
+            "jwt_configuration.alg",
+        ),
+        (
+            json!({"name": "x", "jwt_configuration": {"lifetime_in_seconds": 5}}),
+            "jwt_configuration.lifetime_in_seconds",
+        ),
+        (
+            json!({"name": "x", "refresh_token": {"rotation_type": "non-rotating"}}),
+            "refresh_token.rotation_type",
+        ),
+        (
+            json!({"name": "x", "oidc_logout": {"backchannel_logout_urls": ["https://a.example.com/1", "https://a.example.com/2"]}}),
+            "oidc_logout.backchannel_logout_urls",
+        ),
+        (
+            json!({"name": "x", "oidc_logout": {"backchannel_logout_urls": ["ftp://a.example.com/"]}}),
+            "oidc_logout.backchannel_logout_urls[0]",
+        ),
+        (
+            json!({"name": "x", "web_origins": ["https://a.example.com/path"]}),
+            "web_origins[0]",
+        ),
+        (
+            json!({"name": "x", "client_secret": "mine"}),
+            "client_secret",
+        ),
     ];
     for (body, field) in cases {
         let (s, err) = api!(app, POST "/api/v2/clients", body.clone());
@@ -281,14 +459,24 @@ async fn client_validation_changes_nothing(h: Harness) {
     let (s, _) = api!(app, PATCH "/api/v2/clients/no-such-client", json!({"name": "x"}));
     assert_eq!(s, 404);
 }
-on_all_backends!(client_validation_changes_nothing, client_validation_changes_nothing);
+on_all_backends!(
+    client_validation_changes_nothing,
+    client_validation_changes_nothing
+);
 
 async fn credentials_are_required(h: Harness) {
     let app = test::init_service(latch_server::app::app(h.state.clone())).await;
     let before = h.state.store.list_connections().await.unwrap();
     let body = json!({"name": "sneaky", "strategy": "auth0"});
     for token in [None, Some("wrong-token"), Some("")] {
-        let (s, err) = call(&app, Method::POST, "/api/v2/connections", Some(body.clone()), token).await;
+        let (s, err) = call(
+            &app,
+            Method::POST,
+            "/api/v2/connections",
+            Some(body.clone()),
+            token,
+        )
+        .await;
         assert_eq!(s, 401, "{token:?}");
         assert_eq!(err["statusCode"], 401);
         let (s, _) = call(&app, Method::GET, "/api/v2/clients", None, token).await;
@@ -301,7 +489,14 @@ async fn credentials_are_required(h: Harness) {
         .to_request();
     let res = test::call_service(&app, req).await;
     assert_eq!(res.status(), 401);
-    assert!(res.headers().get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
+    assert!(
+        res.headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
     assert_eq!(h.state.store.list_connections().await.unwrap(), before);
 }
 on_all_backends!(credentials_are_required, credentials_are_required);

@@ -38,16 +38,34 @@ impl SessionStore for Down {
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
         self.0.insert_session(s).await
     }
-    async fn find_session(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         self.0.find_session(id, now).await
     }
-    async fn touch_session(&self, id: &SessionId, now: OffsetDateTime, idle: time::Duration) -> Result<Option<Session>, SessionError> {
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        idle: time::Duration,
+    ) -> Result<Option<Session>, SessionError> {
         self.0.touch_session(id, now, idle).await
     }
-    async fn add_session_client(&self, id: &SessionId, c: &SessionClient, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+    async fn add_session_client(
+        &self,
+        id: &SessionId,
+        c: &SessionClient,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
         self.0.add_session_client(id, c, now).await
     }
-    async fn list_user_sessions(&self, u: &UserId, now: OffsetDateTime) -> Result<Vec<Session>, SessionError> {
+    async fn list_user_sessions(
+        &self,
+        u: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
         self.0.list_user_sessions(u, now).await
     }
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
@@ -59,16 +77,30 @@ impl SessionStore for Down {
     async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
         self.0.insert_code(c).await
     }
-    async fn take_code(&self, d: &TokenDigest, now: OffsetDateTime) -> Result<Option<AuthCode>, SessionError> {
+    async fn take_code(
+        &self,
+        d: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError> {
         self.0.take_code(d, now).await
     }
     async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
         self.0.insert_login_tx(t).await
     }
-    async fn take_login_tx(&self, id: &LoginTxId, now: OffsetDateTime) -> Result<Option<LoginTransaction>, SessionError> {
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError> {
         self.0.take_login_tx(id, now).await
     }
-    async fn remember_once(&self, s: &str, k: &str, e: OffsetDateTime, n: OffsetDateTime) -> Result<bool, SessionError> {
+    async fn remember_once(
+        &self,
+        s: &str,
+        k: &str,
+        e: OffsetDateTime,
+        n: OffsetDateTime,
+    ) -> Result<bool, SessionError> {
         self.0.remember_once(s, k, e, n).await
     }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
@@ -78,7 +110,9 @@ impl SessionStore for Down {
 
 #[actix_web::test]
 async fn not_ready_when_the_session_store_is_down() {
-    let h = crate::support::harness("not_ready", crate::support::Backends::Embedded).await.unwrap();
+    let h = crate::support::harness("not_ready", crate::support::Backends::Embedded)
+        .await
+        .unwrap();
     let mut state = h.state.clone();
     state.sessions = Arc::new(Down(MemorySessions::default()));
     let app = test::init_service(latch_server::app::app(state)).await;

@@ -1,6 +1,8 @@
 //! End-to-end tests of the composed server: the management API in-process on every backend
 //! pair, and the real `latch` binary as an operator runs it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod health;
 mod process;

@@ -11,7 +11,11 @@ use crate::support::{Backends, TOKEN, env_for};
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Latch {
@@ -30,17 +34,20 @@ impl Latch {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        Self { child, base: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("latch exited early: {status}");
@@ -52,7 +59,10 @@ impl Latch {
 
     /// SIGTERM, then wait: a graceful stop exits 0.
     fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -75,7 +85,9 @@ impl Drop for Latch {
 }
 
 async fn survives_a_restart(backends: Backends, test: &str) {
-    let Some((env, _dir, _schema)) = env_for(test, backends) else { return };
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
     let port = free_port();
     let http = reqwest::Client::new();
     let mut latch = Latch::start(&env, port);
@@ -108,7 +120,11 @@ async fn survives_a_restart(backends: Backends, test: &str) {
     let mut latch = Latch::start(&env, port);
     latch.wait_ready().await;
     let got: Value = http
-        .get(format!("{}/api/v2/connections/{}", latch.base, conn["id"].as_str().unwrap()))
+        .get(format!(
+            "{}/api/v2/connections/{}",
+            latch.base,
+            conn["id"].as_str().unwrap()
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -159,27 +175,49 @@ fn run_expecting_failure(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn bad_configuration_stops_start_up_naming_the_key() {
-    let (code, err) = run_expecting_failure(&[("LATCH_BIND", "not-an-address"), ("LATCH_LOG_FORMAT", "xml")], &["serve"]);
+    let (code, err) = run_expecting_failure(
+        &[
+            ("LATCH_BIND", "not-an-address"),
+            ("LATCH_LOG_FORMAT", "xml"),
+        ],
+        &["serve"],
+    );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("LATCH_BIND") && err.contains("LATCH_LOG_FORMAT"), "{err}");
+    assert!(
+        err.contains("LATCH_BIND") && err.contains("LATCH_LOG_FORMAT"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unreachable_database_stops_start_up() {
-    let (code, err) = run_expecting_failure(&[("LATCH_DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1:1/none")], &["serve"]);
+    let (code, err) = run_expecting_failure(
+        &[(
+            "LATCH_DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:1/none",
+        )],
+        &["serve"],
+    );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("database") && err.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("database") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "password printed: {err}");
 }
 
 #[test]
 fn unreachable_redis_stops_start_up() {
-    let (code, err) = run_expecting_failure(&[("LATCH_REDIS_URL", "redis://127.0.0.1:1")], &["serve"]);
+    let (code, err) =
+        run_expecting_failure(&[("LATCH_REDIS_URL", "redis://127.0.0.1:1")], &["serve"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("LATCH_REDIS_URL"), "{err}");
 }
@@ -187,10 +225,21 @@ fn unreachable_redis_stops_start_up() {
 #[test]
 fn migrate_runs_alone() {
     let dir = latch_testkit::env::TempDir::new();
-    let out = Command::new(BIN).arg("migrate").env("LATCH_DATA_DIR", dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("LATCH_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("latch.db").exists());
     let help = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("serve") && text.contains("migrate") && text.contains("--config"), "{text}");
+    assert!(
+        text.contains("serve") && text.contains("migrate") && text.contains("--config"),
+        "{text}"
+    );
 }

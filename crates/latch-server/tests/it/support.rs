@@ -1,8 +1,8 @@
 //! A Latch per test, on the backend pair the test asks for.
 
+use latch_server::AppState;
 use latch_server::bootstrap;
 use latch_server::config::Config;
-use latch_server::AppState;
 use latch_testkit::env::{PgSchema, TempDir, unique};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -21,12 +21,18 @@ pub struct Harness {
     _schema: Option<PgSchema>,
 }
 
+/// `LATCH_*` variables, and what must live as long as the Latch using them.
+pub type TestEnv = (Vec<(String, String)>, TempDir, Option<PgSchema>);
+
 /// Environment for a fresh Latch on `backends`, or `None` (loudly) when the services are not
 /// configured.
-pub fn env_for(test: &str, backends: Backends) -> Option<(Vec<(String, String)>, TempDir, Option<PgSchema>)> {
+pub fn env_for(test: &str, backends: Backends) -> Option<TestEnv> {
     let dir = TempDir::new();
     let mut env = vec![
-        ("LATCH_DATA_DIR".to_owned(), dir.path().to_string_lossy().into_owned()),
+        (
+            "LATCH_DATA_DIR".to_owned(),
+            dir.path().to_string_lossy().into_owned(),
+        ),
         ("LATCH_ADMIN_TOKEN".to_owned(), TOKEN.to_owned()),
     ];
     let mut schema = None;
@@ -36,8 +42,14 @@ pub fn env_for(test: &str, backends: Backends) -> Option<(Vec<(String, String)>,
         let s = PgSchema::create(&db);
         env.push(("LATCH_DATABASE_URL".into(), s.url.clone()));
         env.push(("LATCH_REDIS_URL".into(), redis));
-        env.push(("LATCH_REDIS_PREFIX".into(), format!("latch-test:{}:", unique())));
-        env.push(("LATCH_SECRET_KEY".into(), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()));
+        env.push((
+            "LATCH_REDIS_PREFIX".into(),
+            format!("latch-test:{}:", unique()),
+        ));
+        env.push((
+            "LATCH_SECRET_KEY".into(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        ));
         schema = Some(s);
     }
     Some((env, dir, schema))
@@ -52,7 +64,11 @@ pub async fn harness(test: &str, backends: Backends) -> Option<Harness> {
     .unwrap()?;
     let config = Config::from_sources(None, &env).unwrap();
     let started = bootstrap::start(config).await.unwrap();
-    Some(Harness { state: started.state, _dir: dir, _schema: schema })
+    Some(Harness {
+        state: started.state,
+        _dir: dir,
+        _schema: schema,
+    })
 }
 
 /// Declares one `#[actix_web::test]` per backend pair for an async test body taking a `Harness`.
@@ -63,13 +79,23 @@ macro_rules! on_all_backends {
             use super::*;
             #[actix_web::test]
             async fn embedded() {
-                if let Some(h) = $crate::support::harness(concat!(stringify!($name), "::embedded"), $crate::support::Backends::Embedded).await {
+                if let Some(h) = $crate::support::harness(
+                    concat!(stringify!($name), "::embedded"),
+                    $crate::support::Backends::Embedded,
+                )
+                .await
+                {
                     $body(h).await;
                 }
             }
             #[actix_web::test]
             async fn postgres_redis() {
-                if let Some(h) = $crate::support::harness(concat!(stringify!($name), "::postgres_redis"), $crate::support::Backends::Production).await {
+                if let Some(h) = $crate::support::harness(
+                    concat!(stringify!($name), "::postgres_redis"),
+                    $crate::support::Backends::Production,
+                )
+                .await
+                {
                     $body(h).await;
                 }
             }

@@ -1,16 +1,20 @@
 //! The store conformance suite on SQLite and on PostgreSQL, plus what only this crate can see
 //! (encryption at rest, migrations, connection failures).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use latch_store::{Cipher, SqlStore, StoreOptions};
-use latch_testkit::env::{PgSchema, TempDir};
 use latch_testkit::StoreHarness;
+use latch_testkit::env::{PgSchema, TempDir};
 
 const KEY: [u8; 32] = [42; 32];
 
 async fn open(url: &str) -> SqlStore {
-    let store = SqlStore::open(StoreOptions::new(url), Cipher::new(&KEY).unwrap()).await.unwrap();
+    let store = SqlStore::open(StoreOptions::new(url), Cipher::new(&KEY).unwrap())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     store
 }
@@ -21,7 +25,10 @@ mod sqlite {
     pub async fn make(_test: &str) -> Option<StoreHarness> {
         let dir = TempDir::new();
         let store = open(&dir.path().join("latch.db").to_string_lossy()).await;
-        Some(StoreHarness { store: Arc::new(store), guard: Box::new(dir) })
+        Some(StoreHarness {
+            store: Arc::new(store),
+            guard: Box::new(dir),
+        })
     }
 
     latch_testkit::store_conformance_tests!(make);
@@ -32,9 +39,14 @@ mod postgres {
 
     pub async fn make(test: &str) -> Option<StoreHarness> {
         let base = latch_testkit::env::postgres_url(test)?;
-        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base)).await.unwrap();
+        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+            .await
+            .unwrap();
         let store = open(&schema.url).await;
-        Some(StoreHarness { store: Arc::new(store), guard: Box::new(schema) })
+        Some(StoreHarness {
+            store: Arc::new(store),
+            guard: Box::new(schema),
+        })
     }
 
     latch_testkit::store_conformance_tests!(make);
@@ -48,7 +60,10 @@ async fn secrets_are_encrypted_at_rest() {
     let path = dir.path().join("latch.db");
     let store = open(&path.to_string_lossy()).await;
     let mut c = latch_testkit::fixtures::connection(Strategy::Oidc);
-    c.secrets.insert("client_secret".into(), latch_core::SecretString::new("plain-text-marker-8f3a"));
+    c.secrets.insert(
+        "client_secret".into(),
+        latch_core::SecretString::new("plain-text-marker-8f3a"),
+    );
     store.insert_connection(&c).await.unwrap();
     drop(store);
     let mut raw = Vec::new();
@@ -58,10 +73,18 @@ async fn secrets_are_encrypted_at_rest() {
         }
     }
     let needle = b"plain-text-marker-8f3a";
-    assert!(!raw.windows(needle.len()).any(|w| w == needle), "secret stored in clear");
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle),
+        "secret stored in clear"
+    );
 
     // Another master key cannot read it back.
-    let other = SqlStore::open(StoreOptions::new(path.to_string_lossy()), Cipher::new(&[1; 32]).unwrap()).await.unwrap();
+    let other = SqlStore::open(
+        StoreOptions::new(path.to_string_lossy()),
+        Cipher::new(&[1; 32]).unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(other.get_connection(&c.id).await.is_err());
 }
 
@@ -69,7 +92,9 @@ async fn secrets_are_encrypted_at_rest() {
 async fn migrations_are_idempotent() {
     let dir = TempDir::new();
     let url = dir.path().join("latch.db").to_string_lossy().into_owned();
-    let store = SqlStore::open(StoreOptions::new(&url), Cipher::new(&KEY).unwrap()).await.unwrap();
+    let store = SqlStore::open(StoreOptions::new(&url), Cipher::new(&KEY).unwrap())
+        .await
+        .unwrap();
     assert!(!store.migrate().await.unwrap().is_empty());
     assert!(store.migrate().await.unwrap().is_empty());
 }
@@ -78,8 +103,15 @@ async fn migrations_are_idempotent() {
 async fn unreachable_database_is_a_clear_error() {
     let mut opts = StoreOptions::new("postgres://postgres@127.0.0.1:1/nowhere");
     opts.connect_timeout = std::time::Duration::from_millis(500);
-    let err = SqlStore::open(opts, Cipher::new(&KEY).unwrap()).await.unwrap_err();
-    assert!(matches!(err, latch_core::StoreError::Unavailable(_)), "{err:?}");
-    let err = SqlStore::open(StoreOptions::new("mysql://x/y"), Cipher::new(&KEY).unwrap()).await.unwrap_err();
+    let err = SqlStore::open(opts, Cipher::new(&KEY).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, latch_core::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    let err = SqlStore::open(StoreOptions::new("mysql://x/y"), Cipher::new(&KEY).unwrap())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("unavailable"));
 }
