@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages Latch needs to build and test on Debian (bookworm).
+# Idempotent: installs only what is missing. Run as root (CI is root), or with sudo.
+set -euo pipefail
+
+# Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config.
+packages=(pkg-config libssl-dev libpq-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: system packages present"
+fi
