@@ -13,20 +13,43 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The PostgreSQL URL, or `None` after printing loudly that the test is skipped.
+/// `LATCH_TEST_SKIP_LOG`: a file `cargo xtask test` reads to count skipped tests.
+pub const SKIP_LOG_VAR: &str = "LATCH_TEST_SKIP_LOG";
+
+fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(path) = var(SKIP_LOG_VAR) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{test}: {why}");
+        }
+    }
+}
+
+/// The PostgreSQL URL, or `None` after saying loudly that the test is skipped.
 pub fn postgres_url(test: &str) -> Option<String> {
     let v = var(DATABASE_URL_VAR);
     if v.is_none() {
-        eprintln!("SKIPPED {test}: {DATABASE_URL_VAR} is not set, PostgreSQL not exercised");
+        skipped(
+            test,
+            &format!("{DATABASE_URL_VAR} is not set, PostgreSQL not exercised"),
+        );
     }
     v
 }
 
-/// The Redis URL, or `None` after printing loudly that the test is skipped.
+/// The Redis URL, or `None` after saying loudly that the test is skipped.
 pub fn redis_url(test: &str) -> Option<String> {
     let v = var(REDIS_URL_VAR);
     if v.is_none() {
-        eprintln!("SKIPPED {test}: {REDIS_URL_VAR} is not set, Redis not exercised");
+        skipped(
+            test,
+            &format!("{REDIS_URL_VAR} is not set, Redis not exercised"),
+        );
     }
     v
 }
