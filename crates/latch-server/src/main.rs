@@ -11,7 +11,12 @@ use latch_server::{app, bootstrap, telemetry};
 /// Latch: an identity broker. Apps sign in through Latch (OpenID Connect or SAML); Latch signs
 /// users in through your identity providers, and ends every session everywhere on logout.
 #[derive(Parser)]
-#[command(name = "latch", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "latch",
+    version,
+    about = "Latch, an identity broker: apps sign in through Latch, Latch signs users in through your\nidentity providers, and a logout ends the user's sessions everywhere.",
+    propagate_version = true
+)]
 struct Cli {
     /// TOML configuration file; LATCH_* environment variables override its keys.
     #[arg(long, short, global = true, env = "LATCH_CONFIG", value_name = "FILE")]
