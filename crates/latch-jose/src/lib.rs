@@ -1,82 +1,14 @@
-//! Latch's cryptography, on aws-lc-rs: opaque high-entropy tokens (client secrets, refresh
-//! tokens, authorization codes, session handles) and the digests they are stored under.
-//!
-//! Such tokens carry 256 bits of entropy, so a plain SHA-256 digest is the right at-rest form:
-//! a slow password hash would only cap the token endpoint's throughput (see docs/performance).
+//! Latch's cryptography, on aws-lc-rs (one crypto stack for the product):
+//! - [`token`]: opaque high-entropy tokens (client secrets, refresh tokens, codes, session
+//!   handles) and the SHA-256 digests they are stored under;
+//! - [`keys`] and [`KeyRing`]: signing keys (RS256, ES256, EdDSA), rotation, the JWKS, JWS
+//!   signing with key pairs parsed once, and verification through `jsonwebtoken`;
+//! - [`password`]: argon2id for user passwords (and only for them).
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-use aws_lc_rs::digest::{SHA256, digest};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use latch_core::TokenDigest;
+pub mod keys;
+pub mod password;
+mod ring;
+pub mod token;
 
-/// A fresh random token of `bytes` bytes, base64url without padding.
-///
-/// # Panics
-/// If the operating system's random number generator fails, which leaves nothing safe to do.
-#[allow(clippy::expect_used)]
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("system random number generator failed");
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// A random identifier of `len` characters from `[a-zA-Z0-9]` (Auth0-style client ids).
-#[allow(clippy::expect_used)]
-pub fn random_alnum(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let rng = SystemRandom::new();
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 64];
-    while out.len() < len {
-        rng.fill(&mut buf)
-            .expect("system random number generator failed");
-        // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
-        for b in buf.iter().filter(|b| **b < 248) {
-            if out.len() == len {
-                break;
-            }
-            out.push(ALPHABET[usize::from(*b) % 62] as char);
-        }
-    }
-    out
-}
-
-/// The digest a token is stored and looked up under: base64url(SHA-256(token)).
-pub fn token_digest(token: &str) -> TokenDigest {
-    TokenDigest::new(URL_SAFE_NO_PAD.encode(digest(&SHA256, token.as_bytes())))
-}
-
-/// Does `token` hash to `stored`? Compared in constant time.
-pub fn verify_token(token: &str, stored: &TokenDigest) -> bool {
-    let d = token_digest(token);
-    verify_slices_are_equal(d.as_str().as_bytes(), stored.as_str().as_bytes()).is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_and_verify() {
-        let a = random_token(32);
-        let b = random_token(32);
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 43);
-        let d = token_digest(&a);
-        assert!(verify_token(&a, &d));
-        assert!(!verify_token(&b, &d));
-        assert_ne!(d.as_str(), a);
-    }
-
-    #[test]
-    fn alnum_ids() {
-        let id = random_alnum(32);
-        assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_ne!(id, random_alnum(32));
-    }
-}
+pub use ring::{JoseError, KeyRing, VerifyOptions};
+pub use token::{random_alnum, random_token, token_digest, verify_token};

@@ -1,0 +1,485 @@
+//! The key ring: which keys sign, which are published, and verification of Latch's own tokens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use latch_core::model::{KeyState, SigningAlg, SigningKey};
+use latch_core::store::SigningKeyRepo;
+use latch_core::{Clock, Kid, StoreError};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::keys::{Signer, sign_jws};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoseError {
+    #[error("key error: {0}")]
+    Key(&'static str),
+    #[error("signing failed")]
+    Sign,
+    #[error("no current signing key for {0}")]
+    NoKey(&'static str),
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Every algorithm Latch signs with; each has its own key series.
+pub const ALGORITHMS: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
+
+struct Current {
+    kid: Kid,
+    signer: Signer,
+}
+
+#[derive(Default)]
+struct Loaded {
+    current: HashMap<SigningAlg, Arc<Current>>,
+    published: Vec<Value>,
+    verifiers: HashMap<String, (SigningAlg, DecodingKey)>,
+}
+
+/// Signing keys as loaded from the store; cheap to share.
+pub struct KeyRing {
+    store: Arc<dyn SigningKeyRepo>,
+    clock: Arc<dyn Clock>,
+    loaded: RwLock<Arc<Loaded>>,
+}
+
+/// What to check when verifying one of Latch's own tokens.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions<'a> {
+    pub algs: &'a [SigningAlg],
+    pub issuer: &'a str,
+    /// Required audience; `None` skips the audience check (the caller checks it).
+    pub audience: Option<&'a str>,
+    /// `false` for `id_token_hint`, which may have expired.
+    pub check_expiry: bool,
+    /// Required JOSE `typ`, compared case-insensitively.
+    pub typ: Option<&'a str>,
+}
+
+fn to_jwt_alg(a: SigningAlg) -> Algorithm {
+    match a {
+        SigningAlg::RS256 => Algorithm::RS256,
+        SigningAlg::ES256 => Algorithm::ES256,
+        SigningAlg::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+impl KeyRing {
+    /// Loads the keys, creating a current and a next key for every algorithm that has none.
+    pub async fn load_or_init(
+        store: Arc<dyn SigningKeyRepo>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, JoseError> {
+        let ring = Self {
+            store,
+            clock,
+            loaded: RwLock::new(Arc::default()),
+        };
+        let keys = ring.store.list_signing_keys().await?;
+        for alg in ALGORITHMS {
+            let live = |s: KeyState| keys.iter().any(|k| k.alg == alg && k.state == s);
+            if !live(KeyState::Current) {
+                ring.insert_new(alg, KeyState::Current).await?;
+            }
+            if !live(KeyState::Next) {
+                ring.insert_new(alg, KeyState::Next).await?;
+            }
+        }
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    async fn insert_new(&self, alg: SigningAlg, state: KeyState) -> Result<SigningKey, JoseError> {
+        // Tens of milliseconds for RSA; only at first start and on rotation.
+        let signer = Signer::generate(alg)?;
+        let now = self.clock.now();
+        let key = SigningKey {
+            kid: signer.thumbprint(),
+            alg,
+            state,
+            private_pem: signer.to_pem()?,
+            public_jwk: signer.public_jwk(alg),
+            created_at: now,
+            updated_at: now,
+            publish_until: None,
+        };
+        self.store.insert_signing_key(&key).await?;
+        tracing::info!(kid = %key.kid, alg = alg.as_str(), state = state.as_str(), "generated signing key");
+        Ok(key)
+    }
+
+    /// Re-reads the keys from the store (after a rotation here or on another instance).
+    pub async fn reload(&self) -> Result<(), JoseError> {
+        let now = self.clock.now();
+        let keys = self.store.list_signing_keys().await?;
+        let mut loaded = Loaded::default();
+        // Newest current key per algorithm signs.
+        let mut newest: HashMap<SigningAlg, &SigningKey> = HashMap::new();
+        for k in keys.iter().filter(|k| k.state == KeyState::Current) {
+            if newest
+                .get(&k.alg)
+                .is_none_or(|n| n.created_at < k.created_at)
+            {
+                newest.insert(k.alg, k);
+            }
+        }
+        for (alg, k) in newest {
+            let signer = Signer::from_pem(alg, k.private_pem.expose())?;
+            loaded.current.insert(
+                alg,
+                Arc::new(Current {
+                    kid: k.kid.clone(),
+                    signer,
+                }),
+            );
+        }
+        for k in &keys {
+            let published = match k.state {
+                KeyState::Next | KeyState::Current => true,
+                KeyState::Previous => k.publish_until.is_none_or(|t| t > now),
+                KeyState::Revoked => false,
+            };
+            if !published {
+                continue;
+            }
+            loaded.published.push(k.public_jwk.clone());
+            if let Ok(jwk) = serde_json::from_value::<Jwk>(k.public_jwk.clone())
+                && let Ok(dk) = DecodingKey::from_jwk(&jwk)
+            {
+                loaded
+                    .verifiers
+                    .insert(k.kid.as_str().to_owned(), (k.alg, dk));
+            }
+        }
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.snapshot().published })
+    }
+
+    /// Signs `claims` with the current key of `alg`, header `typ`.
+    pub fn sign(&self, alg: SigningAlg, typ: &str, claims: &Value) -> Result<String, JoseError> {
+        let snap = self.snapshot();
+        let cur = snap
+            .current
+            .get(&alg)
+            .ok_or(JoseError::NoKey(alg.as_str()))?;
+        sign_jws(&cur.signer, alg, &cur.kid, typ, claims)
+    }
+
+    /// The kid that signs for `alg` now.
+    pub fn current_kid(&self, alg: SigningAlg) -> Option<Kid> {
+        self.snapshot().current.get(&alg).map(|c| c.kid.clone())
+    }
+
+    /// Verifies a token Latch issued: signature by a published key of an allowed algorithm,
+    /// issuer, audience, expiry (60 s leeway), `typ`. Returns the claims.
+    pub fn verify(&self, token: &str, opts: &VerifyOptions<'_>) -> Result<Value, JoseError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JoseError::Invalid(e.to_string()))?;
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or_else(|| JoseError::Invalid("no kid".into()))?;
+        let snap = self.snapshot();
+        let (alg, key) = snap
+            .verifiers
+            .get(kid)
+            .ok_or_else(|| JoseError::Invalid("unknown kid".into()))?;
+        if !opts.algs.contains(alg) || header.alg != to_jwt_alg(*alg) {
+            return Err(JoseError::Invalid("algorithm not allowed".into()));
+        }
+        if let Some(typ) = opts.typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+        {
+            return Err(JoseError::Invalid("wrong typ".into()));
+        }
+        let mut v = Validation::new(to_jwt_alg(*alg));
+        v.set_issuer(&[opts.issuer]);
+        // Time is checked below against the ring's clock, not the system clock.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.required_spec_claims = ["iss"].into_iter().map(String::from).collect();
+        match opts.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        let claims = jsonwebtoken::decode::<Value>(token, key, &v)
+            .map_err(|e| JoseError::Invalid(e.to_string()))?
+            .claims;
+        if opts.check_expiry {
+            const LEEWAY: i64 = 60;
+            let now = self.clock.now().unix_timestamp();
+            let exp = claims["exp"]
+                .as_i64()
+                .ok_or_else(|| JoseError::Invalid("no exp".into()))?;
+            if exp + LEEWAY <= now {
+                return Err(JoseError::Invalid("expired".into()));
+            }
+            if claims["nbf"].as_i64().is_some_and(|nbf| nbf - LEEWAY > now) {
+                return Err(JoseError::Invalid("not yet valid".into()));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Rotates every algorithm: `previous` keys past their publication end are withdrawn,
+    /// `current` becomes `previous` (published `retire_after` longer, the longest lifetime of
+    /// anything it signed), `next` (already published) becomes `current`, and a new `next` is made.
+    pub async fn rotate(&self, retire_after: Duration) -> Result<(), JoseError> {
+        let now = self.clock.now();
+        let keys = self.store.list_signing_keys().await?;
+        for mut k in keys.iter().cloned() {
+            let new_state = match k.state {
+                KeyState::Previous if k.publish_until.is_some_and(|t| t <= now) => {
+                    Some((KeyState::Revoked, k.publish_until))
+                }
+                KeyState::Current => Some((KeyState::Previous, Some(now + retire_after))),
+                KeyState::Next => Some((KeyState::Current, None)),
+                _ => None,
+            };
+            if let Some((state, until)) = new_state {
+                k.state = state;
+                k.publish_until = until;
+                k.updated_at = now;
+                self.store.update_signing_key(&k).await?;
+            }
+        }
+        for alg in ALGORITHMS {
+            if !keys
+                .iter()
+                .any(|k| k.alg == alg && k.state == KeyState::Next)
+            {
+                // No next key was published: promote a fresh one directly.
+                self.insert_new(alg, KeyState::Current).await?;
+            }
+            self.insert_new(alg, KeyState::Next).await?;
+        }
+        self.reload().await
+    }
+
+    /// The instant now, from the ring's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use latch_core::clock::ManualClock;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct MemKeys(Mutex<Vec<SigningKey>>);
+
+    #[async_trait]
+    impl SigningKeyRepo for MemKeys {
+        async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(k.clone());
+            Ok(())
+        }
+        async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn update_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
+            let mut v = self.0.lock().unwrap();
+            let slot = v.iter_mut().find(|x| x.kid == k.kid).unwrap();
+            *slot = k.clone();
+            Ok(())
+        }
+        async fn get_signing_key(&self, kid: &Kid) -> Result<SigningKey, StoreError> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|k| k.kid == *kid)
+                .cloned()
+                .ok_or(StoreError::NotFound {
+                    entity: "key",
+                    id: kid.to_string(),
+                })
+        }
+    }
+
+    const ISS: &str = "https://latch.example.com";
+
+    fn claims(clock: &ManualClock) -> Value {
+        let now = clock.now().unix_timestamp();
+        json!({ "iss": ISS, "sub": "auth0|1", "aud": "app", "iat": now, "exp": now + 300 })
+    }
+
+    fn opts(algs: &[SigningAlg]) -> VerifyOptions<'_> {
+        VerifyOptions {
+            algs,
+            issuer: ISS,
+            audience: Some("app"),
+            check_expiry: true,
+            typ: Some("JWT"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sign_verify_rotate() {
+        let clock = ManualClock::new(OffsetDateTime::now_utc());
+        let repo = Arc::new(MemKeys::default());
+        let ring = KeyRing::load_or_init(repo.clone(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        assert_eq!(repo.0.lock().unwrap().len(), 6);
+        // Current and next are published for each algorithm.
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 6);
+
+        let mut old_tokens = Vec::new();
+        for alg in ALGORITHMS {
+            let t = ring.sign(alg, "JWT", &claims(&clock)).unwrap();
+            let got = ring.verify(&t, &opts(&[alg])).unwrap();
+            assert_eq!(got["sub"], "auth0|1");
+            // Other checks bite.
+            let others: Vec<_> = ALGORITHMS.into_iter().filter(|a| *a != alg).collect();
+            assert!(ring.verify(&t, &opts(&others)).is_err(), "alg allow-list");
+            assert!(
+                ring.verify(
+                    &t,
+                    &VerifyOptions {
+                        audience: Some("other"),
+                        ..opts(&[alg])
+                    }
+                )
+                .is_err()
+            );
+            assert!(
+                ring.verify(
+                    &t,
+                    &VerifyOptions {
+                        issuer: "https://evil",
+                        ..opts(&[alg])
+                    }
+                )
+                .is_err()
+            );
+            assert!(
+                ring.verify(
+                    &t,
+                    &VerifyOptions {
+                        typ: Some("logout+jwt"),
+                        ..opts(&[alg])
+                    }
+                )
+                .is_err()
+            );
+            let mut tampered = t.clone();
+            tampered.insert(t.find('.').unwrap() + 2, 'A');
+            assert!(ring.verify(&tampered, &opts(&[alg])).is_err());
+            old_tokens.push((alg, t));
+        }
+
+        // Expiry, with the id_token_hint exception.
+        let t = ring
+            .sign(SigningAlg::ES256, "JWT", &claims(&clock))
+            .unwrap();
+        clock.advance(Duration::minutes(10));
+        assert!(ring.verify(&t, &opts(&[SigningAlg::ES256])).is_err());
+        assert!(
+            ring.verify(
+                &t,
+                &VerifyOptions {
+                    check_expiry: false,
+                    ..opts(&[SigningAlg::ES256])
+                }
+            )
+            .is_ok()
+        );
+
+        // Rotation: the published next key signs; the old one still verifies.
+        let next = repo
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|k| k.alg == SigningAlg::RS256 && k.state == KeyState::Next)
+            .unwrap()
+            .kid
+            .clone();
+        ring.rotate(Duration::hours(1)).await.unwrap();
+        assert_eq!(ring.current_kid(SigningAlg::RS256), Some(next));
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 9);
+        for (alg, t) in &old_tokens {
+            assert!(
+                ring.verify(
+                    t,
+                    &VerifyOptions {
+                        check_expiry: false,
+                        ..opts(&[*alg])
+                    }
+                )
+                .is_ok()
+            );
+        }
+        // Once its publication ends, the old key is withdrawn and its tokens fail.
+        clock.advance(Duration::hours(2));
+        ring.rotate(Duration::hours(1)).await.unwrap();
+        for (alg, t) in &old_tokens {
+            assert!(
+                ring.verify(
+                    t,
+                    &VerifyOptions {
+                        check_expiry: false,
+                        ..opts(&[*alg])
+                    }
+                )
+                .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn pem_round_trip_and_thumbprint() {
+        for alg in ALGORITHMS {
+            let s = Signer::generate(alg).unwrap();
+            let pem = s.to_pem().unwrap();
+            let back = Signer::from_pem(alg, pem.expose()).unwrap();
+            assert_eq!(s.thumbprint(), back.thumbprint());
+            assert_eq!(s.public_jwk(alg)["kid"], s.thumbprint().as_str());
+        }
+    }
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 section 3.1: the members in lexicographic order, no whitespace.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let canonical = format!("{{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"{n}\"}}");
+        assert_eq!(
+            json!({"kty": "RSA", "n": n, "e": "AQAB"}).to_string(),
+            canonical
+        );
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        use base64::Engine;
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+}
