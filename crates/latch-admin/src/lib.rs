@@ -29,7 +29,9 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(deps)).service(
             web::scope("/api/v2")
                 .service(api::connections::scope())
-                .service(api::clients::scope()),
+                .service(api::clients::scope())
+                .service(api::users::scope())
+                .service(api::users::by_email_scope()),
         );
     }
 }

@@ -5,6 +5,7 @@
 //! describes what they must do.
 
 pub mod clock;
+pub mod connector;
 pub mod error;
 pub mod ids;
 pub mod logout;

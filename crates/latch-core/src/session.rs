@@ -189,6 +189,15 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, SessionError>;
 
+    /// Rate-limit counter: records a hit on `key` in a fixed window that the first hit opens and
+    /// that ends at `window_ends`; returns the hits in the current window, this one included.
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_ends: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, SessionError>;
+
     /// Deletes expired records where the backend does not expire them itself; returns how many.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError>;
 }

@@ -332,8 +332,96 @@ pub fn connection_options(
     Ok((options, secrets))
 }
 
+/// Checks `password` against the database connection's policy (Auth0's levels:
+/// `none`, `low`, `fair`, `good` (the default), `excellent`; `password_complexity_options.min_length`
+/// raises the minimum length).
+pub fn password_policy(
+    options: &Map<String, Value>,
+    password: &str,
+) -> Result<(), ValidationError> {
+    let policy = options
+        .get("passwordPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("good");
+    let (min, classes, no_repeats) = match policy {
+        "none" => (1, 0, false),
+        "low" => (6, 0, false),
+        "fair" => (8, 3, false),
+        "excellent" => (10, 3, true),
+        _ => (8, 3, false),
+    };
+    let min = options
+        .get("password_complexity_options")
+        .and_then(|o| o.get("min_length"))
+        .and_then(Value::as_u64)
+        .map_or(min, |m| (m as usize).max(min));
+    let field = "password";
+    if password.chars().count() < min {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at least {min} characters long"),
+        ));
+    }
+    if password.len() > 256 {
+        return Err(ValidationError::new(
+            field,
+            "must be at most 256 bytes long",
+        ));
+    }
+    let kinds = [
+        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_uppercase()),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password.chars().any(|c| !c.is_alphanumeric()),
+    ];
+    // `fair` wants lower, upper and digits; `good` and `excellent` any three of the four kinds.
+    let ok = match policy {
+        "fair" => kinds[0] && kinds[1] && kinds[2],
+        _ => kinds.iter().filter(|k| **k).count() >= classes,
+    };
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            "must mix lower-case letters, upper-case letters, digits and special characters (three of the four)",
+        ));
+    }
+    if no_repeats
+        && password
+            .chars()
+            .collect::<Vec<_>>()
+            .windows(3)
+            .any(|w| w[0] == w[1] && w[1] == w[2])
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not repeat a character more than twice in a row",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn password_policies() {
+        let good = Map::new();
+        assert!(password_policy(&good, "Tr0ub4dor&3x").is_ok());
+        assert_eq!(
+            password_policy(&good, "short1A").unwrap_err().field,
+            "password"
+        );
+        assert!(password_policy(&good, "alllowercase1").is_err());
+        let low = opts(serde_json::json!({"passwordPolicy": "low"}));
+        assert!(password_policy(&low, "simple").is_ok());
+        let long = opts(
+            serde_json::json!({"passwordPolicy": "none", "password_complexity_options": {"min_length": 12}}),
+        );
+        assert!(password_policy(&long, "elevenchars").is_err());
+        let excellent = opts(serde_json::json!({"passwordPolicy": "excellent"}));
+        assert!(password_policy(&excellent, "Aaa1111bbb!").is_err());
+        assert!(password_policy(&excellent, "Ab1!Ab1!Ab1!").is_ok());
+    }
+
     use super::*;
 
     fn opts(v: serde_json::Value) -> Map<String, Value> {

@@ -39,6 +39,13 @@ mod schema {
         }
     }
     diesel::table! {
+        counters (key) {
+            key -> Text,
+            hits -> BigInt,
+            expires_at -> BigInt,
+        }
+    }
+    diesel::table! {
         seen_once (scope, key) {
             scope -> Text,
             key -> Text,
@@ -467,6 +474,47 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_ends: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        let key = key.to_owned();
+        let (ends, now) = (to_millis(window_ends), to_millis(now));
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let row: Option<(i64, i64)> = counters::table
+                    .find(&key)
+                    .select((counters::hits, counters::expires_at))
+                    .first(c)
+                    .optional()
+                    .map_err(db)?;
+                let hits = match row {
+                    Some((hits, exp)) if exp > now => hits + 1,
+                    _ => 1,
+                };
+                let exp = match row {
+                    Some((_, exp)) if exp > now => exp,
+                    _ => ends,
+                };
+                diesel::delete(counters::table.find(&key))
+                    .execute(c)
+                    .map_err(db)?;
+                diesel::insert_into(counters::table)
+                    .values((
+                        counters::key.eq(&key),
+                        counters::hits.eq(hits),
+                        counters::expires_at.eq(exp),
+                    ))
+                    .execute(c)
+                    .map_err(db)?;
+                Ok(hits as u64)
+            })
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         let now = to_millis(now);
         self.run(move |c| {
@@ -482,6 +530,9 @@ impl SessionStore for EmbeddedSessionStore {
                 )
                 .execute(c)
                 .map_err(db)?;
+                n += diesel::delete(counters::table.filter(counters::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
                 n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now)))
                     .execute(c)
                     .map_err(db)?;

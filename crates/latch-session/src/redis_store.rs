@@ -9,6 +9,7 @@
 //!   value passed 64 bytes).
 //! - `{p}u:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
 //!   Entries whose session expired are dropped when the set is read.
+//! - `{p}r:{key}` rate-limit counters (`INCR`, TTL = the window's end).
 //! - `{p}c:{code digest}` authorization code JSON; `{p}t:{tx id}` login transaction JSON;
 //!   `{p}o:{scope}:{key}` replay guards. Each with its own TTL; taken with `GETDEL`.
 //!
@@ -89,6 +90,12 @@ for _, id in ipairs(ids) do
 end
 redis.call('DEL', KEYS[1])
 return out
+";
+
+const COUNT_HIT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+return n
 ";
 
 /// The immutable part of a session, with short keys (it is stored once per session).
@@ -228,6 +235,7 @@ pub struct RedisSessionStore {
     add_client: Script,
     end_one: Script,
     end_user: Script,
+    count_hit: Script,
 }
 
 impl std::fmt::Debug for RedisSessionStore {
@@ -267,6 +275,7 @@ impl RedisSessionStore {
             add_client: Script::new(ADD_CLIENT),
             end_one: Script::new(END_ONE),
             end_user: Script::new(END_USER),
+            count_hit: Script::new(COUNT_HIT),
         })
     }
 
@@ -552,6 +561,23 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(unavailable)?;
         Ok(set.is_some())
+    }
+
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_ends: OffsetDateTime,
+        _now: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        let mut c = self.conn.clone();
+        let n: u64 = self
+            .count_hit
+            .key(format!("{}r:{key}", self.prefix))
+            .arg(to_millis(window_ends).max(1))
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
     }
 
     async fn purge_expired(&self, _now: OffsetDateTime) -> Result<u64, SessionError> {

@@ -367,6 +367,7 @@ pub(crate) struct RefreshRow {
     pub offline: bool,
     pub created_at: i64,
     pub expires_at: i64,
+    pub family_expires_at: i64,
     pub rotated_at: Option<i64>,
     pub revoked_at: Option<i64>,
 }
@@ -384,6 +385,7 @@ impl RefreshRow {
             offline: t.offline,
             created_at: to_millis(t.created_at),
             expires_at: to_millis(t.expires_at),
+            family_expires_at: to_millis(t.family_expires_at),
             rotated_at: ms_opt(t.rotated_at),
             revoked_at: ms_opt(t.revoked_at),
         }
@@ -401,6 +403,7 @@ impl RefreshRow {
             offline: self.offline,
             created_at: from_millis(self.created_at),
             expires_at: from_millis(self.expires_at),
+            family_expires_at: from_millis(self.family_expires_at),
             rotated_at: time_opt(self.rotated_at),
             revoked_at: time_opt(self.revoked_at),
         }

@@ -93,6 +93,7 @@ diesel::table! {
         offline -> Bool,
         created_at -> BigInt,
         expires_at -> BigInt,
+        family_expires_at -> BigInt,
         rotated_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
     }

@@ -134,7 +134,8 @@ pub fn refresh_token(
         },
         offline,
         created_at: now,
-        expires_at: now + Duration::days(30),
+        expires_at: now + Duration::days(15),
+        family_expires_at: now + Duration::days(30),
         rotated_at: None,
         revoked_at: None,
     }

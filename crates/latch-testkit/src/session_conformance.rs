@@ -351,6 +351,34 @@ pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
     );
 }
 
+pub async fn rate_counters_count_per_window(s: &dyn SessionStore) {
+    let key = format!("login:{}", crate::env::unique());
+    let t0 = now();
+    let ends = t0 + Duration::minutes(15);
+    for expected in 1..=3u64 {
+        assert_eq!(s.count_hit(&key, ends, t0).await.unwrap(), expected);
+    }
+    let other = format!("login:{}", crate::env::unique());
+    assert_eq!(s.count_hit(&other, ends, t0).await.unwrap(), 1);
+    // A window that has ended starts over.
+    let short = format!("login:{}", crate::env::unique());
+    let past = t0 - Duration::seconds(1);
+    s.count_hit(&short, past, t0 - Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(s.count_hit(&short, ends, t0).await.unwrap(), 1);
+    // Concurrent hits are all counted.
+    let busy = format!("login:{}", crate::env::unique());
+    let (a, b, c) = tokio::join!(
+        s.count_hit(&busy, ends, t0),
+        s.count_hit(&busy, ends, t0),
+        s.count_hit(&busy, ends, t0)
+    );
+    let mut got = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3]);
+}
+
 /// The session store contract in its plainest form: a map behind a mutex.
 #[derive(Default)]
 pub struct MemorySessions {
@@ -363,6 +391,7 @@ struct Mem {
     codes: HashMap<TokenDigest, AuthCode>,
     txs: HashMap<LoginTxId, LoginTransaction>,
     seen: HashMap<(String, String), OffsetDateTime>,
+    counters: HashMap<String, (u64, OffsetDateTime)>,
 }
 
 impl MemorySessions {
@@ -505,6 +534,21 @@ impl SessionStore for MemorySessions {
                     true
                 }
             }
+        }))
+    }
+    async fn count_hit(
+        &self,
+        key: &str,
+        ends: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        Ok(self.with(|m| {
+            let e = m.counters.entry(key.to_owned()).or_insert((0, ends));
+            if e.1 <= now {
+                *e = (0, ends);
+            }
+            e.0 += 1;
+            e.0
         }))
     }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {

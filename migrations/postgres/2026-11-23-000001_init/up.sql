@@ -84,6 +84,7 @@ CREATE TABLE refresh_tokens (
     offline BOOLEAN NOT NULL DEFAULT false,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
+    family_expires_at BIGINT NOT NULL,
     rotated_at BIGINT,
     revoked_at BIGINT
 );

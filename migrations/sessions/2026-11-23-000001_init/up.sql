@@ -29,3 +29,10 @@ CREATE TABLE seen_once (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX seen_once_expires ON seen_once (expires_at);
+
+CREATE TABLE counters (
+    key TEXT PRIMARY KEY NOT NULL,
+    hits BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX counters_expires ON counters (expires_at);

@@ -1,5 +1,6 @@
 pub mod clients;
 pub mod connections;
+pub mod users;
 
 use serde::Deserialize;
 

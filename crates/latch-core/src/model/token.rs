@@ -16,7 +16,10 @@ pub struct RefreshToken {
     /// Granted with `offline_access`: survives a plain logout (never a GTR or an admin clear).
     pub offline: bool,
     pub created_at: OffsetDateTime,
+    /// Idle expiry of this token: unused until then, it dies.
     pub expires_at: OffsetDateTime,
+    /// Absolute end of the rotation family: no rotation extends past it.
+    pub family_expires_at: OffsetDateTime,
     /// Set when the token was exchanged for a newer one; a second use is reuse.
     pub rotated_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,

@@ -103,6 +103,14 @@ impl SessionStore for Down {
     ) -> Result<bool, SessionError> {
         self.0.remember_once(s, k, e, n).await
     }
+    async fn count_hit(
+        &self,
+        k: &str,
+        e: OffsetDateTime,
+        n: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        self.0.count_hit(k, e, n).await
+    }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         self.0.purge_expired(now).await
     }

@@ -1,0 +1,371 @@
+//! `/api/v2/users`: create database users, search, read, block/unblock, delete;
+//! `/api/v2/users-by-email`.
+
+use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use latch_core::connector::DATABASE_ISSUER;
+use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
+use latch_core::model::*;
+use latch_core::*;
+use latch_http::{ApiError, ManagementAuth, StrictJson};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Deps, audit};
+
+pub fn scope() -> Scope {
+    web::scope("/users")
+        .route("", web::get().to(get_users))
+        .route("", web::post().to(post_user))
+        .route("/{id}", web::get().to(get_user))
+        .route("/{id}", web::patch().to(patch_user))
+        .route("/{id}", web::delete().to(delete_user))
+}
+
+pub fn by_email_scope() -> Scope {
+    web::scope("/users-by-email").route("", web::get().to(get_users_by_email))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    connection: String,
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    blocked: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    #[serde(default)]
+    blocked: Option<bool>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    page: Option<u32>,
+    #[serde(default)]
+    per_page: Option<u32>,
+    #[serde(default)]
+    include_totals: bool,
+}
+
+#[derive(Deserialize)]
+struct EmailQuery {
+    email: String,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> Value {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}
+
+async fn view(deps: &Deps, u: &User) -> Result<Value, ApiError> {
+    let connections = deps.store.list_connections().await?;
+    let identities: Vec<Value> = deps
+        .store
+        .list_identities(&u.user_id)
+        .await?
+        .iter()
+        .map(|i| {
+            let c = connections.iter().find(|c| c.id == i.connection_id);
+            json!({
+                "connection": c.map(|c| c.name.as_str()),
+                "provider": c.map(|c| c.strategy.as_str()),
+                "user_id": i.subject,
+                "issuer": i.issuer,
+                "isSocial": false,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "user_id": u.user_id,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "nickname": u.nickname,
+        "picture": u.picture,
+        "blocked": u.blocked,
+        "created_at": rfc3339(u.created_at),
+        "updated_at": rfc3339(u.updated_at),
+        "last_login": u.last_login.map(rfc3339),
+        "logins_count": u.logins_count,
+        "identities": identities,
+    }))
+}
+
+fn valid_email(field: &str, e: &str) -> Result<String, ApiError> {
+    let e = e.trim();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e.to_lowercase())
+    } else {
+        Err(ApiError::bad_request(
+            field,
+            format!("{field} must be an email address"),
+        ))
+    }
+}
+
+fn valid_name(n: Option<String>) -> Result<Option<String>, ApiError> {
+    match n {
+        Some(n) if n.trim().is_empty() || n.len() > 300 => Err(ApiError::bad_request(
+            "name",
+            "name must be 1-300 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
+async fn database_connection(deps: &Deps, name: &str) -> Result<Connection, ApiError> {
+    let c = deps
+        .store
+        .find_connection_by_name(&ConnectionName::new(name))
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "connection",
+                format!("connection: no connection named {name}"),
+            )
+        })?;
+    if c.strategy != Strategy::Auth0 {
+        return Err(ApiError::bad_request(
+            "connection",
+            "connection: users with passwords are created only in database (auth0) connections; enterprise users are created at their first sign-in",
+        ));
+    }
+    Ok(c)
+}
+
+async fn hash_password(password: String) -> Result<SecretString, ApiError> {
+    let hashed = web::block(move || latch_jose::password::hash(&password))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal error.",
+            )
+        })?;
+    hashed.map_err(|_| {
+        ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Internal error.",
+        )
+    })
+}
+
+async fn post_user(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    req: HttpRequest,
+    StrictJson(body): StrictJson<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = database_connection(&deps, &body.connection).await?;
+    let email = valid_email("email", &body.email)?;
+    latch_core::validate::password_policy(&conn.options, &body.password)?;
+    let name = valid_name(body.name)?;
+    // One account per email in a database connection.
+    for u in deps.store.find_users_by_email(&email).await? {
+        if deps
+            .store
+            .list_identities(&u.user_id)
+            .await?
+            .iter()
+            .any(|i| i.connection_id == conn.id)
+        {
+            let mut e = ApiError::conflict("The user already exists.");
+            e.field = Some("email".into());
+            return Err(e);
+        }
+    }
+    let password_hash = hash_password(body.password).await?;
+    let now = deps.clock.now();
+    let subject = latch_jose::random_alnum(24).to_lowercase();
+    let user = User {
+        user_id: UserId::new(format!("auth0|{subject}")),
+        email: Some(email.clone()),
+        email_verified: body.email_verified.unwrap_or(false),
+        nickname: email.split('@').next().map(str::to_owned),
+        name: name.or(Some(email)),
+        given_name: None,
+        family_name: None,
+        picture: None,
+        profile: Default::default(),
+        blocked: body.blocked.unwrap_or(false),
+        created_at: now,
+        updated_at: now,
+        last_login: None,
+        logins_count: 0,
+    };
+    deps.store.insert_user(&user).await?;
+    let identity = Identity {
+        user_id: user.user_id.clone(),
+        connection_id: conn.id.clone(),
+        issuer: DATABASE_ISSUER.into(),
+        subject,
+        password_hash: Some(password_hash),
+        profile: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    if let Err(e) = deps.store.insert_identity(&identity).await {
+        let _ = deps.store.delete_user(&user.user_id).await;
+        return Err(e.into());
+    }
+    audit::record(&deps, &req, &auth, "Create a user", None, Some(&conn.name)).await;
+    Ok(HttpResponse::Created().json(view(&deps, &user).await?))
+}
+
+async fn get_users(
+    deps: web::Data<Deps>,
+    _auth: ManagementAuth,
+    q: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = UserQuery {
+        q: q.q.clone(),
+        page: q.page.unwrap_or(0),
+        per_page: q.per_page.unwrap_or(50).clamp(1, 100),
+    };
+    let users = deps.store.list_users(&query).await?;
+    let mut items = Vec::with_capacity(users.len());
+    for u in &users {
+        items.push(view(&deps, u).await?);
+    }
+    Ok(HttpResponse::Ok().json(if q.include_totals {
+        json!({ "users": items, "start": query.page * query.per_page, "limit": query.per_page, "length": users.len() })
+    } else {
+        Value::Array(items)
+    }))
+}
+
+async fn get_users_by_email(
+    deps: web::Data<Deps>,
+    _auth: ManagementAuth,
+    q: web::Query<EmailQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let email = valid_email("email", &q.email)?;
+    let mut items = Vec::new();
+    for u in deps.store.find_users_by_email(&email).await? {
+        items.push(view(&deps, &u).await?);
+    }
+    Ok(HttpResponse::Ok().json(items))
+}
+
+async fn get_user(
+    deps: web::Data<Deps>,
+    _auth: ManagementAuth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let u = deps.store.get_user(&UserId::new(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
+}
+
+async fn patch_user(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+    StrictJson(body): StrictJson<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let mut u = deps.store.get_user(&UserId::new(id.into_inner())).await?;
+    let mut new_password = None;
+    if let Some(p) = body.password {
+        let identities = deps.store.list_identities(&u.user_id).await?;
+        let mut target = None;
+        for i in identities.into_iter().filter(|i| i.password_hash.is_some()) {
+            let c = deps.store.get_connection(&i.connection_id).await?;
+            target = Some((i, c));
+        }
+        let Some((identity, conn)) = target else {
+            return Err(ApiError::bad_request(
+                "password",
+                "password: this user has no database identity",
+            ));
+        };
+        latch_core::validate::password_policy(&conn.options, &p)?;
+        new_password = Some((identity, p));
+    }
+    if body.name.is_some() {
+        u.name = valid_name(body.name)?;
+    }
+    if let Some(v) = body.email_verified {
+        u.email_verified = v;
+    }
+    let newly_blocked = body.blocked == Some(true) && !u.blocked;
+    if let Some(b) = body.blocked {
+        u.blocked = b;
+    }
+    let now = deps.clock.now();
+    if let Some((mut identity, p)) = new_password {
+        identity.password_hash = Some(hash_password(p).await?);
+        identity.updated_at = now;
+        deps.store.update_identity(&identity).await?;
+    }
+    u.updated_at = now;
+    deps.store.update_user(&u).await?;
+    if newly_blocked {
+        // A blocked user is signed out everywhere and loses every refresh token.
+        let req_t = Terminate {
+            target: Target::User(u.user_id.clone()),
+            tokens: TokenPolicy::AllOfUser,
+            initiator: LogoutInitiator::AccountDeactivated,
+        };
+        terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    }
+    audit::record(
+        &deps,
+        &req,
+        &auth,
+        if newly_blocked {
+            "Block a user"
+        } else {
+            "Update a user"
+        },
+        None,
+        None,
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
+}
+
+async fn delete_user(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = UserId::new(id.into_inner());
+    deps.store.get_user(&id).await?;
+    let req_t = Terminate {
+        target: Target::User(id.clone()),
+        tokens: TokenPolicy::AllOfUser,
+        initiator: LogoutInitiator::AccountDeactivated,
+    };
+    terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    deps.store.delete_user(&id).await?;
+    audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,7 @@
+//! Upstream connections. Today: the database connection (strategy `auth0`), Latch's own users
+//! with argon2id passwords. Each implements a `latch_core::connector` port, so the login flow
+//! never knows which strategy it talks to.
+
+pub mod database;
+
+pub use database::DatabaseConnector;
