@@ -20,6 +20,7 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
+    pub keys: Arc<latch_jose::KeyRing>,
 }
 
 /// Mounts `/api/v2`. Authentication is configured separately as
@@ -31,7 +32,8 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
                 .service(api::connections::scope())
                 .service(api::clients::scope())
                 .service(api::users::scope())
-                .service(api::users::by_email_scope()),
+                .service(api::users::by_email_scope())
+                .service(api::keys::scope()),
         );
     }
 }

@@ -8,7 +8,9 @@ pub mod auth;
 pub mod error;
 pub mod headers;
 pub mod json;
+pub mod oauth;
 
 pub use auth::{AdminToken, ManagementAuth, ManagementAuthConfig};
 pub use error::ApiError;
 pub use json::StrictJson;
+pub use oauth::{OAuthError, OAuthErrorCode};

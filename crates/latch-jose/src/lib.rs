@@ -11,4 +11,4 @@ mod ring;
 pub mod token;
 
 pub use ring::{JoseError, KeyRing, VerifyOptions};
-pub use token::{random_alnum, random_token, token_digest, verify_token};
+pub use token::{constant_eq, pkce_s256, random_alnum, random_token, token_digest, verify_token};

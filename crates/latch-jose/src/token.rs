@@ -76,3 +76,24 @@ mod tests {
         assert_ne!(id, random_alnum(32));
     }
 }
+
+/// PKCE `S256`: base64url(SHA-256(verifier)) (RFC 7636 §4.2).
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
+}
+
+/// Constant-time string equality.
+pub fn constant_eq(a: &str, b: &str) -> bool {
+    verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod pkce_tests {
+    #[test]
+    fn rfc7636_appendix_b() {
+        assert_eq!(
+            super::pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+}

@@ -23,6 +23,7 @@ pub struct AppState {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub admin_token: Option<AdminToken>,
+    pub keys: Arc<latch_jose::KeyRing>,
 }
 
 /// Routes of the whole product.
@@ -39,6 +40,23 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 store: state.store.clone(),
                 sessions: state.sessions.clone(),
                 clock: state.clock.clone(),
+                keys: state.keys.clone(),
+            }))
+            .configure(latch_oidc::configure(latch_oidc::Deps {
+                store: state.store.clone(),
+                sessions: state.sessions.clone(),
+                clock: state.clock.clone(),
+                keys: state.keys.clone(),
+                issuer: state.config.issuer_str().to_owned(),
+                database: Arc::new(latch_federation::DatabaseConnector {
+                    store: state.store.clone(),
+                    sessions: state.sessions.clone(),
+                    clock: state.clock.clone(),
+                }),
+                settings: latch_oidc::Settings {
+                    secure_cookies: state.config.issuer.scheme() == "https",
+                    ..latch_oidc::Settings::default()
+                },
             }))
             .default_service(web::to(not_found));
     }

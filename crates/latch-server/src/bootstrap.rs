@@ -211,13 +211,18 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_database_connection(&store, &*clock).await?;
     let (token, new_admin_token) = admin_token(&config)?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let keys = latch_jose::KeyRing::load_or_init(store.clone(), clock.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
     Ok(Started {
         state: AppState {
             config: Arc::new(config),
-            store: Arc::new(store),
+            store,
             sessions,
             clock,
             admin_token: Some(token),
+            keys: Arc::new(keys),
         },
         new_admin_token,
     })

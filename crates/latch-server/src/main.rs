@@ -32,6 +32,20 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their states.
+    List,
+    /// Rotate: the published next key starts signing, the current one stays published for 30
+    /// days, a new next key is published. Running instances pick it up within a minute.
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => runtime.block_on(serve(config)),
         Command::Migrate => runtime.block_on(migrate(config)),
+        Command::Keys { action } => runtime.block_on(keys(config, action)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +89,24 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         "database ({}) is up to date",
         latch_core::store::Store::backend(&store)
     );
+    Ok(())
+}
+
+async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let store: Arc<dyn latch_core::store::Store> = Arc::new(bootstrap::open_store(&config).await?);
+    let ring = latch_jose::KeyRing::load_or_init(store.clone(), Arc::new(latch_core::SystemClock))
+        .await
+        .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    if let KeysCommand::Rotate = action {
+        ring.rotate(time::Duration::days(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("rotation failed: {e}"))?;
+        println!("rotated");
+    }
+    for k in store.list_signing_keys().await? {
+        println!("{:<44} {:<6} {}", k.kid, k.alg.as_str(), k.state.as_str());
+    }
     Ok(())
 }
 
@@ -100,6 +133,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    });
+
+    // Keys rotated by another instance (or `latch keys rotate`) are picked up within a minute.
+    let keys = started.state.keys.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = %e, "signing key reload failed");
             }
         }
     });

@@ -1,5 +1,6 @@
 pub mod clients;
 pub mod connections;
+pub mod keys;
 pub mod users;
 
 use serde::Deserialize;

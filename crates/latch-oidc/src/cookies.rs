@@ -1,0 +1,39 @@
+//! The session cookie and the login-binding cookie.
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+
+/// The browser session: the secret `SessionId`.
+pub const SESSION: &str = "latch_session";
+/// Binds a login or logout form to the browser that opened it.
+pub const BROWSER: &str = "latch_browser";
+
+pub fn get(req: &HttpRequest, name: &str) -> Option<String> {
+    req.cookie(name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+pub fn make(
+    name: &'static str,
+    value: String,
+    secure: bool,
+    max_age: Option<time::Duration>,
+) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .finish();
+    if let Some(a) = max_age {
+        c.set_max_age(CookieDuration::seconds(a.whole_seconds()));
+    }
+    c
+}
+
+pub fn clear(name: &'static str, secure: bool) -> Cookie<'static> {
+    let mut c = make(name, String::new(), secure, None);
+    c.make_removal();
+    c
+}

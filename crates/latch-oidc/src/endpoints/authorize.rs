@@ -1,0 +1,525 @@
+//! `GET /authorize` and the sign-in form it shows (`POST /login`).
+//!
+//! Errors follow RFC 6749 §4.1.2.1: while the client or its redirect URI is unknown, an error
+//! page (never a redirect); after that, a redirect back to the app with `error` and `state`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use latch_core::connector::{SignInContext, SignInError};
+use latch_core::model::{Client, DATABASE_CONNECTION, GrantType, Strategy, User};
+use latch_core::session::{LoginTransaction, Session};
+use latch_core::*;
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use crate::issue::{self, AuthRequest, client_ip};
+use crate::pages::{self, LoginPage};
+use crate::{Deps, cookies, paths};
+
+#[derive(Debug, Deserialize)]
+pub struct AuthorizeQuery {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    max_age: Option<String>,
+    login_hint: Option<String>,
+    connection: Option<String>,
+    response_mode: Option<String>,
+    request: Option<String>,
+    request_uri: Option<String>,
+}
+
+/// A redirect back to the app with an error (the client and redirect URI are known good).
+fn error_redirect(
+    redirect_uri: &str,
+    error: &str,
+    description: &str,
+    state: Option<&str>,
+) -> HttpResponse {
+    let mut u = match Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "The redirect URI is invalid.",
+            );
+        }
+    };
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("error", error)
+            .append_pair("error_description", description);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+    }
+    HttpResponse::Found()
+        .insert_header((LOCATION, u.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
+
+fn code_redirect(
+    redirect_uri: &str,
+    code: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> HttpResponse {
+    let Ok(mut u) = Url::parse(redirect_uri) else {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The redirect URI is invalid.",
+        );
+    };
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("code", code);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        // RFC 9207: lets the app check which issuer answered.
+        q.append_pair("iss", issuer);
+    }
+    HttpResponse::Found()
+        .insert_header((LOCATION, u.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
+
+/// Exact, simple string comparison with a registered callback (OAuth 2.0 Security BCP).
+pub fn redirect_uri_allowed(client: &Client, uri: &str) -> bool {
+    client.callbacks.iter().any(|c| c.as_str() == uri)
+}
+
+enum Checked {
+    Ok(Box<(AuthRequest, Client)>),
+    Page(HttpResponse),
+}
+
+async fn check(deps: &Deps, q: AuthorizeQuery) -> Result<Checked, latch_http::ApiError> {
+    let bad_page = |m: &str| {
+        Ok(Checked::Page(pages::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            m,
+        )))
+    };
+    let Some(client_id) = q.client_id.filter(|c| !c.is_empty()) else {
+        return bad_page("The request has no client_id.");
+    };
+    let Some(client) = deps.store.find_client(&ClientId::new(client_id)).await? else {
+        return bad_page("The application is not known.");
+    };
+    let Some(redirect_uri) = q.redirect_uri else {
+        return bad_page("The request has no redirect_uri.");
+    };
+    if !redirect_uri_allowed(&client, &redirect_uri) {
+        return bad_page("The redirect_uri is not registered for this application.");
+    }
+    let state = q.state.as_deref();
+    let back = |e: &str, d: &str| Ok(Checked::Page(error_redirect(&redirect_uri, e, d, state)));
+    if q.request.is_some() {
+        return back(
+            "request_not_supported",
+            "The request parameter is not supported.",
+        );
+    }
+    if q.request_uri.is_some() {
+        return back(
+            "request_uri_not_supported",
+            "The request_uri parameter is not supported.",
+        );
+    }
+    if q.response_mode.as_deref().is_some_and(|m| m != "query") {
+        return back("invalid_request", "Only response_mode=query is supported.");
+    }
+    match q.response_type.as_deref() {
+        Some("code") => {}
+        None => return back("invalid_request", "response_type is required."),
+        Some(_) => {
+            return back(
+                "unsupported_response_type",
+                "Only response_type=code is supported.",
+            );
+        }
+    }
+    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+        return back(
+            "unauthorized_client",
+            "This application may not use the authorization code flow.",
+        );
+    }
+    match (
+        q.code_challenge.as_deref(),
+        q.code_challenge_method.as_deref(),
+    ) {
+        (Some(_), Some("S256")) => {}
+        (Some(_), _) => return back("invalid_request", "code_challenge_method must be S256."),
+        (None, Some(_)) => {
+            return back(
+                "invalid_request",
+                "code_challenge is required with code_challenge_method.",
+            );
+        }
+        (None, None) if client.app_type.is_public() => {
+            return back(
+                "invalid_request",
+                "PKCE (code_challenge with S256) is required for this application.",
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some(c) = &q.code_challenge
+        && (c.len() != 43
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return back(
+            "invalid_request",
+            "code_challenge must be a base64url SHA-256 digest.",
+        );
+    }
+    let scope = q.scope.unwrap_or_default();
+    let known = ["openid", "profile", "email", "offline_access"];
+    let scope: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| known.contains(s))
+        .collect();
+    let scope = scope.join(" ");
+    let max_age = match q.max_age.as_deref() {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => return back("invalid_request", "max_age must be a non-negative integer."),
+        },
+    };
+    let prompt = q.prompt.filter(|p| !p.is_empty());
+    if let Some(p) = &prompt {
+        let values: Vec<&str> = p.split_whitespace().collect();
+        if values.contains(&"none") && values.len() > 1 {
+            return back(
+                "invalid_request",
+                "prompt=none cannot be combined with other values.",
+            );
+        }
+        if values
+            .iter()
+            .any(|v| !["none", "login", "consent", "select_account"].contains(v))
+        {
+            return back("invalid_request", "Unsupported prompt value.");
+        }
+    }
+    // The connection: named, or the database connection.
+    let name = ConnectionName::new(
+        q.connection
+            .unwrap_or_else(|| DATABASE_CONNECTION.to_owned()),
+    );
+    let connection = deps.store.find_connection_by_name(&name).await?;
+    let Some(connection) = connection.filter(|c| c.enabled_clients.contains(&client.client_id))
+    else {
+        return back(
+            "invalid_request",
+            "The connection is not enabled for this application.",
+        );
+    };
+    if connection.strategy != Strategy::Auth0 {
+        return back(
+            "invalid_request",
+            "Sign-in through this connection is not available yet.",
+        );
+    }
+    Ok(Checked::Ok(Box::new((
+        AuthRequest {
+            client_id: client.client_id.clone(),
+            redirect_uri,
+            scope,
+            state: q.state,
+            nonce: q.nonce,
+            code_challenge: q.code_challenge,
+            prompt,
+            max_age,
+            login_hint: q.login_hint,
+            connection: connection.name,
+        },
+        client,
+    ))))
+}
+
+/// The live session of this browser, if any.
+pub async fn current_session(
+    deps: &Deps,
+    req: &HttpRequest,
+) -> Result<Option<Session>, latch_http::ApiError> {
+    let Some(id) = cookies::get(req, cookies::SESSION) else {
+        return Ok(None);
+    };
+    let now = deps.clock.now();
+    Ok(deps
+        .sessions
+        .touch_session(&SessionId::new(id), now, deps.settings.session_idle)
+        .await?)
+}
+
+/// Shows the sign-in form for `r`, bound to this browser by a one-time transaction.
+async fn login_form(
+    deps: &Deps,
+    req: &HttpRequest,
+    r: &AuthRequest,
+    client: &Client,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let browser =
+        cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+    let now = deps.clock.now();
+    let tx = LoginTransaction {
+        id: LoginTxId::new(latch_jose::random_token(24)),
+        expires_at: now + deps.settings.login_ttl,
+        payload: json!({ "request": r, "browser": browser }),
+    };
+    deps.sessions.insert_login_tx(&tx).await?;
+    let mut b = pages::builder(status);
+    b.cookie(cookies::make(
+        cookies::BROWSER,
+        browser,
+        deps.settings.secure_cookies,
+        None,
+    ));
+    let action = paths::LOGIN;
+    Ok(pages::render(
+        b,
+        &LoginPage {
+            app_name: &client.name,
+            action,
+            tx: tx.id.as_str(),
+            email,
+            error,
+        },
+    ))
+}
+
+pub async fn get_authorize(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    q: web::Query<AuthorizeQuery>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let (r, client) = match check(&deps, q.into_inner()).await? {
+        Checked::Ok(b) => *b,
+        Checked::Page(p) => return Ok(p),
+    };
+    let now = deps.clock.now();
+    let prompt_login = r
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split_whitespace().any(|v| v == "login"));
+    let prompt_none = r.prompt.as_deref() == Some("none");
+    if let Some(session) = current_session(&deps, &req).await? {
+        let fresh = r
+            .max_age
+            .is_none_or(|m| session.auth_time + time::Duration::seconds(m) >= now);
+        let same_connection = session.connection == r.connection;
+        let user = deps.store.find_user(&session.user_id).await?;
+        if let Some(user) = user.filter(|u| !u.blocked)
+            && fresh
+            && same_connection
+            && !prompt_login
+        {
+            let code = issue::issue_code(&deps, &session, &r)
+                .await
+                .map_err(oauth_to_api)?;
+            issue::log(
+                &deps,
+                "s",
+                "Single sign-on",
+                Some(&user.user_id),
+                Some(&client.client_id),
+                Some(&r.connection),
+                client_ip(&req),
+                json!({"sso": true}),
+            )
+            .await;
+            return Ok(code_redirect(
+                &r.redirect_uri,
+                &code,
+                r.state.as_deref(),
+                &deps.issuer,
+            ));
+        }
+    }
+    if prompt_none {
+        return Ok(error_redirect(
+            &r.redirect_uri,
+            "login_required",
+            "The user is not signed in.",
+            r.state.as_deref(),
+        ));
+    }
+    let hint = r.login_hint.clone().unwrap_or_default();
+    login_form(&deps, &req, &r, &client, &hint, None, StatusCode::OK).await
+}
+
+fn oauth_to_api(e: latch_http::OAuthError) -> latch_http::ApiError {
+    latch_http::ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        e.description,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    tx: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn post_login(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let form = form.into_inner();
+    let now = deps.clock.now();
+    let expired = || {
+        pages::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in form has expired or was already used. Go back to the application and start again.",
+        )
+    };
+    // One use per form: a replayed or forged post finds nothing.
+    let Some(tx) = deps
+        .sessions
+        .take_login_tx(&LoginTxId::new(form.tx), now)
+        .await?
+    else {
+        return Ok(expired());
+    };
+    let browser = cookies::get(&req, cookies::BROWSER);
+    let bound = tx.payload["browser"].as_str();
+    if browser.is_none()
+        || !bound.is_some_and(|b| {
+            browser
+                .as_deref()
+                .is_some_and(|c| latch_jose::constant_eq(b, c))
+        })
+    {
+        return Ok(expired());
+    }
+    let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
+        return Ok(expired());
+    };
+    let Some(client) = deps.store.find_client(&r.client_id).await? else {
+        return Ok(expired());
+    };
+    let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
+        return Ok(expired());
+    };
+    let ip = client_ip(&req);
+    let ctx = SignInContext { ip: ip.clone() };
+    let email = form.email.trim().to_owned();
+    if email.is_empty() || form.password.is_empty() {
+        return login_form(
+            &deps,
+            &req,
+            &r,
+            &client,
+            &email,
+            Some("Enter your email address and password."),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let user: User = match deps
+        .database
+        .sign_in(&connection, &email, &form.password, &ctx)
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            let (msg, status, reason) = match &e {
+                SignInError::InvalidCredentials | SignInError::Blocked => {
+                    ("Wrong email or password.", StatusCode::OK, e.to_string())
+                }
+                SignInError::TooManyAttempts => (
+                    "Too many attempts. Wait a few minutes and try again.",
+                    StatusCode::TOO_MANY_REQUESTS,
+                    e.to_string(),
+                ),
+                SignInError::Store(_) | SignInError::Session(_) => {
+                    tracing::error!(error = %e, "sign-in failed");
+                    (
+                        "Sign-in is unavailable right now. Try again later.",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable".into(),
+                    )
+                }
+            };
+            issue::log(
+                &deps,
+                "f",
+                "Failed login",
+                None,
+                Some(&client.client_id),
+                Some(&connection.name),
+                ip,
+                json!({"reason": reason, "email": email}),
+            )
+            .await;
+            return login_form(&deps, &req, &r, &client, &email, Some(msg), status).await;
+        }
+    };
+    // A new session (never reuse one a different user may have left in this browser).
+    if let Some(old) = current_session(&deps, &req).await? {
+        let t = latch_core::logout::Terminate {
+            target: latch_core::logout::Target::Session(old.id.clone()),
+            tokens: latch_core::logout::TokenPolicy::SessionBound,
+            initiator: latch_core::model::LogoutInitiator::RpLogout,
+        };
+        latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+    }
+    let session = issue::new_session(&deps, &user, &connection.name, &req)
+        .await
+        .map_err(oauth_to_api)?;
+    let mut updated = user.clone();
+    updated.last_login = Some(now);
+    updated.logins_count += 1;
+    deps.store.update_user(&updated).await?;
+    let code = issue::issue_code(&deps, &session, &r)
+        .await
+        .map_err(oauth_to_api)?;
+    issue::log(
+        &deps,
+        "s",
+        "Successful login",
+        Some(&user.user_id),
+        Some(&client.client_id),
+        Some(&connection.name),
+        ip,
+        json!({}),
+    )
+    .await;
+    let mut res = code_redirect(&r.redirect_uri, &code, r.state.as_deref(), &deps.issuer);
+    let cookie = cookies::make(
+        cookies::SESSION,
+        session.id.as_str().to_owned(),
+        deps.settings.secure_cookies,
+        None,
+    );
+    let _ = res.add_cookie(&cookie);
+    Ok(res)
+}

@@ -1,0 +1,284 @@
+//! `GET/POST /oidc/logout`: OpenID Connect RP-Initiated Logout 1.0.
+//!
+//! The session cookie, not the `id_token_hint`, decides whose session ends. Without a hint that
+//! names the signed-in user, the user confirms first (a one-time form bound to the browser).
+//! `post_logout_redirect_uri` must equal one of the client's `allowed_logout_urls`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
+use latch_core::model::{Client, LogoutInitiator, SigningAlg};
+use latch_core::session::LoginTransaction;
+use latch_core::*;
+use latch_jose::VerifyOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+
+use crate::issue::{self, client_ip};
+use crate::pages::{self, LogoutPage, MessagePage};
+use crate::{Deps, cookies, paths};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    logout_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    ui_locales: Option<String>,
+    /// The confirmation form's one-time token (POST only).
+    #[serde(skip_serializing)]
+    confirm: Option<String>,
+}
+
+/// Where to send the browser afterwards, already validated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct After {
+    redirect: Option<String>,
+    state: Option<String>,
+    client_id: Option<ClientId>,
+}
+
+fn bad(message: &str) -> HttpResponse {
+    pages::error(StatusCode::BAD_REQUEST, "Sign-out failed", message)
+}
+
+pub async fn get_logout(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    q: web::Query<LogoutParams>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    handle(&deps, &req, q.into_inner()).await
+}
+
+pub async fn post_logout(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    f: web::Form<LogoutParams>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let f = f.into_inner();
+    match f.confirm.clone() {
+        Some(tx) => confirmed(&deps, &req, &tx).await,
+        None => handle(&deps, &req, f).await,
+    }
+}
+
+async fn handle(
+    deps: &Deps,
+    req: &HttpRequest,
+    p: LogoutParams,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    // 1. The hint, if any, must be an ID token Latch issued (expiry may be past).
+    let hint = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+        None => None,
+        Some(h) => {
+            let opts = VerifyOptions {
+                algs: &[SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA],
+                issuer: &deps.issuer,
+                audience: None,
+                check_expiry: false,
+                typ: Some("JWT"),
+            };
+            match deps.keys.verify(h, &opts) {
+                Ok(c) => Some(c),
+                Err(_) => {
+                    return Ok(bad(
+                        "The id_token_hint is not a valid ID token from this server.",
+                    ));
+                }
+            }
+        }
+    };
+    // 2. The client: named, or the hint's audience; both must agree.
+    let hint_aud = hint
+        .as_ref()
+        .and_then(|c| c["aud"].as_str().map(str::to_owned));
+    let client_id = match (
+        p.client_id.as_deref().filter(|c| !c.is_empty()),
+        hint_aud.as_deref(),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Ok(bad("client_id does not match the id_token_hint."));
+        }
+        (Some(a), _) => Some(a.to_owned()),
+        (None, b) => b.map(str::to_owned),
+    };
+    let client: Option<Client> = match &client_id {
+        Some(id) => match deps.store.find_client(&ClientId::new(id)).await? {
+            Some(c) => Some(c),
+            None => return Ok(bad("The application is not known.")),
+        },
+        None => None,
+    };
+    // 3. The redirect, exactly as registered.
+    let redirect = match p
+        .post_logout_redirect_uri
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        None => None,
+        Some(uri) => {
+            let Some(c) = &client else {
+                return Ok(bad(
+                    "post_logout_redirect_uri needs client_id or id_token_hint.",
+                ));
+            };
+            if !c.allowed_logout_urls.iter().any(|u| u.as_str() == uri) {
+                return Ok(bad(
+                    "The post_logout_redirect_uri is not registered for this application.",
+                ));
+            }
+            Some(uri.to_owned())
+        }
+    };
+    let after = After {
+        redirect,
+        state: p.state,
+        client_id: client.as_ref().map(|c| c.client_id.clone()),
+    };
+
+    // 4. Whose session: the cookie's.
+    let now = deps.clock.now();
+    let session = match cookies::get(req, cookies::SESSION) {
+        Some(id) => deps.sessions.find_session(&SessionId::new(id), now).await?,
+        None => None,
+    };
+    let Some(session) = session else {
+        return Ok(finish(deps, None, &after, 0));
+    };
+    let hint_names_user = hint
+        .as_ref()
+        .is_some_and(|c| c["sub"].as_str() == Some(session.user_id.as_str()));
+    if !hint_names_user {
+        // Not sure the request is the user's own: ask.
+        let browser =
+            cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+        let tx = LoginTransaction {
+            id: LoginTxId::new(latch_jose::random_token(24)),
+            expires_at: now + deps.settings.login_ttl,
+            payload: json!({ "logout": after, "browser": browser }),
+        };
+        deps.sessions.insert_login_tx(&tx).await?;
+        let mut b = pages::builder(StatusCode::OK);
+        b.cookie(cookies::make(
+            cookies::BROWSER,
+            browser,
+            deps.settings.secure_cookies,
+            None,
+        ));
+        return Ok(pages::render(
+            b,
+            &LogoutPage {
+                app_name: client.as_ref().map(|c| c.name.as_str()),
+                action: paths::LOGOUT,
+                tx: tx.id.as_str(),
+            },
+        ));
+    }
+    end(deps, req, &session.id, &after).await
+}
+
+async fn confirmed(
+    deps: &Deps,
+    req: &HttpRequest,
+    tx: &str,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let now = deps.clock.now();
+    let Some(tx) = deps
+        .sessions
+        .take_login_tx(&LoginTxId::new(tx), now)
+        .await?
+    else {
+        return Ok(bad(
+            "This sign-out form has expired. Sign out again from the application.",
+        ));
+    };
+    let browser = cookies::get(req, cookies::BROWSER);
+    let bound = tx.payload["browser"].as_str().is_some_and(|b| {
+        browser
+            .as_deref()
+            .is_some_and(|c| latch_jose::constant_eq(b, c))
+    });
+    let after: Option<After> = serde_json::from_value(tx.payload["logout"].clone()).ok();
+    let (true, Some(after)) = (bound, after) else {
+        return Ok(bad(
+            "This sign-out form has expired. Sign out again from the application.",
+        ));
+    };
+    match cookies::get(req, cookies::SESSION) {
+        Some(id) => end(deps, req, &SessionId::new(id), &after).await,
+        None => Ok(finish(deps, None, &after, 0)),
+    }
+}
+
+async fn end(
+    deps: &Deps,
+    req: &HttpRequest,
+    id: &SessionId,
+    after: &After,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let t = Terminate {
+        target: Target::Session(id.clone()),
+        tokens: TokenPolicy::SessionBound,
+        initiator: LogoutInitiator::RpLogout,
+    };
+    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+    let session = out.sessions.first();
+    issue::log(
+        deps,
+        "slo",
+        "User successfully logged out",
+        session.map(|s| &s.user_id),
+        after.client_id.as_ref(),
+        session.map(|s| &s.connection),
+        client_ip(req),
+        json!({
+            "sessions_ended": out.sessions.len(),
+            "refresh_tokens_revoked": out.revoked_tokens.len(),
+            "TotalOidcLogoutRequests": out.deliveries.len(),
+            "TotalSamlLogoutRequests": 0,
+        }),
+    )
+    .await;
+    Ok(finish(
+        deps,
+        session.map(|_| ()),
+        after,
+        out.deliveries.len(),
+    ))
+}
+
+/// Clears the cookie and sends the browser on.
+fn finish(deps: &Deps, _ended: Option<()>, after: &After, _notified: usize) -> HttpResponse {
+    let clear = cookies::clear(cookies::SESSION, deps.settings.secure_cookies);
+    match &after.redirect {
+        Some(uri) => {
+            let Ok(mut u) = Url::parse(uri) else {
+                return bad("The post_logout_redirect_uri is invalid.");
+            };
+            if let Some(s) = &after.state {
+                u.query_pairs_mut().append_pair("state", s);
+            }
+            HttpResponse::Found()
+                .cookie(clear)
+                .insert_header((LOCATION, u.as_str()))
+                .insert_header(("Cache-Control", "no-store"))
+                .finish()
+        }
+        None => {
+            let mut b = pages::builder(StatusCode::OK);
+            b.cookie(clear);
+            pages::render(
+                b,
+                &MessagePage {
+                    title: "Signed out",
+                    message: "You are signed out. You can close this window.",
+                    detail: None,
+                    is_error: false,
+                },
+            )
+        }
+    }
+}

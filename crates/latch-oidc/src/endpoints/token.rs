@@ -1,0 +1,278 @@
+//! `POST /oauth/token`: `authorization_code` (single use, PKCE), `refresh_token` (rotation with
+//! reuse detection).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use latch_core::model::{GrantType, RevokeScope};
+use latch_http::{OAuthError, OAuthErrorCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::issue::{self, Grant, client_ip, family_of, has_scope};
+use crate::{Deps, client_auth};
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn ok(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"))
+        .json(body)
+}
+
+pub async fn post_token(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, OAuthError> {
+    let f = form.into_inner();
+    let client = client_auth::authenticate(
+        &deps,
+        &req,
+        f.client_id.as_deref(),
+        f.client_secret.as_deref(),
+    )
+    .await?;
+    match f.grant_type.as_deref() {
+        Some("authorization_code")
+            if client.grant_types.contains(&GrantType::AuthorizationCode) =>
+        {
+            authorization_code(&deps, &req, &client, f).await
+        }
+        Some("refresh_token") if client.grant_types.contains(&GrantType::RefreshToken) => {
+            refresh(&deps, &req, &client, f).await
+        }
+        Some("authorization_code" | "refresh_token" | "client_credentials") => {
+            Err(OAuthError::new(
+                OAuthErrorCode::UnauthorizedClient,
+                "This client may not use this grant type.",
+            ))
+        }
+        Some(_) => Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "Unsupported grant_type.",
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required.")),
+    }
+}
+
+async fn authorization_code(
+    deps: &Deps,
+    req: &HttpRequest,
+    client: &latch_core::model::Client,
+    f: TokenForm,
+) -> Result<HttpResponse, OAuthError> {
+    let code = f
+        .code
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("code is required."))?;
+    let now = deps.clock.now();
+    let digest = latch_jose::token_digest(&code);
+    let Some(stored) = deps.sessions.take_code(&digest, now).await? else {
+        // Unknown, expired, or already used. If it was used, revoke what its first use issued.
+        let revoked = deps
+            .store
+            .revoke_refresh_tokens(&RevokeScope::Family(family_of(&digest)), now)
+            .await?;
+        if !revoked.is_empty() {
+            issue::log(
+                deps,
+                "feacft",
+                "Authorization code reused: its tokens were revoked",
+                Some(&revoked[0].user_id),
+                Some(&client.client_id),
+                None,
+                client_ip(req),
+                json!({"revoked": revoked.len()}),
+            )
+            .await;
+        }
+        return Err(OAuthError::invalid_grant(
+            "The authorization code is invalid, expired or already used.",
+        ));
+    };
+    if stored.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "The authorization code was issued to another client.",
+        ));
+    }
+    if f.redirect_uri.as_deref() != Some(stored.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request.",
+        ));
+    }
+    match (&stored.code_challenge, f.code_verifier.as_deref()) {
+        (Some(challenge), Some(verifier)) => {
+            let well_formed = (43..=128).contains(&verifier.len())
+                && verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !well_formed || !latch_jose::constant_eq(&latch_jose::pkce_s256(verifier), challenge)
+            {
+                return Err(OAuthError::invalid_grant("PKCE verification failed."));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required.")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given, but the request had no code_challenge.",
+            ));
+        }
+        (None, None) => {}
+    }
+    let user = deps
+        .store
+        .find_user(&stored.user_id)
+        .await?
+        .filter(|u| !u.blocked)
+        .ok_or_else(|| OAuthError::invalid_grant("The user cannot sign in."))?;
+    let grant = Grant {
+        client,
+        user: &user,
+        scope: &stored.scope,
+        nonce: stored.nonce.as_deref(),
+        auth_time: stored.auth_time,
+        session_id: stored.session_id.as_ref(),
+        sid: stored.sid.as_ref(),
+        family: family_of(&digest),
+        family_expires_at: None,
+    };
+    let body = issue::token_response(deps, &grant).await?;
+    issue::log(
+        deps,
+        "seacft",
+        "Authorization code exchanged for tokens",
+        Some(&user.user_id),
+        Some(&client.client_id),
+        None,
+        client_ip(req),
+        json!({}),
+    )
+    .await;
+    Ok(ok(body))
+}
+
+async fn refresh(
+    deps: &Deps,
+    req: &HttpRequest,
+    client: &latch_core::model::Client,
+    f: TokenForm,
+) -> Result<HttpResponse, OAuthError> {
+    let token = f
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required."))?;
+    let now = deps.clock.now();
+    let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
+    let Some(rt) = deps
+        .store
+        .find_refresh_token(&latch_jose::token_digest(&token))
+        .await?
+    else {
+        return Err(invalid());
+    };
+    if rt.client_id != client.client_id {
+        return Err(invalid());
+    }
+    let reuse = |rt: latch_core::model::RefreshToken| async move {
+        // A rotated token came back: someone holds a copy. The whole family dies.
+        let revoked = deps
+            .store
+            .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
+            .await?;
+        issue::log(
+            deps,
+            "ferrt",
+            "Refresh token reuse detected: token family revoked",
+            Some(&rt.user_id),
+            Some(&rt.client_id),
+            None,
+            client_ip(req),
+            json!({"family": rt.family_id, "revoked": revoked.len()}),
+        )
+        .await;
+        Err::<HttpResponse, OAuthError>(invalid())
+    };
+    if rt.rotated_at.is_some() {
+        return reuse(rt).await;
+    }
+    if !rt.is_usable(now) {
+        issue::log(
+            deps,
+            "fertft",
+            "Failed refresh token exchange",
+            Some(&rt.user_id),
+            Some(&rt.client_id),
+            None,
+            client_ip(req),
+            json!({"reason": "expired or revoked"}),
+        )
+        .await;
+        return Err(invalid());
+    }
+    // A narrower scope may be asked for; never a wider one.
+    let scope = match f.scope.as_deref() {
+        None | Some("") => rt.scope.clone(),
+        Some(s) => {
+            if s.split_whitespace().any(|x| !has_scope(&rt.scope, x)) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidScope,
+                    "The scope exceeds the original grant.",
+                ));
+            }
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
+    let user = deps
+        .store
+        .find_user(&rt.user_id)
+        .await?
+        .filter(|u| !u.blocked)
+        .ok_or_else(invalid)?;
+    // Only one of two concurrent exchanges of the same token wins; the other is reuse.
+    if !deps.store.mark_refresh_token_rotated(&rt.id, now).await? {
+        return reuse(rt).await;
+    }
+    // The sid stays while the session lives.
+    let session = match &rt.session_id {
+        Some(id) => deps.sessions.find_session(id, now).await?,
+        None => None,
+    };
+    let sid = session
+        .as_ref()
+        .and_then(|s| s.clients.iter().find(|c| c.client_id == client.client_id))
+        .map(|c| c.sid.clone());
+    let grant = Grant {
+        client,
+        user: &user,
+        scope: &scope,
+        nonce: None,
+        auth_time: session.as_ref().map_or(rt.created_at, |s| s.auth_time),
+        session_id: rt.session_id.as_ref(),
+        sid: sid.as_ref(),
+        family: rt.family_id.clone(),
+        family_expires_at: Some(rt.family_expires_at),
+    };
+    let body = issue::token_response(deps, &grant).await?;
+    issue::log(
+        deps,
+        "sertft",
+        "Refresh token exchanged",
+        Some(&user.user_id),
+        Some(&client.client_id),
+        None,
+        client_ip(req),
+        json!({}),
+    )
+    .await;
+    Ok(ok(body))
+}

@@ -1,0 +1,252 @@
+//! Issuing what the provider hands out: sessions, authorization codes, tokens; and log events.
+
+use actix_web::HttpRequest;
+use latch_core::model::*;
+use latch_core::session::{AuthCode, Session, SessionClient, UpstreamSession};
+use latch_core::*;
+use latch_http::OAuthError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::Deps;
+
+/// A validated authorization request, kept in the login transaction while the user signs in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: ClientId,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub connection: ConnectionName,
+}
+
+pub fn has_scope(scope: &str, s: &str) -> bool {
+    scope.split_whitespace().any(|x| x == s)
+}
+
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+/// Records a log event; failure to log never fails the request.
+#[allow(clippy::too_many_arguments)]
+pub async fn log(
+    deps: &Deps,
+    event_type: &str,
+    description: &str,
+    user: Option<&UserId>,
+    client: Option<&ClientId>,
+    connection: Option<&ConnectionName>,
+    ip: Option<String>,
+    details: Value,
+) {
+    let e = LogEvent {
+        log_id: LogId::new(format!("log_{}", uuid::Uuid::now_v7().simple())),
+        date: deps.clock.now(),
+        event_type: event_type.into(),
+        description: description.into(),
+        user_id: user.cloned(),
+        client_id: client.cloned(),
+        connection: connection.cloned(),
+        ip,
+        details,
+    };
+    if let Err(err) = deps.store.insert_log(&e).await {
+        tracing::error!(error = %err, event = event_type, "could not record log event");
+    }
+}
+
+/// A new browser session for `user`, signed in through `connection`.
+pub async fn new_session(
+    deps: &Deps,
+    user: &User,
+    connection: &ConnectionName,
+    req: &HttpRequest,
+) -> Result<Session, OAuthError> {
+    let now = deps.clock.now();
+    let s = &deps.settings;
+    let session = Session {
+        id: SessionId::new(latch_jose::random_token(32)),
+        sid: Sid::new(latch_jose::random_token(16)),
+        user_id: user.user_id.clone(),
+        connection: connection.clone(),
+        created_at: now,
+        auth_time: now,
+        last_seen_at: now,
+        idle_expires_at: (now + s.session_idle).min(now + s.session_absolute),
+        expires_at: now + s.session_absolute,
+        ip: client_ip(req),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+        upstream: UpstreamSession::default(),
+        clients: vec![],
+    };
+    deps.sessions.insert_session(&session).await?;
+    Ok(session)
+}
+
+/// The rotation family a code's tokens belong to: derived from the code, so a replayed code
+/// finds (and revokes) what its first use issued.
+pub fn family_of(code_digest: &TokenDigest) -> FamilyId {
+    FamilyId::new(format!(
+        "fam_{}",
+        &code_digest.as_str()[..22.min(code_digest.as_str().len())]
+    ))
+}
+
+/// Issues an authorization code for a session and records the client in it.
+pub async fn issue_code(
+    deps: &Deps,
+    session: &Session,
+    r: &AuthRequest,
+) -> Result<String, OAuthError> {
+    let now = deps.clock.now();
+    let joined = SessionClient {
+        client_id: r.client_id.clone(),
+        sid: session.sid.clone(),
+        joined_at: now,
+    };
+    deps.sessions
+        .add_session_client(&session.id, &joined, now)
+        .await?;
+    let code = latch_jose::random_token(32);
+    let stored = AuthCode {
+        digest: latch_jose::token_digest(&code),
+        client_id: r.client_id.clone(),
+        user_id: session.user_id.clone(),
+        session_id: Some(session.id.clone()),
+        sid: Some(session.sid.clone()),
+        redirect_uri: r.redirect_uri.clone(),
+        scope: r.scope.clone(),
+        nonce: r.nonce.clone(),
+        code_challenge: r.code_challenge.clone(),
+        auth_time: session.auth_time,
+        expires_at: now + deps.settings.code_ttl,
+    };
+    deps.sessions.insert_code(&stored).await?;
+    Ok(code)
+}
+
+/// What a token response is issued for.
+pub struct Grant<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    pub auth_time: OffsetDateTime,
+    pub session_id: Option<&'a SessionId>,
+    pub sid: Option<&'a Sid>,
+    pub family: FamilyId,
+    /// Set on refresh: the family's absolute end stays where the first token put it.
+    pub family_expires_at: Option<OffsetDateTime>,
+}
+
+/// Standard claims of a user, by scope.
+pub fn user_claims(user: &User, scope: &str, out: &mut serde_json::Map<String, Value>) {
+    if has_scope(scope, "email") {
+        out.insert("email".into(), json!(user.email));
+        out.insert("email_verified".into(), json!(user.email_verified));
+    }
+    if has_scope(scope, "profile") {
+        for (k, v) in [
+            ("name", &user.name),
+            ("nickname", &user.nickname),
+            ("picture", &user.picture),
+            ("given_name", &user.given_name),
+            ("family_name", &user.family_name),
+        ] {
+            if let Some(v) = v {
+                out.insert(k.into(), json!(v));
+            }
+        }
+        out.insert("updated_at".into(), json!(user.updated_at.unix_timestamp()));
+    }
+}
+
+/// Access token (RFC 9068 JWT), ID token (when `openid` was asked for) and refresh token (when
+/// the client may refresh), as the token endpoint answers.
+pub async fn token_response(deps: &Deps, g: &Grant<'_>) -> Result<Value, OAuthError> {
+    let now = deps.clock.now();
+    let iat = now.unix_timestamp();
+    let alg = g.client.signing_alg;
+    let at_life = g.client.lifetimes.access_token;
+    let mut at = json!({
+        "iss": deps.issuer,
+        "sub": g.user.user_id,
+        "aud": [deps.url(crate::paths::USERINFO)],
+        "client_id": g.client.client_id,
+        "iat": iat,
+        "exp": iat + at_life,
+        "jti": latch_jose::random_token(16),
+        "scope": g.scope,
+        "gid": g.family,
+    });
+    if let Some(sid) = g.sid {
+        at["sid"] = json!(sid);
+    }
+    let access_token = deps
+        .keys
+        .sign(alg, "at+jwt", &at)
+        .map_err(|e| OAuthError::server_error().detail(e.to_string()))?;
+    let mut out = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": at_life,
+        "scope": g.scope,
+    });
+    if has_scope(g.scope, "openid") {
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), json!(deps.issuer));
+        claims.insert("sub".into(), json!(g.user.user_id));
+        claims.insert("aud".into(), json!(g.client.client_id));
+        claims.insert("iat".into(), json!(iat));
+        claims.insert("exp".into(), json!(iat + g.client.lifetimes.id_token));
+        claims.insert("auth_time".into(), json!(g.auth_time.unix_timestamp()));
+        if let Some(n) = g.nonce {
+            claims.insert("nonce".into(), json!(n));
+        }
+        if let Some(sid) = g.sid {
+            claims.insert("sid".into(), json!(sid));
+        }
+        user_claims(g.user, g.scope, &mut claims);
+        let id_token = deps
+            .keys
+            .sign(alg, "JWT", &Value::Object(claims))
+            .map_err(|e| OAuthError::server_error().detail(e.to_string()))?;
+        out["id_token"] = json!(id_token);
+    }
+    if g.client.grant_types.contains(&GrantType::RefreshToken) {
+        let token = latch_jose::random_token(32);
+        let family_expires_at = g
+            .family_expires_at
+            .unwrap_or(now + time::Duration::seconds(g.client.lifetimes.refresh_token));
+        let record = RefreshToken {
+            id: RefreshTokenId::new(format!("rt_{}", uuid::Uuid::now_v7().simple())),
+            digest: latch_jose::token_digest(&token),
+            family_id: g.family.clone(),
+            user_id: g.user.user_id.clone(),
+            client_id: g.client.client_id.clone(),
+            session_id: g.session_id.cloned(),
+            scope: g.scope.to_owned(),
+            offline: has_scope(g.scope, "offline_access"),
+            created_at: now,
+            expires_at: (now + time::Duration::seconds(g.client.lifetimes.refresh_token_idle))
+                .min(family_expires_at),
+            family_expires_at,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        deps.store.insert_refresh_token(&record).await?;
+        out["refresh_token"] = json!(token);
+    }
+    Ok(out)
+}
