@@ -51,6 +51,13 @@ fn report_services() {
 
 fn test() -> bool {
     report_services();
+    // The end-to-end tests drive real peers (npm openid-client): install them first.
+    let mut peers = Command::new("bash");
+    peers.arg("scripts/install-peers.sh");
+    if !run(peers) {
+        eprintln!("xtask: could not install the test peers (scripts/install-peers.sh)");
+        return false;
+    }
     let mut cmd = cargo();
     let skip_log = std::env::temp_dir().join(format!("latch-skipped-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&skip_log);

@@ -29,6 +29,7 @@ pub async fn get_discovery(deps: web::Data<Deps>) -> HttpResponse {
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email", "email_verified", "name", "nickname", "picture", "given_name", "family_name", "updated_at"],
         "prompt_values_supported": ["none", "login"],
+        "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,

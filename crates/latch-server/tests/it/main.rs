@@ -7,5 +7,6 @@ mod api;
 mod browser;
 mod health;
 mod oidc;
+mod peers;
 mod process;
 mod support;

@@ -10,7 +10,7 @@ use crate::support::{Backends, TOKEN, env_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -18,13 +18,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Latch {
+pub struct Latch {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Latch {
-    fn start(env: &[(String, String)], port: u16) -> Self {
+    pub fn start(env: &[(String, String)], port: u16) -> Self {
         let child = Command::new(BIN)
             .arg("serve")
             .envs(env.iter().cloned())
@@ -40,7 +40,7 @@ impl Latch {
         }
     }
 
-    async fn wait_ready(&mut self) {
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {
