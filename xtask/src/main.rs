@@ -53,7 +53,9 @@ fn test() -> bool {
     report_services();
     // The end-to-end tests drive real peers (npm openid-client): install them first.
     let mut peers = Command::new("bash");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(std::path::Path::new("."));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
     peers.arg(root.join("scripts/install-peers.sh"));
     if !run(peers) {
         eprintln!("xtask: could not install the test peers (scripts/install-peers.sh)");

@@ -21,6 +21,8 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<latch_jose::KeyRing>,
+    /// The issuer, without a trailing slash; the management API's audience is `{issuer}/api/v2/`.
+    pub issuer: String,
 }
 
 /// Mounts `/api/v2`. Authentication is configured separately as
@@ -33,9 +35,11 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
                 .service(api::clients::scope())
                 .service(api::users::scope())
                 .service(api::users::by_email_scope())
-                .service(api::keys::scope()),
+                .service(api::keys::scope())
+                .service(api::client_grants::scope()),
         );
     }
 }
 
+pub use api::client_grants::SCOPES;
 pub use api::clients::default_grant_types;

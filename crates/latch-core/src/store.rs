@@ -42,6 +42,20 @@ pub trait ClientRepo: Send + Sync {
 }
 
 #[async_trait]
+pub trait ClientGrantRepo: Send + Sync {
+    /// Conflict on (client, audience).
+    async fn insert_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError>;
+    async fn list_client_grants(&self) -> Result<Vec<ClientGrant>, StoreError>;
+    async fn find_client_grant(
+        &self,
+        client: &ClientId,
+        audience: &str,
+    ) -> Result<Option<ClientGrant>, StoreError>;
+    async fn update_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError>;
+    async fn delete_client_grant(&self, id: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
 pub trait UserRepo: Send + Sync {
     async fn insert_user(&self, u: &User) -> Result<(), StoreError>;
     async fn get_user(&self, id: &UserId) -> Result<User, StoreError>;
@@ -133,7 +147,14 @@ pub trait OutboxRepo: Send + Sync {
 /// The whole relational store.
 #[async_trait]
 pub trait Store:
-    ConnectionRepo + ClientRepo + UserRepo + RefreshTokenRepo + SigningKeyRepo + LogRepo + OutboxRepo
+    ConnectionRepo
+    + ClientRepo
+    + ClientGrantRepo
+    + UserRepo
+    + RefreshTokenRepo
+    + SigningKeyRepo
+    + LogRepo
+    + OutboxRepo
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

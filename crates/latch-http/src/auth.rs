@@ -47,24 +47,56 @@ impl AdminToken {
     }
 }
 
+/// Checks a bearer token that is not the admin token (a JWT access token for the management
+/// API audience); `None` = not acceptable.
+pub type TokenVerifier = std::sync::Arc<dyn Fn(&str) -> Option<ManagementAuth> + Send + Sync>;
+
 /// What the management API accepts as credentials; registered as app data.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ManagementAuthConfig {
     pub admin_token: Option<AdminToken>,
+    pub verify_token: Option<TokenVerifier>,
 }
 
-/// Who called the management API (for the audit log).
+impl std::fmt::Debug for ManagementAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementAuthConfig")
+            .field("admin_token", &self.admin_token.is_some())
+            .finish()
+    }
+}
+
+/// Who called the management API (for the audit log), and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagementAuth {
-    /// The operator's `LATCH_ADMIN_TOKEN`.
+    /// The operator's `LATCH_ADMIN_TOKEN`: every permission.
     AdminToken,
+    /// A client with a `client_credentials` access token for the management API.
+    Client {
+        client_id: String,
+        scopes: Vec<String>,
+    },
 }
 
 impl ManagementAuth {
     /// How the caller shows up in log events.
-    pub fn actor(&self) -> &'static str {
+    pub fn actor(&self) -> String {
         match self {
-            Self::AdminToken => "admin-token",
+            Self::AdminToken => "admin-token".into(),
+            Self::Client { client_id, .. } => format!("{client_id}@clients"),
+        }
+    }
+
+    /// 403 unless the caller holds `scope` (Auth0's management API scopes, `read:users` …).
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        match self {
+            Self::AdminToken => Ok(()),
+            Self::Client { scopes, .. } if scopes.iter().any(|s| s == scope) => Ok(()),
+            Self::Client { .. } => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("Insufficient scope; expected: {scope}."),
+            )),
         }
     }
 }
@@ -90,12 +122,19 @@ impl FromRequest for ManagementAuth {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let config = req.app_data::<web::Data<ManagementAuthConfig>>();
-        let result = match (bearer(req), config.and_then(|c| c.admin_token.as_ref())) {
+        let result = match (bearer(req), config) {
             (None, _) => Err(ApiError::unauthorized(
                 "Missing authentication: send Authorization: Bearer <token>.",
             )),
-            (Some(t), Some(admin)) if admin.matches(t) => Ok(ManagementAuth::AdminToken),
-            (Some(_), _) => Err(ApiError::unauthorized("Invalid token.")),
+            (Some(t), Some(c)) if c.admin_token.as_ref().is_some_and(|a| a.matches(t)) => {
+                Ok(ManagementAuth::AdminToken)
+            }
+            (Some(t), Some(c)) => c
+                .verify_token
+                .as_ref()
+                .and_then(|v| v(t))
+                .ok_or_else(|| ApiError::unauthorized("Invalid token.")),
+            (Some(_), None) => Err(ApiError::unauthorized("Invalid token.")),
         };
         ready(result)
     }

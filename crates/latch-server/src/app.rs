@@ -32,6 +32,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
                 admin_token: state.admin_token.clone(),
+                verify_token: Some(management_token_verifier(&state)),
             }))
             .app_data(web::PayloadConfig::new(latch_http::json::MAX_BODY))
             .route("/healthz", web::get().to(get_healthz))
@@ -41,6 +42,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 sessions: state.sessions.clone(),
                 clock: state.clock.clone(),
                 keys: state.keys.clone(),
+                issuer: state.config.issuer_str().to_owned(),
             }))
             .configure(latch_oidc::configure(latch_oidc::Deps {
                 store: state.store.clone(),
@@ -60,6 +62,36 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             }))
             .default_service(web::to(not_found));
     }
+}
+
+/// Accepts `client_credentials` access tokens issued by this Latch for its management API.
+fn management_token_verifier(state: &AppState) -> latch_http::auth::TokenVerifier {
+    let keys = state.keys.clone();
+    let issuer = state.config.issuer_str().to_owned();
+    let audience = format!("{issuer}/api/v2/");
+    Arc::new(move |token: &str| {
+        use latch_core::model::SigningAlg;
+        let opts = latch_jose::VerifyOptions {
+            algs: &[SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA],
+            issuer: &issuer,
+            audience: Some(&audience),
+            check_expiry: true,
+            typ: Some("at+jwt"),
+        };
+        let claims = keys.verify(token, &opts).ok()?;
+        if claims["gty"] != "client-credentials" {
+            return None;
+        }
+        Some(latch_http::ManagementAuth::Client {
+            client_id: claims["client_id"].as_str()?.to_owned(),
+            scopes: claims["scope"]
+                .as_str()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        })
+    })
 }
 
 /// The application with every middleware, as `serve` runs it and as tests drive it.

@@ -318,6 +318,9 @@ impl ClientRepo for SqlStore {
                 diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(&id)))
                     .execute(conn)
                     .map_err(db_err("client", "client_id"))?;
+                diesel::delete(client_grants::table.filter(client_grants::client_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("client", "client_id"))?;
                 diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(&id)))
                     .execute(conn)
                     .map_err(db_err("client", "client_id"))?;
@@ -330,6 +333,83 @@ impl ClientRepo for SqlStore {
                     Ok(())
                 }
             })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ClientGrantRepo for SqlStore {
+    async fn insert_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
+        let row = GrantRow::from_domain(g)?;
+        self.run(move |conn| {
+            diesel::insert_into(client_grants::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("client grant", "audience"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_client_grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
+        self.run(move |conn| {
+            let rows: Vec<GrantRow> = client_grants::table
+                .select(GrantRow::as_select())
+                .order((client_grants::created_at, client_grants::id))
+                .load(conn)
+                .map_err(db_err("client grant", "id"))?;
+            rows.into_iter().map(GrantRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn find_client_grant(
+        &self,
+        client: &ClientId,
+        audience: &str,
+    ) -> Result<Option<ClientGrant>, StoreError> {
+        let (client, audience) = (client.as_str().to_owned(), audience.to_owned());
+        self.run(move |conn| {
+            let row: Option<GrantRow> = client_grants::table
+                .filter(client_grants::client_id.eq(&client))
+                .filter(client_grants::audience.eq(&audience))
+                .select(GrantRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("client grant", "id"))?;
+            row.map(GrantRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn update_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
+        let row = GrantRow::from_domain(g)?;
+        self.run(move |conn| {
+            let n = diesel::update(client_grants::table.find(&row.id))
+                .set(client_grants::scope.eq(&row.scope))
+                .execute(conn)
+                .map_err(db_err("client grant", "id"))?;
+            if n == 0 {
+                Err(not_found("client grant", &row.id))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn delete_client_grant(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let n = diesel::delete(client_grants::table.find(&id))
+                .execute(conn)
+                .map_err(db_err("client grant", "id"))?;
+            if n == 0 {
+                Err(not_found("client grant", &id))
+            } else {
+                Ok(())
+            }
         })
         .await
     }

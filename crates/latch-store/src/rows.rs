@@ -563,3 +563,37 @@ impl DeliveryRow {
         })
     }
 }
+
+// ---------- client grants ----------
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = client_grants)]
+pub(crate) struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub audience: String,
+    pub scope: String,
+    pub created_at: i64,
+}
+
+impl GrantRow {
+    pub fn from_domain(g: &ClientGrant) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: g.id.clone(),
+            client_id: g.client_id.as_str().to_owned(),
+            audience: g.audience.clone(),
+            scope: to_json(&g.scope)?,
+            created_at: to_millis(g.created_at),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<ClientGrant, StoreError> {
+        Ok(ClientGrant {
+            id: self.id,
+            client_id: ClientId::new(self.client_id),
+            audience: self.audience,
+            scope: from_json(&self.scope)?,
+            created_at: from_millis(self.created_at),
+        })
+    }
+}

@@ -42,6 +42,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    client_grants (id) {
+        id -> Text,
+        client_id -> Text,
+        audience -> Text,
+        scope -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     connection_clients (connection_id, client_id) {
         connection_id -> Text,
         client_id -> Text,
@@ -150,6 +160,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     clients,
     client_secrets,
     connection_clients,
+    client_grants,
     users,
     identities,
     refresh_tokens,

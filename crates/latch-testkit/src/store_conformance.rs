@@ -18,7 +18,8 @@ macro_rules! store_conformance_tests {
             clients_round_trip, client_delete_unlinks_connections, missing_rows,
             users_and_identities, user_search_and_paging, refresh_token_rotation_and_revocation,
             signing_keys_round_trip, logs_filter_newest_first, outbox_claims_are_exclusive,
-            outbox_lease_expiry_and_outcomes, logout_terminate_records_before_deleting
+            outbox_lease_expiry_and_outcomes, logout_terminate_records_before_deleting,
+            client_grants_round_trip
         );
     };
 }
@@ -720,4 +721,53 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     ];
     expect.sort();
     assert_eq!(told, expect);
+}
+
+pub async fn client_grants_round_trip(s: &dyn Store) {
+    let c = fixtures::client();
+    s.insert_client(&c).await.unwrap();
+    let g = ClientGrant {
+        id: format!("cgr_{}", crate::env::unique()),
+        client_id: c.client_id.clone(),
+        audience: "https://latch.example.com/api/v2/".into(),
+        scope: vec!["read:users".into(), "update:users".into()],
+        created_at: now(),
+    };
+    s.insert_client_grant(&g).await.unwrap();
+    assert_eq!(
+        s.find_client_grant(&c.client_id, &g.audience)
+            .await
+            .unwrap(),
+        Some(g.clone())
+    );
+    assert!(
+        s.find_client_grant(&c.client_id, "https://other/")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let dup = ClientGrant {
+        id: format!("cgr_{}", crate::env::unique()),
+        ..g.clone()
+    };
+    assert!(matches!(
+        s.insert_client_grant(&dup).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let mut narrower = g.clone();
+    narrower.scope = vec!["read:users".into()];
+    s.update_client_grant(&narrower).await.unwrap();
+    assert!(s.list_client_grants().await.unwrap().contains(&narrower));
+    // Deleting the client takes its grants along.
+    s.delete_client(&c.client_id).await.unwrap();
+    assert!(
+        s.find_client_grant(&c.client_id, &g.audience)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.delete_client_grant(&g.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

@@ -5,6 +5,7 @@ DROP TABLE refresh_tokens;
 DROP TABLE identities;
 DROP TABLE users;
 DROP TABLE connection_clients;
+DROP TABLE client_grants;
 DROP TABLE client_secrets;
 DROP TABLE clients;
 DROP TABLE connections;

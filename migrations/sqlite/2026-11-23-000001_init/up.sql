@@ -34,6 +34,15 @@ CREATE TABLE client_secrets (
     PRIMARY KEY (client_id, digest)
 );
 
+CREATE TABLE client_grants (
+    id TEXT PRIMARY KEY NOT NULL,
+    client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    audience TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (client_id, audience)
+);
+
 CREATE TABLE connection_clients (
     connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
     client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,

@@ -320,9 +320,10 @@ fn new_secret(now: time::OffsetDateTime) -> (String, ClientSecret) {
 
 async fn get_clients(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:clients")?;
     let items = deps
         .store
         .list_clients()
@@ -339,6 +340,7 @@ async fn post_client(
     req: HttpRequest,
     StrictJson(input): StrictJson<ClientInput>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("create:clients")?;
     let now = deps.clock.now();
     let mut c = Client {
         client_id: ClientId::new(latch_jose::random_alnum(32)),
@@ -391,9 +393,10 @@ async fn post_client(
 
 async fn get_client(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:clients")?;
     let c = deps
         .store
         .get_client(&ClientId::new(id.into_inner()))
@@ -408,6 +411,7 @@ async fn patch_client(
     id: web::Path<String>,
     StrictJson(input): StrictJson<ClientInput>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("update:clients")?;
     let mut c = deps
         .store
         .get_client(&ClientId::new(id.into_inner()))
@@ -444,6 +448,7 @@ async fn delete_client(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("delete:clients")?;
     let id = ClientId::new(id.into_inner());
     deps.store.delete_client(&id).await?;
     audit::record(&deps, &req, &auth, "Delete a client", Some(&id), None).await;
@@ -456,6 +461,7 @@ async fn post_rotate_secret(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("update:client_keys")?;
     let mut c = deps
         .store
         .get_client(&ClientId::new(id.into_inner()))

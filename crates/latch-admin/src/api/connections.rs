@@ -118,9 +118,10 @@ async fn find(deps: &Deps, id: &str) -> Result<Connection, ApiError> {
 
 async fn get_connections(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:connections")?;
     let all = deps.store.list_connections().await?;
     let items = all
         .iter()
@@ -141,6 +142,7 @@ async fn post_connection(
     req: HttpRequest,
     StrictJson(body): StrictJson<CreateConnection>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("create:connections")?;
     validate::connection_name("name", &body.name)?;
     let strategy = Strategy::parse(&body.strategy).ok_or_else(|| {
         ApiError::bad_request(
@@ -190,9 +192,10 @@ async fn post_connection(
 
 async fn get_connection(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:connections")?;
     Ok(HttpResponse::Ok().json(view(&find(&deps, &id).await?)))
 }
 
@@ -203,6 +206,7 @@ async fn patch_connection(
     id: web::Path<String>,
     StrictJson(body): StrictJson<UpdateConnection>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("update:connections")?;
     let mut c = find(&deps, &id).await?;
     if let Some(options) = body.options {
         // Auth0 semantics: `options` is replaced whole (a secret left out is kept).
@@ -237,6 +241,7 @@ async fn delete_connection(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("delete:connections")?;
     let c = find(&deps, &id).await?;
     if c.name.as_str() == DATABASE_CONNECTION && c.strategy == Strategy::Auth0 {
         return Err(ApiError::bad_request(
@@ -259,9 +264,10 @@ async fn delete_connection(
 
 async fn get_connection_clients(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:connections")?;
     let c = find(&deps, &id).await?;
     let clients: Vec<_> = c
         .enabled_clients
@@ -278,6 +284,7 @@ async fn patch_connection_clients(
     id: web::Path<String>,
     StrictJson(body): StrictJson<Vec<ClientStatus>>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("update:connections")?;
     let mut c = find(&deps, &id).await?;
     let ids = existing_clients(
         &deps,

@@ -22,7 +22,8 @@ fn rfc3339(t: time::OffsetDateTime) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn get_keys(deps: web::Data<Deps>, _auth: ManagementAuth) -> Result<HttpResponse, ApiError> {
+async fn get_keys(deps: web::Data<Deps>, auth: ManagementAuth) -> Result<HttpResponse, ApiError> {
+    auth.require("read:signing_keys")?;
     let keys: Vec<Value> = deps
         .store
         .list_signing_keys()
@@ -51,6 +52,7 @@ async fn post_rotate(
     auth: ManagementAuth,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("create:signing_keys")?;
     deps.keys.rotate(RETIRE_AFTER).await.map_err(|e| {
         tracing::error!(error = %e, "key rotation failed");
         ApiError::new(

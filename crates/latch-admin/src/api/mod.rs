@@ -1,3 +1,4 @@
+pub mod client_grants;
 pub mod clients;
 pub mod connections;
 pub mod keys;

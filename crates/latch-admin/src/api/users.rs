@@ -183,6 +183,7 @@ async fn post_user(
     req: HttpRequest,
     StrictJson(body): StrictJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("create:users")?;
     let conn = database_connection(&deps, &body.connection).await?;
     let email = valid_email("email", &body.email)?;
     latch_core::validate::password_policy(&conn.options, &body.password)?;
@@ -241,9 +242,10 @@ async fn post_user(
 
 async fn get_users(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     q: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:users")?;
     let query = UserQuery {
         q: q.q.clone(),
         page: q.page.unwrap_or(0),
@@ -263,9 +265,10 @@ async fn get_users(
 
 async fn get_users_by_email(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     q: web::Query<EmailQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:users")?;
     let email = valid_email("email", &q.email)?;
     let mut items = Vec::new();
     for u in deps.store.find_users_by_email(&email).await? {
@@ -276,9 +279,10 @@ async fn get_users_by_email(
 
 async fn get_user(
     deps: web::Data<Deps>,
-    _auth: ManagementAuth,
+    auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("read:users")?;
     let u = deps.store.get_user(&UserId::new(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
 }
@@ -290,6 +294,7 @@ async fn patch_user(
     id: web::Path<String>,
     StrictJson(body): StrictJson<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("update:users")?;
     let mut u = deps.store.get_user(&UserId::new(id.into_inner())).await?;
     let mut new_password = None;
     if let Some(p) = body.password {
@@ -357,6 +362,7 @@ async fn delete_user(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require("delete:users")?;
     let id = UserId::new(id.into_inner());
     deps.store.get_user(&id).await?;
     let req_t = Terminate {

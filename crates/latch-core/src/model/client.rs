@@ -117,3 +117,14 @@ pub struct Client {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
+
+/// Permission for a client to get `client_credentials` tokens for an API (Auth0's client grant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGrant {
+    pub id: String,
+    pub client_id: ClientId,
+    /// The API's identifier; today only the management API, `{issuer}/api/v2/`.
+    pub audience: String,
+    pub scope: Vec<String>,
+    pub created_at: OffsetDateTime,
+}

@@ -18,6 +18,7 @@ pub struct TokenForm {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    audience: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
 }
@@ -50,6 +51,12 @@ pub async fn post_token(
         }
         Some("refresh_token") if client.grant_types.contains(&GrantType::RefreshToken) => {
             refresh(&deps, &req, &client, f).await
+        }
+        Some("client_credentials")
+            if client.grant_types.contains(&GrantType::ClientCredentials)
+                && !client.app_type.is_public() =>
+        {
+            client_credentials(&deps, &req, &client, f).await
         }
         Some("authorization_code" | "refresh_token" | "client_credentials") => {
             Err(OAuthError::new(
@@ -275,4 +282,83 @@ async fn refresh(
     )
     .await;
     Ok(ok(body))
+}
+
+/// `client_credentials`: an access token for an API the client was granted (today the
+/// management API, `{issuer}/api/v2/`), with the granted scopes or the asked-for subset.
+async fn client_credentials(
+    deps: &Deps,
+    req: &HttpRequest,
+    client: &latch_core::model::Client,
+    f: TokenForm,
+) -> Result<HttpResponse, OAuthError> {
+    let audience = f
+        .audience
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("audience is required."))?;
+    let Some(grant) = deps
+        .store
+        .find_client_grant(&client.client_id, &audience)
+        .await?
+    else {
+        issue::log(
+            deps,
+            "fcc",
+            "Client credentials exchange refused: no grant for this audience",
+            None,
+            Some(&client.client_id),
+            None,
+            client_ip(req),
+            json!({"audience": audience}),
+        )
+        .await;
+        return Err(OAuthError::new(
+            OAuthErrorCode::AccessDenied,
+            "The client has not been granted access to this audience.",
+        ));
+    };
+    let scope: Vec<String> = match f.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => grant.scope.clone(),
+        Some(asked) => {
+            let asked: Vec<String> = asked.split_whitespace().map(str::to_owned).collect();
+            if asked.iter().any(|s| !grant.scope.contains(s)) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidScope,
+                    "The scope exceeds what the client was granted.",
+                ));
+            }
+            asked
+        }
+    };
+    let now = deps.clock.now().unix_timestamp();
+    let life = client.lifetimes.access_token;
+    let claims = json!({
+        "iss": deps.issuer,
+        "sub": format!("{}@clients", client.client_id),
+        "aud": audience,
+        "client_id": client.client_id,
+        "iat": now,
+        "exp": now + life,
+        "jti": latch_jose::random_token(16),
+        "scope": scope.join(" "),
+        "gty": "client-credentials",
+    });
+    let token = deps
+        .keys
+        .sign(client.signing_alg, "at+jwt", &claims)
+        .map_err(|e| OAuthError::server_error().detail(e.to_string()))?;
+    issue::log(
+        deps,
+        "seccft",
+        "Client credentials exchanged for an access token",
+        None,
+        Some(&client.client_id),
+        None,
+        client_ip(req),
+        json!({"audience": audience}),
+    )
+    .await;
+    Ok(ok(
+        json!({ "access_token": token, "token_type": "Bearer", "expires_in": life, "scope": scope.join(" ") }),
+    ))
 }

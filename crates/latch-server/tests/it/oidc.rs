@@ -999,3 +999,137 @@ async fn es256_and_eddsa_clients(h: Harness) {
     }
 }
 on_all_backends!(es256_and_eddsa_clients, es256_and_eddsa_clients);
+
+async fn management_api_with_client_credentials(h: Harness) {
+    let app = app!(h);
+    let issuer = h.state.config.issuer_str().to_owned();
+    let audience = format!("{issuer}/api/v2/");
+    let m2m = api(
+        &app,
+        "POST",
+        "/api/v2/clients",
+        json!({"name": "Automation", "app_type": "non_interactive"}),
+    )
+    .await;
+    let (id, secret) = (
+        m2m["client_id"].as_str().unwrap().to_owned(),
+        m2m["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let mut b = Browser::new();
+    let ask = |scope: Option<&'static str>, aud: String| {
+        let mut v = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("audience", aud),
+        ];
+        if let Some(s) = scope {
+            v.push(("scope", s.to_owned()));
+        }
+        v
+    };
+    let form = |v: &Vec<(&'static str, String)>| {
+        v.iter().map(|(k, x)| (*k, x.clone())).collect::<Vec<_>>()
+    };
+
+    // No grant yet: refused.
+    let v = form(&ask(None, audience.clone()));
+    let pairs: Vec<(&str, &str)> = v.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    let p = b
+        .post_form_with(&app, "/oauth/token", &pairs, Some((&id, &secret)))
+        .await;
+    assert_eq!(
+        (p.status, p.json()["error"].clone()),
+        (403, json!("access_denied"))
+    );
+
+    let g = api(&app, "POST", "/api/v2/client-grants", json!({"client_id": id, "audience": audience, "scope": ["read:connections", "read:clients"]})).await;
+    assert!(g["id"].as_str().unwrap().starts_with("cgr_"));
+    let p = b
+        .post_form_with(&app, "/oauth/token", &pairs, Some((&id, &secret)))
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let token = p.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(p.json()["scope"], "read:connections read:clients");
+
+    // The token works on the management API within its scopes.
+    let call = |uri: &str, method: &str| {
+        test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(uri)
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload(r#"{"name":"from-m2m","strategy":"auth0"}"#)
+            .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, call("/api/v2/connections", "GET"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, call("/api/v2/connections", "POST"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        test::call_service(&app, call("/api/v2/users", "GET"))
+            .await
+            .status(),
+        403
+    );
+
+    // A wider scope, another audience, or a user's access token are refused.
+    let v = form(&ask(
+        Some("read:connections delete:users"),
+        audience.clone(),
+    ));
+    let pairs: Vec<(&str, &str)> = v.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    let p = b
+        .post_form_with(&app, "/oauth/token", &pairs, Some((&id, &secret)))
+        .await;
+    assert_eq!(p.json()["error"], "invalid_scope");
+    let v = form(&ask(None, "https://other.example.com/".into()));
+    let pairs: Vec<(&str, &str)> = v.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    let p = b
+        .post_form_with(&app, "/oauth/token", &pairs, Some((&id, &secret)))
+        .await;
+    assert_eq!(p.json()["error"], "access_denied");
+    let f = fixture(&app).await;
+    let done = sign_in(
+        &app,
+        &mut b,
+        &authorize_uri(&f.web.0, CB, ""),
+        &f.email,
+        PASSWORD,
+    )
+    .await;
+    let user_at = exchange(&app, &mut b, &done.param("code").unwrap(), CB, &f.web)
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let req = test::TestRequest::get()
+        .uri("/api/v2/connections")
+        .insert_header(("Authorization", format!("Bearer {user_at}")))
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 401);
+    // A client without the grant type may not use it.
+    let p = b
+        .post_form_with(
+            &app,
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", &audience),
+            ],
+            Some((&f.web.0, &f.web.1)),
+        )
+        .await;
+    assert_eq!(p.json()["error"], "unauthorized_client");
+}
+on_all_backends!(
+    management_api_with_client_credentials,
+    management_api_with_client_credentials
+);
