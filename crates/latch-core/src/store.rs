@@ -92,6 +92,14 @@ pub trait RefreshTokenRepo: Send + Sync {
         id: &RefreshTokenId,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+    /// Rotation in one step: marks `old` rotated if, and only if, it is still usable at `now`,
+    /// and stores its successor `new`; `false` (nothing written) means reuse or a lost race.
+    async fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenId,
+        new: &RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// Revokes every not-yet-revoked token in scope; returns the tokens it revoked.
     async fn revoke_refresh_tokens(
         &self,
@@ -117,6 +125,8 @@ pub trait SigningKeyRepo: Send + Sync {
 
 #[async_trait]
 pub trait LogRepo: Send + Sync {
+    /// Records an event. It may be written asynchronously, but [`list_logs`](Self::list_logs)
+    /// sees every event recorded before it was called.
     async fn insert_log(&self, e: &LogEvent) -> Result<(), StoreError>;
     /// Newest first.
     async fn list_logs(&self, q: &LogQuery) -> Result<Vec<LogEvent>, StoreError>;

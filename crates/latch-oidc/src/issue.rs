@@ -172,9 +172,43 @@ pub fn user_claims(user: &User, scope: &str, out: &mut serde_json::Map<String, V
     }
 }
 
-/// Access token (RFC 9068 JWT), ID token (when `openid` was asked for) and refresh token (when
-/// the client may refresh), as the token endpoint answers.
-pub async fn token_response(deps: &Deps, g: &Grant<'_>) -> Result<Value, OAuthError> {
+/// A new refresh token for the grant (when the client may refresh), not yet stored: the caller
+/// inserts it, or stores it together with the rotation of its predecessor.
+pub fn new_refresh_token(deps: &Deps, g: &Grant<'_>) -> Option<(String, RefreshToken)> {
+    if !g.client.grant_types.contains(&GrantType::RefreshToken) {
+        return None;
+    }
+    let now = deps.clock.now();
+    let token = latch_jose::random_token(32);
+    let family_expires_at = g
+        .family_expires_at
+        .unwrap_or(now + time::Duration::seconds(g.client.lifetimes.refresh_token));
+    let record = RefreshToken {
+        id: RefreshTokenId::new(format!("rt_{}", uuid::Uuid::now_v7().simple())),
+        digest: latch_jose::token_digest(&token),
+        family_id: g.family.clone(),
+        user_id: g.user.user_id.clone(),
+        client_id: g.client.client_id.clone(),
+        session_id: g.session_id.cloned(),
+        scope: g.scope.to_owned(),
+        offline: has_scope(g.scope, "offline_access"),
+        created_at: now,
+        expires_at: (now + time::Duration::seconds(g.client.lifetimes.refresh_token_idle))
+            .min(family_expires_at),
+        family_expires_at,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    Some((token, record))
+}
+
+/// The token endpoint's answer: an access token (RFC 9068 JWT), an ID token when `openid` was
+/// asked for, and `refresh_token` when given.
+pub fn token_response(
+    deps: &Deps,
+    g: &Grant<'_>,
+    refresh_token: Option<&str>,
+) -> Result<Value, OAuthError> {
     let now = deps.clock.now();
     let iat = now.unix_timestamp();
     let alg = g.client.signing_alg;
@@ -224,29 +258,8 @@ pub async fn token_response(deps: &Deps, g: &Grant<'_>) -> Result<Value, OAuthEr
             .map_err(|e| OAuthError::server_error().detail(e.to_string()))?;
         out["id_token"] = json!(id_token);
     }
-    if g.client.grant_types.contains(&GrantType::RefreshToken) {
-        let token = latch_jose::random_token(32);
-        let family_expires_at = g
-            .family_expires_at
-            .unwrap_or(now + time::Duration::seconds(g.client.lifetimes.refresh_token));
-        let record = RefreshToken {
-            id: RefreshTokenId::new(format!("rt_{}", uuid::Uuid::now_v7().simple())),
-            digest: latch_jose::token_digest(&token),
-            family_id: g.family.clone(),
-            user_id: g.user.user_id.clone(),
-            client_id: g.client.client_id.clone(),
-            session_id: g.session_id.cloned(),
-            scope: g.scope.to_owned(),
-            offline: has_scope(g.scope, "offline_access"),
-            created_at: now,
-            expires_at: (now + time::Duration::seconds(g.client.lifetimes.refresh_token_idle))
-                .min(family_expires_at),
-            family_expires_at,
-            rotated_at: None,
-            revoked_at: None,
-        };
-        deps.store.insert_refresh_token(&record).await?;
-        out["refresh_token"] = json!(token);
+    if let Some(rt) = refresh_token {
+        out["refresh_token"] = json!(rt);
     }
     Ok(out)
 }

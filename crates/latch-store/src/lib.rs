@@ -6,6 +6,7 @@
 
 mod cipher;
 mod conn;
+mod logs;
 mod repos;
 mod rows;
 mod schema;
@@ -18,12 +19,27 @@ use latch_core::StoreError;
 pub use cipher::{Cipher, CipherError};
 pub use conn::{Backend, DbConnection, Manager};
 
+/// How long a cached client record is used before it is read again.
+pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqlStore {
     pool: Pool<Manager>,
     backend: Backend,
     cipher: Arc<Cipher>,
+    /// SQLite has one writer: writers queue here instead of in SQLite's busy handler, which
+    /// sleeps in steps of milliseconds.
+    write_lock: Arc<std::sync::Mutex<()>>,
+    /// Clients, kept [`CLIENT_TTL`]: every token request reads its client. This store's own
+    /// writes refresh the entry at once; another instance's reach it within the TTL.
+    clients: Arc<
+        std::sync::RwLock<
+            std::collections::HashMap<String, (std::time::Instant, latch_core::model::Client)>,
+        >,
+    >,
+    /// Log events are written in batches by a writer thread (see [`logs`]).
+    logs: logs::LogQueue,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -74,10 +90,15 @@ impl SqlStore {
         .await
         .map_err(|e| StoreError::Internal(Box::new(e)))?
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
+        let pool_for_logs = pool.clone();
         Ok(Self {
             pool,
             backend,
             cipher: Arc::new(cipher),
+            write_lock: write_lock.clone(),
+            clients: Arc::default(),
+            logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
     }
 
@@ -88,6 +109,51 @@ impl SqlStore {
     /// Runs the pending migrations of this backend; returns their names.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         self.run(|c| conn::run_migrations(c)).await
+    }
+
+    pub(crate) fn cached_client(&self, id: &str) -> Option<latch_core::model::Client> {
+        let map = self.clients.read().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub(crate) fn cache_client(&self, c: Option<&latch_core::model::Client>, id: &str) {
+        let mut map = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        match c {
+            Some(c) => {
+                if map.len() >= 10_000 {
+                    map.clear();
+                }
+                map.insert(id.to_owned(), (std::time::Instant::now(), c.clone()));
+            }
+            None => {
+                map.remove(id);
+            }
+        }
+    }
+
+    /// Like [`run`](Self::run), for statements that write: on SQLite they take turns.
+    pub(crate) async fn run_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.backend != Backend::Sqlite {
+            return self.run(f).await;
+        }
+        // Take the turn before a pooled connection, so waiting writers do not hold connections
+        // that readers could use.
+        let (pool, lock) = (self.pool.clone(), self.write_lock.clone());
+        tokio::task::spawn_blocking(move || {
+            let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(Box::new(e)))?
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.

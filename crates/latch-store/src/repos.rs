@@ -76,7 +76,7 @@ impl ConnectionRepo for SqlStore {
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let row = ConnectionRow::from_domain(c, &self.cipher)?;
         let c = c.clone();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 diesel::insert_into(connections::table)
                     .values(&row)
@@ -162,7 +162,7 @@ impl ConnectionRepo for SqlStore {
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let row = ConnectionRow::from_domain(c, &self.cipher)?;
         let c = c.clone();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 let n = diesel::update(connections::table.find(c.id.as_str()))
                     .set((
@@ -186,7 +186,7 @@ impl ConnectionRepo for SqlStore {
 
     async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
         let id = id.as_str().to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::delete(connections::table.find(&id))
                 .execute(conn)
                 .map_err(db_err("connection", "id"))?;
@@ -237,7 +237,7 @@ impl ClientRepo for SqlStore {
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
         let row = ClientRow::from_domain(c)?;
         let c = c.clone();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 diesel::insert_into(clients::table)
                     .values(&row)
@@ -256,8 +256,15 @@ impl ClientRepo for SqlStore {
     }
 
     async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        let id = id.as_str().to_owned();
-        self.run(move |conn| load_client(conn, &id)).await
+        if let Some(c) = self.cached_client(id.as_str()) {
+            return Ok(Some(c));
+        }
+        let key = id.as_str().to_owned();
+        let found = self.run(move |conn| load_client(conn, &key)).await?;
+        if let Some(c) = &found {
+            self.cache_client(Some(c), id.as_str());
+        }
+        Ok(found)
     }
 
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
@@ -288,9 +295,10 @@ impl ClientRepo for SqlStore {
     }
 
     async fn update_client(&self, c: &Client) -> Result<(), StoreError> {
+        self.cache_client(None, c.client_id.as_str());
         let row = ClientRow::from_domain(c)?;
         let c = c.clone();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 let n = diesel::update(clients::table.find(c.client_id.as_str()))
                     .set(&row)
@@ -306,8 +314,9 @@ impl ClientRepo for SqlStore {
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
+        self.cache_client(None, id.as_str());
         let id = id.as_str().to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 // Explicit, so the result does not depend on foreign-key enforcement.
                 diesel::delete(
@@ -342,7 +351,7 @@ impl ClientRepo for SqlStore {
 impl ClientGrantRepo for SqlStore {
     async fn insert_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
         let row = GrantRow::from_domain(g)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             diesel::insert_into(client_grants::table)
                 .values(&row)
                 .execute(conn)
@@ -385,7 +394,7 @@ impl ClientGrantRepo for SqlStore {
 
     async fn update_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
         let row = GrantRow::from_domain(g)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::update(client_grants::table.find(&row.id))
                 .set(client_grants::scope.eq(&row.scope))
                 .execute(conn)
@@ -401,7 +410,7 @@ impl ClientGrantRepo for SqlStore {
 
     async fn delete_client_grant(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::delete(client_grants::table.find(&id))
                 .execute(conn)
                 .map_err(db_err("client grant", "id"))?;
@@ -419,7 +428,7 @@ impl ClientGrantRepo for SqlStore {
 impl UserRepo for SqlStore {
     async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
         let row = UserRow::from_domain(u)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             diesel::insert_into(users::table)
                 .values(&row)
                 .execute(conn)
@@ -489,7 +498,7 @@ impl UserRepo for SqlStore {
 
     async fn update_user(&self, u: &User) -> Result<(), StoreError> {
         let row = UserRow::from_domain(u)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::update(users::table.find(&row.user_id))
                 .set(&row)
                 .execute(conn)
@@ -505,7 +514,7 @@ impl UserRepo for SqlStore {
 
     async fn delete_user(&self, id: &UserId) -> Result<(), StoreError> {
         let id = id.as_str().to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 diesel::delete(identities::table.filter(identities::user_id.eq(&id)))
                     .execute(conn)
@@ -528,7 +537,7 @@ impl UserRepo for SqlStore {
 
     async fn insert_identity(&self, i: &Identity) -> Result<(), StoreError> {
         let row = IdentityRow::from_domain(i)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             diesel::insert_into(identities::table)
                 .values(&row)
                 .execute(conn)
@@ -577,7 +586,7 @@ impl UserRepo for SqlStore {
 
     async fn update_identity(&self, i: &Identity) -> Result<(), StoreError> {
         let row = IdentityRow::from_domain(i)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::update(identities::table.find((
                 &row.connection_id,
                 &row.issuer,
@@ -605,7 +614,7 @@ impl UserRepo for SqlStore {
 impl RefreshTokenRepo for SqlStore {
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
         let row = RefreshRow::from_domain(t);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             diesel::insert_into(refresh_tokens::table)
                 .values(&row)
                 .execute(conn)
@@ -639,7 +648,7 @@ impl RefreshTokenRepo for SqlStore {
     ) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         let now = to_millis(now);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             // One conditional UPDATE: of two concurrent exchanges only one sees a row change.
             let n = diesel::update(
                 refresh_tokens::table
@@ -656,6 +665,40 @@ impl RefreshTokenRepo for SqlStore {
         .await
     }
 
+    async fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenId,
+        new: &RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let old = old.as_str().to_owned();
+        let row = RefreshRow::from_domain(new);
+        let now = to_millis(now);
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                let n = diesel::update(
+                    refresh_tokens::table
+                        .find(&old)
+                        .filter(refresh_tokens::rotated_at.is_null())
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .filter(refresh_tokens::expires_at.gt(now)),
+                )
+                .set(refresh_tokens::rotated_at.eq(Some(now)))
+                .execute(conn)
+                .map_err(db_err("refresh token", "id"))?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map_err(db_err("refresh token", "digest"))?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     async fn revoke_refresh_tokens(
         &self,
         scope: &RevokeScope,
@@ -663,7 +706,7 @@ impl RefreshTokenRepo for SqlStore {
     ) -> Result<Vec<RefreshToken>, StoreError> {
         let scope = scope.clone();
         let now = to_millis(now);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let mut q = refresh_tokens::table
                 .filter(refresh_tokens::revoked_at.is_null())
                 .select(RefreshRow::as_select())
@@ -750,7 +793,7 @@ impl RefreshTokenRepo for SqlStore {
 impl SigningKeyRepo for SqlStore {
     async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
         let row = KeyRow::from_domain(k, &self.cipher)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             diesel::insert_into(signing_keys::table)
                 .values(&row)
                 .execute(conn)
@@ -775,7 +818,7 @@ impl SigningKeyRepo for SqlStore {
 
     async fn update_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
         let row = KeyRow::from_domain(k, &self.cipher)?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::update(signing_keys::table.find(&row.kid))
                 .set(&row)
                 .execute(conn)
@@ -809,18 +852,12 @@ impl SigningKeyRepo for SqlStore {
 #[async_trait]
 impl LogRepo for SqlStore {
     async fn insert_log(&self, e: &LogEvent) -> Result<(), StoreError> {
-        let row = LogRow::from_domain(e)?;
-        self.run(move |conn| {
-            diesel::insert_into(log_events::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(db_err("log event", "log_id"))?;
-            Ok(())
-        })
-        .await
+        self.logs.push(LogRow::from_domain(e)?);
+        Ok(())
     }
 
     async fn list_logs(&self, q: &LogQuery) -> Result<Vec<LogEvent>, StoreError> {
+        self.logs.flush().await;
         let q = q.clone();
         self.run(move |conn| {
             let mut query = log_events::table.select(LogRow::as_select()).into_boxed();
@@ -865,7 +902,7 @@ impl OutboxRepo for SqlStore {
             .iter()
             .map(DeliveryRow::from_domain)
             .collect::<Result<Vec<_>, _>>()?;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             tx(conn, |conn| {
                 for row in &rows {
                     diesel::insert_into(outbox::table)
@@ -887,7 +924,7 @@ impl OutboxRepo for SqlStore {
     ) -> Result<Vec<Delivery>, StoreError> {
         let now = to_millis(now);
         let lease = to_millis(lease_until);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let candidates: Vec<String> = outbox::table
                 .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
                 .filter(outbox::next_attempt_at.le(now))
@@ -935,7 +972,7 @@ impl OutboxRepo for SqlStore {
     async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError> {
         let mut row = DeliveryRow::from_domain(d)?;
         row.locked_until = None;
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = diesel::update(outbox::table.find(&row.id))
                 .set(&row)
                 .execute(conn)

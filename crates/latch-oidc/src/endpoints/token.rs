@@ -153,7 +153,11 @@ async fn authorization_code(
         family: family_of(&digest),
         family_expires_at: None,
     };
-    let body = issue::token_response(deps, &grant).await?;
+    let refresh = issue::new_refresh_token(deps, &grant);
+    if let Some((_, record)) = &refresh {
+        deps.store.insert_refresh_token(record).await?;
+    }
+    let body = issue::token_response(deps, &grant, refresh.as_ref().map(|(t, _)| t.as_str()))?;
     issue::log(
         deps,
         "seacft",
@@ -245,10 +249,6 @@ async fn refresh(
         .await?
         .filter(|u| !u.blocked)
         .ok_or_else(invalid)?;
-    // Only one of two concurrent exchanges of the same token wins; the other is reuse.
-    if !deps.store.mark_refresh_token_rotated(&rt.id, now).await? {
-        return reuse(rt).await;
-    }
     // The sid stays while the session lives.
     let session = match &rt.session_id {
         Some(id) => deps.sessions.find_session(id, now).await?,
@@ -269,7 +269,19 @@ async fn refresh(
         family: rt.family_id.clone(),
         family_expires_at: Some(rt.family_expires_at),
     };
-    let body = issue::token_response(deps, &grant).await?;
+    // Rotation and the successor in one step; of two concurrent exchanges of the same token
+    // only one wins, the other is reuse.
+    let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
+        return Err(invalid());
+    };
+    if !deps
+        .store
+        .rotate_refresh_token(&rt.id, &record, now)
+        .await?
+    {
+        return reuse(rt.clone()).await;
+    }
+    let body = issue::token_response(deps, &grant, Some(&new_token))?;
     issue::log(
         deps,
         "sertft",
