@@ -12,6 +12,9 @@ use crate::conn::{Backend, Manager};
 use crate::rows::LogRow;
 use crate::schema::log_events;
 
+/// How long the writer waits after the first event of a batch.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Most events written in one transaction.
 const BATCH: usize = 512;
 
@@ -53,6 +56,10 @@ impl LogQueue {
 
 fn writer(rx: Receiver<Msg>, pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, backend: Backend) {
     while let Ok(first) = rx.recv() {
+        // Let a batch gather: one wake-up and one commit for many events.
+        if matches!(first, Msg::Event(_)) {
+            std::thread::sleep(LINGER);
+        }
         let mut rows = Vec::new();
         let mut acks = Vec::new();
         let mut next = Some(first);
