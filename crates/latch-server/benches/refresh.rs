@@ -202,6 +202,40 @@ async fn run(label: &str, env: Vec<(String, String)>) {
     let server_handle = handle.handle();
     tokio::spawn(handle);
     let base = format!("http://{addr}");
+    // The ceiling this loader and HTTP stack reach on an endpoint that does nothing.
+    {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(CHAINS)
+            .build()
+            .expect("client");
+        let count = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..CHAINS)
+            .map(|_| {
+                let (http, url, count) = (http.clone(), format!("{base}/healthz"), count.clone());
+                tokio::spawn(async move {
+                    while start.elapsed() < Duration::from_secs(3) {
+                        if http
+                            .get(&url)
+                            .send()
+                            .await
+                            .map(|r| r.status() == 200)
+                            .unwrap_or(false)
+                        {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        println!(
+            "{label:<16} /healthz with the same loader: {:.0} req/s (the HTTP ceiling here)",
+            count.load(Ordering::Relaxed) as f64 / 3.0
+        );
+    }
     for alg in [SigningAlg::RS256, SigningAlg::ES256] {
         let (client, secret, tokens) = seed(&state, alg).await;
         let (rate, hist, errors) = load(&base, &client, &secret, tokens).await;
