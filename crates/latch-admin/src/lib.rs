@@ -21,6 +21,7 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<latch_jose::KeyRing>,
+    pub notifier: Arc<dyn latch_core::logout::Notifier>,
     /// The issuer, without a trailing slash; the management API's audience is `{issuer}/api/v2/`.
     pub issuer: String,
 }

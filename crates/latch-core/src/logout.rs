@@ -59,6 +59,16 @@ pub enum LogoutError {
     Session(#[from] SessionError),
 }
 
+/// Delivers recorded notifications. `latch-backchannel` implements it; the logout paths that
+/// send a browser back to an app (RP-initiated logout) call it with a short bound first, so the
+/// app does not see the user return before its logout arrives.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// Tries each delivery once now, waiting at most `within`; what is not done by then (or
+    /// fails) stays in the outbox for the workers.
+    async fn deliver_now(&self, deliveries: &[Delivery], within: std::time::Duration);
+}
+
 /// Ends sessions, records back-channel deliveries first, then revokes refresh tokens.
 pub async fn terminate(
     store: &dyn Store,

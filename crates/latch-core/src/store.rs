@@ -144,6 +144,14 @@ pub trait OutboxRepo: Send + Sync {
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Leases one pending delivery (not held by a live lease); `None` if another worker has it
+    /// or it is finished.
+    async fn claim_delivery(
+        &self,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Option<Delivery>, StoreError>;
     /// Records the outcome of an attempt (state, attempts, next attempt, error) and frees the lease.
     async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError>;
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError>;

@@ -5,6 +5,7 @@
 //! **Boundary:** endpoint crates share code through this crate, never through each other.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod headers;
 pub mod json;

@@ -68,6 +68,8 @@ pub struct Deps {
     /// The issuer, without a trailing slash.
     pub issuer: String,
     pub database: Arc<dyn PasswordConnector>,
+    /// Back-channel logout, tried before the browser is sent back after a logout.
+    pub notifier: Arc<dyn latch_core::logout::Notifier>,
     pub settings: Settings,
 }
 

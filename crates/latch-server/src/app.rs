@@ -24,6 +24,39 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub admin_token: Option<AdminToken>,
     pub keys: Arc<latch_jose::KeyRing>,
+    pub backchannel: Arc<latch_backchannel::Backchannel>,
+}
+
+/// Starts the background workers (back-channel delivery, session purge, key reload); they stop
+/// when the returned handles are aborted or the runtime ends.
+pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = vec![tokio::spawn(state.backchannel.clone().run())];
+    let (sessions, clock) = (state.sessions.clone(), state.clock.clone());
+    handles.push(tokio::spawn(async move {
+        // Embedded stores purge expired records; Redis expires keys on its own.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match sessions.purge_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired session records purged"),
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    }));
+    let keys = state.keys.clone();
+    handles.push(tokio::spawn(async move {
+        // Keys rotated by another instance (or `latch keys rotate`) are picked up within a minute.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = %e, "signing key reload failed");
+            }
+        }
+    }));
+    handles
 }
 
 /// Routes of the whole product.
@@ -43,6 +76,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 clock: state.clock.clone(),
                 keys: state.keys.clone(),
                 issuer: state.config.issuer_str().to_owned(),
+                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
             }))
             .configure(latch_oidc::configure(latch_oidc::Deps {
                 store: state.store.clone(),
@@ -55,6 +89,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     sessions: state.sessions.clone(),
                     clock: state.clock.clone(),
                 }),
+                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
                 settings: latch_oidc::Settings {
                     secure_cookies: state.config.issuer.scheme() == "https",
                     ..latch_oidc::Settings::default()

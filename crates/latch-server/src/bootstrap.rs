@@ -212,9 +212,21 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     ensure_database_connection(&store, &*clock).await?;
     let (token, new_admin_token) = admin_token(&config)?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let keys = latch_jose::KeyRing::load_or_init(store.clone(), clock.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    let keys = Arc::new(
+        latch_jose::KeyRing::load_or_init(store.clone(), clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?,
+    );
+    let backchannel = Arc::new(latch_backchannel::Backchannel::new(
+        store.clone(),
+        clock.clone(),
+        keys.clone(),
+        config.issuer_str().to_owned(),
+        latch_backchannel::Settings {
+            retry_for: time::Duration::seconds(config.backchannel_retry_for.as_secs() as i64),
+            ..Default::default()
+        },
+    ));
     Ok(Started {
         state: AppState {
             config: Arc::new(config),
@@ -222,7 +234,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             sessions,
             clock,
             admin_token: Some(token),
-            keys: Arc::new(keys),
+            backchannel,
+            keys,
         },
         new_admin_token,
     })

@@ -41,6 +41,9 @@ pub struct FileConfig {
     /// `LATCH_SECRET_KEY`: 32 bytes, base64, that encrypt stored secrets. Unset = generated
     /// into the data dir. Every instance sharing a database must use the same key.
     pub secret_key: Option<String>,
+    /// `LATCH_BACKCHANNEL_RETRY_FOR`: seconds during which an undelivered back-channel logout is
+    /// retried before it is given up (and logged). Default 86400 (a day).
+    pub backchannel_retry_for: Option<String>,
 }
 
 /// The validated configuration.
@@ -55,6 +58,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<[u8; 32]>,
+    pub backchannel_retry_for: std::time::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -260,6 +264,19 @@ impl Config {
                 }
             }
         };
+        let backchannel_retry_for =
+            match get("LATCH_BACKCHANNEL_RETRY_FOR", fc.backchannel_retry_for) {
+                None => std::time::Duration::from_secs(86_400),
+                Some((key, v)) => match v.parse::<u64>() {
+                    Ok(n) if (10..=30 * 86_400).contains(&n) => std::time::Duration::from_secs(n),
+                    _ => {
+                        errors.push(format!(
+                            "{key}: {v:?} must be a number of seconds from 10 to 2592000"
+                        ));
+                        std::time::Duration::from_secs(86_400)
+                    }
+                },
+            };
         match (issuer, errors.is_empty()) {
             (Some(issuer), true) => Ok(Self {
                 bind,
@@ -271,6 +288,7 @@ impl Config {
                 log_format,
                 admin_token,
                 secret_key,
+                backchannel_retry_for,
             }),
             _ => Err(ConfigErrors(errors)),
         }

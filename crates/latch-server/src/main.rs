@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use latch_server::config::Config;
@@ -122,33 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .shutdown_timeout(10)
         .run();
 
-    // Embedded stores purge expired sessions themselves; Redis expires keys on its own.
-    let sessions = started.state.sessions.clone();
-    let clock = started.state.clock.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            match sessions.purge_expired(clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
-                Err(e) => tracing::warn!(error = %e, "session purge failed"),
-            }
-        }
-    });
-
-    // Keys rotated by another instance (or `latch keys rotate`) are picked up within a minute.
-    let keys = started.state.keys.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = keys.reload().await {
-                tracing::warn!(error = %e, "signing key reload failed");
-            }
-        }
-    });
+    let _workers = app::spawn_workers(&started.state);
 
     let issuer = started.state.config.issuer_str().to_owned();
     println!();

@@ -969,6 +969,41 @@ impl OutboxRepo for SqlStore {
         .await
     }
 
+    async fn claim_delivery(
+        &self,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let id = id.as_str().to_owned();
+        let (now, lease) = (to_millis(now), to_millis(lease_until));
+        self.run_write(move |conn| {
+            let n = diesel::update(
+                outbox::table
+                    .find(&id)
+                    .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
+                    .filter(
+                        outbox::locked_until
+                            .is_null()
+                            .or(outbox::locked_until.le(now)),
+                    ),
+            )
+            .set(outbox::locked_until.eq(Some(lease)))
+            .execute(conn)
+            .map_err(db_err("delivery", "id"))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let row: DeliveryRow = outbox::table
+                .find(&id)
+                .select(DeliveryRow::as_select())
+                .first(conn)
+                .map_err(db_err("delivery", "id"))?;
+            row.into_domain().map(Some)
+        })
+        .await
+    }
+
     async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError> {
         let mut row = DeliveryRow::from_domain(d)?;
         row.locked_until = None;

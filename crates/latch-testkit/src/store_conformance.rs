@@ -562,6 +562,33 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
 
     let t0 = now();
     let lease = t0 + Duration::seconds(30);
+    // One delivery can be claimed by id, once, while its lease lives.
+    let single = delivery(&tag, 7);
+    s.insert_deliveries(std::slice::from_ref(&single))
+        .await
+        .unwrap();
+    assert!(
+        s.claim_delivery(&single.id, t0, lease)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.claim_delivery(&single.id, t0, lease)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.claim_delivery(
+            &single.id,
+            lease + Duration::seconds(1),
+            lease + Duration::seconds(30)
+        )
+        .await
+        .unwrap()
+        .is_some()
+    );
     let claimed_now = |v: Vec<Delivery>| v.into_iter().any(|x| x.id == d.id);
     assert!(claimed_now(
         s.claim_deliveries(t0, lease, 1000).await.unwrap()

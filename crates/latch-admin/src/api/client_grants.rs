@@ -29,6 +29,7 @@ pub const SCOPES: &[&str] = &[
     "create:users",
     "update:users",
     "delete:users",
+    "delete:sessions",
     "read:signing_keys",
     "create:signing_keys",
 ];

@@ -19,6 +19,12 @@ pub fn scope() -> Scope {
         .route("/{id}", web::get().to(get_user))
         .route("/{id}", web::patch().to(patch_user))
         .route("/{id}", web::delete().to(delete_user))
+        .route("/{id}/sessions", web::get().to(get_user_sessions))
+        .route("/{id}/sessions", web::delete().to(delete_user_sessions))
+        .route(
+            "/{id}/refresh-tokens",
+            web::get().to(get_user_refresh_tokens),
+        )
 }
 
 pub fn by_email_scope() -> Scope {
@@ -338,7 +344,10 @@ async fn patch_user(
             tokens: TokenPolicy::AllOfUser,
             initiator: LogoutInitiator::AccountDeactivated,
         };
-        terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+        let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+        deps.notifier
+            .deliver_now(&out.deliveries, std::time::Duration::ZERO)
+            .await;
     }
     audit::record(
         &deps,
@@ -370,8 +379,126 @@ async fn delete_user(
         tokens: TokenPolicy::AllOfUser,
         initiator: LogoutInitiator::AccountDeactivated,
     };
-    terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    deps.notifier
+        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
+        .await;
     deps.store.delete_user(&id).await?;
     audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct ClearQuery {
+    #[serde(default)]
+    revoke_tokens: bool,
+}
+
+fn session_view(s: &latch_core::session::Session) -> Value {
+    json!({
+        "id": s.sid,
+        "user_id": s.user_id,
+        "connection": s.connection,
+        "created_at": rfc3339(s.created_at),
+        "authenticated_at": rfc3339(s.auth_time),
+        "last_interacted_at": rfc3339(s.last_seen_at),
+        "idle_expires_at": rfc3339(s.idle_expires_at),
+        "expires_at": rfc3339(s.expires_at),
+        "device": { "last_ip": s.ip, "last_user_agent": s.user_agent },
+        "clients": s.clients.iter().map(|c| json!({ "client_id": c.client_id, "sid": c.sid })).collect::<Vec<_>>(),
+    })
+}
+
+async fn get_user_sessions(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require("read:users")?;
+    let user = deps.store.get_user(&UserId::new(id.into_inner())).await?;
+    let sessions = deps
+        .sessions
+        .list_user_sessions(&user.user_id, deps.clock.now())
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "sessions": sessions.iter().map(session_view).collect::<Vec<_>>() })))
+}
+
+/// Ends every session of the user and tells the apps; with `?revoke_tokens=true` also revokes
+/// every refresh token, offline ones included (Okta's "Clear User Sessions" checkbox).
+async fn delete_user_sessions(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+    q: web::Query<ClearQuery>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require("delete:sessions")
+        .or_else(|_| auth.require("update:users"))?;
+    let user = deps.store.get_user(&UserId::new(id.into_inner())).await?;
+    let t = Terminate {
+        target: Target::User(user.user_id.clone()),
+        tokens: if q.revoke_tokens {
+            TokenPolicy::AllOfUser
+        } else {
+            TokenPolicy::SessionBound
+        },
+        initiator: LogoutInitiator::SessionRevoked,
+    };
+    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+    deps.notifier
+        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
+        .await;
+    audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
+    let event = LogEvent {
+        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
+        date: deps.clock.now(),
+        event_type: "slo".into(),
+        description: "User sessions cleared by an administrator".into(),
+        user_id: Some(user.user_id.clone()),
+        client_id: None,
+        connection: None,
+        ip: req
+            .connection_info()
+            .realip_remote_addr()
+            .map(str::to_owned),
+        details: json!({
+            "actor": auth.actor(),
+            "sessions_ended": out.sessions.len(),
+            "refresh_tokens_revoked": out.revoked_tokens.len(),
+            "TotalOidcLogoutRequests": out.deliveries.len(),
+            "TotalSamlLogoutRequests": 0,
+        }),
+    };
+    let _ = deps.store.insert_log(&event).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_user_refresh_tokens(
+    deps: web::Data<Deps>,
+    auth: ManagementAuth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require("read:users")?;
+    let user = deps.store.get_user(&UserId::new(id.into_inner())).await?;
+    let tokens = deps
+        .store
+        .list_user_refresh_tokens(&user.user_id, deps.clock.now())
+        .await?;
+    let items: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "user_id": t.user_id,
+                "client_id": t.client_id,
+                "bound_to_session": t.session_id.is_some(),
+                "offline": t.offline,
+                "scope": t.scope,
+                "created_at": rfc3339(t.created_at),
+                "expires_at": rfc3339(t.expires_at),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "refresh_tokens": items })))
 }

@@ -225,6 +225,11 @@ async fn end(
         initiator: LogoutInitiator::RpLogout,
     };
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+    // Try the back-channel logouts first (bounded), so an app does not see the user come back
+    // before its logout arrives; what is not done by then the workers finish.
+    deps.notifier
+        .deliver_now(&out.deliveries, std::time::Duration::from_millis(1500))
+        .await;
     let session = out.sessions.first();
     issue::log(
         deps,

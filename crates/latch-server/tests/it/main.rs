@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod backchannel;
 mod browser;
 mod health;
 mod oidc;

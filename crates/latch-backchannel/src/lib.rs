@@ -1,0 +1,314 @@
+//! OpenID Connect Back-Channel Logout 1.0, fed by the durable outbox that
+//! `latch_core::logout::terminate` fills before it ends any session.
+//!
+//! Workers on any instance claim due deliveries with a lease, sign a logout token per attempt
+//! (same `jti` every time), POST it as `logout_token` without following redirects, and record the
+//! outcome: delivered on 2xx; failed for good on other 4xx (the app rejected the token); retried
+//! with exponential backoff and jitter on network errors, 408, 429 and 5xx until the delivery is
+//! older than `Settings::retry_for`. A delivery whose worker died is claimed again when its
+//! lease runs out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use latch_core::logout::Notifier;
+use latch_core::model::{Delivery, DeliveryState, LogEvent, SigningAlg};
+use latch_core::store::Store;
+use latch_core::{ClientId, Clock, LogId};
+use latch_jose::KeyRing;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Semaphore;
+
+/// The back-channel logout event (OIDC Back-Channel Logout 1.0 §2.4).
+pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a worker holds a claimed delivery before another may take it.
+    pub lease: Duration,
+    /// Give up on a delivery this long after it was recorded.
+    pub retry_for: Duration,
+    /// Per-request timeout.
+    pub request_timeout: StdDuration,
+    /// Deliveries in flight, overall and per client.
+    pub concurrency: usize,
+    pub per_client: usize,
+    /// Idle poll interval (the first attempt of a new delivery starts within about this).
+    pub poll: StdDuration,
+    /// First retry delay, doubling up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Lifetime of a logout token.
+    pub token_lifetime: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::seconds(30),
+            retry_for: Duration::hours(24),
+            request_timeout: StdDuration::from_secs(5),
+            concurrency: 64,
+            per_client: 8,
+            poll: StdDuration::from_millis(250),
+            first_backoff: Duration::seconds(1),
+            max_backoff: Duration::seconds(30),
+            token_lifetime: Duration::minutes(2),
+        }
+    }
+}
+
+pub struct Backchannel {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<KeyRing>,
+    issuer: String,
+    http: reqwest::Client,
+    settings: Settings,
+    slots: Arc<Semaphore>,
+    per_client: Mutex<HashMap<ClientId, Arc<Semaphore>>>,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Delivered(u16),
+    Rejected(String),
+    Retry(String),
+}
+
+impl Backchannel {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<KeyRing>,
+        issuer: String,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            http: latch_http::client::outbound(settings.request_timeout),
+            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            per_client: Mutex::default(),
+            store,
+            clock,
+            keys,
+            issuer,
+            settings,
+        }
+    }
+
+    /// The logout token for one attempt: `typ: logout+jwt`, `iss`, `aud`, `iat`, `exp`, the
+    /// delivery's `jti`, `sub` and/or `sid`, the `events` claim, and never a `nonce`.
+    pub async fn logout_token(&self, d: &Delivery, now: OffsetDateTime) -> Result<String, String> {
+        let alg = match self.store.find_client(&d.client_id).await {
+            Ok(Some(c)) => c.signing_alg,
+            Ok(None) => SigningAlg::RS256,
+            Err(e) => return Err(format!("store: {e}")),
+        };
+        let iat = now.unix_timestamp();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": d.client_id,
+            "iat": iat,
+            "exp": iat + self.settings.token_lifetime.whole_seconds(),
+            "jti": d.jti,
+            "events": { EVENT: {} },
+        });
+        if let Some(sub) = &d.notice.sub {
+            claims["sub"] = json!(sub);
+        }
+        if let Some(sid) = &d.notice.sid {
+            claims["sid"] = json!(sid);
+        }
+        self.keys
+            .sign(alg, "logout+jwt", &claims)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn post(&self, d: &Delivery, token: &str) -> Outcome {
+        let res = self
+            .http
+            .post(d.target.clone())
+            .form(&[("logout_token", token)])
+            .send()
+            .await;
+        match res {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                match s {
+                    200..=299 => Outcome::Delivered(s),
+                    408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {s}")),
+                    300..=399 => Outcome::Rejected(format!("HTTP {s}: redirects are not followed")),
+                    _ => Outcome::Rejected(format!("HTTP {s}")),
+                }
+            }
+            Err(e) if e.is_timeout() => Outcome::Retry("timeout".into()),
+            Err(e) if e.is_connect() => Outcome::Retry("connection failed".into()),
+            Err(e) => Outcome::Retry(format!("request failed: {}", e.without_url())),
+        }
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = attempts.clamp(1, 16) - 1;
+        let base =
+            (self.settings.first_backoff * 2i32.pow(exp as u32)).min(self.settings.max_backoff);
+        // ±20% jitter, so a burst of failures does not retry in lockstep.
+        let mut b = [0u8; 2];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        let jitter = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) * 0.4 - 0.2;
+        base + base * jitter
+    }
+
+    /// One attempt of a claimed delivery; records the outcome and logs it.
+    pub async fn attempt(&self, mut d: Delivery) -> Delivery {
+        let permit = {
+            let sem = {
+                let mut m = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+                m.entry(d.client_id.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_client)))
+                    .clone()
+            };
+            sem.acquire_owned().await.ok()
+        };
+        let now = self.clock.now();
+        let outcome = match self.logout_token(&d, now).await {
+            Ok(token) => self.post(&d, &token).await,
+            Err(e) => Outcome::Retry(e),
+        };
+        drop(permit);
+        let finished = self.clock.now();
+        d.attempts += 1;
+        d.locked_until = None;
+        match &outcome {
+            Outcome::Delivered(_) => {
+                d.state = DeliveryState::Delivered;
+                d.finished_at = Some(finished);
+                d.last_error = None;
+            }
+            Outcome::Rejected(e) => {
+                d.state = DeliveryState::Failed;
+                d.finished_at = Some(finished);
+                d.last_error = Some(e.clone());
+            }
+            Outcome::Retry(e) => {
+                d.last_error = Some(e.clone());
+                let next = finished + self.backoff(d.attempts);
+                if next - d.created_at > self.settings.retry_for {
+                    d.state = DeliveryState::Failed;
+                    d.finished_at = Some(finished);
+                    d.last_error = Some(format!("{e}; gave up after {} attempts", d.attempts));
+                } else {
+                    d.next_attempt_at = next;
+                }
+            }
+        }
+        if let Err(e) = self.store.record_attempt(&d).await {
+            tracing::error!(error = %e, delivery = %d.id, "could not record a back-channel attempt");
+        }
+        let (kind, description) = match d.state {
+            DeliveryState::Delivered => (
+                "oidc_backchannel_logout_succeeded",
+                "Back-channel logout delivered",
+            ),
+            DeliveryState::Failed => (
+                "oidc_backchannel_logout_failed",
+                "Back-channel logout failed",
+            ),
+            DeliveryState::Pending => (
+                "oidc_backchannel_logout_failed",
+                "Back-channel logout attempt failed; will retry",
+            ),
+        };
+        tracing::info!(delivery = %d.id, client = %d.client_id, outcome = ?outcome, attempts = d.attempts, "back-channel logout");
+        let event = LogEvent {
+            log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
+            date: finished,
+            event_type: kind.into(),
+            description: description.into(),
+            user_id: d.notice.sub.clone(),
+            client_id: Some(d.client_id.clone()),
+            connection: None,
+            ip: None,
+            details: json!({
+                "delivery_id": d.id,
+                "target": d.target.as_str(),
+                "attempts": d.attempts,
+                "state": d.state.as_str(),
+                "error": d.last_error,
+                "sid": d.notice.sid,
+                "initiator": d.notice.initiator,
+            }),
+        };
+        let _ = self.store.insert_log(&event).await;
+        d
+    }
+
+    /// Claims what is due and attempts it, within the free concurrency; returns how many.
+    pub async fn tick(self: &Arc<Self>) -> usize {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return 0;
+        }
+        let now = self.clock.now();
+        let claimed = match self
+            .store
+            .claim_deliveries(now, now + self.settings.lease, free as u32)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim back-channel deliveries");
+                return 0;
+            }
+        };
+        let n = claimed.len();
+        for d in claimed {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                break;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.attempt(d).await;
+                drop(permit);
+            });
+        }
+        n
+    }
+
+    /// The worker loop: runs until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if self.tick().await == 0 {
+                tokio::time::sleep(self.settings.poll).await;
+            }
+        }
+    }
+}
+
+/// The [`Notifier`] that logout paths call: tries deliveries at once, in parallel. Attempts go
+/// on in the background past the caller's bound, so none is cut off half-way.
+pub struct Immediate(pub Arc<Backchannel>);
+
+#[async_trait]
+impl Notifier for Immediate {
+    async fn deliver_now(&self, deliveries: &[Delivery], within: StdDuration) {
+        let bc = &self.0;
+        let now = bc.clock.now();
+        let mut tasks = Vec::new();
+        for d in deliveries {
+            // Claim each first, so a worker does not send the same token at the same time.
+            if let Ok(Some(claimed)) = bc
+                .store
+                .claim_delivery(&d.id, now, now + bc.settings.lease)
+                .await
+            {
+                let me = bc.clone();
+                tasks.push(tokio::spawn(async move { me.attempt(claimed).await }));
+            }
+        }
+        let _ = tokio::time::timeout(within, futures_util::future::join_all(tasks)).await;
+    }
+}

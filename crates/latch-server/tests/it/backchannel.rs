@@ -1,0 +1,354 @@
+//! Back-channel logout: tokens as the spec wants them, delivered on logout, retried while an
+//! app is down, not retried when it rejects them, and not lost when Latch is killed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::test;
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::browser::Browser;
+use crate::oidc::{PASSWORD, fixture, sign_in, verify_id_token};
+use crate::on_all_backends;
+use crate::support::{Harness, TOKEN};
+
+/// A loopback app endpoint that records every `logout_token` it is sent and answers with the
+/// queued statuses (then 200).
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub tokens: Arc<Mutex<Vec<(String, String)>>>,
+    pub statuses: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener)
+    }
+
+    pub fn serve(listener: tokio::net::TcpListener) -> Self {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let r = Self {
+            url,
+            tokens: Arc::default(),
+            statuses: Arc::default(),
+        };
+        let me = r.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head_end, len) = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+                    let token = url::form_urlencoded::parse(body.as_bytes())
+                        .find(|(k, _)| k == "logout_token")
+                        .map(|(_, v)| v.into_owned());
+                    if let Some(t) = token {
+                        me.tokens.lock().unwrap().push((path, t));
+                    }
+                    let status = me.statuses.lock().unwrap().pop_front().unwrap_or(200);
+                    let _ = sock
+                        .write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n").as_bytes())
+                        .await;
+                });
+            }
+        });
+        r
+    }
+
+    pub fn received(&self) -> Vec<(String, String)> {
+        self.tokens.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<(String, String)> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Checks a logout token as an RP must (OIDC Back-Channel Logout 1.0 §2.6) and returns its claims.
+pub fn verify_logout_token(jwks: &Value, token: &str, aud: &str, issuer: &str) -> Value {
+    let header = decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let kid = header.kid.clone().unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("kid published")
+        .clone();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).unwrap();
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[issuer]);
+    v.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
+    let c = decode::<Value>(token, &DecodingKey::from_jwk(&jwk).unwrap(), &v)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        c["events"],
+        json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+    );
+    assert!(
+        c.get("nonce").is_none(),
+        "a logout token never carries a nonce"
+    );
+    assert!(c["jti"].is_string());
+    assert!(c["sub"].is_string() || c["sid"].is_string());
+    let life = c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
+    assert!((1..=300).contains(&life), "short-lived: {life}s");
+    c
+}
+
+macro_rules! app {
+    ($h:expr) => {
+        test::init_service(latch_server::app::app($h.state.clone())).await
+    };
+}
+
+async fn set_backchannel<S, B>(app: &S, client: &str, url: &str)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let req = test::TestRequest::patch()
+        .uri(&format!("/api/v2/clients/{client}"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .set_json(json!({"oidc_logout": {"backchannel_logout_urls": [url], "backchannel_logout_session_required": true}}))
+        .to_request();
+    assert_eq!(test::call_service(app, req).await.status(), 200);
+}
+
+fn authorize(client: &str, cb: &str) -> String {
+    let cb: String = url::form_urlencoded::byte_serialize(cb.as_bytes()).collect();
+    format!(
+        "/authorize?response_type=code&client_id={client}&redirect_uri={cb}&scope=openid%20email%20offline_access&state=s&nonce=n"
+    )
+}
+
+async fn rp_logout_reaches_every_app(h: Harness) {
+    let rx = Receiver::start().await;
+    let app = app!(h);
+    let f = fixture(&app).await;
+    set_backchannel(&app, &f.web.0, &format!("{}/web", rx.url)).await;
+    set_backchannel(&app, &f.other.0, &format!("{}/other", rx.url)).await;
+    let mut b = Browser::new();
+    let issuer = h.state.config.issuer_str().to_owned();
+    let done = sign_in(
+        &app,
+        &mut b,
+        &authorize(&f.web.0, "http://127.0.0.1:3000/callback"),
+        &f.email,
+        PASSWORD,
+    )
+    .await;
+    let t = b
+        .post_form_with(
+            &app,
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &done.param("code").unwrap()),
+                ("redirect_uri", "http://127.0.0.1:3000/callback"),
+            ],
+            Some((&f.web.0, &f.web.1)),
+        )
+        .await
+        .json();
+    let sso = b
+        .get(
+            &app,
+            &authorize(&f.other.0, "http://127.0.0.1:4000/callback"),
+        )
+        .await;
+    assert!(sso.param("code").is_some());
+    let jwks = b.get(&app, "/.well-known/jwks.json").await.json();
+    let id = verify_id_token(&jwks, t["id_token"].as_str().unwrap(), &f.web.0, &issuer);
+
+    // Discovery says so now.
+    let disc = b
+        .get(&app, "/.well-known/openid-configuration")
+        .await
+        .json();
+    assert_eq!(disc["backchannel_logout_supported"], true);
+    assert_eq!(disc["backchannel_logout_session_supported"], true);
+
+    let out = b
+        .get(
+            &app,
+            &format!(
+                "/oidc/logout?id_token_hint={}",
+                t["id_token"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(out.status, 200);
+    // Both apps have their logout before the browser gets its answer (no worker is running).
+    let got = rx.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (path, token) in &got {
+        let aud = if path == "/web" { &f.web.0 } else { &f.other.0 };
+        let c = verify_logout_token(&jwks, token, aud, &issuer);
+        assert_eq!(c["sid"], id["sid"], "the sid the app got in its ID token");
+        assert_eq!(c["sub"], f.user_id.as_str());
+    }
+    let logs = h
+        .state
+        .store
+        .list_logs(&latch_core::model::LogQuery {
+            event_type: Some("oidc_backchannel_logout_succeeded".into()),
+            user_id: Some(latch_core::UserId::new(&f.user_id)),
+            per_page: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 2);
+    let slo = h
+        .state
+        .store
+        .list_logs(&latch_core::model::LogQuery {
+            event_type: Some("slo".into()),
+            user_id: Some(latch_core::UserId::new(&f.user_id)),
+            per_page: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(slo[0].details["TotalOidcLogoutRequests"], 2);
+}
+on_all_backends!(rp_logout_reaches_every_app, rp_logout_reaches_every_app);
+
+async fn retries_while_down_and_not_after_a_rejection(h: Harness) {
+    let workers = latch_server::app::spawn_workers(&h.state);
+    let down = Receiver::start().await;
+    down.statuses.lock().unwrap().extend([503, 502]);
+    let rejecting = Receiver::start().await;
+    rejecting.statuses.lock().unwrap().extend([400, 400, 400]);
+    let app = app!(h);
+    let f = fixture(&app).await;
+    set_backchannel(&app, &f.web.0, &format!("{}/bc", down.url)).await;
+    set_backchannel(&app, &f.other.0, &format!("{}/bc", rejecting.url)).await;
+    let mut b = Browser::new();
+    sign_in(
+        &app,
+        &mut b,
+        &authorize(&f.web.0, "http://127.0.0.1:3000/callback"),
+        &f.email,
+        PASSWORD,
+    )
+    .await;
+    b.get(
+        &app,
+        &authorize(&f.other.0, "http://127.0.0.1:4000/callback"),
+    )
+    .await;
+
+    // An administrator clears the user's sessions and tokens.
+    let req = test::TestRequest::delete()
+        .uri(&format!(
+            "/api/v2/users/{}/sessions?revoke_tokens=true",
+            f.user_id
+        ))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 204);
+
+    // The app that was down gets its logout once it is back: three attempts, one jti.
+    let got = down.wait_for(3, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let jtis: Vec<_> = got
+        .iter()
+        .map(|(_, t)| {
+            jsonwebtoken::dangerous::insecure_decode::<Value>(t)
+                .unwrap()
+                .claims["jti"]
+                .clone()
+        })
+        .collect();
+    assert!(
+        jtis.windows(2).all(|w| w[0] == w[1]),
+        "the same jti on every retry: {jtis:?}"
+    );
+    // The app that said 400 is not asked again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rejecting.received().len(), 1);
+    let all = h.state.store.list_deliveries(None, 1000).await.unwrap();
+    let of = |c: &str| {
+        all.iter()
+            .find(|d| d.client_id.as_str() == c)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        of(&f.web.0).state,
+        latch_core::model::DeliveryState::Delivered
+    );
+    assert_eq!(of(&f.web.0).attempts, 3);
+    assert_eq!(
+        of(&f.other.0).state,
+        latch_core::model::DeliveryState::Failed
+    );
+    assert_eq!(of(&f.other.0).attempts, 1);
+    // And the user is signed out everywhere.
+    let p = b
+        .get(
+            &app,
+            &format!(
+                "{}&prompt=none",
+                authorize(&f.web.0, "http://127.0.0.1:3000/callback")
+            ),
+        )
+        .await;
+    assert_eq!(p.param("error").as_deref(), Some("login_required"));
+    for w in workers {
+        w.abort();
+    }
+}
+on_all_backends!(
+    retries_while_down_and_not_after_a_rejection,
+    retries_while_down_and_not_after_a_rejection
+);
