@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
 }
 
 pub struct Latch {
-    child: Child,
+    pub child: Child,
     pub base: String,
 }
 
@@ -242,4 +242,132 @@ fn migrate_runs_alone() {
         text.contains("serve") && text.contains("migrate") && text.contains("--config"),
         "{text}"
     );
+}
+
+/// Signs a user in through the real binary's form (reqwest, cookies by hand); returns the code.
+async fn sign_in_over_http(
+    base: &str,
+    client_id: &str,
+    callback: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cb: String = url::form_urlencoded::byte_serialize(callback.as_bytes()).collect();
+    let res = http
+        .get(format!("{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={cb}&scope=openid%20offline_access&state=s"))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let html = res.text().await.unwrap();
+    let start = html.find("name=\"tx\" value=\"").unwrap() + 17;
+    let tx = &html[start..start + html[start..].find('"').unwrap()];
+    let res = http
+        .post(format!("{base}/login"))
+        .header("Cookie", cookies.join("; "))
+        .form(&[("tx", tx), ("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let loc = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    loc.query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+async fn logout_survives_sigkill(backends: Backends, test: &str) {
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    // The app's back-channel endpoint is down at first: nothing listens on its port.
+    let app_port = free_port();
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let http = reqwest::Client::new();
+    let callback = "http://127.0.0.1:9/cb";
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": [callback],
+            "oidc_logout": {"backchannel_logout_urls": [format!("http://127.0.0.1:{app_port}/bc")]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = c["client_id"].as_str().unwrap().to_owned();
+    let email = format!("k{}@example.com", latch_testkit::env::unique());
+    let u: Value = http
+        .post(format!("{}/api/v2/users", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"connection": "database", "email": email, "password": "Kill-Nine-99"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    sign_in_over_http(&latch.base, &client_id, callback, &email, "Kill-Nine-99").await;
+    let res = http
+        .delete(format!(
+            "{}/api/v2/users/{}/sessions",
+            latch.base,
+            u["user_id"].as_str().unwrap()
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // Let it fail once or twice, then kill it without a chance to clean up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    latch.child.kill().unwrap();
+    let _ = latch.child.wait();
+
+    // The app comes back; so does Latch. The logout is delivered.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", app_port))
+        .await
+        .unwrap();
+    let rx = crate::backchannel::Receiver::serve(listener);
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let got = rx.wait_for(1, Duration::from_secs(45)).await;
+    assert_eq!(got.len(), 1, "the logout token arrived after the restart");
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&got[0].1)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["aud"], client_id.as_str());
+    assert_eq!(claims["sub"], u["user_id"]);
+}
+
+#[tokio::test]
+async fn logout_survives_sigkill_on_the_embedded_default() {
+    logout_survives_sigkill(
+        Backends::Embedded,
+        "logout_survives_sigkill_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn logout_survives_sigkill_on_postgres_and_redis() {
+    logout_survives_sigkill(
+        Backends::Production,
+        "logout_survives_sigkill_on_postgres_and_redis",
+    )
+    .await;
 }
