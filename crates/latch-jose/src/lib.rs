@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod password;
+pub mod remote;
 mod ring;
 pub mod token;
 

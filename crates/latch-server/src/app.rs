@@ -25,6 +25,8 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
     pub keys: Arc<latch_jose::KeyRing>,
     pub backchannel: Arc<latch_backchannel::Backchannel>,
+    /// Discovery documents and JWKS of other issuers (upstream IdPs, Okta's Universal Logout).
+    pub remote: Arc<latch_jose::remote::RemoteKeys>,
 }
 
 /// Starts the background workers (back-channel delivery, session purge, key reload); they stop
@@ -77,6 +79,14 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 keys: state.keys.clone(),
                 issuer: state.config.issuer_str().to_owned(),
                 notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+            }))
+            .configure(latch_gtr::configure(latch_gtr::Deps {
+                store: state.store.clone(),
+                sessions: state.sessions.clone(),
+                clock: state.clock.clone(),
+                remote: state.remote.clone(),
+                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                issuer: state.config.issuer_str().to_owned(),
             }))
             .configure(latch_oidc::configure(latch_oidc::Deps {
                 store: state.store.clone(),

@@ -6,6 +6,7 @@
 mod api;
 mod backchannel;
 mod browser;
+mod gtr;
 mod health;
 mod oidc;
 mod peers;

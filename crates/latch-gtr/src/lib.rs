@@ -1,0 +1,454 @@
+//! Global Token Revocation (draft-parecki-oauth-global-token-revocation), as Okta Universal
+//! Logout calls it: `POST /oauth/global-token-revocation/connection/{connection_name}`.
+//!
+//! One accepted call ends every Latch session of the user, revokes all their refresh tokens
+//! (offline ones too), and records back-channel logouts for every app that joined a session or
+//! holds a token, through `latch_core::logout::terminate`. Okta reads only the status code, so
+//! bodies say nothing that helps an attacker; the log says everything.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use jsonwebtoken::{Validation, decode, decode_header};
+use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
+use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy, User};
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::{Clock, ConnectionName, LogId};
+use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
+use serde_json::{Map, Value, json};
+
+/// The path, with `{connection_name}`.
+pub const PATH: &str = "/oauth/global-token-revocation/connection/{connection_name}";
+/// The JOSE `typ` of Okta's request tokens.
+pub const TYP: &str = "global-token-revocation+jwt";
+/// Largest accepted body.
+pub const MAX_BODY: usize = 4096;
+/// Clock skew tolerated on `exp`, `iat`, `nbf`.
+pub const SKEW: i64 = 60;
+/// Longest accepted token lifetime (`exp - iat`); Okta issues five minutes.
+pub const MAX_LIFETIME: i64 = 15 * 60;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+    pub remote: Arc<RemoteKeys>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Latch's issuer, without a trailing slash.
+    pub issuer: String,
+}
+
+pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource(PATH)
+                .app_data(web::Data::new(deps))
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .route(web::post().to(post_global_token_revocation)),
+        );
+    }
+}
+
+/// The endpoint URL for a connection: the `aud` its tokens must carry.
+pub fn endpoint_url(issuer: &str, connection: &ConnectionName) -> String {
+    format!("{issuer}/oauth/global-token-revocation/connection/{connection}")
+}
+
+/// Why a request was refused: the status, and a reason for the log only.
+struct Refusal(StatusCode, String);
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Refusal {
+    Refusal(status, why.into())
+}
+
+/// What a connection expects of its GTR tokens.
+struct Expect {
+    iss: String,
+    sub: String,
+    jwks: JwksAt,
+}
+
+enum JwksAt {
+    Url(String),
+    Discovery(String),
+}
+
+fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
+    c.options
+        .get(k)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn expectations(c: &Connection) -> Option<Expect> {
+    if c.options.get("global_token_revocation_enabled") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let base_iss = match c.strategy {
+        Strategy::Okta => {
+            let url = latch_core::validate::okta_domain("domain", opt(c, "domain")?).ok()?;
+            Some(url.as_str().trim_end_matches('/').to_owned())
+        }
+        Strategy::Oidc => opt(c, "issuer").map(|i| i.trim_end_matches('/').to_owned()),
+        Strategy::Samlp => None,
+        Strategy::Auth0 => return None,
+    };
+    let iss = opt(c, "global_token_revocation_jwt_iss")
+        .map(|s| s.trim_end_matches('/').to_owned())
+        .or(base_iss)?;
+    let sub = opt(c, "global_token_revocation_jwt_sub")
+        .or_else(|| opt(c, "client_id"))?
+        .to_owned();
+    let jwks = match (opt(c, "jwks_uri"), c.strategy, opt(c, "discovery_url")) {
+        (Some(u), _, _) => JwksAt::Url(u.to_owned()),
+        (None, Strategy::Oidc, Some(d)) if opt(c, "global_token_revocation_jwt_iss").is_none() => {
+            JwksAt::Discovery(d.to_owned())
+        }
+        _ => JwksAt::Discovery(format!("{iss}/.well-known/openid-configuration")),
+    };
+    Some(Expect { iss, sub, jwks })
+}
+
+async fn jwks_url(deps: &Deps, e: &Expect) -> Result<String, Refusal> {
+    match &e.jwks {
+        JwksAt::Url(u) => Ok(u.clone()),
+        JwksAt::Discovery(d) => {
+            let doc = deps.remote.discovery(d).await.map_err(|err| {
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    format!("issuer keys unavailable: {err}"),
+                )
+            })?;
+            doc["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| {
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "the issuer's discovery has no jwks_uri",
+                )
+            })
+        }
+    }
+}
+
+/// Verifies the bearer token; returns its claims.
+async fn verify(
+    deps: &Deps,
+    req: &HttpRequest,
+    conn: &Connection,
+    e: &Expect,
+) -> Result<Map<String, Value>, Refusal> {
+    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
+    let token = latch_http::auth::bearer(req).ok_or_else(|| unauthorized("no bearer token"))?;
+    let header =
+        decode_header(token).map_err(|err| unauthorized(&format!("malformed token: {err}")))?;
+    if !REMOTE_ALGORITHMS.contains(&header.alg) {
+        return Err(unauthorized("algorithm not allowed"));
+    }
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(TYP))
+    {
+        return Err(unauthorized("typ is not global-token-revocation+jwt"));
+    }
+    let url = jwks_url(deps, e).await?;
+    let (jwk, key) = deps
+        .remote
+        .key_for(&url, &header)
+        .await
+        .map_err(|err| unauthorized(&err.to_string()))?;
+    // The key's own algorithm, when it names one, must be the token's.
+    if let Some(ka) = jwk.common.key_algorithm
+        && format!("{ka:?}") != format!("{:?}", header.alg)
+    {
+        return Err(unauthorized("the key is not for this algorithm"));
+    }
+    let mut v = Validation::new(header.alg);
+    v.set_issuer(&[&e.iss]);
+    v.set_audience(&[endpoint_url(&deps.issuer, &conn.name)]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.required_spec_claims = ["iss", "aud", "exp", "iat", "jti", "sub"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let claims = decode::<Map<String, Value>>(token, &key, &v)
+        .map_err(|err| unauthorized(&format!("invalid token: {err}")))?
+        .claims;
+    // Time, against Latch's clock.
+    let now = deps.clock.now().unix_timestamp();
+    let num = |k: &str| claims.get(k).and_then(Value::as_i64);
+    let (Some(exp), Some(iat)) = (num("exp"), num("iat")) else {
+        return Err(unauthorized("exp and iat must be numbers"));
+    };
+    if exp + SKEW <= now {
+        return Err(unauthorized("expired"));
+    }
+    if iat - SKEW > now {
+        return Err(unauthorized("issued in the future"));
+    }
+    if num("nbf").is_some_and(|nbf| nbf - SKEW > now) {
+        return Err(unauthorized("not yet valid"));
+    }
+    if exp - iat > MAX_LIFETIME {
+        return Err(unauthorized("lifetime too long"));
+    }
+    if claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(unauthorized("no jti"));
+    }
+    // A valid token for another app instance may not revoke here.
+    if claims.get("sub").and_then(Value::as_str) != Some(e.sub.as_str()) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "sub is not this connection's app instance id",
+        ));
+    }
+    Ok(claims)
+}
+
+/// The subject identifier (RFC 9493) from Okta's `subject` or the draft's `sub_id`.
+enum Subject {
+    IssSub { iss: String, sub: String },
+    Email(String),
+}
+
+fn subject(req: &HttpRequest, body: &[u8]) -> Result<Subject, Refusal> {
+    let bad = |why: &str| refuse(StatusCode::BAD_REQUEST, why.to_owned());
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().map(str::trim) != Some("application/json") {
+        return Err(bad("content type is not application/json"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad("malformed JSON"))?;
+    let obj = v.as_object().ok_or_else(|| bad("body is not an object"))?;
+    let id = match (obj.get("subject"), obj.get("sub_id")) {
+        (Some(s), None) | (None, Some(s)) => s,
+        (Some(_), Some(_)) => return Err(bad("both subject and sub_id")),
+        (None, None) => return Err(bad("no subject")),
+    };
+    let id = id
+        .as_object()
+        .ok_or_else(|| bad("subject is not an object"))?;
+    let s = |k: &str| id.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let only = |keys: &[&str]| id.keys().all(|k| keys.contains(&k.as_str()));
+    match s("format") {
+        Some("iss_sub") if only(&["format", "iss", "sub"]) => match (s("iss"), s("sub")) {
+            (Some(iss), Some(sub)) => Ok(Subject::IssSub {
+                iss: iss.to_owned(),
+                sub: sub.to_owned(),
+            }),
+            _ => Err(bad("iss_sub needs iss and sub")),
+        },
+        Some("email") if only(&["format", "email"]) => s("email")
+            .map(|e| Subject::Email(e.to_lowercase()))
+            .ok_or_else(|| bad("email format needs email")),
+        Some("iss_sub" | "email") => Err(bad("unknown members in the subject identifier")),
+        Some(_) => Err(bad("unsupported subject format")),
+        None => Err(bad("subject has no format")),
+    }
+}
+
+async fn find_user(deps: &Deps, conn: &Connection, s: &Subject) -> Result<Option<User>, Refusal> {
+    let err = |e: latch_core::StoreError| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    match s {
+        Subject::IssSub { iss, sub } => {
+            let trimmed = iss.trim_end_matches('/');
+            let mut found = deps
+                .store
+                .find_identity(&conn.id, iss, sub)
+                .await
+                .map_err(err)?;
+            if found.is_none() && trimmed != iss {
+                found = deps
+                    .store
+                    .find_identity(&conn.id, trimmed, sub)
+                    .await
+                    .map_err(err)?;
+            }
+            match found {
+                Some(i) => deps.store.find_user(&i.user_id).await.map_err(err),
+                None => Ok(None),
+            }
+        }
+        Subject::Email(email) => {
+            for u in deps.store.find_users_by_email(email).await.map_err(err)? {
+                if deps
+                    .store
+                    .list_identities(&u.user_id)
+                    .await
+                    .map_err(err)?
+                    .iter()
+                    .any(|i| i.connection_id == conn.id)
+                {
+                    return Ok(Some(u));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn answer(status: StatusCode) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    r.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    if status == StatusCode::UNAUTHORIZED {
+        r.insert_header((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"latch\", error=\"invalid_token\""),
+        ));
+    }
+    if status.is_client_error() || status.is_server_error() {
+        let code = match status.as_u16() {
+            400 => "invalid_request",
+            401 => "invalid_token",
+            403 => "insufficient_scope",
+            404 => "not_found",
+            413 => "invalid_request",
+            _ => "server_error",
+        };
+        return r.json(json!({ "error": code }));
+    }
+    r.finish()
+}
+
+async fn log(
+    deps: &Deps,
+    req: &HttpRequest,
+    kind: &str,
+    description: &str,
+    conn: &str,
+    user: Option<&User>,
+    details: Value,
+) {
+    let e = LogEvent {
+        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
+        date: deps.clock.now(),
+        event_type: kind.into(),
+        description: description.into(),
+        user_id: user.map(|u| u.user_id.clone()),
+        client_id: None,
+        connection: Some(ConnectionName::new(conn)),
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        details,
+    };
+    let _ = deps.store.insert_log(&e).await;
+}
+
+pub async fn post_global_token_revocation(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let name = name.into_inner();
+    match handle(&deps, &req, &name, &body).await {
+        Ok(resp) => resp,
+        Err(Refusal(status, why)) => {
+            tracing::info!(connection = %name, status = status.as_u16(), reason = %why, "global token revocation refused");
+            log(
+                &deps,
+                &req,
+                "universal_logout_failed",
+                "Global token revocation refused",
+                &name,
+                None,
+                json!({ "status": status.as_u16(), "reason": why }),
+            )
+            .await;
+            answer(status)
+        }
+    }
+}
+
+async fn handle(
+    deps: &Deps,
+    req: &HttpRequest,
+    name: &str,
+    body: &[u8],
+) -> Result<HttpResponse, Refusal> {
+    // An unknown connection, or one without Universal Logout, looks like a bad credential.
+    let conn = deps
+        .store
+        .find_connection_by_name(&ConnectionName::new(name))
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown connection"))?;
+    let expect = expectations(&conn).ok_or_else(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "Universal Logout is not enabled on this connection",
+        )
+    })?;
+    let claims = verify(deps, req, &conn, &expect).await?;
+    let subject = subject(req, body)?;
+    // Replay: each jti once, remembered until the token could no longer be accepted.
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+    let remember_until =
+        time::OffsetDateTime::from_unix_timestamp(exp + SKEW).unwrap_or(deps.clock.now());
+    let first = deps
+        .sessions
+        .remember_once(
+            &format!("gtr-jti:{}", conn.id),
+            jti,
+            remember_until,
+            deps.clock.now(),
+        )
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if !first {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "replayed jti"));
+    }
+    let format = match &subject {
+        Subject::IssSub { .. } => "iss_sub",
+        Subject::Email(_) => "email",
+    };
+    let Some(user) = find_user(deps, &conn, &subject).await? else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("no user for the {format} subject in this connection"),
+        ));
+    };
+    let t = Terminate {
+        target: Target::User(user.user_id.clone()),
+        tokens: TokenPolicy::AllOfUser,
+        initiator: LogoutInitiator::IdpLogout,
+    };
+    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t)
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    deps.notifier
+        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
+        .await;
+    log(
+        deps,
+        req,
+        "universal_logout_succeeded",
+        "Global token revocation: user signed out everywhere",
+        name,
+        Some(&user),
+        json!({
+            "caller": { "iss": claims.get("iss"), "sub": claims.get("sub"), "jti": jti },
+            "subject_format": format,
+            "sessions_ended": out.sessions.len(),
+            "refresh_tokens_revoked": out.revoked_tokens.len(),
+            "deliveries_enqueued": out.deliveries.len(),
+            "TotalOidcLogoutRequests": out.deliveries.len(),
+        }),
+    )
+    .await;
+    Ok(answer(StatusCode::NO_CONTENT))
+}
