@@ -43,3 +43,69 @@ pub trait PasswordConnector: Send + Sync {
 
 /// The issuer recorded on database-connection identities (they have no upstream issuer).
 pub const DATABASE_ISSUER: &str = "urn:latch:database";
+
+/// A user as an upstream IdP vouched for them, after every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamIdentity {
+    /// The upstream issuer (`iss`), part of the identity's key.
+    pub issuer: String,
+    /// The upstream subject (`sub`), the other part.
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    /// Every claim the IdP sent, kept on the identity.
+    pub profile: serde_json::Map<String, serde_json::Value>,
+    /// What logout needs later (upstream `sid`, ID token).
+    pub session: crate::session::UpstreamSession,
+}
+
+/// Why an upstream sign-in failed. Shown to the user as a page; the detail goes to the log.
+#[derive(Debug, Error)]
+pub enum FederationError {
+    /// The IdP answered with an error (`access_denied`, …).
+    #[error("the identity provider said {error}: {description}")]
+    Upstream { error: String, description: String },
+    /// The answer failed a check (signature, issuer, audience, expiry, nonce, state).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The IdP could not be reached or answered nonsense.
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    /// The connection is missing an option it needs.
+    #[error("connection misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// Where to send the browser, and what the connector must get back at the callback.
+#[derive(Debug, Clone)]
+pub struct RedirectStart {
+    pub url: String,
+    /// Kept in the login transaction (nonce, PKCE verifier); opaque to the login flow.
+    pub saved: serde_json::Value,
+}
+
+/// A connection that signs users in by redirecting to an IdP (strategies `okta`, `oidc`).
+#[async_trait]
+pub trait RedirectConnector: Send + Sync {
+    /// The authorization URL; `state` is the login transaction's id.
+    async fn start(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        state: &str,
+    ) -> Result<RedirectStart, FederationError>;
+
+    /// Checks the callback (`params` as received) against what `start` saved.
+    async fn finish(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        params: &std::collections::HashMap<String, String>,
+        saved: &serde_json::Value,
+    ) -> Result<UpstreamIdentity, FederationError>;
+}

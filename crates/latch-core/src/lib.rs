@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod logout;
 pub mod model;
+pub mod provision;
 pub mod secret;
 pub mod session;
 pub mod store;

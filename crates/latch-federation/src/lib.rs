@@ -3,5 +3,7 @@
 //! never knows which strategy it talks to.
 
 pub mod database;
+pub mod oidc;
 
 pub use database::DatabaseConnector;
+pub use oidc::OidcConnector;

@@ -67,6 +67,7 @@ pub async fn new_session(
     deps: &Deps,
     user: &User,
     connection: &ConnectionName,
+    upstream: UpstreamSession,
     req: &HttpRequest,
 ) -> Result<Session, OAuthError> {
     let now = deps.clock.now();
@@ -87,7 +88,7 @@ pub async fn new_session(
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect()),
-        upstream: UpstreamSession::default(),
+        upstream,
         clients: vec![],
     };
     deps.sessions.insert_session(&session).await?;

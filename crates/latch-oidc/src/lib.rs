@@ -31,6 +31,8 @@ pub mod paths {
     pub const REVOKE: &str = "/oauth/revoke";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const LOGOUT: &str = "/oidc/logout";
+    /// Where upstream IdPs send the browser back (Auth0's path).
+    pub const CALLBACK: &str = "/login/callback";
 }
 
 /// Lifetimes and cookie settings.
@@ -68,6 +70,8 @@ pub struct Deps {
     /// The issuer, without a trailing slash.
     pub issuer: String,
     pub database: Arc<dyn PasswordConnector>,
+    /// Connections that redirect to an IdP (`okta`, `oidc`).
+    pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
     /// Back-channel logout, tried before the browser is sent back after a logout.
     pub notifier: Arc<dyn latch_core::logout::Notifier>,
     pub settings: Settings,
@@ -96,6 +100,10 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
             .route(
                 paths::LOGIN,
                 web::post().to(endpoints::authorize::post_login),
+            )
+            .route(
+                paths::CALLBACK,
+                web::get().to(endpoints::authorize::get_callback),
             )
             .route(paths::TOKEN, web::post().to(endpoints::token::post_token))
             .route(

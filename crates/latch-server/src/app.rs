@@ -27,6 +27,8 @@ pub struct AppState {
     pub backchannel: Arc<latch_backchannel::Backchannel>,
     /// Discovery documents and JWKS of other issuers (upstream IdPs, Okta's Universal Logout).
     pub remote: Arc<latch_jose::remote::RemoteKeys>,
+    /// Upstream OpenID Connect and Okta connections (metadata cached across requests).
+    pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
 }
 
 /// Starts the background workers (back-channel delivery, session purge, key reload); they stop
@@ -94,6 +96,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 clock: state.clock.clone(),
                 keys: state.keys.clone(),
                 issuer: state.config.issuer_str().to_owned(),
+                upstream: state.upstream.clone(),
                 database: Arc::new(latch_federation::DatabaseConnector {
                     store: state.store.clone(),
                     sessions: state.sessions.clone(),

@@ -235,6 +235,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             clock,
             admin_token: Some(token),
             backchannel,
+            upstream: Arc::new(latch_federation::OidcConnector::new(
+                latch_http::client::outbound(std::time::Duration::from_secs(10)),
+            )),
             remote: Arc::new(latch_jose::remote::RemoteKeys::new(
                 latch_http::client::outbound(std::time::Duration::from_secs(5)),
             )),

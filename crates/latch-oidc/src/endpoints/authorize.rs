@@ -233,10 +233,10 @@ async fn check(deps: &Deps, q: AuthorizeQuery) -> Result<Checked, latch_http::Ap
             "The connection is not enabled for this application.",
         );
     };
-    if connection.strategy != Strategy::Auth0 {
+    if connection.strategy == Strategy::Samlp {
         return back(
             "invalid_request",
-            "Sign-in through this connection is not available yet.",
+            "Sign-in through SAML connections is not available yet.",
         );
     }
     Ok(Checked::Ok(Box::new((
@@ -366,8 +366,204 @@ pub async fn get_authorize(
             r.state.as_deref(),
         ));
     }
+    let connection = deps.store.find_connection_by_name(&r.connection).await?;
+    if let Some(c) = connection.filter(|c| c.strategy.is_enterprise()) {
+        return upstream_redirect(&deps, &req, &r, &c).await;
+    }
     let hint = r.login_hint.clone().unwrap_or_default();
     login_form(&deps, &req, &r, &client, &hint, None, StatusCode::OK).await
+}
+
+/// Sends the browser to the connection's IdP; the login transaction (its id is the upstream
+/// `state`) keeps the app's request, the connector's nonce and PKCE verifier, and the browser
+/// binding.
+async fn upstream_redirect(
+    deps: &Deps,
+    req: &HttpRequest,
+    r: &AuthRequest,
+    connection: &latch_core::model::Connection,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let browser =
+        cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+    let tx_id = LoginTxId::new(latch_jose::random_token(24));
+    let start = match deps
+        .upstream
+        .start(connection, &deps.url(paths::CALLBACK), tx_id.as_str())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(connection = %connection.name, error = %e, "upstream sign-in could not start");
+            issue::log(
+                deps,
+                "f",
+                "Failed login: identity provider unavailable",
+                None,
+                Some(&r.client_id),
+                Some(&connection.name),
+                client_ip(req),
+                json!({"reason": e.to_string()}),
+            )
+            .await;
+            return Ok(pages::error(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in unavailable",
+                "The identity provider for this sign-in cannot be reached. Try again later.",
+            ));
+        }
+    };
+    let tx = LoginTransaction {
+        id: tx_id,
+        expires_at: deps.clock.now() + deps.settings.login_ttl,
+        payload: json!({ "request": r, "browser": browser, "upstream": start.saved }),
+    };
+    deps.sessions.insert_login_tx(&tx).await?;
+    Ok(HttpResponse::Found()
+        .cookie(cookies::make(
+            cookies::BROWSER,
+            browser,
+            deps.settings.secure_cookies,
+            None,
+        ))
+        .insert_header((LOCATION, start.url))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish())
+}
+
+/// `GET /login/callback`: the IdP sends the browser back. Every failure ends on a page and a log
+/// event, never in a session.
+pub async fn get_callback(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    q: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let params = q.into_inner();
+    let now = deps.clock.now();
+    let expired = || {
+        pages::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in has expired or was already completed. Go back to the application and start again.",
+        )
+    };
+    let Some(state) = params
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
+        return Ok(expired());
+    };
+    let Some(tx) = deps
+        .sessions
+        .take_login_tx(&LoginTxId::new(state.clone()), now)
+        .await?
+    else {
+        return Ok(expired());
+    };
+    let browser = cookies::get(&req, cookies::BROWSER);
+    let bound = tx.payload["browser"].as_str().is_some_and(|b| {
+        browser
+            .as_deref()
+            .is_some_and(|c| latch_jose::constant_eq(b, c))
+    });
+    let r: Option<AuthRequest> = serde_json::from_value(tx.payload["request"].clone()).ok();
+    let (true, Some(r)) = (bound, r) else {
+        return Ok(expired());
+    };
+    let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
+        return Ok(expired());
+    };
+    let ip = client_ip(&req);
+    let fail = |reason: String| {
+        let deps = deps.clone();
+        let (client, conn, ip) = (r.client_id.clone(), connection.name.clone(), ip.clone());
+        async move {
+            issue::log(
+                &deps,
+                "f",
+                "Failed login",
+                None,
+                Some(&client),
+                Some(&conn),
+                ip,
+                json!({"reason": reason}),
+            )
+            .await;
+            pages::error(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "The identity provider's answer could not be accepted. Go back to the application and try again.",
+            )
+        }
+    };
+    let identity = match deps
+        .upstream
+        .finish(
+            &connection,
+            &deps.url(paths::CALLBACK),
+            &params,
+            &tx.payload["upstream"],
+        )
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return Ok(fail(e.to_string()).await),
+    };
+    let new_id = || latch_jose::random_alnum(24).to_lowercase();
+    let user = match latch_core::provision::provision(
+        &*deps.store,
+        &*deps.clock,
+        &connection,
+        &identity,
+        new_id,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(latch_core::provision::ProvisionError::Blocked) => {
+            return Ok(fail("the user is blocked".into()).await);
+        }
+        Err(latch_core::provision::ProvisionError::Store(e)) => return Err(e.into()),
+    };
+    if let Some(old) = current_session(&deps, &req).await? {
+        let t = latch_core::logout::Terminate {
+            target: latch_core::logout::Target::Session(old.id.clone()),
+            tokens: latch_core::logout::TokenPolicy::SessionBound,
+            initiator: latch_core::model::LogoutInitiator::RpLogout,
+        };
+        latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+    }
+    let session = issue::new_session(
+        &deps,
+        &user,
+        &connection.name,
+        identity.session.clone(),
+        &req,
+    )
+    .await
+    .map_err(oauth_to_api)?;
+    let code = issue::issue_code(&deps, &session, &r)
+        .await
+        .map_err(oauth_to_api)?;
+    issue::log(
+        &deps,
+        "s",
+        "Successful login",
+        Some(&user.user_id),
+        Some(&r.client_id),
+        Some(&connection.name),
+        ip,
+        json!({"upstream_issuer": identity.issuer}),
+    )
+    .await;
+    let mut res = code_redirect(&r.redirect_uri, &code, r.state.as_deref(), &deps.issuer);
+    let cookie = cookies::make(
+        cookies::SESSION,
+        session.id.as_str().to_owned(),
+        deps.settings.secure_cookies,
+        None,
+    );
+    let _ = res.add_cookie(&cookie);
+    Ok(res)
 }
 
 fn oauth_to_api(e: latch_http::OAuthError) -> latch_http::ApiError {
@@ -492,7 +688,7 @@ pub async fn post_login(
         };
         latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
     }
-    let session = issue::new_session(&deps, &user, &connection.name, &req)
+    let session = issue::new_session(&deps, &user, &connection.name, Default::default(), &req)
         .await
         .map_err(oauth_to_api)?;
     let mut updated = user.clone();

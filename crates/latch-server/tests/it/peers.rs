@@ -104,3 +104,316 @@ async fn openid_client_on_the_embedded_default() {
 async fn openid_client_on_postgres_and_redis() {
     openid_client_full_flow(Backends::Production, "openid_client_on_postgres_and_redis").await;
 }
+
+/// A user agent for the cross-site part of a flow: one cookie jar per origin, redirects
+/// followed by hand.
+struct Agent {
+    http: reqwest::Client,
+    jars: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
+}
+
+struct Hop {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Agent {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jars: Default::default(),
+        }
+    }
+
+    fn origin(u: &url::Url) -> String {
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        )
+    }
+
+    async fn send(&mut self, url: &str, form: Option<&[(String, String)]>) -> Hop {
+        let u = url::Url::parse(url).unwrap();
+        let jar = self.jars.entry(Self::origin(&u)).or_default();
+        let cookie = jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = match form {
+            Some(f) => self.http.post(u.clone()).form(f),
+            None => self.http.get(u.clone()),
+        };
+        let res = req.header("Cookie", cookie).send().await.unwrap();
+        for c in res.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (name, rest) = c.split_once('=').unwrap();
+            let value = rest.split(';').next().unwrap_or("");
+            let gone = c.to_ascii_lowercase().contains("max-age=0") || value.is_empty();
+            let jar = self.jars.entry(Self::origin(&u)).or_default();
+            if gone {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get("location")
+            .map(|l| u.join(l.to_str().unwrap()).unwrap().to_string());
+        let body = res.text().await.unwrap_or_default();
+        Hop {
+            status,
+            location,
+            body,
+        }
+    }
+
+    /// Follows redirects and fills the IdP's sign-in form until the browser is sent to `stop`.
+    async fn browse_until(&mut self, start: &str, stop: &str, login: &str) -> String {
+        let mut next = start.to_owned();
+        for _ in 0..20 {
+            if next.starts_with(stop) {
+                return next;
+            }
+            let hop = self.send(&next, None).await;
+            if let Some(l) = hop.location {
+                next = l;
+                continue;
+            }
+            assert_eq!(hop.status, 200, "{next}: {}", hop.body);
+            // The IdP's form: post its hidden fields with a login and password.
+            let action = hop
+                .body
+                .split("action=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .expect("a form")
+                .to_owned();
+            let action = url::Url::parse(&next)
+                .unwrap()
+                .join(&action)
+                .unwrap()
+                .to_string();
+            let mut fields: Vec<(String, String)> = hop
+                .body
+                .split("<input type=\"hidden\"")
+                .skip(1)
+                .filter_map(|s| {
+                    let name = s.split("name=\"").nth(1)?.split('"').next()?;
+                    let value = s.split("value=\"").nth(1)?.split('"').next()?;
+                    Some((name.to_owned(), value.to_owned()))
+                })
+                .collect();
+            fields.push(("login".into(), login.into()));
+            fields.push(("password".into(), "any".into()));
+            let hop = self.send(&action, Some(&fields)).await;
+            next = hop
+                .location
+                .unwrap_or_else(|| panic!("the form did not redirect: {}", hop.body));
+        }
+        panic!("too many hops");
+    }
+}
+
+struct Idp {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_idp(client_id: &str, secret: &str, redirect: &str) -> Idp {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg("idp.mjs")
+        .current_dir(peers_dir())
+        .env("IDP_PORT", port.to_string())
+        .env("IDP_CLIENT_ID", client_id)
+        .env("IDP_CLIENT_SECRET", secret)
+        .env("IDP_REDIRECT_URI", redirect)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Idp { child, base };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the IdP did not start");
+}
+
+/// The whole story with real peers: an upstream OpenID provider (npm oidc-provider, set up like
+/// an Okta org) signs the user in to an app through Latch; then the test plays Okta and sends a
+/// Global Token Revocation signed with the IdP's key; the user is signed out everywhere.
+async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
+    require_peers();
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let callback = format!("{}/login/callback", latch.base);
+    let idp = start_idp("0oaLATCH", "upstream-client-secret", &callback).await;
+    let http = reqwest::Client::new();
+    let app_cb = "http://127.0.0.1:9/cb";
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": [app_cb]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (cid, csecret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let name = "acme-okta";
+    let conn = http
+        .post(format!("{}/api/v2/connections", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": name, "strategy": "okta", "enabled_clients": [cid],
+            "options": {"domain": idp.base, "client_id": "0oaLATCH", "client_secret": "upstream-client-secret",
+                        "global_token_revocation_enabled": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conn.status(), 201);
+
+    // Sign in: app -> Latch -> IdP -> Latch -> app.
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let start = format!(
+        "{}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20email%20profile%20offline_access&state=app-state&nonce=app-nonce&connection={name}",
+        latch.base
+    );
+    let back = agent.browse_until(&start, app_cb, "alice").await;
+    let back = url::Url::parse(&back).unwrap();
+    let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("app-state"));
+    let tokens: Value = http
+        .post(format!("{}/oauth/token", latch.base))
+        .basic_auth(&cid, Some(&csecret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", app_cb),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["id_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["nonce"], "app-nonce");
+    let user_id = id["sub"].as_str().unwrap().to_owned();
+    assert!(user_id.starts_with("okta|"), "{user_id}");
+    let user: Value = http
+        .get(format!("{}/api/v2/users/{user_id}", latch.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["identities"][0]["issuer"], idp.base.as_str());
+    assert_eq!(user["identities"][0]["user_id"], "alice");
+    assert_eq!(user["identities"][0]["provider"], "okta");
+    // SSO: a second authorization needs no IdP round trip.
+    let again = agent.send(&start, None).await;
+    assert!(again.location.unwrap().starts_with(app_cb));
+
+    // Okta Universal Logout.
+    let endpoint = format!(
+        "{}/oauth/global-token-revocation/connection/{name}",
+        latch.base
+    );
+    let gtr = http
+        .get(format!("{}/test/gtr-token", idp.base))
+        .query(&[("aud", endpoint.as_str()), ("sub", "0oaLATCH")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = http
+        .post(&endpoint)
+        .bearer_auth(&gtr)
+        .json(&json!({"subject": {"format": "iss_sub", "iss": idp.base, "sub": "alice"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // Signed out everywhere: no session, the refresh token is dead.
+    let none = agent.send(&format!("{start}&prompt=none"), None).await;
+    assert!(none.location.unwrap().contains("error=login_required"));
+    let refresh = http
+        .post(format!("{}/oauth/token", latch.base))
+        .basic_auth(&cid, Some(&csecret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 400);
+    // The same GTR token again is refused (replay).
+    let res = http
+        .post(&endpoint)
+        .bearer_auth(&gtr)
+        .json(&json!({"subject": {"format": "iss_sub", "iss": idp.base, "sub": "alice"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn okta_sign_in_then_universal_logout_on_the_embedded_default() {
+    okta_sign_in_then_universal_logout(
+        Backends::Embedded,
+        "okta_sign_in_then_universal_logout_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn okta_sign_in_then_universal_logout_on_postgres_and_redis() {
+    okta_sign_in_then_universal_logout(
+        Backends::Production,
+        "okta_sign_in_then_universal_logout_on_postgres_and_redis",
+    )
+    .await;
+}

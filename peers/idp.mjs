@@ -1,0 +1,70 @@
+// An upstream OpenID provider for Latch's tests (npm oidc-provider), set up like an Okta org:
+// issuer = its origin, one registered client (Latch), PKCE required, signed ID tokens. It also
+// plays Okta's Universal Logout caller: GET /test/gtr-token signs a Global Token Revocation JWT
+// with the same key that signs its ID tokens.
+//
+// env: IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI
+import Provider from 'oidc-provider'
+import * as jose from 'jose'
+import { randomUUID } from 'node:crypto'
+
+const env = (k) => {
+  const v = process.env[k]
+  if (!v) throw new Error(`${k} is not set`)
+  return v
+}
+const port = Number(env('IDP_PORT'))
+const issuer = `http://127.0.0.1:${port}`
+
+const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true })
+const jwk = { ...(await jose.exportJWK(privateKey)), kid: 'idp-key-1', alg: 'RS256', use: 'sig' }
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: env('IDP_CLIENT_ID'),
+    client_secret: env('IDP_CLIENT_SECRET'),
+    redirect_uris: [env('IDP_REDIRECT_URI')],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  jwks: { keys: [jwk] },
+  pkce: { required: () => true },
+  cookies: { keys: ['latch-test-idp-cookie-key'] },
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'given_name'] },
+  features: { devInteractions: { enabled: true } },
+  async findAccount(ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return { sub: id, email: `${id}@example.com`, email_verified: true, name: `User ${id}`, given_name: id }
+      },
+    }
+  },
+  // First-party: no consent screen.
+  async loadExistingGrant(ctx) {
+    const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId)
+    if (grantId) return ctx.oidc.provider.Grant.find(grantId)
+    const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId })
+    grant.addOIDCScope('openid email profile')
+    await grant.save()
+    return grant
+  },
+})
+
+// The test's Okta: a GTR token for `aud`, `sub` (the app instance id), optional `kid` override.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/gtr-token') {
+    const q = ctx.query
+    const now = Math.floor(Date.now() / 1000)
+    ctx.body = await new jose.SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'global-token-revocation+jwt' })
+      .setIssuer(issuer).setSubject(String(q.sub)).setAudience(String(q.aud))
+      .setIssuedAt(now).setNotBefore(now - 300).setExpirationTime(now + 300)
+      .sign(privateKey)
+    return
+  }
+  await next()
+})
+
+provider.listen(port, '127.0.0.1', () => console.log(`ready ${issuer}`))
