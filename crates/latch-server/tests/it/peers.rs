@@ -236,7 +236,7 @@ impl Drop for Idp {
 
 async fn start_idp(client_id: &str, secret: &str, redirect: &str) -> Idp {
     let port = free_port();
-    let child = Command::new("node")
+    let mut child = Command::new("node")
         .arg("idp.mjs")
         .current_dir(peers_dir())
         .env("IDP_PORT", port.to_string())
@@ -260,6 +260,8 @@ async fn start_idp(client_id: &str, secret: &str, redirect: &str) -> Idp {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the IdP did not start");
 }
 
