@@ -280,10 +280,12 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
     let idp = start_idp("0oaLATCH", "upstream-client-secret", &callback).await;
     let http = reqwest::Client::new();
     let app_cb = "http://127.0.0.1:9/cb";
+    let rx = crate::backchannel::Receiver::start().await;
     let c: Value = http
         .post(format!("{}/api/v2/clients", latch.base))
         .bearer_auth(TOKEN)
-        .json(&json!({"name": "App", "callbacks": [app_cb]}))
+        .json(&json!({"name": "App", "callbacks": [app_cb],
+            "oidc_logout": {"backchannel_logout_urls": [format!("{}/app1", rx.url)]}}))
         .send()
         .await
         .unwrap()
@@ -294,11 +296,26 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
         c["client_id"].as_str().unwrap().to_owned(),
         c["client_secret"].as_str().unwrap().to_owned(),
     );
+    let app2_cb = "http://127.0.0.1:9/cb2";
+    let c2: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"name": "App 2", "callbacks": [app2_cb], "jwt_configuration": {"alg": "ES256"},
+            "oidc_logout": {"backchannel_logout_urls": [format!("{}/app2", rx.url)]}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid2 = c2["client_id"].as_str().unwrap().to_owned();
     let name = "acme-okta";
     let conn = http
         .post(format!("{}/api/v2/connections", latch.base))
         .bearer_auth(TOKEN)
-        .json(&json!({"name": name, "strategy": "okta", "enabled_clients": [cid],
+        .json(&json!({"name": name, "strategy": "okta", "enabled_clients": [cid, cid2],
             "options": {"domain": idp.base, "client_id": "0oaLATCH", "client_secret": "upstream-client-secret",
                         "global_token_revocation_enabled": true}}))
         .send()
@@ -351,9 +368,14 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
     assert_eq!(user["identities"][0]["issuer"], idp.base.as_str());
     assert_eq!(user["identities"][0]["user_id"], "alice");
     assert_eq!(user["identities"][0]["provider"], "okta");
-    // SSO: a second authorization needs no IdP round trip.
+    // SSO: a second authorization needs no IdP round trip; the second app joins the session.
     let again = agent.send(&start, None).await;
     assert!(again.location.unwrap().starts_with(app_cb));
+    let cb2q: String = url::form_urlencoded::byte_serialize(app2_cb.as_bytes()).collect();
+    let second = agent
+        .send(&format!("{}/authorize?response_type=code&client_id={cid2}&redirect_uri={cb2q}&scope=openid&state=s2&connection={name}", latch.base), None)
+        .await;
+    assert!(second.location.unwrap().starts_with(app2_cb));
 
     // Okta Universal Logout.
     let endpoint = format!(
@@ -377,6 +399,23 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
+    // Both apps get a valid logout token for the user.
+    let jwks: Value = http
+        .get(format!("{}/.well-known/jwks.json", latch.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got = rx.wait_for(2, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (path, token) in &got {
+        let aud = if path == "/app1" { &cid } else { &cid2 };
+        let claims = crate::backchannel::verify_logout_token(&jwks, token, aud, &latch.base);
+        assert_eq!(claims["sub"], user_id.as_str());
+        assert_eq!(claims["sid"], id["sid"]);
+    }
     // Signed out everywhere: no session, the refresh token is dead.
     let none = agent.send(&format!("{start}&prompt=none"), None).await;
     assert!(none.location.unwrap().contains("error=login_required"));
@@ -418,4 +457,118 @@ async fn okta_sign_in_then_universal_logout_on_postgres_and_redis() {
         "okta_sign_in_then_universal_logout_on_postgres_and_redis",
     )
     .await;
+}
+
+/// Callbacks that must not sign anyone in: the IdP's error, an unknown state, another browser.
+#[tokio::test]
+async fn upstream_failures_end_on_a_page() {
+    require_peers();
+    let Some((env, _dir, _schema)) = env_for("upstream_failures_end_on_a_page", Backends::Embedded)
+    else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let idp = start_idp(
+        "0oaLATCH",
+        "s3cret-value",
+        &format!("{}/login/callback", latch.base),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = c["client_id"].as_str().unwrap();
+    http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": "idp", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "0oaLATCH", "client_secret": "s3cret-value"}}))
+        .send().await.unwrap();
+    let start = format!(
+        "{}/authorize?response_type=code&client_id={cid}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&connection=idp",
+        latch.base
+    );
+    let state_of = |loc: &str| {
+        url::Url::parse(loc)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+
+    // The IdP says no.
+    let mut agent = Agent::new();
+    let hop = agent.send(&start, None).await;
+    let to_idp = hop.location.unwrap();
+    assert!(to_idp.starts_with(&idp.base), "{to_idp}");
+    assert!(to_idp.contains("code_challenge_method=S256") && to_idp.contains("nonce="));
+    let state = state_of(&to_idp);
+    let denied = agent
+        .send(
+            &format!(
+                "{}/login/callback?error=access_denied&error_description=no&state={state}",
+                latch.base
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(denied.status, 400);
+    assert!(!agent.jars.values().any(|j| j.contains_key("latch_session")));
+    // The transaction is used up: the same state cannot be completed afterwards.
+    let again = agent
+        .send(
+            &format!("{}/login/callback?code=x&state={state}", latch.base),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 400);
+
+    // An unknown state, and a callback in another browser (login CSRF), are refused.
+    let unknown = agent
+        .send(
+            &format!("{}/login/callback?code=x&state=nope", latch.base),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
+    let mut victim = Agent::new();
+    let hop = agent.send(&start, None).await;
+    let state = state_of(&hop.location.unwrap());
+    let forged = victim
+        .send(
+            &format!("{}/login/callback?code=x&state={state}", latch.base),
+            None,
+        )
+        .await;
+    assert_eq!(forged.status, 400);
+    assert!(
+        !victim
+            .jars
+            .values()
+            .any(|j| j.contains_key("latch_session"))
+    );
+    // And a code the IdP never issued fails the exchange.
+    let hop = agent.send(&start, None).await;
+    let state = state_of(&hop.location.unwrap());
+    let bad = agent
+        .send(
+            &format!(
+                "{}/login/callback?code=not-a-code&state={state}",
+                latch.base
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(!agent.jars.values().any(|j| j.contains_key("latch_session")));
 }
