@@ -8,6 +8,7 @@ mod backchannel;
 mod browser;
 mod gtr;
 mod health;
+mod hostile;
 mod oidc;
 mod peers;
 mod process;

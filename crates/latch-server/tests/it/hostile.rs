@@ -1,0 +1,233 @@
+//! A hostile upstream IdP on loopback: it answers the code exchange with whatever ID token the
+//! test crafts. Every bad token must end on a page, with no session.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latch_core::model::SigningAlg;
+use latch_jose::keys::{Signer, sign_jws};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::process::{Latch, free_port};
+use crate::support::{Backends, TOKEN, env_for};
+
+#[derive(Clone)]
+struct Hostile {
+    base: String,
+    id_token: Arc<Mutex<String>>,
+    jwks: Arc<Mutex<Value>>,
+}
+
+impl Hostile {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let me = Self {
+            base,
+            id_token: Arc::default(),
+            jwks: Arc::new(Mutex::new(json!({"keys": []}))),
+        };
+        let h = me.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .to_owned();
+                    let body = match path.as_str() {
+                        "/.well-known/openid-configuration" => json!({
+                            "issuer": h.base,
+                            "authorization_endpoint": format!("{}/authorize", h.base),
+                            "token_endpoint": format!("{}/token", h.base),
+                            "jwks_uri": format!("{}/jwks", h.base),
+                            "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }),
+                        "/jwks" => h.jwks.lock().unwrap().clone(),
+                        "/token" => json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": h.id_token.lock().unwrap().clone()}),
+                        _ => json!({}),
+                    }
+                    .to_string();
+                    let _ = sock
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                        .await;
+                });
+            }
+        });
+        me
+    }
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn id_token_rejections_leave_no_session() {
+    let Some((env, _dir, _schema)) =
+        env_for("id_token_rejections_leave_no_session", Backends::Embedded)
+    else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let idp = Hostile::start().await;
+    let key = Signer::generate(SigningAlg::RS256).unwrap();
+    let other = Signer::generate(SigningAlg::RS256).unwrap();
+    *idp.jwks.lock().unwrap() = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 201);
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    type Mutate = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutate, Option<&Signer>, u16)> = vec![
+        ("good", Box::new(|_| {}), Some(&key), 302),
+        (
+            "signed by a key the IdP does not publish",
+            Box::new(|_| {}),
+            Some(&other),
+            400,
+        ),
+        (
+            "wrong issuer",
+            Box::new(|c| c["iss"] = json!("https://evil.example.com")),
+            Some(&key),
+            400,
+        ),
+        (
+            "wrong audience",
+            Box::new(|c| c["aud"] = json!("someone-else")),
+            Some(&key),
+            400,
+        ),
+        (
+            "expired",
+            Box::new(move |c| {
+                c["exp"] = json!(now - 3600);
+                c["iat"] = json!(now - 7200);
+            }),
+            Some(&key),
+            400,
+        ),
+        (
+            "nonce mismatch",
+            Box::new(|c| c["nonce"] = json!("not-the-nonce")),
+            Some(&key),
+            400,
+        ),
+        (
+            "no nonce",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+            Some(&key),
+            400,
+        ),
+        ("alg none", Box::new(|_| {}), None, 400),
+        (
+            "tampered",
+            Box::new(|c| c["sub"] = json!("mallory")),
+            Some(&key),
+            400,
+        ),
+    ];
+    for (what, mutate, signer, want) in cases {
+        // Start a sign-in; the IdP's authorization URL carries Latch's state and nonce.
+        let res = http
+            .get(format!("{}/authorize?response_type=code&client_id={cid}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&connection=hostile", latch.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie: Vec<String> = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+            .collect();
+        let to_idp = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<_, _> = to_idp.query_pairs().into_owned().collect();
+        let mut claims = json!({"iss": idp.base, "sub": "alice", "aud": "latch-at-hostile", "iat": now, "exp": now + 300,
+                                "nonce": q["nonce"], "email": "alice@example.com"});
+        mutate(&mut claims);
+        let token = match signer {
+            Some(s) => {
+                let t = sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &claims).unwrap();
+                if what == "tampered" {
+                    // Signed over the original sub, then the payload swapped.
+                    let mut orig = claims.clone();
+                    orig["sub"] = json!("alice");
+                    let signed =
+                        sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &orig).unwrap();
+                    let parts: Vec<&str> = signed.split('.').collect();
+                    format!("{}.{}.{}", parts[0], b64(&claims), parts[2])
+                } else {
+                    t
+                }
+            }
+            None => format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
+        };
+        *idp.id_token.lock().unwrap() = token;
+        let cb = http
+            .get(format!(
+                "{}/login/callback?code=any&state={}",
+                latch.base, q["state"]
+            ))
+            .header("Cookie", cookie.join("; "))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cb.status().as_u16(), want, "{what}");
+        let session = cb.headers().get_all("set-cookie").iter().any(|v| {
+            v.to_str().unwrap_or("").starts_with("latch_session=")
+                && !v.to_str().unwrap_or("").starts_with("latch_session=;")
+        });
+        assert_eq!(
+            session,
+            want == 302,
+            "{what}: a session only for the good token"
+        );
+    }
+    // Only the good token created a user.
+    let users: Value = http
+        .get(format!("{}/api/v2/users?q=alice", latch.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["identities"][0]["user_id"], "alice");
+}
