@@ -24,6 +24,9 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub connection: ConnectionName,
+    /// Latch picked the connection (the app named none): other connections may be offered.
+    #[serde(default)]
+    pub chosen: bool,
 }
 
 pub fn has_scope(scope: &str, s: &str) -> bool {

@@ -15,6 +15,10 @@ pub struct LoginPage<'a> {
     pub tx: &'a str,
     pub email: &'a str,
     pub error: Option<&'a str>,
+    /// The email and password form (off on a page that only lists connections).
+    pub show_form: bool,
+    /// Other ways to sign in: (label, link).
+    pub alternatives: &'a [(String, String)],
 }
 
 #[derive(Template)]

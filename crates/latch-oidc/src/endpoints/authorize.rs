@@ -220,11 +220,21 @@ async fn check(deps: &Deps, q: AuthorizeQuery) -> Result<Checked, latch_http::Ap
             return back("invalid_request", "Unsupported prompt value.");
         }
     }
-    // The connection: named, or the database connection.
-    let name = ConnectionName::new(
-        q.connection
-            .unwrap_or_else(|| DATABASE_CONNECTION.to_owned()),
-    );
+    // The connection: named; else the one whose domain aliases match the login hint's email;
+    // else the database connection; else an enterprise one.
+    let chosen = q.connection.is_none();
+    let name = match q.connection {
+        Some(n) => ConnectionName::new(n),
+        None => match choose_connection(deps, &client.client_id, q.login_hint.as_deref()).await? {
+            Some(c) => c.name,
+            None => {
+                return back(
+                    "invalid_request",
+                    "No connection is enabled for this application.",
+                );
+            }
+        },
+    };
     let connection = deps.store.find_connection_by_name(&name).await?;
     let Some(connection) = connection.filter(|c| c.enabled_clients.contains(&client.client_id))
     else {
@@ -251,9 +261,94 @@ async fn check(deps: &Deps, q: AuthorizeQuery) -> Result<Checked, latch_http::Ap
             max_age,
             login_hint: q.login_hint,
             connection: connection.name,
+            chosen,
         },
         client,
     ))))
+}
+
+/// Connections enabled for a client that a user can sign in through today, by name.
+async fn sign_in_connections(
+    deps: &Deps,
+    client: &ClientId,
+) -> Result<Vec<latch_core::model::Connection>, latch_http::ApiError> {
+    let mut v: Vec<_> = deps
+        .store
+        .list_connections()
+        .await?
+        .into_iter()
+        .filter(|c| c.enabled_clients.contains(client) && c.strategy != Strategy::Samlp)
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+/// The enterprise connection whose `domain_aliases` contain the email's domain.
+fn by_email_domain<'a>(
+    conns: &'a [latch_core::model::Connection],
+    email: &str,
+) -> Option<&'a latch_core::model::Connection> {
+    let domain = email.rsplit_once('@')?.1.trim().to_ascii_lowercase();
+    conns
+        .iter()
+        .filter(|c| c.strategy.is_enterprise())
+        .find(|c| {
+            c.options
+                .get("domain_aliases")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|d| d.as_str().is_some_and(|d| d.eq_ignore_ascii_case(&domain)))
+                })
+        })
+}
+
+async fn choose_connection(
+    deps: &Deps,
+    client: &ClientId,
+    login_hint: Option<&str>,
+) -> Result<Option<latch_core::model::Connection>, latch_http::ApiError> {
+    let conns = sign_in_connections(deps, client).await?;
+    if let Some(c) = login_hint.and_then(|h| by_email_domain(&conns, h)) {
+        return Ok(Some(c.clone()));
+    }
+    Ok(conns
+        .iter()
+        .find(|c| c.name.as_str() == DATABASE_CONNECTION && c.strategy == Strategy::Auth0)
+        .or_else(|| conns.first())
+        .cloned())
+}
+
+/// "Continue with …" links for the other connections a user may pick (only when the app did
+/// not name one).
+async fn alternatives(
+    deps: &Deps,
+    req: &HttpRequest,
+    r: &AuthRequest,
+) -> Result<Vec<(String, String)>, latch_http::ApiError> {
+    if !r.chosen {
+        return Ok(vec![]);
+    }
+    let query: String = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k != "connection")
+        .fold(
+            url::form_urlencoded::Serializer::new(String::new()),
+            |mut s, (k, v)| {
+                s.append_pair(&k, &v);
+                s
+            },
+        )
+        .finish();
+    Ok(sign_in_connections(deps, &r.client_id)
+        .await?
+        .into_iter()
+        .filter(|c| c.strategy.is_enterprise() && c.name != r.connection)
+        .map(|c| {
+            let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
+            let href = format!("{}?{query}&connection={}", paths::AUTHORIZE, c.name);
+            (label, href)
+        })
+        .collect())
 }
 
 /// The live session of this browser, if any.
@@ -272,6 +367,7 @@ pub async fn current_session(
 }
 
 /// Shows the sign-in form for `r`, bound to this browser by a one-time transaction.
+#[allow(clippy::too_many_arguments)]
 async fn login_form(
     deps: &Deps,
     req: &HttpRequest,
@@ -280,6 +376,7 @@ async fn login_form(
     email: &str,
     error: Option<&str>,
     status: StatusCode,
+    alternatives: &[(String, String)],
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let browser =
         cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
@@ -306,6 +403,8 @@ async fn login_form(
             tx: tx.id.as_str(),
             email,
             error,
+            show_form: true,
+            alternatives,
         },
     ))
 }
@@ -368,10 +467,55 @@ pub async fn get_authorize(
     }
     let connection = deps.store.find_connection_by_name(&r.connection).await?;
     if let Some(c) = connection.filter(|c| c.strategy.is_enterprise()) {
+        // Latch picked it, no hint decided, and there are others: let the user choose.
+        let hinted = r.login_hint.as_deref().is_some_and(|h| h.contains('@'));
+        let others = alternatives(&deps, &req, &r).await?;
+        if r.chosen && !hinted && !others.is_empty() {
+            let mut all = others;
+            let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
+            let query: String = url::form_urlencoded::parse(req.query_string().as_bytes())
+                .filter(|(k, _)| k != "connection")
+                .fold(
+                    url::form_urlencoded::Serializer::new(String::new()),
+                    |mut s, (k, v)| {
+                        s.append_pair(&k, &v);
+                        s
+                    },
+                )
+                .finish();
+            all.insert(
+                0,
+                (
+                    label,
+                    format!("{}?{query}&connection={}", paths::AUTHORIZE, c.name),
+                ),
+            );
+            let page = LoginPage {
+                app_name: &client.name,
+                action: paths::LOGIN,
+                tx: "",
+                email: "",
+                error: None,
+                show_form: false,
+                alternatives: &all,
+            };
+            return Ok(pages::render(pages::builder(StatusCode::OK), &page));
+        }
         return upstream_redirect(&deps, &req, &r, &c).await;
     }
     let hint = r.login_hint.clone().unwrap_or_default();
-    login_form(&deps, &req, &r, &client, &hint, None, StatusCode::OK).await
+    let others = alternatives(&deps, &req, &r).await?;
+    login_form(
+        &deps,
+        &req,
+        &r,
+        &client,
+        &hint,
+        None,
+        StatusCode::OK,
+        &others,
+    )
+    .await
 }
 
 /// Sends the browser to the connection's IdP; the login transaction (its id is the upstream
@@ -628,6 +772,15 @@ pub async fn post_login(
     let ip = client_ip(&req);
     let ctx = SignInContext { ip: ip.clone() };
     let email = form.email.trim().to_owned();
+    // Home realm discovery: an email of a federated domain goes to its IdP.
+    if r.chosen
+        && let Some(c) = by_email_domain(&sign_in_connections(&deps, &r.client_id).await?, &email)
+    {
+        let mut to_idp = r.clone();
+        to_idp.connection = c.name.clone();
+        to_idp.login_hint = Some(email.clone());
+        return upstream_redirect(&deps, &req, &to_idp, c).await;
+    }
     if email.is_empty() || form.password.is_empty() {
         return login_form(
             &deps,
@@ -637,6 +790,7 @@ pub async fn post_login(
             &email,
             Some("Enter your email address and password."),
             StatusCode::BAD_REQUEST,
+            &[],
         )
         .await;
     }
@@ -676,7 +830,7 @@ pub async fn post_login(
                 json!({"reason": reason, "email": email}),
             )
             .await;
-            return login_form(&deps, &req, &r, &client, &email, Some(msg), status).await;
+            return login_form(&deps, &req, &r, &client, &email, Some(msg), status, &[]).await;
         }
     };
     // A new session (never reuse one a different user may have left in this browser).

@@ -572,3 +572,109 @@ async fn upstream_failures_end_on_a_page() {
     assert_eq!(bad.status, 400);
     assert!(!agent.jars.values().any(|j| j.contains_key("latch_session")));
 }
+
+/// Which connection a sign-in goes through when the app names none: the email domain decides
+/// (login hint, or the address typed in the form), else the form offers the others.
+#[actix_web::test]
+async fn choosing_the_connection() {
+    require_peers();
+    let Some(h) = crate::support::harness("choosing_the_connection", Backends::Embedded).await
+    else {
+        return;
+    };
+    let idp = start_idp("0oaLATCH", "s3cret-value", "http://127.0.0.1:9/unused").await;
+    let app = actix_web::test::init_service(latch_server::app::app(h.state.clone())).await;
+    let f = crate::oidc::fixture(&app).await;
+    let mk = |name: &str, label: &str, aliases: Value, clients: Value| {
+        actix_web::test::TestRequest::post()
+            .uri("/api/v2/connections")
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .set_json(json!({"name": name, "display_name": label, "strategy": "oidc", "enabled_clients": clients,
+                "options": {"issuer": idp.base, "client_id": "0oaLATCH", "client_secret": "s3cret-value", "domain_aliases": aliases}}))
+            .to_request()
+    };
+    let web = f.web.0.clone();
+    for req in [
+        mk(
+            "acme",
+            "Acme",
+            json!(["example.org"]),
+            json!([web, f.other.0]),
+        ),
+        mk(
+            "globex",
+            "Globex",
+            json!(["globex.com"]),
+            json!([f.other.0]),
+        ),
+    ] {
+        assert_eq!(actix_web::test::call_service(&app, req).await.status(), 201);
+    }
+    let mut b = crate::browser::Browser::new();
+    let base = |client: &str, cb: &str| {
+        let cb: String = url::form_urlencoded::byte_serialize(cb.as_bytes()).collect();
+        format!(
+            "/authorize?response_type=code&client_id={client}&redirect_uri={cb}&scope=openid&state=s"
+        )
+    };
+    // The form, and a way to the enterprise connection.
+    let page = b
+        .get(&app, &base(&web, "http://127.0.0.1:3000/callback"))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"password\""));
+    assert!(
+        page.body.contains("Continue with Acme") && page.body.contains("connection=acme"),
+        "{}",
+        page.body
+    );
+    // A login hint of a federated domain goes straight to the IdP.
+    let hinted = b
+        .get(
+            &app,
+            &format!(
+                "{}&login_hint=bob%40example.org",
+                base(&web, "http://127.0.0.1:3000/callback")
+            ),
+        )
+        .await;
+    assert_eq!(hinted.status, 302);
+    assert!(hinted.location.as_ref().unwrap().starts_with(&idp.base));
+    // So does such an email typed in the form (no password needed).
+    let tx = page.field("tx").unwrap();
+    let typed = b
+        .post_form(
+            &app,
+            "/login",
+            &[
+                ("tx", &tx),
+                ("email", "alice@EXAMPLE.org"),
+                ("password", ""),
+            ],
+        )
+        .await;
+    assert_eq!(typed.status, 302);
+    assert!(typed.location.as_ref().unwrap().starts_with(&idp.base));
+    // An app without the database connection and two IdPs: a chooser, no password form.
+    let db = h
+        .state
+        .store
+        .find_connection_by_name(&latch_core::ConnectionName::new("database"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut off = db.clone();
+    off.enabled_clients.retain(|c| c.as_str() != f.other.0);
+    h.state.store.update_connection(&off).await.unwrap();
+    let chooser = b
+        .get(&app, &base(&f.other.0, "http://127.0.0.1:4000/callback"))
+        .await;
+    assert_eq!(chooser.status, 200);
+    assert!(!chooser.body.contains("name=\"password\""));
+    assert!(
+        chooser.body.contains("Continue with Acme")
+            && chooser.body.contains("Continue with Globex"),
+        "{}",
+        chooser.body
+    );
+}
