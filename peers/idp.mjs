@@ -3,7 +3,8 @@
 // plays Okta's Universal Logout caller: GET /test/gtr-token signs a Global Token Revocation JWT
 // with the same key that signs its ID tokens.
 //
-// env: IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI
+// env: IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI, optional IDP_BACKCHANNEL_URI
+// (then the IdP sends OpenID Connect Back-Channel Logout to Latch when a user signs out there)
 import Provider from 'oidc-provider'
 import * as jose from 'jose'
 import { randomUUID } from 'node:crypto'
@@ -27,12 +28,19 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    ...(process.env.IDP_BACKCHANNEL_URI ? { backchannel_logout_uri: process.env.IDP_BACKCHANNEL_URI, backchannel_logout_session_required: true } : {}),
   }],
   jwks: { keys: [jwk] },
   pkce: { required: () => true },
   cookies: { keys: ['latch-test-idp-cookie-key'] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'given_name'] },
-  features: { devInteractions: { enabled: true } },
+  features: { devInteractions: { enabled: true }, backchannelLogout: { enabled: true } },
+  // Latch listens on loopback in the tests: let the IdP's back-channel calls reach it (its SSRF
+  // guard refuses special-use addresses).
+  fetch: (url, options) => {
+    delete options.dispatcher
+    return globalThis.fetch(url, options)
+  },
   async findAccount(ctx, id) {
     return {
       accountId: id,
@@ -66,5 +74,8 @@ provider.use(async (ctx, next) => {
   }
   await next()
 })
+
+provider.on('backchannel.error', (ctx, err, client) => console.error(`backchannel.error: ${err.message} ${err.cause?.message ?? ''} ${err.cause?.code ?? ''}`))
+provider.on('backchannel.success', (ctx, clientId) => console.error(`backchannel.success ${clientId}`))
 
 provider.listen(port, '127.0.0.1', () => console.log(`ready ${issuer}`))

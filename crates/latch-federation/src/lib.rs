@@ -2,6 +2,7 @@
 //! with argon2id passwords. Each implements a `latch_core::connector` port, so the login flow
 //! never knows which strategy it talks to.
 
+pub mod backchannel_in;
 pub mod database;
 pub mod oidc;
 

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
 use latch_core::model::{Connection, Strategy};
 use latch_core::session::UpstreamSession;
@@ -215,7 +217,15 @@ impl RedirectConnector for OidcConnector {
             claims = id_token.claims(&cl2.id_token_verifier(), &nonce).cloned();
         }
         let claims = claims.map_err(|e| FederationError::Rejected(format!("ID token: {e}")))?;
-        let mut raw = serde_json::to_value(&claims).unwrap_or(Value::Null);
+        // Every claim the IdP sent (the typed claims drop the ones openidconnect does not model,
+        // such as `sid`): the token's payload, now that its signature and claims are verified.
+        let mut raw = id_token
+            .to_string()
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or_else(|| serde_json::to_value(&claims).unwrap_or(Value::Null));
         // Many IdPs put profile claims in userinfo only (oidc-provider, Okta's org server for
         // code flows): fetch it when the ID token lacks them. Its `sub` must be the ID token's.
         if raw.get("email").is_none()

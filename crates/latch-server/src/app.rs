@@ -82,6 +82,15 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 issuer: state.config.issuer_str().to_owned(),
                 notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
             }))
+            .configure(latch_federation::backchannel_in::configure(
+                latch_federation::backchannel_in::Deps {
+                    store: state.store.clone(),
+                    sessions: state.sessions.clone(),
+                    clock: state.clock.clone(),
+                    remote: state.remote.clone(),
+                    notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                },
+            ))
             .configure(latch_gtr::configure(latch_gtr::Deps {
                 store: state.store.clone(),
                 sessions: state.sessions.clone(),

@@ -66,7 +66,7 @@ pub(crate) struct ConnectionView<'a> {
     is_domain_connection: bool,
 }
 
-pub(crate) fn view(c: &Connection) -> Value {
+pub(crate) fn view(c: &Connection, issuer: &str) -> Value {
     let v = ConnectionView {
         id: c.id.as_str(),
         name: c.name.as_str(),
@@ -77,7 +77,28 @@ pub(crate) fn view(c: &Connection) -> Value {
         realms: [c.name.as_str()],
         is_domain_connection: false,
     };
-    serde_json::to_value(v).unwrap_or(Value::Null)
+    let mut out = serde_json::to_value(v).unwrap_or(Value::Null);
+    // Read-only URLs an admin gives the IdP.
+    if let Some(o) = out.as_object_mut()
+        && matches!(c.strategy, Strategy::Okta | Strategy::Oidc)
+    {
+        o.insert(
+            "backchannel_logout_url".into(),
+            Value::String(format!("{issuer}/login/backchannel-logout/{}", c.name)),
+        );
+    }
+    if let Some(o) = out.as_object_mut()
+        && c.strategy.is_enterprise()
+    {
+        o.insert(
+            "global_token_revocation_endpoint".into(),
+            Value::String(format!(
+                "{issuer}/oauth/global-token-revocation/connection/{}",
+                c.name
+            )),
+        );
+    }
+    out
 }
 
 fn display_name(v: Option<String>) -> Result<Option<String>, ApiError> {
@@ -131,7 +152,7 @@ async fn get_connections(
                 .is_none_or(|s| s == c.strategy.as_str())
         })
         .filter(|c| q.name.as_deref().is_none_or(|n| n == c.name.as_str()))
-        .map(view)
+        .map(|c| view(c, &deps.issuer))
         .collect();
     Ok(HttpResponse::Ok().json(collection("connections", items, q.include_totals)))
 }
@@ -187,7 +208,7 @@ async fn post_connection(
         Some(&c.name),
     )
     .await;
-    Ok(HttpResponse::Created().json(view(&c)))
+    Ok(HttpResponse::Created().json(view(&c, &deps.issuer)))
 }
 
 async fn get_connection(
@@ -196,7 +217,7 @@ async fn get_connection(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:connections")?;
-    Ok(HttpResponse::Ok().json(view(&find(&deps, &id).await?)))
+    Ok(HttpResponse::Ok().json(view(&find(&deps, &id).await?, &deps.issuer)))
 }
 
 async fn patch_connection(
@@ -232,7 +253,7 @@ async fn patch_connection(
         Some(&c.name),
     )
     .await;
-    Ok(HttpResponse::Ok().json(view(&c)))
+    Ok(HttpResponse::Ok().json(view(&c, &deps.issuer)))
 }
 
 async fn delete_connection(

@@ -235,8 +235,21 @@ impl Drop for Idp {
 }
 
 async fn start_idp(client_id: &str, secret: &str, redirect: &str) -> Idp {
+    start_idp_with(client_id, secret, redirect, None).await
+}
+
+async fn start_idp_with(
+    client_id: &str,
+    secret: &str,
+    redirect: &str,
+    backchannel: Option<&str>,
+) -> Idp {
     let port = free_port();
-    let mut child = Command::new("node")
+    let mut cmd = Command::new("node");
+    if let Some(b) = backchannel {
+        cmd.env("IDP_BACKCHANNEL_URI", b);
+    }
+    let mut child = cmd
         .arg("idp.mjs")
         .current_dir(peers_dir())
         .env("IDP_PORT", port.to_string())
@@ -677,4 +690,103 @@ async fn choosing_the_connection() {
         "{}",
         chooser.body
     );
+}
+
+/// The IdP signs the user out and tells Latch over the back channel; Latch ends the session it
+/// started through that IdP and tells its own app.
+#[tokio::test]
+async fn upstream_backchannel_logout_ends_latch_sessions() {
+    require_peers();
+    let test = "upstream_backchannel_logout_ends_latch_sessions";
+    let Some((env, _dir, _schema)) = env_for(test, Backends::Embedded) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let name = "upstream";
+    let bcl = format!("{}/login/backchannel-logout/{name}", latch.base);
+    let idp = start_idp_with(
+        "0oaLATCH",
+        "s3cret-value",
+        &format!("{}/login/callback", latch.base),
+        Some(&bcl),
+    )
+    .await;
+    let rx = crate::backchannel::Receiver::start().await;
+    let http = reqwest::Client::new();
+    let app_cb = "http://127.0.0.1:9/cb";
+    let c: Value = http.post(format!("{}/api/v2/clients", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": [app_cb], "oidc_logout": {"backchannel_logout_urls": [format!("{}/app", rx.url)]}}))
+        .send().await.unwrap().json().await.unwrap();
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    let conn: Value = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": name, "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "0oaLATCH", "client_secret": "s3cret-value"}}))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(conn["backchannel_logout_url"], bcl.as_str());
+
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let start = format!(
+        "{}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s&connection={name}",
+        latch.base
+    );
+    agent.browse_until(&start, app_cb, "carol").await;
+    assert!(
+        agent
+            .send(&format!("{start}&prompt=none"), None)
+            .await
+            .location
+            .unwrap()
+            .contains("code=")
+    );
+
+    // Sign out at the IdP (its own logout page and confirmation form).
+    let page = agent.send(&format!("{}/session/end", idp.base), None).await;
+    let xsrf = page
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("xsrf")
+        .to_owned();
+    let action = page
+        .body
+        .split("action=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("action")
+        .to_owned();
+    let action = url::Url::parse(&idp.base)
+        .unwrap()
+        .join(&action)
+        .unwrap()
+        .to_string();
+    let done = agent
+        .send(
+            &action,
+            Some(&[("xsrf".into(), xsrf), ("logout".into(), "yes".into())]),
+        )
+        .await;
+    assert!(
+        done.status == 303 || done.status == 302 || done.status == 200,
+        "{}",
+        done.status
+    );
+
+    // Latch's session is gone, and its app heard about it.
+    let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the app got a logout token");
+    let none = agent.send(&format!("{start}&prompt=none"), None).await;
+    assert!(none.location.unwrap().contains("error=login_required"));
+
+    // A forged logout token is refused.
+    let res = http
+        .post(&bcl)
+        .form(&[("logout_token", "eyJhbGciOiJub25lIn0.e30.")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
 }

@@ -1,0 +1,285 @@
+//! Upstream back-channel logout: an `okta` or `oidc` connection's IdP POSTs an OpenID Connect
+//! Back-Channel Logout token to `POST /login/backchannel-logout/{connection_name}`; Latch ends
+//! the matching sessions (the `sub`'s sessions through that connection, narrowed to the upstream
+//! `sid` when the token has one) and tells its own apps.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use jsonwebtoken::{Validation, decode, decode_header};
+use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
+use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy};
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::{Clock, ConnectionName, LogId};
+use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::oidc::issuer_of;
+
+pub const PATH: &str = "/login/backchannel-logout/{connection_name}";
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const SKEW: i64 = 120;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+    pub remote: Arc<RemoteKeys>,
+    pub notifier: Arc<dyn Notifier>,
+}
+
+pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource(PATH)
+                .app_data(web::Data::new(deps))
+                .app_data(web::FormConfig::default().limit(16 * 1024))
+                .route(web::post().to(post_backchannel_logout)),
+        );
+    }
+}
+
+/// The URL an admin gives the IdP for a connection.
+pub fn url_for(issuer: &str, connection: &ConnectionName) -> String {
+    format!("{issuer}/login/backchannel-logout/{connection}")
+}
+
+#[derive(Deserialize)]
+pub struct Form {
+    logout_token: Option<String>,
+}
+
+fn bad(error: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "error": "invalid_request", "error_description": error }))
+}
+
+async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<String, Value>, String> {
+    let header = decode_header(token).map_err(|e| format!("malformed: {e}"))?;
+    if !REMOTE_ALGORITHMS.contains(&header.alg) {
+        return Err("algorithm not allowed".into());
+    }
+    // `typ` is recommended, not required; when present it must say logout+jwt.
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err("typ is not logout+jwt".into());
+    }
+    let issuer = issuer_of(conn).map_err(|e| e.to_string())?;
+    let client_id = conn
+        .options
+        .get("client_id")
+        .and_then(Value::as_str)
+        .ok_or("connection has no client_id")?;
+    let discovery = opt_str(conn, "discovery_url")
+        .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
+    let jwks = match opt_str(conn, "jwks_uri") {
+        Some(u) => u,
+        None => deps
+            .remote
+            .discovery(&discovery)
+            .await
+            .map_err(|e| e.to_string())?["jwks_uri"]
+            .as_str()
+            .ok_or("no jwks_uri")?
+            .to_owned(),
+    };
+    let (_, key) = deps
+        .remote
+        .key_for(&jwks, &header)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut v = Validation::new(header.alg);
+    v.set_issuer(&[issuer.as_str(), format!("{issuer}/").as_str()]);
+    v.set_audience(&[client_id]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.required_spec_claims = ["iss", "aud", "iat", "jti"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let c = decode::<Map<String, Value>>(token, &key, &v)
+        .map_err(|e| format!("invalid: {e}"))?
+        .claims;
+    let now = deps.clock.now().unix_timestamp();
+    let iat = c
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or("iat is not a number")?;
+    if iat - SKEW > now || iat + 600 < now {
+        return Err("iat out of range".into());
+    }
+    if c.get("exp")
+        .and_then(Value::as_i64)
+        .is_some_and(|e| e + SKEW <= now)
+    {
+        return Err("expired".into());
+    }
+    if c.get("events")
+        .and_then(|e| e.get(EVENT))
+        .is_none_or(|e| !e.is_object())
+    {
+        return Err("no back-channel logout event".into());
+    }
+    if c.contains_key("nonce") {
+        return Err("a logout token must not have a nonce".into());
+    }
+    if c.get("sub").is_none() && c.get("sid").is_none() {
+        return Err("neither sub nor sid".into());
+    }
+    Ok(c)
+}
+
+fn opt_str(c: &Connection, k: &str) -> Option<String> {
+    c.options
+        .get(k)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+pub async fn post_backchannel_logout(
+    deps: web::Data<Deps>,
+    name: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let name = ConnectionName::new(name.into_inner());
+    let Ok(Some(conn)) = deps.store.find_connection_by_name(&name).await else {
+        return bad("unknown connection");
+    };
+    if !matches!(conn.strategy, Strategy::Okta | Strategy::Oidc) {
+        return bad("this connection does not accept back-channel logout");
+    }
+    let Some(token) = form.into_inner().logout_token.filter(|t| !t.is_empty()) else {
+        return bad("logout_token is required");
+    };
+    let claims = match verify(&deps, &conn, &token).await {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::info!(connection = %name, reason = %why, "upstream back-channel logout refused");
+            log(
+                &deps,
+                &name,
+                "federated_logout_failed",
+                "Upstream back-channel logout refused",
+                None,
+                json!({"reason": why}),
+            )
+            .await;
+            return bad("the logout token is invalid");
+        }
+    };
+    // Each token once.
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let until = deps.clock.now() + time::Duration::minutes(15);
+    match deps
+        .sessions
+        .remember_once(
+            &format!("upstream-bcl:{}", conn.id),
+            jti,
+            until,
+            deps.clock.now(),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return bad("the logout token was already used"),
+        Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+    }
+    let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
+        // Sessions are indexed by user: a sid-only token cannot be matched.
+        log(
+            &deps,
+            &name,
+            "federated_logout_failed",
+            "Upstream back-channel logout without sub",
+            None,
+            json!({"reason": "sid-only tokens are not supported"}),
+        )
+        .await;
+        return bad("sub is required");
+    };
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let identity = match deps.store.find_identity(&conn.id, &iss, sub).await {
+        Ok(i) => i,
+        Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+    };
+    // An unknown user has no sessions: nothing to do, and that is a success.
+    let Some(identity) = identity else {
+        return HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .finish();
+    };
+    let sid = claims.get("sid").and_then(Value::as_str);
+    let now = deps.clock.now();
+    let Ok(sessions) = deps
+        .sessions
+        .list_user_sessions(&identity.user_id, now)
+        .await
+    else {
+        return HttpResponse::ServiceUnavailable().finish();
+    };
+    let (mut ended, mut notified) = (0, 0);
+    for s in sessions.iter().filter(|s| {
+        s.connection == conn.name && sid.is_none_or(|sid| s.upstream.sid.as_deref() == Some(sid))
+    }) {
+        let t = Terminate {
+            target: Target::Session(s.id.clone()),
+            tokens: TokenPolicy::SessionBound,
+            initiator: LogoutInitiator::IdpLogout,
+        };
+        match terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
+            Ok(out) => {
+                ended += out.sessions.len();
+                notified += out.deliveries.len();
+                deps.notifier
+                    .deliver_now(&out.deliveries, std::time::Duration::ZERO)
+                    .await;
+            }
+            Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+        }
+    }
+    log(&deps, &name, "slo", "Upstream back-channel logout", Some(&identity.user_id), json!({
+        "upstream_sid": sid, "sessions_ended": ended, "TotalOidcLogoutRequests": notified, "TotalSamlLogoutRequests": 0,
+    }))
+    .await;
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
+
+async fn log(
+    deps: &Deps,
+    conn: &ConnectionName,
+    kind: &str,
+    description: &str,
+    user: Option<&latch_core::UserId>,
+    details: Value,
+) {
+    let e = LogEvent {
+        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
+        date: deps.clock.now(),
+        event_type: kind.into(),
+        description: description.into(),
+        user_id: user.cloned(),
+        client_id: None,
+        connection: Some(conn.clone()),
+        ip: None,
+        details,
+    };
+    let _ = deps.store.insert_log(&e).await;
+}
