@@ -264,6 +264,7 @@ impl RedirectConnector for OidcConnector {
             "auth_time",
             "azp",
             "jti",
+            "sid",
         ] {
             profile.remove(k);
         }
