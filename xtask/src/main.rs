@@ -116,21 +116,28 @@ fn test() -> bool {
 }
 
 fn bench() -> bool {
-    let mut cmd = cargo();
-    cmd.args([
-        "bench",
-        "--locked",
-        "-p",
-        "latch-session",
-        "--bench",
-        "sessions",
-    ]);
-    if std::env::var_os("LATCH_BENCH_REDIS_URL").is_none()
-        && let Ok(url) = std::env::var("LATCH_TEST_REDIS_URL")
-    {
-        cmd.env("LATCH_BENCH_REDIS_URL", url);
+    let mut ok = true;
+    for (package, bench) in [
+        ("latch-session", "sessions"),
+        ("latch-server", "refresh"),
+        ("latch-server", "logout"),
+    ] {
+        let mut cmd = cargo();
+        cmd.args(["bench", "--locked", "-p", package, "--bench", bench])
+            .env("RUST_LOG", "error");
+        for (bench_var, test_var) in [
+            ("LATCH_BENCH_REDIS_URL", "LATCH_TEST_REDIS_URL"),
+            ("LATCH_BENCH_DATABASE_URL", "LATCH_TEST_DATABASE_URL"),
+        ] {
+            if std::env::var_os(bench_var).is_none()
+                && let Ok(url) = std::env::var(test_var)
+            {
+                cmd.env(bench_var, url);
+            }
+        }
+        ok &= run(cmd);
     }
-    run(cmd)
+    ok
 }
 
 fn main() -> ExitCode {

@@ -281,6 +281,11 @@ impl Backchannel {
     /// The worker loop: runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {
+            if self.slots.available_permits() == 0 {
+                // Every slot is busy: go on as soon as one frees up, not after a poll interval.
+                drop(self.slots.acquire().await);
+                continue;
+            }
             if self.tick().await == 0 {
                 tokio::time::sleep(self.settings.poll).await;
             }

@@ -1,0 +1,393 @@
+//! Universal Logout figures: Global Token Revocation requests/s and p50/p99 for users with 1 and
+//! with 20 sessions, and the back-channel fan-out of 10,000 logout tokens to 100 local receiver
+//! endpoints (time until all are delivered), each beside the raw signing/verification rate of
+//! the algorithm measured in the same run.
+//!
+//! `cargo xtask bench` runs it on the embedded default, and on PostgreSQL + Redis when
+//! `LATCH_BENCH_DATABASE_URL` / `LATCH_BENCH_REDIS_URL` (or the LATCH_TEST_* ones) are set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use latch_core::model::*;
+use latch_core::session::SessionClient;
+use latch_core::*;
+use latch_jose::keys::{Signer, sign_jws};
+use latch_server::config::Config;
+use latch_server::{AppState, bootstrap};
+use latch_testkit::env::{PgSchema, TempDir, unique};
+use latch_testkit::fixtures;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TASKS: usize = 32;
+
+/// A tiny HTTP server answering every request with `body` (or 200 and counting).
+async fn serve(body: Option<String>, count: Arc<AtomicU64>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (body, count) = (body.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    // Keep-alive: one response per request on the connection.
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let b = body.clone().unwrap_or_default();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                        b.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+fn rate(f: impl Fn() + Send + Sync + 'static, threads: usize, dur: Duration) -> f64 {
+    let f = Arc::new(f);
+    let n = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, n, stop) = (f.clone(), n.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().expect("join");
+    }
+    n.load(Ordering::Relaxed) as f64 / dur.as_secs_f64()
+}
+
+async fn gtr(label: &str, state: &AppState, base: &str, sessions_per_user: usize, users: usize) {
+    // The "Okta org": discovery and JWKS on loopback.
+    let key = Arc::new(Signer::generate(SigningAlg::RS256).expect("key"));
+    // The "Okta org": one loopback server answering every path with a document that is both
+    // its discovery (issuer, jwks_uri) and its JWKS (keys).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let org = format!("http://{}", listener.local_addr().expect("addr"));
+    let doc = json!({"issuer": org, "jwks_uri": format!("{org}/keys"), "keys": [key.public_jwk(SigningAlg::RS256)]}).to_string();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 || sock.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}", doc.len()).as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let now = state.clock.now();
+    let name = ConnectionName::new(format!("okta-{}", unique()));
+    let mut options = serde_json::Map::new();
+    options.insert("domain".into(), json!(org));
+    options.insert("client_id".into(), json!("0oaBENCH"));
+    options.insert("global_token_revocation_enabled".into(), json!(true));
+    let conn = Connection {
+        id: ConnectionId::new(format!("con_{}", unique())),
+        name: name.clone(),
+        display_name: None,
+        strategy: Strategy::Okta,
+        options,
+        secrets: [("client_secret".to_owned(), SecretString::new("x"))]
+            .into_iter()
+            .collect(),
+        enabled_clients: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .insert_connection(&conn)
+        .await
+        .expect("connection");
+    let client = fixtures::client();
+    let mut client = client;
+    client.oidc_logout.backchannel_logout_urls.clear();
+    state.store.insert_client(&client).await.expect("client");
+    let mut subjects = Vec::new();
+    for i in 0..users {
+        let user = fixtures::user();
+        state.store.insert_user(&user).await.expect("user");
+        let mut id = fixtures::identity(&user, &conn);
+        id.issuer = org.clone();
+        id.subject = format!("00u{i}");
+        state.store.insert_identity(&id).await.expect("identity");
+        for _ in 0..sessions_per_user {
+            let mut s = fixtures::session(&user.user_id);
+            s.connection = name.clone();
+            s.clients = vec![SessionClient {
+                client_id: client.client_id.clone(),
+                sid: s.sid.clone(),
+                joined_at: now,
+            }];
+            state.sessions.insert_session(&s).await.expect("session");
+        }
+        subjects.push(id.subject);
+    }
+    // Tokens signed ahead of time: the figure is Latch's work, not the caller's.
+    let endpoint = latch_gtr::endpoint_url(state.config.issuer_str(), &name);
+    let iat = time::OffsetDateTime::now_utc().unix_timestamp();
+    let work: Vec<(String, String)> = subjects
+        .iter()
+        .map(|sub| {
+            let claims = json!({"iss": org, "sub": "0oaBENCH", "aud": endpoint, "iat": iat, "exp": iat + 300, "jti": latch_jose::random_token(16)});
+            let t = sign_jws(&key, SigningAlg::RS256, &key.thumbprint(), "global-token-revocation+jwt", &claims).expect("sign");
+            (t, json!({"subject": {"format": "iss_sub", "iss": org, "sub": sub}}).to_string())
+        })
+        .collect();
+    let work = Arc::new(std::sync::Mutex::new(work));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(TASKS)
+        .build()
+        .expect("client");
+    let url = format!("{base}/oauth/global-token-revocation/connection/{name}");
+    // Warm the JWKS cache.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (work, http, url) = (work.clone(), http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("hist");
+            let mut bad = 0u64;
+            loop {
+                let Some((token, body)) = work.lock().expect("lock").pop() else {
+                    break;
+                };
+                let t0 = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                if r.map(|r| r.status().as_u16()).unwrap_or(0) != 204 {
+                    bad += 1;
+                }
+                let _ = h.record(t0.elapsed().as_micros() as u64);
+            }
+            (h, bad)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).expect("hist");
+    let mut bad = 0;
+    for t in tasks {
+        let (h, b) = t.await.expect("task");
+        hist.add(h).expect("merge");
+        bad += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label:<16} GTR, {sessions_per_user:>2} session(s)/user: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({users} users{})",
+        users as f64 / secs,
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        if bad > 0 {
+            format!(", {bad} not 204")
+        } else {
+            String::new()
+        }
+    );
+}
+
+async fn fanout(label: &str, state: &AppState) {
+    // 100 receivers, 100 clients (one each), 100 users whose session every client joined:
+    // ending the 100 users' sessions records 10,000 deliveries.
+    let received = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let url = serve(None, received.clone()).await;
+        let mut c = fixtures::client();
+        c.oidc_logout.backchannel_logout_urls =
+            vec![url::Url::parse(&format!("{url}/bc")).expect("url")];
+        c.signing_alg = SigningAlg::RS256;
+        state.store.insert_client(&c).await.expect("client");
+        clients.push(c.client_id);
+    }
+    let now = state.clock.now();
+    let mut users = Vec::new();
+    for _ in 0..100 {
+        let u = fixtures::user();
+        state.store.insert_user(&u).await.expect("user");
+        let mut s = fixtures::session(&u.user_id);
+        s.clients = clients
+            .iter()
+            .map(|c| SessionClient {
+                client_id: c.clone(),
+                sid: s.sid.clone(),
+                joined_at: now,
+            })
+            .collect();
+        state.sessions.insert_session(&s).await.expect("session");
+        users.push(u.user_id);
+    }
+    let workers = latch_server::app::spawn_workers(state);
+    let start = Instant::now();
+    for u in &users {
+        let t = latch_core::logout::Terminate {
+            target: latch_core::logout::Target::User(u.clone()),
+            tokens: latch_core::logout::TokenPolicy::AllOfUser,
+            initiator: LogoutInitiator::SessionRevoked,
+        };
+        latch_core::logout::terminate(&*state.store, &*state.sessions, &*state.clock, &t)
+            .await
+            .expect("terminate");
+    }
+    let recorded = start.elapsed();
+    while received.load(Ordering::Relaxed) < 10_000 && start.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = start.elapsed();
+    for w in workers {
+        w.abort();
+    }
+    let n = received.load(Ordering::Relaxed);
+    let signs = {
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let claims = json!({"iss": "x", "aud": "y", "iat": 1, "exp": 2, "jti": "z", "sub": "s", "events": {}});
+            rate(move || { st.keys.sign(SigningAlg::RS256, "logout+jwt", &claims).expect("sign"); }, 2, Duration::from_secs(2))
+        })
+        .await
+        .expect("rate")
+    };
+    let limit = Duration::from_secs_f64(10_000.0 / signs);
+    println!(
+        "{label:<16} fan-out: {n} logout tokens to 100 endpoints in {:.2} s ({:.0}/s; recorded in {:.2} s) | RS256 {:.0} signs/s (2 threads) -> signing limit {:.2} s | {:.2}x the limit",
+        all.as_secs_f64(),
+        n as f64 / all.as_secs_f64(),
+        recorded.as_secs_f64(),
+        signs,
+        limit.as_secs_f64(),
+        all.as_secs_f64() / limit.as_secs_f64()
+    );
+}
+
+async fn run(label: &str, env: Vec<(String, String)>) {
+    let config = Config::from_sources(None, &env).expect("config");
+    let state = bootstrap::start(config).await.expect("start").state;
+    let s2 = state.clone();
+    let server = actix_web::HttpServer::new(move || latch_server::app::app(s2.clone()))
+        .workers(2)
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let addr = server.addrs()[0];
+    let running = server.run();
+    let handle = running.handle();
+    tokio::spawn(running);
+    let base = format!("http://{addr}");
+    // Verification rate of the GTR tokens' algorithm.
+    let key = Signer::generate(SigningAlg::RS256).expect("key");
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value::<Value>(key.public_jwk(SigningAlg::RS256))
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .expect("jwk");
+    let token = sign_jws(
+        &key,
+        SigningAlg::RS256,
+        &key.thumbprint(),
+        "JWT",
+        &json!({"exp": 9_999_999_999i64}),
+    )
+    .expect("sign");
+    let dk = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("dk");
+    let verify = rate(
+        move || {
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            v.validate_aud = false;
+            let _ = jsonwebtoken::decode::<Value>(&token, &dk, &v).expect("verify");
+        },
+        2,
+        Duration::from_secs(2),
+    );
+    println!("{label:<16} RS256 verification: {verify:.0}/s (2 threads)");
+    gtr(label, &state, &base, 1, 4000).await;
+    gtr(label, &state, &base, 20, 500).await;
+    fanout(label, &state).await;
+    handle.stop(true).await;
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = TempDir::new();
+    let env = vec![
+        (
+            "LATCH_DATA_DIR".to_owned(),
+            dir.path().to_string_lossy().into_owned(),
+        ),
+        (
+            "LATCH_ADMIN_TOKEN".to_owned(),
+            "bench-admin-token-0123456789".to_owned(),
+        ),
+    ];
+    run("sqlite+embedded", env).await;
+    let db = std::env::var("LATCH_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("LATCH_TEST_DATABASE_URL"))
+        .ok();
+    let redis = std::env::var("LATCH_BENCH_REDIS_URL")
+        .or_else(|_| std::env::var("LATCH_TEST_REDIS_URL"))
+        .ok();
+    match (db, redis) {
+        (Some(db), Some(redis)) => {
+            let schema = tokio::task::spawn_blocking(move || PgSchema::create(&db))
+                .await
+                .expect("schema");
+            let dir2 = TempDir::new();
+            let env = vec![
+                (
+                    "LATCH_DATA_DIR".to_owned(),
+                    dir2.path().to_string_lossy().into_owned(),
+                ),
+                (
+                    "LATCH_ADMIN_TOKEN".to_owned(),
+                    "bench-admin-token-0123456789".to_owned(),
+                ),
+                ("LATCH_DATABASE_URL".to_owned(), schema.url.clone()),
+                ("LATCH_REDIS_URL".to_owned(), redis),
+                (
+                    "LATCH_REDIS_PREFIX".to_owned(),
+                    format!("latch-bench:{}:", unique()),
+                ),
+                (
+                    "LATCH_SECRET_KEY".to_owned(),
+                    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+                ),
+            ];
+            run("postgres+redis", env).await;
+            drop(schema);
+        }
+        _ => println!(
+            "SKIPPED postgres+redis: set LATCH_BENCH_DATABASE_URL and LATCH_BENCH_REDIS_URL (or the LATCH_TEST_* ones)"
+        ),
+    }
+}
