@@ -590,27 +590,11 @@ pub async fn get_callback(
             "This sign-in has expired or was already completed. Go back to the application and start again.",
         )
     };
-    let Some(state) = params
-        .get("state")
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-    else {
+    let state = params.get("state").map(String::as_str).unwrap_or_default();
+    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, &req, state, now).await? else {
         return Ok(expired());
     };
-    let Some(tx) = deps
-        .sessions
-        .take_login_tx(&LoginTxId::new(state.clone()), now)
-        .await?
-    else {
-        return Ok(expired());
-    };
-    let browser = cookies::get(&req, cookies::BROWSER);
-    let bound = tx.payload["browser"].as_str().is_some_and(|b| {
-        browser
-            .as_deref()
-            .is_some_and(|c| latch_jose::constant_eq(b, c))
-    });
-    let r: Option<AuthRequest> = serde_json::from_value(tx.payload["request"].clone()).ok();
-    let (true, Some(r)) = (bound, r) else {
+    let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
         return Ok(expired());
     };
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
@@ -668,46 +652,16 @@ pub async fn get_callback(
         }
         Err(latch_core::provision::ProvisionError::Store(e)) => return Err(e.into()),
     };
-    if let Some(old) = current_session(&deps, &req).await? {
-        let t = latch_core::logout::Terminate {
-            target: latch_core::logout::Target::Session(old.id.clone()),
-            tokens: latch_core::logout::TokenPolicy::SessionBound,
-            initiator: latch_core::model::LogoutInitiator::RpLogout,
-        };
-        latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    }
-    let session = issue::new_session(
+    complete_sign_in(
         &deps,
+        &req,
+        &r,
         &user,
         &connection.name,
         identity.session.clone(),
-        &req,
-    )
-    .await
-    .map_err(oauth_to_api)?;
-    let code = issue::issue_code(&deps, &session, &r)
-        .await
-        .map_err(oauth_to_api)?;
-    issue::log(
-        &deps,
-        "s",
-        "Successful login",
-        Some(&user.user_id),
-        Some(&r.client_id),
-        Some(&connection.name),
-        ip,
         json!({"upstream_issuer": identity.issuer}),
     )
-    .await;
-    let mut res = code_redirect(&r.redirect_uri, &code, r.state.as_deref(), &deps.issuer);
-    let cookie = cookies::make(
-        cookies::SESSION,
-        session.id.as_str().to_owned(),
-        deps.settings.secure_cookies,
-        None,
-    );
-    let _ = res.add_cookie(&cookie);
-    Ok(res)
+    .await
 }
 
 fn oauth_to_api(e: latch_http::OAuthError) -> latch_http::ApiError {
@@ -742,24 +696,9 @@ pub async fn post_login(
         )
     };
     // One use per form: a replayed or forged post finds nothing.
-    let Some(tx) = deps
-        .sessions
-        .take_login_tx(&LoginTxId::new(form.tx), now)
-        .await?
-    else {
+    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, &req, &form.tx, now).await? else {
         return Ok(expired());
     };
-    let browser = cookies::get(&req, cookies::BROWSER);
-    let bound = tx.payload["browser"].as_str();
-    if browser.is_none()
-        || !bound.is_some_and(|b| {
-            browser
-                .as_deref()
-                .is_some_and(|c| latch_jose::constant_eq(b, c))
-        })
-    {
-        return Ok(expired());
-    }
     let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
         return Ok(expired());
     };
@@ -833,8 +772,34 @@ pub async fn post_login(
             return login_form(&deps, &req, &r, &client, &email, Some(msg), status, &[]).await;
         }
     };
-    // A new session (never reuse one a different user may have left in this browser).
-    if let Some(old) = current_session(&deps, &req).await? {
+    let mut updated = user.clone();
+    updated.last_login = Some(now);
+    updated.logins_count += 1;
+    deps.store.update_user(&updated).await?;
+    complete_sign_in(
+        &deps,
+        &req,
+        &r,
+        &user,
+        &connection.name,
+        Default::default(),
+        json!({}),
+    )
+    .await
+}
+
+/// The end of every successful sign-in: a new session (never one a different user may have left
+/// in this browser), the code for the app, the `s` event, the cookie, the redirect.
+async fn complete_sign_in(
+    deps: &Deps,
+    req: &HttpRequest,
+    r: &AuthRequest,
+    user: &User,
+    connection: &ConnectionName,
+    upstream: latch_core::session::UpstreamSession,
+    details: serde_json::Value,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    if let Some(old) = current_session(deps, req).await? {
         let t = latch_core::logout::Terminate {
             target: latch_core::logout::Target::Session(old.id.clone()),
             tokens: latch_core::logout::TokenPolicy::SessionBound,
@@ -842,25 +807,21 @@ pub async fn post_login(
         };
         latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
     }
-    let session = issue::new_session(&deps, &user, &connection.name, Default::default(), &req)
+    let session = issue::new_session(deps, user, connection, upstream, req)
         .await
         .map_err(oauth_to_api)?;
-    let mut updated = user.clone();
-    updated.last_login = Some(now);
-    updated.logins_count += 1;
-    deps.store.update_user(&updated).await?;
-    let code = issue::issue_code(&deps, &session, &r)
+    let code = issue::issue_code(deps, &session, r)
         .await
         .map_err(oauth_to_api)?;
     issue::log(
-        &deps,
+        deps,
         "s",
         "Successful login",
         Some(&user.user_id),
-        Some(&client.client_id),
-        Some(&connection.name),
-        ip,
-        json!({}),
+        Some(&r.client_id),
+        Some(connection),
+        client_ip(req),
+        details,
     )
     .await;
     let mut res = code_redirect(&r.redirect_uri, &code, r.state.as_deref(), &deps.issuer);

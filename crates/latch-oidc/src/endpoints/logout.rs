@@ -186,23 +186,13 @@ async fn confirmed(
     tx: &str,
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let now = deps.clock.now();
-    let Some(tx) = deps
-        .sessions
-        .take_login_tx(&LoginTxId::new(tx), now)
-        .await?
-    else {
+    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, req, tx, now).await? else {
         return Ok(bad(
             "This sign-out form has expired. Sign out again from the application.",
         ));
     };
-    let browser = cookies::get(req, cookies::BROWSER);
-    let bound = tx.payload["browser"].as_str().is_some_and(|b| {
-        browser
-            .as_deref()
-            .is_some_and(|c| latch_jose::constant_eq(b, c))
-    });
     let after: Option<After> = serde_json::from_value(tx.payload["logout"].clone()).ok();
-    let (true, Some(after)) = (bound, after) else {
+    let Some(after) = after else {
         return Ok(bad(
             "This sign-out form has expired. Sign out again from the application.",
         ));
