@@ -17,11 +17,6 @@ pub(crate) async fn record(
     connection: Option<&ConnectionName>,
 ) {
     let event = LogEvent {
-        log_id: LogId::new(format!("log_{}", uuid::Uuid::now_v7().simple())),
-        date: deps.clock.now(),
-        event_type: "sapi".into(),
-        description: description.into(),
-        user_id: None,
         client_id: client.cloned(),
         connection: connection.cloned(),
         ip: req
@@ -32,6 +27,7 @@ pub(crate) async fn record(
             "request": { "method": req.method().as_str(), "path": req.path() },
             "actor": who.actor(),
         }),
+        ..LogEvent::new(deps.clock.now(), "sapi", description)
     };
     // The write already happened; failing to log it must not fail the request.
     if let Err(e) = deps.store.insert_log(&event).await {

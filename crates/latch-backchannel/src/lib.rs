@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use latch_core::logout::Notifier;
 use latch_core::model::{Delivery, DeliveryState, LogEvent, SigningAlg};
 use latch_core::store::Store;
-use latch_core::{ClientId, Clock, LogId};
+use latch_core::{ClientId, Clock};
 use latch_jose::KeyRing;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -224,14 +224,8 @@ impl Backchannel {
         };
         tracing::info!(delivery = %d.id, client = %d.client_id, outcome = ?outcome, attempts = d.attempts, "back-channel logout");
         let event = LogEvent {
-            log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
-            date: finished,
-            event_type: kind.into(),
-            description: description.into(),
             user_id: d.notice.sub.clone(),
             client_id: Some(d.client_id.clone()),
-            connection: None,
-            ip: None,
             details: json!({
                 "delivery_id": d.id,
                 "target": d.target.as_str(),
@@ -241,6 +235,7 @@ impl Backchannel {
                 "sid": d.notice.sid,
                 "initiator": d.notice.initiator,
             }),
+            ..LogEvent::new(finished, kind, description)
         };
         let _ = self.store.insert_log(&event).await;
         d

@@ -11,7 +11,7 @@ use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
 use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
-use latch_core::{Clock, ConnectionName, LogId};
+use latch_core::{Clock, ConnectionName};
 use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -271,15 +271,10 @@ async fn log(
     details: Value,
 ) {
     let e = LogEvent {
-        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
-        date: deps.clock.now(),
-        event_type: kind.into(),
-        description: description.into(),
         user_id: user.cloned(),
-        client_id: None,
         connection: Some(conn.clone()),
-        ip: None,
         details,
+        ..LogEvent::new(deps.clock.now(), kind, description)
     };
     let _ = deps.store.insert_log(&e).await;
 }

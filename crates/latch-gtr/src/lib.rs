@@ -16,7 +16,7 @@ use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
 use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy, User};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
-use latch_core::{Clock, ConnectionName, LogId};
+use latch_core::{Clock, ConnectionName};
 use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
 use serde_json::{Map, Value, json};
 
@@ -331,15 +331,11 @@ async fn log(
     details: Value,
 ) {
     let e = LogEvent {
-        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
-        date: deps.clock.now(),
-        event_type: kind.into(),
-        description: description.into(),
         user_id: user.map(|u| u.user_id.clone()),
-        client_id: None,
         connection: Some(ConnectionName::new(conn)),
         ip: req.peer_addr().map(|a| a.ip().to_string()),
         details,
+        ..LogEvent::new(deps.clock.now(), kind, description)
     };
     let _ = deps.store.insert_log(&e).await;
 }

@@ -50,15 +50,12 @@ pub async fn log(
     details: Value,
 ) {
     let e = LogEvent {
-        log_id: LogId::new(format!("log_{}", uuid::Uuid::now_v7().simple())),
-        date: deps.clock.now(),
-        event_type: event_type.into(),
-        description: description.into(),
         user_id: user.cloned(),
         client_id: client.cloned(),
         connection: connection.cloned(),
         ip,
         details,
+        ..LogEvent::new(deps.clock.now(), event_type, description)
     };
     if let Err(err) = deps.store.insert_log(&e).await {
         tracing::error!(error = %err, event = event_type, "could not record log event");

@@ -451,13 +451,7 @@ async fn delete_user_sessions(
         .await;
     audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
     let event = LogEvent {
-        log_id: LogId::new(format!("log_{}", latch_jose::random_alnum(24))),
-        date: deps.clock.now(),
-        event_type: "slo".into(),
-        description: "User sessions cleared by an administrator".into(),
         user_id: Some(user.user_id.clone()),
-        client_id: None,
-        connection: None,
         ip: req
             .connection_info()
             .realip_remote_addr()
@@ -469,6 +463,11 @@ async fn delete_user_sessions(
             "TotalOidcLogoutRequests": out.deliveries.len(),
             "TotalSamlLogoutRequests": 0,
         }),
+        ..LogEvent::new(
+            deps.clock.now(),
+            "slo",
+            "User sessions cleared by an administrator",
+        )
     };
     let _ = deps.store.insert_log(&event).await;
     Ok(HttpResponse::NoContent().finish())

@@ -17,6 +17,23 @@ pub struct LogEvent {
     pub details: serde_json::Value,
 }
 
+impl LogEvent {
+    /// A new event with a fresh time-ordered id; set the optional fields with struct update.
+    pub fn new(date: OffsetDateTime, event_type: &str, description: &str) -> Self {
+        Self {
+            log_id: LogId::new(format!("log_{}", uuid::Uuid::now_v7().simple())),
+            date,
+            event_type: event_type.to_owned(),
+            description: description.to_owned(),
+            user_id: None,
+            client_id: None,
+            connection: None,
+            ip: None,
+            details: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A filter over the log, newest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogQuery {
