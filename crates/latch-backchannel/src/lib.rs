@@ -62,6 +62,8 @@ impl Default for Settings {
 }
 
 pub struct Backchannel {
+    /// Outcomes waiting to be written, in batches (see `recorder`).
+    outcomes: tokio::sync::mpsc::UnboundedSender<Delivery>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keys: Arc<KeyRing>,
@@ -88,7 +90,11 @@ impl Backchannel {
         issuer: String,
         settings: Settings,
     ) -> Self {
+        // Needs a Tokio runtime: this starts the task that writes attempt outcomes.
+        let (outcomes, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(recorder(store.clone(), rx));
         Self {
+            outcomes,
             http: latch_http::client::outbound(settings.request_timeout),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             per_client: Mutex::default(),
@@ -205,8 +211,10 @@ impl Backchannel {
                 }
             }
         }
-        if let Err(e) = self.store.record_attempt(&d).await {
-            tracing::error!(error = %e, delivery = %d.id, "could not record a back-channel attempt");
+        // Written in a batch shortly: until then the lease keeps other workers off it, and if the
+        // write is lost the lease runs out and the delivery is sent again (at least once).
+        if self.outcomes.send(d.clone()).is_err() {
+            tracing::error!(delivery = %d.id, "back-channel outcome recorder stopped");
         }
         let (kind, description) = match d.state {
             DeliveryState::Delivered => (
@@ -310,5 +318,22 @@ impl Notifier for Immediate {
             }
         }
         let _ = tokio::time::timeout(within, futures_util::future::join_all(tasks)).await;
+    }
+}
+
+/// Writes attempt outcomes in batches: one transaction for many deliveries.
+async fn recorder(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+    while let Some(first) = rx.recv().await {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.record_attempts(&batch).await {
+            tracing::error!(error = %e, deliveries = batch.len(), "could not record back-channel attempts; their leases will lapse and they will be sent again");
+        }
     }
 }

@@ -154,6 +154,8 @@ pub trait OutboxRepo: Send + Sync {
     ) -> Result<Option<Delivery>, StoreError>;
     /// Records the outcome of an attempt (state, attempts, next attempt, error) and frees the lease.
     async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError>;
+    /// [`record_attempt`](Self::record_attempt) for many deliveries, in one transaction.
+    async fn record_attempts(&self, d: &[Delivery]) -> Result<(), StoreError>;
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError>;
     async fn list_deliveries(
         &self,

@@ -1021,6 +1021,31 @@ impl OutboxRepo for SqlStore {
         .await
     }
 
+    async fn record_attempts(&self, d: &[Delivery]) -> Result<(), StoreError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let mut rows = d
+            .iter()
+            .map(DeliveryRow::from_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in &mut rows {
+            r.locked_until = None;
+        }
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                for row in &rows {
+                    diesel::update(outbox::table.find(&row.id))
+                        .set(row)
+                        .execute(conn)
+                        .map_err(db_err("delivery", "id"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError> {
         let id = id.as_str().to_owned();
         self.run(move |conn| {

@@ -629,7 +629,21 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
         .expect("due again after backoff");
     again.state = DeliveryState::Delivered;
     again.finished_at = Some(due);
-    s.record_attempt(&again).await.unwrap();
+    // Recorded in a batch with another delivery.
+    let mut other = delivery(&tag, 9);
+    s.insert_deliveries(std::slice::from_ref(&other))
+        .await
+        .unwrap();
+    other.state = DeliveryState::Failed;
+    other.attempts = 1;
+    other.last_error = Some("HTTP 400".into());
+    s.record_attempts(&[again.clone(), other.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_delivery(&other.id).await.unwrap().state,
+        DeliveryState::Failed
+    );
     let far = due + Duration::days(1);
     assert!(!claimed_now(
         s.claim_deliveries(far, far, 1000).await.unwrap()
