@@ -37,7 +37,8 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
                 .service(api::users::scope())
                 .service(api::users::by_email_scope())
                 .service(api::keys::scope())
-                .service(api::client_grants::scope()),
+                .service(api::client_grants::scope())
+                .service(api::logs::scope()),
         );
     }
 }

@@ -32,6 +32,7 @@ pub const SCOPES: &[&str] = &[
     "delete:sessions",
     "read:signing_keys",
     "create:signing_keys",
+    "read:logs",
 ];
 
 pub fn scope() -> Scope {

@@ -2,6 +2,7 @@ pub mod client_grants;
 pub mod clients;
 pub mod connections;
 pub mod keys;
+pub mod logs;
 pub mod users;
 
 use serde::Deserialize;

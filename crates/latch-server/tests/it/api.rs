@@ -500,3 +500,34 @@ async fn credentials_are_required(h: Harness) {
     assert_eq!(h.state.store.list_connections().await.unwrap(), before);
 }
 on_all_backends!(credentials_are_required, credentials_are_required);
+
+async fn logs_api(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let (_, c) = api!(app, POST "/api/v2/clients", json!({"name": "Logged"}));
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    let (s, logs) = api!(app, GET "/api/v2/logs?type=sapi&per_page=100");
+    assert_eq!(s, 200);
+    let all = logs.as_array().unwrap();
+    assert!(all.iter().all(|e| e["type"] == "sapi"));
+    assert!(
+        all.iter()
+            .any(|e| e["client_id"] == cid.as_str() && e["description"] == "Create a client")
+    );
+    // Newest first, filters, paging, totals.
+    let (_, mine) = api!(app, GET format!("/api/v2/logs?client_id={cid}&include_totals=true"));
+    assert_eq!(mine["logs"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["logs"][0]["details"]["actor"], "admin-token");
+    let (_, none) =
+        api!(app, GET format!("/api/v2/logs?client_id={cid}&from=2999-01-01T00:00:00Z"));
+    assert!(none.as_array().unwrap().is_empty());
+    let (s, err) = api!(app, GET "/api/v2/logs?from=yesterday");
+    assert_eq!(
+        (s, err["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("from"))
+    );
+    let (s, _) = api!(app, GET "/api/v2/logs?per_page=1000");
+    assert_eq!(s, 400);
+    let (s, _) = call(&app, Method::GET, "/api/v2/logs", None, None).await;
+    assert_eq!(s, 401);
+}
+on_all_backends!(logs_api, logs_api);
