@@ -892,6 +892,21 @@ impl LogRepo for SqlStore {
     }
 }
 
+/// The row an attempt's outcome is written as: the lease is given back.
+fn attempt_row(d: &Delivery) -> Result<DeliveryRow, StoreError> {
+    let mut row = DeliveryRow::from_domain(d)?;
+    row.locked_until = None;
+    Ok(row)
+}
+
+/// Writes one attempt's outcome; the number of rows it changed.
+fn write_attempt(conn: &mut DbConnection, row: &DeliveryRow) -> Result<usize, StoreError> {
+    diesel::update(outbox::table.find(&row.id))
+        .set(row)
+        .execute(conn)
+        .map_err(db_err("delivery", "id"))
+}
+
 #[async_trait]
 impl OutboxRepo for SqlStore {
     async fn insert_deliveries(&self, d: &[Delivery]) -> Result<(), StoreError> {
@@ -1005,14 +1020,9 @@ impl OutboxRepo for SqlStore {
     }
 
     async fn record_attempt(&self, d: &Delivery) -> Result<(), StoreError> {
-        let mut row = DeliveryRow::from_domain(d)?;
-        row.locked_until = None;
+        let row = attempt_row(d)?;
         self.run_write(move |conn| {
-            let n = diesel::update(outbox::table.find(&row.id))
-                .set(&row)
-                .execute(conn)
-                .map_err(db_err("delivery", "id"))?;
-            if n == 0 {
+            if write_attempt(conn, &row)? == 0 {
                 Err(not_found("delivery", &row.id))
             } else {
                 Ok(())
@@ -1025,20 +1035,11 @@ impl OutboxRepo for SqlStore {
         if d.is_empty() {
             return Ok(());
         }
-        let mut rows = d
-            .iter()
-            .map(DeliveryRow::from_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        for r in &mut rows {
-            r.locked_until = None;
-        }
+        let rows = d.iter().map(attempt_row).collect::<Result<Vec<_>, _>>()?;
         self.run_write(move |conn| {
             tx(conn, |conn| {
                 for row in &rows {
-                    diesel::update(outbox::table.find(&row.id))
-                        .set(row)
-                        .execute(conn)
-                        .map_err(db_err("delivery", "id"))?;
+                    write_attempt(conn, row)?;
                 }
                 Ok(())
             })

@@ -329,26 +329,26 @@ async fn alternatives(
     if !r.chosen {
         return Ok(vec![]);
     }
-    let query: String = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k != "connection")
-        .fold(
-            url::form_urlencoded::Serializer::new(String::new()),
-            |mut s, (k, v)| {
-                s.append_pair(&k, &v);
-                s
-            },
-        )
-        .finish();
     Ok(sign_in_connections(deps, &r.client_id)
         .await?
-        .into_iter()
+        .iter()
         .filter(|c| c.strategy.is_enterprise() && c.name != r.connection)
-        .map(|c| {
-            let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
-            let href = format!("{}?{query}&connection={}", paths::AUTHORIZE, c.name);
-            (label, href)
-        })
+        .map(|c| choice(req, c))
         .collect())
+}
+
+/// A "Continue with …" entry: the connection's label, and this authorization request again
+/// with `connection` set to it.
+fn choice(req: &HttpRequest, c: &latch_core::model::Connection) -> (String, String) {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k != "connection")
+    {
+        query.append_pair(&k, &v);
+    }
+    query.append_pair("connection", c.name.as_str());
+    let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
+    (label, format!("{}?{}", paths::AUTHORIZE, query.finish()))
 }
 
 /// The live session of this browser, if any.
@@ -472,24 +472,7 @@ pub async fn get_authorize(
         let others = alternatives(&deps, &req, &r).await?;
         if r.chosen && !hinted && !others.is_empty() {
             let mut all = others;
-            let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
-            let query: String = url::form_urlencoded::parse(req.query_string().as_bytes())
-                .filter(|(k, _)| k != "connection")
-                .fold(
-                    url::form_urlencoded::Serializer::new(String::new()),
-                    |mut s, (k, v)| {
-                        s.append_pair(&k, &v);
-                        s
-                    },
-                )
-                .finish();
-            all.insert(
-                0,
-                (
-                    label,
-                    format!("{}?{query}&connection={}", paths::AUTHORIZE, c.name),
-                ),
-            );
+            all.insert(0, choice(&req, &c));
             let page = LoginPage {
                 app_name: &client.name,
                 action: paths::LOGIN,
