@@ -3,8 +3,10 @@
 # Idempotent: installs only what is missing. Run as root (CI is root), or with sudo.
 set -euo pipefail
 
-# Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config.
-packages=(pkg-config libssl-dev libpq-dev)
+# Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config;
+# samael (SAML) runs bindgen (libclang) over libxml2 and xmlsec1.
+# Test: the xmlsec1 command signs SAML for the pysaml2 IdP peer.
+packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev xmlsec1)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Installs the real protocol peers the end-to-end tests drive (npm packages under peers/).
+# Installs the real protocol peers the end-to-end tests drive:
+#   - npm packages under peers/ (openid-client, oidc-provider);
+#   - a Python venv at peers/.venv with peers/requirements.txt (pysaml2, for peers/saml_idp.py).
+# Idempotent; the Python part skips pip when peers/.venv/.requirements.sha256 matches.
 set -euo pipefail
 cd "$(dirname "$0")/../peers"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -12,3 +15,24 @@ else
   npm install --no-audit --no-fund --loglevel=error
 fi
 echo "install-peers: $(node -e "console.log('openid-client', require('./node_modules/openid-client/package.json').version)")"
+
+# --- Python peers (pysaml2 SAML IdP) ---
+if ! command -v xmlsec1 >/dev/null; then
+  echo "install-peers: the xmlsec1 command is required by pysaml2 (run scripts/install-deps.sh, or apt-get install xmlsec1)" >&2
+  exit 1
+fi
+PYTHON="${PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null; then
+  echo "install-peers: python3 (with the venv module) is required" >&2
+  exit 1
+fi
+venv=.venv
+stamp="$venv/.requirements.sha256"
+want="$( (sha256sum requirements.txt; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+echo "install-peers: $("$venv/bin/python" -c 'from importlib.metadata import version; print("pysaml2", version("pysaml2"))')"

@@ -45,7 +45,7 @@ pub trait PasswordConnector: Send + Sync {
 pub const DATABASE_ISSUER: &str = "urn:latch:database";
 
 /// A user as an upstream IdP vouched for them, after every check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpstreamIdentity {
     /// The upstream issuer (`iss`), part of the identity's key.
     pub issuer: String,
@@ -89,7 +89,7 @@ pub struct RedirectStart {
     pub saved: serde_json::Value,
 }
 
-/// A connection that signs users in by redirecting to an IdP (strategies `okta`, `oidc`).
+/// A connection that signs users in by redirecting to an IdP (strategies `okta`, `oidc`, `samlp`).
 #[async_trait]
 pub trait RedirectConnector: Send + Sync {
     /// The authorization URL; `state` is the login transaction's id.

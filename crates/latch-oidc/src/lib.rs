@@ -101,9 +101,12 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
                 paths::LOGIN,
                 web::post().to(endpoints::authorize::post_login),
             )
-            .route(
-                paths::CALLBACK,
-                web::get().to(endpoints::authorize::get_callback),
+            .service(
+                // The SAML ACS takes a signed Response in a form: larger than other forms.
+                web::resource(paths::CALLBACK)
+                    .app_data(web::FormConfig::default().limit(512 * 1024))
+                    .route(web::get().to(endpoints::authorize::get_callback))
+                    .route(web::post().to(endpoints::authorize::post_callback)),
             )
             .route(paths::TOKEN, web::post().to(endpoints::token::post_token))
             .route(

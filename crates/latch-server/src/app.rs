@@ -27,7 +27,7 @@ pub struct AppState {
     pub backchannel: Arc<latch_backchannel::Backchannel>,
     /// Discovery documents and JWKS of other issuers (upstream IdPs, Okta's Universal Logout).
     pub remote: Arc<latch_jose::remote::RemoteKeys>,
-    /// Upstream OpenID Connect and Okta connections (metadata cached across requests).
+    /// Upstream Okta, OpenID Connect and SAML connections (metadata cached across requests).
     pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
 }
 
@@ -89,6 +89,12 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     clock: state.clock.clone(),
                     remote: state.remote.clone(),
                     notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                },
+            ))
+            .configure(latch_federation::saml::configure(
+                latch_federation::saml::MetadataDeps {
+                    store: state.store.clone(),
+                    issuer: state.config.issuer_str().to_owned(),
                 },
             ))
             .configure(latch_gtr::configure(latch_gtr::Deps {

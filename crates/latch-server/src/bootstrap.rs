@@ -227,6 +227,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             ..Default::default()
         },
     ));
+    let upstream = Arc::new(latch_federation::Upstream {
+        oidc: latch_federation::OidcConnector::new(latch_http::client::outbound(
+            std::time::Duration::from_secs(10),
+        )),
+        saml: latch_federation::SamlConnector::new(
+            latch_http::client::outbound(std::time::Duration::from_secs(10)),
+            sessions.clone(),
+            clock.clone(),
+        ),
+    });
     Ok(Started {
         state: AppState {
             config: Arc::new(config),
@@ -235,9 +245,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             clock,
             admin_token: Some(token),
             backchannel,
-            upstream: Arc::new(latch_federation::OidcConnector::new(
-                latch_http::client::outbound(std::time::Duration::from_secs(10)),
-            )),
+            upstream,
             remote: Arc::new(latch_jose::remote::RemoteKeys::new(
                 latch_http::client::outbound(std::time::Duration::from_secs(5)),
             )),

@@ -1,14 +1,16 @@
 //! Dev-only support for Latch's tests: the backend matrix (which real services a run may use),
 //! entity fixtures, and the conformance suites every store and session backend must pass.
 //!
-//! **Boundary:** depends on `latch-core` only (plus diesel to make a scratch PostgreSQL schema),
-//! so every backend crate can use it from its tests without a dependency cycle.
+//! **Boundary:** depends on `latch-core` only (plus diesel to make a scratch PostgreSQL schema and
+//! samael to play a SAML IdP), so every crate can use it from its tests without a dependency
+//! cycle.
 
 // Test support: a failed step is a failed test, so panicking is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod env;
 pub mod fixtures;
+pub mod saml;
 pub mod session_conformance;
 pub mod store_conformance;
 

@@ -243,12 +243,6 @@ async fn check(deps: &Deps, q: AuthorizeQuery) -> Result<Checked, latch_http::Ap
             "The connection is not enabled for this application.",
         );
     };
-    if connection.strategy == Strategy::Samlp {
-        return back(
-            "invalid_request",
-            "Sign-in through SAML connections is not available yet.",
-        );
-    }
     Ok(Checked::Ok(Box::new((
         AuthRequest {
             client_id: client.client_id.clone(),
@@ -277,7 +271,7 @@ async fn sign_in_connections(
         .list_connections()
         .await?
         .into_iter()
-        .filter(|c| c.enabled_clients.contains(client) && c.strategy != Strategy::Samlp)
+        .filter(|c| c.enabled_clients.contains(client))
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)
@@ -606,18 +600,27 @@ pub async fn get_callback(
             )
         }
     };
-    let identity = match deps
-        .upstream
-        .finish(
-            &connection,
-            &deps.url(paths::CALLBACK),
-            &params,
-            &tx.payload["upstream"],
-        )
-        .await
-    {
-        Ok(i) => i,
-        Err(e) => return Ok(fail(e.to_string()).await),
+    // A SAML answer was checked when the IdP posted it (see `post_callback`).
+    let verified = tx
+        .payload
+        .get("identity")
+        .map(|v| serde_json::from_value::<latch_core::connector::UpstreamIdentity>(v.clone()));
+    let identity = match verified {
+        Some(Ok(i)) => i,
+        Some(Err(_)) => return Ok(expired()),
+        None => match deps
+            .upstream
+            .finish(
+                &connection,
+                &deps.url(paths::CALLBACK),
+                &params,
+                &tx.payload["upstream"],
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return Ok(fail(e.to_string()).await),
+        },
     };
     let new_id = || latch_jose::random_alnum(24).to_lowercase();
     let user = match latch_core::provision::provision(
@@ -645,6 +648,134 @@ pub async fn get_callback(
         json!({"upstream_issuer": identity.issuer}),
     )
     .await
+}
+
+#[derive(Deserialize)]
+pub struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: String,
+    #[serde(rename = "RelayState", default)]
+    relay_state: String,
+}
+
+#[derive(Deserialize)]
+pub struct AcsQuery {
+    connection: Option<String>,
+}
+
+/// `POST /login/callback?connection={name}`: the SAML AssertionConsumerService (HTTP-POST
+/// binding). `RelayState` names the login transaction, which holds the AuthnRequest ID the
+/// answer must be `InResponseTo` (so IdP-initiated answers are refused). The IdP posts
+/// cross-site, so the `SameSite=Lax` browser-binding cookie is not sent here: the checked answer
+/// is parked in a new one-time transaction and the browser comes back with a same-site `GET
+/// /login/callback?state=…`, where the binding is checked as for OpenID Connect.
+pub async fn post_callback(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    q: web::Query<AcsQuery>,
+    form: web::Form<AcsForm>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let form = form.into_inner();
+    let now = deps.clock.now();
+    let expired = || {
+        pages::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in has expired or was already completed. Go back to the application and start again.",
+        )
+    };
+    let state = form.relay_state.as_str();
+    if state.is_empty() || state.len() > 128 {
+        issue::log(
+            &deps,
+            "f",
+            "Failed login",
+            None,
+            None,
+            q.connection.as_deref().map(ConnectionName::new).as_ref(),
+            client_ip(&req),
+            json!({"reason": "SAML response without a login transaction (unsolicited)"}),
+        )
+        .await;
+        return Ok(expired());
+    }
+    let Some(tx) = deps
+        .sessions
+        .take_login_tx(&LoginTxId::new(state), now)
+        .await?
+    else {
+        return Ok(expired());
+    };
+    let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
+        return Ok(expired());
+    };
+    let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
+        return Ok(expired());
+    };
+    let fail = |reason: String| {
+        let deps = deps.clone();
+        let (client, conn, ip) = (
+            r.client_id.clone(),
+            connection.name.clone(),
+            client_ip(&req),
+        );
+        async move {
+            issue::log(
+                &deps,
+                "f",
+                "Failed login",
+                None,
+                Some(&client),
+                Some(&conn),
+                ip,
+                json!({"reason": reason}),
+            )
+            .await;
+            pages::error(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "The identity provider's answer could not be accepted. Go back to the application and try again.",
+            )
+        }
+    };
+    if connection.strategy != Strategy::Samlp
+        || q.connection
+            .as_deref()
+            .is_some_and(|n| n != connection.name.as_str())
+    {
+        return Ok(fail("SAML response for another connection".into()).await);
+    }
+    let params = std::collections::HashMap::from([("SAMLResponse".to_owned(), form.saml_response)]);
+    let identity = match deps
+        .upstream
+        .finish(
+            &connection,
+            &deps.url(paths::CALLBACK),
+            &params,
+            &tx.payload["upstream"],
+        )
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return Ok(fail(e.to_string()).await),
+    };
+    let next = LoginTransaction {
+        id: LoginTxId::new(latch_jose::random_token(24)),
+        expires_at: now + time::Duration::minutes(2),
+        payload: json!({
+            "request": r,
+            "browser": tx.payload["browser"],
+            "identity": identity,
+        }),
+    };
+    deps.sessions.insert_login_tx(&next).await?;
+    let mut to = deps.url(paths::CALLBACK);
+    to.push_str("?state=");
+    to.push_str(next.id.as_str());
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, to))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish())
 }
 
 fn oauth_to_api(e: latch_http::OAuthError) -> latch_http::ApiError {

@@ -1,0 +1,396 @@
+//! The `samlp` strategy: Latch as a SAML service provider (on `latch-saml`, i.e. samael with
+//! xmlsec). The AuthnRequest goes out over HTTP-Redirect with the login transaction's id as
+//! `RelayState`; the Response comes back over HTTP-POST to the ACS, Auth0's
+//! `/login/callback?connection={name}`. Latch's entity id is `options.entityId` or
+//! `urn:latch:{host}:{connection}`, and its metadata is served at
+//! `GET /samlp/metadata?connection={name}`.
+//!
+//! IdP settings come from `metadataXml`, `metadataUrl` (fetched on first use, cached for an
+//! hour, refetched at most every 30 seconds when a signature fails, as the IdP may have rolled
+//! its certificate) or `signInEndpoint` + `signingCert`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use async_trait::async_trait;
+use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
+use latch_core::model::{Connection, Strategy};
+use latch_core::session::{SessionStore, UpstreamSession};
+use latch_core::{Clock, ConnectionName};
+use latch_saml::{IdpConfig, SamlError, SpConfig, VerifiedAssertion};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// IdP metadata from a URL is refreshed after this long.
+pub const METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
+/// …and refetched at most this often when an answer's signature does not verify.
+pub const REFETCH_EVERY: Duration = Duration::from_secs(30);
+
+/// Replay cache scope for accepted assertion IDs.
+const REPLAY_SCOPE: &str = "saml-assertion";
+
+const EMAIL: &[&str] = &[
+    "email",
+    "mail",
+    "emailaddress",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "urn:oid:0.9.2342.19200300.100.1.3",
+];
+const GIVEN_NAME: &[&str] = &[
+    "given_name",
+    "givenName",
+    "firstName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    "urn:oid:2.5.4.42",
+];
+const FAMILY_NAME: &[&str] = &[
+    "family_name",
+    "sn",
+    "surname",
+    "lastName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    "urn:oid:2.5.4.4",
+];
+const NAME: &[&str] = &[
+    "name",
+    "displayName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    "urn:oid:2.16.840.1.113730.3.1.241",
+];
+const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+
+pub struct SamlConnector {
+    http: reqwest::Client,
+    sessions: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    metadata: Mutex<HashMap<String, (Instant, IdpConfig)>>,
+}
+
+fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
+    c.options
+        .get(k)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Latch's SP settings for a connection, from Latch's issuer (no trailing slash).
+pub fn sp_config(c: &Connection, issuer: &str) -> SpConfig {
+    let host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
+        })
+        .unwrap_or_else(|| "latch".into());
+    SpConfig {
+        entity_id: opt(c, "entityId")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("urn:latch:{host}:{}", c.name)),
+        acs_url: acs_url(issuer, &c.name),
+    }
+}
+
+/// The AssertionConsumerService: Auth0's postback URL.
+pub fn acs_url(issuer: &str, connection: &ConnectionName) -> String {
+    let mut u = format!("{issuer}/login/callback?connection=");
+    u.push_str(
+        &url::form_urlencoded::byte_serialize(connection.as_str().as_bytes()).collect::<String>(),
+    );
+    u
+}
+
+/// Latch's issuer from the callback URL the login flow hands to connectors.
+fn issuer_from_callback(callback: &str) -> &str {
+    callback.strip_suffix("/login/callback").unwrap_or(callback)
+}
+
+impl SamlConnector {
+    pub fn new(
+        http: reqwest::Client,
+        sessions: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            http,
+            sessions,
+            clock,
+            metadata: Mutex::default(),
+        }
+    }
+
+    /// The IdP as the connection describes it. `stale_ok == false` forces a refetch of
+    /// `metadataUrl` unless it was fetched in the last [`REFETCH_EVERY`].
+    async fn idp(&self, c: &Connection, force: bool) -> Result<IdpConfig, FederationError> {
+        let cfg = |e: SamlError| FederationError::Misconfigured(e.to_string());
+        if let Some(xml) = opt(c, "metadataXml") {
+            return latch_saml::parse_idp_metadata(xml).map_err(cfg);
+        }
+        if let Some(url) = opt(c, "metadataUrl") {
+            if let Some((at, idp)) = self
+                .metadata
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(url)
+                && at.elapsed() < METADATA_MAX_AGE
+                && (!force || at.elapsed() < REFETCH_EVERY)
+            {
+                return Ok(idp.clone());
+            }
+            let res = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| FederationError::Unavailable(format!("metadata {url}: {e}")))?;
+            if !res.status().is_success() {
+                return Err(FederationError::Unavailable(format!(
+                    "metadata {url}: HTTP {}",
+                    res.status()
+                )));
+            }
+            let body = res
+                .text()
+                .await
+                .map_err(|e| FederationError::Unavailable(format!("metadata {url}: {e}")))?;
+            let idp = latch_saml::parse_idp_metadata(&body).map_err(cfg)?;
+            self.metadata
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(url.to_owned(), (Instant::now(), idp.clone()));
+            return Ok(idp);
+        }
+        match (opt(c, "signInEndpoint"), opt(c, "signingCert")) {
+            (Some(sso), Some(cert)) => Ok(IdpConfig {
+                entity_id: None,
+                sso_url: sso.to_owned(),
+                slo_url: opt(c, "signOutEndpoint").map(str::to_owned),
+                certs: vec![latch_saml::parse_certificate(cert).map_err(cfg)?],
+            }),
+            _ => Err(FederationError::Misconfigured(
+                "options.metadataUrl, metadataXml, or signInEndpoint with signingCert".into(),
+            )),
+        }
+    }
+
+    fn identity(&self, c: &Connection, a: VerifiedAssertion) -> UpstreamIdentity {
+        let subject = opt(c, "user_id_attribute")
+            .and_then(|n| a.attribute(&[n]))
+            .map(str::to_owned)
+            .unwrap_or_else(|| a.name_id.clone());
+        let email = a.attribute(EMAIL).map(str::to_owned).or_else(|| {
+            (a.name_id_format.as_deref() == Some(NAMEID_EMAIL) && a.name_id.contains('@'))
+                .then(|| a.name_id.clone())
+        });
+        let given_name = a.attribute(GIVEN_NAME).map(str::to_owned);
+        let family_name = a.attribute(FAMILY_NAME).map(str::to_owned);
+        let name =
+            a.attribute(NAME)
+                .map(str::to_owned)
+                .or_else(|| match (&given_name, &family_name) {
+                    (Some(g), Some(f)) => Some(format!("{g} {f}")),
+                    (Some(g), None) => Some(g.clone()),
+                    _ => None,
+                });
+        let mut profile = Map::new();
+        for at in &a.attributes {
+            let v = if at.values.len() == 1 {
+                json!(at.values[0])
+            } else {
+                json!(at.values)
+            };
+            profile.insert(at.name.clone(), v);
+        }
+        profile.insert("nameid".into(), json!(a.name_id));
+        UpstreamIdentity {
+            issuer: a.issuer,
+            subject,
+            email,
+            // A SAML IdP vouches for the address it sends; Auth0 does not mark it verified.
+            email_verified: false,
+            name,
+            given_name,
+            family_name,
+            nickname: None,
+            picture: None,
+            profile,
+            session: UpstreamSession {
+                name_id: Some(a.name_id),
+                name_id_format: a.name_id_format,
+                session_index: a.session_index,
+                ..UpstreamSession::default()
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl RedirectConnector for SamlConnector {
+    async fn start(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        state: &str,
+    ) -> Result<RedirectStart, FederationError> {
+        let sp = sp_config(connection, issuer_from_callback(callback));
+        let idp = self.idp(connection, false).await?;
+        let id = format!("_{}", latch_jose::random_token(24));
+        let r = latch_saml::authn_request(&sp, &idp, &id, state, false)
+            .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
+        Ok(RedirectStart {
+            url: r.url,
+            saved: json!({ "request_id": r.request_id }),
+        })
+    }
+
+    async fn finish(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        params: &HashMap<String, String>,
+        saved: &Value,
+    ) -> Result<UpstreamIdentity, FederationError> {
+        let sp = sp_config(connection, issuer_from_callback(callback));
+        let response = params
+            .get("SAMLResponse")
+            .ok_or_else(|| FederationError::Rejected("no SAMLResponse".into()))?;
+        let request_id = saved["request_id"]
+            .as_str()
+            .ok_or_else(|| FederationError::Rejected("no AuthnRequest on record".into()))?;
+        let idp = self.idp(connection, false).await?;
+        let verified = match latch_saml::verify_response(&sp, &idp, response, request_id) {
+            Ok(v) => v,
+            // The IdP may have rolled its certificate: refetch its metadata once and retry.
+            Err(SamlError::Rejected(e))
+                if e.contains("signed") && opt(connection, "metadataUrl").is_some() =>
+            {
+                let fresh = self.idp(connection, true).await?;
+                latch_saml::verify_response(&sp, &fresh, response, request_id)
+                    .map_err(|e| FederationError::Rejected(e.to_string()))?
+            }
+            Err(e) => return Err(FederationError::Rejected(e.to_string())),
+        };
+        let now = self.clock.now();
+        let key = format!(
+            "{}:{}:{}",
+            connection.name, verified.issuer, verified.assertion_id
+        );
+        let first = self
+            .sessions
+            .remember_once(REPLAY_SCOPE, &key, verified.replay_until, now)
+            .await
+            .map_err(|e| FederationError::Unavailable(e.to_string()))?;
+        if !first {
+            return Err(FederationError::Rejected(format!(
+                "assertion {} was already used",
+                verified.assertion_id
+            )));
+        }
+        Ok(self.identity(connection, verified))
+    }
+}
+
+/// Sends each connection to the connector of its strategy.
+pub struct Upstream {
+    pub oidc: crate::OidcConnector,
+    pub saml: SamlConnector,
+}
+
+impl Upstream {
+    fn pick(&self, c: &Connection) -> Result<&dyn RedirectConnector, FederationError> {
+        match c.strategy {
+            Strategy::Okta | Strategy::Oidc => Ok(&self.oidc),
+            Strategy::Samlp => Ok(&self.saml),
+            Strategy::Auth0 => Err(FederationError::Misconfigured(
+                "the database connection does not redirect".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl RedirectConnector for Upstream {
+    async fn start(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        state: &str,
+    ) -> Result<RedirectStart, FederationError> {
+        self.pick(connection)?
+            .start(connection, callback, state)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        connection: &Connection,
+        callback: &str,
+        params: &HashMap<String, String>,
+        saved: &Value,
+    ) -> Result<UpstreamIdentity, FederationError> {
+        self.pick(connection)?
+            .finish(connection, callback, params, saved)
+            .await
+    }
+}
+
+/// What the SP metadata endpoint needs.
+#[derive(Clone)]
+pub struct MetadataDeps {
+    pub store: Arc<dyn latch_core::store::Store>,
+    pub issuer: String,
+}
+
+#[derive(Deserialize)]
+pub struct MetadataQuery {
+    connection: Option<String>,
+}
+
+/// `GET /samlp/metadata?connection={name}`: Latch's SP metadata for a SAML connection.
+pub async fn get_sp_metadata(
+    deps: web::Data<MetadataDeps>,
+    q: web::Query<MetadataQuery>,
+) -> Result<HttpResponse, latch_http::ApiError> {
+    let not_found = || {
+        latch_http::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "inexistent_connection",
+            "No SAML connection with that name.",
+        )
+    };
+    let Some(name) = q.into_inner().connection.filter(|n| !n.is_empty()) else {
+        return Err(latch_http::ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The connection parameter is required.",
+        ));
+    };
+    let c = deps
+        .store
+        .find_connection_by_name(&ConnectionName::new(name))
+        .await?
+        .filter(|c| c.strategy == Strategy::Samlp)
+        .ok_or_else(not_found)?;
+    let xml = latch_saml::sp_metadata(&sp_config(&c, &deps.issuer)).map_err(|e| {
+        latch_http::ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/samlmetadata+xml")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(xml))
+}
+
+/// Mounts `GET /samlp/metadata`.
+pub fn configure(deps: MetadataDeps) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(deps))
+            .route("/samlp/metadata", web::get().to(get_sp_metadata));
+    }
+}
