@@ -109,3 +109,41 @@ pub trait RedirectConnector: Send + Sync {
         saved: &serde_json::Value,
     ) -> Result<UpstreamIdentity, FederationError>;
 }
+
+/// Latch as a SAML service provider for one `samlp` connection: what an admin gives the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlSp {
+    /// `options.entityId`, or `urn:latch:{host}:{connection}` (Auth0's `urn:auth0:{tenant}:{connection}`).
+    pub entity_id: String,
+    /// The HTTP-POST AssertionConsumerService: `{issuer}/login/callback?connection={name}`.
+    pub acs_url: String,
+    /// `{issuer}/samlp/metadata?connection={name}`.
+    pub metadata_url: String,
+}
+
+impl SamlSp {
+    /// `issuer` is Latch's issuer URL without a trailing slash.
+    pub fn of(c: &Connection, issuer: &str) -> Self {
+        let host = url::Url::parse(issuer)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
+            })
+            .unwrap_or_else(|| "latch".into());
+        let name: String =
+            url::form_urlencoded::byte_serialize(c.name.as_str().as_bytes()).collect();
+        Self {
+            entity_id: c
+                .options
+                .get("entityId")
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("urn:latch:{host}:{}", c.name)),
+            acs_url: format!("{issuer}/login/callback?connection={name}"),
+            metadata_url: format!("{issuer}/samlp/metadata?connection={name}"),
+        }
+    }
+}

@@ -231,6 +231,9 @@ pub fn okta_domain(field: &str, raw: &str) -> Result<Url, ValidationError> {
     Ok(url)
 }
 
+/// Options Latch computes and shows on a connection, ignored on input.
+pub const READ_ONLY_OPTIONS: &[&str] = &["sp_metadata_url", "sp_entity_id", "sp_acs_url"];
+
 /// Secret connection options by key (`client_secret`).
 pub type SecretOptions = BTreeMap<String, SecretString>;
 
@@ -245,6 +248,11 @@ pub fn connection_options(
 ) -> Result<(Map<String, Value>, SecretOptions), ValidationError> {
     let keys = known(strategy);
     let mut secrets = previous_secrets.cloned().unwrap_or_default();
+    // Read-only values Latch adds to the options it shows (SAML SP settings) come back when an
+    // admin edits and saves: they are dropped, never stored.
+    for k in READ_ONLY_OPTIONS {
+        options.remove(*k);
+    }
     for (k, v) in &options {
         let field = format!("options.{k}");
         let Some((_, kind)) = keys.iter().find(|(name, _)| name == k) else {

@@ -79,28 +79,11 @@ fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
 
 /// Latch's SP settings for a connection, from Latch's issuer (no trailing slash).
 pub fn sp_config(c: &Connection, issuer: &str) -> SpConfig {
-    let host = url::Url::parse(issuer)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
-        })
-        .unwrap_or_else(|| "latch".into());
+    let sp = latch_core::connector::SamlSp::of(c, issuer);
     SpConfig {
-        entity_id: opt(c, "entityId")
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("urn:latch:{host}:{}", c.name)),
-        acs_url: acs_url(issuer, &c.name),
+        entity_id: sp.entity_id,
+        acs_url: sp.acs_url,
     }
-}
-
-/// The AssertionConsumerService: Auth0's postback URL.
-pub fn acs_url(issuer: &str, connection: &ConnectionName) -> String {
-    let mut u = format!("{issuer}/login/callback?connection=");
-    u.push_str(
-        &url::form_urlencoded::byte_serialize(connection.as_str().as_bytes()).collect::<String>(),
-    );
-    u
 }
 
 /// Latch's issuer from the callback URL the login flow hands to connectors.

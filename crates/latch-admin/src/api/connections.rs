@@ -87,6 +87,14 @@ pub(crate) fn view(c: &Connection, issuer: &str) -> Value {
             Value::String(format!("{issuer}/login/backchannel-logout/{}", c.name)),
         );
     }
+    if c.strategy == Strategy::Samlp
+        && let Some(o) = out.get_mut("options").and_then(Value::as_object_mut)
+    {
+        let sp = latch_core::connector::SamlSp::of(c, issuer);
+        o.insert("sp_metadata_url".into(), Value::String(sp.metadata_url));
+        o.insert("sp_entity_id".into(), Value::String(sp.entity_id));
+        o.insert("sp_acs_url".into(), Value::String(sp.acs_url));
+    }
     if let Some(o) = out.as_object_mut()
         && c.strategy.is_enterprise()
     {

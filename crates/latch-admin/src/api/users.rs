@@ -406,6 +406,13 @@ fn session_view(s: &latch_core::session::Session) -> Value {
         "expires_at": rfc3339(s.expires_at),
         "device": { "last_ip": s.ip, "last_user_agent": s.user_agent },
         "clients": s.clients.iter().map(|c| json!({ "client_id": c.client_id, "sid": c.sid })).collect::<Vec<_>>(),
+        // What upstream logout needs (never the upstream ID token).
+        "upstream": {
+            "sid": s.upstream.sid,
+            "name_id": s.upstream.name_id,
+            "name_id_format": s.upstream.name_id_format,
+            "session_index": s.upstream.session_index,
+        },
     })
 }
 

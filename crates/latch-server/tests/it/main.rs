@@ -12,4 +12,5 @@ mod hostile;
 mod oidc;
 mod peers;
 mod process;
+mod saml;
 mod support;

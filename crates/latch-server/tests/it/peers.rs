@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::process::{Latch, free_port};
 use crate::support::{Backends, TOKEN, env_for};
 
-fn peers_dir() -> PathBuf {
+pub(crate) fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../peers")
 }
 
@@ -107,19 +107,19 @@ async fn openid_client_on_postgres_and_redis() {
 
 /// A user agent for the cross-site part of a flow: one cookie jar per origin, redirects
 /// followed by hand.
-struct Agent {
-    http: reqwest::Client,
+pub(crate) struct Agent {
+    pub(crate) http: reqwest::Client,
     jars: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
 }
 
-struct Hop {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub(crate) struct Hop {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Agent {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -137,7 +137,7 @@ impl Agent {
         )
     }
 
-    async fn send(&mut self, url: &str, form: Option<&[(String, String)]>) -> Hop {
+    pub(crate) async fn send(&mut self, url: &str, form: Option<&[(String, String)]>) -> Hop {
         let u = url::Url::parse(url).unwrap();
         let jar = self.jars.entry(Self::origin(&u)).or_default();
         let cookie = jar
