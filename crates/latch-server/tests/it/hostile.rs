@@ -163,55 +163,18 @@ async fn id_token_rejections_leave_no_session() {
         ),
     ];
     for (what, mutate, signer, want) in cases {
-        // Start a sign-in; the IdP's authorization URL carries Latch's state and nonce.
-        let res = http
-            .get(format!("{}/authorize?response_type=code&client_id={cid}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&connection=hostile", latch.base))
-            .send()
-            .await
-            .unwrap();
-        let cookie: Vec<String> = res
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-            .collect();
-        let to_idp = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
-        let q: std::collections::HashMap<_, _> = to_idp.query_pairs().into_owned().collect();
-        let mut claims = json!({"iss": idp.base, "sub": "alice", "aud": "latch-at-hostile", "iat": now, "exp": now + 300,
-                                "nonce": q["nonce"], "email": "alice@example.com"});
-        mutate(&mut claims);
-        let token = match signer {
-            Some(s) => {
-                let t = sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &claims).unwrap();
-                if what == "tampered" {
-                    // Signed over the original sub, then the payload swapped.
-                    let mut orig = claims.clone();
-                    orig["sub"] = json!("alice");
-                    let signed =
-                        sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &orig).unwrap();
-                    let parts: Vec<&str> = signed.split('.').collect();
-                    format!("{}.{}.{}", parts[0], b64(&claims), parts[2])
-                } else {
-                    t
-                }
-            }
-            None => format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
-        };
-        *idp.id_token.lock().unwrap() = token;
-        let cb = http
-            .get(format!(
-                "{}/login/callback?code=any&state={}",
-                latch.base, q["state"]
-            ))
-            .header("Cookie", cookie.join("; "))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(cb.status().as_u16(), want, "{what}");
-        let session = cb.headers().get_all("set-cookie").iter().any(|v| {
-            v.to_str().unwrap_or("").starts_with("latch_session=")
-                && !v.to_str().unwrap_or("").starts_with("latch_session=;")
-        });
+        let (status, session) = try_id_token(
+            &http,
+            &latch.base,
+            &cid,
+            &idp,
+            now,
+            &*mutate,
+            signer,
+            what == "tampered",
+        )
+        .await;
+        assert_eq!(status, want, "{what}");
         assert_eq!(
             session,
             want == 302,
@@ -230,4 +193,157 @@ async fn id_token_rejections_leave_no_session() {
         .unwrap();
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["identities"][0]["user_id"], "alice");
+}
+
+/// One upstream sign-in through the hostile IdP, answered with an ID token made of the claims
+/// (after `mutate`) signed by `signer` (`None`: `alg: none`). Returns the callback's status and
+/// whether it set a session.
+#[allow(clippy::too_many_arguments)]
+async fn try_id_token(
+    http: &reqwest::Client,
+    base: &str,
+    cid: &str,
+    idp: &Hostile,
+    now: i64,
+    mutate: &dyn Fn(&mut Value),
+    signer: Option<&Signer>,
+    tampered: bool,
+) -> (u16, bool) {
+    // Start a sign-in; the IdP's authorization URL carries Latch's state and nonce.
+    let res = http
+        .get(format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&connection=hostile"))
+        .send()
+        .await
+        .unwrap();
+    let cookie: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let to_idp = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = to_idp.query_pairs().into_owned().collect();
+    let mut claims = json!({"iss": idp.base, "sub": "alice", "aud": "latch-at-hostile", "iat": now, "exp": now + 300,
+                            "nonce": q["nonce"], "email": "alice@example.com"});
+    mutate(&mut claims);
+    let token = match signer {
+        Some(s) if tampered => {
+            // Signed over the original sub, then the payload swapped.
+            let mut orig = claims.clone();
+            orig["sub"] = json!("alice");
+            let signed = sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &orig).unwrap();
+            let parts: Vec<&str> = signed.split('.').collect();
+            format!("{}.{}.{}", parts[0], b64(&claims), parts[2])
+        }
+        Some(s) => sign_jws(s, SigningAlg::RS256, &s.thumbprint(), "JWT", &claims).unwrap(),
+        None => format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
+    };
+    *idp.id_token.lock().unwrap() = token;
+    let cb = http
+        .get(format!(
+            "{base}/login/callback?code=any&state={}",
+            q["state"]
+        ))
+        .header("Cookie", cookie.join("; "))
+        .send()
+        .await
+        .unwrap();
+    let session = cb.headers().get_all("set-cookie").iter().any(|v| {
+        v.to_str().unwrap_or("").starts_with("latch_session=")
+            && !v.to_str().unwrap_or("").starts_with("latch_session=;")
+    });
+    (cb.status().as_u16(), session)
+}
+
+/// The IdP rolls its signing key: a token under the new `kid` makes Latch refetch the JWKS, at
+/// most once every 30 seconds per issuer (so a flood of unknown kids cannot make Latch hammer
+/// the IdP). Right after a fetch the new key is not yet trusted; after the interval it is.
+#[tokio::test]
+async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
+    let Some((env, _dir, _schema)) = env_for(
+        "a_rolled_upstream_key_is_picked_up_after_the_refetch_interval",
+        Backends::Embedded,
+    ) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let idp = Hostile::start().await;
+    let old = Signer::generate(SigningAlg::RS256).unwrap();
+    let new = Signer::generate(SigningAlg::RS256).unwrap();
+    *idp.jwks.lock().unwrap() = json!({"keys": [old.public_jwk(SigningAlg::RS256)]});
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let keep = |_: &mut Value| {};
+    let (status, _) = try_id_token(
+        &http,
+        &latch.base,
+        &cid,
+        &idp,
+        now(),
+        &keep,
+        Some(&old),
+        false,
+    )
+    .await;
+    assert_eq!(status, 302, "the old key signs in");
+    // The IdP rolls to the new key and drops the old one.
+    *idp.jwks.lock().unwrap() = json!({"keys": [new.public_jwk(SigningAlg::RS256)]});
+    let (status, session) = try_id_token(
+        &http,
+        &latch.base,
+        &cid,
+        &idp,
+        now(),
+        &keep,
+        Some(&new),
+        false,
+    )
+    .await;
+    assert_eq!((status, session), (400, false), "refetched within 30 s");
+    tokio::time::sleep(std::time::Duration::from_secs(31)).await;
+    let (status, session) = try_id_token(
+        &http,
+        &latch.base,
+        &cid,
+        &idp,
+        now(),
+        &keep,
+        Some(&new),
+        false,
+    )
+    .await;
+    assert_eq!((status, session), (302, true), "the new key is picked up");
+    let (status, _) = try_id_token(
+        &http,
+        &latch.base,
+        &cid,
+        &idp,
+        now(),
+        &keep,
+        Some(&old),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "the dropped key no longer signs in");
 }
