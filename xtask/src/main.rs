@@ -121,6 +121,7 @@ fn bench() -> bool {
         ("latch-session", "sessions"),
         ("latch-server", "refresh"),
         ("latch-server", "logout"),
+        ("latch-server", "signin"),
     ] {
         let mut cmd = cargo();
         cmd.args(["bench", "--locked", "-p", package, "--bench", bench])

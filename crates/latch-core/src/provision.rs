@@ -56,10 +56,9 @@ pub async fn provision(
             user.updated_at = now;
             user.last_login = Some(now);
             user.logins_count += 1;
-            store.update_user(&user).await?;
             identity.profile.clone_from(&upstream.profile);
             identity.updated_at = now;
-            store.update_identity(&identity).await?;
+            store.update_user_and_identity(&user, &identity).await?;
             return Ok(user);
         }
         let mut user = User {

@@ -76,6 +76,12 @@ pub trait UserRepo: Send + Sync {
     ) -> Result<Option<Identity>, StoreError>;
     async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError>;
     async fn update_identity(&self, i: &Identity) -> Result<(), StoreError>;
+    /// A returning upstream user: the user and the identity saved together. Adapters do it in
+    /// one transaction (one write per sign-in instead of two).
+    async fn update_user_and_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError> {
+        self.update_user(u).await?;
+        self.update_identity(i).await
+    }
 }
 
 #[async_trait]

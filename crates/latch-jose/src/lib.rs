@@ -8,8 +8,10 @@
 pub mod keys;
 pub mod password;
 pub mod remote;
+mod sealed;
 mod ring;
 pub mod token;
 
 pub use ring::{JoseError, KeyRing, VerifyOptions};
+pub use sealed::TokenSealer;
 pub use token::{constant_eq, pkce_s256, random_alnum, random_token, token_digest, verify_token};

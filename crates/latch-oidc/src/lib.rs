@@ -67,6 +67,8 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeyRing>,
+    /// Seals the opaque access tokens whose audience is `/userinfo`.
+    pub sealer: Arc<latch_jose::TokenSealer>,
     /// The issuer, without a trailing slash.
     pub issuer: String,
     pub database: Arc<dyn PasswordConnector>,

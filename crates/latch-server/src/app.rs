@@ -24,6 +24,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub admin_token: Option<AdminToken>,
     pub keys: Arc<latch_jose::KeyRing>,
+    /// Seals opaque access tokens (key derived from the master key, so shared by every instance).
+    pub sealer: Arc<latch_jose::TokenSealer>,
     pub backchannel: Arc<latch_backchannel::Backchannel>,
     /// Discovery documents and JWKS of other issuers (upstream IdPs, Okta's Universal Logout).
     pub remote: Arc<latch_jose::remote::RemoteKeys>,
@@ -110,6 +112,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 sessions: state.sessions.clone(),
                 clock: state.clock.clone(),
                 keys: state.keys.clone(),
+                sealer: state.sealer.clone(),
                 issuer: state.config.issuer_str().to_owned(),
                 upstream: state.upstream.clone(),
                 database: Arc::new(latch_federation::DatabaseConnector {

@@ -227,6 +227,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             ..Default::default()
         },
     ));
+    let sealer = Arc::new(latch_jose::TokenSealer::derive(&master_key(&config)?));
     let upstream = Arc::new(latch_federation::Upstream {
         oidc: latch_federation::OidcConnector::new(latch_http::client::outbound(
             std::time::Duration::from_secs(10),
@@ -246,6 +247,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             admin_token: Some(token),
             backchannel,
             upstream,
+            sealer,
             remote: Arc::new(latch_jose::remote::RemoteKeys::new(
                 latch_http::client::outbound(std::time::Duration::from_secs(5)),
             )),

@@ -38,6 +38,16 @@ pub struct SqlStore {
             std::collections::HashMap<String, (std::time::Instant, latch_core::model::Client)>,
         >,
     >,
+    /// Connections by name, kept [`CLIENT_TTL`] too: every sign-in step reads its connection
+    /// (and decrypts its secrets). Any connection or client write here empties it.
+    connections: Arc<
+        std::sync::RwLock<
+            std::collections::HashMap<
+                String,
+                (std::time::Instant, latch_core::model::Connection),
+            >,
+        >,
+    >,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
 }
@@ -98,6 +108,7 @@ impl SqlStore {
             cipher: Arc::new(cipher),
             write_lock: write_lock.clone(),
             clients: Arc::default(),
+            connections: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
     }
@@ -131,6 +142,32 @@ impl SqlStore {
                 map.remove(id);
             }
         }
+    }
+
+    pub(crate) fn cached_connection(&self, name: &str) -> Option<latch_core::model::Connection> {
+        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+        map.get(name)
+            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub(crate) fn cache_connection(&self, c: &latch_core::model::Connection) {
+        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 1_000 {
+            map.clear();
+        }
+        map.insert(
+            c.name.as_str().to_owned(),
+            (std::time::Instant::now(), c.clone()),
+        );
+    }
+
+    /// After any write to connections or to the clients they list.
+    pub(crate) fn forget_connections(&self) {
+        self.connections
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Like [`run`](Self::run), for statements that write: on SQLite they take turns.

@@ -71,9 +71,21 @@ fn write_enabled_clients(conn: &mut DbConnection, c: &Connection) -> Result<(), 
     Ok(())
 }
 
+/// Empties the connection cache when dropped, after the write it guards (whatever its outcome).
+/// A read racing the write may cache the old state; like another instance's view, it lasts at
+/// most [`crate::CLIENT_TTL`].
+struct ForgetConnections<'a>(&'a SqlStore);
+
+impl Drop for ForgetConnections<'_> {
+    fn drop(&mut self) {
+        self.0.forget_connections();
+    }
+}
+
 #[async_trait]
 impl ConnectionRepo for SqlStore {
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let _forget = ForgetConnections(self);
         let row = ConnectionRow::from_domain(c, &self.cipher)?;
         let c = c.clone();
         self.run_write(move |conn| {
@@ -109,9 +121,12 @@ impl ConnectionRepo for SqlStore {
         &self,
         name: &ConnectionName,
     ) -> Result<Option<Connection>, StoreError> {
+        if let Some(c) = self.cached_connection(name.as_str()) {
+            return Ok(Some(c));
+        }
         let name = name.as_str().to_owned();
         let cipher = self.cipher.clone();
-        self.run(move |conn| {
+        let found = self.run(move |conn| {
             let row: Option<ConnectionRow> = connections::table
                 .filter(connections::name.eq(&name))
                 .select(ConnectionRow::as_select())
@@ -126,7 +141,11 @@ impl ConnectionRepo for SqlStore {
                 }
             }
         })
-        .await
+        .await?;
+        if let Some(c) = &found {
+            self.cache_connection(c);
+        }
+        Ok(found)
     }
 
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
@@ -160,6 +179,7 @@ impl ConnectionRepo for SqlStore {
     }
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let _forget = ForgetConnections(self);
         let row = ConnectionRow::from_domain(c, &self.cipher)?;
         let c = c.clone();
         self.run_write(move |conn| {
@@ -185,6 +205,7 @@ impl ConnectionRepo for SqlStore {
     }
 
     async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let _forget = ForgetConnections(self);
         let id = id.as_str().to_owned();
         self.run_write(move |conn| {
             let n = diesel::delete(connections::table.find(&id))
@@ -314,6 +335,7 @@ impl ClientRepo for SqlStore {
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
+        let _forget = ForgetConnections(self);
         self.cache_client(None, id.as_str());
         let id = id.as_str().to_owned();
         self.run_write(move |conn| {
@@ -498,16 +520,17 @@ impl UserRepo for SqlStore {
 
     async fn update_user(&self, u: &User) -> Result<(), StoreError> {
         let row = UserRow::from_domain(u)?;
+        self.run_write(move |conn| write_user(conn, &row)).await
+    }
+
+    async fn update_user_and_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError> {
+        let user = UserRow::from_domain(u)?;
+        let identity = IdentityRow::from_domain(i)?;
         self.run_write(move |conn| {
-            let n = diesel::update(users::table.find(&row.user_id))
-                .set(&row)
-                .execute(conn)
-                .map_err(db_err("user", "user_id"))?;
-            if n == 0 {
-                Err(not_found("user", &row.user_id))
-            } else {
-                Ok(())
-            }
+            tx(conn, |conn| {
+                write_user(conn, &user)?;
+                write_identity(conn, &identity)
+            })
         })
         .await
     }
@@ -586,27 +609,36 @@ impl UserRepo for SqlStore {
 
     async fn update_identity(&self, i: &Identity) -> Result<(), StoreError> {
         let row = IdentityRow::from_domain(i)?;
-        self.run_write(move |conn| {
-            let n = diesel::update(identities::table.find((
-                &row.connection_id,
-                &row.issuer,
-                &row.subject,
-            )))
-            .set((
-                identities::user_id.eq(&row.user_id),
-                identities::password_hash.eq(&row.password_hash),
-                identities::profile.eq(&row.profile),
-                identities::updated_at.eq(row.updated_at),
-            ))
-            .execute(conn)
-            .map_err(db_err("identity", "subject"))?;
-            if n == 0 {
-                Err(not_found("identity", &row.subject))
-            } else {
-                Ok(())
-            }
-        })
-        .await
+        self.run_write(move |conn| write_identity(conn, &row)).await
+    }
+}
+
+fn write_user(conn: &mut DbConnection, row: &UserRow) -> Result<(), StoreError> {
+    let n = diesel::update(users::table.find(&row.user_id))
+        .set(row)
+        .execute(conn)
+        .map_err(db_err("user", "user_id"))?;
+    if n == 0 {
+        Err(not_found("user", &row.user_id))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_identity(conn: &mut DbConnection, row: &IdentityRow) -> Result<(), StoreError> {
+    let n = diesel::update(identities::table.find((&row.connection_id, &row.issuer, &row.subject)))
+        .set((
+            identities::user_id.eq(&row.user_id),
+            identities::password_hash.eq(&row.password_hash),
+            identities::profile.eq(&row.profile),
+            identities::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)
+        .map_err(db_err("identity", "subject"))?;
+    if n == 0 {
+        Err(not_found("identity", &row.subject))
+    } else {
+        Ok(())
     }
 }
 

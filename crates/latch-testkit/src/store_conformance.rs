@@ -265,7 +265,25 @@ pub async fn users_and_identities(s: &dyn Store) {
     i2.password_hash = Some(SecretString::new("$argon2id$v=19$m=19456,t=2,p=1$x$y"));
     i2.updated_at = now() + Duration::seconds(2);
     s.update_identity(&i2).await.unwrap();
-    assert_eq!(s.list_identities(&u.user_id).await.unwrap(), vec![i2]);
+    assert_eq!(s.list_identities(&u.user_id).await.unwrap(), vec![i2.clone()]);
+
+    // A returning upstream user: both records in one write.
+    let mut u3 = u.clone();
+    u3.logins_count = 7;
+    u3.name = Some("Renamed".into());
+    let mut i3 = i2.clone();
+    i3.profile = serde_json::Map::from_iter([("k".to_owned(), serde_json::json!("v"))]);
+    i3.updated_at = now() + Duration::seconds(3);
+    s.update_user_and_identity(&u3, &i3).await.unwrap();
+    assert_eq!(s.get_user(&u.user_id).await.unwrap(), u3);
+    assert_eq!(s.list_identities(&u.user_id).await.unwrap(), vec![i3]);
+    // A missing identity fails the whole write: the user is not changed either.
+    let mut ghost = i2.clone();
+    ghost.subject = "no-such-subject".into();
+    let mut u4 = u3.clone();
+    u4.logins_count = 8;
+    assert!(s.update_user_and_identity(&u4, &ghost).await.is_err());
+    assert_eq!(s.get_user(&u.user_id).await.unwrap().logins_count, 7);
 
     let mut blocked = u.clone();
     blocked.blocked = true;

@@ -921,7 +921,7 @@ async fn complete_sign_in(
         };
         latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
     }
-    let session = issue::new_session(deps, user, connection, upstream, req)
+    let session = issue::new_session(deps, user, connection, upstream, &r.client_id, req)
         .await
         .map_err(oauth_to_api)?;
     let code = issue::issue_code(deps, &session, r)

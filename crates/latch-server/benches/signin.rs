@@ -1,0 +1,477 @@
+//! Latch's own CPU time per brokered sign-in, OpenID Connect and SAML.
+//!
+//! The real `latch` binary (bench profile) runs as a child process; this process plays the app
+//! and the upstream IdP on loopback (an OpenID provider answering discovery, JWKS and the code
+//! exchange with RS256 ID tokens; a SAML IdP whose Responses are signed here with xmlsec). One
+//! sign-in is the whole brokered flow: `/authorize` → IdP → `/login/callback` (OIDC: Latch
+//! redeems the upstream code and checks the ID token; SAML: the ACS POST, then the same-site
+//! GET) → the app's code exchange at `/oauth/token`. Latch's CPU is read from
+//! `/proc/{pid}/stat` (user + system) before and after, so the IdP's and the app's work is not
+//! counted. Returning users: 200 upstream subjects, signed in again and again (JIT updates).
+//!
+//! Target: ≤ 2 ms of Latch CPU per OpenID Connect sign-in. `LATCH_BENCH_SIGNIN=oidc` (or
+//! `saml`) runs one kind only, e.g. under `perf record`.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use latch_core::model::SigningAlg;
+use latch_jose::keys::{Signer, sign_jws};
+use latch_testkit::env::TempDir;
+use latch_testkit::saml::{Spec, TestIdp};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_latch");
+const TOKEN: &str = "bench-admin-token-0123456789";
+const CONCURRENCY: usize = 8;
+const USERS: usize = 200;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Clock ticks of CPU (user + system) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Latch {
+    child: Child,
+    base: String,
+    _dir: TempDir,
+}
+
+impl Drop for Latch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_latch(env: &[(String, String)]) -> Latch {
+    let dir = TempDir::new();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .env("LATCH_DATA_DIR", dir.path())
+        .env("LATCH_ADMIN_TOKEN", TOKEN)
+        .env("LATCH_BIND", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("latch starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Latch {
+                child,
+                base,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("latch did not become ready");
+}
+
+/// The upstream OpenID provider: discovery, JWKS, and a token endpoint that answers a code with
+/// the ID token the driver minted for it.
+struct Op {
+    base: String,
+    codes: Arc<Mutex<HashMap<String, String>>>,
+    key: Arc<Signer>,
+}
+
+fn start_op() -> Op {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let key = Arc::new(Signer::generate(SigningAlg::RS256).expect("key"));
+    let codes: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let discovery = json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    let jwks = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
+    let c = codes.clone();
+    let server = HttpServer::new(move || {
+        let (discovery, jwks, codes) = (discovery.clone(), jwks.clone(), c.clone());
+        App::new()
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(move || {
+                    let d = discovery.clone();
+                    async move { HttpResponse::Ok().json(d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                web::get().to(move || {
+                    let j = jwks.clone();
+                    async move { HttpResponse::Ok().json(j) }
+                }),
+            )
+            .route(
+                "/token",
+                web::post().to(move |form: web::Form<HashMap<String, String>>| {
+                    let codes = codes.clone();
+                    async move {
+                        let token = form
+                            .get("code")
+                            .and_then(|c| codes.lock().expect("codes").remove(c));
+                        match token {
+                            Some(t) => HttpResponse::Ok().json(json!({
+                                "access_token": "upstream-at", "token_type": "Bearer",
+                                "expires_in": 300, "id_token": t})),
+                            None => {
+                                HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}))
+                            }
+                        }
+                    }
+                }),
+            )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", port))
+    .expect("bind")
+    .run();
+    tokio::spawn(server);
+    Op { base, codes, key }
+}
+
+fn cookies(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
+    for c in res.headers().get_all("set-cookie") {
+        if let Some((k, rest)) = c.to_str().unwrap_or("").split_once('=') {
+            jar.insert(
+                k.to_owned(),
+                rest.split(';').next().unwrap_or("").to_owned(),
+            );
+        }
+    }
+}
+
+fn jar_header(jar: &HashMap<String, String>) -> String {
+    jar.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_else(|| panic!("no redirect: {}", res.status()))
+        .to_owned()
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+struct Rp {
+    http: reqwest::Client,
+    base: String,
+    cid: String,
+    secret: String,
+    callback: String,
+}
+
+impl Rp {
+    fn authorize(&self, connection: &str) -> String {
+        let cb: String = url::form_urlencoded::byte_serialize(self.callback.as_bytes()).collect();
+        format!(
+            "{}/authorize?response_type=code&client_id={}&redirect_uri={cb}&scope=openid%20email%20profile&state=s&nonce=n&connection={connection}",
+            self.base, self.cid
+        )
+    }
+
+    async fn redeem(&self, back: &str) {
+        assert!(back.starts_with(&self.callback), "{back}");
+        let code = query(back).remove("code").expect("code");
+        let res = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(&self.cid, Some(&self.secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", self.callback.as_str()),
+            ])
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(res.status(), 200);
+    }
+}
+
+async fn oidc_sign_in(app: &Rp, op: &Op, user: usize) {
+    let mut jar = HashMap::new();
+    let res = app
+        .http
+        .get(app.authorize("bench-oidc"))
+        .send()
+        .await
+        .expect("authorize");
+    cookies(&res, &mut jar);
+    let q = query(&location(&res));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({"iss": op.base, "sub": format!("user-{user}"), "aud": "latch-bench",
+        "iat": now, "exp": now + 300, "nonce": q["nonce"],
+        "email": format!("user-{user}@example.com"), "email_verified": true, "name": format!("User {user}")});
+    let token = sign_jws(
+        &op.key,
+        SigningAlg::RS256,
+        &op.key.thumbprint(),
+        "JWT",
+        &claims,
+    )
+    .expect("sign");
+    let code = latch_jose::random_token(16);
+    op.codes.lock().expect("codes").insert(code.clone(), token);
+    let res = app
+        .http
+        .get(format!(
+            "{}/login/callback?code={code}&state={}",
+            app.base, q["state"]
+        ))
+        .header("Cookie", jar_header(&jar))
+        .send()
+        .await
+        .expect("callback");
+    app.redeem(&location(&res)).await;
+}
+
+async fn saml_sign_in(app: &Rp, idp: &TestIdp, user: usize) {
+    let mut jar = HashMap::new();
+    let res = app
+        .http
+        .get(app.authorize("bench-saml"))
+        .send()
+        .await
+        .expect("authorize");
+    cookies(&res, &mut jar);
+    let to_idp = location(&res);
+    let relay = query(&to_idp).remove("RelayState").expect("RelayState");
+    let request_id = latch_testkit::saml::authn_request_id(&to_idp);
+    let acs = format!("{}/login/callback?connection=bench-saml", app.base);
+    let email = format!("user-{user}@example.com");
+    let response = idp.response(&Spec {
+        name_id: email.clone(),
+        audience: "urn:latch:bench".into(),
+        acs_url: acs.clone(),
+        in_response_to: request_id,
+        attributes: vec![("email".into(), email)],
+        ..Spec::default()
+    });
+    let res = app
+        .http
+        .post(&acs)
+        .form(&[("SAMLResponse", response), ("RelayState", relay)])
+        .send()
+        .await
+        .expect("acs");
+    assert_eq!(res.status(), 303);
+    let res = app
+        .http
+        .get(location(&res))
+        .header("Cookie", jar_header(&jar))
+        .send()
+        .await
+        .expect("callback");
+    app.redeem(&location(&res)).await;
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Oidc,
+    Saml,
+}
+
+/// Runs `n` sign-ins, `CONCURRENCY` at a time; returns (Latch CPU seconds, wall seconds).
+async fn run(
+    kind: Kind,
+    n: usize,
+    app: &Arc<Rp>,
+    op: &Arc<Op>,
+    idp: &Arc<TestIdp>,
+    pid: u32,
+) -> (f64, f64) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let c0 = cpu_ticks(pid);
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (app, op, idp, next) = (app.clone(), op.clone(), idp.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    match kind {
+                        Kind::Oidc => oidc_sign_in(&app, &op, i % USERS).await,
+                        Kind::Saml => saml_sign_in(&app, &idp, i % USERS).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("driver");
+    }
+    let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_second();
+    (cpu, t0.elapsed().as_secs_f64())
+}
+
+async fn bench(label: &str, env: Vec<(String, String)>) {
+    let latch = start_latch(&env).await;
+    let pid = latch.child.id();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .build()
+        .expect("client");
+    let callback = "http://127.0.0.1:9/cb".to_owned();
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "Bench app", "callbacks": [callback]}))
+        .send()
+        .await
+        .expect("client")
+        .json()
+        .await
+        .expect("client json");
+    let cid = c["client_id"].as_str().expect("client_id").to_owned();
+    let op = Arc::new(start_op());
+    let idp = Arc::new(TestIdp::new("https://idp.example.com/bench"));
+    for (name, strategy, options) in [
+        (
+            "bench-oidc",
+            "oidc",
+            json!({"issuer": op.base, "client_id": "latch-bench", "client_secret": "s"}),
+        ),
+        (
+            "bench-saml",
+            "samlp",
+            json!({"signInEndpoint": "http://127.0.0.1:9/sso", "signingCert": idp.cert_pem(),
+                   "entityId": "urn:latch:bench"}),
+        ),
+    ] {
+        let r = http
+            .post(format!("{}/api/v2/connections", latch.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": name, "strategy": strategy, "enabled_clients": [cid], "options": options}))
+            .send()
+            .await
+            .expect("connection");
+        assert_eq!(r.status(), 201);
+    }
+    let app = Arc::new(Rp {
+        http,
+        base: latch.base.clone(),
+        cid,
+        secret: c["client_secret"].as_str().expect("secret").to_owned(),
+        callback,
+    });
+    let only = std::env::var("LATCH_BENCH_SIGNIN").unwrap_or_default();
+    for (kind, name, warm, n) in [
+        (Kind::Oidc, "OIDC", 400, 3000),
+        (Kind::Saml, "SAML", 200, 1000),
+    ] {
+        if !only.is_empty() && !only.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        // Warm-up: every user exists, caches are filled.
+        run(kind, warm, &app, &op, &idp, pid).await;
+        let (cpu, wall) = run(kind, n, &app, &op, &idp, pid).await;
+        let ms = cpu * 1000.0 / n as f64;
+        let verdict = match kind {
+            Kind::Oidc if ms <= 2.0 => " (target <= 2 ms: met)",
+            Kind::Oidc => " (target <= 2 ms: NOT met)",
+            Kind::Saml => "",
+        };
+        println!(
+            "signin/{label}: {name} brokered sign-in: {n} sign-ins, Latch CPU {ms:.2} ms/sign-in{verdict}, \
+             {:.0} sign-ins/s per Latch CPU-second, {:.0} sign-ins/s wall ({CONCURRENCY} concurrent, IdP and app on the same cores)",
+            1000.0 / ms,
+            n as f64 / wall
+        );
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        bench("embedded", Vec::new()).await;
+        match (
+            std::env::var("LATCH_BENCH_DATABASE_URL"),
+            std::env::var("LATCH_BENCH_REDIS_URL"),
+        ) {
+            (Ok(db), Ok(redis)) => {
+                let schema = latch_testkit::env::PgSchema::create(&db);
+                let env = vec![
+                    ("LATCH_DATABASE_URL".to_owned(), schema.url.clone()),
+                    ("LATCH_REDIS_URL".to_owned(), redis),
+                    (
+                        "LATCH_REDIS_PREFIX".to_owned(),
+                        format!("latch-bench:{}:", latch_testkit::env::unique()),
+                    ),
+                    (
+                        "LATCH_SECRET_KEY".to_owned(),
+                        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+                    ),
+                ];
+                bench("postgres+redis", env).await;
+            }
+            _ => println!(
+                "signin: SKIPPED PostgreSQL + Redis (set LATCH_BENCH_DATABASE_URL and LATCH_BENCH_REDIS_URL)"
+            ),
+        }
+    });
+}
