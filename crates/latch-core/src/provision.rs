@@ -43,11 +43,10 @@ pub async fn provision(
 ) -> Result<User, ProvisionError> {
     let now = clock.now();
     for _ in 0..2 {
-        if let Some(mut identity) = store
-            .find_identity(&connection.id, &upstream.issuer, &upstream.subject)
+        if let Some((mut identity, mut user)) = store
+            .find_identity_with_user(&connection.id, &upstream.issuer, &upstream.subject)
             .await?
         {
-            let mut user = store.get_user(&identity.user_id).await?;
             if user.blocked {
                 return Err(ProvisionError::Blocked);
             }

@@ -163,6 +163,16 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError>;
 
+    /// A new session and its first code, stored together where the adapter can (one write).
+    async fn insert_session_with_code(
+        &self,
+        session: &Session,
+        code: &AuthCode,
+    ) -> Result<(), SessionError> {
+        self.insert_session(session).await?;
+        self.insert_code(code).await
+    }
+
     /// Returns the code and deletes it, atomically: a second call gets `None`.
     async fn take_code(
         &self,

@@ -75,6 +75,21 @@ pub trait UserRepo: Send + Sync {
         subject: &str,
     ) -> Result<Option<Identity>, StoreError>;
     async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError>;
+    /// The identity and its user, in one read where the adapter can.
+    async fn find_identity_with_user(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<(Identity, User)>, StoreError> {
+        match self.find_identity(connection, issuer, subject).await? {
+            Some(i) => {
+                let u = self.get_user(&i.user_id).await?;
+                Ok(Some((i, u)))
+            }
+            None => Ok(None),
+        }
+    }
     async fn update_identity(&self, i: &Identity) -> Result<(), StoreError>;
     /// A returning upstream user: the user and the identity saved together. Adapters do it in
     /// one transaction (one write per sign-in instead of two).

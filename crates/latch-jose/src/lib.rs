@@ -8,8 +8,8 @@
 pub mod keys;
 pub mod password;
 pub mod remote;
-mod sealed;
 mod ring;
+mod sealed;
 pub mod token;
 
 pub use ring::{JoseError, KeyRing, VerifyOptions};

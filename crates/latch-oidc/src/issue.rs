@@ -62,16 +62,17 @@ pub async fn log(
     }
 }
 
-/// A new browser session for `user`, signed in through `connection` for the app `client`
-/// (recorded in the session at once: one write instead of two).
-pub async fn new_session(
+/// A new browser session for `user`, signed in through `connection` for the app of `r`, and
+/// that app's authorization code: the session records the app at once, and both are stored in
+/// one write.
+pub async fn new_session_with_code(
     deps: &Deps,
     user: &User,
     connection: &ConnectionName,
     upstream: UpstreamSession,
-    client: &latch_core::ClientId,
+    r: &AuthRequest,
     req: &HttpRequest,
-) -> Result<Session, OAuthError> {
+) -> Result<(Session, String), OAuthError> {
     let now = deps.clock.now();
     let s = &deps.settings;
     let sid = Sid::new(latch_jose::random_token(16));
@@ -93,13 +94,16 @@ pub async fn new_session(
             .map(|v| v.chars().take(256).collect()),
         upstream,
         clients: vec![SessionClient {
-            client_id: client.clone(),
+            client_id: r.client_id.clone(),
             sid,
             joined_at: now,
         }],
     };
-    deps.sessions.insert_session(&session).await?;
-    Ok(session)
+    let (code, stored) = code_record(deps, &session, r);
+    deps.sessions
+        .insert_session_with_code(&session, &stored)
+        .await?;
+    Ok((session, code))
 }
 
 /// The rotation family a code's tokens belong to: derived from the code, so a replayed code
@@ -128,6 +132,14 @@ pub async fn issue_code(
             .add_session_client(&session.id, &joined, now)
             .await?;
     }
+    let (code, stored) = code_record(deps, session, r);
+    deps.sessions.insert_code(&stored).await?;
+    Ok(code)
+}
+
+/// A fresh authorization code for the request `r` in `session`, and its record.
+fn code_record(deps: &Deps, session: &Session, r: &AuthRequest) -> (String, AuthCode) {
+    let now = deps.clock.now();
     let code = latch_jose::random_token(32);
     let stored = AuthCode {
         digest: latch_jose::token_digest(&code),
@@ -142,8 +154,7 @@ pub async fn issue_code(
         auth_time: session.auth_time,
         expires_at: now + deps.settings.code_ttl,
     };
-    deps.sessions.insert_code(&stored).await?;
-    Ok(code)
+    (code, stored)
 }
 
 /// What a token response is issued for.

@@ -135,6 +135,67 @@ impl EmbeddedSessionStore {
 
 /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so read-modify-write
 /// cannot interleave).
+/// A session row, ready to insert.
+struct SessionInsert {
+    id: String,
+    user: String,
+    ends: i64,
+    data: String,
+}
+
+impl SessionInsert {
+    fn of(s: &Session) -> Result<Self, SessionError> {
+        Ok(Self {
+            id: s.id.as_str().to_owned(),
+            user: s.user_id.as_str().to_owned(),
+            ends: to_millis(s.ends_at()),
+            data: to_json(s)?,
+        })
+    }
+
+    fn put(self, c: &mut SqliteConnection) -> Result<(), SessionError> {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq(self.id),
+                sessions::user_id.eq(self.user),
+                sessions::ends_at.eq(self.ends),
+                sessions::data.eq(self.data),
+            ))
+            .execute(c)
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// An authorization code row, ready to insert.
+struct CodeInsert {
+    digest: String,
+    expires_at: i64,
+    data: String,
+}
+
+impl CodeInsert {
+    fn of(code: &AuthCode) -> Result<Self, SessionError> {
+        Ok(Self {
+            digest: code.digest.as_str().to_owned(),
+            expires_at: to_millis(code.expires_at),
+            data: to_json(code)?,
+        })
+    }
+
+    fn put(self, c: &mut SqliteConnection) -> Result<(), SessionError> {
+        diesel::insert_into(auth_codes::table)
+            .values((
+                auth_codes::digest.eq(self.digest),
+                auth_codes::expires_at.eq(self.expires_at),
+                auth_codes::data.eq(self.data),
+            ))
+            .execute(c)
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
 fn write_tx<T>(
     c: &mut SqliteConnection,
     f: impl FnOnce(&mut SqliteConnection) -> Result<T, SessionError>,
@@ -191,25 +252,8 @@ impl SessionStore for EmbeddedSessionStore {
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), SessionError> {
-        let data = to_json(session)?;
-        let (id, user, ends) = (
-            session.id.as_str().to_owned(),
-            session.user_id.as_str().to_owned(),
-            to_millis(session.ends_at()),
-        );
-        self.run(move |c| {
-            diesel::insert_into(sessions::table)
-                .values((
-                    sessions::id.eq(id),
-                    sessions::user_id.eq(user),
-                    sessions::ends_at.eq(ends),
-                    sessions::data.eq(data),
-                ))
-                .execute(c)
-                .map_err(db)?;
-            Ok(())
-        })
-        .await
+        let row = SessionInsert::of(session)?;
+        self.run(move |c| row.put(c)).await
     }
 
     async fn find_session(
@@ -337,21 +381,19 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
+    async fn insert_session_with_code(
+        &self,
+        session: &Session,
+        code: &AuthCode,
+    ) -> Result<(), SessionError> {
+        let (row, code) = (SessionInsert::of(session)?, CodeInsert::of(code)?);
+        self.run(move |c| write_tx(c, |c| row.put(c).and_then(|()| code.put(c))))
+            .await
+    }
+
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {
-        let data = to_json(code)?;
-        let (digest, exp) = (code.digest.as_str().to_owned(), to_millis(code.expires_at));
-        self.run(move |c| {
-            diesel::insert_into(auth_codes::table)
-                .values((
-                    auth_codes::digest.eq(digest),
-                    auth_codes::expires_at.eq(exp),
-                    auth_codes::data.eq(data),
-                ))
-                .execute(c)
-                .map_err(db)?;
-            Ok(())
-        })
-        .await
+        let code = CodeInsert::of(code)?;
+        self.run(move |c| code.put(c)).await
     }
 
     async fn take_code(

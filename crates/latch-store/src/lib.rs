@@ -42,10 +42,7 @@ pub struct SqlStore {
     /// (and decrypts its secrets). Any connection or client write here empties it.
     connections: Arc<
         std::sync::RwLock<
-            std::collections::HashMap<
-                String,
-                (std::time::Instant, latch_core::model::Connection),
-            >,
+            std::collections::HashMap<String, (std::time::Instant, latch_core::model::Connection)>,
         >,
     >,
     /// Log events are written in batches by a writer thread (see [`logs`]).

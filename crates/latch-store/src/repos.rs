@@ -126,22 +126,23 @@ impl ConnectionRepo for SqlStore {
         }
         let name = name.as_str().to_owned();
         let cipher = self.cipher.clone();
-        let found = self.run(move |conn| {
-            let row: Option<ConnectionRow> = connections::table
-                .filter(connections::name.eq(&name))
-                .select(ConnectionRow::as_select())
-                .first(conn)
-                .optional()
-                .map_err(db_err("connection", "name"))?;
-            match row {
-                None => Ok(None),
-                Some(row) => {
-                    let enabled = enabled_clients_of(conn, &row.id)?;
-                    row.into_domain(enabled, &cipher).map(Some)
+        let found = self
+            .run(move |conn| {
+                let row: Option<ConnectionRow> = connections::table
+                    .filter(connections::name.eq(&name))
+                    .select(ConnectionRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(db_err("connection", "name"))?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => {
+                        let enabled = enabled_clients_of(conn, &row.id)?;
+                        row.into_domain(enabled, &cipher).map(Some)
+                    }
                 }
-            }
-        })
-        .await?;
+            })
+            .await?;
         if let Some(c) = &found {
             self.cache_connection(c);
         }
@@ -589,6 +590,35 @@ impl UserRepo for SqlStore {
                 .optional()
                 .map_err(db_err("identity", "subject"))?;
             row.map(IdentityRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn find_identity_with_user(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<(Identity, User)>, StoreError> {
+        let key = (
+            connection.as_str().to_owned(),
+            issuer.to_owned(),
+            subject.to_owned(),
+        );
+        self.run(move |conn| {
+            let row: Option<(IdentityRow, UserRow)> = identities::table
+                .inner_join(users::table.on(users::user_id.eq(identities::user_id)))
+                .filter(identities::connection_id.eq(&key.0))
+                .filter(identities::issuer.eq(&key.1))
+                .filter(identities::subject.eq(&key.2))
+                .select((IdentityRow::as_select(), UserRow::as_select()))
+                .first(conn)
+                .optional()
+                .map_err(db_err("identity", "subject"))?;
+            match row {
+                Some((i, u)) => Ok(Some((i.into_domain()?, u.into_domain()?))),
+                None => Ok(None),
+            }
         })
         .await
     }

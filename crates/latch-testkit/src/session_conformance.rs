@@ -269,6 +269,21 @@ pub async fn codes_are_single_use(s: &dyn SessionStore) {
     );
 }
 
+pub async fn a_session_and_its_first_code_together(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let sess = fixtures::session(&user);
+    let mut c = code(Duration::minutes(1));
+    c.user_id = user.clone();
+    c.session_id = Some(sess.id.clone());
+    s.insert_session_with_code(&sess, &c).await.unwrap();
+    assert_eq!(s.find_session(&sess.id, now()).await.unwrap(), Some(sess));
+    assert_eq!(
+        s.take_code(&c.digest, now()).await.unwrap(),
+        Some(c.clone())
+    );
+    assert!(s.take_code(&c.digest, now()).await.unwrap().is_none());
+}
+
 pub async fn login_transactions_are_single_use(s: &dyn SessionStore) {
     let t = LoginTransaction {
         id: LoginTxId::new(format!("tx-{}", crate::env::unique())),

@@ -31,7 +31,7 @@ macro_rules! session_conformance_tests {
         $crate::__conformance_tests!(session_conformance, sessions, $make;
             insert_find_and_expiry, touch_moves_idle_not_absolute, clients_join_once,
             user_index_lists_only_live_sessions, end_one_session, end_all_sessions_of_user,
-            end_all_is_atomic_under_concurrency, codes_are_single_use, login_transactions_are_single_use,
+            end_all_is_atomic_under_concurrency, codes_are_single_use, a_session_and_its_first_code_together, login_transactions_are_single_use,
             remember_once_guards_replay, upstream_session_round_trip, purge_drops_only_expired,
             rate_counters_count_per_window
         );
@@ -257,6 +257,18 @@ pub async fn users_and_identities(s: &dyn Store) {
             .unwrap()
             .is_none()
     );
+    assert_eq!(
+        s.find_identity_with_user(&conn.id, &i.issuer, &i.subject)
+            .await
+            .unwrap(),
+        Some((i.clone(), u.clone()))
+    );
+    assert!(
+        s.find_identity_with_user(&conn.id, &i.issuer, "nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let mut dup = i.clone();
     dup.user_id = fixtures::user().user_id;
     assert!(s.insert_identity(&dup).await.is_err());
@@ -265,7 +277,10 @@ pub async fn users_and_identities(s: &dyn Store) {
     i2.password_hash = Some(SecretString::new("$argon2id$v=19$m=19456,t=2,p=1$x$y"));
     i2.updated_at = now() + Duration::seconds(2);
     s.update_identity(&i2).await.unwrap();
-    assert_eq!(s.list_identities(&u.user_id).await.unwrap(), vec![i2.clone()]);
+    assert_eq!(
+        s.list_identities(&u.user_id).await.unwrap(),
+        vec![i2.clone()]
+    );
 
     // A returning upstream user: both records in one write.
     let mut u3 = u.clone();

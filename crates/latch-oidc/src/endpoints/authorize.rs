@@ -921,10 +921,7 @@ async fn complete_sign_in(
         };
         latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
     }
-    let session = issue::new_session(deps, user, connection, upstream, &r.client_id, req)
-        .await
-        .map_err(oauth_to_api)?;
-    let code = issue::issue_code(deps, &session, r)
+    let (session, code) = issue::new_session_with_code(deps, user, connection, upstream, r, req)
         .await
         .map_err(oauth_to_api)?;
     issue::log(

@@ -261,7 +261,10 @@ async fn sign_in_sso_and_tokens(h: Harness) {
     // Userinfo with the access token.
     let at = t["access_token"].as_str().unwrap();
     // Opaque (its only audience is /userinfo), as Auth0's is without an API audience.
-    assert!(at.starts_with("lat1.") && decode_header(at).is_err(), "{at}");
+    assert!(
+        at.starts_with("lat1.") && decode_header(at).is_err(),
+        "{at}"
+    );
     let req = test::TestRequest::get()
         .uri("/userinfo")
         .insert_header(("Authorization", format!("Bearer {at}")))
