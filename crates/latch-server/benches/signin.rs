@@ -72,31 +72,33 @@ impl Drop for Latch {
 async fn start_latch(env: &[(String, String)]) -> Latch {
     let dir = TempDir::new();
     let port = free_port();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .envs(env.iter().cloned())
-        .env("LATCH_DATA_DIR", dir.path())
-        .env("LATCH_ADMIN_TOKEN", TOKEN)
-        .env("LATCH_BIND", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("latch starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut latch = Latch {
+        child: Command::new(BIN)
+            .arg("serve")
+            .envs(env.iter().cloned())
+            .env("LATCH_DATA_DIR", dir.path())
+            .env("LATCH_ADMIN_TOKEN", TOKEN)
+            .env("LATCH_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("latch starts"),
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
     let http = reqwest::Client::new();
     for _ in 0..300 {
         if http
-            .get(format!("{base}/readyz"))
+            .get(format!("{}/readyz", latch.base))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
         {
-            return Latch {
-                child,
-                base,
-                _dir: dir,
-            };
+            return latch;
+        }
+        if let Ok(Some(status)) = latch.child.try_wait() {
+            panic!("latch exited: {status}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
