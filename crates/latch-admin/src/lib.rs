@@ -1,11 +1,12 @@
-//! The management API (`/api/v2`, shaped as Auth0's Management API v2) and, next, the admin
-//! web UI.
+//! The management API (`/api/v2`, shaped as Auth0's Management API v2) and the admin web UI
+//! (`/admin`, see [`ui`]).
 //!
 //! **Boundary:** admin routes are mounted only through [`configure`], under `/api/v2`; handlers
 //! reach the stores through `latch_core` traits.
 
 mod api;
 mod audit;
+mod ui;
 
 use std::sync::Arc;
 
@@ -30,16 +31,18 @@ pub struct Deps {
 /// `web::Data<latch_http::ManagementAuthConfig>`.
 pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(web::Data::new(deps)).service(
-            web::scope("/api/v2")
-                .service(api::connections::scope())
-                .service(api::clients::scope())
-                .service(api::users::scope())
-                .service(api::users::by_email_scope())
-                .service(api::keys::scope())
-                .service(api::client_grants::scope())
-                .service(api::logs::scope()),
-        );
+        cfg.app_data(web::Data::new(deps))
+            .service(
+                web::scope("/api/v2")
+                    .service(api::connections::scope())
+                    .service(api::clients::scope())
+                    .service(api::users::scope())
+                    .service(api::users::by_email_scope())
+                    .service(api::keys::scope())
+                    .service(api::client_grants::scope())
+                    .service(api::logs::scope()),
+            )
+            .service(ui::scope());
     }
 }
 

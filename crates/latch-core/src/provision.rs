@@ -75,6 +75,7 @@ pub async fn provision(
             updated_at: now,
             last_login: Some(now),
             logins_count: 1,
+            app_metadata: Default::default(),
         };
         apply(&mut user, upstream);
         store.insert_user(&user).await?;

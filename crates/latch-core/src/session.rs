@@ -14,6 +14,9 @@ use crate::{
     ClientId, ConnectionName, LoginTxId, SessionError, SessionId, Sid, TokenDigest, UserId,
 };
 
+/// The cookie holding a browser's session id (the secret `SessionId`).
+pub const SESSION_COOKIE: &str = "latch_session";
+
 /// What Latch remembers of the upstream session, for logout.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpstreamSession {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use latch_core::Clock;
-use latch_core::connector::{PasswordConnector, SignInContext, SignInError};
+use latch_core::connector::{DATABASE_ISSUER, PasswordConnector, SignInContext, SignInError};
 use latch_core::model::{Connection, User};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
@@ -53,7 +53,20 @@ impl PasswordConnector for DatabaseConnector {
             return Err(SignInError::TooManyAttempts);
         }
         let mut found = None;
+        // A username (no `@`): the identity's subject, as for the `admin` created on first start.
+        if !email.contains('@')
+            && let Some((i, user)) = self
+                .store
+                .find_identity_with_user(&connection.id, DATABASE_ISSUER, &email)
+                .await?
+            && i.password_hash.is_some()
+        {
+            found = Some((user, i));
+        }
         for user in self.store.find_users_by_email(&email).await? {
+            if found.is_some() {
+                break;
+            }
             let identity = self
                 .store
                 .list_identities(&user.user_id)

@@ -76,6 +76,8 @@ pub enum ManagementAuth {
         client_id: String,
         scopes: Vec<String>,
     },
+    /// An admin signed in to the admin UI (a user with the admin role): every permission.
+    User { user_id: String },
 }
 
 impl ManagementAuth {
@@ -84,13 +86,14 @@ impl ManagementAuth {
         match self {
             Self::AdminToken => "admin-token".into(),
             Self::Client { client_id, .. } => format!("{client_id}@clients"),
+            Self::User { user_id } => user_id.clone(),
         }
     }
 
     /// 403 unless the caller holds `scope` (Auth0's management API scopes, `read:users` …).
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
         match self {
-            Self::AdminToken => Ok(()),
+            Self::AdminToken | Self::User { .. } => Ok(()),
             Self::Client { scopes, .. } if scopes.iter().any(|s| s == scope) => Ok(()),
             Self::Client { .. } => Err(ApiError::new(
                 actix_web::http::StatusCode::FORBIDDEN,

@@ -6,7 +6,7 @@ use latch_core::session::{LoginTransaction, SessionStore};
 use latch_core::{LoginTxId, SessionError};
 
 /// The browser session: the secret `SessionId`.
-pub const SESSION: &str = "latch_session";
+pub const SESSION: &str = latch_core::session::SESSION_COOKIE;
 /// Binds a login or logout form to the browser that opened it.
 pub const BROWSER: &str = "latch_browser";
 

@@ -93,6 +93,7 @@ async fn seed(state: &AppState, alg: SigningAlg) -> (Client, String, Vec<String>
         updated_at: now,
         last_login: None,
         logins_count: 0,
+        app_metadata: Default::default(),
     };
     state.store.insert_user(&user).await.expect("user");
     let mut tokens = Vec::new();

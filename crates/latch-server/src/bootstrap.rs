@@ -24,6 +24,8 @@ pub struct Started {
     pub state: AppState,
     /// A management API token generated on this start, to print once.
     pub new_admin_token: Option<String>,
+    /// The password of the `admin` user created on this start, when generated, to print once.
+    pub new_admin_password: Option<String>,
 }
 
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
@@ -173,6 +175,145 @@ pub async fn ensure_database_connection(
     }
 }
 
+/// The admin UI's client (`latch-admin`): public, PKCE, its callback under the current issuer
+/// (updated when the issuer changes), enabled on the database connection.
+pub async fn ensure_admin_client(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    issuer: &str,
+) -> anyhow::Result<()> {
+    use latch_core::ClientId;
+    use latch_core::model::*;
+    let id = ClientId::new(ADMIN_CLIENT_ID);
+    let callback = url::Url::parse(&format!("{issuer}{ADMIN_CALLBACK_PATH}"))?;
+    let signed_out = url::Url::parse(&format!("{issuer}/admin/signed-out"))?;
+    let now = clock.now();
+    match store.find_client(&id).await? {
+        Some(mut c) => {
+            if c.callbacks != [callback.clone()] || c.allowed_logout_urls != [signed_out.clone()] {
+                c.callbacks = vec![callback];
+                c.allowed_logout_urls = vec![signed_out];
+                c.updated_at = now;
+                store.update_client(&c).await?;
+            }
+        }
+        None => {
+            let c = Client {
+                client_id: id.clone(),
+                name: "Latch admin".into(),
+                description: Some("The admin UI of this Latch.".into()),
+                app_type: AppType::RegularWeb,
+                callbacks: vec![callback],
+                allowed_logout_urls: vec![signed_out],
+                web_origins: vec![],
+                grant_types: vec![GrantType::AuthorizationCode],
+                token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+                signing_alg: SigningAlg::RS256,
+                lifetimes: TokenLifetimes::default(),
+                oidc_logout: OidcLogout::default(),
+                secrets: vec![],
+                created_at: now,
+                updated_at: now,
+            };
+            match store.insert_client(&c).await {
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let name = ConnectionName::new(DATABASE_CONNECTION);
+            if let Some(mut db) = store.find_connection_by_name(&name).await?
+                && !db.enabled_clients.contains(&id)
+            {
+                db.enabled_clients.push(id);
+                db.updated_at = now;
+                store.update_connection(&db).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first admin: user `admin` in the database connection, role `admin`, with
+/// `LATCH_ADMIN_PASSWORD` or a generated password (returned once, to print). Created when no
+/// `admin` identity exists.
+pub async fn ensure_admin_user(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    use latch_core::model::*;
+    let Some(db) = store
+        .find_connection_by_name(&ConnectionName::new(DATABASE_CONNECTION))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if store
+        .find_identity(
+            &db.id,
+            latch_core::connector::DATABASE_ISSUER,
+            ADMIN_USERNAME,
+        )
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let generated = password.is_none().then(|| latch_jose::random_token(18));
+    let secret = password
+        .map(str::to_owned)
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
+    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
+        .await?
+        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    let now = clock.now();
+    let mut app_metadata = serde_json::Map::new();
+    app_metadata.insert("roles".into(), serde_json::json!([ADMIN_ROLE]));
+    let user = User {
+        user_id: latch_core::UserId::new(format!(
+            "auth0|{}",
+            latch_jose::random_alnum(24).to_lowercase()
+        )),
+        email: None,
+        email_verified: false,
+        name: Some("Administrator".into()),
+        given_name: None,
+        family_name: None,
+        nickname: Some(ADMIN_USERNAME.into()),
+        picture: None,
+        profile: Default::default(),
+        blocked: false,
+        created_at: now,
+        updated_at: now,
+        last_login: None,
+        logins_count: 0,
+        app_metadata,
+    };
+    store.insert_user(&user).await?;
+    let identity = Identity {
+        user_id: user.user_id.clone(),
+        connection_id: db.id.clone(),
+        issuer: latch_core::connector::DATABASE_ISSUER.into(),
+        subject: ADMIN_USERNAME.into(),
+        password_hash: Some(hash),
+        profile: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    match store.insert_identity(&identity).await {
+        Ok(()) => {
+            tracing::info!("created the admin user");
+            Ok(generated)
+        }
+        // Another instance created it first.
+        Err(StoreError::Conflict { .. }) => {
+            let _ = store.delete_user(&user.user_id).await;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The management API token: `LATCH_ADMIN_TOKEN`, else the digest stored in the data dir, else
 /// a new token (its digest stored, the token itself returned once to print).
 fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> {
@@ -210,6 +351,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let sessions = open_sessions(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_database_connection(&store, &*clock).await?;
+    ensure_admin_client(&store, &*clock, config.issuer_str()).await?;
+    let new_admin_password =
+        ensure_admin_user(&store, &*clock, config.admin_password.as_deref()).await?;
     let (token, new_admin_token) = admin_token(&config)?;
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(
@@ -254,5 +398,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             keys,
         },
         new_admin_token,
+        new_admin_password,
     })
 }

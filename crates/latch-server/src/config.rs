@@ -41,6 +41,9 @@ pub struct FileConfig {
     /// `LATCH_SECRET_KEY`: 32 bytes, base64, that encrypt stored secrets. Unset = generated
     /// into the data dir. Every instance sharing a database must use the same key.
     pub secret_key: Option<String>,
+    /// `LATCH_ADMIN_PASSWORD`: the password of the `admin` user created on first start (for
+    /// the admin UI). Unset = generated and printed once.
+    pub admin_password: Option<String>,
     /// `LATCH_BACKCHANNEL_RETRY_FOR`: seconds during which an undelivered back-channel logout is
     /// retried before it is given up (and logged). Default 86400 (a day).
     pub backchannel_retry_for: Option<String>,
@@ -58,6 +61,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<[u8; 32]>,
+    pub admin_password: Option<String>,
     pub backchannel_retry_for: std::time::Duration,
 }
 
@@ -74,6 +78,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "[redacted]"),
             )
             .field(
                 "secret_key",
@@ -264,6 +272,15 @@ impl Config {
                 }
             }
         };
+        let admin_password = match get("LATCH_ADMIN_PASSWORD", fc.admin_password) {
+            None => None,
+            Some((key, v)) => {
+                if v.chars().count() < 12 {
+                    errors.push(format!("{key}: must be at least 12 characters"));
+                }
+                Some(v)
+            }
+        };
         let backchannel_retry_for =
             match get("LATCH_BACKCHANNEL_RETRY_FOR", fc.backchannel_retry_for) {
                 None => std::time::Duration::from_secs(86_400),
@@ -288,6 +305,7 @@ impl Config {
                 log_format,
                 admin_token,
                 secret_key,
+                admin_password,
                 backchannel_retry_for,
             }),
             _ => Err(ConfigErrors(errors)),

@@ -136,6 +136,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         latch_core::store::Store::backend(&*started.state.store),
         started.state.sessions.backend()
     );
+    println!("  Admin UI:           {issuer}/admin");
+    match &started.new_admin_password {
+        Some(p) => {
+            println!("    sign in as `admin` with this password (shown once; change it after):");
+            println!("    {p}");
+        }
+        None => println!(
+            "    sign in as `admin` (password: LATCH_ADMIN_PASSWORD, or the one printed on first start)"
+        ),
+    }
     println!("  Management API:     {issuer}/api/v2   (Authorization: Bearer <token>)");
     match &started.new_admin_token {
         Some(token) => {

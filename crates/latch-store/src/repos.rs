@@ -923,6 +923,9 @@ impl LogRepo for SqlStore {
         let q = q.clone();
         self.run(move |conn| {
             let mut query = log_events::table.select(LogRow::as_select()).into_boxed();
+            if let Some(id) = &q.log_id {
+                query = query.filter(log_events::log_id.eq(id.as_str().to_owned()));
+            }
             if let Some(t) = &q.event_type {
                 query = query.filter(log_events::event_type.eq(t.clone()));
             }

@@ -261,6 +261,7 @@ pub(crate) struct UserRow {
     pub updated_at: i64,
     pub last_login: Option<i64>,
     pub logins_count: i64,
+    pub app_metadata: String,
 }
 
 impl UserRow {
@@ -287,6 +288,7 @@ impl UserRow {
             updated_at: to_millis(u.updated_at),
             last_login: ms_opt(u.last_login),
             logins_count: u.logins_count,
+            app_metadata: to_json(&u.app_metadata)?,
         })
     }
 
@@ -306,6 +308,7 @@ impl UserRow {
             updated_at: from_millis(self.updated_at),
             last_login: time_opt(self.last_login),
             logins_count: self.logins_count,
+            app_metadata: from_json(&self.app_metadata)?,
         })
     }
 }

@@ -75,6 +75,7 @@ diesel::table! {
         updated_at -> BigInt,
         last_login -> Nullable<BigInt>,
         logins_count -> BigInt,
+        app_metadata -> Text,
     }
 }
 

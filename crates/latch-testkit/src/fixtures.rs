@@ -96,6 +96,7 @@ pub fn user() -> User {
         updated_at: now,
         last_login: None,
         logins_count: 0,
+        app_metadata: Default::default(),
     }
 }
 

@@ -535,6 +535,14 @@ pub async fn logs_filter_newest_first(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(by_client.len(), 1);
+    let one = s
+        .list_logs(&LogQuery {
+            log_id: Some(by_client[0].log_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one, by_client);
 }
 
 fn delivery(tag: &str, n: usize) -> Delivery {

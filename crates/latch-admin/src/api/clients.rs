@@ -488,3 +488,63 @@ async fn post_rotate_secret(
     .await;
     Ok(HttpResponse::Ok().json(view(&c, Some(&plain))))
 }
+
+/// The admin UI's writes go through the API's own handlers (same checks, same audit events).
+pub(crate) mod ops {
+    use super::*;
+
+    pub(crate) async fn create(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let res = post_client(
+            deps.clone(),
+            auth,
+            req.clone(),
+            StrictJson(super::super::body(body)?),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    pub(crate) async fn update(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let res = patch_client(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+            StrictJson(super::super::body(body)?),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    pub(crate) async fn rotate_secret(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+    ) -> Result<Value, ApiError> {
+        let res = post_rotate_secret(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    /// A client as the API shows it.
+    pub(crate) fn show(c: &Client) -> Value {
+        view(c, None)
+    }
+}

@@ -346,3 +346,58 @@ async fn patch_connection_clients(
     .await;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// The admin UI's writes go through the API's own handlers (same checks, same audit events).
+pub(crate) mod ops {
+    use super::*;
+
+    pub(crate) async fn create(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let res = post_connection(
+            deps.clone(),
+            auth,
+            req.clone(),
+            StrictJson(super::super::body(body)?),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    pub(crate) async fn update(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let res = patch_connection(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+            StrictJson(super::super::body(body)?),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    pub(crate) async fn delete(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        delete_connection(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+        )
+        .await?;
+        Ok(())
+    }
+}

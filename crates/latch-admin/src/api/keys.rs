@@ -77,3 +77,17 @@ fn latch_jose_current(deps: &Deps) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The admin UI's writes go through the API's own handlers (same checks, same audit events).
+pub(crate) mod ops {
+    use super::*;
+
+    pub(crate) async fn rotate(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+    ) -> Result<(), ApiError> {
+        post_rotate(deps.clone(), auth, req.clone()).await?;
+        Ok(())
+    }
+}

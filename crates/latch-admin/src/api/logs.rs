@@ -68,6 +68,7 @@ async fn get_logs(
         ));
     }
     let query = LogQuery {
+        log_id: None,
         event_type: q.event_type.clone().filter(|t| !t.is_empty()),
         user_id: q.user_id.clone().map(UserId::new),
         client_id: q.client_id.clone().map(ClientId::new),

@@ -47,9 +47,12 @@ struct CreateUser {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateUser {
+pub(crate) struct UpdateUser {
     #[serde(default)]
-    blocked: Option<bool>,
+    pub(crate) blocked: Option<bool>,
+    /// Merged into the user's `app_metadata` key by key; a `null` removes the key (Auth0).
+    #[serde(default)]
+    pub(crate) app_metadata: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -113,6 +116,7 @@ async fn view(deps: &Deps, u: &User) -> Result<Value, ApiError> {
         "updated_at": rfc3339(u.updated_at),
         "last_login": u.last_login.map(rfc3339),
         "logins_count": u.logins_count,
+        "app_metadata": u.app_metadata,
         "identities": identities,
     }))
 }
@@ -226,6 +230,7 @@ async fn post_user(
         updated_at: now,
         last_login: None,
         logins_count: 0,
+        app_metadata: Default::default(),
     };
     deps.store.insert_user(&user).await?;
     let identity = Identity {
@@ -324,6 +329,26 @@ async fn patch_user(
     }
     if let Some(v) = body.email_verified {
         u.email_verified = v;
+    }
+    if let Some(meta) = body.app_metadata {
+        if let Some(roles) = meta.get("roles")
+            && !roles.is_null()
+            && !roles
+                .as_array()
+                .is_some_and(|a| a.iter().all(|r| r.as_str().is_some_and(|s| !s.is_empty())))
+        {
+            return Err(ApiError::bad_request(
+                "app_metadata.roles",
+                "app_metadata.roles must be a list of role names",
+            ));
+        }
+        for (k, v) in meta {
+            if v.is_null() {
+                u.app_metadata.remove(&k);
+            } else {
+                u.app_metadata.insert(k, v);
+            }
+        }
     }
     let newly_blocked = body.blocked == Some(true) && !u.blocked;
     if let Some(b) = body.blocked {
@@ -507,4 +532,50 @@ async fn get_user_refresh_tokens(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "refresh_tokens": items })))
+}
+
+/// The admin UI's writes go through the API's own handlers (same checks, same audit events).
+pub(crate) mod ops {
+    use super::*;
+
+    pub(crate) async fn update(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let res = patch_user(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+            StrictJson(super::super::body(body)?),
+        )
+        .await?;
+        super::super::answer(res).await
+    }
+
+    pub(crate) async fn clear_sessions(
+        deps: &web::Data<Deps>,
+        auth: ManagementAuth,
+        req: &HttpRequest,
+        id: &str,
+        revoke_tokens: bool,
+    ) -> Result<(), ApiError> {
+        delete_user_sessions(
+            deps.clone(),
+            auth,
+            req.clone(),
+            web::Path::from(id.to_owned()),
+            web::Query(ClearQuery { revoke_tokens }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A user as the API shows it (identities included).
+    pub(crate) async fn show(deps: &Deps, u: &User) -> Result<Value, ApiError> {
+        view(deps, u).await
+    }
 }

@@ -37,6 +37,8 @@ impl LogEvent {
 /// A filter over the log, newest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogQuery {
+    /// One event by its id.
+    pub log_id: Option<crate::LogId>,
     pub event_type: Option<String>,
     pub user_id: Option<UserId>,
     pub client_id: Option<ClientId>,

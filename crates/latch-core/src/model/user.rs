@@ -21,6 +21,29 @@ pub struct User {
     pub updated_at: OffsetDateTime,
     pub last_login: Option<OffsetDateTime>,
     pub logins_count: i64,
+    /// What admins say about the user (Auth0's `app_metadata`); never changed by a sign-in.
+    /// `roles` containing `"admin"` opens the admin UI.
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The role that opens the admin UI.
+pub const ADMIN_ROLE: &str = "admin";
+/// The username of the admin created on first start (the subject of its database identity).
+pub const ADMIN_USERNAME: &str = "admin";
+
+impl User {
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.app_metadata
+            .get("roles")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        !self.blocked && self.roles().any(|r| r == ADMIN_ROLE)
+    }
 }
 
 /// How a user is known to one connection: keyed by (connection, upstream issuer, upstream subject).

@@ -1,0 +1,434 @@
+//! Applications (clients): list, create (the secret shown once), edit, rotate the secret.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use latch_core::model::Client;
+use serde_json::{Value, json};
+
+use super::{
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, admin, admin_posting, error_page,
+    html, place_error, redirect,
+};
+use crate::Deps;
+use crate::api::clients::ops;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/applications", web::get().to(list))
+        .route("/applications", web::post().to(create))
+        .route("/applications/new", web::get().to(new))
+        .route("/applications/{id}", web::get().to(edit))
+        .route("/applications/{id}", web::post().to(update))
+        .route("/applications/{id}/rotate-secret", web::post().to(rotate));
+}
+
+struct Row {
+    id: String,
+    name: String,
+    app_type: &'static str,
+    backchannel: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/applications.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<Row>,
+}
+
+const APP_TYPES: [(&str, &str); 4] = [
+    ("regular_web", "Regular web application"),
+    ("spa", "Single-page application"),
+    ("native", "Native application"),
+    ("non_interactive", "Machine to machine"),
+];
+const GRANTS: [(&str, &str); 3] = [
+    ("authorization_code", "Authorization code"),
+    ("refresh_token", "Refresh token"),
+    ("client_credentials", "Client credentials"),
+];
+const AUTH_METHODS: [(&str, &str); 3] = [
+    ("client_secret_basic", "Client secret (Basic)"),
+    ("client_secret_post", "Client secret (POST)"),
+    ("none", "None (public client, PKCE)"),
+];
+const ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+
+fn type_label(v: &Value) -> &'static str {
+    APP_TYPES
+        .iter()
+        .find(|(k, _)| v.as_str() == Some(*k))
+        .map_or("—", |(_, l)| *l)
+}
+
+async fn list(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut all = match deps.store.list_clients().await {
+        Ok(v) => v,
+        Err(e) => return error_page(e.into()),
+    };
+    all.sort_by(|x, y| x.name.cmp(&y.name));
+    let rows = all
+        .iter()
+        .map(|c| {
+            let v = ops::show(c);
+            Row {
+                id: c.client_id.as_str().to_owned(),
+                name: c.name.clone(),
+                app_type: type_label(&v["app_type"]),
+                backchannel: !c.oidc_logout.backchannel_logout_urls.is_empty(),
+            }
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &ListPage {
+            c: a.chrome("applications"),
+            rows,
+        },
+    )
+}
+
+fn lines(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn choices(all: &[(&str, &str)], selected: &[String]) -> Vec<Choice> {
+    all.iter()
+        .map(|(v, l)| Choice {
+            value: (*v).into(),
+            label: (*l).into(),
+            selected: selected.iter().any(|s| s == v),
+        })
+        .collect()
+}
+
+/// The form, from the client as the API shows it (edit) or from what was posted.
+fn sections(shown: Option<&Value>, form: Option<&Form>) -> Vec<Section> {
+    let s = shown.cloned().unwrap_or(Value::Null);
+    let text = |name: &str, stored: String| match form {
+        Some(f) => f.get(name).unwrap_or_default().to_owned(),
+        None => stored,
+    };
+    let one = |name: &str, stored: Option<&str>| -> Vec<String> {
+        match form {
+            Some(f) => f.all(name),
+            None => stored.map(|v| vec![v.to_owned()]).unwrap_or_default(),
+        }
+    };
+    let grants: Vec<String> = match form {
+        Some(f) => f.all("grant_types"),
+        None => s["grant_types"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]),
+    };
+    let alg = one(
+        "alg",
+        s["jwt_configuration"]["alg"].as_str().or(Some("RS256")),
+    );
+    let method = one(
+        "token_endpoint_auth_method",
+        s["token_endpoint_auth_method"]
+            .as_str()
+            .or(Some("client_secret_basic")),
+    );
+    let app_type = one("app_type", s["app_type"].as_str().or(Some("regular_web")));
+    let bc = s["oidc_logout"]["backchannel_logout_urls"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let fc = s["oidc_logout"]["frontchannel_logout_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bc_sid = match form {
+        Some(f) => f.checked("backchannel_logout_session_required"),
+        None => s["oidc_logout"]["backchannel_logout_session_required"] == Value::Bool(true),
+    };
+    vec![
+        Section {
+            id: "general",
+            title: "General".into(),
+            description: String::new(),
+            fields: vec![
+                Field::new(
+                    "text",
+                    "name",
+                    "Name",
+                    text("name", s["name"].as_str().unwrap_or_default().into()),
+                ),
+                Field::new("select", "app_type", "Application type", "")
+                    .choices(choices(&APP_TYPES, &app_type)),
+            ],
+        },
+        Section {
+            id: "urls",
+            title: "URLs".into(),
+            description: "Exact matches only; https://, or http:// on loopback for development."
+                .into(),
+            fields: vec![
+                Field::new(
+                    "textarea",
+                    "callbacks",
+                    "Allowed callback URLs",
+                    text("callbacks", lines(&s["callbacks"])),
+                )
+                .help("One per line."),
+                Field::new(
+                    "textarea",
+                    "allowed_logout_urls",
+                    "Allowed logout URLs",
+                    text("allowed_logout_urls", lines(&s["allowed_logout_urls"])),
+                )
+                .help("Where the app may send users after logout. One per line."),
+            ],
+        },
+        Section {
+            id: "logout",
+            title: "Logout".into(),
+            description: "How Latch tells this app that a user's session ended.".into(),
+            fields: vec![
+                Field::new(
+                    "url",
+                    "backchannel_logout_url",
+                    "Back-channel logout URL",
+                    text("backchannel_logout_url", bc),
+                )
+                .help(
+                    "Latch POSTs a signed logout token here (OpenID Connect Back-Channel Logout).",
+                ),
+                Field::new(
+                    "checkbox",
+                    "backchannel_logout_session_required",
+                    "Logout token must carry sid",
+                    "",
+                )
+                .checked(bc_sid),
+                Field::new(
+                    "url",
+                    "frontchannel_logout_url",
+                    "Front-channel logout URL",
+                    text("frontchannel_logout_url", fc),
+                ),
+            ],
+        },
+        Section {
+            id: "advanced",
+            title: "Tokens".into(),
+            description: String::new(),
+            fields: vec![
+                Field::new("checkboxes", "grant_types", "Grant types", "")
+                    .choices(choices(&GRANTS, &grants)),
+                Field::new(
+                    "select",
+                    "token_endpoint_auth_method",
+                    "Token endpoint authentication",
+                    "",
+                )
+                .choices(choices(&AUTH_METHODS, &method)),
+                Field::new("select", "alg", "Signing algorithm", "").choices(
+                    ALGS.iter()
+                        .map(|a| Choice {
+                            value: (*a).into(),
+                            label: (*a).into(),
+                            selected: alg.iter().any(|x| x == a),
+                        })
+                        .collect(),
+                ),
+            ],
+        },
+    ]
+}
+
+fn body(f: &Form) -> Value {
+    let bc = f.text("backchannel_logout_url");
+    json!({
+        "name": f.get("name").unwrap_or_default().trim(),
+        "app_type": f.get("app_type").unwrap_or("regular_web"),
+        "callbacks": f.list("callbacks", false),
+        "allowed_logout_urls": f.list("allowed_logout_urls", false),
+        "grant_types": f.all("grant_types"),
+        "token_endpoint_auth_method": f.get("token_endpoint_auth_method").unwrap_or("client_secret_basic"),
+        "jwt_configuration": { "alg": f.get("alg").unwrap_or("RS256") },
+        "oidc_logout": {
+            "backchannel_logout_urls": bc.into_iter().collect::<Vec<_>>(),
+            "backchannel_logout_session_required": f.checked("backchannel_logout_session_required"),
+            "frontchannel_logout_url": f.text("frontchannel_logout_url"),
+        },
+    })
+}
+
+fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> FormPage {
+    FormPage {
+        c: a.chrome("applications"),
+        title,
+        lead: String::new(),
+        back: "/admin/applications",
+        action,
+        submit: "Save",
+        sections,
+        shown_secret: None,
+        extras: vec![],
+    }
+}
+
+fn edit_page(a: &Admin, shown: &Value, form: Option<&Form>) -> FormPage {
+    let id = shown["client_id"].as_str().unwrap_or_default();
+    let mut p = page(
+        a,
+        shown["name"].as_str().unwrap_or("Application").to_owned(),
+        format!("/admin/applications/{id}"),
+        sections(Some(shown), form),
+    );
+    p.lead = format!("Client ID: {id}");
+    let confidential = shown["token_endpoint_auth_method"].as_str() != Some("none");
+    if confidential {
+        p.extras.push(Extra {
+            action: format!("/admin/applications/{id}/rotate-secret"),
+            label: "Rotate client secret",
+            class: "secondary",
+            confirm: "Rotate the client secret? The current secret stops working at once.".into(),
+        });
+    }
+    p
+}
+
+async fn new(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut p = page(
+        &a,
+        "New application".into(),
+        "/admin/applications".into(),
+        sections(None, None),
+    );
+    p.submit = "Create";
+    html(StatusCode::OK, &p)
+}
+
+async fn create(deps: web::Data<Deps>, req: HttpRequest, form: web::Form<Form>) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match ops::create(&deps, a.auth(), &req, body(&form)).await {
+        Ok(v) => {
+            // The secret is shown on this answer only.
+            let mut p = edit_page(&a, &v, None);
+            p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
+            p.c.notice = Some("Application created.".into());
+            html(StatusCode::CREATED, &p)
+        }
+        Err(e) => {
+            let mut s = sections(None, Some(&form));
+            let general = place_error(&mut s, &e);
+            let mut p = page(
+                &a,
+                "New application".into(),
+                "/admin/applications".into(),
+                s,
+            );
+            p.submit = "Create";
+            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
+            html(StatusCode::BAD_REQUEST, &p)
+        }
+    }
+}
+
+async fn find(deps: &Deps, id: &str) -> Result<Client, HttpResponse> {
+    match deps.store.find_client(&latch_core::ClientId::new(id)).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(error_page(latch_http::ApiError::not_found("application"))),
+        Err(e) => Err(error_page(e.into())),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Saved {
+    saved: Option<String>,
+}
+
+async fn edit(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    q: web::Query<Saved>,
+) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let c = match find(&deps, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut p = edit_page(&a, &ops::show(&c), None);
+    if q.saved.is_some() {
+        p.c.notice = Some("Changes saved.".into());
+    }
+    html(StatusCode::OK, &p)
+}
+
+async fn update(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let c = match find(&deps, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match ops::update(&deps, a.auth(), &req, c.client_id.as_str(), body(&form)).await {
+        Ok(_) => redirect(&format!("/admin/applications/{}?saved=1", c.client_id)),
+        Err(e) => {
+            let mut p = edit_page(&a, &ops::show(&c), Some(&form));
+            let general = place_error(&mut p.sections, &e);
+            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
+            html(StatusCode::BAD_REQUEST, &p)
+        }
+    }
+}
+
+async fn rotate(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match ops::rotate_secret(&deps, a.auth(), &req, &id).await {
+        Ok(v) => {
+            let mut p = edit_page(&a, &v, None);
+            p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
+            p.c.notice = Some("New secret issued; the old one no longer works.".into());
+            html(StatusCode::OK, &p)
+        }
+        Err(e) => error_page(e),
+    }
+}

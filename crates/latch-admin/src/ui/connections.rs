@@ -1,0 +1,703 @@
+//! Connections: list, create and edit per strategy (each form shows only its strategy's fields),
+//! enabled applications, the Universal Logout section, SAML's SP settings, delete.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use latch_core::model::{Client, Strategy};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, admin, admin_posting, error_page,
+    html, place_error, redirect,
+};
+use crate::Deps;
+use crate::api::connections::{ops, view};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/connections", web::get().to(list))
+        .route("/connections", web::post().to(create))
+        .route("/connections/new", web::get().to(new))
+        .route("/connections/{id}", web::get().to(edit))
+        .route("/connections/{id}", web::post().to(update))
+        .route("/connections/{id}/delete", web::post().to(delete));
+}
+
+struct Row {
+    id: String,
+    name: String,
+    display_name: String,
+    strategy: &'static str,
+    apps: usize,
+    enterprise: bool,
+    ul: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/connections.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<Row>,
+}
+
+fn strategy_label(s: Strategy) -> &'static str {
+    match s {
+        Strategy::Auth0 => "Database",
+        Strategy::Okta => "Okta Workforce",
+        Strategy::Oidc => "OpenID Connect",
+        Strategy::Samlp => "SAML",
+    }
+}
+
+async fn list(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let all = match deps.store.list_connections().await {
+        Ok(v) => v,
+        Err(e) => return error_page(e.into()),
+    };
+    let rows = all
+        .iter()
+        .map(|c| Row {
+            id: c.id.as_str().to_owned(),
+            name: c.name.as_str().to_owned(),
+            display_name: c
+                .display_name
+                .clone()
+                .unwrap_or_else(|| c.name.as_str().to_owned()),
+            strategy: strategy_label(c.strategy),
+            apps: c.enabled_clients.len(),
+            enterprise: c.strategy.is_enterprise(),
+            ul: c.options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)),
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &ListPage {
+            c: a.chrome("connections"),
+            rows,
+        },
+    )
+}
+
+/// A value for a field: what was posted (re-shown after an error), else what is stored.
+fn value(form: Option<&Form>, stored: &Map<String, Value>, key: &str) -> String {
+    if let Some(f) = form {
+        return f.get(key).unwrap_or_default().to_owned();
+    }
+    match stored.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn flag(form: Option<&Form>, stored: &Map<String, Value>, key: &str) -> bool {
+    match form {
+        Some(f) => f.checked(key),
+        None => stored.get(key) == Some(&Value::Bool(true)),
+    }
+}
+
+/// The form of a strategy. `shown` is the connection as the API shows it (edit), `form` what was
+/// posted (after an error).
+fn sections(
+    strategy: Strategy,
+    shown: Option<&Value>,
+    form: Option<&Form>,
+    clients: &[Client],
+    enabled: &[String],
+) -> Vec<Section> {
+    let empty = Map::new();
+    let opts = shown
+        .and_then(|v| v["options"].as_object())
+        .unwrap_or(&empty);
+    let v = |k: &str| value(form, opts, k);
+    let creating = shown.is_none();
+    let mut general = Vec::new();
+    if creating {
+        general.push(
+            Field::new("text", "name", "Name", form.and_then(|f| f.get("name")).unwrap_or_default())
+                .help("Letters, digits and hyphens; it appears in URLs (the connection parameter, the revocation endpoint) and cannot change later."),
+        );
+    } else {
+        general.push(Field::new(
+            "readonly",
+            "name_shown",
+            "Name",
+            shown.and_then(|s| s["name"].as_str()).unwrap_or_default(),
+        ));
+    }
+    general.push(
+        Field::new(
+            "text",
+            "display_name",
+            "Display name",
+            match form {
+                Some(f) => f.get("display_name").unwrap_or_default().to_owned(),
+                None => shown
+                    .and_then(|s| s["display_name"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+        )
+        .help("Shown on the sign-in page (\"Continue with …\")."),
+    );
+    let mut idp = Vec::new();
+    let secret_help = if creating {
+        "The client secret the identity provider issued to Latch."
+    } else {
+        "Leave empty to keep the stored secret (it is never shown)."
+    };
+    match strategy {
+        Strategy::Auth0 => {
+            let policy = v("passwordPolicy");
+            let policy = if policy.is_empty() {
+                "good".into()
+            } else {
+                policy
+            };
+            idp.push(
+                Field::new("select", "passwordPolicy", "Password policy", "").choices(
+                    ["none", "low", "fair", "good", "excellent"]
+                        .iter()
+                        .map(|p| Choice {
+                            value: (*p).into(),
+                            label: (*p).into(),
+                            selected: *p == policy,
+                        })
+                        .collect(),
+                ),
+            );
+            idp.push(
+                Field::new(
+                    "checkbox",
+                    "brute_force_protection",
+                    "Brute-force protection",
+                    "",
+                )
+                .checked(
+                    flag(form, opts, "brute_force_protection") || (creating && form.is_none()),
+                ),
+            );
+            idp.push(
+                Field::new("checkbox", "disable_signup", "Disable sign-ups", "").checked(flag(
+                    form,
+                    opts,
+                    "disable_signup",
+                )),
+            );
+        }
+        Strategy::Okta => {
+            idp.push(
+                Field::new("text", "domain", "Okta domain", v("domain"))
+                    .help("Your Okta org, e.g. acme.okta.com."),
+            );
+            idp.push(Field::new("text", "client_id", "Client ID", v("client_id")));
+            idp.push(
+                Field::new("password", "client_secret", "Client secret", "").help(secret_help),
+            );
+            idp.push(
+                Field::new("text", "scope", "Scopes", v("scope"))
+                    .help("Default: openid profile email."),
+            );
+        }
+        Strategy::Oidc => {
+            idp.push(
+                Field::new("url", "issuer", "Issuer URL", v("issuer")).help(
+                    "Its discovery document is at {issuer}/.well-known/openid-configuration.",
+                ),
+            );
+            idp.push(Field::new("text", "client_id", "Client ID", v("client_id")));
+            idp.push(
+                Field::new("password", "client_secret", "Client secret", "").help(secret_help),
+            );
+            idp.push(
+                Field::new("text", "scope", "Scopes", v("scope"))
+                    .help("Default: openid profile email."),
+            );
+        }
+        Strategy::Samlp => {
+            idp.push(
+                Field::new("url", "metadataUrl", "IdP metadata URL", v("metadataUrl"))
+                    .help("Or paste the metadata below, or give the sign-in URL and certificate."),
+            );
+            idp.push(Field::new(
+                "textarea",
+                "metadataXml",
+                "IdP metadata XML",
+                v("metadataXml"),
+            ));
+            idp.push(Field::new(
+                "url",
+                "signInEndpoint",
+                "Sign-in URL (SSO, HTTP-Redirect)",
+                v("signInEndpoint"),
+            ));
+            idp.push(Field::new(
+                "textarea",
+                "signingCert",
+                "Signing certificate (PEM)",
+                v("signingCert"),
+            ));
+            idp.push(
+                Field::new(
+                    "text",
+                    "entityId",
+                    "Latch's entity ID (optional)",
+                    v("entityId"),
+                )
+                .help("Default: urn:latch:{host}:{connection}."),
+            );
+            idp.push(
+                Field::new(
+                    "text",
+                    "user_id_attribute",
+                    "User ID attribute (optional)",
+                    v("user_id_attribute"),
+                )
+                .help("Default: the NameID."),
+            );
+        }
+    }
+    let mut out = vec![
+        Section {
+            id: "general",
+            title: "General".into(),
+            description: String::new(),
+            fields: general,
+        },
+        Section {
+            id: "idp",
+            title: strategy_label(strategy).into(),
+            description: String::new(),
+            fields: idp,
+        },
+    ];
+    if strategy.is_enterprise() {
+        out.push(Section {
+            id: "home-realm",
+            title: "Home realm discovery".into(),
+            description:
+                "Users whose email is in one of these domains are sent to this connection.".into(),
+            fields: vec![
+                Field::new(
+                    "text",
+                    "domain_aliases",
+                    "Email domains",
+                    v("domain_aliases"),
+                )
+                .help("Comma-separated, e.g. acme.com, acme.io."),
+            ],
+        });
+        let endpoint = shown
+            .and_then(|s| s["global_token_revocation_endpoint"].as_str())
+            .map(str::to_owned);
+        let mut ul = vec![
+            Field::new(
+                "checkbox",
+                "global_token_revocation_enabled",
+                "Enable Universal Logout",
+                "",
+            )
+            .checked(flag(form, opts, "global_token_revocation_enabled")),
+        ];
+        match strategy {
+            Strategy::Samlp => {
+                ul.push(
+                    Field::new(
+                        "url",
+                        "global_token_revocation_jwt_iss",
+                        "Issuer (your Okta org URL)",
+                        v("global_token_revocation_jwt_iss"),
+                    )
+                    .help("The iss of Okta's revocation requests, e.g. https://acme.okta.com."),
+                );
+                ul.push(Field::new("text", "global_token_revocation_jwt_sub", "App instance ID", v("global_token_revocation_jwt_sub")).help("The sub Okta puts in its revocation requests: the app's instance id in Okta."));
+                ul.push(
+                    Field::new("url", "jwks_uri", "JWKS URL (optional)", v("jwks_uri"))
+                        .help("Default: the one the issuer's discovery document names."),
+                );
+            }
+            _ => {
+                ul.push(
+                    Field::new(
+                        "text",
+                        "global_token_revocation_jwt_sub",
+                        "App instance ID",
+                        v("global_token_revocation_jwt_sub"),
+                    )
+                    .help("The sub Okta puts in its revocation requests. Default: the client ID."),
+                );
+            }
+        }
+        match endpoint {
+            Some(e) => ul.push(
+                Field::new(
+                    "readonly",
+                    "revocation_endpoint",
+                    "Revocation Endpoint URL",
+                    e,
+                )
+                .help("Paste this into Okta (Universal Logout settings of the app)."),
+            ),
+            None => ul.push(
+                Field::new(
+                    "readonly",
+                    "revocation_endpoint",
+                    "Revocation Endpoint URL",
+                    "",
+                )
+                .help("Shown once the connection is created."),
+            ),
+        }
+        out.push(Section {
+            id: "universal-logout",
+            title: "Universal Logout".into(),
+            description: "Lets your IdP (Okta Universal Logout) end a user's sessions in Latch and every app, and revoke their refresh tokens.".into(),
+            fields: ul,
+        });
+    }
+    if let Some(s) = shown {
+        let o = &s["options"];
+        let mut ro = Vec::new();
+        if strategy == Strategy::Samlp {
+            for (k, label) in [
+                ("sp_metadata_url", "SP metadata URL"),
+                ("sp_entity_id", "Entity ID (audience)"),
+                ("sp_acs_url", "ACS URL (HTTP-POST)"),
+            ] {
+                ro.push(Field::new(
+                    "readonly",
+                    k,
+                    label,
+                    o[k].as_str().unwrap_or_default(),
+                ));
+            }
+        }
+        if let Some(b) = s["backchannel_logout_url"].as_str() {
+            ro.push(
+                Field::new(
+                    "readonly",
+                    "backchannel_logout_url",
+                    "Back-channel logout URL",
+                    b,
+                )
+                .help("Where your IdP sends OpenID Connect Back-Channel Logout."),
+            );
+        }
+        if !ro.is_empty() {
+            out.push(Section {
+                id: "for-your-idp",
+                title: "For your identity provider".into(),
+                description: "Give these to your IdP.".into(),
+                fields: ro,
+            });
+        }
+    }
+    let chosen: Vec<String> = match form {
+        Some(f) => f.all("enabled_clients"),
+        None => enabled.to_vec(),
+    };
+    out.push(Section {
+        id: "applications",
+        title: "Applications".into(),
+        description: "Applications whose users may sign in through this connection.".into(),
+        fields: vec![
+            Field::new("checkboxes", "enabled_clients", "Enabled for", "").choices(
+                clients
+                    .iter()
+                    .map(|c| Choice {
+                        value: c.client_id.as_str().to_owned(),
+                        label: c.name.clone(),
+                        selected: chosen.iter().any(|x| x == c.client_id.as_str()),
+                    })
+                    .collect(),
+            ),
+        ],
+    });
+    out
+}
+
+/// The API body a form stands for. Empty fields are left out; an empty secret keeps the stored
+/// one (PATCH replaces `options` whole but keeps secrets left out).
+fn body(strategy: Strategy, f: &Form, creating: bool) -> Value {
+    let mut options = Map::new();
+    let texts: &[&str] = match strategy {
+        Strategy::Auth0 => &["passwordPolicy"],
+        Strategy::Okta => &["domain", "client_id", "client_secret", "scope"],
+        Strategy::Oidc => &["issuer", "client_id", "client_secret", "scope"],
+        Strategy::Samlp => &[
+            "metadataUrl",
+            "metadataXml",
+            "signInEndpoint",
+            "signingCert",
+            "entityId",
+            "user_id_attribute",
+            "global_token_revocation_jwt_iss",
+            "jwks_uri",
+        ],
+    };
+    for k in texts {
+        if let Some(v) = f.text(k) {
+            options.insert((*k).into(), Value::String(v));
+        }
+    }
+    match strategy {
+        Strategy::Auth0 => {
+            for k in ["brute_force_protection", "disable_signup"] {
+                options.insert(k.into(), Value::Bool(f.checked(k)));
+            }
+        }
+        _ => {
+            if let Some(v) = f.text("global_token_revocation_jwt_sub") {
+                options.insert("global_token_revocation_jwt_sub".into(), Value::String(v));
+            }
+            options.insert(
+                "global_token_revocation_enabled".into(),
+                Value::Bool(f.checked("global_token_revocation_enabled")),
+            );
+            let aliases = f.list("domain_aliases", true);
+            if !aliases.is_empty() {
+                options.insert("domain_aliases".into(), json!(aliases));
+            }
+        }
+    }
+    let mut b = json!({ "options": options, "enabled_clients": f.all("enabled_clients") });
+    if let Some(d) = f.text("display_name") {
+        b["display_name"] = json!(d);
+    }
+    if creating {
+        b["name"] = json!(f.get("name").unwrap_or_default().trim());
+        b["strategy"] = json!(strategy.as_str());
+    }
+    b
+}
+
+async fn clients(deps: &Deps) -> Result<Vec<Client>, HttpResponse> {
+    let mut v = deps
+        .store
+        .list_clients()
+        .await
+        .map_err(|e| error_page(e.into()))?;
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    strategy: Option<String>,
+}
+
+fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> FormPage {
+    FormPage {
+        c: a.chrome("connections"),
+        title,
+        lead: String::new(),
+        back: "/admin/connections",
+        action,
+        submit: "Save",
+        sections,
+        shown_secret: None,
+        extras: vec![],
+    }
+}
+
+async fn new(deps: web::Data<Deps>, req: HttpRequest, q: web::Query<NewQuery>) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let strategy = q
+        .strategy
+        .as_deref()
+        .and_then(Strategy::parse)
+        .unwrap_or(Strategy::Okta);
+    let cl = match clients(&deps).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut p = page(
+        &a,
+        format!("New {} connection", strategy_label(strategy)),
+        format!("/admin/connections?strategy={}", strategy.as_str()),
+        sections(strategy, None, None, &cl, &[]),
+    );
+    p.submit = "Create";
+    html(StatusCode::OK, &p)
+}
+
+async fn create(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    q: web::Query<NewQuery>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let strategy = q
+        .strategy
+        .as_deref()
+        .and_then(Strategy::parse)
+        .unwrap_or(Strategy::Okta);
+    match ops::create(&deps, a.auth(), &req, body(strategy, &form, true)).await {
+        Ok(v) => redirect(&format!(
+            "/admin/connections/{}?saved=created",
+            v["id"].as_str().unwrap_or_default()
+        )),
+        Err(e) => {
+            let cl = match clients(&deps).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let mut s = sections(strategy, None, Some(&form), &cl, &[]);
+            let general = place_error(&mut s, &e);
+            let mut p = page(
+                &a,
+                format!("New {} connection", strategy_label(strategy)),
+                format!("/admin/connections?strategy={}", strategy.as_str()),
+                s,
+            );
+            p.submit = "Create";
+            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
+            html(StatusCode::BAD_REQUEST, &p)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Saved {
+    saved: Option<String>,
+}
+
+async fn edit(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    q: web::Query<Saved>,
+) -> HttpResponse {
+    let a = match admin(&deps, &req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let c = match deps
+        .store
+        .get_connection(&latch_core::ConnectionId::new(id.as_str()))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return error_page(e.into()),
+    };
+    let cl = match clients(&deps).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let shown = view(&c, &deps.issuer);
+    let enabled: Vec<String> = c
+        .enabled_clients
+        .iter()
+        .map(|x| x.as_str().to_owned())
+        .collect();
+    let mut p = edit_page(
+        &a,
+        &c,
+        sections(c.strategy, Some(&shown), None, &cl, &enabled),
+    );
+    p.c.notice = match q.saved.as_deref() {
+        Some("created") => Some("Connection created.".into()),
+        Some(_) => Some("Changes saved.".into()),
+        None => None,
+    };
+    html(StatusCode::OK, &p)
+}
+
+fn edit_page(a: &Admin, c: &latch_core::model::Connection, sections: Vec<Section>) -> FormPage {
+    let mut p = page(
+        a,
+        format!("{} · {}", c.name, strategy_label(c.strategy)),
+        format!("/admin/connections/{}", c.id),
+        sections,
+    );
+    if c.name.as_str() != latch_core::model::DATABASE_CONNECTION {
+        p.extras.push(Extra {
+            action: format!("/admin/connections/{}/delete", c.id),
+            label: "Delete connection",
+            class: "danger",
+            confirm: format!(
+                "Delete the connection {}? Its users can no longer sign in through it.",
+                c.name
+            ),
+        });
+    }
+    p
+}
+
+async fn update(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let c = match deps
+        .store
+        .get_connection(&latch_core::ConnectionId::new(id.as_str()))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return error_page(e.into()),
+    };
+    match ops::update(
+        &deps,
+        a.auth(),
+        &req,
+        c.id.as_str(),
+        body(c.strategy, &form, false),
+    )
+    .await
+    {
+        Ok(_) => redirect(&format!("/admin/connections/{}?saved=1", c.id)),
+        Err(e) => {
+            let cl = match clients(&deps).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let shown = view(&c, &deps.issuer);
+            let mut s = sections(c.strategy, Some(&shown), Some(&form), &cl, &[]);
+            let general = place_error(&mut s, &e);
+            let mut p = edit_page(&a, &c, s);
+            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
+            html(StatusCode::BAD_REQUEST, &p)
+        }
+    }
+}
+
+async fn delete(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match ops::delete(&deps, a.auth(), &req, &id).await {
+        Ok(()) => redirect("/admin/connections"),
+        Err(e) => error_page(e),
+    }
+}
