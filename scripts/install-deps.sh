@@ -5,8 +5,9 @@ set -euo pipefail
 
 # Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config;
 # samael (SAML) runs bindgen (libclang) over libxml2 and xmlsec1.
-# Test: the xmlsec1 command signs SAML for the pysaml2 IdP peer.
-packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev xmlsec1)
+# Test: the xmlsec1 command signs SAML for the pysaml2 IdP peer; Debian's Chromium runs the
+# admin UI's browser tests (driven by npm playwright-core, which never downloads a browser).
+packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev xmlsec1 chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -442,6 +442,7 @@ async fn handle(
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "deliveries_enqueued": out.deliveries.len(),
+            "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "TotalOidcLogoutRequests": out.deliveries.len(),
         }),
     )

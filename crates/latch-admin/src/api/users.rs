@@ -493,6 +493,7 @@ async fn delete_user_sessions(
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "TotalOidcLogoutRequests": out.deliveries.len(),
+            "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "TotalSamlLogoutRequests": 0,
         }),
         ..LogEvent::new(

@@ -171,7 +171,17 @@ struct DetailPage {
     ip: String,
     /// The facts an admin looks for first, pulled out of `details`.
     summary: Vec<(String, String)>,
+    /// The back-channel logout deliveries the event started, as they stand now.
+    deliveries: Vec<DeliveryRow>,
     details: String,
+}
+
+struct DeliveryRow {
+    client: String,
+    target: String,
+    state: String,
+    attempts: i32,
+    last_error: String,
 }
 
 /// Keys of `details` shown as their own rows (a Universal Logout call's caller, subject,
@@ -218,6 +228,32 @@ async fn detail(deps: web::Data<Deps>, req: HttpRequest, id: web::Path<String>) 
     let Some(e) = found.into_iter().next() else {
         return error_page(latch_http::ApiError::not_found("log event"));
     };
+    let clients = deps.store.list_clients().await.unwrap_or_default();
+    let mut deliveries = Vec::new();
+    for id in e.details["delivery_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .take(100)
+    {
+        if let Ok(d) = deps
+            .store
+            .get_delivery(&latch_core::DeliveryId::new(id))
+            .await
+        {
+            deliveries.push(DeliveryRow {
+                client: clients
+                    .iter()
+                    .find(|c| c.client_id == d.client_id)
+                    .map_or_else(|| d.client_id.as_str().to_owned(), |c| c.name.clone()),
+                target: d.target.to_string(),
+                state: d.state.as_str().to_owned(),
+                attempts: d.attempts,
+                last_error: d.last_error.unwrap_or_default(),
+            });
+        }
+    }
     let summary = SUMMARY
         .iter()
         .filter_map(|(k, label)| e.details.get(*k).map(|v| ((*label).to_owned(), show(v))))
@@ -245,6 +281,7 @@ async fn detail(deps: web::Data<Deps>, req: HttpRequest, id: web::Path<String>) 
                 .map_or_else(|| "—".into(), |c| c.as_str().to_owned()),
             ip: e.ip.clone().unwrap_or_else(|| "—".into()),
             summary,
+            deliveries,
             details: serde_json::to_string_pretty(&e.details).unwrap_or_default(),
         },
     )

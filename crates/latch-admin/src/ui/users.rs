@@ -17,7 +17,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/{id}", web::get().to(detail))
         .route("/users/{id}/clear-sessions", web::post().to(clear))
         .route("/users/{id}/block", web::post().to(block))
-        .route("/users/{id}/unblock", web::post().to(unblock));
+        .route("/users/{id}/unblock", web::post().to(unblock))
+        .route("/users/{id}/admin-role", web::post().to(admin_role));
 }
 
 const PER_PAGE: u32 = 50;
@@ -146,6 +147,7 @@ struct DetailPage {
     email: String,
     blocked: bool,
     roles: String,
+    is_admin: bool,
     created: String,
     last_login: String,
     logins: i64,
@@ -213,6 +215,8 @@ async fn detail(
         }
         Some("blocked") => Some("User blocked and signed out everywhere.".into()),
         Some("unblocked") => Some("User unblocked.".into()),
+        Some("granted") => Some("Admin role granted: this user can now use the admin UI.".into()),
+        Some("revoked") => Some("Admin role removed.".into()),
         _ => None,
     };
     html(
@@ -224,6 +228,7 @@ async fn detail(
             email: user.email.clone().unwrap_or_else(|| "—".into()),
             blocked: user.blocked,
             roles: user.roles().collect::<Vec<_>>().join(", "),
+            is_admin: user.roles().any(|r| r == latch_core::model::ADMIN_ROLE),
             created: when(user.created_at),
             last_login: user.last_login.map_or_else(|| "never".into(), when),
             logins: user.logins_count,
@@ -328,4 +333,55 @@ async fn unblock(
     form: web::Form<Form>,
 ) -> HttpResponse {
     set_blocked(deps, req, id, form, false).await
+}
+
+/// `POST /admin/users/{id}/admin-role` (`grant=true|false`): the role that opens this UI, kept in
+/// `app_metadata.roles` (so it also works for users of enterprise connections).
+async fn admin_role(
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    let a = match admin_posting(&deps, &req, &form).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let grant = form.get("grant") == Some("true");
+    if !grant && a.user.user_id.as_str() == id.as_str() {
+        return super::message(
+            StatusCode::BAD_REQUEST,
+            "Not allowed",
+            "You cannot remove your own admin role.",
+            Some(("/admin/users", "Back to users")),
+        );
+    }
+    let user = match deps.store.get_user(&UserId::new(id.as_str())).await {
+        Ok(u) => u,
+        Err(e) => return error_page(e.into()),
+    };
+    let mut roles: Vec<String> = user
+        .roles()
+        .filter(|r| *r != latch_core::model::ADMIN_ROLE)
+        .map(str::to_owned)
+        .collect();
+    if grant {
+        roles.push(latch_core::model::ADMIN_ROLE.into());
+    }
+    match ops::update(
+        &deps,
+        a.auth(),
+        &req,
+        &id,
+        json!({ "app_metadata": { "roles": roles } }),
+    )
+    .await
+    {
+        Ok(_) => redirect(&format!(
+            "/admin/users/{}?done={}",
+            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>(),
+            if grant { "granted" } else { "revoked" }
+        )),
+        Err(e) => error_page(e),
+    }
 }

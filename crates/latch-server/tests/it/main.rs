@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_ui;
 mod api;
 mod backchannel;
 mod browser;

@@ -116,6 +116,7 @@ pub(crate) struct Hop {
     pub(crate) status: u16,
     pub(crate) location: Option<String>,
     pub(crate) body: String,
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 impl Agent {
@@ -163,6 +164,7 @@ impl Agent {
             }
         }
         let status = res.status().as_u16();
+        let headers = res.headers().clone();
         let location = res
             .headers()
             .get("location")
@@ -172,6 +174,7 @@ impl Agent {
             status,
             location,
             body,
+            headers,
         }
     }
 
