@@ -164,6 +164,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes every session of a user in one atomic step; returns what was ended.
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError>;
 
+    /// The user whose live session through `connection` carries the upstream OpenID Connect
+    /// `sid` (for upstream back-channel logout tokens with a `sid` and no `sub`). Adapters index
+    /// it when the session is stored.
+    async fn user_of_upstream_sid(
+        &self,
+        connection: &ConnectionName,
+        sid: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError>;
+
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError>;
 
     /// A new session and its first code, stored together where the adapter can (one write).

@@ -1,7 +1,8 @@
 //! Upstream back-channel logout: an `okta` or `oidc` connection's IdP POSTs an OpenID Connect
 //! Back-Channel Logout token to `POST /login/backchannel-logout/{connection_name}`; Latch ends
 //! the matching sessions (the `sub`'s sessions through that connection, narrowed to the upstream
-//! `sid` when the token has one) and tells its own apps.
+//! `sid` when the token has one; with a `sid` and no `sub`, the session store's upstream-sid
+//! index names the user) and tells its own apps.
 
 use std::sync::Arc;
 
@@ -195,42 +196,40 @@ pub async fn post_backchannel_logout(
         Ok(false) => return bad("the logout token was already used"),
         Err(_) => return HttpResponse::ServiceUnavailable().finish(),
     }
-    let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
-        // Sessions are indexed by user: a sid-only token cannot be matched.
-        log(
-            &deps,
-            &name,
-            "federated_logout_failed",
-            "Upstream back-channel logout without sub",
-            None,
-            json!({"reason": "sid-only tokens are not supported"}),
-        )
-        .await;
-        return bad("sub is required");
+    let sid = claims.get("sid").and_then(Value::as_str);
+    let now = deps.clock.now();
+    let user_id = match (claims.get("sub").and_then(Value::as_str), sid) {
+        (Some(sub), _) => {
+            let iss = claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned();
+            match deps.store.find_identity(&conn.id, &iss, sub).await {
+                Ok(i) => i.map(|i| i.user_id),
+                Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+            }
+        }
+        // A `sid` alone: the session store's upstream-sid index names the user.
+        (None, Some(sid)) => match deps
+            .sessions
+            .user_of_upstream_sid(&conn.name, sid, now)
+            .await
+        {
+            Ok(u) => u,
+            Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+        },
+        (None, None) => return bad("sub or sid is required"),
     };
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_owned();
-    let identity = match deps.store.find_identity(&conn.id, &iss, sub).await {
-        Ok(i) => i,
-        Err(_) => return HttpResponse::ServiceUnavailable().finish(),
-    };
-    // An unknown user has no sessions: nothing to do, and that is a success.
-    let Some(identity) = identity else {
+    // An unknown user (or sid) has no sessions: nothing to do, and that is a success.
+    let Some(user_id) = user_id else {
         return HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))
             .finish();
     };
-    let sid = claims.get("sid").and_then(Value::as_str);
-    let now = deps.clock.now();
-    let Ok(sessions) = deps
-        .sessions
-        .list_user_sessions(&identity.user_id, now)
-        .await
-    else {
+
+    let Ok(sessions) = deps.sessions.list_user_sessions(&user_id, now).await else {
         return HttpResponse::ServiceUnavailable().finish();
     };
     let (mut ended, mut notified) = (0, 0);
@@ -253,7 +252,7 @@ pub async fn post_backchannel_logout(
             Err(_) => return HttpResponse::ServiceUnavailable().finish(),
         }
     }
-    log(&deps, &name, "slo", "Upstream back-channel logout", Some(&identity.user_id), json!({
+    log(&deps, &name, "slo", "Upstream back-channel logout", Some(&user_id), json!({
         "upstream_sid": sid, "sessions_ended": ended, "TotalOidcLogoutRequests": notified, "TotalSamlLogoutRequests": 0,
     }))
     .await;

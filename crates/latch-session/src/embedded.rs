@@ -17,6 +17,13 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sessi
 
 mod schema {
     diesel::table! {
+        upstream_sids (key) {
+            key -> Text,
+            user_id -> Text,
+            expires_at -> BigInt,
+        }
+    }
+    diesel::table! {
         sessions (id) {
             id -> Text,
             user_id -> Text,
@@ -135,12 +142,17 @@ impl EmbeddedSessionStore {
 
 /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so read-modify-write
 /// cannot interleave).
-/// A session row, ready to insert.
+/// A session row, ready to insert (with its upstream `sid` index entry, if any).
 struct SessionInsert {
     id: String,
     user: String,
     ends: i64,
     data: String,
+    upstream_sid: Option<String>,
+}
+
+fn upstream_sid_key(connection: &ConnectionName, sid: &str) -> String {
+    format!("{connection}\n{sid}")
 }
 
 impl SessionInsert {
@@ -150,6 +162,11 @@ impl SessionInsert {
             user: s.user_id.as_str().to_owned(),
             ends: to_millis(s.ends_at()),
             data: to_json(s)?,
+            upstream_sid: s
+                .upstream
+                .sid
+                .as_deref()
+                .map(|sid| upstream_sid_key(&s.connection, sid)),
         })
     }
 
@@ -157,12 +174,22 @@ impl SessionInsert {
         diesel::insert_into(sessions::table)
             .values((
                 sessions::id.eq(self.id),
-                sessions::user_id.eq(self.user),
+                sessions::user_id.eq(&self.user),
                 sessions::ends_at.eq(self.ends),
                 sessions::data.eq(self.data),
             ))
             .execute(c)
             .map_err(db)?;
+        if let Some(key) = self.upstream_sid {
+            diesel::replace_into(upstream_sids::table)
+                .values((
+                    upstream_sids::key.eq(key),
+                    upstream_sids::user_id.eq(self.user),
+                    upstream_sids::expires_at.eq(self.ends),
+                ))
+                .execute(c)
+                .map_err(db)?;
+        }
         Ok(())
     }
 }
@@ -391,6 +418,27 @@ impl SessionStore for EmbeddedSessionStore {
             .await
     }
 
+    async fn user_of_upstream_sid(
+        &self,
+        connection: &ConnectionName,
+        sid: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError> {
+        let key = upstream_sid_key(connection, sid);
+        let now = to_millis(now);
+        self.run(move |c| {
+            let user: Option<String> = upstream_sids::table
+                .filter(upstream_sids::key.eq(key))
+                .filter(upstream_sids::expires_at.gt(now))
+                .select(upstream_sids::user_id)
+                .first(c)
+                .optional()
+                .map_err(db)?;
+            Ok(user.map(UserId::new))
+        })
+        .await
+    }
+
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {
         let code = CodeInsert::of(code)?;
         self.run(move |c| code.put(c)).await
@@ -576,6 +624,9 @@ impl SessionStore for EmbeddedSessionStore {
                     .execute(c)
                     .map_err(db)?;
                 n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
+                n += diesel::delete(upstream_sids::table.filter(upstream_sids::expires_at.le(now)))
                     .execute(c)
                     .map_err(db)?;
                 Ok(n as u64)

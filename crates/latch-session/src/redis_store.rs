@@ -35,6 +35,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 local t = redis.call('PEXPIRETIME', KEYS[2])
 if t == -1 or t < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[2]) end
 return 1
 ";
 
@@ -282,6 +283,10 @@ impl RedisSessionStore {
     fn session_key(&self, id: &str) -> String {
         format!("{}s:{id}", self.prefix)
     }
+    fn upstream_sid_key(&self, connection: &ConnectionName, sid: &str) -> String {
+        format!("{}us:{connection}:{sid}", self.prefix)
+    }
+
     fn user_key(&self, id: &str) -> String {
         format!("{}u:{id}", self.prefix)
     }
@@ -359,14 +364,23 @@ impl SessionStore for RedisSessionStore {
 
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
         let mut c = self.conn.clone();
+        // The upstream `sid` index entry (`us:` key), when the session has one; it lives as long
+        // as the session.
+        let sid = s.upstream.sid.as_deref();
         let _: i64 = self
             .insert
             .key(self.session_key(s.id.as_str()))
             .key(self.user_key(s.user_id.as_str()))
+            .key(self.upstream_sid_key(&s.connection, sid.unwrap_or("-")))
             .arg(encode(s)?)
             .arg(to_millis(s.ends_at()).max(1))
             .arg(s.id.as_str())
             .arg(to_millis(s.expires_at).max(1))
+            .arg(if sid.is_some() {
+                s.user_id.as_str()
+            } else {
+                ""
+            })
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -423,6 +437,20 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(unavailable)?;
         v.map(|v| decode(id.as_str(), &v)).transpose()
+    }
+
+    async fn user_of_upstream_sid(
+        &self,
+        connection: &ConnectionName,
+        sid: &str,
+        _now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError> {
+        let mut c = self.conn.clone();
+        let user: Option<String> = c
+            .get(self.upstream_sid_key(connection, sid))
+            .await
+            .map_err(unavailable)?;
+        Ok(user.map(UserId::new))
     }
 
     async fn list_user_sessions(

@@ -344,6 +344,47 @@ pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
     assert_eq!(s.find_session(&x.id, now()).await.unwrap(), Some(x));
 }
 
+pub async fn upstream_sid_finds_its_user(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let sid = format!("up-{}", crate::env::unique());
+    let mut x = fixtures::session(&user);
+    x.connection = ConnectionName::new("acme-okta");
+    x.upstream.sid = Some(sid.clone());
+    s.insert_session(&x).await.unwrap();
+    let conn = ConnectionName::new("acme-okta");
+    assert_eq!(
+        s.user_of_upstream_sid(&conn, &sid, now()).await.unwrap(),
+        Some(user.clone())
+    );
+    // Another connection's sid space, an unknown sid, a session without one: nothing.
+    let other = ConnectionName::new("other-idp");
+    assert!(
+        s.user_of_upstream_sid(&other, &sid, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.user_of_upstream_sid(&conn, "no-such-sid", now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A session that has already ended leaves no entry behind.
+    let mut ended = fixtures::session(&user);
+    ended.connection = conn.clone();
+    ended.upstream.sid = Some(format!("gone-{}", crate::env::unique()));
+    ended.idle_expires_at = now() - Duration::seconds(1);
+    s.insert_session(&ended).await.unwrap();
+    let gone = ended.upstream.sid.clone().unwrap_or_default();
+    assert!(
+        s.user_of_upstream_sid(&conn, &gone, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
     let user = fixtures::user_id();
     let live = fixtures::session(&user);
@@ -506,6 +547,23 @@ impl SessionStore for MemorySessions {
         });
         by_creation(&mut v);
         Ok(v)
+    }
+    async fn user_of_upstream_sid(
+        &self,
+        connection: &ConnectionName,
+        sid: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError> {
+        Ok(self.with(|m| {
+            m.sessions
+                .values()
+                .find(|s| {
+                    s.is_live(now)
+                        && s.connection == *connection
+                        && s.upstream.sid.as_deref() == Some(sid)
+                })
+                .map(|s| s.user_id.clone())
+        }))
     }
     async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
         self.with(|m| m.codes.insert(c.digest.clone(), c.clone()));

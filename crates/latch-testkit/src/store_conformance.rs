@@ -32,7 +32,8 @@ macro_rules! session_conformance_tests {
             insert_find_and_expiry, touch_moves_idle_not_absolute, clients_join_once,
             user_index_lists_only_live_sessions, end_one_session, end_all_sessions_of_user,
             end_all_is_atomic_under_concurrency, codes_are_single_use, a_session_and_its_first_code_together, login_transactions_are_single_use,
-            remember_once_guards_replay, upstream_session_round_trip, purge_drops_only_expired,
+            remember_once_guards_replay, upstream_session_round_trip, upstream_sid_finds_its_user,
+            purge_drops_only_expired,
             rate_counters_count_per_window
         );
     };

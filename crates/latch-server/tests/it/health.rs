@@ -74,6 +74,14 @@ impl SessionStore for Down {
     async fn end_user_sessions(&self, u: &UserId) -> Result<Vec<Session>, SessionError> {
         self.0.end_user_sessions(u).await
     }
+    async fn user_of_upstream_sid(
+        &self,
+        c: &ConnectionName,
+        sid: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError> {
+        self.0.user_of_upstream_sid(c, sid, now).await
+    }
     async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
         self.0.insert_code(c).await
     }

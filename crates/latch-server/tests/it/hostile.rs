@@ -347,3 +347,131 @@ async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
     .await;
     assert_eq!(status, 400, "the dropped key no longer signs in");
 }
+
+/// OpenID Connect Back-Channel Logout from the IdP with a `sid` and no `sub`: the session that
+/// upstream `sid` signed in ends (found through the session store's upstream-sid index); an
+/// unknown `sid` ends nothing and is still a 200; a token with neither is refused.
+async fn sid_only_upstream_logout(backends: Backends, test: &str) {
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let idp = Hostile::start().await;
+    let key = Signer::generate(SigningAlg::RS256).unwrap();
+    *idp.jwks.lock().unwrap() = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
+        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let upstream_sid = format!("okta-sid-{}", latch_testkit::env::unique());
+    let with_sid = {
+        let s = upstream_sid.clone();
+        move |c: &mut Value| c["sid"] = json!(s)
+    };
+    let (status, session) = try_id_token(
+        &http,
+        &latch.base,
+        &cid,
+        &idp,
+        now,
+        &with_sid,
+        Some(&key),
+        false,
+    )
+    .await;
+    assert_eq!((status, session), (302, true));
+    let users: Value = http
+        .get(format!("{}/api/v2/users?q=alice", latch.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
+    let sessions = || async {
+        let v: Value = http
+            .get(format!("{}/api/v2/users/{user_id}/sessions", latch.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["sessions"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(sessions().await, 1);
+    let logout = |claims: Value| {
+        let token = sign_jws(
+            &key,
+            SigningAlg::RS256,
+            &key.thumbprint(),
+            "logout+jwt",
+            &claims,
+        )
+        .unwrap();
+        http.post(format!("{}/login/backchannel-logout/hostile", latch.base))
+            .form(&[("logout_token", token)])
+            .send()
+    };
+    let base = |jti: &str| {
+        json!({"iss": idp.base, "aud": "latch-at-hostile", "iat": now, "jti": jti,
+               "events": {"http://schemas.openid.net/event/backchannel-logout": {}}})
+    };
+    // Neither sub nor sid: refused, nothing ends.
+    let r = logout(base("j-none")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    // An unknown sid: nothing to end, and that is a success.
+    let mut unknown = base("j-unknown");
+    unknown["sid"] = json!("never-issued");
+    assert_eq!(logout(unknown).await.unwrap().status(), 200);
+    assert_eq!(sessions().await, 1);
+    // The session's own sid, without a sub: it ends.
+    let mut by_sid = base("j-sid");
+    by_sid["sid"] = json!(upstream_sid);
+    assert_eq!(logout(by_sid).await.unwrap().status(), 200);
+    assert_eq!(
+        sessions().await,
+        0,
+        "the session signed in with that upstream sid ended"
+    );
+}
+
+#[tokio::test]
+async fn sid_only_upstream_logout_on_the_embedded_default() {
+    sid_only_upstream_logout(
+        Backends::Embedded,
+        "sid_only_upstream_logout_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sid_only_upstream_logout_on_postgres_and_redis() {
+    sid_only_upstream_logout(
+        Backends::Production,
+        "sid_only_upstream_logout_on_postgres_and_redis",
+    )
+    .await;
+}
