@@ -265,20 +265,17 @@ async fn find_user(deps: &Deps, conn: &Connection, s: &Subject) -> Result<Option
             let trimmed = iss.trim_end_matches('/');
             let mut found = deps
                 .store
-                .find_identity(&conn.id, iss, sub)
+                .find_identity_with_user(&conn.id, iss, sub)
                 .await
                 .map_err(err)?;
             if found.is_none() && trimmed != iss {
                 found = deps
                     .store
-                    .find_identity(&conn.id, trimmed, sub)
+                    .find_identity_with_user(&conn.id, trimmed, sub)
                     .await
                     .map_err(err)?;
             }
-            match found {
-                Some(i) => deps.store.find_user(&i.user_id).await.map_err(err),
-                None => Ok(None),
-            }
+            Ok(found.map(|(_, u)| u))
         }
         Subject::Email(email) => {
             for u in deps.store.find_users_by_email(email).await.map_err(err)? {

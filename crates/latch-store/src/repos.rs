@@ -984,11 +984,25 @@ impl OutboxRepo for SqlStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.run_write(move |conn| {
             tx(conn, |conn| {
-                for row in &rows {
-                    diesel::insert_into(outbox::table)
-                        .values(row)
-                        .execute(conn)
-                        .map_err(db_err("delivery", "id"))?;
+                match conn {
+                    // One statement per 2,000 rows (12 parameters each, under PostgreSQL's
+                    // 65,535): a GTR or a mass logout records thousands at once.
+                    DbConnection::Pg(pg) => {
+                        for chunk in rows.chunks(2000) {
+                            diesel::insert_into(outbox::table)
+                                .values(chunk)
+                                .execute(pg)
+                                .map_err(db_err("delivery", "id"))?;
+                        }
+                    }
+                    DbConnection::Sqlite(_) => {
+                        for row in &rows {
+                            diesel::insert_into(outbox::table)
+                                .values(row)
+                                .execute(conn)
+                                .map_err(db_err("delivery", "id"))?;
+                        }
+                    }
                 }
                 Ok(())
             })
@@ -1005,45 +1019,43 @@ impl OutboxRepo for SqlStore {
         let now = to_millis(now);
         let lease = to_millis(lease_until);
         self.run_write(move |conn| {
-            let candidates: Vec<String> = outbox::table
-                .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
-                .filter(outbox::next_attempt_at.le(now))
-                .filter(
-                    outbox::locked_until
-                        .is_null()
-                        .or(outbox::locked_until.le(now)),
+            use diesel::sql_types::BigInt;
+            // One statement: the due rows nobody holds, leased at once. On PostgreSQL rows
+            // another instance is claiming are skipped, not waited for; SQLite has one writer.
+            let rows: Vec<DeliveryRow> = match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(
+                    "UPDATE outbox SET locked_until = $1 WHERE id IN (\
+                       SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
+                       AND (locked_until IS NULL OR locked_until <= $2) \
+                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     RETURNING *",
                 )
-                .order((outbox::next_attempt_at, outbox::id))
-                .limit(i64::from(limit))
-                .select(outbox::id)
-                .load(conn)
-                .map_err(db_err("delivery", "id"))?;
-            let mut claimed = Vec::with_capacity(candidates.len());
-            for id in candidates {
-                // The condition is re-checked under the row lock: of two instances racing for the
-                // same row, exactly one updates it.
-                let n = diesel::update(
-                    outbox::table
-                        .find(&id)
-                        .filter(outbox::state.eq(DeliveryState::Pending.as_str()))
-                        .filter(
-                            outbox::locked_until
-                                .is_null()
-                                .or(outbox::locked_until.le(now)),
-                        ),
+                .bind::<BigInt, _>(lease)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(i64::from(limit))
+                .load(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(
+                    "UPDATE outbox SET locked_until = ?1 WHERE id IN (\
+                       SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?2 \
+                       AND (locked_until IS NULL OR locked_until <= ?2) \
+                       ORDER BY next_attempt_at, id LIMIT ?3) \
+                     RETURNING *",
                 )
-                .set(outbox::locked_until.eq(Some(lease)))
-                .execute(conn)
-                .map_err(db_err("delivery", "id"))?;
-                if n == 1 {
-                    let row: DeliveryRow = outbox::table
-                        .find(&id)
-                        .select(DeliveryRow::as_select())
-                        .first(conn)
-                        .map_err(db_err("delivery", "id"))?;
-                    claimed.push(row.into_domain()?);
-                }
+                .bind::<BigInt, _>(lease)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(i64::from(limit))
+                .load(lite),
             }
+            .map_err(db_err("delivery", "id"))?;
+            let mut claimed = rows
+                .into_iter()
+                .map(DeliveryRow::into_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            claimed.sort_by(|a, b| {
+                a.next_attempt_at
+                    .cmp(&b.next_attempt_at)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
             Ok(claimed)
         })
         .await

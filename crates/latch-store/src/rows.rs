@@ -512,7 +512,7 @@ impl LogRow {
 
 // ---------- outbox ----------
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = outbox)]
 #[diesel(treat_none_as_null = true)]
 pub(crate) struct DeliveryRow {
