@@ -93,6 +93,24 @@ redis.call('DEL', KEYS[1])
 return out
 ";
 
+/// The user's sessions in one round trip; ids whose record expired are dropped from the index.
+const LIST_USER: &str = r"
+local ids = redis.call('SMEMBERS', KEYS[1])
+local out = {}
+local gone = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('GET', ARGV[1] .. id)
+  if v then
+    out[#out + 1] = id
+    out[#out + 1] = v
+  else
+    gone[#gone + 1] = id
+  end
+end
+if #gone > 0 then redis.call('SREM', KEYS[1], unpack(gone)) end
+return out
+";
+
 const COUNT_HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
@@ -236,6 +254,7 @@ pub struct RedisSessionStore {
     add_client: Script,
     end_one: Script,
     end_user: Script,
+    list_user: Script,
     count_hit: Script,
 }
 
@@ -276,6 +295,7 @@ impl RedisSessionStore {
             add_client: Script::new(ADD_CLIENT),
             end_one: Script::new(END_ONE),
             end_user: Script::new(END_USER),
+            list_user: Script::new(LIST_USER),
             count_hit: Script::new(COUNT_HIT),
         })
     }
@@ -459,33 +479,21 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let user_key = self.user_key(user.as_str());
-        let ids: Vec<String> = c.smembers(&user_key).await.map_err(unavailable)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut c)
+        let flat: Vec<String> = self
+            .list_user
+            .key(self.user_key(user.as_str()))
+            .arg(self.session_key(""))
+            .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
         let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for (id, v) in ids.into_iter().zip(values) {
-            match v {
-                Some(v) => {
-                    let s = decode(&id, &v)?;
-                    if s.is_live(now) {
-                        out.push(s);
-                    }
+        for pair in flat.chunks(2) {
+            if let [id, v] = pair {
+                let s = decode(id, v)?;
+                if s.is_live(now) {
+                    out.push(s);
                 }
-                None => gone.push(id),
             }
-        }
-        if !gone.is_empty() {
-            // Sessions that expired by TTL leave their id behind in the index: drop it.
-            let _: i64 = c.srem(&user_key, gone).await.map_err(unavailable)?;
         }
         out.sort_by(|a, b| {
             a.created_at
