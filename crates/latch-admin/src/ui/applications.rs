@@ -7,8 +7,8 @@ use latch_core::model::Client;
 use serde_json::{Value, json};
 
 use super::{
-    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, admin, admin_posting, error_page,
-    html, place_error, redirect,
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, place_error,
+    redirect,
 };
 use crate::Deps;
 use crate::api::clients::ops;
@@ -61,11 +61,7 @@ fn type_label(v: &Value) -> &'static str {
         .map_or("—", |(_, l)| *l)
 }
 
-async fn list(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
     let mut all = match deps.store.list_clients().await {
         Ok(v) => v,
         Err(e) => return error_page(e.into()),
@@ -309,11 +305,7 @@ fn edit_page(a: &Admin, shown: &Value, form: Option<&Form>) -> FormPage {
     p
 }
 
-async fn new(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn new(a: Admin) -> HttpResponse {
     let mut p = page(
         &a,
         "New application".into(),
@@ -324,11 +316,15 @@ async fn new(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
     html(StatusCode::OK, &p)
 }
 
-async fn create(deps: web::Data<Deps>, req: HttpRequest, form: web::Form<Form>) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn create(
+    a: Admin,
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     match ops::create(&deps, a.auth(), &req, body(&form)).await {
         Ok(v) => {
             // The secret is shown on this answer only.
@@ -367,15 +363,11 @@ struct Saved {
 }
 
 async fn edit(
+    a: Admin,
     deps: web::Data<Deps>,
-    req: HttpRequest,
     id: web::Path<String>,
     q: web::Query<Saved>,
 ) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let c = match find(&deps, &id).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -388,15 +380,15 @@ async fn edit(
 }
 
 async fn update(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let c = match find(&deps, &id).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -413,15 +405,15 @@ async fn update(
 }
 
 async fn rotate(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     match ops::rotate_secret(&deps, a.auth(), &req, &id).await {
         Ok(v) => {
             let mut p = edit_page(&a, &v, None);

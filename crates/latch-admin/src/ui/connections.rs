@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, admin, admin_posting, error_page,
-    html, place_error, redirect,
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, place_error,
+    redirect,
 };
 use crate::Deps;
 use crate::api::connections::{ops, view};
@@ -50,11 +50,7 @@ fn strategy_label(s: Strategy) -> &'static str {
     }
 }
 
-async fn list(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
     let all = match deps.store.list_connections().await {
         Ok(v) => v,
         Err(e) => return error_page(e.into()),
@@ -512,11 +508,7 @@ fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> For
     }
 }
 
-async fn new(deps: web::Data<Deps>, req: HttpRequest, q: web::Query<NewQuery>) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn new(a: Admin, deps: web::Data<Deps>, q: web::Query<NewQuery>) -> HttpResponse {
     let strategy = q
         .strategy
         .as_deref()
@@ -537,15 +529,15 @@ async fn new(deps: web::Data<Deps>, req: HttpRequest, q: web::Query<NewQuery>) -
 }
 
 async fn create(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     q: web::Query<NewQuery>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let strategy = q
         .strategy
         .as_deref()
@@ -582,15 +574,11 @@ struct Saved {
 }
 
 async fn edit(
+    a: Admin,
     deps: web::Data<Deps>,
-    req: HttpRequest,
     id: web::Path<String>,
     q: web::Query<Saved>,
 ) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let c = match deps
         .store
         .get_connection(&latch_core::ConnectionId::new(id.as_str()))
@@ -644,15 +632,15 @@ fn edit_page(a: &Admin, c: &latch_core::model::Connection, sections: Vec<Section
 }
 
 async fn update(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let c = match deps
         .store
         .get_connection(&latch_core::ConnectionId::new(id.as_str()))
@@ -687,15 +675,15 @@ async fn update(
 }
 
 async fn delete(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     match ops::delete(&deps, a.auth(), &req, &id).await {
         Ok(()) => redirect("/admin/connections"),
         Err(e) => error_page(e),

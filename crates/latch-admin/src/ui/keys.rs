@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::{Chrome, Form, admin, admin_posting, error_page, html, redirect, when};
+use super::{Admin, Chrome, Form, error_page, html, redirect, when};
 use crate::Deps;
 use crate::api::keys::ops;
 
@@ -32,11 +32,7 @@ struct Done {
     done: Option<String>,
 }
 
-async fn list(deps: web::Data<Deps>, req: HttpRequest, q: web::Query<Done>) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(a: Admin, deps: web::Data<Deps>, q: web::Query<Done>) -> HttpResponse {
     let keys = match deps.store.list_signing_keys().await {
         Ok(k) => k,
         Err(e) => return error_page(e.into()),
@@ -62,11 +58,15 @@ async fn list(deps: web::Data<Deps>, req: HttpRequest, q: web::Query<Done>) -> H
     )
 }
 
-async fn rotate(deps: web::Data<Deps>, req: HttpRequest, form: web::Form<Form>) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn rotate(
+    a: Admin,
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     match ops::rotate(&deps, a.auth(), &req).await {
         Ok(()) => redirect("/admin/keys?done=1"),
         Err(e) => error_page(e),

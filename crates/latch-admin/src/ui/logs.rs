@@ -2,14 +2,14 @@
 //! full (a Universal Logout call shows its caller, subject, result and counts).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use latch_core::model::LogQuery;
 use latch_core::{ClientId, ConnectionName, LogId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Chrome, admin, error_page, html, when};
+use super::{Admin, Chrome, error_page, html, when};
 use crate::Deps;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -72,11 +72,7 @@ fn instant(v: &Option<String>) -> Result<Option<time::OffsetDateTime>, String> {
     }
 }
 
-async fn list(deps: web::Data<Deps>, req: HttpRequest, f: web::Query<Filters>) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(a: Admin, deps: web::Data<Deps>, f: web::Query<Filters>) -> HttpResponse {
     let mut c = a.chrome("logs");
     let (from, to) = match (instant(&f.from), instant(&f.to)) {
         (Ok(x), Ok(y)) => (x, y),
@@ -208,11 +204,7 @@ fn show(v: &Value) -> String {
     }
 }
 
-async fn detail(deps: web::Data<Deps>, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn detail(a: Admin, deps: web::Data<Deps>, id: web::Path<String>) -> HttpResponse {
     let found = match deps
         .store
         .list_logs(&LogQuery {

@@ -104,6 +104,41 @@ impl Admin {
     pub fn csrf_ok(&self, posted: Option<&str>) -> bool {
         posted.is_some_and(|t| latch_jose::constant_eq(t, &self.csrf))
     }
+
+    /// The answer to a state-changing form without this session's CSRF token (403, nothing
+    /// done), or `None` when the token is there.
+    pub fn csrf_refusal(&self, form: &Form) -> Option<HttpResponse> {
+        if self.csrf_ok(form.get("csrf")) {
+            return None;
+        }
+        Some(message(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form could not be verified (its security token is missing or stale). Go back, reload the page and try again.",
+            Some(("/admin", "Back to the admin")),
+        ))
+    }
+}
+
+/// Handlers take an `Admin`: a request that is not an admin's is answered before they run (a
+/// redirect to sign in, or 403).
+impl actix_web::FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let Some(deps) = req.app_data::<web::Data<Deps>>().cloned() else {
+                return Err(actix_web::error::ErrorInternalServerError(
+                    "admin UI not configured",
+                ));
+            };
+            admin(&deps, &req).await.map_err(|r| {
+                actix_web::error::InternalError::from_response("not an admin", r).into()
+            })
+        })
+    }
 }
 
 fn csrf_for(session: &Session) -> String {
@@ -157,24 +192,6 @@ pub(crate) async fn admin(deps: &Deps, req: &HttpRequest) -> Result<Admin, HttpR
         session,
         csrf,
     })
-}
-
-/// The admin for a state-changing request: also checks the form's CSRF token.
-pub(crate) async fn admin_posting(
-    deps: &Deps,
-    req: &HttpRequest,
-    form: &Form,
-) -> Result<Admin, HttpResponse> {
-    let a = admin(deps, req).await?;
-    if !a.csrf_ok(form.get("csrf")) {
-        return Err(message(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form could not be verified (its security token is missing or stale). Go back, reload the page and try again.",
-            Some(("/admin", "Back to the admin")),
-        ));
-    }
-    Ok(a)
 }
 
 /// A posted form, fields in order (checkbox groups repeat a name).
@@ -567,11 +584,10 @@ async fn callback(
 }
 
 /// `POST /admin/logout`: ends the Latch session (the one logout use-case: apps in it are told).
-async fn logout(deps: web::Data<Deps>, req: HttpRequest, form: web::Form<Form>) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpResponse {
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let t = latch_core::logout::Terminate {
         target: latch_core::logout::Target::Session(a.session.id.clone()),
         tokens: latch_core::logout::TokenPolicy::SessionBound,

@@ -8,7 +8,7 @@ use latch_core::model::UserQuery;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Chrome, Form, admin, admin_posting, error_page, html, redirect, when};
+use super::{Admin, Chrome, Form, error_page, html, redirect, when};
 use crate::Deps;
 use crate::api::users::ops;
 
@@ -56,11 +56,7 @@ fn display(u: &latch_core::model::User) -> String {
         .unwrap_or_else(|| u.user_id.as_str().to_owned())
 }
 
-async fn list(deps: web::Data<Deps>, req: HttpRequest, s: web::Query<Search>) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(a: Admin, deps: web::Data<Deps>, s: web::Query<Search>) -> HttpResponse {
     let q = s.q.clone().unwrap_or_default().trim().to_owned();
     let page = s.page.unwrap_or(0);
     let users = match deps
@@ -162,15 +158,11 @@ struct Done {
 }
 
 async fn detail(
+    a: Admin,
     deps: web::Data<Deps>,
-    req: HttpRequest,
     id: web::Path<String>,
     q: web::Query<Done>,
 ) -> HttpResponse {
-    let a = match admin(&deps, &req).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let uid = UserId::new(id.into_inner());
     let user = match deps.store.get_user(&uid).await {
         Ok(u) => u,
@@ -268,15 +260,15 @@ async fn detail(
 }
 
 async fn clear(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let revoke = form.checked("revoke_tokens");
     match ops::clear_sessions(&deps, a.auth(), &req, &id, revoke).await {
         Ok(()) => redirect(&format!(
@@ -289,16 +281,16 @@ async fn clear(
 }
 
 async fn set_blocked(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
     blocked: bool,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     if blocked && a.user.user_id.as_str() == id.as_str() {
         return super::message(
             StatusCode::BAD_REQUEST,
@@ -318,35 +310,37 @@ async fn set_blocked(
 }
 
 async fn block(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    set_blocked(deps, req, id, form, true).await
+    set_blocked(a, deps, req, id, form, true).await
 }
 
 async fn unblock(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    set_blocked(deps, req, id, form, false).await
+    set_blocked(a, deps, req, id, form, false).await
 }
 
 /// `POST /admin/users/{id}/admin-role` (`grant=true|false`): the role that opens this UI, kept in
 /// `app_metadata.roles` (so it also works for users of enterprise connections).
 async fn admin_role(
+    a: Admin,
     deps: web::Data<Deps>,
     req: HttpRequest,
     id: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    let a = match admin_posting(&deps, &req, &form).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
     let grant = form.get("grant") == Some("true");
     if !grant && a.user.user_id.as_str() == id.as_str() {
         return super::message(

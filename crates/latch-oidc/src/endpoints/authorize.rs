@@ -578,28 +578,7 @@ pub async fn get_callback(
         return Ok(expired());
     };
     let ip = client_ip(&req);
-    let fail = |reason: String| {
-        let deps = deps.clone();
-        let (client, conn, ip) = (r.client_id.clone(), connection.name.clone(), ip.clone());
-        async move {
-            issue::log(
-                &deps,
-                "f",
-                "Failed login",
-                None,
-                Some(&client),
-                Some(&conn),
-                ip,
-                json!({"reason": reason}),
-            )
-            .await;
-            pages::error(
-                StatusCode::BAD_REQUEST,
-                "Sign-in failed",
-                "The identity provider's answer could not be accepted. Go back to the application and try again.",
-            )
-        }
-    };
+    let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip.clone(), reason);
     // A SAML answer was checked when the IdP posted it (see `post_callback`).
     let verified = tx
         .payload
@@ -712,32 +691,8 @@ pub async fn post_callback(
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
         return Ok(expired());
     };
-    let fail = |reason: String| {
-        let deps = deps.clone();
-        let (client, conn, ip) = (
-            r.client_id.clone(),
-            connection.name.clone(),
-            client_ip(&req),
-        );
-        async move {
-            issue::log(
-                &deps,
-                "f",
-                "Failed login",
-                None,
-                Some(&client),
-                Some(&conn),
-                ip,
-                json!({"reason": reason}),
-            )
-            .await;
-            pages::error(
-                StatusCode::BAD_REQUEST,
-                "Sign-in failed",
-                "The identity provider's answer could not be accepted. Go back to the application and try again.",
-            )
-        }
-    };
+    let fail =
+        |reason: String| upstream_failed(&deps, &r, &connection.name, client_ip(&req), reason);
     if connection.strategy != Strategy::Samlp
         || q.connection
             .as_deref()
@@ -776,6 +731,32 @@ pub async fn post_callback(
         .insert_header((LOCATION, to))
         .insert_header(("Cache-Control", "no-store"))
         .finish())
+}
+
+/// An upstream answer Latch refused: an `f` event with the reason, a page without it.
+async fn upstream_failed(
+    deps: &Deps,
+    r: &AuthRequest,
+    connection: &ConnectionName,
+    ip: Option<String>,
+    reason: String,
+) -> HttpResponse {
+    issue::log(
+        deps,
+        "f",
+        "Failed login",
+        None,
+        Some(&r.client_id),
+        Some(connection),
+        ip,
+        json!({"reason": reason}),
+    )
+    .await;
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "Sign-in failed",
+        "The identity provider's answer could not be accepted. Go back to the application and try again.",
+    )
 }
 
 fn oauth_to_api(e: latch_http::OAuthError) -> latch_http::ApiError {
