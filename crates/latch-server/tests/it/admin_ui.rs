@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::peers::{Agent, Hop, peers_dir};
 use crate::process::{Latch, free_port};
-use crate::support::{Backends, TOKEN, env_for};
+use crate::support::{Backends, api, env_for};
 
 const ADMIN_PASSWORD: &str = "Admin-Passw0rd-for-tests";
 const APP_CB: &str = "http://127.0.0.1:9/app-cb";
@@ -67,26 +67,6 @@ async fn sign_in(
         return (to, hop);
     }
     follow(agent, &to).await
-}
-
-async fn api(
-    http: &reqwest::Client,
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 #[tokio::test]

@@ -88,26 +88,7 @@ async fn id_token_rejections_leave_no_session() {
     let key = Signer::generate(SigningAlg::RS256).unwrap();
     let other = Signer::generate(SigningAlg::RS256).unwrap();
     *idp.jwks.lock().unwrap() = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cid = c["client_id"].as_str().unwrap().to_owned();
-    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
-        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
-            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), 201);
+    let (http, cid) = app_and_connection(&latch.base, &idp.base).await;
 
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     type Mutate = Box<dyn Fn(&mut Value)>;
@@ -273,26 +254,7 @@ async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
     let old = Signer::generate(SigningAlg::RS256).unwrap();
     let new = Signer::generate(SigningAlg::RS256).unwrap();
     *idp.jwks.lock().unwrap() = json!({"keys": [old.public_jwk(SigningAlg::RS256)]});
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cid = c["client_id"].as_str().unwrap().to_owned();
-    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
-        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
-            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), 201);
+    let (http, cid) = app_and_connection(&latch.base, &idp.base).await;
     let now = || time::OffsetDateTime::now_utc().unix_timestamp();
     let keep = |_: &mut Value| {};
     let (status, _) = try_id_token(
@@ -361,26 +323,7 @@ async fn sid_only_upstream_logout(backends: Backends, test: &str) {
     let idp = Hostile::start().await;
     let key = Signer::generate(SigningAlg::RS256).unwrap();
     *idp.jwks.lock().unwrap() = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cid = c["client_id"].as_str().unwrap().to_owned();
-    let r = http.post(format!("{}/api/v2/connections", latch.base)).bearer_auth(TOKEN)
-        .json(&json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
-            "options": {"issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), 201);
+    let (http, cid) = app_and_connection(&latch.base, &idp.base).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let upstream_sid = format!("okta-sid-{}", latch_testkit::env::unique());
     let with_sid = {
@@ -474,4 +417,34 @@ async fn sid_only_upstream_logout_on_postgres_and_redis() {
         "sid_only_upstream_logout_on_postgres_and_redis",
     )
     .await;
+}
+
+/// A client without redirects, an app, and the `hostile` OIDC connection to `idp` enabled for
+/// it; the app's client id.
+async fn app_and_connection(base: &str, idp: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c = crate::support::api(
+        &http,
+        base,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]})),
+    )
+    .await;
+    let cid = c["client_id"].as_str().unwrap().to_owned();
+    crate::support::api(
+        &http,
+        base,
+        "POST",
+        "/api/v2/connections",
+        Some(
+            json!({"name": "hostile", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp, "client_id": "latch-at-hostile", "client_secret": "x"}}),
+        ),
+    )
+    .await;
+    (http, cid)
 }

@@ -4,6 +4,7 @@ use latch_server::AppState;
 use latch_server::bootstrap;
 use latch_server::config::Config;
 use latch_testkit::env::{PgSchema, TempDir, unique};
+use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -101,4 +102,26 @@ macro_rules! on_all_backends {
             }
         }
     };
+}
+
+/// A management API call with the admin token; the JSON answer (`Null` when empty). Fails the
+/// test on an error status.
+pub async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut r = http
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
