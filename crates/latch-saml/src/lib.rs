@@ -436,7 +436,21 @@ fn exactly_one_assertion(xml: &str) -> Result<(), SamlError> {
     }
     match assertions {
         1 => Ok(()),
-        0 => Err(rejected("the response carries no assertion")),
+        // No assertion: usually the IdP refused (Requester/AuthnFailed, …); say what it said.
+        0 => Err(rejected(match xml.parse::<samael::schema::Response>() {
+            Ok(r) => match r.status {
+                Some(st) => format!(
+                    "the identity provider answered {}{}",
+                    st.status_code.value.unwrap_or_default(),
+                    st.status_message
+                        .and_then(|m| m.value)
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                None => "the response carries no assertion".to_owned(),
+            },
+            Err(_) => "the response carries no assertion".to_owned(),
+        })),
         n => Err(rejected(format!(
             "the response carries {n} assertions; exactly one is accepted"
         ))),

@@ -305,3 +305,14 @@ fn the_authn_request_names_latch_and_its_acs() {
     assert!(xml.contains("urn:latch:127.0.0.1:acme"), "{xml}");
     assert_eq!(latch_testkit::saml::authn_request_id(&r.url), "_abc");
 }
+
+#[test]
+fn an_idp_refusal_is_reported_with_its_status() {
+    let idp = TestIdp::new("https://idp.example.com/saml");
+    let refusal = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="2026-12-05T00:00:00Z" InResponseTo="_req-1"><saml:Issuer>https://idp.example.com/saml</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Requester"/><samlp:StatusMessage>User is not assigned to this application</samlp:StatusMessage></samlp:Status></samlp:Response>"#;
+    let e = rejected(&idp, &encode(refusal));
+    assert!(
+        e.contains("status:Requester") && e.contains("not assigned"),
+        "{e}"
+    );
+}
