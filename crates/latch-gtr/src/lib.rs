@@ -436,6 +436,11 @@ async fn handle(
         json!({
             "caller": { "iss": claims.get("iss"), "sub": claims.get("sub"), "jti": jti },
             "subject_format": format,
+            "subject": match &subject {
+                Subject::IssSub { iss, sub } => json!({"format": "iss_sub", "iss": iss, "sub": sub}),
+                Subject::Email(e) => json!({"format": "email", "email": e}),
+            },
+            "result": "204: sessions ended, tokens revoked, apps notified",
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "deliveries_enqueued": out.deliveries.len(),

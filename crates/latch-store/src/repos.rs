@@ -790,9 +790,13 @@ impl RefreshTokenRepo for SqlStore {
                     }
                 }
             }
+            // Most logouts have nothing to revoke: then one read, no transaction.
+            let candidates: Vec<RefreshRow> =
+                q.load(conn).map_err(db_err("refresh token", "id"))?;
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
             tx(conn, |conn| {
-                let candidates: Vec<RefreshRow> =
-                    q.load(conn).map_err(db_err("refresh token", "id"))?;
                 let mut rows = Vec::with_capacity(candidates.len());
                 for mut r in candidates {
                     // Only the transaction that flips the row reports it as revoked.

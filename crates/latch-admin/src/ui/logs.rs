@@ -194,7 +194,7 @@ const SUMMARY: [(&str, &str); 12] = [
     ("TotalOidcLogoutRequests", "OIDC logout requests"),
     ("TotalSamlLogoutRequests", "SAML logout requests"),
     ("actor", "Acting admin"),
-    ("status", "Delivery status"),
+    ("status", "Status"),
 ];
 
 fn show(v: &Value) -> String {
