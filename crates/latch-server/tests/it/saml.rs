@@ -512,3 +512,178 @@ async fn hostile_saml_answers_leave_no_session_on_postgres_and_redis() {
     )
     .await;
 }
+
+/// Serves one JSON document at every path (an Okta org's JWKS, for Universal Logout).
+async fn serve_json(doc: Value) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = doc.to_string();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// Okta Universal Logout for a SAML connection: the issuer and app instance id are the
+/// connection's `global_token_revocation_jwt_iss` / `_sub`, the key comes from its `jwks_uri`,
+/// and the `iss_sub` subject is the SAML IdP's entity id and the user's NameID.
+async fn saml_universal_logout(backends: Backends, test: &str) {
+    use latch_core::model::SigningAlg;
+    use latch_jose::keys::{Signer, sign_jws};
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let mut latch = Latch::start(&env, free_port());
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let rx = crate::backchannel::Receiver::start().await;
+    let app_cb = "http://127.0.0.1:9/cb";
+    let app = crate::support::api(&http, &base, "POST", "/api/v2/clients", Some(json!({"name": "SAML app",
+        "callbacks": [app_cb], "oidc_logout": {"backchannel_logout_urls": [format!("{}/saml-app", rx.url)]}}))).await;
+    let (cid, secret) = (
+        app["client_id"].as_str().unwrap().to_owned(),
+        app["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let org_key = Signer::generate(SigningAlg::RS256).unwrap();
+    let jwks = serve_json(json!({"keys": [org_key.public_jwk(SigningAlg::RS256)]})).await;
+    let org = "https://acme.okta.example";
+    let idp = TestIdp::new("http://www.okta.com/exkSAMLAPP");
+    let name = "okta-saml";
+    crate::support::api(&http, &base, "POST", "/api/v2/connections", Some(json!({"name": name, "strategy": "samlp",
+        "enabled_clients": [cid], "options": {"signInEndpoint": "https://acme.okta.example/app/sso/saml",
+        "signingCert": idp.cert_pem(), "entityId": "urn:latch:test:okta-saml",
+        "global_token_revocation_enabled": true, "global_token_revocation_jwt_iss": org,
+        "global_token_revocation_jwt_sub": "0oaSAMLAPP", "jwks_uri": format!("{jwks}/keys")}}))).await;
+
+    // Sign in through SAML, and get an offline refresh token for the app.
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let hop = agent
+        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20offline_access&state=s&connection={name}"), None)
+        .await;
+    let to_idp = hop.location.expect("to the IdP");
+    let relay = url::Url::parse(&to_idp)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "RelayState")
+        .unwrap()
+        .1
+        .into_owned();
+    let acs = format!("{base}/login/callback?connection={name}");
+    let response = idp.response(&Spec {
+        audience: "urn:latch:test:okta-saml".into(),
+        acs_url: acs.clone(),
+        in_response_to: latch_testkit::saml::authn_request_id(&to_idp),
+        ..Spec::default()
+    });
+    let hop = agent
+        .send(
+            &acs,
+            Some(&[
+                ("SAMLResponse".into(), response),
+                ("RelayState".into(), relay),
+            ]),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let back = agent
+        .send(&hop.location.unwrap(), None)
+        .await
+        .location
+        .unwrap();
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let tokens: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&cid, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", app_cb),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let users = crate::support::api(&http, &base, "GET", "/api/v2/users?q=alice", None).await;
+    let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
+
+    // Okta calls the revocation endpoint.
+    let endpoint = format!("{base}/oauth/global-token-revocation/connection/{name}");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = sign_jws(&org_key, SigningAlg::RS256, &org_key.thumbprint(), "global-token-revocation+jwt",
+        &json!({"iss": org, "sub": "0oaSAMLAPP", "aud": endpoint, "iat": now, "exp": now + 300, "jti": latch_testkit::env::unique()})).unwrap();
+    let r = http
+        .post(&endpoint)
+        .bearer_auth(token)
+        .json(&json!({"subject": {"format": "iss_sub", "iss": "http://www.okta.com/exkSAMLAPP", "sub": "alice@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let sessions = crate::support::api(
+        &http,
+        &base,
+        "GET",
+        &format!("/api/v2/users/{user_id}/sessions"),
+        None,
+    )
+    .await;
+    assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(0));
+    let r = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&cid, Some(&secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "the offline refresh token died with the GTR"
+    );
+    let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the app got its logout token");
+}
+
+#[tokio::test]
+async fn saml_universal_logout_on_the_embedded_default() {
+    saml_universal_logout(
+        Backends::Embedded,
+        "saml_universal_logout_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn saml_universal_logout_on_postgres_and_redis() {
+    saml_universal_logout(
+        Backends::Production,
+        "saml_universal_logout_on_postgres_and_redis",
+    )
+    .await;
+}
