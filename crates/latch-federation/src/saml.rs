@@ -105,8 +105,8 @@ impl SamlConnector {
         }
     }
 
-    /// The IdP as the connection describes it. `stale_ok == false` forces a refetch of
-    /// `metadataUrl` unless it was fetched in the last [`REFETCH_EVERY`].
+    /// The IdP as the connection describes it. `force` refetches `metadataUrl` unless it was
+    /// fetched in the last [`REFETCH_EVERY`].
     async fn idp(&self, c: &Connection, force: bool) -> Result<IdpConfig, FederationError> {
         let cfg = |e: SamlError| FederationError::Misconfigured(e.to_string());
         if let Some(xml) = opt(c, "metadataXml") {

@@ -22,6 +22,48 @@ pub use conn::{Backend, DbConnection, Manager};
 /// How long a cached client record is used before it is read again.
 pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Records read often and changed rarely, each kept [`CLIENT_TTL`] after it was read. At most
+/// `cap` entries: a full cache starts again empty.
+struct TtlCache<V> {
+    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, V)>>,
+    cap: usize,
+}
+
+impl<V: Clone> TtlCache<V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            map: std::sync::RwLock::default(),
+            cap,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: &str, v: &V) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.cap {
+            map.clear();
+        }
+        map.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
+    }
+
+    fn remove(&self, key: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -31,20 +73,12 @@ pub struct SqlStore {
     /// SQLite has one writer: writers queue here instead of in SQLite's busy handler, which
     /// sleeps in steps of milliseconds.
     write_lock: Arc<std::sync::Mutex<()>>,
-    /// Clients, kept [`CLIENT_TTL`]: every token request reads its client. This store's own
-    /// writes refresh the entry at once; another instance's reach it within the TTL.
-    clients: Arc<
-        std::sync::RwLock<
-            std::collections::HashMap<String, (std::time::Instant, latch_core::model::Client)>,
-        >,
-    >,
+    /// Clients by id, kept [`CLIENT_TTL`]: every token request reads its client. This store's
+    /// own writes drop the entry at once; another instance's are seen within the TTL.
+    clients: Arc<TtlCache<latch_core::model::Client>>,
     /// Connections by name, kept [`CLIENT_TTL`] too: every sign-in step reads its connection
     /// (and decrypts its secrets). Any connection or client write here empties it.
-    connections: Arc<
-        std::sync::RwLock<
-            std::collections::HashMap<String, (std::time::Instant, latch_core::model::Connection)>,
-        >,
-    >,
+    connections: Arc<TtlCache<latch_core::model::Connection>>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
 }
@@ -104,8 +138,8 @@ impl SqlStore {
             backend,
             cipher: Arc::new(cipher),
             write_lock: write_lock.clone(),
-            clients: Arc::default(),
-            connections: Arc::default(),
+            clients: Arc::new(TtlCache::new(10_000)),
+            connections: Arc::new(TtlCache::new(1_000)),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
     }
@@ -120,51 +154,27 @@ impl SqlStore {
     }
 
     pub(crate) fn cached_client(&self, id: &str) -> Option<latch_core::model::Client> {
-        let map = self.clients.read().unwrap_or_else(|p| p.into_inner());
-        map.get(id)
-            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
-            .map(|(_, c)| c.clone())
+        self.clients.get(id)
     }
 
     pub(crate) fn cache_client(&self, c: Option<&latch_core::model::Client>, id: &str) {
-        let mut map = self.clients.write().unwrap_or_else(|p| p.into_inner());
         match c {
-            Some(c) => {
-                if map.len() >= 10_000 {
-                    map.clear();
-                }
-                map.insert(id.to_owned(), (std::time::Instant::now(), c.clone()));
-            }
-            None => {
-                map.remove(id);
-            }
+            Some(c) => self.clients.put(id, c),
+            None => self.clients.remove(id),
         }
     }
 
     pub(crate) fn cached_connection(&self, name: &str) -> Option<latch_core::model::Connection> {
-        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
-        map.get(name)
-            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
-            .map(|(_, c)| c.clone())
+        self.connections.get(name)
     }
 
     pub(crate) fn cache_connection(&self, c: &latch_core::model::Connection) {
-        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= 1_000 {
-            map.clear();
-        }
-        map.insert(
-            c.name.as_str().to_owned(),
-            (std::time::Instant::now(), c.clone()),
-        );
+        self.connections.put(c.name.as_str(), c);
     }
 
     /// After any write to connections or to the clients they list.
     pub(crate) fn forget_connections(&self) {
-        self.connections
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.connections.clear();
     }
 
     /// Like [`run`](Self::run), for statements that write: on SQLite they take turns.
