@@ -247,9 +247,7 @@ impl RedirectConnector for SamlConnector {
         let verified = match latch_saml::verify_response(&sp, &idp, response, request_id) {
             Ok(v) => v,
             // The IdP may have rolled its certificate: refetch its metadata once and retry.
-            Err(SamlError::Rejected(e))
-                if e.contains("signed") && opt(connection, "metadataUrl").is_some() =>
-            {
+            Err(SamlError::Signature(_)) if opt(connection, "metadataUrl").is_some() => {
                 let fresh = self.idp(connection, true).await?;
                 latch_saml::verify_response(&sp, &fresh, response, request_id)
                     .map_err(|e| FederationError::Rejected(e.to_string()))?

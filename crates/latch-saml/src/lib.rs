@@ -60,6 +60,10 @@ pub enum SamlError {
     /// The message failed a check. The text is for logs, never for the browser.
     #[error("SAML response rejected: {0}")]
     Rejected(String),
+    /// No signature by one of the IdP's certificates (with an allowed algorithm) covers the
+    /// answer: the IdP may have rolled its certificate.
+    #[error("SAML response rejected: {0}")]
+    Signature(String),
 }
 
 fn rejected(s: impl Into<String>) -> SamlError {
@@ -399,7 +403,12 @@ pub fn verify_response(
             Some(&[request_id]),
             ReduceMode::ValidateAndMarkNoAncestors,
         )
-        .map_err(|e| rejected(e.to_string()))?;
+        .map_err(|e| match e {
+            samael::service_provider::Error::FailedToValidateSignature => {
+                SamlError::Signature(e.to_string())
+            }
+            other => rejected(other.to_string()),
+        })?;
     check_assertion(sp, &assertion)
 }
 

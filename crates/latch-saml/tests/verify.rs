@@ -316,3 +316,30 @@ fn an_idp_refusal_is_reported_with_its_status() {
         "{e}"
     );
 }
+
+/// A signature failure is its own error, so a caller can refetch the IdP's metadata (a rolled
+/// certificate) for that case alone.
+#[test]
+fn a_signature_failure_is_told_apart() {
+    let idp = TestIdp::new("https://idp.example.com/saml");
+    let other = TestIdp::new("https://idp.example.com/saml");
+    let signed_by_other = verify_response(&sp(), &idp_config(&idp), &other.response(&good()), REQ);
+    assert!(matches!(
+        signed_by_other,
+        Err(latch_saml::SamlError::Signature(_))
+    ));
+    let wrong_audience = Spec {
+        audience: "urn:someone-else".into(),
+        ..good()
+    };
+    let other_failure = verify_response(
+        &sp(),
+        &idp_config(&idp),
+        &idp.response(&wrong_audience),
+        REQ,
+    );
+    assert!(matches!(
+        other_failure,
+        Err(latch_saml::SamlError::Rejected(_))
+    ));
+}
