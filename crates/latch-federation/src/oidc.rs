@@ -31,7 +31,7 @@ pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
 pub struct OidcConnector {
     http: openidconnect::reqwest::Client,
-    metadata: Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>,
+    metadata: Mutex<HashMap<String, (Instant, Provider)>>,
 }
 
 impl OidcConnector {
@@ -42,11 +42,7 @@ impl OidcConnector {
         }
     }
 
-    async fn metadata(
-        &self,
-        issuer: &str,
-        force: bool,
-    ) -> Result<CoreProviderMetadata, FederationError> {
+    async fn metadata(&self, issuer: &str, force: bool) -> Result<Provider, FederationError> {
         if let Some((at, m)) = self
             .metadata
             .lock()
@@ -60,14 +56,54 @@ impl OidcConnector {
         }
         let url = IssuerUrl::new(issuer.to_owned())
             .map_err(|e| FederationError::Misconfigured(format!("issuer: {e}")))?;
-        let m = CoreProviderMetadata::discover_async(url, &self.http)
+        let meta = CoreProviderMetadata::discover_async(url, &self.http)
             .await
             .map_err(|e| FederationError::Unavailable(format!("discovery of {issuer}: {e}")))?;
+        let m = Provider::new(meta);
         self.metadata
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(issuer.to_owned(), (Instant::now(), m.clone()));
         Ok(m)
+    }
+}
+
+/// An issuer's metadata, with its signing keys and algorithms ready for ID token checks (parsed
+/// once per fetch, not once per sign-in).
+#[derive(Clone)]
+struct Provider {
+    meta: CoreProviderMetadata,
+    keys: std::sync::Arc<(jsonwebtoken::jwk::JwkSet, Vec<jsonwebtoken::Algorithm>)>,
+}
+
+impl Provider {
+    /// The algorithms the provider advertises for ID tokens (asymmetric ones only are ever
+    /// accepted; RS256 when it says nothing), and its JWKS.
+    fn new(meta: CoreProviderMetadata) -> Self {
+        let advertised: Vec<jsonwebtoken::Algorithm> = meta
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        let algs = if advertised.is_empty() {
+            vec![jsonwebtoken::Algorithm::RS256]
+        } else {
+            advertised
+        };
+        let jwks = serde_json::to_value(meta.jwks())
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: vec![] });
+        Self {
+            meta,
+            keys: std::sync::Arc::new((jwks, algs)),
+        }
+    }
+
+    /// The ID token's signature against the provider's JWKS.
+    fn signature_ok(&self, token: &str) -> Result<(), latch_jose::remote::SignatureError> {
+        latch_jose::remote::verify_with_jwks(token, &self.keys.0, &self.keys.1)
     }
 }
 
@@ -141,7 +177,7 @@ impl RedirectConnector for OidcConnector {
     ) -> Result<RedirectStart, FederationError> {
         let issuer = issuer_of(c)?;
         let m = self.metadata(&issuer, false).await?;
-        let client = client(c, m, callback)?;
+        let client = client(c, m.meta, callback)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = state.to_owned();
         let mut req = client.authorize_url(
@@ -198,7 +234,7 @@ impl RedirectConnector for OidcConnector {
                 .to_owned(),
         );
         let m = self.metadata(issuer, false).await?;
-        let cl = client(c, m.clone(), callback)?;
+        let cl = client(c, m.meta.clone(), callback)?;
         let tokens = cl
             .exchange_code(AuthorizationCode::new(code.clone()))
             .map_err(|e| FederationError::Misconfigured(e.to_string()))?
@@ -213,9 +249,9 @@ impl RedirectConnector for OidcConnector {
         // runs RSA in pure-Rust bignums, several times slower). Perhaps the IdP rotated its
         // keys: on failure, refetch (rate-limited) and check once more.
         let compact = id_token.to_string();
-        if let Err(first) = signature_ok(&compact, &m) {
+        if let Err(first) = m.signature_ok(&compact) {
             let fresh = self.metadata(issuer, true).await?;
-            signature_ok(&compact, &fresh).map_err(|e| {
+            fresh.signature_ok(&compact).map_err(|e| {
                 FederationError::Rejected(format!("ID token: {e} (first: {first})"))
             })?;
         }
@@ -299,25 +335,4 @@ impl RedirectConnector for OidcConnector {
             },
         })
     }
-}
-
-/// The ID token's signature against the provider's JWKS, with the algorithms the provider
-/// advertises (asymmetric ones only; RS256 when it says nothing).
-fn signature_ok(
-    token: &str,
-    m: &CoreProviderMetadata,
-) -> Result<(), latch_jose::remote::SignatureError> {
-    let advertised: Vec<jsonwebtoken::Algorithm> = m
-        .id_token_signing_alg_values_supported()
-        .iter()
-        .filter_map(|a| serde_json::to_value(a).ok())
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
-    let allowed = if advertised.is_empty() {
-        vec![jsonwebtoken::Algorithm::RS256]
-    } else {
-        advertised
-    };
-    let jwks = serde_json::to_value(m.jwks()).unwrap_or(Value::Null);
-    latch_jose::remote::verify_with_jwks(token, &jwks, &allowed)
 }

@@ -179,7 +179,7 @@ pub enum SignatureError {
 /// in Latch.
 pub fn verify_with_jwks(
     token: &str,
-    jwks: &Value,
+    jwks: &JwkSet,
     allowed: &[Algorithm],
 ) -> Result<(), SignatureError> {
     let mut parts = token.split('.');
@@ -192,10 +192,8 @@ pub fn verify_with_jwks(
     if !allowed.contains(&header.alg) || !REMOTE_ALGORITHMS.contains(&header.alg) {
         return Err(SignatureError::Algorithm(header.alg));
     }
-    let set: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(jwks.clone()).map_err(|e| SignatureError::Key(e.to_string()))?;
     let kid = header.kid.as_deref();
-    let candidates: Vec<&Jwk> = set
+    let candidates: Vec<&Jwk> = jwks
         .keys
         .iter()
         .filter(|k| {
