@@ -63,10 +63,11 @@ impl PasswordConnector for DatabaseConnector {
         {
             found = Some((user, i));
         }
-        for user in self.store.find_users_by_email(&email).await? {
-            if found.is_some() {
-                break;
-            }
+        let by_email = match found {
+            Some(_) => Vec::new(),
+            None => self.store.find_users_by_email(&email).await?,
+        };
+        for user in by_email {
             let identity = self
                 .store
                 .list_identities(&user.user_id)

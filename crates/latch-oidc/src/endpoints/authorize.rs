@@ -560,22 +560,15 @@ pub async fn get_callback(
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let params = q.into_inner();
     let now = deps.clock.now();
-    let expired = || {
-        pages::error(
-            StatusCode::BAD_REQUEST,
-            "Sign-in expired",
-            "This sign-in has expired or was already completed. Go back to the application and start again.",
-        )
-    };
     let state = params.get("state").map(String::as_str).unwrap_or_default();
     let Some(tx) = cookies::take_bound_tx(&*deps.sessions, &req, state, now).await? else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let ip = client_ip(&req);
     let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip.clone(), reason);
@@ -586,7 +579,7 @@ pub async fn get_callback(
         .map(|v| serde_json::from_value::<latch_core::connector::UpstreamIdentity>(v.clone()));
     let identity = match verified {
         Some(Ok(i)) => i,
-        Some(Err(_)) => return Ok(expired()),
+        Some(Err(_)) => return Ok(callback_expired()),
         None => match deps
             .upstream
             .finish(
@@ -656,13 +649,6 @@ pub async fn post_callback(
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let form = form.into_inner();
     let now = deps.clock.now();
-    let expired = || {
-        pages::error(
-            StatusCode::BAD_REQUEST,
-            "Sign-in expired",
-            "This sign-in has expired or was already completed. Go back to the application and start again.",
-        )
-    };
     let state = form.relay_state.as_str();
     if state.is_empty() || state.len() > 128 {
         issue::log(
@@ -676,20 +662,20 @@ pub async fn post_callback(
             json!({"reason": "SAML response without a login transaction (unsolicited)"}),
         )
         .await;
-        return Ok(expired());
+        return Ok(callback_expired());
     }
     let Some(tx) = deps
         .sessions
         .take_login_tx(&LoginTxId::new(state), now)
         .await?
     else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
-        return Ok(expired());
+        return Ok(callback_expired());
     };
     let fail =
         |reason: String| upstream_failed(&deps, &r, &connection.name, client_ip(&req), reason);
@@ -731,6 +717,15 @@ pub async fn post_callback(
         .insert_header((LOCATION, to))
         .insert_header(("Cache-Control", "no-store"))
         .finish())
+}
+
+/// The page for an IdP's answer whose login transaction is gone (expired, used, or never ours).
+fn callback_expired() -> HttpResponse {
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        "This sign-in has expired or was already completed. Go back to the application and start again.",
+    )
 }
 
 /// An upstream answer Latch refused: an `f` event with the reason, a page without it.

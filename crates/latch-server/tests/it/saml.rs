@@ -323,6 +323,29 @@ async fn hostile_answers(backends: Backends, test: &str) {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let acs = format!("{}/login/callback?connection={name}", latch.base);
+    // SP metadata: no connection named → 400; unknown, or not a SAML connection → 404.
+    for (query, status) in [
+        ("", 400),
+        ("?connection=", 400),
+        ("?connection=no-such", 404),
+        ("?connection=database", 404),
+        (&*format!("?connection={name}"), 200),
+    ] {
+        let r = http
+            .get(format!("{}/samlp/metadata{query}", latch.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "metadata{query}");
+    }
+    // The ACS without a SAMLResponse: 400, nothing happens.
+    let r = http
+        .post(&acs)
+        .form(&[("RelayState", "whatever")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     let spec = |request_id: &str| Spec {
         audience: "urn:latch:test:hostile".into(),
         acs_url: acs.clone(),
