@@ -62,10 +62,7 @@ fn type_label(v: &Value) -> &'static str {
 }
 
 async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
-    let mut all = match deps.store.list_clients().await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let mut all = or_page!(deps.store.list_clients().await);
     all.sort_by(|x, y| x.name.cmp(&y.name));
     let rows = all
         .iter()
@@ -349,12 +346,11 @@ async fn create(
     }
 }
 
-async fn find(deps: &Deps, id: &str) -> Result<Client, HttpResponse> {
-    match deps.store.find_client(&latch_core::ClientId::new(id)).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(error_page(latch_http::ApiError::not_found("application"))),
-        Err(e) => Err(error_page(e.into())),
-    }
+async fn find(deps: &Deps, id: &str) -> Result<Client, latch_http::ApiError> {
+    deps.store
+        .find_client(&latch_core::ClientId::new(id))
+        .await?
+        .ok_or_else(|| latch_http::ApiError::not_found("application"))
 }
 
 #[derive(serde::Deserialize)]
@@ -368,10 +364,7 @@ async fn edit(
     id: web::Path<String>,
     q: web::Query<Saved>,
 ) -> HttpResponse {
-    let c = match find(&deps, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = or_page!(find(&deps, &id).await);
     let mut p = edit_page(&a, &ops::show(&c), None);
     if q.saved.is_some() {
         p.c.notice = Some("Changes saved.".into());
@@ -389,10 +382,7 @@ async fn update(
     if let Some(r) = a.csrf_refusal(&form) {
         return r;
     }
-    let c = match find(&deps, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = or_page!(find(&deps, &id).await);
     match ops::update(&deps, a.auth(), &req, c.client_id.as_str(), body(&form)).await {
         Ok(_) => redirect(&format!("/admin/applications/{}?saved=1", c.client_id)),
         Err(e) => {

@@ -51,10 +51,7 @@ fn strategy_label(s: Strategy) -> &'static str {
 }
 
 async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
-    let all = match deps.store.list_connections().await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let all = or_page!(deps.store.list_connections().await);
     let rows = all
         .iter()
         .map(|c| Row {
@@ -479,12 +476,8 @@ fn body(strategy: Strategy, f: &Form, creating: bool) -> Value {
     b
 }
 
-async fn clients(deps: &Deps) -> Result<Vec<Client>, HttpResponse> {
-    let mut v = deps
-        .store
-        .list_clients()
-        .await
-        .map_err(|e| error_page(e.into()))?;
+async fn clients(deps: &Deps) -> Result<Vec<Client>, latch_core::StoreError> {
+    let mut v = deps.store.list_clients().await?;
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)
 }
@@ -514,10 +507,7 @@ async fn new(a: Admin, deps: web::Data<Deps>, q: web::Query<NewQuery>) -> HttpRe
         .as_deref()
         .and_then(Strategy::parse)
         .unwrap_or(Strategy::Okta);
-    let cl = match clients(&deps).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let cl = or_page!(clients(&deps).await);
     let mut p = page(
         &a,
         format!("New {} connection", strategy_label(strategy)),
@@ -549,10 +539,7 @@ async fn create(
             v["id"].as_str().unwrap_or_default()
         )),
         Err(e) => {
-            let cl = match clients(&deps).await {
-                Ok(c) => c,
-                Err(r) => return r,
-            };
+            let cl = or_page!(clients(&deps).await);
             let mut s = sections(strategy, None, Some(&form), &cl, &[]);
             let general = place_error(&mut s, &e);
             let mut p = page(
@@ -579,18 +566,12 @@ async fn edit(
     id: web::Path<String>,
     q: web::Query<Saved>,
 ) -> HttpResponse {
-    let c = match deps
-        .store
-        .get_connection(&latch_core::ConnectionId::new(id.as_str()))
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return error_page(e.into()),
-    };
-    let cl = match clients(&deps).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = or_page!(
+        deps.store
+            .get_connection(&latch_core::ConnectionId::new(id.as_str()))
+            .await
+    );
+    let cl = or_page!(clients(&deps).await);
     let shown = view(&c, &deps.issuer);
     let enabled: Vec<String> = c
         .enabled_clients
@@ -641,14 +622,11 @@ async fn update(
     if let Some(r) = a.csrf_refusal(&form) {
         return r;
     }
-    let c = match deps
-        .store
-        .get_connection(&latch_core::ConnectionId::new(id.as_str()))
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return error_page(e.into()),
-    };
+    let c = or_page!(
+        deps.store
+            .get_connection(&latch_core::ConnectionId::new(id.as_str()))
+            .await
+    );
     match ops::update(
         &deps,
         a.auth(),
@@ -660,10 +638,7 @@ async fn update(
     {
         Ok(_) => redirect(&format!("/admin/connections/{}?saved=1", c.id)),
         Err(e) => {
-            let cl = match clients(&deps).await {
-                Ok(c) => c,
-                Err(r) => return r,
-            };
+            let cl = or_page!(clients(&deps).await);
             let shown = view(&c, &deps.issuer);
             let mut s = sections(c.strategy, Some(&shown), Some(&form), &cl, &[]);
             let general = place_error(&mut s, &e);

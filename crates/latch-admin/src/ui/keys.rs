@@ -33,10 +33,7 @@ struct Done {
 }
 
 async fn list(a: Admin, deps: web::Data<Deps>, q: web::Query<Done>) -> HttpResponse {
-    let keys = match deps.store.list_signing_keys().await {
-        Ok(k) => k,
-        Err(e) => return error_page(e.into()),
-    };
+    let keys = or_page!(deps.store.list_signing_keys().await);
     let mut c = a.chrome("keys");
     if q.done.is_some() {
         c.notice = Some("Keys rotated.".into());

@@ -93,10 +93,7 @@ async fn list(a: Admin, deps: web::Data<Deps>, f: web::Query<Filters>) -> HttpRe
         page,
         per_page: PER_PAGE,
     };
-    let events = match deps.store.list_logs(&q).await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let events = or_page!(deps.store.list_logs(&q).await);
     let keep = |v: &Option<String>| v.clone().unwrap_or_default();
     let mut base = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in [
@@ -205,18 +202,15 @@ fn show(v: &Value) -> String {
 }
 
 async fn detail(a: Admin, deps: web::Data<Deps>, id: web::Path<String>) -> HttpResponse {
-    let found = match deps
-        .store
-        .list_logs(&LogQuery {
-            log_id: Some(LogId::new(id.into_inner())),
-            per_page: 1,
-            ..LogQuery::default()
-        })
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let found = or_page!(
+        deps.store
+            .list_logs(&LogQuery {
+                log_id: Some(LogId::new(id.into_inner())),
+                per_page: 1,
+                ..LogQuery::default()
+            })
+            .await
+    );
     let Some(e) = found.into_iter().next() else {
         return error_page(latch_http::ApiError::not_found("log event"));
     };

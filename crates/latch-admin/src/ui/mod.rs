@@ -13,6 +13,16 @@
 //! `HttpOnly`, `SameSite=Lax`; CSP `default-src 'none'` with this UI's own stylesheet and script
 //! only; no framing; askama escapes every value (no `|safe`).
 
+/// `?` for page handlers: the value, or the error page answered at once.
+macro_rules! or_page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $crate::ui::error_page(e.into()),
+        }
+    };
+}
+
 mod applications;
 mod connections;
 mod keys;

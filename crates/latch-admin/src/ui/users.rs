@@ -59,22 +59,16 @@ fn display(u: &latch_core::model::User) -> String {
 async fn list(a: Admin, deps: web::Data<Deps>, s: web::Query<Search>) -> HttpResponse {
     let q = s.q.clone().unwrap_or_default().trim().to_owned();
     let page = s.page.unwrap_or(0);
-    let users = match deps
-        .store
-        .list_users(&UserQuery {
-            q: (!q.is_empty()).then(|| q.clone()),
-            page,
-            per_page: PER_PAGE + 1,
-        })
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
-    let connections = match deps.store.list_connections().await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let users = or_page!(
+        deps.store
+            .list_users(&UserQuery {
+                q: (!q.is_empty()).then(|| q.clone()),
+                page,
+                per_page: PER_PAGE + 1,
+            })
+            .await
+    );
+    let connections = or_page!(deps.store.list_connections().await);
     let more = users.len() > PER_PAGE as usize;
     let mut rows = Vec::new();
     for u in users.iter().take(PER_PAGE as usize) {
@@ -164,14 +158,8 @@ async fn detail(
     q: web::Query<Done>,
 ) -> HttpResponse {
     let uid = UserId::new(id.into_inner());
-    let user = match deps.store.get_user(&uid).await {
-        Ok(u) => u,
-        Err(e) => return error_page(e.into()),
-    };
-    let shown = match ops::show(&deps, &user).await {
-        Ok(v) => v,
-        Err(e) => return error_page(e),
-    };
+    let user = or_page!(deps.store.get_user(&uid).await);
+    let shown = or_page!(ops::show(&deps, &user).await);
     let now = deps.clock.now();
     let clients = deps.store.list_clients().await.unwrap_or_default();
     let app_name = |id: &str| {
@@ -180,14 +168,8 @@ async fn detail(
             .find(|c| c.client_id.as_str() == id)
             .map_or_else(|| id.to_owned(), |c| c.name.clone())
     };
-    let sessions = match deps.sessions.list_user_sessions(&uid, now).await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
-    let tokens = match deps.store.list_user_refresh_tokens(&uid, now).await {
-        Ok(v) => v,
-        Err(e) => return error_page(e.into()),
-    };
+    let sessions = or_page!(deps.sessions.list_user_sessions(&uid, now).await);
+    let tokens = or_page!(deps.store.list_user_refresh_tokens(&uid, now).await);
     let identities = shown["identities"]
         .as_array()
         .into_iter()
@@ -350,10 +332,7 @@ async fn admin_role(
             Some(("/admin/users", "Back to users")),
         );
     }
-    let user = match deps.store.get_user(&UserId::new(id.as_str())).await {
-        Ok(u) => u,
-        Err(e) => return error_page(e.into()),
-    };
+    let user = or_page!(deps.store.get_user(&UserId::new(id.as_str())).await);
     let mut roles: Vec<String> = user
         .roles()
         .filter(|r| *r != latch_core::model::ADMIN_ROLE)
