@@ -8,7 +8,8 @@
 //! older than `Settings::retry_for`. A delivery whose worker died is claimed again when its
 //! lease runs out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -72,6 +73,10 @@ pub struct Backchannel {
     settings: Settings,
     slots: Arc<Semaphore>,
     per_client: Mutex<HashMap<ClientId, Arc<Semaphore>>>,
+    /// Ends the worker's idle wait when new deliveries are recorded here.
+    due: tokio::sync::Notify,
+    /// Set with `due`: deliveries were recorded since the worker last claimed.
+    fresh: AtomicBool,
 }
 
 /// What one attempt came to.
@@ -98,6 +103,8 @@ impl Backchannel {
             http: latch_http::client::outbound(settings.request_timeout),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             per_client: Mutex::default(),
+            due: tokio::sync::Notify::new(),
+            fresh: AtomicBool::new(false),
             store,
             clock,
             keys,
@@ -249,49 +256,65 @@ impl Backchannel {
         d
     }
 
-    /// Claims what is due and attempts it, within the free concurrency; returns how many.
-    pub async fn tick(self: &Arc<Self>) -> usize {
-        let free = self.slots.available_permits();
-        if free == 0 {
-            return 0;
-        }
+    /// Claims up to `limit` due deliveries (leased to this worker); empty on a store error.
+    async fn claim(&self, limit: usize) -> Vec<Delivery> {
         let now = self.clock.now();
-        let claimed = match self
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        match self
             .store
-            .claim_deliveries(now, now + self.settings.lease, free as u32)
+            .claim_deliveries(now, now + self.settings.lease, limit)
             .await
         {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim back-channel deliveries");
-                return 0;
+                Vec::new()
             }
-        };
-        let n = claimed.len();
-        for d in claimed {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                break;
+        }
+    }
+
+    /// The worker loop: runs until the task is dropped.
+    ///
+    /// Claimed deliveries wait in a small queue for a free slot, and the next batch is claimed
+    /// while half a set of slots' worth is still waiting: the slots do not run dry while a claim
+    /// is on its way to the database, and one claim statement serves many deliveries.
+    pub async fn run(self: Arc<Self>) {
+        let cap = self.settings.concurrency.max(1);
+        let mut ready: VecDeque<Delivery> = VecDeque::new();
+        // The last claim found fewer than it asked for: claim again once the queue is empty or
+        // new deliveries were recorded here, not for every delivery handed out.
+        let mut drained = false;
+        loop {
+            if self.fresh.swap(false, Ordering::AcqRel) {
+                drained = false;
+            }
+            if ready.len() <= cap / 2 && (!drained || ready.is_empty()) {
+                let want = 2 * cap - ready.len();
+                let claimed = self.claim(want).await;
+                drained = claimed.len() < want;
+                ready.extend(claimed);
+            }
+            let Some(d) = ready.pop_front() else {
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                    () = self.due.notified() => {}
+                }
+                continue;
             };
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            // One that waited here past most of its lease is left to a later claim, so no other
+            // worker can be sending it at the same time.
+            let left = d.locked_until.map(|t| t - self.clock.now());
+            if left.is_some_and(|l| l < self.settings.lease / 2) {
+                continue;
+            }
             let me = self.clone();
             tokio::spawn(async move {
                 me.attempt(d).await;
                 drop(permit);
             });
-        }
-        n
-    }
-
-    /// The worker loop: runs until the task is dropped.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            if self.slots.available_permits() == 0 {
-                // Every slot is busy: go on as soon as one frees up, not after a poll interval.
-                drop(self.slots.acquire().await);
-                continue;
-            }
-            if self.tick().await == 0 {
-                tokio::time::sleep(self.settings.poll).await;
-            }
         }
     }
 }
@@ -303,21 +326,27 @@ pub struct Immediate(pub Arc<Backchannel>);
 #[async_trait]
 impl Notifier for Immediate {
     async fn deliver_now(&self, deliveries: &[Delivery], within: StdDuration) {
-        let bc = &self.0;
-        let now = bc.clock.now();
-        let mut tasks = Vec::new();
-        for d in deliveries {
-            // Claim each first, so a worker does not send the same token at the same time.
-            if let Ok(Some(claimed)) = bc
-                .store
-                .claim_delivery(&d.id, now, now + bc.settings.lease)
-                .await
-            {
-                let me = bc.clone();
-                tasks.push(tokio::spawn(async move { me.attempt(claimed).await }));
-            }
-        }
+        let now = self.0.clock.now();
+        let tasks: Vec<_> = deliveries
+            .iter()
+            .map(|d| {
+                let (me, id) = (self.0.clone(), d.id.clone());
+                tokio::spawn(async move {
+                    // Claimed first, so a worker does not send the same token at the same time.
+                    let lease = now + me.settings.lease;
+                    if let Ok(Some(claimed)) = me.store.claim_delivery(&id, now, lease).await {
+                        me.attempt(claimed).await;
+                    }
+                })
+            })
+            .collect();
         let _ = tokio::time::timeout(within, futures_util::future::join_all(tasks)).await;
+    }
+
+    fn wake(&self) {
+        // Wakes the idle worker, or lets its next wait end at once (the permit is kept).
+        self.0.fresh.store(true, Ordering::Release);
+        self.0.due.notify_one();
     }
 }
 

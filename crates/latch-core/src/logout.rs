@@ -67,6 +67,11 @@ pub trait Notifier: Send + Sync {
     /// Tries each delivery once now, waiting at most `within`; what is not done by then (or
     /// fails) stays in the outbox for the workers.
     async fn deliver_now(&self, deliveries: &[Delivery], within: std::time::Duration);
+
+    /// New deliveries are due and nobody waits for them (GTR, admin clear, upstream logout):
+    /// the workers claim them at once, in batches and within their concurrency limits, instead
+    /// of at their next poll.
+    fn wake(&self);
 }
 
 /// Ends sessions, records back-channel deliveries first, then revokes refresh tokens.

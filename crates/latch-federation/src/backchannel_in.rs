@@ -245,9 +245,7 @@ pub async fn post_backchannel_logout(
             Ok(out) => {
                 ended += out.sessions.len();
                 notified += out.deliveries.len();
-                deps.notifier
-                    .deliver_now(&out.deliveries, std::time::Duration::ZERO)
-                    .await;
+                deps.notifier.wake();
             }
             Err(_) => return HttpResponse::ServiceUnavailable().finish(),
         }

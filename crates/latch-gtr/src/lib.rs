@@ -423,9 +423,7 @@ async fn handle(
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t)
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    deps.notifier
-        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
-        .await;
+    deps.notifier.wake();
     log(
         deps,
         req,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
 
-use crate::conn::{Backend, Manager};
+use crate::conn::{Backend, DbConnection, Manager};
 use crate::rows::LogRow;
 use crate::schema::log_events;
 
@@ -79,10 +79,24 @@ fn writer(rx: Receiver<Msg>, pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, ba
                 .then(|| write_lock.lock().unwrap_or_else(|p| p.into_inner()));
             let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|c| {
-                    for r in &rows {
-                        diesel::insert_into(log_events::table)
-                            .values(r)
-                            .execute(c)?;
+                    match &mut **c {
+                        // Multi-row statements (9 parameters a row, under PostgreSQL's 65,535):
+                        // one round trip for the batch instead of one per event.
+                        DbConnection::Pg(pg) => {
+                            for chunk in rows.chunks(BATCH) {
+                                diesel::insert_into(log_events::table)
+                                    .values(chunk)
+                                    .execute(pg)?;
+                            }
+                        }
+                        // In-process: a prepared statement per row costs no round trip.
+                        DbConnection::Sqlite(lite) => {
+                            for r in &rows {
+                                diesel::insert_into(log_events::table)
+                                    .values(r)
+                                    .execute(lite)?;
+                            }
+                        }
                     }
                     Ok(())
                 })

@@ -766,55 +766,43 @@ impl RefreshTokenRepo for SqlStore {
         scope: &RevokeScope,
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError> {
-        let scope = scope.clone();
+        use diesel::sql_types::{BigInt, Text};
+        // One statement: only the statement that flips a row reports it as revoked, and a
+        // revocation with nothing to revoke (most logouts) changes nothing and costs one trip.
+        let (filter, key) = match scope {
+            RevokeScope::Family(f) => ("family_id = {2}", f.as_str().to_owned()),
+            RevokeScope::User(u) => ("user_id = {2}", u.as_str().to_owned()),
+            RevokeScope::Session {
+                session_id,
+                include_offline: true,
+            } => ("session_id = {2}", session_id.as_str().to_owned()),
+            RevokeScope::Session {
+                session_id,
+                include_offline: false,
+            } => (
+                "session_id = {2} AND offline = FALSE",
+                session_id.as_str().to_owned(),
+            ),
+        };
+        let sql = format!(
+            "UPDATE refresh_tokens SET revoked_at = {{1}} WHERE revoked_at IS NULL AND {filter} RETURNING *"
+        );
         let now = to_millis(now);
         self.run_write(move |conn| {
-            let mut q = refresh_tokens::table
-                .filter(refresh_tokens::revoked_at.is_null())
-                .select(RefreshRow::as_select())
-                .into_boxed();
-            match &scope {
-                RevokeScope::Family(f) => {
-                    q = q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned()))
-                }
-                RevokeScope::User(u) => {
-                    q = q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned()))
-                }
-                RevokeScope::Session {
-                    session_id,
-                    include_offline,
-                } => {
-                    q = q.filter(refresh_tokens::session_id.eq(session_id.as_str().to_owned()));
-                    if !include_offline {
-                        q = q.filter(refresh_tokens::offline.eq(false));
-                    }
+            let rows: Vec<RefreshRow> = match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(sql.replace('{', "$").replace('}', ""))
+                    .bind::<BigInt, _>(now)
+                    .bind::<Text, _>(key)
+                    .load(pg),
+                DbConnection::Sqlite(lite) => {
+                    diesel::sql_query(sql.replace('{', "?").replace('}', ""))
+                        .bind::<BigInt, _>(now)
+                        .bind::<Text, _>(key)
+                        .load(lite)
                 }
             }
-            // Most logouts have nothing to revoke: then one read, no transaction.
-            let candidates: Vec<RefreshRow> =
-                q.load(conn).map_err(db_err("refresh token", "id"))?;
-            if candidates.is_empty() {
-                return Ok(Vec::new());
-            }
-            tx(conn, |conn| {
-                let mut rows = Vec::with_capacity(candidates.len());
-                for mut r in candidates {
-                    // Only the transaction that flips the row reports it as revoked.
-                    let n = diesel::update(
-                        refresh_tokens::table
-                            .find(&r.id)
-                            .filter(refresh_tokens::revoked_at.is_null()),
-                    )
-                    .set(refresh_tokens::revoked_at.eq(Some(now)))
-                    .execute(conn)
-                    .map_err(db_err("refresh token", "id"))?;
-                    if n == 1 {
-                        r.revoked_at = Some(now);
-                        rows.push(r);
-                    }
-                }
-                Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
-            })
+            .map_err(db_err("refresh token", "id"))?;
+            Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
         })
         .await
     }
@@ -1026,12 +1014,15 @@ impl OutboxRepo for SqlStore {
             use diesel::sql_types::BigInt;
             // One statement: the due rows nobody holds, leased at once. On PostgreSQL rows
             // another instance is claiming are skipped, not waited for; SQLite has one writer.
+            // PostgreSQL takes them in no set order: with an ORDER BY, a table whose statistics
+            // lag behind a burst of thousands of deliveries is planned as "read and sort every
+            // pending row" on each claim; without one, the scan stops at the first `limit` rows.
             let rows: Vec<DeliveryRow> = match &mut **conn {
                 DbConnection::Pg(pg) => diesel::sql_query(
                     "UPDATE outbox SET locked_until = $1 WHERE id IN (\
                        SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
                        AND (locked_until IS NULL OR locked_until <= $2) \
-                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                       LIMIT $3 FOR UPDATE SKIP LOCKED) \
                      RETURNING *",
                 )
                 .bind::<BigInt, _>(lease)
@@ -1117,13 +1108,41 @@ impl OutboxRepo for SqlStore {
             return Ok(());
         }
         let rows = d.iter().map(attempt_row).collect::<Result<Vec<_>, _>>()?;
-        self.run_write(move |conn| {
-            tx(conn, |conn| {
+        self.run_write(move |conn| match &mut **conn {
+            // One statement for the whole batch: the outcomes travel as arrays.
+            DbConnection::Pg(pg) => {
+                use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+                let col = |f: fn(&DeliveryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+                diesel::sql_query(
+                    "UPDATE outbox AS o SET state = v.state, attempts = v.attempts, \
+                       next_attempt_at = v.next_attempt_at, locked_until = NULL, \
+                       last_error = v.last_error, finished_at = v.finished_at \
+                     FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int8[]) \
+                       AS v(id, state, attempts, next_attempt_at, last_error, finished_at) \
+                     WHERE o.id = v.id",
+                )
+                .bind::<Array<Text>, _>(col(|r| r.id.clone()))
+                .bind::<Array<Text>, _>(col(|r| r.state.clone()))
+                .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempts).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(
+                    rows.iter().map(|r| r.next_attempt_at).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    rows.iter().map(|r| r.last_error.clone()).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<BigInt>>, _>(
+                    rows.iter().map(|r| r.finished_at).collect::<Vec<_>>(),
+                )
+                .execute(pg)
+                .map(drop)
+                .map_err(db_err("delivery", "id"))
+            }
+            DbConnection::Sqlite(_) => tx(conn, |conn| {
                 for row in &rows {
                     write_attempt(conn, row)?;
                 }
                 Ok(())
-            })
+            }),
         })
         .await
     }

@@ -357,7 +357,7 @@ impl IdentityRow {
 
 // ---------- refresh tokens ----------
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 pub(crate) struct RefreshRow {
     pub id: String,

@@ -369,10 +369,8 @@ async fn patch_user(
             tokens: TokenPolicy::AllOfUser,
             initiator: LogoutInitiator::AccountDeactivated,
         };
-        let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-        deps.notifier
-            .deliver_now(&out.deliveries, std::time::Duration::ZERO)
-            .await;
+        terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+        deps.notifier.wake();
     }
     audit::record(
         &deps,
@@ -404,10 +402,8 @@ async fn delete_user(
         tokens: TokenPolicy::AllOfUser,
         initiator: LogoutInitiator::AccountDeactivated,
     };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-    deps.notifier
-        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
-        .await;
+    terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    deps.notifier.wake();
     deps.store.delete_user(&id).await?;
     audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
     Ok(HttpResponse::NoContent().finish())
@@ -478,9 +474,7 @@ async fn delete_user_sessions(
         initiator: LogoutInitiator::SessionRevoked,
     };
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    deps.notifier
-        .deliver_now(&out.deliveries, std::time::Duration::ZERO)
-        .await;
+    deps.notifier.wake();
     audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
     let event = LogEvent {
         user_id: Some(user.user_id.clone()),
