@@ -353,7 +353,7 @@ impl Notifier for Immediate {
 /// Writes attempt outcomes in batches: one transaction for many deliveries.
 async fn recorder(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
     while let Some(first) = rx.recv().await {
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
         let mut batch = vec![first];
         while batch.len() < 512 {
             match rx.try_recv() {

@@ -300,7 +300,9 @@ async fn fanout(label: &str, state: &AppState) {
             .await
             .expect("terminate");
         // As the GTR and admin paths do: the workers claim at once, not at their next poll.
-        latch_core::logout::Notifier::wake(&latch_backchannel::Immediate(state.backchannel.clone()));
+        latch_core::logout::Notifier::wake(&latch_backchannel::Immediate(
+            state.backchannel.clone(),
+        ));
     }
     let recorded = start.elapsed();
     while received.load(Ordering::Relaxed) < 10_000 && start.elapsed() < Duration::from_secs(300) {

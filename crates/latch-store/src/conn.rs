@@ -34,7 +34,7 @@ impl Backend {
 }
 
 /// An r2d2 manager that knows which backend it opens.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Manager {
     url: String,
     backend: Backend,

@@ -68,6 +68,8 @@ impl<V: Clone> TtlCache<V> {
 #[derive(Clone)]
 pub struct SqlStore {
     pool: Pool<Manager>,
+    /// Opens the replacement for a pooled connection that stopped working.
+    manager: Arc<Manager>,
     backend: Backend,
     cipher: Arc<Cipher>,
     /// SQLite has one writer: writers queue here instead of in SQLite's busy handler, which
@@ -121,10 +123,14 @@ impl SqlStore {
             Backend::Sqlite => opts.max_connections.min(8),
             Backend::Postgres => opts.max_connections,
         };
+        let spare = Arc::new(manager.clone());
         let pool = tokio::task::spawn_blocking(move || {
             Pool::builder()
                 .max_size(max)
                 .min_idle(Some(1))
+                // No `SELECT 1` before every use (a round trip per query on PostgreSQL): a
+                // connection is checked after a query on it fails instead (see `run`).
+                .test_on_check_out(false)
                 .connection_timeout(opts.connect_timeout)
                 .build(manager)
         })
@@ -135,6 +141,7 @@ impl SqlStore {
         let pool_for_logs = pool.clone();
         Ok(Self {
             pool,
+            manager: spare,
             backend,
             cipher: Arc::new(cipher),
             write_lock: write_lock.clone(),
@@ -188,13 +195,17 @@ impl SqlStore {
         }
         // Take the turn before a pooled connection, so waiting writers do not hold connections
         // that readers could use.
-        let (pool, lock) = (self.pool.clone(), self.write_lock.clone());
+        let (pool, lock, manager) = (
+            self.pool.clone(),
+            self.write_lock.clone(),
+            self.manager.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
             let mut conn = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            f(&mut conn)
+            checked(&manager, &mut conn, f)
         })
         .await
         .map_err(|e| StoreError::Internal(Box::new(e)))?
@@ -206,14 +217,33 @@ impl SqlStore {
         T: Send + 'static,
         F: FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, manager) = (self.pool.clone(), self.manager.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            f(&mut conn)
+            checked(&manager, &mut conn, f)
         })
         .await
         .map_err(|e| StoreError::Internal(Box::new(e)))?
     }
+}
+
+/// Runs `f` on a pooled connection. When it fails and the connection does not answer a ping
+/// either (the server restarted, the network dropped it), the connection is replaced in place by
+/// a new one, so the pool does not keep handing out a dead connection.
+fn checked<T>(
+    manager: &Manager,
+    conn: &mut PooledConnection<Manager>,
+    f: impl FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use diesel::r2d2::ManageConnection;
+    let out = f(conn);
+    if out.is_err() && manager.is_valid(conn).is_err() {
+        match manager.connect() {
+            Ok(fresh) => **conn = fresh,
+            Err(e) => tracing::warn!(error = %e, "database connection lost; reconnecting failed"),
+        }
+    }
+    out
 }

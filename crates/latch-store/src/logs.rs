@@ -13,7 +13,7 @@ use crate::rows::LogRow;
 use crate::schema::log_events;
 
 /// How long the writer waits after the first event of a batch.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;

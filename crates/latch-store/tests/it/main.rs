@@ -115,3 +115,47 @@ async fn unreachable_database_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("unavailable"));
 }
+
+/// Pooled connections are not pinged before each use, so one the server dropped must be noticed
+/// when a query on it fails, and replaced: the next call works. (PostgreSQL only: SQLite runs in
+/// the process and has no server to drop a connection.)
+#[tokio::test]
+async fn a_connection_the_server_dropped_is_replaced() {
+    use latch_core::store::ClientRepo;
+    let Some(base) =
+        latch_testkit::env::postgres_url("a_connection_the_server_dropped_is_replaced")
+    else {
+        return;
+    };
+    let b = base.clone();
+    let schema = tokio::task::spawn_blocking(move || PgSchema::create(&b))
+        .await
+        .unwrap();
+    let app = format!("latch_drop_{}", latch_testkit::env::unique());
+    let mut opts = StoreOptions::new(format!("{}&application_name={app}", schema.url));
+    opts.max_connections = 1;
+    let store = SqlStore::open(opts, Cipher::new(&KEY).unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let client = latch_testkit::fixtures::client();
+    store.insert_client(&client).await.unwrap();
+
+    // The server ends the store's connection.
+    tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        let mut c = diesel::PgConnection::establish(&base).unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+        ))
+        .execute(&mut c)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    // The call on the dead connection may fail; the one after it works.
+    let _ = store.list_clients().await;
+    let clients = store.list_clients().await.expect("a new connection");
+    assert!(clients.iter().any(|c| c.client_id == client.client_id));
+}
