@@ -400,7 +400,9 @@ async fn global_token_revocation(h: Harness) {
     h.state.store.update_connection(&conn).await.unwrap();
     assert_eq!(live().await, 2);
 
-    // The real call: every session ends, every token dies, the app is told.
+    // The real call: every session ends, every token dies, the app is told (by the workers the
+    // call wakes, as in the running binary).
+    let workers = latch_server::app::spawn_workers(&h.state);
     let jwks = test::read_body_json::<Value, _>(
         test::call_service(
             &app,
@@ -424,6 +426,9 @@ async fn global_token_revocation(h: Harness) {
         "offline tokens too"
     );
     let got = s.rx.wait_for(2, std::time::Duration::from_secs(5)).await;
+    for w in workers {
+        w.abort();
+    }
     assert_eq!(got.len(), 2, "one logout token per session the app joined");
     for (_, token) in &got {
         let c = verify_logout_token(
