@@ -142,12 +142,21 @@ impl Backchannel {
     }
 
     async fn post(&self, d: &Delivery, token: &str) -> Outcome {
-        let res = self
-            .http
-            .post(d.target.clone())
-            .form(&[("logout_token", token)])
-            .send()
-            .await;
+        let req = self.http.post(d.target.clone());
+        // A JWS is base64url and dots, which form encoding leaves as they are.
+        let req = if token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            req.header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(format!("logout_token={token}"))
+        } else {
+            req.form(&[("logout_token", token)])
+        };
+        let res = req.send().await;
         match res {
             Ok(r) => {
                 let s = r.status().as_u16();

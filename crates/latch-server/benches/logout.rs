@@ -22,6 +22,10 @@ use latch_testkit::fixtures;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Latch runs in this process: the same allocator as the `latch` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TASKS: usize = 32;
 
 /// A tiny HTTP server answering every request with `body` (or 200 and counting).

@@ -20,6 +20,10 @@ use latch_server::{AppState, bootstrap};
 use latch_testkit::env::{PgSchema, TempDir, unique};
 use serde_json::Value;
 
+/// Latch runs in this process: the same allocator as the `latch` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CHAINS: usize = 32;
 const RUN: Duration = Duration::from_secs(6);
 const WARMUP: Duration = Duration::from_secs(1);
