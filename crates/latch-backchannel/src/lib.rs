@@ -77,7 +77,14 @@ pub struct Backchannel {
     due: tokio::sync::Notify,
     /// Set with `due`: deliveries were recorded since the worker last claimed.
     fresh: AtomicBool,
+    /// Deliveries leased to this instance (reserved when recorded here, or claimed), waiting
+    /// for a slot.
+    ready: Mutex<VecDeque<Delivery>>,
 }
+
+/// Deliveries recorded here are reserved for this instance while fewer than this many slots'
+/// worth wait; beyond that they are recorded for any instance's workers.
+const RESERVE_SLOTS: usize = 64;
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +112,7 @@ impl Backchannel {
             per_client: Mutex::default(),
             due: tokio::sync::Notify::new(),
             fresh: AtomicBool::new(false),
+            ready: Mutex::default(),
             store,
             clock,
             keys,
@@ -282,14 +290,18 @@ impl Backchannel {
         }
     }
 
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The worker loop: runs until the task is dropped.
     ///
-    /// Claimed deliveries wait in a small queue for a free slot, and the next batch is claimed
-    /// while half a set of slots' worth is still waiting: the slots do not run dry while a claim
-    /// is on its way to the database, and one claim statement serves many deliveries.
+    /// Deliveries leased to this instance wait in a queue for a free slot: those reserved when
+    /// they were recorded here (no claim needed), and those claimed from the store. The next
+    /// batch is claimed while half a set of slots' worth is still waiting, so the slots do not
+    /// run dry while a claim is on its way to the database, and one claim serves many.
     pub async fn run(self: Arc<Self>) {
         let cap = self.settings.concurrency.max(1);
-        let mut ready: VecDeque<Delivery> = VecDeque::new();
         // The last claim found fewer than it asked for: claim again once the queue is empty or
         // new deliveries were recorded here, not for every delivery handed out.
         let mut drained = false;
@@ -297,13 +309,15 @@ impl Backchannel {
             if self.fresh.swap(false, Ordering::AcqRel) {
                 drained = false;
             }
-            if ready.len() <= cap / 2 && (!drained || ready.is_empty()) {
-                let want = 2 * cap - ready.len();
+            let waiting = self.queue().len();
+            if waiting <= cap / 2 && (!drained || waiting == 0) {
+                let want = 2 * cap - waiting;
                 let claimed = self.claim(want).await;
                 drained = claimed.len() < want;
-                ready.extend(claimed);
+                self.queue().extend(claimed);
             }
-            let Some(d) = ready.pop_front() else {
+            let next = self.queue().pop_front();
+            let Some(d) = next else {
                 tokio::select! {
                     () = tokio::time::sleep(self.settings.poll) => {}
                     () = self.due.notified() => {}
@@ -316,7 +330,7 @@ impl Backchannel {
             // One that waited here past most of its lease is left to a later claim, so no other
             // worker can be sending it at the same time.
             let left = d.locked_until.map(|t| t - self.clock.now());
-            if left.is_some_and(|l| l < self.settings.lease / 2) {
+            if left.is_none_or(|l| l < self.settings.lease / 2) {
                 continue;
             }
             let me = self.clone();
@@ -334,17 +348,33 @@ pub struct Immediate(pub Arc<Backchannel>);
 
 #[async_trait]
 impl Notifier for Immediate {
+    fn reserve_until(&self) -> Option<OffsetDateTime> {
+        let bc = &self.0;
+        (bc.queue().len() < RESERVE_SLOTS * bc.settings.concurrency.max(1))
+            .then(|| bc.clock.now() + bc.settings.lease)
+    }
+
     async fn deliver_now(&self, deliveries: &[Delivery], within: StdDuration) {
         let now = self.0.clock.now();
         let tasks: Vec<_> = deliveries
             .iter()
             .map(|d| {
-                let (me, id) = (self.0.clone(), d.id.clone());
+                let (me, d) = (self.0.clone(), d.clone());
                 tokio::spawn(async move {
-                    // Claimed first, so a worker does not send the same token at the same time.
-                    let lease = now + me.settings.lease;
-                    if let Ok(Some(claimed)) = me.store.claim_delivery(&id, now, lease).await {
-                        me.attempt(claimed).await;
+                    // Reserved for this instance when recorded, or claimed first, so a worker
+                    // does not send the same token at the same time.
+                    let mine = if d.locked_until.is_some_and(|t| t > now) {
+                        Some(d)
+                    } else {
+                        let lease = now + me.settings.lease;
+                        me.store
+                            .claim_delivery(&d.id, now, lease)
+                            .await
+                            .ok()
+                            .flatten()
+                    };
+                    if let Some(d) = mine {
+                        me.attempt(d).await;
                     }
                 })
             })
@@ -352,10 +382,22 @@ impl Notifier for Immediate {
         let _ = tokio::time::timeout(within, futures_util::future::join_all(tasks)).await;
     }
 
-    fn wake(&self) {
+    fn dispatch(&self, deliveries: &[Delivery]) {
+        let bc = &self.0;
+        if deliveries.is_empty() {
+            return;
+        }
+        let now = bc.clock.now();
+        // Reserved ones go straight to the queue; the others are claimed from the store.
+        bc.queue().extend(
+            deliveries
+                .iter()
+                .filter(|d| d.locked_until.is_some_and(|t| t > now))
+                .cloned(),
+        );
+        bc.fresh.store(true, Ordering::Release);
         // Wakes the idle worker, or lets its next wait end at once (the permit is kept).
-        self.0.fresh.store(true, Ordering::Release);
-        self.0.due.notify_one();
+        bc.due.notify_one();
     }
 }
 

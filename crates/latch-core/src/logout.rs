@@ -41,6 +41,11 @@ pub struct Terminate {
     pub target: Target,
     pub tokens: TokenPolicy,
     pub initiator: LogoutInitiator,
+    /// From [`Notifier::reserve_until`]: the deliveries are recorded already leased to this
+    /// instance until then, so its workers send them without claiming them from the store and
+    /// no other instance takes them meanwhile. If this instance dies first, the lease runs out
+    /// and any worker claims them. `None` records them for any worker.
+    pub reserved_until: Option<OffsetDateTime>,
 }
 
 /// What [`terminate`] did.
@@ -59,19 +64,24 @@ pub enum LogoutError {
     Session(#[from] SessionError),
 }
 
-/// Delivers recorded notifications. `latch-backchannel` implements it; the logout paths that
-/// send a browser back to an app (RP-initiated logout) call it with a short bound first, so the
-/// app does not see the user return before its logout arrives.
+/// Delivers recorded notifications. `latch-backchannel` implements it. Every path that ends
+/// sessions asks it for a reservation, records through [`terminate`], then hands the deliveries
+/// over: [`Notifier::dispatch`] when nobody waits for them (GTR, admin clear, upstream logout),
+/// [`Notifier::deliver_now`] with a short bound when a browser goes back to an app next
+/// (RP-initiated logout), so the app does not see the user return before its logout arrives.
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
+    /// Until when deliveries recorded now are leased to this instance's workers; `None` when
+    /// they should be left to any worker (this instance has enough queued already).
+    fn reserve_until(&self) -> Option<OffsetDateTime>;
+
     /// Tries each delivery once now, waiting at most `within`; what is not done by then (or
     /// fails) stays in the outbox for the workers.
     async fn deliver_now(&self, deliveries: &[Delivery], within: std::time::Duration);
 
-    /// New deliveries are due and nobody waits for them (GTR, admin clear, upstream logout):
-    /// the workers claim them at once, in batches and within their concurrency limits, instead
-    /// of at their next poll.
-    fn wake(&self);
+    /// Queues deliveries for this instance's workers, which send them at once within their
+    /// concurrency limits (unreserved ones are claimed from the store, also at once).
+    fn dispatch(&self, deliveries: &[Delivery]);
 }
 
 /// Ends sessions, records back-channel deliveries first, then revokes refresh tokens.
@@ -104,7 +114,7 @@ pub async fn terminate(
         store,
         &doomed,
         &token_holders,
-        req.initiator,
+        req,
         now,
         &mut notified,
         &mut deliveries,
@@ -129,16 +139,7 @@ pub async fn terminate(
         .collect();
     if !raced.is_empty() {
         let mut late = Vec::new();
-        plan_deliveries(
-            store,
-            &raced,
-            &[],
-            req.initiator,
-            now,
-            &mut notified,
-            &mut late,
-        )
-        .await?;
+        plan_deliveries(store, &raced, &[], req, now, &mut notified, &mut late).await?;
         store.insert_deliveries(&late).await?;
         deliveries.extend(late);
     }
@@ -177,7 +178,7 @@ async fn plan_deliveries(
     store: &dyn Store,
     sessions: &[Session],
     token_holders: &[RefreshToken],
-    initiator: LogoutInitiator,
+    req: &Terminate,
     now: OffsetDateTime,
     notified: &mut HashSet<(String, Option<String>)>,
     out: &mut Vec<Delivery>,
@@ -202,7 +203,7 @@ async fn plan_deliveries(
                     attempts: 0,
                     created_at: now,
                     next_attempt_at: now,
-                    locked_until: None,
+                    locked_until: req.reserved_until,
                     last_error: None,
                     finished_at: None,
                 });
@@ -216,7 +217,7 @@ async fn plan_deliveries(
             let notice = LogoutNotice {
                 sub: Some(s.user_id.clone()),
                 sid: Some(joined.sid.clone()),
-                initiator,
+                initiator: req.initiator,
             };
             push(&client, notice, out);
         }
@@ -236,7 +237,7 @@ async fn plan_deliveries(
         let notice = LogoutNotice {
             sub: Some(t.user_id.clone()),
             sid: None,
-            initiator,
+            initiator: req.initiator,
         };
         push(&client, notice, out);
     }

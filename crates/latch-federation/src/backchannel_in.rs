@@ -240,12 +240,13 @@ pub async fn post_backchannel_logout(
             target: Target::Session(s.id.clone()),
             tokens: TokenPolicy::SessionBound,
             initiator: LogoutInitiator::IdpLogout,
+            reserved_until: deps.notifier.reserve_until(),
         };
         match terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
             Ok(out) => {
                 ended += out.sessions.len();
                 notified += out.deliveries.len();
-                deps.notifier.wake();
+                deps.notifier.dispatch(&out.deliveries);
             }
             Err(_) => return HttpResponse::ServiceUnavailable().finish(),
         }

@@ -419,11 +419,12 @@ async fn handle(
         target: Target::User(user.user_id.clone()),
         tokens: TokenPolicy::AllOfUser,
         initiator: LogoutInitiator::IdpLogout,
+        reserved_until: deps.notifier.reserve_until(),
     };
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t)
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    deps.notifier.wake();
+    deps.notifier.dispatch(&out.deliveries);
     log(
         deps,
         req,

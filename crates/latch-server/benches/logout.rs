@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use latch_core::logout::Notifier;
 use latch_core::model::*;
 use latch_core::session::SessionClient;
 use latch_core::*;
@@ -293,20 +294,20 @@ async fn fanout(label: &str, state: &AppState) {
         println!("{label:<16} fan-out starting");
     }
     let workers = latch_server::app::spawn_workers(state);
+    let notifier = latch_backchannel::Immediate(state.backchannel.clone());
     let start = Instant::now();
     for u in &users {
         let t = latch_core::logout::Terminate {
             target: latch_core::logout::Target::User(u.clone()),
             tokens: latch_core::logout::TokenPolicy::AllOfUser,
             initiator: LogoutInitiator::SessionRevoked,
+            reserved_until: notifier.reserve_until(),
         };
-        latch_core::logout::terminate(&*state.store, &*state.sessions, &*state.clock, &t)
+        let out = latch_core::logout::terminate(&*state.store, &*state.sessions, &*state.clock, &t)
             .await
             .expect("terminate");
-        // As the GTR and admin paths do: the workers claim at once, not at their next poll.
-        latch_core::logout::Notifier::wake(&latch_backchannel::Immediate(
-            state.backchannel.clone(),
-        ));
+        // As the GTR and admin paths do: this instance's workers send them at once.
+        notifier.dispatch(&out.deliveries);
     }
     let recorded = start.elapsed();
     while received.load(Ordering::Relaxed) < 10_000 && start.elapsed() < Duration::from_secs(300) {

@@ -740,6 +740,7 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
         target: Target::Session(one.id.clone()),
         tokens: TokenPolicy::SessionBound,
         initiator: LogoutInitiator::RpLogout,
+        reserved_until: None,
     };
     let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
         .await
@@ -778,6 +779,7 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
         target: Target::User(u.user_id.clone()),
         tokens: TokenPolicy::AllOfUser,
         initiator: LogoutInitiator::SessionRevoked,
+        reserved_until: None,
     };
     let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
         .await

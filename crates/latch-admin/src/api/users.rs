@@ -368,9 +368,10 @@ async fn patch_user(
             target: Target::User(u.user_id.clone()),
             tokens: TokenPolicy::AllOfUser,
             initiator: LogoutInitiator::AccountDeactivated,
+            reserved_until: deps.notifier.reserve_until(),
         };
-        terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-        deps.notifier.wake();
+        let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+        deps.notifier.dispatch(&out.deliveries);
     }
     audit::record(
         &deps,
@@ -401,9 +402,10 @@ async fn delete_user(
         target: Target::User(id.clone()),
         tokens: TokenPolicy::AllOfUser,
         initiator: LogoutInitiator::AccountDeactivated,
+        reserved_until: deps.notifier.reserve_until(),
     };
-    terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-    deps.notifier.wake();
+    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
+    deps.notifier.dispatch(&out.deliveries);
     deps.store.delete_user(&id).await?;
     audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
     Ok(HttpResponse::NoContent().finish())
@@ -472,9 +474,10 @@ async fn delete_user_sessions(
             TokenPolicy::SessionBound
         },
         initiator: LogoutInitiator::SessionRevoked,
+        reserved_until: deps.notifier.reserve_until(),
     };
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    deps.notifier.wake();
+    deps.notifier.dispatch(&out.deliveries);
     audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
     let event = LogEvent {
         user_id: Some(user.user_id.clone()),

@@ -602,6 +602,7 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
         target: latch_core::logout::Target::Session(a.session.id.clone()),
         tokens: latch_core::logout::TokenPolicy::SessionBound,
         initiator: latch_core::model::LogoutInitiator::RpLogout,
+        reserved_until: deps.notifier.reserve_until(),
     };
     match latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
         Ok(out) => {

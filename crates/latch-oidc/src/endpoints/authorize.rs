@@ -894,8 +894,11 @@ async fn complete_sign_in(
             target: latch_core::logout::Target::Session(old.id.clone()),
             tokens: latch_core::logout::TokenPolicy::SessionBound,
             initiator: latch_core::model::LogoutInitiator::RpLogout,
+            reserved_until: deps.notifier.reserve_until(),
         };
-        latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+        let out =
+            latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
+        deps.notifier.dispatch(&out.deliveries);
     }
     let (session, code) = issue::new_session_with_code(deps, user, connection, upstream, r, req)
         .await

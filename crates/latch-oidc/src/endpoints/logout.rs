@@ -213,6 +213,7 @@ async fn end(
         target: Target::Session(id.clone()),
         tokens: TokenPolicy::SessionBound,
         initiator: LogoutInitiator::RpLogout,
+        reserved_until: deps.notifier.reserve_until(),
     };
     let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
     // Try the back-channel logouts first (bounded), so an app does not see the user come back
