@@ -352,3 +352,57 @@ on_all_backends!(
     retries_while_down_and_not_after_a_rejection,
     retries_while_down_and_not_after_a_rejection
 );
+
+/// A delivery recorded on an instance is reserved for that instance's workers. If the instance
+/// dies before sending it, the reservation runs out and another instance's workers send it;
+/// until then they leave it alone (no double sending while its owner may still be at work).
+async fn a_dead_instances_reservation_runs_out(h: Harness) {
+    use latch_core::model::{Delivery, DeliveryState, LogoutInitiator, LogoutNotice};
+    let rx = Receiver::start().await;
+    let mut client = latch_testkit::fixtures::client();
+    client.oidc_logout.backchannel_logout_urls =
+        vec![url::Url::parse(&format!("{}/bc", rx.url)).unwrap()];
+    h.state.store.insert_client(&client).await.unwrap();
+    let now = h.state.clock.now();
+    // Recorded by "another instance", reserved for it for two more seconds; it never sends.
+    let d = Delivery {
+        id: latch_core::DeliveryId::new(uuid::Uuid::now_v7().to_string()),
+        client_id: client.client_id.clone(),
+        target: client.oidc_logout.backchannel_logout_urls[0].clone(),
+        notice: LogoutNotice {
+            sub: Some(latch_core::UserId::new("auth0|dead-instance")),
+            sid: None,
+            initiator: LogoutInitiator::IdpLogout,
+        },
+        jti: latch_core::Jti::new(uuid::Uuid::new_v4().to_string()),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        created_at: now,
+        next_attempt_at: now,
+        locked_until: Some(now + time::Duration::seconds(2)),
+        last_error: None,
+        finished_at: None,
+    };
+    h.state.store.insert_deliveries(&[d.clone()]).await.unwrap();
+    let workers = latch_server::app::spawn_workers(&h.state);
+    let start = Instant::now();
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    let waited = start.elapsed();
+    for w in workers {
+        w.abort();
+    }
+    assert_eq!(got.len(), 1, "sent once the reservation ran out");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "not before the reservation ran out ({waited:?})"
+    );
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&got[0].1)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["jti"], d.jti.as_str());
+    assert_eq!(claims["sub"], "auth0|dead-instance");
+}
+on_all_backends!(
+    a_dead_instances_reservation_runs_out,
+    a_dead_instances_reservation_runs_out
+);
