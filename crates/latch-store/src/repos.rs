@@ -788,6 +788,46 @@ impl RefreshTokenRepo for SqlStore {
             "UPDATE refresh_tokens SET revoked_at = {{1}} WHERE revoked_at IS NULL AND {filter} RETURNING *"
         );
         let now = to_millis(now);
+        if self.backend_kind() == crate::Backend::Sqlite {
+            // SQLite writers take turns: a revocation with nothing to revoke (most logouts)
+            // looks first, without waiting for its turn.
+            let scope = scope.clone();
+            let any = self
+                .run(move |conn| {
+                    let mut q = refresh_tokens::table
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .select(refresh_tokens::id)
+                        .into_boxed();
+                    q = match &scope {
+                        RevokeScope::Family(f) => {
+                            q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned()))
+                        }
+                        RevokeScope::User(u) => {
+                            q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned()))
+                        }
+                        RevokeScope::Session {
+                            session_id,
+                            include_offline,
+                        } => {
+                            let q = q.filter(
+                                refresh_tokens::session_id.eq(session_id.as_str().to_owned()),
+                            );
+                            if *include_offline {
+                                q
+                            } else {
+                                q.filter(refresh_tokens::offline.eq(false))
+                            }
+                        }
+                    };
+                    q.first::<String>(conn)
+                        .optional()
+                        .map_err(db_err("refresh token", "id"))
+                })
+                .await?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         self.run_write(move |conn| {
             let rows: Vec<RefreshRow> = match &mut **conn {
                 DbConnection::Pg(pg) => diesel::sql_query(sql.replace('{', "$").replace('}', ""))
