@@ -383,7 +383,11 @@ async fn a_dead_instances_reservation_runs_out(h: Harness) {
         last_error: None,
         finished_at: None,
     };
-    h.state.store.insert_deliveries(&[d.clone()]).await.unwrap();
+    h.state
+        .store
+        .insert_deliveries(std::slice::from_ref(&d))
+        .await
+        .unwrap();
     let workers = latch_server::app::spawn_workers(&h.state);
     let start = Instant::now();
     let got = rx.wait_for(1, Duration::from_secs(10)).await;
