@@ -187,6 +187,10 @@ async fn gtr(
     let measured = work.split_off(work.len() / 10);
     drive(&http, &url, work, callers).await;
     let n = measured.len();
+    if std::env::var_os("LATCH_BENCH_ONLY").is_some() {
+        // A marker for a profiler started from outside.
+        println!("{label:<16} GTR starting ({callers} callers)");
+    }
     let (hist, bad, secs) = drive(&http, &url, measured, callers).await;
     println!(
         "{label:<16} GTR, {sessions_per_user:>2} session(s)/user, {callers:>2} callers: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({n} users after {} warm-up{})",

@@ -766,31 +766,10 @@ impl RefreshTokenRepo for SqlStore {
         scope: &RevokeScope,
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError> {
-        use diesel::sql_types::{BigInt, Text};
-        // One statement: only the statement that flips a row reports it as revoked, and a
-        // revocation with nothing to revoke (most logouts) changes nothing and costs one trip.
-        let (filter, key) = match scope {
-            RevokeScope::Family(f) => ("family_id = {2}", f.as_str().to_owned()),
-            RevokeScope::User(u) => ("user_id = {2}", u.as_str().to_owned()),
-            RevokeScope::Session {
-                session_id,
-                include_offline: true,
-            } => ("session_id = {2}", session_id.as_str().to_owned()),
-            RevokeScope::Session {
-                session_id,
-                include_offline: false,
-            } => (
-                "session_id = {2} AND offline = FALSE",
-                session_id.as_str().to_owned(),
-            ),
-        };
-        let sql = format!(
-            "UPDATE refresh_tokens SET revoked_at = {{1}} WHERE revoked_at IS NULL AND {filter} RETURNING *"
-        );
         let now = to_millis(now);
-        if self.backend_kind() == crate::Backend::Sqlite {
-            // SQLite writers take turns: a revocation with nothing to revoke (most logouts)
-            // looks first, without waiting for its turn.
+        {
+            // Most logouts have nothing to revoke: they look first, with a prepared read (the
+            // update is parsed on every call) that on SQLite does not wait for a writer's turn.
             let scope = scope.clone();
             let any = self
                 .run(move |conn| {
@@ -828,24 +807,55 @@ impl RefreshTokenRepo for SqlStore {
                 return Ok(Vec::new());
             }
         }
+        // One statement: only the statement that flips a row reports it as revoked, and a
+        // revocation with nothing to revoke changes nothing. Each scope is its own statement
+        // type, so it is prepared once per connection (a boxed filter would be parsed each time).
+        let scope = scope.clone();
         self.run_write(move |conn| {
-            let rows: Vec<RefreshRow> = match &mut **conn {
-                DbConnection::Pg(pg) => diesel::sql_query(sql.replace('{', "$").replace('}', ""))
-                    .bind::<BigInt, _>(now)
-                    .bind::<Text, _>(key)
-                    .load(pg),
-                DbConnection::Sqlite(lite) => {
-                    diesel::sql_query(sql.replace('{', "?").replace('}', ""))
-                        .bind::<BigInt, _>(now)
-                        .bind::<Text, _>(key)
-                        .load(lite)
-                }
+            use refresh_tokens::dsl as rt;
+            macro_rules! revoke {
+                ($c:expr, $filter:expr) => {
+                    diesel::update(
+                        rt::refresh_tokens
+                            .filter(rt::revoked_at.is_null())
+                            .filter($filter),
+                    )
+                    .set(rt::revoked_at.eq(Some(now)))
+                    .returning(RefreshRow::as_returning())
+                    .get_results::<RefreshRow>($c)
+                };
+            }
+            macro_rules! by_scope {
+                ($c:expr) => {
+                    match &scope {
+                        RevokeScope::Family(f) => revoke!($c, rt::family_id.eq(f.as_str())),
+                        RevokeScope::User(u) => revoke!($c, rt::user_id.eq(u.as_str())),
+                        RevokeScope::Session {
+                            session_id,
+                            include_offline: true,
+                        } => revoke!($c, rt::session_id.eq(session_id.as_str())),
+                        RevokeScope::Session {
+                            session_id,
+                            include_offline: false,
+                        } => revoke!(
+                            $c,
+                            rt::session_id
+                                .eq(session_id.as_str())
+                                .and(rt::offline.eq(false))
+                        ),
+                    }
+                };
+            }
+            let rows = match &mut **conn {
+                DbConnection::Pg(pg) => by_scope!(pg),
+                DbConnection::Sqlite(lite) => by_scope!(lite),
             }
             .map_err(db_err("refresh token", "id"))?;
             Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
         })
         .await
     }
+
     async fn list_user_refresh_tokens(
         &self,
         user: &UserId,
