@@ -1027,15 +1027,13 @@ impl OutboxRepo for SqlStore {
         self.run_write(move |conn| {
             tx(conn, |conn| {
                 match conn {
-                    // One statement per 2,000 rows (12 parameters each, under PostgreSQL's
-                    // 65,535): a GTR or a mass logout records thousands at once.
+                    // COPY: a GTR or a mass logout records thousands at once, in one round
+                    // trip with nothing to parse or plan per row.
                     DbConnection::Pg(pg) => {
-                        for chunk in rows.chunks(2000) {
-                            diesel::insert_into(outbox::table)
-                                .values(chunk)
-                                .execute(pg)
-                                .map_err(db_err("delivery", "id"))?;
-                        }
+                        diesel::copy_from(outbox::table)
+                            .from_insertable(&rows)
+                            .execute(pg)
+                            .map_err(db_err("delivery", "id"))?;
                     }
                     DbConnection::Sqlite(_) => {
                         for row in &rows {

@@ -468,6 +468,8 @@ impl KeyRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = log_events)]
+// Absent values are NULL (the columns have no defaults); needed by PostgreSQL's COPY.
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct LogRow {
     pub log_id: String,
     pub date: i64,
@@ -515,6 +517,8 @@ impl LogRow {
 #[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = outbox)]
 #[diesel(treat_none_as_null = true)]
+// Absent values are NULL (the columns have no defaults); needed by PostgreSQL's COPY.
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct DeliveryRow {
     pub id: String,
     pub client_id: String,
