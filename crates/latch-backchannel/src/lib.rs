@@ -150,21 +150,22 @@ impl Backchannel {
     }
 
     async fn post(&self, d: &Delivery, token: &str) -> Outcome {
-        let req = self.http.post(d.target.clone());
-        // A JWS is base64url and dots, which form encoding leaves as they are.
-        let req = if token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            req.header(
+        // A compact JWS is base64url and dots, which form encoding leaves as they are.
+        debug_assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+        let res = self
+            .http
+            .post(d.target.clone())
+            .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
             .body(format!("logout_token={token}"))
-        } else {
-            req.form(&[("logout_token", token)])
-        };
-        let res = req.send().await;
+            .send()
+            .await;
         match res {
             Ok(r) => {
                 let s = r.status().as_u16();
@@ -363,7 +364,7 @@ impl Notifier for Immediate {
                 tokio::spawn(async move {
                     // Reserved for this instance when recorded, or claimed first, so a worker
                     // does not send the same token at the same time.
-                    let mine = if d.locked_until.is_some_and(|t| t > now) {
+                    let mine = if reserved_here(&d, now) {
                         Some(d)
                     } else {
                         let lease = now + me.settings.lease;
@@ -389,16 +390,18 @@ impl Notifier for Immediate {
         }
         let now = bc.clock.now();
         // Reserved ones go straight to the queue; the others are claimed from the store.
-        bc.queue().extend(
-            deliveries
-                .iter()
-                .filter(|d| d.locked_until.is_some_and(|t| t > now))
-                .cloned(),
-        );
+        bc.queue()
+            .extend(deliveries.iter().filter(|d| reserved_here(d, now)).cloned());
         bc.fresh.store(true, Ordering::Release);
         // Wakes the idle worker, or lets its next wait end at once (the permit is kept).
         bc.due.notify_one();
     }
+}
+
+/// A delivery recorded here with a live reservation ([`Notifier::reserve_until`]): this
+/// instance's to send without a claim.
+fn reserved_here(d: &Delivery, now: OffsetDateTime) -> bool {
+    d.locked_until.is_some_and(|t| t > now)
 }
 
 /// Writes attempt outcomes in batches: one transaction for many deliveries.

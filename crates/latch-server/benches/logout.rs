@@ -64,6 +64,14 @@ async fn serve(body: Option<String>, count: Arc<AtomicU64>) -> String {
     url
 }
 
+/// With `LATCH_BENCH_ONLY` set (profiling one part), a line a profiler started from outside
+/// can wait for.
+fn marker(line: &str) {
+    if std::env::var_os("LATCH_BENCH_ONLY").is_some() {
+        println!("{line}");
+    }
+}
+
 fn rate(f: impl Fn() + Send + Sync + 'static, threads: usize, dur: Duration) -> f64 {
     let f = Arc::new(f);
     let n = Arc::new(AtomicU64::new(0));
@@ -187,10 +195,7 @@ async fn gtr(
     let measured = work.split_off(work.len() / 10);
     drive(&http, &url, work, callers).await;
     let n = measured.len();
-    if std::env::var_os("LATCH_BENCH_ONLY").is_some() {
-        // A marker for a profiler started from outside.
-        println!("{label:<16} GTR starting ({callers} callers)");
-    }
+    marker(&format!("{label:<16} GTR starting ({callers} callers)"));
     let (hist, bad, secs) = drive(&http, &url, measured, callers).await;
     println!(
         "{label:<16} GTR, {sessions_per_user:>2} session(s)/user, {callers:>2} callers: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({n} users after {} warm-up{})",
@@ -293,10 +298,7 @@ async fn fanout(label: &str, state: &AppState) {
         .await
         .expect("rate")
     };
-    if std::env::var_os("LATCH_BENCH_ONLY").is_some() {
-        // A marker for a profiler started from outside.
-        println!("{label:<16} fan-out starting");
-    }
+    marker(&format!("{label:<16} fan-out starting"));
     let workers = latch_server::app::spawn_workers(state);
     let notifier = latch_backchannel::Immediate(state.backchannel.clone());
     let start = Instant::now();

@@ -767,88 +767,73 @@ impl RefreshTokenRepo for SqlStore {
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError> {
         let now = to_millis(now);
-        {
-            // Most logouts have nothing to revoke: they look first, with a prepared read (the
-            // update is parsed on every call) that on SQLite does not wait for a writer's turn.
-            let scope = scope.clone();
-            let any = self
-                .run(move |conn| {
-                    let mut q = refresh_tokens::table
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .select(refresh_tokens::id)
-                        .into_boxed();
-                    q = match &scope {
-                        RevokeScope::Family(f) => {
-                            q.filter(refresh_tokens::family_id.eq(f.as_str().to_owned()))
-                        }
-                        RevokeScope::User(u) => {
-                            q.filter(refresh_tokens::user_id.eq(u.as_str().to_owned()))
-                        }
-                        RevokeScope::Session {
-                            session_id,
-                            include_offline,
-                        } => {
-                            let q = q.filter(
-                                refresh_tokens::session_id.eq(session_id.as_str().to_owned()),
-                            );
-                            if *include_offline {
-                                q
-                            } else {
-                                q.filter(refresh_tokens::offline.eq(false))
-                            }
-                        }
-                    };
-                    q.first::<String>(conn)
-                        .optional()
-                        .map_err(db_err("refresh token", "id"))
-                })
-                .await?;
-            if any.is_none() {
-                return Ok(Vec::new());
-            }
+        // `$with!(filter)` for the live tokens of the scope. Each scope is its own statement
+        // type, so diesel prepares it once per connection (a boxed filter is parsed each time).
+        macro_rules! in_scope {
+            ($scope:expr, $with:ident) => {
+                match $scope {
+                    RevokeScope::Family(f) => $with!(refresh_tokens::family_id.eq(f.as_str())),
+                    RevokeScope::User(u) => $with!(refresh_tokens::user_id.eq(u.as_str())),
+                    RevokeScope::Session {
+                        session_id,
+                        include_offline: true,
+                    } => $with!(refresh_tokens::session_id.eq(session_id.as_str())),
+                    RevokeScope::Session {
+                        session_id,
+                        include_offline: false,
+                    } => $with!(
+                        refresh_tokens::session_id
+                            .eq(session_id.as_str())
+                            .and(refresh_tokens::offline.eq(false))
+                    ),
+                }
+            };
         }
-        // One statement: only the statement that flips a row reports it as revoked, and a
-        // revocation with nothing to revoke changes nothing. Each scope is its own statement
-        // type, so it is prepared once per connection (a boxed filter would be parsed each time).
+        // Most logouts have nothing to revoke: they look first, with a prepared read (diesel
+        // parses the update on every call) that on SQLite does not wait for a writer's turn.
+        let s = scope.clone();
+        let any = self
+            .run(move |conn| {
+                macro_rules! first {
+                    ($filter:expr) => {
+                        refresh_tokens::table
+                            .filter(refresh_tokens::revoked_at.is_null())
+                            .filter($filter)
+                            .select(refresh_tokens::id)
+                            .first::<String>(conn)
+                    };
+                }
+                in_scope!(&s, first)
+                    .optional()
+                    .map_err(db_err("refresh token", "id"))
+            })
+            .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        // One statement: only the statement that flips a row reports it as revoked.
         let scope = scope.clone();
         self.run_write(move |conn| {
-            use refresh_tokens::dsl as rt;
             macro_rules! revoke {
-                ($c:expr, $filter:expr) => {
-                    diesel::update(
-                        rt::refresh_tokens
-                            .filter(rt::revoked_at.is_null())
-                            .filter($filter),
-                    )
-                    .set(rt::revoked_at.eq(Some(now)))
-                    .returning(RefreshRow::as_returning())
-                    .get_results::<RefreshRow>($c)
-                };
-            }
-            macro_rules! by_scope {
-                ($c:expr) => {
-                    match &scope {
-                        RevokeScope::Family(f) => revoke!($c, rt::family_id.eq(f.as_str())),
-                        RevokeScope::User(u) => revoke!($c, rt::user_id.eq(u.as_str())),
-                        RevokeScope::Session {
-                            session_id,
-                            include_offline: true,
-                        } => revoke!($c, rt::session_id.eq(session_id.as_str())),
-                        RevokeScope::Session {
-                            session_id,
-                            include_offline: false,
-                        } => revoke!(
-                            $c,
-                            rt::session_id
-                                .eq(session_id.as_str())
-                                .and(rt::offline.eq(false))
-                        ),
+                ($c:expr) => {{
+                    macro_rules! update {
+                        ($filter:expr) => {
+                            diesel::update(
+                                refresh_tokens::table
+                                    .filter(refresh_tokens::revoked_at.is_null())
+                                    .filter($filter),
+                            )
+                            .set(refresh_tokens::revoked_at.eq(Some(now)))
+                            .returning(RefreshRow::as_returning())
+                            .get_results::<RefreshRow>($c)
+                        };
                     }
-                };
+                    in_scope!(&scope, update)
+                }};
             }
             let rows = match &mut **conn {
-                DbConnection::Pg(pg) => by_scope!(pg),
-                DbConnection::Sqlite(lite) => by_scope!(lite),
+                DbConnection::Pg(pg) => revoke!(pg),
+                DbConnection::Sqlite(lite) => revoke!(lite),
             }
             .map_err(db_err("refresh token", "id"))?;
             Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
@@ -1160,7 +1145,6 @@ impl OutboxRepo for SqlStore {
             // One statement for the whole batch: the outcomes travel as arrays.
             DbConnection::Pg(pg) => {
                 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-                let col = |f: fn(&DeliveryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
                 diesel::sql_query(
                     "UPDATE outbox AS o SET state = v.state, attempts = v.attempts, \
                        next_attempt_at = v.next_attempt_at, locked_until = NULL, \
@@ -1169,8 +1153,8 @@ impl OutboxRepo for SqlStore {
                        AS v(id, state, attempts, next_attempt_at, last_error, finished_at) \
                      WHERE o.id = v.id",
                 )
-                .bind::<Array<Text>, _>(col(|r| r.id.clone()))
-                .bind::<Array<Text>, _>(col(|r| r.state.clone()))
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.state.clone()).collect::<Vec<_>>())
                 .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempts).collect::<Vec<_>>())
                 .bind::<Array<BigInt>, _>(
                     rows.iter().map(|r| r.next_attempt_at).collect::<Vec<_>>(),

@@ -357,7 +357,7 @@ impl IdentityRow {
 
 // ---------- refresh tokens ----------
 
-#[derive(Queryable, QueryableByName, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 pub(crate) struct RefreshRow {
     pub id: String,
