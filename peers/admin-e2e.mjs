@@ -1,8 +1,11 @@
 // The admin UI in a real browser (Debian's Chromium, driven by npm playwright-core): sign in as
-// the admin, create an Okta connection with Universal Logout, create an application, find a
-// user, clear their sessions, read the logs. Saves a screenshot of each page.
+// the admin, see every error of a refused form at once, create an Okta connection with Universal
+// Logout, see a SAML connection's SP values as its name is typed, create an application, find a
+// user, clear their sessions, read the logs, use every main page at 390 px, sign out, and be
+// refused as a user who is not an administrator. Saves a screenshot of each page.
 //
-// env: LATCH_URL, ADMIN_PASSWORD, USER_EMAIL (a user with a live session), SHOTS_DIR
+// env: LATCH_URL, ADMIN_PASSWORD, USER_EMAIL (a user with a live session), PLAIN_EMAIL and
+// PLAIN_PASSWORD (a user without the admin role), SHOTS_DIR
 // prints one JSON report on stdout; exits 1 on the first failed step.
 import { chromium } from 'playwright-core'
 import { mkdirSync } from 'node:fs'
@@ -25,9 +28,17 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 1366, height: 900 } })
 const page = await context.newPage()
 const consoleErrors = []
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()) })
+// The answers a step expects to be refusals (Chromium logs every 4xx page as a console error).
+const refusals = { 'form-errors': 400, 'not-an-admin': 403 }
+let current = ''
+page.on('console', (m) => {
+  if (m.type() !== 'error') return
+  const expected = refusals[current] && m.text().includes(`status of ${refusals[current]} `)
+  if (!expected) consoleErrors.push(`${current}: ${m.text()}`)
+})
 
 async function step (name, fn) {
+  current = name
   try {
     const out = await fn()
     await page.screenshot({ path: `${shots}/${String(report.steps.length + 1).padStart(2, '0')}-${name}.png`, fullPage: true })
@@ -46,19 +57,78 @@ const expectText = async (text) => {
   await page.getByText(text, { exact: false }).first().waitFor({ timeout: 10000 })
 }
 
+// Whether what `aria-describedby` names exists and shows text, for each element given.
+const describedBy = (selector) => page.$$eval(selector, (els) => els.map((el) => {
+  const ids = (el.getAttribute('aria-describedby') || '').split(/\s+/).filter(Boolean)
+  const texts = ids.map((id) => {
+    const d = document.getElementById(id)
+    if (!d) return null
+    const r = d.getBoundingClientRect()
+    return r.width > 0 && r.height > 0 ? d.innerText.trim() : null
+  })
+  return { id: el.id, ids, texts }
+}))
+
+const cardWidth = async () => (await page.locator('.card').first().boundingBox()).width
+
 await step('sign-in', async () => {
   await page.goto(`${base}/admin`)
-  // Latch's own sign-in page, reached through /authorize as the latch-admin client.
-  await page.locator('#email').fill('admin')
+  // Latch's own sign-in page, reached through /authorize as the latch-admin client. The first
+  // admin signs in as `admin`: the field says so, and stays a username field for autofill.
+  const login = page.getByLabel('Email or username')
+  const [type, autocomplete] = [await login.getAttribute('type'), await login.getAttribute('autocomplete')]
+  if (type !== 'text' || autocomplete !== 'username') throw new Error(`login field: type=${type} autocomplete=${autocomplete}`)
+  await login.fill('admin')
   await page.locator('#password').fill(env('ADMIN_PASSWORD'))
   await Promise.all([page.waitForURL(/\/admin\/connections/), page.locator('button[type=submit]').click()])
   await expectText('Connections')
   return { title: await page.title() }
 })
 
-await step('okta-connection', async () => {
+await step('form-errors', async () => {
   await page.getByRole('link', { name: 'New Okta Workforce' }).click()
+  // What the admin registers in Okta, before the connection exists: the redirect URI at once,
+  // the name-dependent URLs with a placeholder until a name is typed, then with it.
+  const redirectUri = await page.locator('#f-redirect_uri').inputValue()
+  if (redirectUri !== `${base}/login/callback`) throw new Error(`redirect URI shown: ${redirectUri}`)
+  const before = await page.locator('#f-backchannel_logout_url').inputValue()
+  if (!before.endsWith('/login/backchannel-logout/{name}')) throw new Error(`before a name: ${before}`)
   await page.locator('#f-name').fill('acme-okta')
+  const after = await page.locator('#f-backchannel_logout_url').inputValue()
+  const gtr = await page.locator('#f-revocation_endpoint').inputValue()
+  if (after !== `${base}/login/backchannel-logout/acme-okta` ||
+      gtr !== `${base}/oauth/global-token-revocation/connection/acme-okta`) {
+    throw new Error(`as the name is typed: ${after} ${gtr}`)
+  }
+  for (const id of ['redirect_uri', 'backchannel_logout_url', 'revocation_endpoint']) {
+    await page.locator(`[data-copy="f-${id}"]`).waitFor()
+  }
+  // Three things wrong at once (a bad domain, no client id, no secret): all shown together.
+  await page.locator('#f-domain').fill('not a domain')
+  await page.getByRole('button', { name: 'Create' }).click()
+  await page.locator('#form-problems').waitFor()
+  const errors = await page.locator('.field-error').allInnerTexts()
+  if (errors.length < 3) throw new Error(`errors shown: ${JSON.stringify(errors)}`)
+  for (const e of errors) {
+    if (/options\.|\[\d+\]|_/.test(e)) throw new Error(`an API path in an error: ${e}`)
+  }
+  const tied = await describedBy('[aria-invalid="true"]')
+  const invalid = tied.map((t) => t.id)
+  for (const want of ['f-domain', 'f-client_id', 'f-client_secret']) {
+    if (!invalid.includes(want)) throw new Error(`${want} is not marked invalid: ${invalid}`)
+  }
+  for (const t of tied) {
+    if (!t.ids.length || t.texts.some((x) => !x)) throw new Error(`aria-describedby of ${t.id} does not resolve to visible text: ${JSON.stringify(t)}`)
+  }
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id)
+  if (focused !== invalid[0]) throw new Error(`focus is on ${focused}, not the first error ${invalid[0]}`)
+  // The name typed is kept, and so are the URLs computed from it.
+  const kept = await page.locator('#f-backchannel_logout_url').inputValue()
+  if (!kept.endsWith('/acme-okta')) throw new Error(`after the refusal: ${kept}`)
+  return { errors }
+})
+
+await step('okta-connection', async () => {
   await page.locator('#f-display_name').fill('Acme (Okta)')
   await page.locator('#f-domain').fill('acme.okta.com')
   await page.locator('#f-client_id').fill('0oaACME123')
@@ -68,6 +138,8 @@ await step('okta-connection', async () => {
   await page.locator('#f-global_token_revocation_jwt_sub').fill('0oaACME123')
   await page.getByRole('button', { name: 'Create' }).click()
   await expectText('Connection created.')
+  const redirectUri = await page.locator('#f-redirect_uri').inputValue()
+  if (redirectUri !== `${base}/login/callback`) throw new Error(`redirect URI shown: ${redirectUri}`)
   const endpoint = await page.locator('#f-revocation_endpoint').inputValue()
   if (!endpoint.endsWith('/oauth/global-token-revocation/connection/acme-okta')) {
     throw new Error(`revocation endpoint shown: ${endpoint}`)
@@ -83,6 +155,28 @@ await step('connections-list', async () => {
   const row = page.locator('tr', { hasText: 'acme-okta' })
   const ul = await row.locator('.tag').innerText()
   if (ul !== 'On') throw new Error(`Universal Logout column shows ${ul}`)
+})
+
+await step('saml-form', async () => {
+  await page.goto(`${base}/admin/connections/new?strategy=samlp`)
+  const acs = page.locator('#f-sp_acs_url')
+  if (!(await acs.inputValue()).endsWith('/login/callback?connection={name}')) throw new Error(`ACS before a name: ${await acs.inputValue()}`)
+  await page.locator('#f-name').fill('acme-saml')
+  const values = {
+    metadata: await page.locator('#f-sp_metadata_url').inputValue(),
+    entity: await page.locator('#f-sp_entity_id').inputValue(),
+    acs: await acs.inputValue(),
+  }
+  if (values.metadata !== `${base}/samlp/metadata?connection=acme-saml` ||
+      !values.entity.startsWith('urn:latch:') || !values.entity.endsWith(':acme-saml') ||
+      values.acs !== `${base}/login/callback?connection=acme-saml`) {
+    throw new Error(`SP values as the name is typed: ${JSON.stringify(values)}`)
+  }
+  // An entity id of the admin's choosing wins.
+  await page.locator('#f-entityId').fill('https://sp.example/acme')
+  const chosen = await page.locator('#f-sp_entity_id').inputValue()
+  if (chosen !== 'https://sp.example/acme') throw new Error(`entity id: ${chosen}`)
+  return values
 })
 
 await step('application', async () => {
@@ -116,14 +210,23 @@ await step('user-detail', async () => {
 })
 
 await step('clear-sessions', async () => {
-  await page.getByLabel('Also revoke refresh tokens and notify apps').check()
+  await page.getByLabel('Also revoke every token of this user: refresh and access tokens, offline ones included').check()
   await page.getByRole('button', { name: 'Clear user sessions' }).click()
-  // The confirmation dialog.
+  // The confirmation dialog opens on the safe choice.
   const dialog = page.locator('#confirm-dialog')
   await dialog.waitFor({ state: 'visible' })
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.textContent.trim())
+  if (focused !== 'Cancel') throw new Error(`the dialog opened with the focus on ${focused}`)
   await dialog.getByRole('button', { name: 'Yes, continue' }).click()
-  await expectText('Sessions cleared, refresh tokens revoked, apps notified.')
+  await expectText('Sessions cleared and every token of this user revoked')
   await expectText('No active session.')
+  // What became of the apps' notifications, not a promise: counted, with the event.
+  const notice = await page.locator('.notice').innerText()
+  const counts = notice.match(/Back-channel logout: (\d+) delivered, (\d+) pending/)
+  if (!counts || Number(counts[1]) + Number(counts[2]) < 1) throw new Error(`notice: ${notice}`)
+  const event = await page.locator('.notice a').getAttribute('href')
+  if (!/^\/admin\/logs\/log_/.test(event)) throw new Error(`event link: ${event}`)
+  return { notice, event }
 })
 
 await step('logs', async () => {
@@ -149,6 +252,79 @@ await step('keys', async () => {
   await expectText('Signing keys')
   const rows = await page.locator('tbody tr').count()
   return { keys: rows }
+})
+
+await step('keyboard', async () => {
+  // The first Tab reaches "Skip to content", shown; the next, a sidebar link with a visible ring.
+  await page.goto(`${base}/admin/users`)
+  await page.keyboard.press('Tab')
+  const skip = await page.evaluate(() => {
+    const a = document.activeElement
+    const r = a.getBoundingClientRect()
+    return { text: a.textContent.trim(), href: a.getAttribute('href'), visible: r.top >= 0 && r.width > 0 }
+  })
+  if (skip.text !== 'Skip to content' || skip.href !== '#content' || !skip.visible) throw new Error(`first Tab: ${JSON.stringify(skip)}`)
+  await page.keyboard.press('Tab')
+  const ring = await page.evaluate(() => {
+    const a = document.activeElement
+    const s = getComputedStyle(a)
+    return { in_sidebar: !!a.closest('nav.side'), style: s.outlineStyle, width: parseFloat(s.outlineWidth), color: s.outlineColor }
+  })
+  if (!ring.in_sidebar || ring.style === 'none' || ring.width < 2) throw new Error(`sidebar focus: ${JSON.stringify(ring)}`)
+  return ring
+})
+
+await step('narrow', async () => {
+  // A phone's width: no page scrolls sideways (the sidebar becomes a top bar).
+  await page.setViewportSize({ width: 390, height: 844 })
+  const user = page.url()
+  const pages = ['/admin/connections', '/admin/connections/new?strategy=okta', '/admin/connections/new?strategy=samlp',
+    '/admin/applications', '/admin/applications/new', '/admin/users', '/admin/users/new', '/admin/logs', '/admin/keys']
+  const wide = []
+  for (const p of pages) {
+    await page.goto(`${base}${p}`)
+    const [scroll, inner] = await page.evaluate(() => [document.scrollingElement.scrollWidth, window.innerWidth])
+    if (scroll > inner) wide.push(`${p}: ${scroll} > ${inner}`)
+  }
+  // And the pages with data: a user, an event.
+  await page.goto(`${base}/admin/users?q=${encodeURIComponent(env('USER_EMAIL'))}`)
+  await page.locator('tbody a').first().click()
+  await page.waitForURL(/\/admin\/users\/.+/)
+  for (const url of [page.url(), `${base}/admin/logs?type=slo`]) {
+    await page.goto(url)
+    const [scroll, inner] = await page.evaluate(() => [document.scrollingElement.scrollWidth, window.innerWidth])
+    if (scroll > inner) wide.push(`${url}: ${scroll} > ${inner}`)
+  }
+  await page.locator('tbody a').first().click()
+  await expectText('Back-channel logout deliveries')
+  const [scroll, inner] = await page.evaluate(() => [document.scrollingElement.scrollWidth, window.innerWidth])
+  if (scroll > inner) wide.push(`${page.url()}: ${scroll} > ${inner}`)
+  if (wide.length) throw new Error(`horizontal scrolling at 390 px: ${wide.join('; ')}`)
+  const sidebar = await page.locator('nav.side').boundingBox()
+  if (sidebar.width < 380 || sidebar.height > 200) throw new Error(`the sidebar is not a top bar: ${JSON.stringify(sidebar)}`)
+  await page.setViewportSize({ width: 1366, height: 900 })
+  return { pages: pages.length + 3, from: user }
+})
+
+await step('signed-out', async () => {
+  await page.goto(`${base}/admin/keys`)
+  await Promise.all([page.waitForURL(/\/admin\/signed-out/), page.getByRole('button', { name: 'Sign out' }).click()])
+  await expectText('You are signed out of Latch.')
+  const width = await cardWidth()
+  if (width <= 300) throw new Error(`the signed-out card is ${width} px wide`)
+  return { card_width: width }
+})
+
+await step('not-an-admin', async () => {
+  // A user without the admin role signs in, and is refused on a full-width card.
+  await page.goto(`${base}/admin`)
+  await page.getByLabel('Email or username').fill(env('PLAIN_EMAIL'))
+  await page.locator('#password').fill(env('PLAIN_PASSWORD'))
+  await page.locator('button[type=submit]').click()
+  await expectText('Not an administrator')
+  const width = await cardWidth()
+  if (width <= 300) throw new Error(`the "not an administrator" card is ${width} px wide`)
+  return { card_width: width }
 })
 
 report.consoleErrors = consoleErrors

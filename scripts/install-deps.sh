@@ -7,7 +7,11 @@ set -euo pipefail
 # samael (SAML) runs bindgen (libclang) over libxml2 and xmlsec1.
 # Test: the xmlsec1 command signs SAML for the pysaml2 IdP peer; Debian's Chromium runs the
 # admin UI's browser tests (driven by npm playwright-core, which never downloads a browser).
-packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev xmlsec1 chromium)
+# The Dockerfile's build stage installs `build_packages` (a test checks it).
+build_packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev)
+# g++: libfuzzer-sys builds libFuzzer for the fuzz targets, which `cargo xtask test` builds.
+test_packages=(xmlsec1 chromium g++)
+packages=("${build_packages[@]}" "${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do

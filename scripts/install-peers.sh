@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real protocol peers the end-to-end tests drive:
 #   - npm packages under peers/ (openid-client, oidc-provider);
-#   - a Python venv at peers/.venv with peers/requirements.txt (pysaml2, for peers/saml_idp.py).
+#   - a Python venv at peers/.venv with peers/requirements.txt (pysaml2, for peers/saml_idp.py;
+#     schemathesis, whose `st` checks the management API against its OpenAPI document).
 # Idempotent; the Python part skips pip when peers/.venv/.requirements.sha256 matches.
 set -euo pipefail
 cd "$(dirname "$0")/../peers"
@@ -16,7 +17,7 @@ else
 fi
 echo "install-peers: $(node -e "console.log('openid-client', require('./node_modules/openid-client/package.json').version)")"
 
-# --- Python peers (pysaml2 SAML IdP) ---
+# --- Python peers (pysaml2 SAML IdP, schemathesis) ---
 if ! command -v xmlsec1 >/dev/null; then
   echo "install-peers: the xmlsec1 command is required by pysaml2 (run scripts/install-deps.sh, or apt-get install xmlsec1)" >&2
   exit 1
@@ -35,4 +36,4 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
   echo "$want" > "$stamp"
 fi
-echo "install-peers: $("$venv/bin/python" -c 'from importlib.metadata import version; print("pysaml2", version("pysaml2"))')"
+echo "install-peers: $("$venv/bin/python" -c 'from importlib.metadata import version; print("pysaml2", version("pysaml2"), "schemathesis", version("schemathesis"))')"

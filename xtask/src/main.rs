@@ -1,8 +1,10 @@
-//! Project tasks: `cargo xtask test`, `cargo xtask bench`. The dependency rules are checked by
-//! `tidy`, a test module run by `cargo test --workspace`.
+//! Project tasks: `cargo xtask test`, `cargo xtask bench`, `cargo xtask fuzz`. The dependency
+//! rules are checked by `tidy`, a test module run by `cargo test --workspace`.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 #[cfg(test)]
 mod tidy;
@@ -11,10 +13,24 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  test    the whole suite, as CI runs it (cargo test --workspace); PostgreSQL and Redis tests run
+  serve [ARGS...]
+          installs the system packages the build needs when missing (scripts/install-deps.sh),
+          builds the release binary and runs `latch serve ARGS...` (embedded default: nothing else
+          to set up)
+  test    the whole suite, as CI runs it (cargo test --workspace), after installing the system
+          packages and test peers it needs; PostgreSQL and Redis tests run
           when LATCH_TEST_DATABASE_URL / LATCH_TEST_REDIS_URL are set, and are reported skipped otherwise
   bench   the benchmarks, printing their figures (Redis from LATCH_BENCH_REDIS_URL or LATCH_TEST_REDIS_URL)
+  fuzz [--seconds N] [--sanitizer address|none] [target...]
+          builds the cargo-fuzz targets (fuzz/) and runs each (default: all) for N seconds (default
+          60), seeded from fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/.
+          Installs cargo-fuzz when missing. `test` builds them too and runs each for a few seconds
 ";
+
+/// The cargo-fuzz release `fuzz` and `test` install when it is missing.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// Seconds each fuzz target runs within `cargo xtask test`: the seeds, then a short search.
+const FUZZ_SECONDS_IN_TEST: u64 = 3;
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -49,13 +65,44 @@ fn report_services() {
     }
 }
 
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// The Debian packages the build (and the tests) need, installed when missing.
+fn install_system_packages() -> bool {
+    let mut deps = Command::new("bash");
+    deps.arg(root().join("scripts/install-deps.sh"));
+    let ok = run(deps);
+    if !ok {
+        eprintln!("xtask: could not install the system packages (scripts/install-deps.sh; root or sudo needed)");
+    }
+    ok
+}
+
+/// `cargo xtask serve`: Latch on a fresh machine in one command.
+fn serve(args: &[String]) -> bool {
+    if !install_system_packages() {
+        return false;
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .args(["run", "--release", "--locked", "-p", "latch-server", "--bin", "latch", "--", "serve"])
+        .args(args);
+    run(cmd)
+}
+
 fn test() -> bool {
+    if !install_system_packages() {
+        return false;
+    }
     report_services();
     // The end-to-end tests drive real peers (npm openid-client): install them first.
     let mut peers = Command::new("bash");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(std::path::Path::new("."));
+    let root = root();
     peers.arg(root.join("scripts/install-peers.sh"));
     if !run(peers) {
         eprintln!("xtask: could not install the test peers (scripts/install-peers.sh)");
@@ -107,12 +154,266 @@ fn test() -> bool {
             "xtask: {skipped_tests} tests skipped their PostgreSQL/Redis part (listed with SKIPPED above when run with --nocapture)"
         );
     }
+    // The fuzz targets must keep building, and their seeds must keep passing: a cheap build
+    // (no sanitizer) and a few seconds each.
+    let started = Instant::now();
+    let fuzz_ok = fuzz_targets(&[], FUZZ_SECONDS_IN_TEST, "none");
+    eprintln!(
+        "xtask: fuzz targets built and run in {} s",
+        started.elapsed().as_secs()
+    );
     println!(
         "xtask: {} passed, {failed} failed, {} skipped",
         passed.saturating_sub(skipped_tests),
         ignored + skipped_tests
     );
-    ok && failed == 0
+    ok && failed == 0 && fuzz_ok
+}
+
+/// `cargo xtask fuzz [--seconds N] [--sanitizer S] [target...]`.
+fn fuzz(args: &[String]) -> bool {
+    let (mut seconds, mut sanitizer, mut targets) = (60u64, "address".to_owned(), Vec::new());
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => seconds = n,
+                None => {
+                    eprintln!("xtask: --seconds takes a number");
+                    return false;
+                }
+            },
+            "--sanitizer" => match args.next() {
+                Some(s) => sanitizer = s.clone(),
+                None => {
+                    eprintln!("xtask: --sanitizer takes address, none, …");
+                    return false;
+                }
+            },
+            other if other.starts_with('-') => {
+                eprintln!("xtask: unknown option {other}\n\n{HELP}");
+                return false;
+            }
+            target => targets.push(target.to_owned()),
+        }
+    }
+    fuzz_targets(&targets, seconds, &sanitizer)
+}
+
+/// cargo-fuzz passes nightly-only flags (`-Zsanitizer`, …); `RUSTC_BOOTSTRAP=1` makes the
+/// stable toolchain accept them.
+fn cargo_fuzz() -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .env("RUSTC_BOOTSTRAP", "1")
+        .arg("fuzz");
+    cmd
+}
+
+/// Release builds with debug assertions and overflow checks (an overflow is a crash to find),
+/// one target dir per sanitizer so `test` (none) and `fuzz` (address) do not rebuild each other.
+fn fuzz_build_flags(sanitizer: &str) -> [String; 7] {
+    [
+        "--fuzz-dir".into(),
+        "fuzz".into(),
+        "--debug-assertions".into(),
+        "--sanitizer".into(),
+        sanitizer.into(),
+        "--target-dir".into(),
+        format!("fuzz/target/{sanitizer}"),
+    ]
+}
+
+/// cargo-fuzz on the PATH, installed from crates.io when missing.
+fn ensure_cargo_fuzz() -> bool {
+    let present = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return true;
+    }
+    eprintln!("xtask: cargo-fuzz is missing; installing {CARGO_FUZZ_VERSION} from crates.io");
+    let mut cmd = cargo();
+    cmd.args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]);
+    run(cmd)
+}
+
+/// What one fuzz run did, read from libFuzzer's output.
+struct FuzzReport {
+    target: String,
+    ok: bool,
+    runs: String,
+    coverage: String,
+    corpus: String,
+    crash: Option<String>,
+    log: PathBuf,
+}
+
+/// Builds `targets` (all when empty), runs each for `seconds` over a scratch corpus seeded
+/// from `fuzz/corpus/<target>` (the committed seeds are never written to), and reports.
+fn fuzz_targets(targets: &[String], seconds: u64, sanitizer: &str) -> bool {
+    if !ensure_cargo_fuzz() {
+        eprintln!("xtask: could not install cargo-fuzz");
+        return false;
+    }
+    let root = root();
+    let all = match cargo_fuzz().args(["list", "--fuzz-dir", "fuzz"]).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+        _ => {
+            eprintln!("xtask: cargo fuzz list failed");
+            return false;
+        }
+    };
+    if let Some(unknown) = targets.iter().find(|t| !all.contains(t)) {
+        eprintln!(
+            "xtask: no fuzz target {unknown:?}; the targets are: {}",
+            all.join(", ")
+        );
+        return false;
+    }
+    let targets = if targets.is_empty() {
+        all
+    } else {
+        targets.to_vec()
+    };
+    // One build for all of them (cargo links the binaries in parallel).
+    let mut build = cargo_fuzz();
+    build.arg("build").args(fuzz_build_flags(sanitizer));
+    if targets.len() == 1 {
+        build.arg(&targets[0]);
+    }
+    if !run(build) {
+        eprintln!("xtask: building the fuzz targets failed");
+        return false;
+    }
+    let logs = root.join("fuzz/target/logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let mut reports = Vec::new();
+    for t in &targets {
+        let work = root.join("fuzz/target/corpus").join(t);
+        let _ = std::fs::create_dir_all(&work);
+        let log = logs.join(format!("{t}.log"));
+        let Ok(out) = std::fs::File::create(&log) else {
+            eprintln!("xtask: cannot write {}", log.display());
+            return false;
+        };
+        let mut cmd = cargo_fuzz();
+        cmd.arg("run")
+            .args(fuzz_build_flags(sanitizer))
+            .arg(t)
+            .arg(&work)
+            .arg(root.join("fuzz/corpus").join(t))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-timeout=10", "-print_final_stats=1"])
+            .args(fuzz_dict(t).map(|d| format!("-dict=fuzz/dicts/{d}.dict")))
+            .stdout(Stdio::null())
+            .stderr(out);
+        if t == "saml_response" {
+            // Verifying a validly signed SAML answer leaks in libxml/samael (see
+            // `latch_saml::verify_response`): every seed would stop the run, and the exit too.
+            cmd.arg("-detect_leaks=0")
+                .env("ASAN_OPTIONS", "detect_leaks=0:detect_odr_violation=0");
+        }
+
+        eprintln!(
+            "xtask: fuzzing {t} for {seconds} s (log: {})",
+            log.display()
+        );
+        let ok = cmd.status().is_ok_and(|s| s.success());
+        reports.push(read_report(t, ok, log));
+    }
+    eprintln!();
+    eprintln!(
+        "xtask: {:<26} {:>10} {:>8} {:>8}  result",
+        "fuzz target", "runs", "cov", "corpus"
+    );
+    for r in &reports {
+        eprintln!(
+            "xtask: {:<26} {:>10} {:>8} {:>8}  {}",
+            r.target,
+            r.runs,
+            r.coverage,
+            r.corpus,
+            match (&r.crash, r.ok) {
+                (_, true) => "ok".to_owned(),
+                (Some(a), false) => format!("CRASH: {a}"),
+                (None, false) => format!("FAILED: see {}", r.log.display()),
+            }
+        );
+    }
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        eprintln!(
+            "xtask: {failed} fuzz target(s) failed; reproduce with `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <artifact>`, then add the input as a regression test in the owning crate"
+        );
+    }
+    failed == 0
+}
+
+/// The dictionary (`fuzz/dicts/`) that helps a target's mutations: the words of its format.
+fn fuzz_dict(target: &str) -> Option<&'static str> {
+    Some(match target {
+        "gtr_body" => "json",
+        "jose_sealed" => return None,
+        t if t.starts_with("saml_") => "xml",
+        t if t.starts_with("form_") => "form",
+        _ => "jwt",
+    })
+}
+
+fn read_report(target: &str, ok: bool, log: PathBuf) -> FuzzReport {
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .skip_while(|w| *w != key)
+            .nth(1)
+            .map(str::to_owned)
+    };
+    // The last status line (`#N DONE cov: … corp: …`, or the last `#N …` before a crash).
+    let status = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('#') && l.contains("cov:"))
+        .unwrap_or("");
+    let runs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .map(|n| n.trim().to_owned())
+        .or_else(|| {
+            status
+                .split_whitespace()
+                .next()
+                .map(|n| n.trim_start_matches('#').to_owned())
+        })
+        .unwrap_or_else(|| "-".into());
+    let crash = text.lines().find_map(|l| {
+        l.split_once("Test unit written to ")
+            .map(|(_, p)| p.trim().to_owned())
+    });
+    FuzzReport {
+        target: target.to_owned(),
+        ok,
+        runs,
+        coverage: field(status, "cov:").unwrap_or_else(|| "-".into()),
+        corpus: field(status, "corp:").unwrap_or_else(|| "-".into()),
+        crash,
+        log,
+    }
 }
 
 fn bench() -> bool {
@@ -122,6 +423,7 @@ fn bench() -> bool {
         ("latch-server", "refresh"),
         ("latch-server", "logout"),
         ("latch-server", "signin"),
+        ("latch-server", "footprint"),
     ] {
         let mut cmd = cargo();
         cmd.args(["bench", "--locked", "-p", package, "--bench", bench])
@@ -144,8 +446,10 @@ fn bench() -> bool {
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let ok = match task.as_deref() {
+        Some("serve") => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("fuzz") => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             true

@@ -19,10 +19,7 @@ pub(crate) async fn record(
     let event = LogEvent {
         client_id: client.cloned(),
         connection: connection.cloned(),
-        ip: req
-            .connection_info()
-            .realip_remote_addr()
-            .map(str::to_owned),
+        ip: latch_http::client_ip(req).map(|i| i.to_string()),
         details: serde_json::json!({
             "request": { "method": req.method().as_str(), "path": req.path() },
             "actor": who.actor(),

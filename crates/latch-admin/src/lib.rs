@@ -6,6 +6,7 @@
 
 mod api;
 mod audit;
+pub mod openapi;
 mod ui;
 
 use std::sync::Arc;
@@ -25,23 +26,25 @@ pub struct Deps {
     pub notifier: Arc<dyn latch_core::logout::Notifier>,
     /// The issuer, without a trailing slash; the management API's audience is `{issuer}/api/v2/`.
     pub issuer: String,
+    /// URLs an admin supplies must pass it (a 400 naming the field otherwise).
+    pub outbound: latch_core::net::OutboundPolicy,
 }
 
-/// Mounts `/api/v2`. Authentication is configured separately as
-/// `web::Data<latch_http::ManagementAuthConfig>`.
+/// Mounts `/api/v2` (its routes: `api::routes`, each in the OpenAPI document, [`openapi`]).
+/// Authentication is configured separately as `web::Data<latch_http::ManagementAuthConfig>`.
 pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let scope = web::scope("/api/v2")
+            // Every body here is `StrictJson`: read no more than it accepts.
+            .app_data(web::PayloadConfig::new(latch_http::json::MAX_BODY))
+            // Handlers read queries with `StrictQuery`; should actix's own extractors be used,
+            // their failures still answer the JSON error naming the parameter.
+            .app_data(web::QueryConfig::default().error_handler(latch_http::query::query_error))
+            .app_data(web::PathConfig::default().error_handler(latch_http::query::path_error))
+            // An unknown path is the JSON 404 (a known path with another method: 405).
+            .default_service(web::to(api::unknown_path));
         cfg.app_data(web::Data::new(deps))
-            .service(
-                web::scope("/api/v2")
-                    .service(api::connections::scope())
-                    .service(api::clients::scope())
-                    .service(api::users::scope())
-                    .service(api::users::by_email_scope())
-                    .service(api::keys::scope())
-                    .service(api::client_grants::scope())
-                    .service(api::logs::scope()),
-            )
+            .service(api::register(scope, api::routes()))
             .service(ui::scope());
     }
 }

@@ -16,8 +16,10 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use latch_core::logout::Notifier;
 use latch_core::model::{Delivery, DeliveryState, LogEvent, SigningAlg};
+use latch_core::net::{FetchError, OutboundPolicy};
 use latch_core::store::Store;
 use latch_core::{ClientId, Clock};
+use latch_http::client::Outbound;
 use latch_jose::KeyRing;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -44,6 +46,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Lifetime of a logout token.
     pub token_lifetime: Duration,
+    /// Which addresses deliveries may reach (checked again after DNS resolution).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for Settings {
@@ -58,6 +62,7 @@ impl Default for Settings {
             first_backoff: Duration::seconds(1),
             max_backoff: Duration::seconds(30),
             token_lifetime: Duration::minutes(2),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -69,7 +74,7 @@ pub struct Backchannel {
     clock: Arc<dyn Clock>,
     keys: Arc<KeyRing>,
     issuer: String,
-    http: reqwest::Client,
+    http: Outbound,
     settings: Settings,
     slots: Arc<Semaphore>,
     per_client: Mutex<HashMap<ClientId, Arc<Semaphore>>>,
@@ -107,7 +112,7 @@ impl Backchannel {
         tokio::spawn(recorder(store.clone(), rx));
         Self {
             outcomes,
-            http: latch_http::client::outbound(settings.request_timeout),
+            http: Outbound::new(settings.outbound.clone(), settings.request_timeout),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             per_client: Mutex::default(),
             due: tokio::sync::Notify::new(),
@@ -156,19 +161,18 @@ impl Backchannel {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         );
+        // Only the status matters: at most a few KiB of the answer are read.
         let res = self
             .http
-            .post(d.target.clone())
-            .header(
-                reqwest::header::CONTENT_TYPE,
+            .post_for_status(
+                d.target.as_str(),
                 "application/x-www-form-urlencoded",
+                format!("logout_token={token}"),
             )
-            .body(format!("logout_token={token}"))
-            .send()
             .await;
         match res {
-            Ok(r) => {
-                let s = r.status().as_u16();
+            Ok(status) => {
+                let s = status.as_u16();
                 match s {
                     200..=299 => Outcome::Delivered(s),
                     408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {s}")),
@@ -176,9 +180,13 @@ impl Backchannel {
                     _ => Outcome::Rejected(format!("HTTP {s}")),
                 }
             }
-            Err(e) if e.is_timeout() => Outcome::Retry("timeout".into()),
-            Err(e) if e.is_connect() => Outcome::Retry("connection failed".into()),
-            Err(e) => Outcome::Retry(format!("request failed: {}", e.without_url())),
+            Err(FetchError::Timeout) => Outcome::Retry("timeout".into()),
+            Err(FetchError::Connect(_)) => Outcome::Retry("connection failed".into()),
+            // A refused address stays refused: retrying cannot help.
+            Err(e @ (FetchError::Refused(_) | FetchError::BadUrl)) => {
+                Outcome::Rejected(e.to_string())
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
         }
     }
 

@@ -15,18 +15,37 @@ pub enum SignInError {
     InvalidCredentials,
     #[error("the user is blocked")]
     Blocked,
-    #[error("too many attempts; try again later")]
-    TooManyAttempts,
+    /// Refused unchecked: a key of the attempt is waiting out the delay its failures brought.
+    #[error("too many failed attempts ({limit:?}); try again in {}s", retry_after.whole_seconds())]
+    TooManyAttempts {
+        /// How long until the attempt would be checked (whole seconds, at least one).
+        retry_after: time::Duration,
+        /// When the delay ends.
+        until: time::OffsetDateTime,
+        limit: Limit,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Session(#[from] SessionError),
 }
 
-/// Who is signing in, for rate limits and logs.
+/// Which throttle held a sign-in back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Failures on this account from this address.
+    AccountFromIp,
+    /// Failures on this account from everywhere.
+    Account,
+    /// Failures from this address, whatever the account.
+    Ip,
+}
+
+/// Who is signing in, for throttling and logs.
 #[derive(Debug, Clone, Default)]
 pub struct SignInContext {
-    pub ip: Option<String>,
+    /// The client's address (`latch_http::client_ip`).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A connection that checks a username and password itself (strategy `auth0`).

@@ -60,8 +60,10 @@ string_id!(
     ClientId
 );
 string_id!(
-    /// The secret handle of a browser session: the session cookie's value and the store key.
-    /// Never sent to an app.
+    /// A browser session's id: base64url(SHA-256) of the session's secret (the cookie's value,
+    /// [`SessionSecret`](crate::SessionSecret)), from [`SessionSecret::id`](crate::SessionSecret::id).
+    /// The session store's key and what refresh tokens and codes record; it does not open the
+    /// session, so it may be stored. Never sent to an app.
     SessionId
 );
 string_id!(

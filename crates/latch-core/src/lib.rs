@@ -10,13 +10,15 @@ pub mod error;
 pub mod ids;
 pub mod logout;
 pub mod model;
+pub mod net;
 pub mod provision;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod validate;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{SessionError, StoreError, ValidationError};
 pub use ids::*;
-pub use secret::SecretString;
+pub use secret::{SecretString, SessionSecret};

@@ -14,7 +14,8 @@ use crate::{
     ClientId, ConnectionName, LoginTxId, SessionError, SessionId, Sid, TokenDigest, UserId,
 };
 
-/// The cookie holding a browser's session id (the secret `SessionId`).
+/// The cookie holding a browser's [`SessionSecret`](crate::SessionSecret); Latch stores only its
+/// digest, the [`SessionId`].
 pub const SESSION_COOKIE: &str = "latch_session";
 
 /// What Latch remembers of the upstream session, for logout.
@@ -220,6 +221,35 @@ pub trait SessionStore: Send + Sync + 'static {
         window_ends: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<u64, SessionError>;
+
+    /// Throttle keys in their current state (failures leaked until `now`), in order; a key
+    /// never seen is [`Throttle::default`](crate::throttle::Throttle). Changes nothing.
+    async fn throttle_peek(
+        &self,
+        keys: &[crate::throttle::ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::throttle::Throttle>, SessionError>;
+
+    /// Before an attempt is checked, atomically over `keys`: if any key waits past `now`,
+    /// nothing changes and the one that waits longest is named (the attempt is refused
+    /// unchecked and counts for nothing); otherwise each key is held as
+    /// [`Backoff::hold`](crate::throttle::Backoff::hold) says.
+    async fn throttle_begin(
+        &self,
+        keys: &[crate::throttle::ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<crate::throttle::ThrottleCheck, SessionError>;
+
+    /// A failed attempt: atomically, one more failure on each key
+    /// ([`Backoff::fail`](crate::throttle::Backoff::fail)); returns the new states, in order.
+    async fn throttle_fail(
+        &self,
+        keys: &[crate::throttle::ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::throttle::Throttle>, SessionError>;
+
+    /// Forgets a key's failures and delay.
+    async fn throttle_clear(&self, key: &str) -> Result<(), SessionError>;
 
     /// Deletes expired records where the backend does not expire them itself; returns how many.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError>;

@@ -61,6 +61,8 @@ pub trait UserRepo: Send + Sync {
     async fn get_user(&self, id: &UserId) -> Result<User, StoreError>;
     async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
     async fn list_users(&self, q: &UserQuery) -> Result<Vec<User>, StoreError>;
+    /// How many users [`list_users`](Self::list_users) finds over every page (paging ignored).
+    async fn count_users(&self, q: &UserQuery) -> Result<u64, StoreError>;
     async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
     async fn update_user(&self, u: &User) -> Result<(), StoreError>;
     /// Removes the user and their identities and refresh tokens.
@@ -101,7 +103,15 @@ pub trait UserRepo: Send + Sync {
 
 #[async_trait]
 pub trait RefreshTokenRepo: Send + Sync {
+    /// Records a grant and, when the client gets one, its first refresh token, together.
+    async fn insert_grant(
+        &self,
+        g: &UserGrant,
+        first_refresh_token: Option<&RefreshToken>,
+    ) -> Result<(), StoreError>;
+    async fn find_grant(&self, id: &FamilyId) -> Result<Option<UserGrant>, StoreError>;
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError>;
+    /// A token whose grant is revoked is answered as revoked (at the grant's time).
     async fn find_refresh_token(
         &self,
         digest: &TokenDigest,
@@ -121,7 +131,8 @@ pub trait RefreshTokenRepo: Send + Sync {
         new: &RefreshToken,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
-    /// Revokes every not-yet-revoked token in scope; returns the tokens it revoked.
+    /// Revokes every not-yet-revoked grant and refresh token in scope, in one transaction;
+    /// returns the refresh tokens it revoked.
     async fn revoke_refresh_tokens(
         &self,
         scope: &RevokeScope,
@@ -151,6 +162,11 @@ pub trait LogRepo: Send + Sync {
     async fn insert_log(&self, e: &LogEvent) -> Result<(), StoreError>;
     /// Newest first.
     async fn list_logs(&self, q: &LogQuery) -> Result<Vec<LogEvent>, StoreError>;
+    /// How many events [`list_logs`](Self::list_logs) finds over every page (paging ignored).
+    async fn count_logs(&self, q: &LogQuery) -> Result<u64, StoreError>;
+    /// Retention: deletes up to `limit` events dated before `before` (events recorded before the
+    /// call included); returns how many it deleted. Safe with several instances purging at once.
+    async fn purge_logs(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -178,11 +194,28 @@ pub trait OutboxRepo: Send + Sync {
     /// [`record_attempt`](Self::record_attempt) for many deliveries, in one transaction.
     async fn record_attempts(&self, d: &[Delivery]) -> Result<(), StoreError>;
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError>;
+    /// An administrator's "retry now": a `failed` delivery, or a `pending` one no worker holds,
+    /// becomes `pending` and due at `now` (`finished_at` and any expired lease cleared; the
+    /// attempts so far and the `jti` kept). `None` when it is delivered or a worker holds it;
+    /// [`StoreError::NotFound`] when there is no such delivery.
+    async fn retry_delivery(
+        &self,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Delivery>, StoreError>;
     async fn list_deliveries(
         &self,
         state: Option<DeliveryState>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Retention: deletes up to `limit` delivered or failed deliveries finished before `before`
+    /// (pending ones are never deleted); returns how many it deleted. Safe with several
+    /// instances purging at once.
+    async fn purge_finished_deliveries(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The whole relational store.

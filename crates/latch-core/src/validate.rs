@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use url::{Host, Url};
+use url::Url;
 
 use crate::model::Strategy;
+use crate::net::OutboundPolicy;
 use crate::{SecretString, ValidationError};
 
 /// Connection names: 1–128 characters, ASCII letters and digits separated by single hyphens
@@ -29,12 +30,7 @@ pub fn connection_name(field: &str, name: &str) -> Result<(), ValidationError> {
 
 /// Is the host a loopback address or `localhost`?
 pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    crate::net::is_loopback_host(url)
 }
 
 /// Parses an app URL: absolute, `https://` (or `http://` on loopback), no fragment, no
@@ -61,6 +57,14 @@ pub fn app_url(field: &str, raw: &str) -> Result<Url, ValidationError> {
     if url.host().is_none() {
         return Err(ValidationError::new(field, "must have a host"));
     }
+    // URLs are matched exactly: a wildcard would never match what its author meant
+    // (`%2A` decodes to `*` here too).
+    if url.host_str().is_some_and(|h| h.contains('*')) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain a wildcard (*) in the host: URLs are matched exactly",
+        ));
+    }
     if url.fragment().is_some() {
         return Err(ValidationError::new(field, "must not contain a fragment"));
     }
@@ -70,12 +74,27 @@ pub fn app_url(field: &str, raw: &str) -> Result<Url, ValidationError> {
     Ok(url)
 }
 
+/// Parses a URL an admin or API caller supplies: an [`app_url`] whose host the outbound policy
+/// accepts (an IP-literal host must not be link-local, private, unspecified…; host names are
+/// checked when Latch connects).
+pub fn outbound_url(
+    field: &str,
+    raw: &str,
+    policy: &OutboundPolicy,
+) -> Result<Url, ValidationError> {
+    let url = app_url(field, raw)?;
+    policy
+        .check_url(&url)
+        .map_err(|e| ValidationError::new(field, e.to_string()))?;
+    Ok(url)
+}
+
 /// The kind of value an option holds.
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
     Bool,
-    /// An upstream URL: https, or http on loopback.
+    /// An upstream URL: https, or http on loopback; an address the outbound policy accepts.
     Url,
     /// A list of domain names.
     Domains,
@@ -138,7 +157,12 @@ fn known(strategy: Strategy) -> Vec<(&'static str, Kind)> {
     keys
 }
 
-fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
+fn check(
+    field: &str,
+    kind: Kind,
+    v: &Value,
+    policy: &OutboundPolicy,
+) -> Result<(), ValidationError> {
     let bad = |m: &str| Err(ValidationError::new(field, m));
     match kind {
         Kind::Str | Kind::Secret => match v.as_str() {
@@ -150,7 +174,7 @@ fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
             _ => bad("must be true or false"),
         },
         Kind::Url => match v.as_str() {
-            Some(s) => app_url(field, s).map(|_| ()),
+            Some(s) => outbound_url(field, s, policy).map(|_| ()),
             None => bad("must be a URL string"),
         },
         Kind::OneOf(allowed) => match v.as_str() {
@@ -184,7 +208,12 @@ fn check(field: &str, kind: Kind, v: &Value) -> Result<(), ValidationError> {
             Ok(())
         }
         Kind::OktaDomain => match v.as_str() {
-            Some(s) => okta_domain(field, s).map(|_| ()),
+            Some(s) => {
+                let url = okta_domain(field, s)?;
+                policy
+                    .check_url(&url)
+                    .map_err(|e| ValidationError::new(field, e.to_string()))
+            }
             None => bad("must be a host name such as acme.okta.com"),
         },
         Kind::Complexity => {
@@ -240,12 +269,34 @@ pub type SecretOptions = BTreeMap<String, SecretString>;
 /// Validates a connection's `options` for its strategy and splits out the secret ones.
 ///
 /// `previous_secrets` are the secrets already stored (on update): a secret the new options leave
-/// out is kept, so an admin can edit other options without re-entering it.
+/// out is kept, so an admin can edit other options without re-entering it. URL options must pass
+/// the outbound `policy`.
 pub fn connection_options(
+    strategy: Strategy,
+    options: Map<String, Value>,
+    previous_secrets: Option<&BTreeMap<String, SecretString>>,
+    policy: &OutboundPolicy,
+) -> Result<(Map<String, Value>, SecretOptions), ValidationError> {
+    connection_option_problems(strategy, options, previous_secrets, policy).map_err(|mut all| {
+        // Never empty on error; the first is what the management API answers.
+        if all.is_empty() {
+            ValidationError::new("options", "is invalid")
+        } else {
+            all.swap_remove(0)
+        }
+    })
+}
+
+/// [`connection_options`], reporting every problem instead of the first: at most one per option
+/// (in the options' order), then every missing required option. The admin UI shows them all at
+/// once; the first is the one [`connection_options`] returns. Never `Err` with an empty list.
+pub fn connection_option_problems(
     strategy: Strategy,
     mut options: Map<String, Value>,
     previous_secrets: Option<&BTreeMap<String, SecretString>>,
-) -> Result<(Map<String, Value>, SecretOptions), ValidationError> {
+    policy: &OutboundPolicy,
+) -> Result<(Map<String, Value>, SecretOptions), Vec<ValidationError>> {
+    let mut problems = Vec::new();
     let keys = known(strategy);
     let mut secrets = previous_secrets.cloned().unwrap_or_default();
     // Read-only values Latch adds to the options it shows (SAML SP settings) come back when an
@@ -256,12 +307,15 @@ pub fn connection_options(
     for (k, v) in &options {
         let field = format!("options.{k}");
         let Some((_, kind)) = keys.iter().find(|(name, _)| name == k) else {
-            return Err(ValidationError::new(
+            problems.push(ValidationError::new(
                 field,
                 format!("is not an option of the {} strategy", strategy.as_str()),
             ));
+            continue;
         };
-        check(&field, *kind, v)?;
+        if let Err(e) = check(&field, *kind, v, policy) {
+            problems.push(e);
+        }
     }
     for key in strategy.secret_option_keys() {
         if let Some(Value::String(s)) = options.remove(*key) {
@@ -269,35 +323,31 @@ pub fn connection_options(
         }
     }
     let has = |k: &str| options.contains_key(k);
-    let require = |k: &str, why: &str| -> Result<(), ValidationError> {
-        if options.contains_key(k) {
-            Ok(())
-        } else {
-            Err(ValidationError::new(format!("options.{k}"), why.to_owned()))
-        }
+    let missing = |k: &str, why: &str| {
+        (!options.contains_key(k)).then(|| ValidationError::new(format!("options.{k}"), why))
     };
     match strategy {
         Strategy::Auth0 => {}
         Strategy::Okta => {
-            require(
+            problems.extend(missing(
                 "domain",
                 "is required: the Okta org's domain, e.g. acme.okta.com",
-            )?;
-            require("client_id", "is required")?;
+            ));
+            problems.extend(missing("client_id", "is required"));
             if !secrets.contains_key("client_secret") {
-                return Err(ValidationError::new("options.client_secret", "is required"));
+                problems.push(ValidationError::new("options.client_secret", "is required"));
             }
         }
         Strategy::Oidc => {
             if !has("discovery_url") && !has("issuer") {
-                return Err(ValidationError::new(
+                problems.push(ValidationError::new(
                     "options.discovery_url",
                     "discovery_url or issuer is required",
                 ));
             }
-            require("client_id", "is required")?;
+            problems.extend(missing("client_id", "is required"));
             if !secrets.contains_key("client_secret") {
-                return Err(ValidationError::new(
+                problems.push(ValidationError::new(
                     "options.client_secret",
                     "is required for the back_channel type",
                 ));
@@ -306,38 +356,42 @@ pub fn connection_options(
         Strategy::Samlp => {
             let direct = has("signInEndpoint") && has("signingCert");
             if !has("metadataUrl") && !has("metadataXml") && !direct {
-                return Err(ValidationError::new(
-                    "options.metadataUrl",
-                    "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
-                ));
-            }
-            if has("signInEndpoint") != has("signingCert")
-                && !has("metadataUrl")
-                && !has("metadataXml")
-            {
-                let missing = if has("signInEndpoint") {
-                    "signingCert"
+                if has("signInEndpoint") != has("signingCert") {
+                    let absent = if has("signInEndpoint") {
+                        "signingCert"
+                    } else {
+                        "signInEndpoint"
+                    };
+                    problems.push(ValidationError::new(
+                        format!("options.{absent}"),
+                        "is required with the other",
+                    ));
                 } else {
-                    "signInEndpoint"
-                };
-                return Err(ValidationError::new(
-                    format!("options.{missing}"),
-                    "is required with the other",
-                ));
+                    problems.push(ValidationError::new(
+                        "options.metadataUrl",
+                        "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
+                    ));
+                }
             }
             if options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)) {
-                require(
+                problems.extend(missing(
                     "global_token_revocation_jwt_iss",
                     "is required for Universal Logout on a SAML connection",
-                )?;
-                require(
+                ));
+                problems.extend(missing(
                     "global_token_revocation_jwt_sub",
                     "is required for Universal Logout on a SAML connection",
-                )?;
+                ));
             }
         }
     }
-    Ok((options, secrets))
+    if problems.is_empty() {
+        return Ok((options, secrets));
+    }
+    // One problem per field: an invalid value is not also reported missing.
+    let mut seen = std::collections::BTreeSet::new();
+    problems.retain(|p| seen.insert(p.field.clone()));
+    Err(problems)
 }
 
 /// Checks `password` against the database connection's policy (Auth0's levels:
@@ -442,6 +496,7 @@ mod tests {
             Strategy::Okta,
             opts(serde_json::json!({"domain": "acme.okta.com", "client_id": "0oa1", "client_secret": "xyz"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap();
         assert!(!o.contains_key("client_secret"));
@@ -451,6 +506,7 @@ mod tests {
             Strategy::Okta,
             opts(serde_json::json!({"domain": "http://127.0.0.1:4000", "client_id": "0oa1"})),
             Some(&s),
+            &OutboundPolicy::default(),
         )
         .unwrap();
         assert_eq!(s2["client_secret"].expose(), "xyz");
@@ -458,6 +514,7 @@ mod tests {
             Strategy::Okta,
             opts(serde_json::json!({"client_id": "a", "client_secret": "b"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.domain");
@@ -465,6 +522,7 @@ mod tests {
             Strategy::Okta,
             opts(serde_json::json!({"domain": "http://acme.okta.com", "client_id": "a", "client_secret": "b"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.domain");
@@ -472,9 +530,56 @@ mod tests {
             Strategy::Okta,
             opts(serde_json::json!({"domain": "acme.okta.com/oauth2", "client_id": "a", "client_secret": "b"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.domain");
+    }
+
+    #[test]
+    fn every_problem_at_once_the_first_as_before() {
+        let none = OutboundPolicy::default();
+        let body = opts(serde_json::json!({
+            "domain": "not a domain",
+            "client_secret": "",
+            "domain_aliases": ["ok.com", "bad domain"],
+        }));
+        let all =
+            connection_option_problems(Strategy::Okta, body.clone(), None, &none).unwrap_err();
+        let mut fields: Vec<&str> = all.iter().map(|e| e.field.as_str()).collect();
+        // Every option at fault, each once (the empty secret is not also "required"), in the
+        // options' order, then the missing ones.
+        assert_eq!(fields.pop(), Some("options.client_id"));
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "options.client_secret",
+                "options.domain",
+                "options.domain_aliases[1]"
+            ]
+        );
+        // The single-error form answers the first of them.
+        assert_eq!(
+            connection_options(Strategy::Okta, body, None, &none).unwrap_err(),
+            all[0]
+        );
+        let saml = connection_option_problems(
+            Strategy::Samlp,
+            opts(serde_json::json!({"signInEndpoint": "https://idp.example.com/sso", "global_token_revocation_enabled": true})),
+            None,
+            &none,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = saml.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "options.signingCert",
+                "options.global_token_revocation_jwt_iss",
+                "options.global_token_revocation_jwt_sub"
+            ]
+        );
     }
 
     #[test]
@@ -483,6 +588,7 @@ mod tests {
             Strategy::Auth0,
             opts(serde_json::json!({"domian": "x"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.domian");
@@ -490,6 +596,7 @@ mod tests {
             Strategy::Auth0,
             opts(serde_json::json!({"disable_signup": "yes"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.disable_signup");
@@ -497,6 +604,7 @@ mod tests {
             Strategy::Oidc,
             opts(serde_json::json!({"issuer": "https://idp.example.com", "client_id": "a", "client_secret": "b", "domain_aliases": ["ok.com", "not a domain"]})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.domain_aliases[1]");
@@ -508,7 +616,8 @@ mod tests {
             connection_options(
                 Strategy::Samlp,
                 opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md"})),
-                None
+                None,
+                &OutboundPolicy::default(),
             )
             .is_ok()
         );
@@ -516,6 +625,7 @@ mod tests {
             Strategy::Samlp,
             opts(serde_json::json!({"signInEndpoint": "https://idp.example.com/sso"})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert!(e.field.starts_with("options."));
@@ -523,9 +633,49 @@ mod tests {
             Strategy::Samlp,
             opts(serde_json::json!({"metadataUrl": "https://idp.example.com/md", "global_token_revocation_enabled": true})),
             None,
+            &OutboundPolicy::default(),
         )
         .unwrap_err();
         assert_eq!(e.field, "options.global_token_revocation_jwt_iss");
+    }
+
+    #[test]
+    fn refused_addresses_name_their_field() {
+        let none = OutboundPolicy::default();
+        let opts_with = |k: &str, v: &str| {
+            let mut o = opts(
+                serde_json::json!({"client_id": "a", "client_secret": "b", "issuer": "https://idp.example.com"}),
+            );
+            o.insert(k.into(), Value::String(v.into()));
+            o
+        };
+        for (k, v) in [
+            ("issuer", "https://169.254.169.254/"),
+            (
+                "discovery_url",
+                "https://10.0.0.5:8443/.well-known/openid-configuration",
+            ),
+            ("jwks_uri", "https://[::ffff:169.254.169.254]/keys"),
+            ("jwks_uri", "https://0.0.0.0/keys"),
+        ] {
+            let e = connection_options(Strategy::Oidc, opts_with(k, v), None, &none).unwrap_err();
+            assert_eq!(e.field, format!("options.{k}"), "{v}");
+        }
+        let okta = opts(
+            serde_json::json!({"domain": "100.64.0.1", "client_id": "a", "client_secret": "b"}),
+        );
+        let e = connection_options(Strategy::Okta, okta.clone(), None, &none).unwrap_err();
+        assert_eq!(e.field, "options.domain");
+        // Named by the operator's allow-list: accepted.
+        let allow = OutboundPolicy::new(vec!["100.64.0.0/10".parse().unwrap()]);
+        assert!(connection_options(Strategy::Okta, okta, None, &allow).is_ok());
+        assert!(outbound_url("u", "http://127.0.0.1:3000/cb", &none).is_ok());
+        assert_eq!(
+            outbound_url("callbacks[0]", "https://192.168.1.10/cb", &none)
+                .unwrap_err()
+                .field,
+            "callbacks[0]"
+        );
     }
 
     #[test]
@@ -550,5 +700,15 @@ mod tests {
         assert!(app_url("u", "https://app.example.com/cb#x").is_err());
         assert!(app_url("u", "https://user:pw@app.example.com/").is_err());
         assert!(app_url("u", "/relative").is_err());
+        for wild in [
+            "https://*.example.com/cb",
+            "https://%2A.example.com/cb",
+            "https://app.*.example.com/",
+        ] {
+            let e = app_url("callbacks[1]", wild).unwrap_err();
+            assert_eq!(e.field, "callbacks[1]", "{wild}");
+        }
+        // A `*` in the path or query is no wildcard: it is matched as written.
+        assert!(app_url("u", "https://app.example.com/cb/*?x=*").is_ok());
     }
 }

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{DecodingKey, Header, Validation, decode, decode_header};
 use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
-use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy};
+use latch_core::model::{
+    Connection, LOG_REASON_MAX, LogEvent, LogoutInitiator, Strategy, log_text,
+};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use latch_core::{Clock, ConnectionName};
@@ -22,6 +24,8 @@ use crate::oidc::issuer_of;
 pub const PATH: &str = "/login/backchannel-logout/{connection_name}";
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const SKEW: i64 = 120;
+/// Oldest accepted `iat`, in seconds before now.
+const MAX_AGE: i64 = 600;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -53,25 +57,20 @@ pub struct Form {
     logout_token: Option<String>,
 }
 
-fn bad(error: &str) -> HttpResponse {
+/// Every refusal, whatever its cause (an unknown connection, one without back-channel logout, a
+/// missing, invalid or replayed token): the spec's 400 with `Cache-Control: no-store`, and one
+/// body, so the answer does not tell which connections exist.
+fn refused() -> HttpResponse {
     HttpResponse::BadRequest()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "error": "invalid_request", "error_description": error }))
+        .json(json!({
+            "error": "invalid_request",
+            "error_description": "the logout token is invalid",
+        }))
 }
 
 async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<String, Value>, String> {
-    let header = decode_header(token).map_err(|e| format!("malformed: {e}"))?;
-    if !REMOTE_ALGORITHMS.contains(&header.alg) {
-        return Err("algorithm not allowed".into());
-    }
-    // `typ` is recommended, not required; when present it must say logout+jwt.
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("JWT"))
-    {
-        return Err("typ is not logout+jwt".into());
-    }
+    let header = check_header(token)?;
     let issuer = issuer_of(conn).map_err(|e| e.to_string())?;
     let client_id = conn
         .options
@@ -96,8 +95,49 @@ async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<Strin
         .key_for(&jwks, &header)
         .await
         .map_err(|e| e.to_string())?;
+    check_token(
+        token,
+        &header,
+        &key,
+        &issuer,
+        client_id,
+        deps.clock.now().unix_timestamp(),
+    )
+}
+
+/// A logout token's header, checked before any key is fetched: an allowed asymmetric
+/// algorithm, and `typ` (recommended, not required) `logout+jwt` when present. Pure; `fuzz/`
+/// fuzzes it.
+pub fn check_header(token: &str) -> Result<Header, String> {
+    let header = decode_header(token).map_err(|e| format!("malformed: {e}"))?;
+    if !REMOTE_ALGORITHMS.contains(&header.alg) {
+        return Err("algorithm not allowed".into());
+    }
+    // `typ` is recommended, not required; when present it must say logout+jwt.
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err("typ is not logout+jwt".into());
+    }
+    Ok(header)
+}
+
+/// Checks a logout token whose header passed [`check_header`]: the signature by `key`, `iss`
+/// (the connection's `issuer`), `aud` (its `client_id`), `iat` and `exp` against `now` (Unix
+/// seconds), a `jti`, the back-channel event, no `nonce`, a `sub` or `sid`. Returns the claims.
+/// Pure; `fuzz/` fuzzes it.
+pub fn check_token(
+    token: &str,
+    header: &Header,
+    key: &DecodingKey,
+    issuer: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<Map<String, Value>, String> {
     let mut v = Validation::new(header.alg);
-    v.set_issuer(&[issuer.as_str(), format!("{issuer}/").as_str()]);
+    v.set_issuer(&[issuer, format!("{issuer}/").as_str()]);
     v.set_audience(&[client_id]);
     v.validate_exp = false;
     v.validate_nbf = false;
@@ -105,20 +145,27 @@ async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<Strin
         .into_iter()
         .map(String::from)
         .collect();
-    let c = decode::<Map<String, Value>>(token, &key, &v)
+    let c = decode::<Map<String, Value>>(token, key, &v)
         .map_err(|e| format!("invalid: {e}"))?
         .claims;
-    let now = deps.clock.now().unix_timestamp();
     let iat = c
         .get("iat")
         .and_then(Value::as_i64)
         .ok_or("iat is not a number")?;
-    if iat - SKEW > now || iat + 600 < now {
+    // Saturating: a time claim at the edge of i64 must not overflow (fuzzed).
+    if iat.saturating_sub(SKEW) > now || iat.saturating_add(MAX_AGE) < now {
         return Err("iat out of range".into());
+    }
+    // jsonwebtoken's `required_spec_claims` enforces only exp, nbf, aud, iss and sub.
+    if c.get("jti")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err("no jti".into());
     }
     if c.get("exp")
         .and_then(Value::as_i64)
-        .is_some_and(|e| e + SKEW <= now)
+        .is_some_and(|e| e.saturating_add(SKEW) <= now)
     {
         return Err("expired".into());
     }
@@ -150,19 +197,25 @@ pub async fn post_backchannel_logout(
     name: web::Path<String>,
     form: web::Form<Form>,
 ) -> HttpResponse {
+    // A name no connection can have is not looked up.
+    if latch_core::validate::connection_name("connection", &name).is_err() {
+        return refused();
+    }
     let name = ConnectionName::new(name.into_inner());
     let Ok(Some(conn)) = deps.store.find_connection_by_name(&name).await else {
-        return bad("unknown connection");
+        return refused();
     };
     if !matches!(conn.strategy, Strategy::Okta | Strategy::Oidc) {
-        return bad("this connection does not accept back-channel logout");
+        return refused();
     }
     let Some(token) = form.into_inner().logout_token.filter(|t| !t.is_empty()) else {
-        return bad("logout_token is required");
+        return refused();
     };
     let claims = match verify(&deps, &conn, &token).await {
         Ok(c) => c,
         Err(why) => {
+            // The reason can quote the token (an undecodable header): cut short.
+            let why = log_text(&why, LOG_REASON_MAX);
             tracing::info!(connection = %name, reason = %why, "upstream back-channel logout refused");
             log(
                 &deps,
@@ -173,19 +226,31 @@ pub async fn post_backchannel_logout(
                 json!({"reason": why}),
             )
             .await;
-            return bad("the logout token is invalid");
+            return refused();
         }
     };
-    // Each token once.
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let until = deps.clock.now() + time::Duration::minutes(15);
+    // Each token once: its `jti` (unique per issuer, RFC 7519), remembered for as long as the
+    // token could be accepted (until `exp`, at most `MAX_AGE` after `iat`), plus the skew.
+    let str_claim = |k: &str| claims.get(k).and_then(Value::as_str);
+    let (Some(iss), Some(jti), Some(iat)) = (
+        str_claim("iss"),
+        str_claim("jti"),
+        claims.get("iat").and_then(Value::as_i64),
+    ) else {
+        return refused();
+    };
+    let accepted_until = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .map_or(iat + MAX_AGE, |exp| {
+            exp.saturating_add(SKEW).min(iat + MAX_AGE)
+        });
+    let until = time::OffsetDateTime::from_unix_timestamp(accepted_until + SKEW)
+        .unwrap_or_else(|_| deps.clock.now() + time::Duration::seconds(MAX_AGE + 2 * SKEW));
     match deps
         .sessions
         .remember_once(
-            &format!("upstream-bcl:{}", conn.id),
+            &format!("upstream-bcl:{}", iss.trim_end_matches('/')),
             jti,
             until,
             deps.clock.now(),
@@ -193,7 +258,18 @@ pub async fn post_backchannel_logout(
         .await
     {
         Ok(true) => {}
-        Ok(false) => return bad("the logout token was already used"),
+        Ok(false) => {
+            log(
+                &deps,
+                &name,
+                "federated_logout_failed",
+                "Upstream back-channel logout refused",
+                None,
+                json!({"reason": "replayed jti"}),
+            )
+            .await;
+            return refused();
+        }
         Err(_) => return HttpResponse::ServiceUnavailable().finish(),
     }
     let sid = claims.get("sid").and_then(Value::as_str);
@@ -220,7 +296,7 @@ pub async fn post_backchannel_logout(
             Ok(u) => u,
             Err(_) => return HttpResponse::ServiceUnavailable().finish(),
         },
-        (None, None) => return bad("sub or sid is required"),
+        (None, None) => return refused(),
     };
     // An unknown user (or sid) has no sessions: nothing to do, and that is a success.
     let Some(user_id) = user_id else {

@@ -5,66 +5,141 @@
 //!
 //! Okta Workforce needs three values (`domain`, `client_id`, `client_secret`): the org
 //! authorization server's issuer is the domain's origin.
+//!
+//! Every request (discovery, JWKS, token, userinfo) goes through `latch_http::client::Outbound`
+//! (the outbound address policy, whoever named the URL, and the body cap), and errors say what
+//! failed without quoting the IdP's answer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
 use latch_core::model::{Connection, Strategy};
+use latch_core::net::FetchError;
 use latch_core::session::UpstreamSession;
 use latch_core::validate::okta_domain;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use latch_http::client::{MAX_BODY, Outbound};
+use latch_jose::remote::Cache;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
+};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DiscoveryError,
+    HttpRequest, HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, UserInfoError,
 };
 use serde_json::{Value, json};
 
-/// Refetch metadata (and so the JWKS) for an unknown key at most this often.
-pub const REFETCH_EVERY: Duration = Duration::from_secs(30);
-/// Metadata is refreshed after this long anyway.
-pub const MAX_AGE: Duration = Duration::from_secs(3600);
+/// Metadata (and so the JWKS) is refetched for an unknown key, or after a failure, at most
+/// every `REFETCH_EVERY`, and refreshed after `MAX_AGE` anyway.
+pub use latch_jose::remote::{MAX_AGE, REFETCH_EVERY};
 
 pub struct OidcConnector {
-    http: openidconnect::reqwest::Client,
-    metadata: Mutex<HashMap<String, (Instant, Provider)>>,
+    http: Http,
+    /// Provider metadata by issuer: one fetch at a time, failures remembered with backoff.
+    metadata: Cache<Provider, String>,
+}
+
+/// openidconnect's HTTP client over Latch's outbound one: the address policy on every URL
+/// (discovery names the JWKS, token and userinfo endpoints), answers capped at [`MAX_BODY`].
+struct Http(Outbound);
+
+impl<'c> AsyncHttpClient<'c> for Http {
+    type Error = FetchError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, FetchError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let a = self
+                .0
+                .send(
+                    parts.method,
+                    &parts.uri.to_string(),
+                    parts.headers,
+                    body,
+                    MAX_BODY,
+                )
+                .await?;
+            let mut res = HttpResponse::new(a.body);
+            *res.status_mut() = a.status;
+            *res.headers_mut() = a.headers;
+            Ok(res)
+        })
+    }
+}
+
+/// What went wrong with discovery (or the JWKS it names), without quoting the answer.
+fn discovery_failure(e: DiscoveryError<FetchError>) -> String {
+    match e {
+        DiscoveryError::Request(f) => f.to_string(),
+        DiscoveryError::Response(status, ..) if !status.is_success() => {
+            format!("HTTP {}", status.as_u16())
+        }
+        DiscoveryError::Response(..) => "the answer is not JSON".into(),
+        DiscoveryError::Parse(_) => "not a discovery document or JWK set".into(),
+        DiscoveryError::Validation(_) => "the document names another issuer".into(),
+        DiscoveryError::UrlParse(_) => "not a URL".into(),
+        _ => "failed".into(),
+    }
+}
+
+/// What went wrong with the code exchange, naming only standard OAuth error codes.
+fn token_failure(
+    e: RequestTokenError<FetchError, openidconnect::StandardErrorResponse<CoreErrorResponseType>>,
+) -> String {
+    match e {
+        RequestTokenError::ServerResponse(r) => match r.error() {
+            CoreErrorResponseType::Extension(_) => "the IdP answered with an error".into(),
+            code => format!("the IdP answered {}", code.as_ref()),
+        },
+        RequestTokenError::Request(f) => f.to_string(),
+        RequestTokenError::Parse(..) => "not a token response".into(),
+        RequestTokenError::Other(_) => "unexpected answer".into(),
+    }
+}
+
+fn userinfo_failure(e: UserInfoError<FetchError>) -> String {
+    match e {
+        UserInfoError::Request(f) => f.to_string(),
+        UserInfoError::Response(status, ..) if !status.is_success() => {
+            format!("HTTP {}", status.as_u16())
+        }
+        UserInfoError::ClaimsVerification(_) => "claims do not match the ID token".into(),
+        _ => "not a userinfo answer".into(),
+    }
 }
 
 impl OidcConnector {
-    pub fn new(http: openidconnect::reqwest::Client) -> Self {
+    pub fn new(http: Outbound) -> Self {
         Self {
-            http,
-            metadata: Mutex::default(),
+            http: Http(http),
+            metadata: Cache::default(),
         }
     }
 
+    /// The issuer's metadata (and JWKS), cached an hour; `force` refetches it unless it was
+    /// fetched (or failed) within the last [`REFETCH_EVERY`] (longer after repeated failures).
     async fn metadata(&self, issuer: &str, force: bool) -> Result<Provider, FederationError> {
-        if let Some((at, m)) = self
-            .metadata
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(issuer)
-        {
-            let fresh = at.elapsed() < MAX_AGE;
-            if fresh && (!force || at.elapsed() < REFETCH_EVERY) {
-                return Ok(m.clone());
-            }
-        }
         let url = IssuerUrl::new(issuer.to_owned())
             .map_err(|e| FederationError::Misconfigured(format!("issuer: {e}")))?;
-        let meta = CoreProviderMetadata::discover_async(url, &self.http)
-            .await
-            .map_err(|e| FederationError::Unavailable(format!("discovery of {issuer}: {e}")))?;
-        let m = Provider::new(meta);
         self.metadata
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(issuer.to_owned(), (Instant::now(), m.clone()));
-        Ok(m)
+            .get(
+                issuer,
+                |_| !force,
+                || async {
+                    CoreProviderMetadata::discover_async(url, &self.http)
+                        .await
+                        .map(Provider::new)
+                        .map_err(|e| format!("discovery of {issuer}: {}", discovery_failure(e)))
+                },
+            )
+            .await
+            .map_err(FederationError::Unavailable)
     }
 }
 
@@ -241,7 +316,9 @@ impl RedirectConnector for OidcConnector {
             .set_pkce_verifier(verifier)
             .request_async(&self.http)
             .await
-            .map_err(|e| FederationError::Rejected(format!("code exchange: {e}")))?;
+            .map_err(|e| {
+                FederationError::Rejected(format!("code exchange: {}", token_failure(e)))
+            })?;
         let id_token = tokens
             .id_token()
             .ok_or_else(|| FederationError::Rejected("no ID token".into()))?;
@@ -293,7 +370,7 @@ impl RedirectConnector for OidcConnector {
                     }
                 }
                 Err(e) => {
-                    tracing::info!(error = %e, "upstream userinfo unavailable; using the ID token's claims")
+                    tracing::info!(error = %userinfo_failure(e), "upstream userinfo unavailable; using the ID token's claims")
                 }
             }
         }

@@ -5,29 +5,32 @@
 //! `urn:latch:{host}:{connection}`, and its metadata is served at
 //! `GET /samlp/metadata?connection={name}`.
 //!
-//! IdP settings come from `metadataXml`, `metadataUrl` (fetched on first use, cached for an
-//! hour, refetched at most every 30 seconds when a signature fails, as the IdP may have rolled
-//! its certificate) or `signInEndpoint` + `signingCert`.
+//! IdP settings come from `metadataXml`, `metadataUrl` (fetched on first use through the
+//! outbound policy, at most 1 MiB, cached for an hour, refetched at most every 30 seconds when a
+//! signature fails, as the IdP may have rolled its certificate, and after a failed fetch not
+//! tried again for 30 seconds, longer as failures repeat) or `signInEndpoint` + `signingCert`.
+//! What a failed fetch answered is never quoted in errors or logs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
 use latch_core::model::{Connection, Strategy};
+use latch_core::net::Fetch;
 use latch_core::session::{SessionStore, UpstreamSession};
 use latch_core::{Clock, ConnectionName};
+use latch_http::client::Outbound;
+use latch_jose::remote::Cache;
 use latch_saml::{IdpConfig, SamlError, SpConfig, VerifiedAssertion};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-/// IdP metadata from a URL is refreshed after this long.
-pub const METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
-/// …and refetched at most this often when an answer's signature does not verify.
-pub const REFETCH_EVERY: Duration = Duration::from_secs(30);
+/// IdP metadata from a URL is refreshed after `METADATA_MAX_AGE`, and refetched at most every
+/// `REFETCH_EVERY` when an answer's signature does not verify or the last fetch failed.
+pub use latch_jose::remote::{MAX_AGE as METADATA_MAX_AGE, REFETCH_EVERY};
 
 /// Replay cache scope for accepted assertion IDs.
 const REPLAY_SCOPE: &str = "saml-assertion";
@@ -63,10 +66,11 @@ const NAME: &[&str] = &[
 const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 
 pub struct SamlConnector {
-    http: reqwest::Client,
+    http: Outbound,
     sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
-    metadata: Mutex<HashMap<String, (Instant, IdpConfig)>>,
+    /// IdP metadata by URL: one fetch at a time, failures remembered with backoff.
+    metadata: Cache<IdpConfig, String>,
 }
 
 fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
@@ -92,17 +96,29 @@ fn issuer_from_callback(callback: &str) -> &str {
 }
 
 impl SamlConnector {
-    pub fn new(
-        http: reqwest::Client,
-        sessions: Arc<dyn SessionStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(http: Outbound, sessions: Arc<dyn SessionStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             http,
             sessions,
             clock,
-            metadata: Mutex::default(),
+            metadata: Cache::default(),
         }
+    }
+
+    /// The IdP's metadata at `url`. Errors say what failed, never what was answered (an
+    /// internal service's page must not reach the log through a parse error).
+    async fn fetch_metadata(&self, url: &str) -> Result<IdpConfig, String> {
+        let body = self
+            .http
+            .get(
+                url,
+                "application/samlmetadata+xml, application/xml;q=0.9, text/xml;q=0.8",
+            )
+            .await
+            .map_err(|e| format!("metadata {url}: {e}"))?;
+        let xml = String::from_utf8(body).map_err(|_| format!("metadata {url}: not UTF-8 text"))?;
+        latch_saml::parse_idp_metadata(&xml)
+            .map_err(|_| format!("metadata {url}: not usable SAML IdP metadata"))
     }
 
     /// The IdP as the connection describes it. `force` refetches `metadataUrl` unless it was
@@ -113,38 +129,11 @@ impl SamlConnector {
             return latch_saml::parse_idp_metadata(xml).map_err(cfg);
         }
         if let Some(url) = opt(c, "metadataUrl") {
-            if let Some((at, idp)) = self
+            return self
                 .metadata
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(url)
-                && at.elapsed() < METADATA_MAX_AGE
-                && (!force || at.elapsed() < REFETCH_EVERY)
-            {
-                return Ok(idp.clone());
-            }
-            let res = self
-                .http
-                .get(url)
-                .send()
+                .get(url, |_| !force, || self.fetch_metadata(url))
                 .await
-                .map_err(|e| FederationError::Unavailable(format!("metadata {url}: {e}")))?;
-            if !res.status().is_success() {
-                return Err(FederationError::Unavailable(format!(
-                    "metadata {url}: HTTP {}",
-                    res.status()
-                )));
-            }
-            let body = res
-                .text()
-                .await
-                .map_err(|e| FederationError::Unavailable(format!("metadata {url}: {e}")))?;
-            let idp = latch_saml::parse_idp_metadata(&body).map_err(cfg)?;
-            self.metadata
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(url.to_owned(), (Instant::now(), idp.clone()));
-            return Ok(idp);
+                .map_err(FederationError::Unavailable);
         }
         match (opt(c, "signInEndpoint"), opt(c, "signingCert")) {
             (Some(sso), Some(cert)) => Ok(IdpConfig {

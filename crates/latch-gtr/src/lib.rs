@@ -11,9 +11,12 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{DecodingKey, Header, Validation, decode, decode_header};
 use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
-use latch_core::model::{Connection, LogEvent, LogoutInitiator, Strategy, User};
+use latch_core::model::{
+    Connection, LOG_REASON_MAX, LogEvent, LogoutInitiator, Strategy, User, log_text,
+};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use latch_core::{Clock, ConnectionName};
@@ -47,6 +50,7 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.service(
             web::resource(PATH)
                 .app_data(web::Data::new(deps))
+                .app_data(web::Data::new(UnknownConnections::default()))
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .route(web::post().to(post_global_token_revocation)),
         );
@@ -59,7 +63,8 @@ pub fn endpoint_url(issuer: &str, connection: &ConnectionName) -> String {
 }
 
 /// Why a request was refused: the status, and a reason for the log only.
-struct Refusal(StatusCode, String);
+#[derive(Debug)]
+pub struct Refusal(pub StatusCode, pub String);
 
 fn refuse(status: StatusCode, why: impl Into<String>) -> Refusal {
     Refusal(status, why.into())
@@ -142,6 +147,32 @@ async fn verify(
 ) -> Result<Map<String, Value>, Refusal> {
     let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
     let token = latch_http::auth::bearer(req).ok_or_else(|| unauthorized("no bearer token"))?;
+    let header = check_header(token)?;
+    let url = jwks_url(deps, e).await?;
+    let (jwk, key) = deps
+        .remote
+        .key_for(&url, &header)
+        .await
+        .map_err(|err| unauthorized(&err.to_string()))?;
+    let want = Expected {
+        iss: &e.iss,
+        aud: &endpoint_url(&deps.issuer, &conn.name),
+        sub: &e.sub,
+    };
+    check_token(
+        token,
+        &header,
+        &jwk,
+        &key,
+        &want,
+        deps.clock.now().unix_timestamp(),
+    )
+}
+
+/// The bearer token's header, checked before any key is fetched: an allowed asymmetric
+/// algorithm and `typ: global-token-revocation+jwt`. Pure; `fuzz/` fuzzes it.
+pub fn check_header(token: &str) -> Result<Header, Refusal> {
+    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
     let header =
         decode_header(token).map_err(|err| unauthorized(&format!("malformed token: {err}")))?;
     if !REMOTE_ALGORITHMS.contains(&header.alg) {
@@ -154,12 +185,30 @@ async fn verify(
     {
         return Err(unauthorized("typ is not global-token-revocation+jwt"));
     }
-    let url = jwks_url(deps, e).await?;
-    let (jwk, key) = deps
-        .remote
-        .key_for(&url, &header)
-        .await
-        .map_err(|err| unauthorized(&err.to_string()))?;
+    Ok(header)
+}
+
+/// What a connection's GTR tokens must say (see [`check_token`]).
+pub struct Expected<'a> {
+    pub iss: &'a str,
+    /// The endpoint URL ([`endpoint_url`]).
+    pub aud: &'a str,
+    /// The app instance id.
+    pub sub: &'a str,
+}
+
+/// Checks a token whose header passed [`check_header`]: the signature by `key` (the issuer's
+/// `jwk`), `iss`, `aud`, the times against `now` (Unix seconds), `jti` and `sub`. Returns the
+/// claims. Pure; `fuzz/` fuzzes it.
+pub fn check_token(
+    token: &str,
+    header: &Header,
+    jwk: &Jwk,
+    key: &DecodingKey,
+    want: &Expected<'_>,
+    now: i64,
+) -> Result<Map<String, Value>, Refusal> {
+    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
     // The key's own algorithm, when it names one, must be the token's.
     if let Some(ka) = jwk.common.key_algorithm
         && format!("{ka:?}") != format!("{:?}", header.alg)
@@ -167,33 +216,33 @@ async fn verify(
         return Err(unauthorized("the key is not for this algorithm"));
     }
     let mut v = Validation::new(header.alg);
-    v.set_issuer(&[&e.iss]);
-    v.set_audience(&[endpoint_url(&deps.issuer, &conn.name)]);
+    v.set_issuer(&[want.iss]);
+    v.set_audience(&[want.aud]);
     v.validate_exp = false;
     v.validate_nbf = false;
     v.required_spec_claims = ["iss", "aud", "exp", "iat", "jti", "sub"]
         .into_iter()
         .map(String::from)
         .collect();
-    let claims = decode::<Map<String, Value>>(token, &key, &v)
+    let claims = decode::<Map<String, Value>>(token, key, &v)
         .map_err(|err| unauthorized(&format!("invalid token: {err}")))?
         .claims;
     // Time, against Latch's clock.
-    let now = deps.clock.now().unix_timestamp();
     let num = |k: &str| claims.get(k).and_then(Value::as_i64);
     let (Some(exp), Some(iat)) = (num("exp"), num("iat")) else {
         return Err(unauthorized("exp and iat must be numbers"));
     };
-    if exp + SKEW <= now {
+    // Saturating and checked: a time claim at the edge of i64 must not overflow (fuzzed).
+    if exp.saturating_add(SKEW) <= now {
         return Err(unauthorized("expired"));
     }
-    if iat - SKEW > now {
+    if iat.saturating_sub(SKEW) > now {
         return Err(unauthorized("issued in the future"));
     }
-    if num("nbf").is_some_and(|nbf| nbf - SKEW > now) {
+    if num("nbf").is_some_and(|nbf| nbf.saturating_sub(SKEW) > now) {
         return Err(unauthorized("not yet valid"));
     }
-    if exp - iat > MAX_LIFETIME {
+    if exp.checked_sub(iat).is_none_or(|life| life > MAX_LIFETIME) {
         return Err(unauthorized("lifetime too long"));
     }
     if claims
@@ -204,7 +253,7 @@ async fn verify(
         return Err(unauthorized("no jti"));
     }
     // A valid token for another app instance may not revoke here.
-    if claims.get("sub").and_then(Value::as_str) != Some(e.sub.as_str()) {
+    if claims.get("sub").and_then(Value::as_str) != Some(want.sub) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             "sub is not this connection's app instance id",
@@ -214,18 +263,25 @@ async fn verify(
 }
 
 /// The subject identifier (RFC 9493) from Okta's `subject` or the draft's `sub_id`.
-enum Subject {
+#[derive(Debug)]
+pub enum Subject {
     IssSub { iss: String, sub: String },
     Email(String),
 }
 
 fn subject(req: &HttpRequest, body: &[u8]) -> Result<Subject, Refusal> {
-    let bad = |why: &str| refuse(StatusCode::BAD_REQUEST, why.to_owned());
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .and_then(|v| v.to_str().ok());
+    parse_body(ct, body)
+}
+
+/// The request body as the endpoint reads it: `application/json`, one of `subject`/`sub_id`,
+/// format `iss_sub` or `email`, no extra members. Pure; `fuzz/` fuzzes it.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Subject, Refusal> {
+    let bad = |why: &str| refuse(StatusCode::BAD_REQUEST, why.to_owned());
+    let ct = content_type.unwrap_or("");
     if ct.split(';').next().map(str::trim) != Some("application/json") {
         return Err(bad("content type is not application/json"));
     }
@@ -318,19 +374,85 @@ fn answer(status: StatusCode) -> HttpResponse {
     r.finish()
 }
 
+/// Refusals for connections that do not exist are counted, not logged one by one (the name is
+/// the caller's to choose, so each call could otherwise write a row of its text): the first
+/// refusal, then at most one per this interval, is logged as a `universal_logout_failed` event
+/// carrying the count since the previous one.
+pub const UNKNOWN_CONNECTION_LOG_INTERVAL: time::Duration = time::Duration::minutes(1);
+
+/// The count of refusals for unknown connections not yet logged (per application instance).
+#[derive(Default)]
+pub struct UnknownConnections(std::sync::Mutex<UnknownTally>);
+
+#[derive(Default)]
+struct UnknownTally {
+    logged_at: Option<time::OffsetDateTime>,
+    pending: u64,
+}
+
+impl UnknownConnections {
+    /// Counts one refusal at `now`; the count to log (this refusal included) when an event is
+    /// due.
+    fn count(&self, now: time::OffsetDateTime) -> Option<u64> {
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.pending += 1;
+        if t.logged_at
+            .is_some_and(|at| now < at + UNKNOWN_CONNECTION_LOG_INTERVAL)
+        {
+            return None;
+        }
+        t.logged_at = Some(now);
+        Some(std::mem::take(&mut t.pending))
+    }
+
+    async fn refused(&self, deps: &Deps, req: &HttpRequest, name: &str) {
+        let Some(n) = self.count(deps.clock.now()) else {
+            return;
+        };
+        tracing::info!(
+            refusals = n,
+            "global token revocation refused for unknown connections"
+        );
+        // A sample of the names called, only when it could be a connection name (1-128 letters,
+        // digits and hyphens): enough to spot a misconfigured IdP, too little to break or flood
+        // the log.
+        let sample = latch_core::validate::connection_name("connection", name)
+            .is_ok()
+            .then_some(name);
+        log(
+            deps,
+            req,
+            "universal_logout_failed",
+            "Global token revocation refused: unknown connection",
+            None,
+            None,
+            json!({
+                "status": StatusCode::UNAUTHORIZED.as_u16(),
+                "reason": "unknown connection",
+                "unknown_connection_refusals": n,
+                "sample_connection": sample,
+            }),
+        )
+        .await;
+    }
+}
+
 async fn log(
     deps: &Deps,
     req: &HttpRequest,
     kind: &str,
     description: &str,
-    conn: &str,
+    conn: Option<&ConnectionName>,
     user: Option<&User>,
     details: Value,
 ) {
     let e = LogEvent {
         user_id: user.map(|u| u.user_id.clone()),
-        connection: Some(ConnectionName::new(conn)),
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        connection: conn.cloned(),
+        ip: latch_http::client_ip(req).map(|i| i.to_string()),
         details,
         ..LogEvent::new(deps.clock.now(), kind, description)
     };
@@ -339,21 +461,45 @@ async fn log(
 
 pub async fn post_global_token_revocation(
     deps: web::Data<Deps>,
+    unknown: web::Data<UnknownConnections>,
     req: HttpRequest,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
     let name = name.into_inner();
-    match handle(&deps, &req, &name, &body).await {
+    // An unknown connection, or one without Universal Logout, looks like a bad credential. A
+    // name no connection can have is not looked up.
+    let found = match latch_core::validate::connection_name("connection", &name) {
+        Ok(()) => {
+            deps.store
+                .find_connection_by_name(&ConnectionName::new(&name))
+                .await
+        }
+        Err(_) => Ok(None),
+    };
+    let conn = match found {
+        Ok(Some(conn)) => conn,
+        Ok(None) => {
+            unknown.refused(&deps, &req, &name).await;
+            return answer(StatusCode::UNAUTHORIZED);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "global token revocation: connection lookup failed");
+            return answer(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    match handle(&deps, &req, &conn, &body).await {
         Ok(resp) => resp,
         Err(Refusal(status, why)) => {
-            tracing::info!(connection = %name, status = status.as_u16(), reason = %why, "global token revocation refused");
+            // A known connection's refusals are its admin's signal: each one is logged.
+            let why = log_text(&why, LOG_REASON_MAX);
+            tracing::info!(connection = %conn.name, status = status.as_u16(), reason = %why, "global token revocation refused");
             log(
                 &deps,
                 &req,
                 "universal_logout_failed",
                 "Global token revocation refused",
-                &name,
+                Some(&conn.name),
                 None,
                 json!({ "status": status.as_u16(), "reason": why }),
             )
@@ -366,23 +512,16 @@ pub async fn post_global_token_revocation(
 async fn handle(
     deps: &Deps,
     req: &HttpRequest,
-    name: &str,
+    conn: &Connection,
     body: &[u8],
 ) -> Result<HttpResponse, Refusal> {
-    // An unknown connection, or one without Universal Logout, looks like a bad credential.
-    let conn = deps
-        .store
-        .find_connection_by_name(&ConnectionName::new(name))
-        .await
-        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown connection"))?;
-    let expect = expectations(&conn).ok_or_else(|| {
+    let expect = expectations(conn).ok_or_else(|| {
         refuse(
             StatusCode::UNAUTHORIZED,
             "Universal Logout is not enabled on this connection",
         )
     })?;
-    let claims = verify(deps, req, &conn, &expect).await?;
+    let claims = verify(deps, req, conn, &expect).await?;
     let subject = subject(req, body)?;
     // Replay: each jti once, remembered until the token could no longer be accepted.
     let jti = claims
@@ -390,8 +529,8 @@ async fn handle(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-    let remember_until =
-        time::OffsetDateTime::from_unix_timestamp(exp + SKEW).unwrap_or(deps.clock.now());
+    let remember_until = time::OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW))
+        .unwrap_or(deps.clock.now());
     let first = deps
         .sessions
         .remember_once(
@@ -409,7 +548,7 @@ async fn handle(
         Subject::IssSub { .. } => "iss_sub",
         Subject::Email(_) => "email",
     };
-    let Some(user) = find_user(deps, &conn, &subject).await? else {
+    let Some(user) = find_user(deps, conn, &subject).await? else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             format!("no user for the {format} subject in this connection"),
@@ -430,7 +569,7 @@ async fn handle(
         req,
         "universal_logout_succeeded",
         "Global token revocation: user signed out everywhere",
-        name,
+        Some(&conn.name),
         Some(&user),
         json!({
             "caller": { "iss": claims.get("iss"), "sub": claims.get("sub"), "jti": jti },

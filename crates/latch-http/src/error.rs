@@ -18,14 +18,24 @@ pub struct ApiError {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+// Named `ApiError` in the OpenAPI document.
+/// The JSON body of every management API error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub struct ErrorBody<'a> {
+    /// The HTTP status code, repeated.
     #[serde(rename = "statusCode")]
+    #[schema(minimum = 400, maximum = 599)]
     status_code: u16,
+    /// The status code's reason phrase (`Bad Request`).
     error: &'a str,
+    /// What went wrong, for a person.
     message: &'a str,
+    /// A stable code for programs (`invalid_body`, `inexistent_resource`, …).
     #[serde(rename = "errorCode")]
     error_code: &'a str,
+    /// The request input at fault (`name`, `options.domain`, `callbacks[0]`, a query
+    /// parameter, `body`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }
@@ -44,6 +54,13 @@ impl ApiError {
     pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_body", message);
         e.field = Some(field.into());
+        e
+    }
+
+    /// A 400 for a query parameter (Auth0's `invalid_query_string`), naming it.
+    pub fn bad_query(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_query_string", message);
+        e.field = Some(param.into());
         e
     }
 
@@ -99,7 +116,7 @@ impl ResponseError for ApiError {
                 None => tracing::error!(error = %self, "request failed"),
             }
         }
-        let body = Body {
+        let body = ErrorBody {
             status_code: self.status.as_u16(),
             error: self.status.canonical_reason().unwrap_or("Error"),
             message: &self.message,

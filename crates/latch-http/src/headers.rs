@@ -8,9 +8,16 @@ use actix_web::middleware::{DefaultHeaders, Next};
 use tracing_actix_web::RequestId;
 
 /// Headers every Latch response carries. HTML pages may set a richer CSP of their own; a
-/// header a handler already set is left as it is.
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// header a handler already set is left as it is. `https` (the issuer is an https URL) adds
+/// `Strict-Transport-Security` (a year; not `includeSubDomains`, which would bind sibling hosts
+/// Latch does not own).
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = if https {
+        DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "no-referrer"))

@@ -53,10 +53,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
                     "The body is too large.",
                 ));
             }
+            // JSON can carry U+0000 only as the escape `\u0000`: look closer only then.
+            if bytes.windows(6).any(|w| w == b"\\u0000")
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                && let Some(field) = nul_in(&v)
+            {
+                return Err(nul_error(field));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             serde_path_to_error::deserialize(de)
                 .map(StrictJson)
                 .map_err(|e| {
+                    // Not JSON at all (or cut short): no field is at fault, the body is, at a
+                    // line and column serde_json's message gives.
+                    if matches!(
+                        e.inner().classify(),
+                        serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+                    ) {
+                        return ApiError::bad_request(
+                            "body",
+                            format!(
+                                "Payload validation error: body: malformed JSON: {}",
+                                e.inner()
+                            ),
+                        );
+                    }
                     let path = e.path().to_string();
                     let inner = e.inner().to_string();
                     // serde reports a missing field at its parent: name the field itself.
@@ -77,6 +98,56 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
                 })
         })
     }
+}
+
+/// Where a NUL character (U+0000) sits in `v`, in the field notation of errors (`options.domain`,
+/// `callbacks[0]`; `body` for the top level). No management API value may hold one, and
+/// PostgreSQL cannot store one in text.
+pub fn nul_in(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &mut String) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            serde_json::Value::Object(members) => members.iter().any(|(k, item)| {
+                if k.contains('\0') {
+                    return true;
+                }
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    walk(v, &mut path).then(|| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        }
+    })
+}
+
+/// The 400 for a NUL character in `field`.
+pub fn nul_error(field: String) -> ApiError {
+    let message = format!("{field} must not contain a NUL character (U+0000)");
+    ApiError::bad_request(field, message)
 }
 
 /// A tiny `Content-Type` reader: `application/json` or `application/<x>+json`, any parameters.

@@ -1,118 +1,215 @@
 //! Keys of other issuers (an upstream IdP, Okta for Universal Logout): discovery and JWKS fetched
-//! over HTTP and cached. A token whose `kid` is not in the cached set makes the cache refetch that
-//! JWKS at once, at most once per `REFETCH_EVERY` per JWKS URL, so a rotated key is picked up
-//! without letting garbage tokens hammer the IdP.
+//! through the outbound policy (`latch_core::net::Fetch`) and cached. A token whose `kid` is not
+//! in the cached set makes the cache refetch that JWKS at once, at most once per `REFETCH_EVERY`
+//! per JWKS URL, so a rotated key is picked up without letting garbage tokens hammer the IdP.
+//!
+//! Failures are cached too: after a failed fetch the URL is not tried again for `REFETCH_EVERY`,
+//! doubling with each further failure up to `MAX_BACKOFF`, and every caller meanwhile gets the
+//! same error. Callers that need the same URL at the same time share one fetch in flight.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use latch_core::net::{Fetch, FetchError};
 use serde_json::Value;
 
-/// Refetch a JWKS for an unknown `kid` at most this often.
+/// Refetch a JWKS for an unknown `kid`, or a document that failed, at most this often.
 pub const REFETCH_EVERY: Duration = Duration::from_secs(30);
 /// A JWKS is refreshed after this long even when every `kid` is known.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
+/// Longest wait before a URL that keeps failing is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     #[error("fetching {0} failed: {1}")]
-    Fetch(String, String),
-    #[error("{0} is not a valid document: {1}")]
-    Document(String, String),
+    Fetch(String, FetchError),
+    /// The answer is not what was expected; the text never quotes the answer.
+    #[error("{0} is not {1}")]
+    Document(String, &'static str),
     #[error("no key {0:?} in the issuer's JWKS")]
     UnknownKey(Option<String>),
 }
 
-struct Entry {
-    keys: Vec<(Option<String>, Jwk)>,
-    fetched: Instant,
+type Keys = Arc<Vec<(Option<String>, Jwk)>>;
+
+/// One URL's cache: the last good value, the last attempt and how it went.
+struct State<T, E> {
+    value: Option<(T, Instant)>,
+    attempted: Option<Instant>,
+    failures: u32,
+    error: Option<E>,
+}
+
+impl<T: Clone, E: Clone> State<T, E> {
+    /// How long after the last attempt the next may be made.
+    fn wait(&self) -> Duration {
+        match self.failures {
+            0 => REFETCH_EVERY,
+            n => REFETCH_EVERY
+                .saturating_mul(1 << (n - 1).min(10))
+                .min(MAX_BACKOFF),
+        }
+    }
+
+    fn fresh(&self) -> Option<T> {
+        self.value
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < MAX_AGE)
+            .map(|(v, _)| v.clone())
+    }
+
+    /// The fresh value, or the last error; `None` when there is neither.
+    fn answer(&self) -> Option<Result<T, E>> {
+        match (self.fresh(), &self.error) {
+            (Some(v), _) => Some(Ok(v)),
+            (None, Some(e)) => Some(Err(e.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+struct Slot<T, E> {
+    /// Held while this URL is fetched: concurrent callers wait for that fetch, not their own.
+    flight: tokio::sync::Mutex<()>,
+    state: Mutex<State<T, E>>,
+}
+
+/// Documents of other parties by URL (JWKS, discovery, SAML metadata), each kept [`MAX_AGE`].
+/// A URL is fetched by one caller at a time (the others wait for that fetch and share its
+/// outcome), and at most once per [`REFETCH_EVERY`] after a success; after a failure the wait
+/// doubles with each failure up to [`MAX_BACKOFF`], and callers get the remembered error.
+pub struct Cache<T, E> {
+    slots: Mutex<HashMap<String, Arc<Slot<T, E>>>>,
+}
+
+impl<T: Clone, E: Clone + std::fmt::Display> Default for Cache<T, E> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone, E: Clone + std::fmt::Display> Cache<T, E> {
+    fn slot(&self, url: &str) -> Arc<Slot<T, E>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    flight: tokio::sync::Mutex::new(()),
+                    state: Mutex::new(State {
+                        value: None,
+                        attempted: None,
+                        failures: 0,
+                        error: None,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// The cached value when it is fresh and `enough`; otherwise `fetch`, unless a fetch was
+    /// made meanwhile or within the wait (then the cached value or error).
+    pub async fn get<F, Fut>(
+        &self,
+        url: &str,
+        enough: impl Fn(&T) -> bool,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let slot = self.slot(url);
+        let seen = {
+            let st = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = st.fresh().filter(|v| enough(v)) {
+                return Ok(v);
+            }
+            st.attempted
+        };
+        let _flight = slot.flight.lock().await;
+        {
+            let st = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            let fetched_meanwhile = st.attempted != seen;
+            let too_soon = st.attempted.is_some_and(|at| at.elapsed() < st.wait());
+            if (fetched_meanwhile || too_soon)
+                && let Some(answer) = st.answer()
+            {
+                return answer;
+            }
+        }
+        let result = fetch().await;
+        let mut st = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        st.attempted = Some(now);
+        match result {
+            Ok(v) => {
+                st.value = Some((v.clone(), now));
+                st.failures = 0;
+                st.error = None;
+                Ok(v)
+            }
+            Err(e) => {
+                tracing::warn!(url, error = %e, "remote document unavailable");
+                st.failures = st.failures.saturating_add(1);
+                st.error = Some(e.clone());
+                // A fresh value stays usable (a failed refetch for an unknown key).
+                st.fresh().ok_or(e)
+            }
+        }
+    }
 }
 
 /// Cached discovery documents and key sets of remote issuers.
 pub struct RemoteKeys {
-    http: reqwest::Client,
-    jwks: Mutex<HashMap<String, Entry>>,
-    discovery: Mutex<HashMap<String, (Instant, Value)>>,
+    http: Arc<dyn Fetch>,
+    jwks: Cache<Keys, RemoteError>,
+    discovery: Cache<Value, RemoteError>,
 }
 
 impl RemoteKeys {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: Arc<dyn Fetch>) -> Self {
         Self {
             http,
-            jwks: Mutex::default(),
-            discovery: Mutex::default(),
+            jwks: Cache::default(),
+            discovery: Cache::default(),
         }
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, RemoteError> {
-        let res = self
+        let body = self
             .http
-            .get(url)
-            .send()
+            .get(url, "application/json")
             .await
-            .map_err(|e| RemoteError::Fetch(url.into(), e.without_url().to_string()))?;
-        if !res.status().is_success() {
-            return Err(RemoteError::Fetch(
-                url.into(),
-                format!("HTTP {}", res.status().as_u16()),
-            ));
-        }
-        res.json()
-            .await
-            .map_err(|e| RemoteError::Document(url.into(), e.without_url().to_string()))
+            .map_err(|e| RemoteError::Fetch(url.into(), e))?;
+        serde_json::from_slice(&body).map_err(|_| RemoteError::Document(url.into(), "JSON"))
     }
 
     /// The issuer's discovery document (`{issuer}/.well-known/openid-configuration`), cached an hour.
     pub async fn discovery(&self, discovery_url: &str) -> Result<Value, RemoteError> {
-        if let Some((at, v)) = self
-            .discovery
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(discovery_url)
-            && at.elapsed() < MAX_AGE
-        {
-            return Ok(v.clone());
-        }
-        let v = self.get_json(discovery_url).await?;
         self.discovery
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(discovery_url.into(), (Instant::now(), v.clone()));
-        Ok(v)
+            .get(discovery_url, |_| true, || self.get_json(discovery_url))
+            .await
     }
 
-    async fn fetch_jwks(&self, url: &str) -> Result<(), RemoteError> {
+    async fn fetch_jwks(&self, url: &str) -> Result<Keys, RemoteError> {
         let v = self.get_json(url).await?;
         let set: JwkSet = serde_json::from_value(v)
-            .map_err(|e| RemoteError::Document(url.into(), e.to_string()))?;
-        let keys = set
-            .keys
-            .into_iter()
-            .map(|k| (k.common.key_id.clone(), k))
-            .collect();
-        self.jwks.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            url.into(),
-            Entry {
-                keys,
-                fetched: Instant::now(),
-            },
-        );
-        Ok(())
-    }
-
-    fn find(&self, url: &str, kid: Option<&str>) -> Option<(Jwk, Instant)> {
-        let map = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map.get(url)?;
-        let k = match kid {
-            Some(kid) => e.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
-            // Without a kid, only an unambiguous set will do.
-            None if e.keys.len() == 1 => e.keys.first(),
-            None => None,
-        };
-        k.map(|(_, j)| (j.clone(), e.fetched))
+            .map_err(|_| RemoteError::Document(url.into(), "a JWK set"))?;
+        Ok(Arc::new(
+            set.keys
+                .into_iter()
+                .map(|k| (k.common.key_id.clone(), k))
+                .collect(),
+        ))
     }
 
     /// The key that signed a token with `header`, from the JWKS at `url`.
@@ -122,26 +219,30 @@ impl RemoteKeys {
         header: &Header,
     ) -> Result<(Jwk, DecodingKey), RemoteError> {
         let kid = header.kid.as_deref();
-        let age = self
+        let keys = self
             .jwks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .map(|e| e.fetched.elapsed());
-        let stale = age.is_none_or(|a| a > MAX_AGE);
-        let mut found = if stale { None } else { self.find(url, kid) };
-        if found.is_none() {
-            let may_refetch = age.is_none_or(|a| a > REFETCH_EVERY) || stale;
-            if may_refetch {
-                self.fetch_jwks(url).await?;
-            }
-            found = self.find(url, kid);
-        }
-        let (jwk, _) = found.ok_or_else(|| RemoteError::UnknownKey(kid.map(str::to_owned)))?;
+            .get(
+                url,
+                |keys| find(keys, kid).is_some(),
+                || self.fetch_jwks(url),
+            )
+            .await?;
+        let jwk =
+            find(&keys, kid).ok_or_else(|| RemoteError::UnknownKey(kid.map(str::to_owned)))?;
         let key = DecodingKey::from_jwk(&jwk)
-            .map_err(|e| RemoteError::Document(url.into(), e.to_string()))?;
+            .map_err(|_| RemoteError::Document(url.into(), "a usable key"))?;
         Ok((jwk, key))
     }
+}
+
+fn find(keys: &[(Option<String>, Jwk)], kid: Option<&str>) -> Option<Jwk> {
+    match kid {
+        Some(kid) => keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
+        // Without a kid, only an unambiguous set will do.
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+    .map(|(_, j)| j.clone())
 }
 
 /// Asymmetric algorithms accepted from other issuers. Never `none`, never HMAC (a public key is
@@ -222,5 +323,148 @@ pub fn verify_with_jwks(
     match jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key, header.alg) {
         Ok(true) => Ok(()),
         _ => Err(SignatureError::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use latch_core::model::SigningAlg;
+
+    use super::*;
+    use crate::keys::Signer;
+
+    /// Serves one document (or fails), slowly, counting fetches.
+    struct Fake {
+        answer: Mutex<Result<Vec<u8>, FetchError>>,
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Fetch for Fake {
+        async fn get(&self, _url: &str, _accept: &str) -> Result<Vec<u8>, FetchError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.answer.lock().unwrap().clone()
+        }
+    }
+
+    fn fake(answer: Result<Vec<u8>, FetchError>) -> Arc<Fake> {
+        Arc::new(Fake {
+            answer: Mutex::new(answer),
+            fetches: AtomicUsize::new(0),
+        })
+    }
+
+    fn header(kid: &str) -> Header {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(kid.into());
+        h
+    }
+
+    #[tokio::test]
+    async fn a_failing_jwks_is_fetched_once_by_concurrent_and_later_callers() {
+        let f = fake(Err(FetchError::Status(500)));
+        let remote = Arc::new(RemoteKeys::new(f.clone()));
+        let calls = (0..10).map(|_| {
+            let r = remote.clone();
+            tokio::spawn(async move { r.key_for("https://idp.example/keys", &header("k")).await })
+        });
+        for c in futures_join(calls).await {
+            let e = c.unwrap_err();
+            assert!(
+                matches!(e, RemoteError::Fetch(_, FetchError::Status(500))),
+                "{e}"
+            );
+        }
+        // And later ones within the window.
+        assert!(
+            remote
+                .key_for("https://idp.example/keys", &header("k"))
+                .await
+                .is_err()
+        );
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_once_within_the_window() {
+        let key = Signer::generate(SigningAlg::RS256).unwrap();
+        let mut jwk = key.public_jwk(SigningAlg::RS256);
+        jwk["kid"] = serde_json::json!("known");
+        let f = fake(Ok(serde_json::json!({ "keys": [jwk] })
+            .to_string()
+            .into_bytes()));
+        let remote = Arc::new(RemoteKeys::new(f.clone()));
+        assert!(
+            remote
+                .key_for("https://idp.example/keys", &header("known"))
+                .await
+                .is_ok()
+        );
+        let calls = (0..10).map(|_| {
+            let r = remote.clone();
+            tokio::spawn(async move {
+                r.key_for("https://idp.example/keys", &header("other"))
+                    .await
+            })
+        });
+        for c in futures_join(calls).await {
+            assert!(matches!(c, Err(RemoteError::UnknownKey(_))));
+        }
+        assert_eq!(
+            f.fetches.load(Ordering::SeqCst),
+            1,
+            "within 30 s of the last fetch"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_never_quote_the_answer() {
+        let f = fake(Ok(b"{\"keys\": \"INTERNAL-SECRET-1234\"}".to_vec()));
+        let remote = RemoteKeys::new(f.clone());
+        let e = remote
+            .key_for("https://idp.example/keys", &header("k"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("INTERNAL-SECRET"), "{e}");
+        let f = fake(Ok(b"<html>INTERNAL-SECRET-1234</html>".to_vec()));
+        let remote = RemoteKeys::new(f.clone());
+        let e = remote
+            .discovery("https://idp.example/d")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("INTERNAL-SECRET"), "{e}");
+    }
+
+    #[test]
+    fn failures_back_off() {
+        let mut st = State::<(), ()> {
+            value: None,
+            attempted: None,
+            failures: 0,
+            error: None,
+        };
+        assert_eq!(st.wait(), REFETCH_EVERY);
+        st.failures = 1;
+        assert_eq!(st.wait(), REFETCH_EVERY);
+        st.failures = 2;
+        assert_eq!(st.wait(), 2 * REFETCH_EVERY);
+        st.failures = 40;
+        assert_eq!(st.wait(), MAX_BACKOFF);
+    }
+
+    async fn futures_join<T: Send + 'static>(
+        handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for h in handles.collect::<Vec<_>>() {
+            out.push(h.await.unwrap());
+        }
+        out
     }
 }

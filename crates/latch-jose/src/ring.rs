@@ -47,6 +47,8 @@ pub struct KeyRing {
     store: Arc<dyn SigningKeyRepo>,
     clock: Arc<dyn Clock>,
     loaded: RwLock<Arc<Loaded>>,
+    /// One next-key generation at a time in this process.
+    generating: tokio::sync::Mutex<()>,
 }
 
 /// What to check when verifying one of Latch's own tokens.
@@ -76,28 +78,63 @@ impl KeyRing {
         store: Arc<dyn SigningKeyRepo>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, JoseError> {
+        let ring = Self::load_current(store, clock).await?;
+        ring.publish_missing_next_keys().await?;
+        Ok(ring)
+    }
+
+    /// Loads the keys, creating only what must sign now: a current key for every algorithm that
+    /// has none. The next keys (an RSA key takes a large share of a first start) follow with
+    /// [`publish_missing_next_keys`](Self::publish_missing_next_keys), in the background.
+    pub async fn load_current(
+        store: Arc<dyn SigningKeyRepo>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, JoseError> {
         let ring = Self {
             store,
             clock,
             loaded: RwLock::new(Arc::default()),
+            generating: tokio::sync::Mutex::new(()),
         };
         let keys = ring.store.list_signing_keys().await?;
         for alg in ALGORITHMS {
-            let live = |s: KeyState| keys.iter().any(|k| k.alg == alg && k.state == s);
-            if !live(KeyState::Current) {
+            if !keys
+                .iter()
+                .any(|k| k.alg == alg && k.state == KeyState::Current)
+            {
                 ring.insert_new(alg, KeyState::Current).await?;
-            }
-            if !live(KeyState::Next) {
-                ring.insert_new(alg, KeyState::Next).await?;
             }
         }
         ring.reload().await?;
         Ok(ring)
     }
 
+    /// Generates and publishes a next key for every algorithm that has none (idempotent; calls
+    /// in this process take turns). Until it has run, a rotation promotes a fresh key directly.
+    pub async fn publish_missing_next_keys(&self) -> Result<(), JoseError> {
+        let _turn = self.generating.lock().await;
+        let keys = self.store.list_signing_keys().await?;
+        let mut added = false;
+        for alg in ALGORITHMS {
+            if !keys
+                .iter()
+                .any(|k| k.alg == alg && k.state == KeyState::Next)
+            {
+                self.insert_new(alg, KeyState::Next).await?;
+                added = true;
+            }
+        }
+        if added {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
     async fn insert_new(&self, alg: SigningAlg, state: KeyState) -> Result<SigningKey, JoseError> {
-        // Tens of milliseconds for RSA; only at first start and on rotation.
-        let signer = Signer::generate(alg)?;
+        // Tens to hundreds of milliseconds for RSA: off the async workers.
+        let signer = tokio::task::spawn_blocking(move || Signer::generate(alg))
+            .await
+            .map_err(|_| JoseError::Key("key generation stopped"))??;
         let now = self.clock.now();
         let key = SigningKey {
             kid: signer.thumbprint(),

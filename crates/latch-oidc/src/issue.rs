@@ -33,10 +33,6 @@ pub fn has_scope(scope: &str, s: &str) -> bool {
     scope.split_whitespace().any(|x| x == s)
 }
 
-pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
-
 /// Records a log event; failure to log never fails the request.
 #[allow(clippy::too_many_arguments)]
 pub async fn log(
@@ -46,14 +42,14 @@ pub async fn log(
     user: Option<&UserId>,
     client: Option<&ClientId>,
     connection: Option<&ConnectionName>,
-    ip: Option<String>,
+    ip: Option<std::net::IpAddr>,
     details: Value,
 ) {
     let e = LogEvent {
         user_id: user.cloned(),
         client_id: client.cloned(),
         connection: connection.cloned(),
-        ip,
+        ip: ip.map(|i| i.to_string()),
         details,
         ..LogEvent::new(deps.clock.now(), event_type, description)
     };
@@ -64,7 +60,8 @@ pub async fn log(
 
 /// A new browser session for `user`, signed in through `connection` for the app of `r`, and
 /// that app's authorization code: the session records the app at once, and both are stored in
-/// one write.
+/// one write. Returns the session's secret for the cookie: only its digest (the session's id) is
+/// stored.
 pub async fn new_session_with_code(
     deps: &Deps,
     user: &User,
@@ -72,12 +69,13 @@ pub async fn new_session_with_code(
     upstream: UpstreamSession,
     r: &AuthRequest,
     req: &HttpRequest,
-) -> Result<(Session, String), OAuthError> {
+) -> Result<(Session, SessionSecret, String), OAuthError> {
     let now = deps.clock.now();
     let s = &deps.settings;
     let sid = Sid::new(latch_jose::random_token(16));
+    let secret = SessionSecret::new(latch_jose::random_token(32));
     let session = Session {
-        id: SessionId::new(latch_jose::random_token(32)),
+        id: secret.id(),
         sid: sid.clone(),
         user_id: user.user_id.clone(),
         connection: connection.clone(),
@@ -86,7 +84,7 @@ pub async fn new_session_with_code(
         last_seen_at: now,
         idle_expires_at: (now + s.session_idle).min(now + s.session_absolute),
         expires_at: now + s.session_absolute,
-        ip: client_ip(req),
+        ip: latch_http::client_ip(req).map(|i| i.to_string()),
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -103,7 +101,7 @@ pub async fn new_session_with_code(
     deps.sessions
         .insert_session_with_code(&session, &stored)
         .await?;
-    Ok((session, code))
+    Ok((session, secret, code))
 }
 
 /// The rotation family a code's tokens belong to: derived from the code, so a replayed code
@@ -221,6 +219,25 @@ pub fn new_refresh_token(deps: &Deps, g: &Grant<'_>) -> Option<(String, RefreshT
         revoked_at: None,
     };
     Some((token, record))
+}
+
+/// The revocable record of a code exchange: every token issued under it dies with it. It lasts
+/// as long as the longest of its first access token and its refresh family.
+pub fn new_grant(deps: &Deps, g: &Grant<'_>, refresh: Option<&RefreshToken>) -> UserGrant {
+    let now = deps.clock.now();
+    let access_ends = now + time::Duration::seconds(g.client.lifetimes.access_token);
+    UserGrant {
+        id: g.family.clone(),
+        user_id: g.user.user_id.clone(),
+        client_id: g.client.client_id.clone(),
+        session_id: g.session_id.cloned(),
+        // Only a refresh token makes a grant outlive its session (`offline_access` without one
+        // means nothing).
+        offline: refresh.is_some_and(|r| r.offline),
+        created_at: now,
+        expires_at: refresh.map_or(access_ends, |r| r.family_expires_at.max(access_ends)),
+        revoked_at: None,
+    }
 }
 
 /// The token endpoint's answer: an access token, an ID token when `openid` was asked for, and

@@ -5,7 +5,22 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use askama::Template;
 
-pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The CSP of a page whose form, once posted, redirects to `target` (the app's redirect URI):
+/// browsers apply `form-action` to the redirects that follow a submission too, so the target's
+/// origin is allowed besides Latch's own (a custom-scheme URI of a native app by its scheme).
+pub fn csp_with_form_target(target: &str) -> String {
+    let source = match url::Url::parse(target) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+        Ok(u) => format!("{}:", u.scheme()),
+        Err(_) => return PAGE_CSP.to_owned(),
+    };
+    PAGE_CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {source}"),
+    )
+}
 
 #[derive(Template)]
 #[template(path = "oidc/login.html")]
@@ -28,6 +43,16 @@ pub struct MessagePage<'a> {
     pub message: &'a str,
     pub detail: Option<&'a str>,
     pub is_error: bool,
+}
+
+/// The hop from the sign-in form to an IdP (home realm discovery): a navigation, not the form's
+/// redirect, since browsers hold a form's redirects to its `form-action`, which names only Latch
+/// and the app.
+#[derive(Template)]
+#[template(path = "oidc/continue.html")]
+pub struct ContinuePage<'a> {
+    pub idp: &'a str,
+    pub url: &'a str,
 }
 
 #[derive(Template)]

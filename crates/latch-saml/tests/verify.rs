@@ -343,3 +343,36 @@ fn a_signature_failure_is_told_apart() {
         Err(latch_saml::SamlError::Rejected(_))
     ));
 }
+
+/// A validly signed answer to another sign-in is refused before xmlsec runs: the fuzz target
+/// `saml_response` found that reducing a verified document leaks it (libxml/samael), so a
+/// captured answer replayed against fresh sign-ins must never reach the signature check. Shown
+/// by a copy whose signature is broken too: it is refused for its `InResponseTo`, not its
+/// signature.
+#[test]
+fn an_answer_to_another_request_is_refused_before_its_signature_is_checked() {
+    let idp = TestIdp::new("https://idp.example.com/saml");
+    let other_request = Spec {
+        in_response_to: "_req-other".into(),
+        ..good()
+    };
+    let xml = idp.response_xml(&other_request);
+    for (name, doc) in [
+        ("signed", xml.clone()),
+        (
+            "signed, then tampered",
+            xml.replace("alice@example.com", "mallory@example.com"),
+        ),
+    ] {
+        let e = verify_response(&sp(), &idp_config(&idp), &encode(&doc), REQ);
+        match e {
+            Err(latch_saml::SamlError::Rejected(why)) => assert!(
+                why.contains("InResponseTo does not name this sign-in's AuthnRequest"),
+                "{name}: {why}"
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The same answer for its own request still passes.
+    verify_response(&sp(), &idp_config(&idp), &encode(&xml), "_req-other").unwrap();
+}

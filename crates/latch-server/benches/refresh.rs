@@ -21,6 +21,7 @@ use latch_testkit::env::{PgSchema, TempDir, unique};
 use serde_json::Value;
 
 /// Latch runs in this process: the same allocator as the `latch` binary.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -118,7 +119,21 @@ async fn seed(state: &AppState, alg: SigningAlg) -> (Client, String, Vec<String>
             rotated_at: None,
             revoked_at: None,
         };
-        state.store.insert_refresh_token(&rt).await.expect("token");
+        let grant = latch_core::model::UserGrant {
+            id: rt.family_id.clone(),
+            user_id: rt.user_id.clone(),
+            client_id: rt.client_id.clone(),
+            session_id: None,
+            offline: true,
+            created_at: now,
+            expires_at: rt.family_expires_at,
+            revoked_at: None,
+        };
+        state
+            .store
+            .insert_grant(&grant, Some(&rt))
+            .await
+            .expect("token");
         tokens.push(t);
     }
     (client, secret, tokens)

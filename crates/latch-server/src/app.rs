@@ -33,8 +33,9 @@ pub struct AppState {
     pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
 }
 
-/// Starts the background workers (back-channel delivery, session purge, key reload); they stop
-/// when the returned handles are aborted or the runtime ends.
+/// Starts the background workers (back-channel delivery, session purge, key reload, retention
+/// of logs and finished deliveries); they stop when the returned handles are aborted or the
+/// runtime ends.
 pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(state.backchannel.clone().run())];
     let (sessions, clock) = (state.sessions.clone(), state.clock.clone());
@@ -62,6 +63,11 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }));
+    handles.push(tokio::spawn(crate::retention::run(
+        state.store.clone(),
+        state.clock.clone(),
+        state.config.clone(),
+    )));
     handles
 }
 
@@ -74,6 +80,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 verify_token: Some(management_token_verifier(&state)),
             }))
             .app_data(web::PayloadConfig::new(latch_http::json::MAX_BODY))
+            // Read by `latch_http::client_ip`, which every handler and the request log use.
+            .app_data(web::Data::new(state.config.trusted_proxies.clone()))
             .route("/healthz", web::get().to(get_healthz))
             .route("/readyz", web::get().to(get_readyz))
             .configure(latch_admin::configure(latch_admin::Deps {
@@ -83,6 +91,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 keys: state.keys.clone(),
                 issuer: state.config.issuer_str().to_owned(),
                 notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                outbound: state.config.outbound_policy(),
             }))
             .configure(latch_federation::backchannel_in::configure(
                 latch_federation::backchannel_in::Deps {
@@ -173,9 +182,13 @@ pub fn app(
     >,
 > {
     App::new()
-        .wrap(latch_http::headers::security_headers())
+        .wrap(latch_http::headers::security_headers(
+            state.config.issuer_str().starts_with("https://"),
+        ))
         .wrap(from_fn(latch_http::headers::request_id_header))
-        .wrap(tracing_actix_web::TracingLogger::default())
+        .wrap(tracing_actix_web::TracingLogger::<
+            latch_http::client_ip::RootSpan,
+        >::new())
         .configure(configure(state))
 }
 

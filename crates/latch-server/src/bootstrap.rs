@@ -28,9 +28,81 @@ pub struct Started {
     pub new_admin_password: Option<String>,
 }
 
+/// Creates the data dir readable by its owner only (0700), or makes an existing one so, with every
+/// file in it 0600: it holds the database, the session store and the master key, which no other
+/// local user may read. Warns when it had to tighten anything; after that nothing is wider, so a
+/// start warns once.
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let private = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(
+                || {
+                    format!(
+                        "LATCH_DATA_DIR: cannot make {} private to this user",
+                        path.display()
+                    )
+                },
+            )
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("LATCH_DATA_DIR: cannot create {}", dir.display()))?;
+        let was = std::fs::metadata(dir)
+            .with_context(|| format!("LATCH_DATA_DIR: cannot read {}", dir.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if was & 0o077 != 0 {
+            private(dir, 0o700)?;
+        }
+        let mut files = 0;
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("LATCH_DATA_DIR: cannot read {}", dir.display()))?;
+        for entry in entries {
+            let entry =
+                entry.with_context(|| format!("LATCH_DATA_DIR: cannot read {}", dir.display()))?;
+            // Not through symbolic links: only what is in the data dir itself.
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                private(&entry.path(), 0o600)?;
+                files += 1;
+            }
+        }
+        if was & 0o077 != 0 || files > 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format_args!("{was:o}"),
+                files,
+                "the data dir was open to other local users: it is now 0700 and its files 0600"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
     std::fs::create_dir_all(dir)
         .with_context(|| format!("LATCH_DATA_DIR: cannot create {}", dir.display()))
+}
+
+/// Creates `path` empty and readable by its owner only (0600) unless it exists: SQLite takes an
+/// empty file for a new database and gives its WAL and shared-memory files the database file's
+/// mode, so all of them stay private.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
 }
 
 /// Writes `contents` to a new file readable only by its owner.
@@ -77,17 +149,18 @@ fn database_url(config: &Config) -> anyhow::Result<String> {
         Some(u) => Ok(u.clone()),
         None => {
             ensure_dir(&config.data_dir)?;
-            Ok(config
-                .data_dir
-                .join("latch.db")
-                .to_string_lossy()
-                .into_owned())
+            let path = config.data_dir.join("latch.db");
+            create_private(&path)?;
+            Ok(path.to_string_lossy().into_owned())
         }
     }
 }
 
 /// Connects to the database and migrates it.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    if config.data_dir.exists() {
+        ensure_dir(&config.data_dir)?;
+    }
     let url = database_url(config)?;
     let key = master_key(config)?;
     let cipher = Cipher::new(&key)?;
@@ -123,6 +196,21 @@ async fn open_sessions(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>>
                         source_text(&e)
                     )
                 })?;
+            // Sessions of releases that keyed them by their secret: unreachable now, deleted
+            // in the background so a large keyspace does not hold up the start.
+            let legacy = s.clone();
+            tokio::spawn(async move {
+                match legacy.drop_legacy_sessions().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        keys = n,
+                        "deleted sessions stored by an earlier release under their secrets"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not delete earlier releases' sessions")
+                    }
+                }
+            });
             Ok(Arc::new(s))
         }
         None => {
@@ -339,6 +427,97 @@ fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> 
     Ok((t, Some(token)))
 }
 
+/// For commands that read or repair an existing deployment (`keys list`, `admin …`): refuses,
+/// naming the data dir, when there is none, instead of creating one.
+pub fn require_deployment(config: &Config) -> anyhow::Result<()> {
+    let dir = config.data_dir.display();
+    if config.database_url.is_none() && !config.data_dir.join("latch.db").exists() {
+        anyhow::bail!(
+            "no Latch deployment found in {dir} (no latch.db): run this where `latch serve` ran \
+             (LATCH_DATA_DIR, or LATCH_DATABASE_URL for PostgreSQL)"
+        );
+    }
+    if config.secret_key.is_none() && !config.data_dir.join("secret.key").exists() {
+        anyhow::bail!(
+            "no master key in {dir} (no secret.key) and LATCH_SECRET_KEY is not set: stored \
+             secrets cannot be opened"
+        );
+    }
+    Ok(())
+}
+
+/// `latch admin reset-password`: a new password for the `admin` user (`password`, or a
+/// generated one, returned to print once). Also unblocks it and restores its admin role, so an
+/// operator locked out of the UI gets back in.
+pub async fn reset_admin_password(
+    config: &Config,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    use latch_core::model::{ADMIN_ROLE, ADMIN_USERNAME};
+    require_deployment(config)?;
+    let opened = open_store(config).await?;
+    let store: &dyn Store = &opened;
+    let db = store
+        .find_connection_by_name(&ConnectionName::new(DATABASE_CONNECTION))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the database connection is missing"))?;
+    let Some((mut identity, mut user)) = store
+        .find_identity_with_user(
+            &db.id,
+            latch_core::connector::DATABASE_ISSUER,
+            ADMIN_USERNAME,
+        )
+        .await?
+    else {
+        // Never created (or deleted): create it as the first start would.
+        return ensure_admin_user(store, &SystemClock, password).await;
+    };
+    let generated = password.is_none().then(|| latch_jose::random_token(18));
+    let secret = password
+        .map(str::to_owned)
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
+    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
+        .await?
+        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    let now = SystemClock.now();
+    identity.password_hash = Some(hash);
+    identity.updated_at = now;
+    user.blocked = false;
+    let roles = user
+        .app_metadata
+        .entry("roles")
+        .or_insert_with(|| serde_json::json!([]));
+    match roles.as_array_mut() {
+        Some(list) if list.iter().any(|r| r == ADMIN_ROLE) => {}
+        Some(list) => list.push(serde_json::json!(ADMIN_ROLE)),
+        None => *roles = serde_json::json!([ADMIN_ROLE]),
+    }
+    user.updated_at = now;
+    store.update_user_and_identity(&user, &identity).await?;
+    Ok(generated)
+}
+
+/// `latch admin new-token`: a new bootstrap management API token (returned to print once); the
+/// previous one stops working at the next start of each instance. Not for `LATCH_ADMIN_TOKEN`
+/// deployments, whose token is the operator's to change.
+pub fn new_admin_token(config: &Config) -> anyhow::Result<String> {
+    if config.admin_token.is_some() {
+        anyhow::bail!(
+            "LATCH_ADMIN_TOKEN is set: the management API token is that value; change it there"
+        );
+    }
+    require_deployment(config)?;
+    let path = config.data_dir.join("admin-token.sha256");
+    let token = format!("latch_{}", latch_jose::random_token(32));
+    let t = AdminToken::new(&token);
+    let fresh = config.data_dir.join("admin-token.sha256.new");
+    let _ = std::fs::remove_file(&fresh);
+    write_private(&fresh, STANDARD.encode(t.digest()).as_bytes())?;
+    std::fs::rename(&fresh, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(token)
+}
+
 /// Brings everything up; any failure is an error naming what could not start.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     if config.database_url.is_some() && config.secret_key.is_none() {
@@ -357,10 +536,20 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (token, new_admin_token) = admin_token(&config)?;
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(
-        latch_jose::KeyRing::load_or_init(store.clone(), clock.clone())
+        latch_jose::KeyRing::load_current(store.clone(), clock.clone())
             .await
             .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?,
     );
+    // Next keys are published before they sign, not before Latch serves: a first start
+    // generates them after it is up (an RSA key is most of a first start's time).
+    tokio::spawn({
+        let keys = keys.clone();
+        async move {
+            if let Err(e) = keys.publish_missing_next_keys().await {
+                tracing::warn!(error = %e, "next signing keys not generated; a rotation will make them");
+            }
+        }
+    });
     let backchannel = Arc::new(latch_backchannel::Backchannel::new(
         store.clone(),
         clock.clone(),
@@ -368,19 +557,22 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         config.issuer_str().to_owned(),
         latch_backchannel::Settings {
             retry_for: time::Duration::seconds(config.backchannel_retry_for.as_secs() as i64),
+            outbound: config.outbound_policy(),
             ..Default::default()
         },
     ));
     let sealer = Arc::new(latch_jose::TokenSealer::derive(&master_key(&config)?));
+    // Every outbound request goes through the one policy (and the body cap) of `Outbound`.
+    let outbound = |secs| {
+        latch_http::client::Outbound::new(
+            config.outbound_policy(),
+            std::time::Duration::from_secs(secs),
+        )
+    };
+    let remote = Arc::new(latch_jose::remote::RemoteKeys::new(Arc::new(outbound(5))));
     let upstream = Arc::new(latch_federation::Upstream {
-        oidc: latch_federation::OidcConnector::new(latch_http::client::outbound(
-            std::time::Duration::from_secs(10),
-        )),
-        saml: latch_federation::SamlConnector::new(
-            latch_http::client::outbound(std::time::Duration::from_secs(10)),
-            sessions.clone(),
-            clock.clone(),
-        ),
+        oidc: latch_federation::OidcConnector::new(outbound(10)),
+        saml: latch_federation::SamlConnector::new(outbound(10), sessions.clone(), clock.clone()),
     });
     Ok(Started {
         state: AppState {
@@ -392,9 +584,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             backchannel,
             upstream,
             sealer,
-            remote: Arc::new(latch_jose::remote::RemoteKeys::new(
-                latch_http::client::outbound(std::time::Duration::from_secs(5)),
-            )),
+            remote,
             keys,
         },
         new_admin_token,

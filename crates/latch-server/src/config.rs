@@ -26,6 +26,11 @@ pub struct FileConfig {
     pub bind: Option<String>,
     /// `LATCH_ISSUER`: the public base URL, the `iss` of every token. Default `http://` + bind.
     pub issuer: Option<String>,
+    /// `LATCH_TRUSTED_PROXIES`: address ranges (CIDRs such as `10.0.0.0/8`, or single addresses,
+    /// separated by commas) of the load balancers and proxies in front of Latch. Their
+    /// `X-Forwarded-For` / `Forwarded` headers name the client; anyone else's are ignored.
+    /// Default: none (the socket's peer is the client).
+    pub trusted_proxies: Option<String>,
     /// `LATCH_DATA_DIR`: where the embedded SQLite files and generated keys live. Default `./data`.
     pub data_dir: Option<PathBuf>,
     /// `LATCH_DATABASE_URL`: unset = embedded SQLite in the data dir; `postgres://…` = PostgreSQL.
@@ -44,9 +49,19 @@ pub struct FileConfig {
     /// `LATCH_ADMIN_PASSWORD`: the password of the `admin` user created on first start (for
     /// the admin UI). Unset = generated and printed once.
     pub admin_password: Option<String>,
+    /// `LATCH_OUTBOUND_ALLOW`: comma-separated address ranges (CIDRs such as `10.0.0.0/8`, or
+    /// single addresses) Latch may connect to although they are private, link-local, CGNAT…
+    /// (an IdP or app on an internal network). Default: none.
+    pub outbound_allow: Option<String>,
     /// `LATCH_BACKCHANNEL_RETRY_FOR`: seconds during which an undelivered back-channel logout is
     /// retried before it is given up (and logged). Default 86400 (a day).
     pub backchannel_retry_for: Option<String>,
+    /// `LATCH_LOG_RETENTION_DAYS`: days log events are kept (1 to 3650); older ones are purged.
+    /// Default 30.
+    pub log_retention_days: Option<String>,
+    /// `LATCH_OUTBOX_RETENTION_DAYS`: days delivered and failed back-channel deliveries are kept
+    /// after they finish (1 to 3650); pending ones are never purged. Default 7.
+    pub outbox_retention_days: Option<String>,
 }
 
 /// The validated configuration.
@@ -54,6 +69,8 @@ pub struct FileConfig {
 pub struct Config {
     pub bind: SocketAddr,
     pub issuer: Url,
+    /// Proxies whose forwarding headers name the client (`LATCH_TRUSTED_PROXIES`).
+    pub trusted_proxies: latch_http::TrustedProxies,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
@@ -63,6 +80,124 @@ pub struct Config {
     pub secret_key: Option<[u8; 32]>,
     pub admin_password: Option<String>,
     pub backchannel_retry_for: std::time::Duration,
+    /// Non-public address ranges outbound requests may reach anyway (`LATCH_OUTBOUND_ALLOW`).
+    pub outbound_allow: Vec<latch_core::net::IpNet>,
+    /// How long log events are kept.
+    pub log_retention: time::Duration,
+    /// How long finished (delivered or failed) deliveries are kept.
+    pub outbox_retention: time::Duration,
+    /// What deserves a warning but does not stop a start (an unknown `LATCH_*` variable).
+    pub warnings: Vec<String>,
+}
+
+/// Every setting's file key; its environment variable is `LATCH_` and the key upper-cased.
+pub const KEYS: &[&str] = &[
+    "bind",
+    "issuer",
+    "trusted_proxies",
+    "data_dir",
+    "database_url",
+    "redis_url",
+    "redis_prefix",
+    "log_format",
+    "admin_token",
+    "secret_key",
+    "admin_password",
+    "outbound_allow",
+    "backchannel_retry_for",
+    "log_retention_days",
+    "outbox_retention_days",
+];
+
+/// `LATCH_*` variables that are not settings: `LATCH_CONFIG` names the file (read by the CLI);
+/// `LATCH_TEST_*` and `LATCH_BENCH_*` belong to the test suite and the benchmarks.
+fn is_not_a_setting(name: &str) -> bool {
+    name == "LATCH_CONFIG" || name.starts_with("LATCH_TEST_") || name.starts_with("LATCH_BENCH_")
+}
+
+/// The known name closest to `name`, if one is close enough to be a likely typo.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// The settings of a config file as text, each with its line; every problem (syntax, unknown key,
+/// a value of the wrong kind) collected, naming the key and the line.
+fn read_file(path: &std::path::Path, text: &str) -> (Vec<(String, String, usize)>, Vec<String>) {
+    let at = |line: usize, key: &str| format!("--config {}, line {line}, `{key}`", path.display());
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map_or(0, |i| i + 1)
+    };
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    // The file is flat (`key = value` lines): when it does not parse as a whole, each line is
+    // read on its own, so one typo does not hide the next.
+    let tables: Vec<(toml::Table, Option<usize>)> = match text.parse::<toml::Table>() {
+        Ok(t) => vec![(t, None)],
+        Err(_) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let l = l.trim();
+                !l.is_empty() && !l.starts_with('#')
+            })
+            .filter_map(|(i, l)| match l.parse::<toml::Table>() {
+                Ok(t) => Some((t, Some(i + 1))),
+                Err(e) => {
+                    let key = l.split('=').next().unwrap_or("").trim();
+                    let what = e.message().lines().next().unwrap_or("").trim().to_owned();
+                    let hint = if l.contains('=') && !l.contains('"') {
+                        " (put the value in double quotes)"
+                    } else {
+                        ""
+                    };
+                    errors.push(format!("{}: not valid TOML: {what}{hint}", at(i + 1, key)));
+                    None
+                }
+            })
+            .collect(),
+    };
+    for (table, line) in tables {
+        for (key, value) in table {
+            let line = line.unwrap_or_else(|| line_of(&key));
+            if !KEYS.contains(&key.as_str()) {
+                let hint = closest(&key, KEYS.iter().copied())
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                errors.push(format!("{}: unknown setting{hint}", at(line, &key)));
+                continue;
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
+                    .iter()
+                    .filter_map(toml::Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => {
+                    errors.push(format!(
+                        "{}: expected a string or a whole number, found {}",
+                        at(line, &key),
+                        other.type_str()
+                    ));
+                    continue;
+                }
+            };
+            values.push((key, text, line));
+        }
+    }
+    (values, errors)
 }
 
 impl std::fmt::Debug for Config {
@@ -70,6 +205,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind", &self.bind)
             .field("issuer", &self.issuer.as_str())
+            .field("trusted_proxies", &self.trusted_proxies.ranges())
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_url.as_deref().map(redact_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
@@ -87,6 +223,7 @@ impl std::fmt::Debug for Config {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "[redacted]"),
             )
+            .field("outbound_allow", &self.outbound_allow)
             .finish()
     }
 }
@@ -133,6 +270,7 @@ impl Config {
         env: &[(String, String)],
     ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
+        let mut lines: Vec<(String, usize)> = Vec::new();
         let fc: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => match std::fs::read_to_string(p) {
@@ -142,24 +280,45 @@ impl Config {
                         p.display()
                     )]));
                 }
-                Ok(text) => match toml::from_str(&text) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Err(ConfigErrors(vec![format!(
-                            "--config {}: {}",
-                            p.display(),
-                            e.message()
-                        )]));
+                Ok(text) => {
+                    let (values, problems) = read_file(p, &text);
+                    errors.extend(problems);
+                    let mut table = toml::Table::new();
+                    for (key, value, line) in values {
+                        lines.push((key.clone(), line));
+                        table.insert(key, toml::Value::String(value));
                     }
-                },
+                    // Every key is known and every value text by now: this cannot fail.
+                    toml::Value::Table(table).try_into().unwrap_or_default()
+                }
             },
         };
+        let mut warnings = Vec::new();
+        for (name, _) in env {
+            let known = KEYS.iter().any(|k| file_key(name) == *k);
+            if name.starts_with("LATCH_") && !known && !is_not_a_setting(name) {
+                let names: Vec<String> = KEYS
+                    .iter()
+                    .map(|k| format!("LATCH_{}", k.to_ascii_uppercase()))
+                    .collect();
+                let hint = closest(name, names.iter().map(String::as_str))
+                    .map(|k| format!("; did you mean {k}?"))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "{name} is not a Latch setting and is ignored{hint}"
+                ));
+            }
+        }
         let get = |name: &str, from_file: Option<String>| -> Option<(String, String)> {
             env.iter()
                 .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| (name.to_owned(), v.clone()))
-                .or_else(|| from_file.map(|v| (format!("{} (config file)", file_key(name)), v)))
+                .or_else(|| {
+                    let key = file_key(name);
+                    let line = lines.iter().find(|(k, _)| *k == key).map_or(0, |(_, l)| *l);
+                    from_file.map(|v| (format!("{key} (config file, line {line})"), v))
+                })
         };
 
         let bind = match get("LATCH_BIND", fc.bind) {
@@ -195,6 +354,13 @@ impl Config {
                     None
                 }
             },
+        };
+        let trusted_proxies = match get("LATCH_TRUSTED_PROXIES", fc.trusted_proxies) {
+            None => latch_http::TrustedProxies::default(),
+            Some((key, v)) => latch_http::TrustedProxies::parse(&v).unwrap_or_else(|e| {
+                errors.push(format!("{key}: {e}"));
+                latch_http::TrustedProxies::default()
+            }),
         };
         let data_dir = match get(
             "LATCH_DATA_DIR",
@@ -294,10 +460,44 @@ impl Config {
                     }
                 },
             };
+        let mut days =
+            |name: &str, from_file: Option<String>, default: i64| match get(name, from_file) {
+                None => time::Duration::days(default),
+                Some((key, v)) => match v.trim().parse::<i64>() {
+                    Ok(n) if (1..=3650).contains(&n) => time::Duration::days(n),
+                    _ => {
+                        errors.push(format!(
+                            "{key}: {v:?} must be a number of days from 1 to 3650"
+                        ));
+                        time::Duration::days(default)
+                    }
+                },
+            };
+        let log_retention = days("LATCH_LOG_RETENTION_DAYS", fc.log_retention_days, 30);
+        let outbox_retention = days("LATCH_OUTBOX_RETENTION_DAYS", fc.outbox_retention_days, 7);
+        let outbound_allow = match get("LATCH_OUTBOUND_ALLOW", fc.outbound_allow) {
+            None => Vec::new(),
+            Some((key, v)) => {
+                let mut ranges = Vec::new();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    match item
+                        .parse::<latch_core::net::IpNet>()
+                        .or_else(|_| item.parse::<std::net::IpAddr>().map(Into::into))
+                    {
+                        Ok(net) => ranges.push(net.trunc()),
+                        Err(_) => errors.push(format!(
+                            "{key}: {item:?} is not an address range (a CIDR such as 10.0.0.0/8, or an address)"
+                        )),
+                    }
+                }
+                ranges
+            }
+        };
         match (issuer, errors.is_empty()) {
             (Some(issuer), true) => Ok(Self {
                 bind,
                 issuer,
+                trusted_proxies,
                 data_dir,
                 database_url,
                 redis_url,
@@ -307,6 +507,10 @@ impl Config {
                 secret_key,
                 admin_password,
                 backchannel_retry_for,
+                outbound_allow,
+                log_retention,
+                outbox_retention,
+                warnings,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -315,6 +519,11 @@ impl Config {
     /// The issuer without a trailing slash, as it appears in `iss`.
     pub fn issuer_str(&self) -> &str {
         self.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// The outbound address policy, with the operator's allow-list.
+    pub fn outbound_policy(&self) -> latch_core::net::OutboundPolicy {
+        latch_core::net::OutboundPolicy::new(self.outbound_allow.clone())
     }
 }
 
@@ -341,6 +550,96 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    fn file(text: &str) -> (latch_testkit::env::TempDir, std::path::PathBuf) {
+        let dir = latch_testkit::env::TempDir::new();
+        let path = dir.path().join("latch.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    /// Every problem of a file at once, each with its key and line; numbers where seconds or days
+    /// are meant.
+    #[test]
+    fn file_errors_name_key_and_line_all_at_once() {
+        let (_d, path) = file(
+            "# Latch\nbackchannel_retry_for = 600\nbind = 127.0.0.1:1\nlog_fromat = \"json\"\nlog_format = \"xml\"\nlog_retention_days = 14\n",
+        );
+        let text = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("line 3, `bind`: not valid TOML"), "{text}");
+        assert!(text.contains("put the value in double quotes"), "{text}");
+        assert!(
+            text.contains("line 4, `log_fromat`: unknown setting (did you mean `log_format`?)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("log_format (config file, line 5)") && text.contains("pretty or json"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("backchannel_retry_for"),
+            "600 is fine: {text}"
+        );
+        assert!(!text.contains("log_retention_days"), "14 is fine: {text}");
+
+        let (_d, path) = file("backchannel_retry_for = 600\nlog_retention_days = 14\n");
+        let c = Config::from_sources(Some(&path), &[]).unwrap();
+        assert_eq!(c.backchannel_retry_for.as_secs(), 600);
+        assert_eq!(c.log_retention, time::Duration::days(14));
+        let (_d, path) = file("backchannel_retry_for = 1.5\n");
+        let text = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("line 1, `backchannel_retry_for`: expected a string or a whole number"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_setting_is_a_file_key() {
+        let body: String = KEYS.iter().map(|k| format!("{k} = \"x\"\n")).collect();
+        let table: toml::Table = body.parse().unwrap();
+        let parsed: Result<FileConfig, _> = toml::Value::Table(table).try_into();
+        assert!(parsed.is_ok(), "{parsed:?}");
+        let unknown: Result<FileConfig, _> =
+            "nope = \"x\"".parse::<toml::Table>().unwrap().try_into();
+        let e = unknown.unwrap_err().to_string();
+        for k in KEYS {
+            assert!(
+                e.contains(&format!("`{k}`")),
+                "{k} not a FileConfig field? {e}"
+            );
+        }
+        assert_eq!(
+            e.matches('`').count() / 2,
+            KEYS.len() + 1,
+            "a field missing from KEYS: {e}"
+        );
+    }
+
+    #[test]
+    fn unknown_variables_are_warned_about_with_the_closest_name() {
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LATCH_BINDD", "127.0.0.1:9"),
+                ("LATCH_CONFIG", "x"),
+                ("LATCH_TEST_DATABASE_URL", "x"),
+                ("LATCH_SOMETHING_ELSE_ENTIRELY", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("LATCH_BINDD")
+                && c.warnings[0].contains("did you mean LATCH_BIND?")
+        );
+        assert!(!c.warnings[1].contains("did you mean"), "{:?}", c.warnings);
     }
 
     #[test]
@@ -371,6 +670,8 @@ mod tests {
                 ("LATCH_ISSUER", "http://login.example.com"),
                 ("LATCH_ADMIN_TOKEN", "short"),
                 ("LATCH_SECRET_KEY", "abc"),
+                ("LATCH_LOG_RETENTION_DAYS", "0"),
+                ("LATCH_OUTBOX_RETENTION_DAYS", "a week"),
             ]),
         )
         .unwrap_err();
@@ -383,6 +684,8 @@ mod tests {
             "LATCH_ISSUER",
             "LATCH_ADMIN_TOKEN",
             "LATCH_SECRET_KEY",
+            "LATCH_LOG_RETENTION_DAYS",
+            "LATCH_OUTBOX_RETENTION_DAYS",
         ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
@@ -408,7 +711,99 @@ mod tests {
         let e = Config::from_sources(Some(&path), &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("log_format (config file)"), "{e}");
+        assert!(e.contains("log_format (config file, line 1)"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retention_days() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.log_retention, time::Duration::days(30));
+        assert_eq!(c.outbox_retention, time::Duration::days(7));
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LATCH_LOG_RETENTION_DAYS", "90"),
+                ("LATCH_OUTBOX_RETENTION_DAYS", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.log_retention, time::Duration::days(90));
+        assert_eq!(c.outbox_retention, time::Duration::days(1));
+        for bad in ["0", "-3", "3651", "30d", ""] {
+            let e = Config::from_sources(None, &env(&[("LATCH_LOG_RETENTION_DAYS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("LATCH_LOG_RETENTION_DAYS"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn outbound_allow_list() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.outbound_allow.is_empty());
+        let c = Config::from_sources(
+            None,
+            &env(&[("LATCH_OUTBOUND_ALLOW", "10.0.0.0/8, fd00::/8,192.168.1.7")]),
+        )
+        .unwrap();
+        let policy = c.outbound_policy();
+        assert!(policy.check_ip("10.9.8.7".parse().unwrap(), false).is_ok());
+        assert!(policy.check_ip("fd00::5".parse().unwrap(), false).is_ok());
+        assert!(
+            policy
+                .check_ip("192.168.1.7".parse().unwrap(), false)
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check_ip("192.168.1.8".parse().unwrap(), false)
+                .is_err()
+        );
+        let e = Config::from_sources(
+            None,
+            &env(&[("LATCH_OUTBOUND_ALLOW", "10.0.0.0/8,intranet")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("LATCH_OUTBOUND_ALLOW") && e.contains("intranet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_address_ranges() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        let c = Config::from_sources(
+            None,
+            &env(&[(
+                "LATCH_TRUSTED_PROXIES",
+                "10.0.0.0/8, 2001:db8::/32,192.0.2.7",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.ranges().len(), 3);
+        assert!(c.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        let e = Config::from_sources(
+            None,
+            &env(&[("LATCH_TRUSTED_PROXIES", "10.0.0.0/8, lb.internal")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("LATCH_TRUSTED_PROXIES") && e.contains("lb.internal"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("latch-cfg-tp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("latch.toml");
+        std::fs::write(&path, "trusted_proxies = \"10.0.0.0/33\"\n").unwrap();
+        let e = Config::from_sources(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxies (config file, line 1)"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

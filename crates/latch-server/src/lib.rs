@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod retention;
 pub mod telemetry;
 
 pub use app::{AppState, configure};

@@ -8,6 +8,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use latch_core::clock::to_millis;
 use latch_core::session::*;
+use latch_core::throttle::{Backoff, Throttle, ThrottleCheck, ThrottleKey};
 use latch_core::*;
 use time::OffsetDateTime;
 
@@ -49,6 +50,15 @@ mod schema {
         counters (key) {
             key -> Text,
             hits -> BigInt,
+            expires_at -> BigInt,
+        }
+    }
+    diesel::table! {
+        throttles (key) {
+            key -> Text,
+            failures -> BigInt,
+            mark -> BigInt,
+            until_at -> BigInt,
             expires_at -> BigInt,
         }
     }
@@ -101,18 +111,24 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, SessionError>
 }
 
 impl EmbeddedSessionStore {
-    /// Opens (creating and migrating) the session file at `path`.
+    /// Opens (creating and migrating) the session file at `path`. The file is created readable by
+    /// its owner only (0600) before SQLite opens it, and SQLite gives its WAL and shared-memory
+    /// files the database file's mode.
     pub async fn open(path: &Path) -> Result<Self, SessionError> {
-        let url = path.to_string_lossy().into_owned();
+        let path = path.to_owned();
         let pool = tokio::task::spawn_blocking(move || {
+            create_private(&path)?;
+            let url = path.to_string_lossy().into_owned();
             Pool::builder()
                 .max_size(8)
+                // Opened as load needs them, not eight at start (idle memory).
+                .min_idle(Some(1))
                 .connection_customizer(Box::new(Pragmas))
                 .build(ConnectionManager::<SqliteConnection>::new(url))
+                .map_err(|e| SessionError::Unavailable(Box::new(e)))
         })
         .await
-        .map_err(internal)?
-        .map_err(|e| SessionError::Unavailable(Box::new(e)))?;
+        .map_err(internal)??;
         let store = Self { pool };
         store
             .run(|c| {
@@ -137,6 +153,23 @@ impl EmbeddedSessionStore {
         })
         .await
         .map_err(internal)?
+    }
+}
+
+/// Creates `path` empty with mode 0600 when it does not exist (SQLite takes an empty file for a
+/// new database); an existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), SessionError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(SessionError::Unavailable(Box::new(e))),
     }
 }
 
@@ -241,6 +274,54 @@ fn write_tx<T>(
             E::S(e) => e,
             E::D(e) => db(e),
         })
+}
+
+/// A throttle key as stored (the default when there is no row).
+fn load_throttle(c: &mut SqliteConnection, key: &str) -> Result<Throttle, SessionError> {
+    let row: Option<(i64, i64, i64)> = throttles::table
+        .find(key)
+        .select((throttles::failures, throttles::mark, throttles::until_at))
+        .first(c)
+        .optional()
+        .map_err(db)?;
+    Ok(
+        row.map_or_else(Throttle::default, |(failures, mark, until)| Throttle {
+            failures: failures.max(0) as u64,
+            mark,
+            until,
+        }),
+    )
+}
+
+/// Stores a throttle key's state, or deletes the row once it means nothing.
+fn save_throttle(
+    c: &mut SqliteConnection,
+    key: &str,
+    backoff: &Backoff,
+    t: &Throttle,
+    now: i64,
+) -> Result<(), SessionError> {
+    diesel::delete(throttles::table.find(key))
+        .execute(c)
+        .map_err(db)?;
+    let expires = backoff.forgotten_at(t);
+    if expires > now {
+        diesel::insert_into(throttles::table)
+            .values((
+                throttles::key.eq(key),
+                throttles::failures.eq(t.failures.min(i64::MAX as u64) as i64),
+                throttles::mark.eq(t.mark),
+                throttles::until_at.eq(t.until),
+                throttles::expires_at.eq(expires),
+            ))
+            .execute(c)
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+fn owned_keys(keys: &[ThrottleKey<'_>]) -> Vec<(String, Backoff)> {
+    keys.iter().map(|k| (k.key.to_owned(), k.backoff)).collect()
 }
 
 fn load_session(c: &mut SqliteConnection, id: &str) -> Result<Option<Session>, SessionError> {
@@ -605,6 +686,86 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
+    async fn throttle_peek(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        let keys = owned_keys(keys);
+        self.run(move |c| {
+            keys.iter()
+                .map(|(key, b)| Ok(b.current(load_throttle(c, key)?, now)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn throttle_begin(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<ThrottleCheck, SessionError> {
+        let keys = owned_keys(keys);
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let mut states = Vec::with_capacity(keys.len());
+                for (key, b) in &keys {
+                    states.push(b.current(load_throttle(c, key)?, now));
+                }
+                let waiting = states
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.waits(now))
+                    .max_by_key(|(_, t)| t.until);
+                if let Some((key, t)) = waiting {
+                    return Ok(ThrottleCheck::Wait {
+                        key,
+                        until: t.until_at(),
+                    });
+                }
+                for ((key, b), t) in keys.iter().zip(states) {
+                    let held = b.hold(t, now);
+                    if held != t {
+                        save_throttle(c, key, b, &held, to_millis(now))?;
+                    }
+                }
+                Ok(ThrottleCheck::Go)
+            })
+        })
+        .await
+    }
+
+    async fn throttle_fail(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        let keys = owned_keys(keys);
+        self.run(move |c| {
+            write_tx(c, |c| {
+                let mut out = Vec::with_capacity(keys.len());
+                for (key, b) in &keys {
+                    let t = b.fail(b.current(load_throttle(c, key)?, now), now);
+                    save_throttle(c, key, b, &t, to_millis(now))?;
+                    out.push(t);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn throttle_clear(&self, key: &str) -> Result<(), SessionError> {
+        let key = key.to_owned();
+        self.run(move |c| {
+            diesel::delete(throttles::table.find(&key))
+                .execute(c)
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         let now = to_millis(now);
         self.run(move |c| {
@@ -621,6 +782,9 @@ impl SessionStore for EmbeddedSessionStore {
                 .execute(c)
                 .map_err(db)?;
                 n += diesel::delete(counters::table.filter(counters::expires_at.le(now)))
+                    .execute(c)
+                    .map_err(db)?;
+                n += diesel::delete(throttles::table.filter(throttles::expires_at.le(now)))
                     .execute(c)
                     .map_err(db)?;
                 n += diesel::delete(seen_once::table.filter(seen_once::expires_at.le(now)))

@@ -1,17 +1,25 @@
 //! Sessions in Redis.
 //!
-//! Key schema (every key starts with the configured prefix, `latch:` by default):
-//! - `{p}s:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`):
+//! Key schema (every key starts with the configured prefix, `latch:` by default). A session id is
+//! the digest of the session's secret (the cookie's value), which is never stored.
+//! - `{p}sd:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`):
 //!   `v1\n{last seen}\n{idle expiry}\n{absolute expiry}\n{user id}\n{core JSON}\n` followed by one
 //!   `c{client JSON}\n` line per app that joined. Instants are Unix ms. The mutable parts are lines
 //!   the Lua scripts rewrite or append without parsing JSON, and one compact string per session
 //!   keeps it near 500 bytes of Redis memory (a hash would leave its compact encoding as soon as a
 //!   value passed 64 bytes).
-//! - `{p}u:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
+//! - `{p}ud:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
 //!   Entries whose session expired are dropped when the set is read.
+//! - `{p}us:{connection}:{upstream sid}` the user whose session carries that upstream `sid`.
 //! - `{p}r:{key}` rate-limit counters (`INCR`, TTL = the window's end).
+//! - `{p}th:{key}` HASH of a sign-in throttle key: `n` failures, `m` leak mark, `u` end of its
+//!   delay (Unix ms); TTL = when it means nothing any more (`latch_core::throttle`).
 //! - `{p}c:{code digest}` authorization code JSON; `{p}t:{tx id}` login transaction JSON;
 //!   `{p}o:{scope}:{key}` replay guards. Each with its own TTL; taken with `GETDEL`.
+//!
+//! Releases before session ids were digests kept sessions under `{p}s:{secret}` and their index
+//! under `{p}u:{user id}`; nothing reads those keys, and [`RedisSessionStore::drop_legacy_sessions`]
+//! deletes them.
 //!
 //! Every change that touches more than one key runs as one Lua script, so it is atomic. The
 //! scripts touch keys derived from values they read, so the layout is for a single Redis (or a
@@ -22,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use latch_core::clock::{from_millis, to_millis};
 use latch_core::session::*;
+use latch_core::throttle::{Throttle, ThrottleCheck, ThrottleKey};
 use latch_core::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -116,6 +125,105 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
 return n
 ";
+
+/// What the throttle scripts share: `latch_core::throttle`'s arithmetic, step for step. KEYS are
+/// the keys (hashes: `n` failures, `m` leak mark, `u` end of delay; Unix ms); ARGV[1] is now,
+/// then four numbers per key: free failures, base delay, cap and leak interval (ms).
+macro_rules! throttle_lua {
+    ($body:literal) => {
+        concat!(
+            r"
+local now = tonumber(ARGV[1])
+local function arg(i, j) return tonumber(ARGV[1 + (i - 1) * 4 + j]) end
+local function delay(i, n)
+  local free = arg(i, 1)
+  if n <= free then return 0 end
+  local e = n - free - 1
+  local cap = arg(i, 3)
+  if e >= 40 then return cap end
+  local d = arg(i, 2) * (2 ^ e)
+  if d > cap then return cap end
+  return d
+end
+local function current(i)
+  local v = redis.call('HMGET', KEYS[i], 'n', 'm', 'u')
+  local n, m, u = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+  local leak = arg(i, 4)
+  local gone = math.floor(math.max(now - m, 0) / leak)
+  if n == 0 or gone >= n then return 0, now, u end
+  return n - gone, m + gone * leak, u
+end
+local function save(i, n, m, u)
+  local exp = math.max(u, m + n * arg(i, 4))
+  redis.call('DEL', KEYS[i])
+  if exp > now then
+    redis.call('HSET', KEYS[i], 'n', string.format('%d', n), 'm', string.format('%d', m),
+      'u', string.format('%d', u))
+    redis.call('PEXPIREAT', KEYS[i], string.format('%d', exp))
+  end
+end
+",
+            $body
+        )
+    };
+}
+
+/// `Backoff::hold` on every key unless one waits: `{-1}`, or `{index, until}` of the key that
+/// waits longest.
+const THROTTLE_BEGIN: &str = throttle_lua!(
+    r"
+local st = {}
+local best, bu = 0, 0
+for i = 1, #KEYS do
+  local n, m, u = current(i)
+  st[i] = {n, m, u}
+  if u > now and u >= bu then best, bu = i, u end
+end
+if best > 0 then return {best - 1, bu} end
+for i = 1, #KEYS do
+  local n, m, u = st[i][1], st[i][2], st[i][3]
+  local d = delay(i, n + 1)
+  if d > 0 and now + d > u then save(i, n, m, now + d) end
+end
+return {-1}
+"
+);
+
+/// `Backoff::fail` on every key; the new states, three numbers each.
+const THROTTLE_FAIL: &str = throttle_lua!(
+    r"
+local out = {}
+for i = 1, #KEYS do
+  local n, m, u = current(i)
+  local f = n + 1
+  local d = delay(i, f)
+  if d > 0 and now + d > u then u = now + d end
+  save(i, f, m, u)
+  out[#out + 1] = f
+  out[#out + 1] = m
+  out[#out + 1] = u
+end
+return out
+"
+);
+
+/// Key namespaces of sessions (by session id, the digest of the secret) and of the per-user
+/// index. Releases that keyed sessions by the secret itself used `s:` and `u:`.
+const SESSION_NS: &str = "sd:";
+const USER_NS: &str = "ud:";
+const LEGACY_NS: [&str; 2] = ["s:", "u:"];
+
+/// `s` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// The immutable part of a session, with short keys (it is stored once per session).
 #[derive(Serialize, Deserialize)]
@@ -256,6 +364,8 @@ pub struct RedisSessionStore {
     end_user: Script,
     list_user: Script,
     count_hit: Script,
+    throttle_begin: Script,
+    throttle_fail: Script,
 }
 
 impl std::fmt::Debug for RedisSessionStore {
@@ -297,18 +407,43 @@ impl RedisSessionStore {
             end_user: Script::new(END_USER),
             list_user: Script::new(LIST_USER),
             count_hit: Script::new(COUNT_HIT),
+            throttle_begin: Script::new(THROTTLE_BEGIN),
+            throttle_fail: Script::new(THROTTLE_FAIL),
         })
     }
 
     fn session_key(&self, id: &str) -> String {
-        format!("{}s:{id}", self.prefix)
+        format!("{}{SESSION_NS}{id}", self.prefix)
     }
     fn upstream_sid_key(&self, connection: &ConnectionName, sid: &str) -> String {
         format!("{}us:{connection}:{sid}", self.prefix)
     }
 
     fn user_key(&self, id: &str) -> String {
-        format!("{}u:{id}", self.prefix)
+        format!("{}{USER_NS}{id}", self.prefix)
+    }
+
+    fn throttle_key(&self, key: &str) -> String {
+        format!("{}th:{key}", self.prefix)
+    }
+
+    /// A throttle script invoked with `keys` and their policies.
+    fn throttle_invocation<'s>(
+        &self,
+        script: &'s Script,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(to_millis(now));
+        for k in keys {
+            inv.key(self.throttle_key(k.key))
+                .arg(k.backoff.free)
+                .arg(k.backoff.base_ms())
+                .arg(k.backoff.cap_ms())
+                .arg(k.backoff.leak_ms());
+        }
+        inv
     }
 
     /// Bytes Redis uses for one session's keys (`MEMORY USAGE`), for the benchmark.
@@ -337,6 +472,43 @@ impl RedisSessionStore {
             .await
             .map_err(unavailable)?;
         Ok(n.unwrap_or(0))
+    }
+
+    /// Deletes the session records and user index sets that releases before session ids were
+    /// digests left under this prefix (`{p}s:{secret}`, `{p}u:{user id}`): no code reads them any
+    /// more (a cookie is looked up by its digest), and they hold session secrets until their TTLs
+    /// run out. Safe to run at any time and on every instance; returns how many keys went.
+    pub async fn drop_legacy_sessions(&self) -> Result<u64, SessionError> {
+        let mut c = self.conn.clone();
+        let mut gone = 0;
+        for ns in LEGACY_NS {
+            let pattern = format!("{}{ns}*", glob_escape(&self.prefix));
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(unavailable)?;
+                if !keys.is_empty() {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut c)
+                        .await
+                        .map_err(unavailable)?;
+                    gone += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(gone)
     }
 
     async fn take(&self, key: String) -> Result<Option<String>, SessionError> {
@@ -508,7 +680,7 @@ impl SessionStore for RedisSessionStore {
         let v: Option<String> = self
             .end_one
             .key(self.session_key(id.as_str()))
-            .arg(format!("{}u:", self.prefix))
+            .arg(format!("{}{USER_NS}", self.prefix))
             .arg(id.as_str())
             .invoke_async(&mut c)
             .await
@@ -521,7 +693,7 @@ impl SessionStore for RedisSessionStore {
         let flat: Vec<String> = self
             .end_user
             .key(self.user_key(user.as_str()))
-            .arg(format!("{}s:", self.prefix))
+            .arg(self.session_key(""))
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -616,8 +788,111 @@ impl SessionStore for RedisSessionStore {
         Ok(n)
     }
 
+    async fn throttle_peek(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("HMGET")
+                .arg(self.throttle_key(k.key))
+                .arg("n")
+                .arg("m")
+                .arg("u");
+        }
+        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
+            pipe.query_async(&mut c).await.map_err(unavailable)?;
+        Ok(keys
+            .iter()
+            .zip(rows)
+            .map(|(k, (n, m, u))| {
+                let stored = Throttle {
+                    failures: n.unwrap_or(0).max(0) as u64,
+                    mark: m.unwrap_or(0),
+                    until: u.unwrap_or(0),
+                };
+                k.backoff.current(stored, now)
+            })
+            .collect())
+    }
+
+    async fn throttle_begin(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<ThrottleCheck, SessionError> {
+        if keys.is_empty() {
+            return Ok(ThrottleCheck::Go);
+        }
+        let mut c = self.conn.clone();
+        let out: Vec<i64> = self
+            .throttle_invocation(&self.throttle_begin, keys, now)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        match out.as_slice() {
+            [-1] => Ok(ThrottleCheck::Go),
+            [key, until] if (0..keys.len() as i64).contains(key) => Ok(ThrottleCheck::Wait {
+                key: *key as usize,
+                until: from_millis(*until),
+            }),
+            _ => Err(internal(std::io::Error::other(
+                "unexpected answer from the throttle script",
+            ))),
+        }
+    }
+
+    async fn throttle_fail(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let out: Vec<i64> = self
+            .throttle_invocation(&self.throttle_fail, keys, now)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if out.len() != keys.len() * 3 {
+            return Err(internal(std::io::Error::other(
+                "unexpected answer from the throttle script",
+            )));
+        }
+        Ok(out
+            .chunks_exact(3)
+            .map(|t| Throttle {
+                failures: t[0].max(0) as u64,
+                mark: t[1],
+                until: t[2],
+            })
+            .collect())
+    }
+
+    async fn throttle_clear(&self, key: &str) -> Result<(), SessionError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.del(self.throttle_key(key)).await.map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn purge_expired(&self, _now: OffsetDateTime) -> Result<u64, SessionError> {
         // Redis expires keys itself.
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_escape_makes_a_prefix_literal() {
+        assert_eq!(super::glob_escape("latch:"), "latch:");
+        assert_eq!(super::glob_escape(r"a*b?[c]\"), r"a\*b\?\[c\]\\");
     }
 }

@@ -447,6 +447,49 @@ impl ClientGrantRepo for SqlStore {
     }
 }
 
+type Db = <DbConnection as diesel::Connection>::Backend;
+
+/// The users a search matches, before order and paging (shared by list and count).
+fn users_matching(q: &UserQuery) -> users::BoxedQuery<'static, Db> {
+    let mut query = users::table.into_boxed();
+    if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query = query.filter(users::search.like(format!("%{escaped}%")).escape('\\'));
+    }
+    query
+}
+
+/// The log events a filter matches, before order and paging (shared by list and count).
+fn logs_matching(q: &LogQuery) -> log_events::BoxedQuery<'static, Db> {
+    let mut query = log_events::table.into_boxed();
+    if let Some(id) = &q.log_id {
+        query = query.filter(log_events::log_id.eq(id.as_str().to_owned()));
+    }
+    if let Some(t) = &q.event_type {
+        query = query.filter(log_events::event_type.eq(t.clone()));
+    }
+    if let Some(u) = &q.user_id {
+        query = query.filter(log_events::user_id.eq(u.as_str().to_owned()));
+    }
+    if let Some(c) = &q.client_id {
+        query = query.filter(log_events::client_id.eq(c.as_str().to_owned()));
+    }
+    if let Some(c) = &q.connection {
+        query = query.filter(log_events::connection.eq(c.as_str().to_owned()));
+    }
+    if let Some(from) = q.from {
+        query = query.filter(log_events::date.ge(to_millis(from)));
+    }
+    if let Some(to) = q.to {
+        query = query.filter(log_events::date.le(to_millis(to)));
+    }
+    query
+}
+
 #[async_trait]
 impl UserRepo for SqlStore {
     async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
@@ -484,23 +527,27 @@ impl UserRepo for SqlStore {
     async fn list_users(&self, q: &UserQuery) -> Result<Vec<User>, StoreError> {
         let q = q.clone();
         self.run(move |conn| {
-            let mut query = users::table.select(UserRow::as_select()).into_boxed();
-            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-                let escaped = text
-                    .to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                query = query.filter(users::search.like(format!("%{escaped}%")).escape('\\'));
-            }
             let per_page = i64::from(q.per_page.clamp(1, 100));
-            let rows: Vec<UserRow> = query
+            let rows: Vec<UserRow> = users_matching(&q)
+                .select(UserRow::as_select())
                 .order((users::created_at.desc(), users::user_id))
                 .limit(per_page)
                 .offset(i64::from(q.page) * per_page)
                 .load(conn)
                 .map_err(db_err("user", "user_id"))?;
             rows.into_iter().map(UserRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn count_users(&self, q: &UserQuery) -> Result<u64, StoreError> {
+        let q = q.clone();
+        self.run(move |conn| {
+            let n: i64 = users_matching(&q)
+                .count()
+                .get_result(conn)
+                .map_err(db_err("user", "user_id"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }
@@ -544,6 +591,9 @@ impl UserRepo for SqlStore {
                     .execute(conn)
                     .map_err(db_err("user", "user_id"))?;
                 diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                diesel::delete(grants::table.filter(grants::user_id.eq(&id)))
                     .execute(conn)
                     .map_err(db_err("user", "user_id"))?;
                 let n = diesel::delete(users::table.find(&id))
@@ -674,6 +724,49 @@ fn write_identity(conn: &mut DbConnection, row: &IdentityRow) -> Result<(), Stor
 
 #[async_trait]
 impl RefreshTokenRepo for SqlStore {
+    async fn insert_grant(
+        &self,
+        g: &UserGrant,
+        first_refresh_token: Option<&RefreshToken>,
+    ) -> Result<(), StoreError> {
+        let grant = UserGrantRow::from_domain(g);
+        let refresh = first_refresh_token.map(RefreshRow::from_domain);
+        self.run_write(move |conn| {
+            let insert_grant = |conn: &mut DbConnection| {
+                diesel::insert_into(grants::table)
+                    .values(&grant)
+                    .execute(conn)
+                    .map_err(db_err("grant", "id"))
+            };
+            match &refresh {
+                None => insert_grant(conn).map(drop),
+                Some(row) => tx(conn, |conn| {
+                    insert_grant(conn)?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(row)
+                        .execute(conn)
+                        .map_err(db_err("refresh token", "digest"))?;
+                    Ok(())
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn find_grant(&self, id: &FamilyId) -> Result<Option<UserGrant>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<UserGrantRow> = grants::table
+                .find(&id)
+                .select(UserGrantRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("grant", "id"))?;
+            Ok(row.map(UserGrantRow::into_domain))
+        })
+        .await
+    }
+
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
         let row = RefreshRow::from_domain(t);
         self.run_write(move |conn| {
@@ -692,13 +785,24 @@ impl RefreshTokenRepo for SqlStore {
     ) -> Result<Option<RefreshToken>, StoreError> {
         let digest = digest.as_str().to_owned();
         self.run(move |conn| {
-            let row: Option<RefreshRow> = refresh_tokens::table
+            // With its grant's revocation in the same read: a token that escaped its grant's
+            // revocation (rotated in concurrently) is still dead.
+            let row: Option<(RefreshRow, Option<i64>)> = refresh_tokens::table
+                .left_join(grants::table.on(grants::id.eq(refresh_tokens::family_id)))
                 .filter(refresh_tokens::digest.eq(&digest))
-                .select(RefreshRow::as_select())
+                .select((RefreshRow::as_select(), grants::revoked_at.nullable()))
                 .first(conn)
                 .optional()
                 .map_err(db_err("refresh token", "digest"))?;
-            Ok(row.map(RefreshRow::into_domain))
+            Ok(row.map(|(r, grant_revoked)| {
+                let mut t = r.into_domain();
+                if t.revoked_at.is_none()
+                    && let Some(at) = grant_revoked
+                {
+                    t.revoked_at = Some(latch_core::clock::from_millis(at));
+                }
+                t
+            }))
         })
         .await
     }
@@ -789,54 +893,91 @@ impl RefreshTokenRepo for SqlStore {
                 }
             };
         }
+        // The same scopes over the grants table.
+        macro_rules! grants_in_scope {
+            ($scope:expr, $with:ident) => {
+                match $scope {
+                    RevokeScope::Family(f) => $with!(grants::id.eq(f.as_str())),
+                    RevokeScope::User(u) => $with!(grants::user_id.eq(u.as_str())),
+                    RevokeScope::Session {
+                        session_id,
+                        include_offline: true,
+                    } => $with!(grants::session_id.eq(session_id.as_str())),
+                    RevokeScope::Session {
+                        session_id,
+                        include_offline: false,
+                    } => $with!(
+                        grants::session_id
+                            .eq(session_id.as_str())
+                            .and(grants::offline.eq(false))
+                    ),
+                }
+            };
+        }
         // Most logouts have nothing to revoke: they look first, with a prepared read (diesel
         // parses the update on every call) that on SQLite does not wait for a writer's turn.
+        // Every refresh token belongs to a grant, revoked with it: live grants are what to find.
         let s = scope.clone();
         let any = self
             .run(move |conn| {
                 macro_rules! first {
                     ($filter:expr) => {
-                        refresh_tokens::table
-                            .filter(refresh_tokens::revoked_at.is_null())
+                        grants::table
+                            .filter(grants::revoked_at.is_null())
                             .filter($filter)
-                            .select(refresh_tokens::id)
+                            .select(grants::id)
                             .first::<String>(conn)
                     };
                 }
-                in_scope!(&s, first)
+                grants_in_scope!(&s, first)
                     .optional()
-                    .map_err(db_err("refresh token", "id"))
+                    .map_err(db_err("grant", "id"))
             })
             .await?;
         if any.is_none() {
             return Ok(Vec::new());
         }
-        // One statement: only the statement that flips a row reports it as revoked.
+        // One transaction: the grants, then their tokens; only the statement that flips a row
+        // reports it as revoked.
         let scope = scope.clone();
         self.run_write(move |conn| {
-            macro_rules! revoke {
-                ($c:expr) => {{
-                    macro_rules! update {
-                        ($filter:expr) => {
-                            diesel::update(
-                                refresh_tokens::table
-                                    .filter(refresh_tokens::revoked_at.is_null())
-                                    .filter($filter),
-                            )
-                            .set(refresh_tokens::revoked_at.eq(Some(now)))
-                            .returning(RefreshRow::as_returning())
-                            .get_results::<RefreshRow>($c)
-                        };
-                    }
-                    in_scope!(&scope, update)
-                }};
-            }
-            let rows = match &mut **conn {
-                DbConnection::Pg(pg) => revoke!(pg),
-                DbConnection::Sqlite(lite) => revoke!(lite),
-            }
-            .map_err(db_err("refresh token", "id"))?;
-            Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
+            tx(conn, |conn| {
+                macro_rules! revoke_grants {
+                    ($filter:expr) => {
+                        diesel::update(
+                            grants::table
+                                .filter(grants::revoked_at.is_null())
+                                .filter($filter),
+                        )
+                        .set(grants::revoked_at.eq(Some(now)))
+                        .execute(conn)
+                    };
+                }
+                grants_in_scope!(&scope, revoke_grants).map_err(db_err("grant", "id"))?;
+                macro_rules! revoke {
+                    ($c:expr) => {{
+                        macro_rules! update {
+                            ($filter:expr) => {
+                                diesel::update(
+                                    refresh_tokens::table
+                                        .filter(refresh_tokens::revoked_at.is_null())
+                                        .filter($filter),
+                                )
+                                .set(refresh_tokens::revoked_at.eq(Some(now)))
+                                .returning(RefreshRow::as_returning())
+                                .get_results::<RefreshRow>($c)
+                            };
+                        }
+                        in_scope!(&scope, update)
+                    }};
+                }
+                let rows = match &mut *conn {
+                    DbConnection::Pg(pg) => revoke!(pg),
+                    DbConnection::Sqlite(lite) => revoke!(lite),
+                }
+                .map_err(db_err("refresh token", "id"))?;
+                Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
+            })
         })
         .await
     }
@@ -949,36 +1090,60 @@ impl LogRepo for SqlStore {
         self.logs.flush().await;
         let q = q.clone();
         self.run(move |conn| {
-            let mut query = log_events::table.select(LogRow::as_select()).into_boxed();
-            if let Some(id) = &q.log_id {
-                query = query.filter(log_events::log_id.eq(id.as_str().to_owned()));
-            }
-            if let Some(t) = &q.event_type {
-                query = query.filter(log_events::event_type.eq(t.clone()));
-            }
-            if let Some(u) = &q.user_id {
-                query = query.filter(log_events::user_id.eq(u.as_str().to_owned()));
-            }
-            if let Some(c) = &q.client_id {
-                query = query.filter(log_events::client_id.eq(c.as_str().to_owned()));
-            }
-            if let Some(c) = &q.connection {
-                query = query.filter(log_events::connection.eq(c.as_str().to_owned()));
-            }
-            if let Some(from) = q.from {
-                query = query.filter(log_events::date.ge(to_millis(from)));
-            }
-            if let Some(to) = q.to {
-                query = query.filter(log_events::date.le(to_millis(to)));
-            }
             let per_page = i64::from(q.per_page.clamp(1, 100));
-            let rows: Vec<LogRow> = query
+            let rows: Vec<LogRow> = logs_matching(&q)
+                .select(LogRow::as_select())
                 .order((log_events::date.desc(), log_events::log_id.desc()))
                 .limit(per_page)
                 .offset(i64::from(q.page) * per_page)
                 .load(conn)
                 .map_err(db_err("log event", "log_id"))?;
             rows.into_iter().map(LogRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn count_logs(&self, q: &LogQuery) -> Result<u64, StoreError> {
+        self.logs.flush().await;
+        let q = q.clone();
+        self.run(move |conn| {
+            let n: i64 = logs_matching(&q)
+                .count()
+                .get_result(conn)
+                .map_err(db_err("log event", "log_id"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn purge_logs(&self, before: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        // Events still queued for the writer are purged too when they are old enough.
+        self.logs.flush().await;
+        let (before, limit) = (to_millis(before), i64::from(limit));
+        self.run_write(move |conn| {
+            use diesel::sql_types::BigInt;
+            // One bounded batch (`log_events_date` finds it). On PostgreSQL rows another
+            // instance is deleting are skipped, not waited for, and the ids go to the delete as
+            // an array: with `IN (SELECT …)` the planner may hash-join against the whole table.
+            match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(
+                    "DELETE FROM log_events WHERE log_id = ANY(ARRAY(\
+                       SELECT log_id FROM log_events WHERE date < $1 \
+                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(
+                    "DELETE FROM log_events WHERE log_id IN (\
+                       SELECT log_id FROM log_events WHERE date < ?1 ORDER BY date LIMIT ?2)",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(lite),
+            }
+            .map(|n| n as u64)
+            .map_err(db_err("log event", "log_id"))
         })
         .await
     }
@@ -1193,6 +1358,51 @@ impl OutboxRepo for SqlStore {
         .await
     }
 
+    async fn retry_delivery(
+        &self,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let id = id.as_str().to_owned();
+        let now = to_millis(now);
+        self.run_write(move |conn| {
+            // One conditional UPDATE: a worker claiming the row at the same moment either
+            // holds it first (nothing changes here) or claims it after, already due.
+            let pending = DeliveryState::Pending.as_str();
+            let n = diesel::update(
+                outbox::table.find(&id).filter(
+                    outbox::state
+                        .eq(DeliveryState::Failed.as_str())
+                        .or(outbox::state.eq(pending).and(
+                            outbox::locked_until
+                                .is_null()
+                                .or(outbox::locked_until.le(now)),
+                        )),
+                ),
+            )
+            .set((
+                outbox::state.eq(pending),
+                outbox::next_attempt_at.eq(now),
+                outbox::locked_until.eq(None::<i64>),
+                outbox::finished_at.eq(None::<i64>),
+            ))
+            .execute(conn)
+            .map_err(db_err("delivery", "id"))?;
+            let row: Option<DeliveryRow> = outbox::table
+                .find(&id)
+                .select(DeliveryRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("delivery", "id"))?;
+            match row {
+                None => Err(not_found("delivery", &id)),
+                Some(_) if n == 0 => Ok(None),
+                Some(r) => r.into_domain().map(Some),
+            }
+        })
+        .await
+    }
+
     async fn list_deliveries(
         &self,
         state: Option<DeliveryState>,
@@ -1209,6 +1419,41 @@ impl OutboxRepo for SqlStore {
                 .load(conn)
                 .map_err(db_err("delivery", "id"))?;
             rows.into_iter().map(DeliveryRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn purge_finished_deliveries(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let (before, limit) = (to_millis(before), i64::from(limit));
+        self.run_write(move |conn| {
+            use diesel::sql_types::BigInt;
+            // One bounded batch of finished rows (the partial index `outbox_finished` holds only
+            // them); a pending delivery is never deleted. On PostgreSQL rows another instance is
+            // deleting are skipped, not waited for (and the ids go as an array, as for logs).
+            match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(
+                    "DELETE FROM outbox WHERE id = ANY(ARRAY(\
+                       SELECT id FROM outbox WHERE state <> 'pending' AND finished_at < $1 \
+                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(
+                    "DELETE FROM outbox WHERE id IN (\
+                       SELECT id FROM outbox WHERE state <> 'pending' AND finished_at < ?1 \
+                       ORDER BY finished_at LIMIT ?2)",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(lite),
+            }
+            .map(|n| n as u64)
+            .map_err(db_err("delivery", "id"))
         })
         .await
     }

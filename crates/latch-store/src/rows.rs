@@ -413,6 +413,47 @@ impl RefreshRow {
     }
 }
 
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants)]
+pub(crate) struct UserGrantRow {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub session_id: Option<String>,
+    pub offline: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl UserGrantRow {
+    pub fn from_domain(g: &UserGrant) -> Self {
+        Self {
+            id: g.id.as_str().to_owned(),
+            user_id: g.user_id.as_str().to_owned(),
+            client_id: g.client_id.as_str().to_owned(),
+            session_id: g.session_id.as_ref().map(|s| s.as_str().to_owned()),
+            offline: g.offline,
+            created_at: to_millis(g.created_at),
+            expires_at: to_millis(g.expires_at),
+            revoked_at: ms_opt(g.revoked_at),
+        }
+    }
+
+    pub fn into_domain(self) -> UserGrant {
+        UserGrant {
+            id: FamilyId::new(self.id),
+            user_id: UserId::new(self.user_id),
+            client_id: ClientId::new(self.client_id),
+            session_id: self.session_id.map(SessionId::new),
+            offline: self.offline,
+            created_at: from_millis(self.created_at),
+            expires_at: from_millis(self.expires_at),
+            revoked_at: time_opt(self.revoked_at),
+        }
+    }
+}
+
 // ---------- signing keys ----------
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]

@@ -111,6 +111,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    grants (id) {
+        id -> Text,
+        user_id -> Text,
+        client_id -> Text,
+        session_id -> Nullable<Text>,
+        offline -> Bool,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     signing_keys (kid) {
         kid -> Text,
         alg -> Text,
@@ -165,6 +178,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     identities,
     refresh_tokens,
+    grants,
     signing_keys,
     log_events,
     outbox,

@@ -174,3 +174,18 @@ pub fn session_client(client: &str) -> SessionClient {
 pub fn user_id() -> UserId {
     UserId::new(format!("auth0|{}", unique()))
 }
+
+/// The grant a refresh token belongs to (every refresh token has one), as a code exchange
+/// records it.
+pub fn grant_of(t: &RefreshToken) -> UserGrant {
+    UserGrant {
+        id: t.family_id.clone(),
+        user_id: t.user_id.clone(),
+        client_id: t.client_id.clone(),
+        session_id: t.session_id.clone(),
+        offline: t.offline,
+        created_at: t.created_at,
+        expires_at: t.family_expires_at,
+        revoked_at: None,
+    }
+}

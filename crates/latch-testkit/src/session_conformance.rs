@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use latch_core::clock::{from_millis, to_millis};
 use latch_core::session::*;
+use latch_core::throttle::{Backoff, Throttle, ThrottleCheck, ThrottleKey};
 use latch_core::*;
 use time::{Duration, OffsetDateTime};
 
@@ -407,6 +409,62 @@ pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
     );
 }
 
+/// A session's secret (the cookie's value) is nowhere in what the backend stores: not as a key,
+/// not in the session's record or the user's index, not in a code bound to the session, not after
+/// the session is used and joined. The session is stored under the secret's digest and found
+/// by it.
+pub async fn session_secret_is_not_at_rest(h: &crate::SessionHarness) {
+    let s = &*h.sessions;
+    let user = fixtures::user_id();
+    let secret = SessionSecret::new(format!(
+        "cookie-secret-{}{}",
+        crate::env::unique(),
+        crate::env::unique()
+    ));
+    let mut sess = fixtures::session(&user);
+    sess.id = secret.id();
+    sess.connection = ConnectionName::new("acme-okta");
+    sess.upstream.sid = Some(format!("up-{}", crate::env::unique()));
+    let mut c = code(Duration::minutes(1));
+    c.user_id = user.clone();
+    c.session_id = Some(sess.id.clone());
+    s.insert_session_with_code(&sess, &c).await.unwrap();
+    s.touch_session(&sess.id, now(), Duration::minutes(30))
+        .await
+        .unwrap()
+        .unwrap();
+    s.add_session_client(&sess.id, &fixtures::session_client("app"), now())
+        .await
+        .unwrap()
+        .unwrap();
+    s.insert_code(&code(Duration::minutes(1))).await.unwrap();
+
+    // The cookie still finds its session; the secret itself is not a key.
+    let found = s.find_session(&secret.id(), now()).await.unwrap().unwrap();
+    assert_eq!(found.sid, sess.sid);
+    assert!(
+        s.find_session(&SessionId::new(secret.expose()), now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.list_user_sessions(&user, now()).await.unwrap().len(), 1);
+
+    let stored = h.at_rest.read().await;
+    // The scan sees what was stored (so a miss below means something)...
+    for seen in [sess.id.as_str(), sess.sid.as_str(), user.as_str()] {
+        assert!(
+            crate::at_rest::contains(&stored, seen),
+            "the scan of what the backend stores does not show {seen}"
+        );
+    }
+    // ... and the secret is not in it.
+    assert!(
+        !crate::at_rest::contains(&stored, secret.expose()),
+        "the session secret is stored"
+    );
+}
+
 pub async fn rate_counters_count_per_window(s: &dyn SessionStore) {
     let key = format!("login:{}", crate::env::unique());
     let t0 = now();
@@ -435,6 +493,205 @@ pub async fn rate_counters_count_per_window(s: &dyn SessionStore) {
     assert_eq!(got, vec![1, 2, 3]);
 }
 
+fn throttle_key(policy: &Backoff) -> (String, Backoff) {
+    (format!("pw:{}", crate::env::unique()), *policy)
+}
+
+/// `(key, policy)` pairs as the `ThrottleKey`s the calls take.
+fn tk<'a>(keys: &[&'a (String, Backoff)]) -> Vec<ThrottleKey<'a>> {
+    keys.iter()
+        .map(|(k, b)| ThrottleKey {
+            key: k.as_str(),
+            backoff: *b,
+        })
+        .collect()
+}
+
+const SLOW: Backoff = Backoff {
+    free: 2,
+    base: Duration::seconds(1),
+    cap: Duration::seconds(4),
+    leak: Duration::minutes(1),
+};
+
+/// Free failures first, then each failure doubles the wait up to the cap; an attempt that goes
+/// ahead past the free failures holds the key, so a second one at the same moment waits.
+pub async fn throttle_delays_double_after_free_failures(s: &dyn SessionStore) {
+    let t0 = now();
+    let ms = |d: i64| to_millis(t0) + d;
+    let k = throttle_key(&SLOW);
+    let keys = tk(&[&k]);
+    assert_eq!(
+        s.throttle_peek(&keys, t0).await.unwrap()[0].failures,
+        0,
+        "a key never seen"
+    );
+    for n in 1..=2u64 {
+        assert_eq!(
+            s.throttle_begin(&keys, t0).await.unwrap(),
+            ThrottleCheck::Go
+        );
+        let t = s.throttle_fail(&keys, t0).await.unwrap()[0];
+        assert_eq!((t.failures, t.until), (n, 0), "free failure {n}");
+    }
+    // The third attempt goes ahead and holds the key for what its failure would cost.
+    assert_eq!(
+        s.throttle_begin(&keys, t0).await.unwrap(),
+        ThrottleCheck::Go
+    );
+    let held = ThrottleCheck::Wait {
+        key: 0,
+        until: from_millis(ms(1000)),
+    };
+    assert_eq!(s.throttle_begin(&keys, t0).await.unwrap(), held);
+    let t = s.throttle_fail(&keys, t0).await.unwrap()[0];
+    assert_eq!((t.failures, t.until), (3, ms(1000)));
+    assert_eq!(
+        s.throttle_begin(&keys, t0 + Duration::milliseconds(999))
+            .await
+            .unwrap(),
+        held,
+        "not a millisecond early"
+    );
+    let mut at = t0 + Duration::seconds(1);
+    let mut expected = Vec::new();
+    let mut got = Vec::new();
+    for (n, wait) in [(4u64, 2000i64), (5, 4000), (6, 4000)] {
+        assert_eq!(
+            s.throttle_begin(&keys, at).await.unwrap(),
+            ThrottleCheck::Go
+        );
+        let t = s.throttle_fail(&keys, at).await.unwrap()[0];
+        got.push((t.failures, t.until));
+        expected.push((n, to_millis(at) + wait));
+        at += Duration::milliseconds(wait);
+    }
+    assert_eq!(got, expected, "doubling up to the cap");
+    let peeked = s.throttle_peek(&keys, at).await.unwrap()[0];
+    assert_eq!((peeked.failures, peeked.mark), (6, to_millis(t0)));
+}
+
+/// A waiting key refuses the attempt without changing any key; the longest wait is named.
+pub async fn throttle_wait_changes_nothing(s: &dyn SessionStore) {
+    let t0 = now();
+    let strict = Backoff {
+        free: 0,
+        base: Duration::seconds(10),
+        cap: Duration::seconds(10),
+        ..SLOW
+    };
+    let short = Backoff {
+        free: 0,
+        base: Duration::seconds(2),
+        ..SLOW
+    };
+    let (a, b) = (throttle_key(&strict), throttle_key(&short));
+    let fresh = throttle_key(&short);
+    s.throttle_fail(&tk(&[&a, &b]), t0).await.unwrap();
+    let t1 = t0 + Duration::seconds(1);
+    let before = s.throttle_peek(&tk(&[&fresh, &b, &a]), t1).await.unwrap();
+    assert_eq!(
+        s.throttle_begin(&tk(&[&fresh, &b, &a]), t1).await.unwrap(),
+        ThrottleCheck::Wait {
+            key: 2,
+            until: t0 + Duration::seconds(10)
+        }
+    );
+    assert_eq!(
+        s.throttle_peek(&tk(&[&fresh, &b, &a]), t1).await.unwrap(),
+        before,
+        "a refused attempt counts for nothing and holds nothing"
+    );
+    // Once b's wait is over but a's is not, a still refuses.
+    assert_eq!(
+        s.throttle_begin(&tk(&[&b, &a]), t0 + Duration::seconds(3))
+            .await
+            .unwrap(),
+        ThrottleCheck::Wait {
+            key: 1,
+            until: t0 + Duration::seconds(10)
+        }
+    );
+    assert_eq!(
+        s.throttle_begin(&tk(&[&b]), t0 + Duration::seconds(3))
+            .await
+            .unwrap(),
+        ThrottleCheck::Go
+    );
+}
+
+/// Failures leak away one per interval; clearing forgets a key at once.
+pub async fn throttle_failures_leak_and_clear(s: &dyn SessionStore) {
+    let t0 = now();
+    let k = throttle_key(&SLOW);
+    let keys = tk(&[&k]);
+    for _ in 0..4 {
+        s.throttle_fail(&keys, t0).await.unwrap();
+    }
+    let t = s
+        .throttle_peek(&keys, t0 + Duration::seconds(150))
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (t.failures, t.mark),
+        (2, to_millis(t0 + Duration::minutes(2)))
+    );
+    // A failure after leaking counts from what is left.
+    let t = s
+        .throttle_fail(&keys, t0 + Duration::seconds(150))
+        .await
+        .unwrap()[0];
+    assert_eq!(t.failures, 3);
+    assert_eq!(
+        s.throttle_peek(&keys, t0 + Duration::minutes(6))
+            .await
+            .unwrap()[0]
+            .failures,
+        0
+    );
+    s.throttle_fail(&keys, t0).await.unwrap();
+    s.throttle_clear(&k.0).await.unwrap();
+    let t = s.throttle_peek(&keys, t0).await.unwrap()[0];
+    assert_eq!((t.failures, t.until), (0, 0));
+    assert_eq!(
+        s.throttle_begin(&keys, t0).await.unwrap(),
+        ThrottleCheck::Go
+    );
+    s.throttle_clear(&format!("never-{}", crate::env::unique()))
+        .await
+        .unwrap();
+}
+
+/// Concurrent failures all count; of attempts arriving together once a delay ends, one goes.
+pub async fn throttle_is_atomic_under_concurrency(s: &dyn SessionStore) {
+    let t0 = now();
+    let k = throttle_key(&Backoff { free: 0, ..SLOW });
+    let keys = tk(&[&k]);
+    let (a, b, c, d) = tokio::join!(
+        s.throttle_fail(&keys, t0),
+        s.throttle_fail(&keys, t0),
+        s.throttle_fail(&keys, t0),
+        s.throttle_fail(&keys, t0)
+    );
+    let mut n: Vec<u64> = [a, b, c, d]
+        .into_iter()
+        .map(|r| r.unwrap()[0].failures)
+        .collect();
+    n.sort();
+    assert_eq!(n, vec![1, 2, 3, 4]);
+    let at = t0 + Duration::seconds(4);
+    let (a, b, c) = tokio::join!(
+        s.throttle_begin(&keys, at),
+        s.throttle_begin(&keys, at),
+        s.throttle_begin(&keys, at)
+    );
+    let went = [a, b, c]
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap() == ThrottleCheck::Go)
+        .count();
+    assert_eq!(went, 1);
+}
+
 /// The session store contract in its plainest form: a map behind a mutex.
 #[derive(Default)]
 pub struct MemorySessions {
@@ -448,11 +705,17 @@ struct Mem {
     txs: HashMap<LoginTxId, LoginTransaction>,
     seen: HashMap<(String, String), OffsetDateTime>,
     counters: HashMap<String, (u64, OffsetDateTime)>,
+    throttles: HashMap<String, Throttle>,
 }
 
 impl MemorySessions {
     fn with<T>(&self, f: impl FnOnce(&mut Mem) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// What it holds of sessions, codes and transactions, rendered (for checks on what is kept).
+    pub fn render(&self) -> String {
+        self.with(|m| format!("{:?}\n{:?}\n{:?}", m.sessions, m.codes, m.txs))
     }
 }
 
@@ -624,6 +887,70 @@ impl SessionStore for MemorySessions {
             e.0
         }))
     }
+    async fn throttle_peek(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        Ok(self.with(|m| {
+            keys.iter()
+                .map(|k| {
+                    let stored = m.throttles.get(k.key).copied().unwrap_or_default();
+                    k.backoff.current(stored, now)
+                })
+                .collect()
+        }))
+    }
+    async fn throttle_begin(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<ThrottleCheck, SessionError> {
+        Ok(self.with(|m| {
+            let states: Vec<Throttle> = keys
+                .iter()
+                .map(|k| {
+                    let stored = m.throttles.get(k.key).copied().unwrap_or_default();
+                    k.backoff.current(stored, now)
+                })
+                .collect();
+            if let Some((key, t)) = states
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.waits(now))
+                .max_by_key(|(_, t)| t.until)
+            {
+                return ThrottleCheck::Wait {
+                    key,
+                    until: t.until_at(),
+                };
+            }
+            for (k, t) in keys.iter().zip(states) {
+                m.throttles.insert(k.key.to_owned(), k.backoff.hold(t, now));
+            }
+            ThrottleCheck::Go
+        }))
+    }
+    async fn throttle_fail(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Throttle>, SessionError> {
+        Ok(self.with(|m| {
+            keys.iter()
+                .map(|k| {
+                    let stored = m.throttles.get(k.key).copied().unwrap_or_default();
+                    let t = k.backoff.fail(k.backoff.current(stored, now), now);
+                    m.throttles.insert(k.key.to_owned(), t);
+                    t
+                })
+                .collect()
+        }))
+    }
+    async fn throttle_clear(&self, key: &str) -> Result<(), SessionError> {
+        self.with(|m| m.throttles.remove(key));
+        Ok(())
+    }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         Ok(self.with(|m| {
             let before = m.sessions.len();
@@ -641,8 +968,11 @@ mod memory {
     use crate::SessionHarness;
 
     async fn make(_test: &str) -> Option<SessionHarness> {
+        let sessions = Arc::new(MemorySessions::default());
+        let held = sessions.clone();
         Some(SessionHarness {
-            sessions: Arc::new(MemorySessions::default()),
+            sessions,
+            at_rest: crate::at_rest::AtRest::Memory(Arc::new(move || held.render())),
             guard: Box::new(()),
         })
     }

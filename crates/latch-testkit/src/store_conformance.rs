@@ -16,9 +16,11 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_tests!(store_conformance, store, $make;
             connections_round_trip, connection_name_conflict_changes_nothing, connection_secrets_round_trip,
             clients_round_trip, client_delete_unlinks_connections, missing_rows,
-            users_and_identities, user_search_and_paging, refresh_token_rotation_and_revocation,
-            signing_keys_round_trip, logs_filter_newest_first, outbox_claims_are_exclusive,
-            outbox_lease_expiry_and_outcomes, logout_terminate_records_before_deleting,
+            users_and_identities, user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
+            grants_are_revoked_with_their_tokens,
+            signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
+            outbox_lease_expiry_and_outcomes, outbox_retry_now, logs_purge_in_bounded_batches,
+            outbox_purge_spares_pending_deliveries, logout_terminate_records_before_deleting,
             client_grants_round_trip
         );
     };
@@ -34,8 +36,15 @@ macro_rules! session_conformance_tests {
             end_all_is_atomic_under_concurrency, codes_are_single_use, a_session_and_its_first_code_together, login_transactions_are_single_use,
             remember_once_guards_replay, upstream_session_round_trip, upstream_sid_finds_its_user,
             purge_drops_only_expired,
-            rate_counters_count_per_window
+            rate_counters_count_per_window,
+            throttle_delays_double_after_free_failures, throttle_wait_changes_nothing,
+            throttle_failures_leak_and_clear, throttle_is_atomic_under_concurrency
         );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn session_secret_is_not_at_rest() {
+            let Some(h) = $make("session_secret_is_not_at_rest").await else { return };
+            $crate::session_conformance::session_secret_is_not_at_rest(&h).await;
+        }
     };
 }
 
@@ -349,6 +358,29 @@ pub async fn user_search_and_paging(s: &dyn Store) {
     assert_eq!(p2[0].user_id, made[0].user_id);
 }
 
+/// `count_users` counts what `list_users` finds over every page, whatever the page asked.
+pub async fn user_count_matches_the_search(s: &dyn Store) {
+    let tag = crate::env::unique();
+    for n in 0..3 {
+        let mut u = fixtures::user();
+        u.name = Some(format!("Countable {tag} {n}"));
+        s.insert_user(&u).await.unwrap();
+    }
+    let q = |text: String, page| UserQuery {
+        q: Some(text),
+        page,
+        per_page: 2,
+    };
+    let text = format!("countable {}", tag.to_uppercase());
+    assert_eq!(s.count_users(&q(text.clone(), 0)).await.unwrap(), 3);
+    assert_eq!(s.count_users(&q(text.clone(), 7)).await.unwrap(), 3);
+    assert_eq!(s.count_users(&q(format!("{text} 1"), 0)).await.unwrap(), 1);
+    // The same escaping as the search: a literal `%` matches nothing here.
+    assert_eq!(s.count_users(&q(format!("{tag}%"), 0)).await.unwrap(), 0);
+    // No search: every user, at least these three.
+    assert!(s.count_users(&UserQuery::default()).await.unwrap() >= 3);
+}
+
 pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {
     let (u, c) = (fixtures::user(), fixtures::client());
     s.insert_user(&u).await.unwrap();
@@ -358,7 +390,9 @@ pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {
     let offline = fixtures::refresh_token(&u, &c, Some(&sid), true);
     let other = fixtures::refresh_token(&u, &c, None, false);
     for t in [&bound, &offline, &other] {
-        s.insert_refresh_token(t).await.unwrap();
+        s.insert_grant(&fixtures::grant_of(t), Some(t))
+            .await
+            .unwrap();
     }
     assert_eq!(
         s.find_refresh_token(&bound.digest).await.unwrap().as_ref(),
@@ -436,8 +470,121 @@ pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {
     // An expired token cannot be rotated.
     let mut old = fixtures::refresh_token(&u, &c, None, false);
     old.expires_at = now() - Duration::seconds(1);
-    s.insert_refresh_token(&old).await.unwrap();
+    s.insert_grant(&fixtures::grant_of(&old), Some(&old))
+        .await
+        .unwrap();
     assert!(!s.mark_refresh_token_rotated(&old.id, now()).await.unwrap());
+}
+
+/// Every code exchange records a grant, with or without a refresh token; revocations end grants
+/// and their tokens together, by the same scopes.
+pub async fn grants_are_revoked_with_their_tokens(s: &dyn Store) {
+    let (u, c) = (fixtures::user(), fixtures::client());
+    s.insert_user(&u).await.unwrap();
+    s.insert_client(&c).await.unwrap();
+    let sid = SessionId::new(format!("sess-{}", crate::env::unique()));
+    // A client without refresh tokens: a grant alone.
+    let mut bare = fixtures::grant_of(&fixtures::refresh_token(&u, &c, Some(&sid), false));
+    bare.expires_at = now() + Duration::hours(24);
+    s.insert_grant(&bare, None).await.unwrap();
+    assert_eq!(s.find_grant(&bare.id).await.unwrap().as_ref(), Some(&bare));
+    assert!(s.insert_grant(&bare, None).await.is_err(), "ids are unique");
+    assert_eq!(
+        s.find_grant(&FamilyId::new("fam_missing")).await.unwrap(),
+        None
+    );
+    // A refresh-token grant in the same session, and an offline one.
+    let bound_rt = fixtures::refresh_token(&u, &c, Some(&sid), false);
+    let offline_rt = fixtures::refresh_token(&u, &c, Some(&sid), true);
+    for t in [&bound_rt, &offline_rt] {
+        s.insert_grant(&fixtures::grant_of(t), Some(t))
+            .await
+            .unwrap();
+    }
+
+    // A plain logout of the session ends the session's grants, the bare one included.
+    let scope = RevokeScope::Session {
+        session_id: sid.clone(),
+        include_offline: false,
+    };
+    let revoked = s.revoke_refresh_tokens(&scope, now()).await.unwrap();
+    assert_eq!(
+        revoked.iter().map(|t| &t.id).collect::<Vec<_>>(),
+        vec![&bound_rt.id]
+    );
+    assert!(
+        s.find_grant(&bare.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        s.find_grant(&bound_rt.family_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    let offline = s.find_grant(&offline_rt.family_id).await.unwrap().unwrap();
+    assert!(offline.is_live(now()));
+
+    // A token that escaped its grant's revocation (rotated in concurrently) reads as revoked.
+    let mut escaped = fixtures::refresh_token(&u, &c, Some(&sid), false);
+    escaped.family_id = bound_rt.family_id.clone();
+    s.insert_refresh_token(&escaped).await.unwrap();
+    let found = s
+        .find_refresh_token(&escaped.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.is_usable(now()));
+
+    // Revoking a grant with no refresh token, by its id (an access token's `gid`).
+    let mut lone = fixtures::grant_of(&fixtures::refresh_token(&u, &c, None, false));
+    lone.expires_at = now() + Duration::hours(1);
+    s.insert_grant(&lone, None).await.unwrap();
+    assert!(
+        s.revoke_refresh_tokens(&RevokeScope::Family(lone.id.clone()), now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.find_grant(&lone.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    // User-wide: the offline grant and its token too.
+    let all = s
+        .revoke_refresh_tokens(&RevokeScope::User(u.user_id.clone()), now())
+        .await
+        .unwrap();
+    let mut ids = all.iter().map(|t| &t.id).collect::<Vec<_>>();
+    ids.sort();
+    let mut want = vec![&offline_rt.id, &escaped.id];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        s.find_grant(&offline_rt.family_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    // A deleted user's grants go with them.
+    let fresh = fixtures::grant_of(&fixtures::refresh_token(&u, &c, None, false));
+    s.insert_grant(&fresh, None).await.unwrap();
+    s.delete_user(&u.user_id).await.unwrap();
+    assert_eq!(s.find_grant(&fresh.id).await.unwrap(), None);
 }
 
 pub async fn signing_keys_round_trip(s: &dyn Store) {
@@ -544,6 +691,95 @@ pub async fn logs_filter_newest_first(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(one, by_client);
+}
+
+/// `count_logs` counts what `list_logs` finds with the same filters over every page.
+pub async fn log_count_matches_the_filters(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let user = UserId::new(format!("auth0|count-{tag}"));
+    let base = now();
+    for n in 0..5i64 {
+        s.insert_log(&LogEvent {
+            log_id: LogId::new(format!("log-count-{tag}-{n}")),
+            date: base + Duration::seconds(n),
+            event_type: if n < 3 { "s".into() } else { "f".into() },
+            description: format!("event {n}"),
+            user_id: Some(user.clone()),
+            client_id: Some(ClientId::new(format!("c-count-{tag}"))),
+            connection: Some(ConnectionName::new(format!("conn-count-{tag}"))),
+            ip: None,
+            details: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    }
+    let mine = LogQuery {
+        user_id: Some(user.clone()),
+        page: 3,
+        per_page: 2,
+        ..Default::default()
+    };
+    // Counted right after recording: events still queued for the writer count too.
+    assert_eq!(s.count_logs(&mine).await.unwrap(), 5);
+    let check = |q: LogQuery, want: u64| async move {
+        assert_eq!(s.count_logs(&q).await.unwrap(), want, "{q:?}");
+        let mut listed = 0;
+        for page in 0.. {
+            let got = s
+                .list_logs(&LogQuery { page, ..q.clone() })
+                .await
+                .unwrap()
+                .len();
+            if got == 0 {
+                break;
+            }
+            listed += got as u64;
+        }
+        assert_eq!(listed, want, "{q:?}");
+    };
+    check(
+        LogQuery {
+            event_type: Some("f".into()),
+            ..mine.clone()
+        },
+        2,
+    )
+    .await;
+    check(
+        LogQuery {
+            from: Some(base + Duration::seconds(1)),
+            to: Some(base + Duration::seconds(3)),
+            ..mine.clone()
+        },
+        3,
+    )
+    .await;
+    check(
+        LogQuery {
+            client_id: Some(ClientId::new(format!("c-count-{tag}"))),
+            connection: Some(ConnectionName::new(format!("conn-count-{tag}"))),
+            per_page: 100,
+            ..Default::default()
+        },
+        5,
+    )
+    .await;
+    check(
+        LogQuery {
+            log_id: Some(LogId::new(format!("log-count-{tag}-4"))),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    check(
+        LogQuery {
+            connection: Some(ConnectionName::new(format!("conn-none-{tag}"))),
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
 }
 
 fn delivery(tag: &str, n: usize) -> Delivery {
@@ -703,6 +939,210 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
     );
 }
 
+/// An administrator's "retry now": a failed delivery, or a pending one nobody holds, is due at
+/// once; a delivered one, or one a worker holds, is left alone.
+pub async fn outbox_retry_now(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let t0 = now();
+    let in_a_minute = t0 + Duration::minutes(1);
+    let claimed = |v: &[Delivery], id: &DeliveryId| v.iter().any(|x| &x.id == id);
+
+    // Failed for good (a 4xx): nothing claims it, until it is retried.
+    let mut failed = delivery(&tag, 0);
+    s.insert_deliveries(std::slice::from_ref(&failed))
+        .await
+        .unwrap();
+    failed.state = DeliveryState::Failed;
+    failed.attempts = 3;
+    failed.last_error = Some("HTTP 400".into());
+    failed.finished_at = Some(t0);
+    s.record_attempt(&failed).await.unwrap();
+    assert!(!claimed(
+        &s.claim_deliveries(t0, in_a_minute, 1000).await.unwrap(),
+        &failed.id
+    ));
+    let later = t0 + Duration::seconds(5);
+    let retried = s
+        .retry_delivery(&failed.id, later)
+        .await
+        .unwrap()
+        .expect("a failed delivery can be retried");
+    assert_eq!(retried.state, DeliveryState::Pending);
+    assert_eq!(retried.next_attempt_at, later);
+    assert_eq!(retried.finished_at, None);
+    assert_eq!(retried.locked_until, None);
+    assert_eq!(
+        (retried.attempts, &retried.jti),
+        (3, &failed.jti),
+        "attempts and jti kept"
+    );
+    assert_eq!(s.get_delivery(&failed.id).await.unwrap(), retried);
+    let mut taken = s
+        .claim_deliveries(later, later + Duration::seconds(30), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == failed.id)
+        .expect("claimed once due");
+    // …and a worker holds it now: a second retry changes nothing.
+    assert_eq!(s.retry_delivery(&failed.id, later).await.unwrap(), None);
+    assert!(
+        s.get_delivery(&failed.id)
+            .await
+            .unwrap()
+            .locked_until
+            .is_some()
+    );
+
+    // Delivered: not retried.
+    taken.state = DeliveryState::Delivered;
+    taken.finished_at = Some(later);
+    s.record_attempt(&taken).await.unwrap();
+    assert_eq!(s.retry_delivery(&taken.id, later).await.unwrap(), None);
+    assert_eq!(
+        s.get_delivery(&taken.id).await.unwrap().state,
+        DeliveryState::Delivered
+    );
+
+    // Pending, waiting out its backoff with no lease: due now.
+    let mut waiting = delivery(&tag, 1);
+    s.insert_deliveries(std::slice::from_ref(&waiting))
+        .await
+        .unwrap();
+    waiting.attempts = 1;
+    waiting.next_attempt_at = t0 + Duration::hours(1);
+    s.record_attempt(&waiting).await.unwrap();
+    assert!(!claimed(
+        &s.claim_deliveries(t0, in_a_minute, 1000).await.unwrap(),
+        &waiting.id
+    ));
+    let due = s.retry_delivery(&waiting.id, t0).await.unwrap().unwrap();
+    assert_eq!(due.next_attempt_at, t0);
+    assert!(claimed(
+        &s.claim_deliveries(t0, in_a_minute, 1000).await.unwrap(),
+        &waiting.id
+    ));
+
+    // Unknown: an error, not a silent nothing.
+    assert!(matches!(
+        s.retry_delivery(&DeliveryId::new(format!("dlv-{tag}-none")), t0)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Deletes batches until one comes back short, as the retention task does; the total.
+async fn drain(purge: impl AsyncFn() -> u64, batch: u64) -> u64 {
+    let mut total = 0;
+    loop {
+        let n = purge().await;
+        assert!(n <= batch, "a batch is bounded: {n} > {batch}");
+        total += n;
+        if n < batch {
+            return total;
+        }
+    }
+}
+
+/// Retention of the log: events dated before the cut go, in batches of at most `limit`; the
+/// rest stay. Two instances purging at once delete each event once between them, without error.
+pub async fn logs_purge_in_bounded_batches(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let user = UserId::new(format!("auth0|{tag}"));
+    // Far back (2001), so no other check's events are older.
+    let cut = time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+    let event = |n: i64, date| LogEvent {
+        user_id: Some(user.clone()),
+        log_id: LogId::new(format!("log-{tag}-{n}")),
+        ..LogEvent::new(date, "s", "retention")
+    };
+    for n in 0..25 {
+        s.insert_log(&event(n, cut - Duration::seconds(n + 1)))
+            .await
+            .unwrap();
+    }
+    // At the cut, and after it: kept.
+    s.insert_log(&event(100, cut)).await.unwrap();
+    s.insert_log(&event(101, cut + Duration::days(1)))
+        .await
+        .unwrap();
+    assert_eq!(s.purge_logs(cut, 10).await.unwrap(), 10);
+    let (a, b) = tokio::join!(
+        drain(async || s.purge_logs(cut, 4).await.unwrap(), 4),
+        drain(async || s.purge_logs(cut, 4).await.unwrap(), 4),
+    );
+    assert_eq!(a + b, 15, "every old event deleted once");
+    assert_eq!(s.purge_logs(cut, 10).await.unwrap(), 0);
+    let left = s
+        .list_logs(&LogQuery {
+            user_id: Some(user.clone()),
+            per_page: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+        vec![format!("log-{tag}-101"), format!("log-{tag}-100")]
+    );
+}
+
+/// Retention of the outbox: delivered and failed deliveries finished before the cut go, in
+/// bounded batches; a pending one stays however old it is, and so does one finished later. Two
+/// instances purging at once delete each delivery once between them.
+pub async fn outbox_purge_spares_pending_deliveries(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let cut = time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+    let mut old = Vec::new();
+    for n in 0..12 {
+        let mut d = delivery(&tag, n);
+        d.state = if n % 2 == 0 {
+            DeliveryState::Delivered
+        } else {
+            DeliveryState::Failed
+        };
+        d.attempts = 1;
+        d.created_at = cut - Duration::days(1);
+        d.finished_at = Some(cut - Duration::minutes(n as i64 + 1));
+        old.push(d);
+    }
+    let mut pending = delivery(&tag, 50);
+    pending.created_at = cut - Duration::days(30);
+    pending.finished_at = Some(cut - Duration::days(30));
+    let mut recent = delivery(&tag, 51);
+    recent.state = DeliveryState::Delivered;
+    recent.finished_at = Some(cut);
+    let mut all = old.clone();
+    all.extend([pending.clone(), recent.clone()]);
+    s.insert_deliveries(&all).await.unwrap();
+
+    assert_eq!(s.purge_finished_deliveries(cut, 5).await.unwrap(), 5);
+    let (a, b) = tokio::join!(
+        drain(
+            async || s.purge_finished_deliveries(cut, 3).await.unwrap(),
+            3
+        ),
+        drain(
+            async || s.purge_finished_deliveries(cut, 3).await.unwrap(),
+            3
+        ),
+    );
+    assert_eq!(a + b, 7, "every old finished delivery deleted once");
+    assert_eq!(s.purge_finished_deliveries(cut, 5).await.unwrap(), 0);
+    for d in &old {
+        assert!(matches!(
+            s.get_delivery(&d.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(
+        s.get_delivery(&pending.id).await.unwrap().state,
+        DeliveryState::Pending,
+        "a pending delivery is never purged"
+    );
+    assert_eq!(s.get_delivery(&recent.id).await.unwrap(), recent);
+}
+
 /// The logout use-case against a real store and an in-memory session double: deliveries are
 /// recorded, sessions end, tokens are revoked per policy.
 pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
@@ -732,7 +1172,9 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     let offline = fixtures::refresh_token(&u, &app, Some(&one.id), true);
     let held = fixtures::refresh_token(&u, &holder, None, true);
     for t in [&bound, &offline, &held] {
-        s.insert_refresh_token(t).await.unwrap();
+        s.insert_grant(&fixtures::grant_of(t), Some(t))
+            .await
+            .unwrap();
     }
 
     // A plain logout of one session: one delivery (only `app` has a back-channel URL).

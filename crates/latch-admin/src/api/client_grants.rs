@@ -1,13 +1,15 @@
 //! `/api/v2/client-grants`: which clients may get `client_credentials` tokens for the
 //! management API, with which scopes (Auth0's client grants).
 
-use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::{AppType, ClientGrant, GrantType};
 use latch_core::*;
-use latch_http::{ApiError, ManagementAuth, StrictJson};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use latch_http::{ApiError, ManagementAuth, StrictJson, StrictQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::{Op, op};
 use crate::{Deps, audit};
 
 /// Scopes of the management API.
@@ -28,6 +30,10 @@ pub const SCOPES: &[&str] = &[
     "read:users",
     "create:users",
     "update:users",
+    // Changing `app_metadata.roles` (who is an administrator) and setting a password are
+    // escalations `update:users` alone must not allow: a grant names them explicitly.
+    "update:roles",
+    "update:passwords",
     "delete:users",
     "delete:sessions",
     "read:signing_keys",
@@ -35,39 +41,63 @@ pub const SCOPES: &[&str] = &[
     "read:logs",
 ];
 
-pub fn scope() -> Scope {
-    web::scope("/client-grants")
-        .route("", web::get().to(get_client_grants))
-        .route("", web::post().to(post_client_grant))
-        .route("/{id}", web::patch().to(patch_client_grant))
-        .route("/{id}", web::delete().to(delete_client_grant))
+pub(crate) fn routes() -> Vec<Op> {
+    vec![
+        op(Method::GET, "/client-grants", get_client_grants),
+        op(Method::POST, "/client-grants", post_client_grant),
+        op(Method::PATCH, "/client-grants/{id}", patch_client_grant),
+        op(Method::DELETE, "/client-grants/{id}", delete_client_grant),
+    ]
 }
 
-#[derive(Deserialize)]
+/// A client allowed `client_credentials` tokens for the management API.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateGrant {
+    /// A `non_interactive` client, or one allowed the `client_credentials` grant.
     client_id: String,
+    /// The management API: `{issuer}/api/v2/`.
     audience: String,
+    /// Management API scopes (`read:users`, …).
     scope: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateGrant {
+    /// The new scopes, replacing the old.
     scope: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     client_id: Option<String>,
     audience: Option<String>,
 }
 
-fn view(g: &ClientGrant) -> Value {
-    json!({ "id": g.id, "client_id": g.client_id, "audience": g.audience, "scope": g.scope })
+/// A client grant.
+#[derive(Serialize, ToSchema)]
+struct GrantView {
+    id: String,
+    client_id: String,
+    audience: String,
+    scope: Vec<String>,
 }
 
-fn checked_scopes(scope: Vec<String>) -> Result<Vec<String>, ApiError> {
+fn view(g: &ClientGrant) -> GrantView {
+    GrantView {
+        id: g.id.clone(),
+        client_id: g.client_id.as_str().to_owned(),
+        audience: g.audience.clone(),
+        scope: g.scope.clone(),
+    }
+}
+
+/// Known scopes, each held by the caller: a client may hand out only what it holds itself, or
+/// any grant editor could give itself `update:roles` and make an administrator. The operator's
+/// token and administrators hold every scope.
+fn checked_scopes(auth: &ManagementAuth, scope: Vec<String>) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::new();
     for (i, s) in scope.into_iter().enumerate() {
         if !SCOPES.contains(&s.as_str()) {
@@ -76,6 +106,7 @@ fn checked_scopes(scope: Vec<String>) -> Result<Vec<String>, ApiError> {
                 format!("scope[{i}]: {s} is not a management API scope"),
             ));
         }
+        auth.require(&s)?;
         if !out.contains(&s) {
             out.push(s);
         }
@@ -83,13 +114,18 @@ fn checked_scopes(scope: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+/// The client grants, optionally of one client or audience.
+#[utoipa::path(get, path = "/api/v2/client-grants", tag = "client-grants",
+    params(ListQuery),
+    responses((status = 200, description = "The grants.", body = Vec<GrantView>)),
+    security(("bearer" = ["read:client_grants"])))]
 async fn get_client_grants(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
-    q: web::Query<ListQuery>,
+    q: StrictQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:client_grants")?;
-    let items: Vec<Value> = deps
+    let items: Vec<GrantView> = deps
         .store
         .list_client_grants()
         .await?
@@ -105,6 +141,14 @@ async fn get_client_grants(
     Ok(HttpResponse::Ok().json(items))
 }
 
+/// Grants a client management API scopes.
+#[utoipa::path(post, path = "/api/v2/client-grants", tag = "client-grants",
+    request_body = CreateGrant,
+    responses(
+        (status = 201, description = "The grant.", body = GrantView),
+        (status = 409, description = "The client already has a grant for this audience.", body = latch_http::error::ErrorBody),
+    ),
+    security(("bearer" = ["create:client_grants"])))]
 async fn post_client_grant(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -141,7 +185,7 @@ async fn post_client_grant(
         id: format!("cgr_{}", latch_jose::random_alnum(16)),
         client_id: client.client_id,
         audience,
-        scope: checked_scopes(body.scope)?,
+        scope: checked_scopes(&auth, body.scope)?,
         created_at: deps.clock.now(),
     };
     deps.store.insert_client_grant(&g).await?;
@@ -157,6 +201,12 @@ async fn post_client_grant(
     Ok(HttpResponse::Created().json(view(&g)))
 }
 
+/// Replaces a grant's scopes.
+#[utoipa::path(patch, path = "/api/v2/client-grants/{id}", tag = "client-grants",
+    params(("id" = String, Path, description = "The grant's `id`.")),
+    request_body = UpdateGrant,
+    responses((status = 200, description = "The grant.", body = GrantView)),
+    security(("bearer" = ["update:client_grants"])))]
 async fn patch_client_grant(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -172,7 +222,7 @@ async fn patch_client_grant(
         .into_iter()
         .find(|g| g.id == *id)
         .ok_or_else(|| ApiError::not_found("client grant"))?;
-    g.scope = checked_scopes(body.scope)?;
+    g.scope = checked_scopes(&auth, body.scope)?;
     deps.store.update_client_grant(&g).await?;
     audit::record(
         &deps,
@@ -186,6 +236,11 @@ async fn patch_client_grant(
     Ok(HttpResponse::Ok().json(view(&g)))
 }
 
+/// Deletes a grant.
+#[utoipa::path(delete, path = "/api/v2/client-grants/{id}", tag = "client-grants",
+    params(("id" = String, Path, description = "The grant's `id`.")),
+    responses((status = 204, description = "Deleted.")),
+    security(("bearer" = ["delete:client_grants"])))]
 async fn delete_client_grant(
     deps: web::Data<Deps>,
     auth: ManagementAuth,

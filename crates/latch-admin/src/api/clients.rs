@@ -1,47 +1,116 @@
 //! `/api/v2/clients`: create (the secret is returned once), list, get, update, delete, rotate.
 
-use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::*;
+use latch_core::net::OutboundPolicy;
 use latch_core::validate;
 use latch_core::*;
-use latch_http::{ApiError, ManagementAuth, StrictJson};
+use latch_http::{ApiError, ManagementAuth, StrictJson, StrictQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
+use utoipa::ToSchema;
 
-use super::{ListQuery, collection};
+use super::{Op, TotalsQuery, op};
 use crate::{Deps, audit};
 
-pub fn scope() -> Scope {
-    web::scope("/clients")
-        .route("", web::get().to(get_clients))
-        .route("", web::post().to(post_client))
-        .route("/{id}", web::get().to(get_client))
-        .route("/{id}", web::patch().to(patch_client))
-        .route("/{id}", web::delete().to(delete_client))
-        .route("/{id}/rotate-secret", web::post().to(post_rotate_secret))
+pub(crate) fn routes() -> Vec<Op> {
+    vec![
+        op(Method::GET, "/clients", get_clients),
+        op(Method::POST, "/clients", post_client),
+        op(Method::GET, "/clients/{id}", get_client),
+        op(Method::PATCH, "/clients/{id}", patch_client),
+        op(Method::DELETE, "/clients/{id}", delete_client),
+        op(
+            Method::POST,
+            "/clients/{id}/rotate-secret",
+            post_rotate_secret,
+        ),
+    ]
+}
+
+/// The strings a core enum's values serialize to, as an OpenAPI enum: the schema follows the
+/// type's own serde names.
+fn enum_schema<T: Serialize>(values: &[T]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(
+            values.iter().filter_map(|v| serde_json::to_value(v).ok()),
+        ))
+        .build()
+}
+
+fn app_type_schema() -> utoipa::openapi::Object {
+    enum_schema(&[
+        AppType::RegularWeb,
+        AppType::Spa,
+        AppType::Native,
+        AppType::NonInteractive,
+    ])
+}
+
+fn auth_method_schema() -> utoipa::openapi::Object {
+    enum_schema(&[
+        TokenEndpointAuthMethod::ClientSecretBasic,
+        TokenEndpointAuthMethod::ClientSecretPost,
+        TokenEndpointAuthMethod::None,
+    ])
+}
+
+fn grant_types_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(enum_schema(&[
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ]))
+}
+
+/// The admin UI's own client is Latch's to manage: an API caller that could change its callbacks
+/// (`update:clients`) could have administrators' codes sent to a URL of its choosing.
+fn not_built_in(id: &ClientId) -> Result<(), ApiError> {
+    if id.as_str() == ADMIN_CLIENT_ID {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "operation_not_supported",
+            "The admin UI's client (latch-admin) is managed by Latch and cannot be changed or deleted.",
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes of entropy in a client secret.
 const SECRET_BYTES: usize = 48;
 
-#[derive(Deserialize, Default)]
+/// A client's settings: all of them on creation (`name` required), those to change on update.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "Example app", "callbacks": ["https://app.example.com/callback"],
+    "allowed_logout_urls": ["https://app.example.com/"]})))]
 struct ClientInput {
+    /// 1-128 characters.
     name: Option<String>,
     description: Option<String>,
+    /// `spa` and `native` clients are public (no secret).
+    #[schema(schema_with = app_type_schema)]
     app_type: Option<AppType>,
+    /// Redirect URIs, compared exactly: `https://`, or `http://` on loopback hosts.
     callbacks: Option<Vec<String>>,
+    /// Where RP-initiated logout may send the browser, compared exactly.
     allowed_logout_urls: Option<Vec<String>>,
+    /// Origins (no path) allowed for browser-based requests.
     web_origins: Option<Vec<String>>,
+    #[schema(schema_with = grant_types_schema)]
     grant_types: Option<Vec<GrantType>>,
+    #[schema(schema_with = auth_method_schema)]
     token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
     jwt_configuration: Option<JwtConfiguration>,
     refresh_token: Option<RefreshTokenConfig>,
     oidc_logout: Option<OidcLogoutInput>,
 }
 
-#[derive(Deserialize, Serialize)]
+/// Signing algorithm and token lifetimes.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JwtConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +123,8 @@ struct JwtConfiguration {
     access_token_lifetime_in_seconds: Option<i64>,
 }
 
-#[derive(Deserialize, Serialize)]
+/// Refresh tokens always rotate and expire.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshTokenConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,14 +137,18 @@ struct RefreshTokenConfig {
     idle_token_lifetime: Option<i64>,
 }
 
-#[derive(Deserialize)]
+/// How the client hears about logouts.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OidcLogoutInput {
+    /// At most one URL: where back-channel logout tokens are POSTed.
     #[serde(default)]
     backchannel_logout_urls: Option<Vec<String>>,
     #[serde(default)]
     backchannel_logout_session_required: Option<bool>,
+    /// `null` removes it.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     frontchannel_logout_url: Option<Option<String>>,
     #[serde(default)]
     frontchannel_logout_session_required: Option<bool>,
@@ -90,10 +164,21 @@ pub fn default_grant_types(app_type: AppType) -> Vec<GrantType> {
     }
 }
 
-fn urls(field: &str, raw: Vec<String>) -> Result<Vec<Url>, ApiError> {
+/// URLs of a list field. `fetched` (Latch itself connects to them: the back-channel URL) puts
+/// them through the outbound address policy; URLs only a browser visits (callbacks, logout URLs,
+/// origins, the front-channel URL) may be on an intranet.
+fn urls(
+    field: &str,
+    raw: Vec<String>,
+    fetched: Option<&OutboundPolicy>,
+) -> Result<Vec<Url>, ApiError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, u) in raw.iter().enumerate() {
-        let url = validate::app_url(&format!("{field}[{i}]"), u)?;
+        let field = format!("{field}[{i}]");
+        let url = match fetched {
+            Some(policy) => validate::outbound_url(&field, u, policy)?,
+            None => validate::app_url(&field, u)?,
+        };
         if !out.contains(&url) {
             out.push(url);
         }
@@ -114,7 +199,12 @@ fn lifetime(field: &str, v: i64, max: i64) -> Result<i64, ApiError> {
 
 /// Applies `input` to `c`, validating every field; on error `c` is left half-changed, so callers
 /// apply to a copy.
-fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiError> {
+fn apply(
+    c: &mut Client,
+    input: ClientInput,
+    creating: bool,
+    policy: &OutboundPolicy,
+) -> Result<(), ApiError> {
     if let Some(name) = input.name {
         if name.trim().is_empty() || name.len() > 128 {
             return Err(ApiError::bad_request(
@@ -147,13 +237,13 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
         }
     }
     if let Some(v) = input.callbacks {
-        c.callbacks = urls("callbacks", v)?;
+        c.callbacks = urls("callbacks", v, None)?;
     }
     if let Some(v) = input.allowed_logout_urls {
-        c.allowed_logout_urls = urls("allowed_logout_urls", v)?;
+        c.allowed_logout_urls = urls("allowed_logout_urls", v, None)?;
     }
     if let Some(v) = input.web_origins {
-        let origins = urls("web_origins", v)?;
+        let origins = urls("web_origins", v, None)?;
         if let Some(i) = origins
             .iter()
             .position(|u| u.path() != "/" || u.query().is_some())
@@ -224,7 +314,7 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
     }
     if let Some(o) = input.oidc_logout {
         if let Some(v) = o.backchannel_logout_urls {
-            let list = urls("oidc_logout.backchannel_logout_urls", v)?;
+            let list = urls("oidc_logout.backchannel_logout_urls", v, Some(policy))?;
             if list.len() > 1 {
                 return Err(ApiError::bad_request(
                     "oidc_logout.backchannel_logout_urls",
@@ -272,41 +362,87 @@ fn apply(c: &mut Client, input: ClientInput, creating: bool) -> Result<(), ApiEr
     Ok(())
 }
 
-fn view(c: &Client, secret: Option<&str>) -> Value {
-    let mut v = serde_json::json!({
-        "client_id": c.client_id,
-        "name": c.name,
-        "description": c.description,
-        "app_type": c.app_type,
-        "is_first_party": true,
-        "oidc_conformant": true,
-        "callbacks": c.callbacks,
-        "allowed_logout_urls": c.allowed_logout_urls,
-        "web_origins": c.web_origins,
-        "grant_types": c.grant_types,
-        "token_endpoint_auth_method": c.token_endpoint_auth_method,
-        "jwt_configuration": JwtConfiguration {
+/// How the client hears about logouts.
+#[derive(Serialize, ToSchema)]
+struct OidcLogoutView {
+    #[schema(value_type = Vec<String>)]
+    backchannel_logout_urls: Vec<Url>,
+    backchannel_logout_session_required: bool,
+    #[schema(value_type = Option<String>)]
+    frontchannel_logout_url: Option<Url>,
+    frontchannel_logout_session_required: bool,
+}
+
+/// A client as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClientView {
+    client_id: String,
+    name: String,
+    description: Option<String>,
+    #[schema(schema_with = app_type_schema)]
+    app_type: AppType,
+    is_first_party: bool,
+    oidc_conformant: bool,
+    #[schema(value_type = Vec<String>)]
+    callbacks: Vec<Url>,
+    #[schema(value_type = Vec<String>)]
+    allowed_logout_urls: Vec<Url>,
+    #[schema(value_type = Vec<String>)]
+    web_origins: Vec<Url>,
+    #[schema(schema_with = grant_types_schema)]
+    grant_types: Vec<GrantType>,
+    #[schema(schema_with = auth_method_schema)]
+    token_endpoint_auth_method: TokenEndpointAuthMethod,
+    jwt_configuration: JwtConfiguration,
+    refresh_token: RefreshTokenConfig,
+    oidc_logout: OidcLogoutView,
+    /// Shown only when made: on creation, rotation, or a public client turned confidential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+super::list!(
+    /// Clients: the array, or with `include_totals=true` a page.
+    ClientList,
+    ClientPage,
+    clients,
+    ClientView
+);
+
+fn view(c: &Client, secret: Option<&str>) -> ClientView {
+    ClientView {
+        client_id: c.client_id.as_str().to_owned(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        app_type: c.app_type,
+        is_first_party: true,
+        oidc_conformant: true,
+        callbacks: c.callbacks.clone(),
+        allowed_logout_urls: c.allowed_logout_urls.clone(),
+        web_origins: c.web_origins.clone(),
+        grant_types: c.grant_types.clone(),
+        token_endpoint_auth_method: c.token_endpoint_auth_method,
+        jwt_configuration: JwtConfiguration {
             alg: Some(c.signing_alg.as_str().to_owned()),
             lifetime_in_seconds: Some(c.lifetimes.id_token),
             access_token_lifetime_in_seconds: Some(c.lifetimes.access_token),
         },
-        "refresh_token": RefreshTokenConfig {
+        refresh_token: RefreshTokenConfig {
             rotation_type: Some("rotating".into()),
             expiration_type: Some("expiring".into()),
             token_lifetime: Some(c.lifetimes.refresh_token),
             idle_token_lifetime: Some(c.lifetimes.refresh_token_idle),
         },
-        "oidc_logout": {
-            "backchannel_logout_urls": c.oidc_logout.backchannel_logout_urls,
-            "backchannel_logout_session_required": c.oidc_logout.backchannel_logout_session_required,
-            "frontchannel_logout_url": c.oidc_logout.frontchannel_logout_url,
-            "frontchannel_logout_session_required": c.oidc_logout.frontchannel_logout_session_required,
+        oidc_logout: OidcLogoutView {
+            backchannel_logout_urls: c.oidc_logout.backchannel_logout_urls.clone(),
+            backchannel_logout_session_required: c.oidc_logout.backchannel_logout_session_required,
+            frontchannel_logout_url: c.oidc_logout.frontchannel_logout_url.clone(),
+            frontchannel_logout_session_required: c
+                .oidc_logout
+                .frontchannel_logout_session_required,
         },
-    });
-    if let (Some(s), Some(obj)) = (secret, v.as_object_mut()) {
-        obj.insert("client_secret".into(), Value::String(s.to_owned()));
+        client_secret: secret.map(str::to_owned),
     }
-    v
 }
 
 fn new_secret(now: time::OffsetDateTime) -> (String, ClientSecret) {
@@ -318,22 +454,37 @@ fn new_secret(now: time::OffsetDateTime) -> (String, ClientSecret) {
     (secret, stored)
 }
 
+/// Every client.
+#[utoipa::path(get, path = "/api/v2/clients", tag = "clients",
+    params(TotalsQuery),
+    responses((status = 200, description = "The clients.", body = ClientList)),
+    security(("bearer" = ["read:clients"])))]
 async fn get_clients(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
-    q: web::Query<ListQuery>,
+    q: StrictQuery<TotalsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:clients")?;
-    let items = deps
+    let items: Vec<ClientView> = deps
         .store
         .list_clients()
         .await?
         .iter()
         .map(|c| view(c, None))
         .collect();
-    Ok(HttpResponse::Ok().json(collection("clients", items, q.include_totals)))
+    // Not paged: one page holds them all.
+    let n = items.len() as u64;
+    Ok(HttpResponse::Ok().json(ClientList::new(
+        items,
+        q.include_totals.then_some((0, n, n)),
+    )))
 }
 
+/// Creates a client; a confidential one's secret is in this answer and never again.
+#[utoipa::path(post, path = "/api/v2/clients", tag = "clients",
+    request_body = ClientInput,
+    responses((status = 201, description = "The client, with `client_secret` when confidential.", body = ClientView)),
+    security(("bearer" = ["create:clients"])))]
 async fn post_client(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -359,7 +510,7 @@ async fn post_client(
         created_at: now,
         updated_at: now,
     };
-    apply(&mut c, input, true)?;
+    apply(&mut c, input, true, &deps.outbound)?;
     let secret = if c.app_type.is_public() {
         None
     } else {
@@ -391,6 +542,11 @@ async fn post_client(
     Ok(HttpResponse::Created().json(view(&c, secret.as_deref())))
 }
 
+/// One client.
+#[utoipa::path(get, path = "/api/v2/clients/{id}", tag = "clients",
+    params(("id" = String, Path, description = "The `client_id`.")),
+    responses((status = 200, description = "The client.", body = ClientView)),
+    security(("bearer" = ["read:clients"])))]
 async fn get_client(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -404,6 +560,12 @@ async fn get_client(
     Ok(HttpResponse::Ok().json(view(&c, None)))
 }
 
+/// Changes a client (not the admin UI's own, `latch-admin`: a 403).
+#[utoipa::path(patch, path = "/api/v2/clients/{id}", tag = "clients",
+    params(("id" = String, Path, description = "The `client_id`.")),
+    request_body = ClientInput,
+    responses((status = 200, description = "The client as changed (with a new `client_secret` when it became confidential).", body = ClientView)),
+    security(("bearer" = ["update:clients"])))]
 async fn patch_client(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -412,12 +574,11 @@ async fn patch_client(
     StrictJson(input): StrictJson<ClientInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("update:clients")?;
-    let mut c = deps
-        .store
-        .get_client(&ClientId::new(id.into_inner()))
-        .await?;
+    let id = ClientId::new(id.into_inner());
+    not_built_in(&id)?;
+    let mut c = deps.store.get_client(&id).await?;
     let was_public = c.app_type.is_public();
-    apply(&mut c, input, false)?;
+    apply(&mut c, input, false, &deps.outbound)?;
     let mut secret = None;
     if was_public && !c.app_type.is_public() && c.secrets.is_empty() {
         // A public client that becomes confidential needs a secret: it is returned this once.
@@ -442,6 +603,11 @@ async fn patch_client(
     Ok(HttpResponse::Ok().json(view(&c, secret.as_deref())))
 }
 
+/// Deletes a client (not `latch-admin`: a 403).
+#[utoipa::path(delete, path = "/api/v2/clients/{id}", tag = "clients",
+    params(("id" = String, Path, description = "The `client_id`.")),
+    responses((status = 204, description = "Deleted.")),
+    security(("bearer" = ["delete:clients"])))]
 async fn delete_client(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -450,11 +616,17 @@ async fn delete_client(
 ) -> Result<HttpResponse, ApiError> {
     auth.require("delete:clients")?;
     let id = ClientId::new(id.into_inner());
+    not_built_in(&id)?;
     deps.store.delete_client(&id).await?;
     audit::record(&deps, &req, &auth, "Delete a client", Some(&id), None).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Replaces a confidential client's secret; the new one is in this answer and never again.
+#[utoipa::path(post, path = "/api/v2/clients/{id}/rotate-secret", tag = "clients",
+    params(("id" = String, Path, description = "The `client_id`.")),
+    responses((status = 200, description = "The client with its new `client_secret`.", body = ClientView)),
+    security(("bearer" = ["update:client_keys"])))]
 async fn post_rotate_secret(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -462,10 +634,17 @@ async fn post_rotate_secret(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("update:client_keys")?;
-    let mut c = deps
-        .store
-        .get_client(&ClientId::new(id.into_inner()))
-        .await?;
+    let id = ClientId::new(id.into_inner());
+    not_built_in(&id)?;
+    // Whoever rotates a secret can act as that client: only with every scope it holds.
+    for g in deps.store.list_client_grants().await? {
+        if g.client_id == id {
+            for scope in &g.scope {
+                auth.require(scope)?;
+            }
+        }
+    }
+    let mut c = deps.store.get_client(&id).await?;
     if c.app_type.is_public() {
         return Err(ApiError::bad_request(
             "app_type",
@@ -488,6 +667,8 @@ async fn post_rotate_secret(
     .await;
     Ok(HttpResponse::Ok().json(view(&c, Some(&plain))))
 }
+
+pub(crate) mod ui_ops;
 
 /// The admin UI's writes go through the API's own handlers (same checks, same audit events).
 pub(crate) mod ops {
@@ -545,6 +726,6 @@ pub(crate) mod ops {
 
     /// A client as the API shows it.
     pub(crate) fn show(c: &Client) -> Value {
-        view(c, None)
+        serde_json::to_value(view(c, None)).unwrap_or(Value::Null)
     }
 }

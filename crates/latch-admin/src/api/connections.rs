@@ -1,112 +1,165 @@
 //! `/api/v2/connections`: create, list, get, update, delete, and the enabled clients.
 
-use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::{Connection, DATABASE_CONNECTION, Strategy};
 use latch_core::validate;
 use latch_core::*;
-use latch_http::{ApiError, ManagementAuth, StrictJson};
+use latch_http::{ApiError, ManagementAuth, StrictJson, StrictQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ListQuery, collection};
+use super::{Op, op};
 use crate::{Deps, audit};
 
-pub fn scope() -> Scope {
-    web::scope("/connections")
-        .route("", web::get().to(get_connections))
-        .route("", web::post().to(post_connection))
-        .route("/{id}", web::get().to(get_connection))
-        .route("/{id}", web::patch().to(patch_connection))
-        .route("/{id}", web::delete().to(delete_connection))
-        .route("/{id}/clients", web::get().to(get_connection_clients))
-        .route("/{id}/clients", web::patch().to(patch_connection_clients))
+pub(crate) fn routes() -> Vec<Op> {
+    vec![
+        op(Method::GET, "/connections", get_connections),
+        op(Method::POST, "/connections", post_connection),
+        op(Method::GET, "/connections/{id}", get_connection),
+        op(Method::PATCH, "/connections/{id}", patch_connection),
+        op(Method::DELETE, "/connections/{id}", delete_connection),
+        op(
+            Method::GET,
+            "/connections/{id}/clients",
+            get_connection_clients,
+        ),
+        op(
+            Method::PATCH,
+            "/connections/{id}/clients",
+            patch_connection_clients,
+        ),
+    ]
 }
 
-#[derive(Deserialize)]
+/// A connection to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "acme-oidc", "strategy": "oidc", "options": {
+    "issuer": "https://idp.example.com", "client_id": "latch", "client_secret": "example-secret"}})))]
 struct CreateConnection {
+    /// 1-128 letters, digits and single hyphens.
     name: String,
+    /// `auth0`, `okta`, `oidc` or `samlp`.
     strategy: String,
     #[serde(default)]
     display_name: Option<String>,
+    /// The strategy's options (unknown keys are refused).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     options: Option<Map<String, Value>>,
+    /// The `client_id`s of the apps the connection serves.
     #[serde(default)]
     enabled_clients: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// What to change; `options` replaces the options whole (a secret left out keeps its value).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateConnection {
     #[serde(default)]
     display_name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     options: Option<Map<String, Value>>,
     #[serde(default)]
     enabled_clients: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// Whether the connection serves an app.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientStatus {
     client_id: String,
     status: bool,
 }
 
-/// A connection as the API shows it: secrets never appear.
-#[derive(Serialize)]
-pub(crate) struct ConnectionView<'a> {
-    id: &'a str,
-    name: &'a str,
-    display_name: &'a str,
-    strategy: &'a str,
-    options: &'a Map<String, Value>,
-    enabled_clients: &'a [ClientId],
-    realms: [&'a str; 1],
-    is_domain_connection: bool,
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ConnectionQuery {
+    /// Only connections of this strategy.
+    #[serde(default)]
+    strategy: Option<String>,
+    /// Only the connection of this name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Answer `{"start", "limit", "length", "total", "connections": [...]}` instead of the bare
+    /// array.
+    #[serde(default)]
+    include_totals: bool,
 }
 
-pub(crate) fn view(c: &Connection, issuer: &str) -> Value {
-    let v = ConnectionView {
-        id: c.id.as_str(),
-        name: c.name.as_str(),
-        display_name: c.display_name.as_deref().unwrap_or(c.name.as_str()),
-        strategy: c.strategy.as_str(),
-        options: &c.options,
-        enabled_clients: &c.enabled_clients,
-        realms: [c.name.as_str()],
-        is_domain_connection: false,
-    };
-    let mut out = serde_json::to_value(v).unwrap_or(Value::Null);
-    // Read-only URLs an admin gives the IdP.
-    if let Some(o) = out.as_object_mut()
-        && matches!(c.strategy, Strategy::Okta | Strategy::Oidc)
-    {
-        o.insert(
-            "backchannel_logout_url".into(),
-            Value::String(format!("{issuer}/login/backchannel-logout/{}", c.name)),
-        );
-    }
-    if c.strategy == Strategy::Samlp
-        && let Some(o) = out.get_mut("options").and_then(Value::as_object_mut)
-    {
+/// A connection as the API shows it: secrets never appear.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConnectionView {
+    id: String,
+    name: String,
+    display_name: String,
+    /// `auth0`, `okta`, `oidc` or `samlp`.
+    strategy: String,
+    /// The strategy's options without secrets; a `samlp` connection's also show Latch's SP
+    /// metadata URL, entity id and ACS URL (`sp_metadata_url`, `sp_entity_id`, `sp_acs_url`).
+    #[schema(value_type = Object)]
+    options: Map<String, Value>,
+    enabled_clients: Vec<String>,
+    realms: Vec<String>,
+    is_domain_connection: bool,
+    /// `okta` and `oidc`: where the IdP sends back-channel logout tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backchannel_logout_url: Option<String>,
+    /// Enterprise connections: where the IdP sends Universal Logout (GTR) requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_token_revocation_endpoint: Option<String>,
+}
+
+super::list!(
+    /// Connections: the array, or with `include_totals=true` a page.
+    ConnectionList,
+    ConnectionPage,
+    connections,
+    ConnectionView
+);
+
+fn connection_view(c: &Connection, issuer: &str) -> ConnectionView {
+    let mut options = c.options.clone();
+    if c.strategy == Strategy::Samlp {
         let sp = latch_core::connector::SamlSp::of(c, issuer);
-        o.insert("sp_metadata_url".into(), Value::String(sp.metadata_url));
-        o.insert("sp_entity_id".into(), Value::String(sp.entity_id));
-        o.insert("sp_acs_url".into(), Value::String(sp.acs_url));
+        options.insert("sp_metadata_url".into(), Value::String(sp.metadata_url));
+        options.insert("sp_entity_id".into(), Value::String(sp.entity_id));
+        options.insert("sp_acs_url".into(), Value::String(sp.acs_url));
     }
-    if let Some(o) = out.as_object_mut()
-        && c.strategy.is_enterprise()
-    {
-        o.insert(
-            "global_token_revocation_endpoint".into(),
-            Value::String(format!(
+    ConnectionView {
+        id: c.id.as_str().to_owned(),
+        name: c.name.as_str().to_owned(),
+        display_name: c
+            .display_name
+            .clone()
+            .unwrap_or_else(|| c.name.as_str().to_owned()),
+        strategy: c.strategy.as_str().to_owned(),
+        options,
+        enabled_clients: c
+            .enabled_clients
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect(),
+        realms: vec![c.name.as_str().to_owned()],
+        is_domain_connection: false,
+        // Read-only URLs an admin gives the IdP.
+        backchannel_logout_url: matches!(c.strategy, Strategy::Okta | Strategy::Oidc)
+            .then(|| format!("{issuer}/login/backchannel-logout/{}", c.name)),
+        global_token_revocation_endpoint: c.strategy.is_enterprise().then(|| {
+            format!(
                 "{issuer}/oauth/global-token-revocation/connection/{}",
                 c.name
-            )),
-        );
+            )
+        }),
     }
-    out
+}
+
+/// A connection as the API shows it, for the admin UI.
+pub(crate) fn view(c: &Connection, issuer: &str) -> Value {
+    serde_json::to_value(connection_view(c, issuer)).unwrap_or(Value::Null)
 }
 
 fn display_name(v: Option<String>) -> Result<Option<String>, ApiError> {
@@ -145,14 +198,19 @@ async fn find(deps: &Deps, id: &str) -> Result<Connection, ApiError> {
     Ok(deps.store.get_connection(&ConnectionId::new(id)).await?)
 }
 
+/// The connections, optionally of one strategy or name.
+#[utoipa::path(get, path = "/api/v2/connections", tag = "connections",
+    params(ConnectionQuery),
+    responses((status = 200, description = "The connections.", body = ConnectionList)),
+    security(("bearer" = ["read:connections"])))]
 async fn get_connections(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
-    q: web::Query<ListQuery>,
+    q: StrictQuery<ConnectionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:connections")?;
     let all = deps.store.list_connections().await?;
-    let items = all
+    let items: Vec<ConnectionView> = all
         .iter()
         .filter(|c| {
             q.strategy
@@ -160,11 +218,25 @@ async fn get_connections(
                 .is_none_or(|s| s == c.strategy.as_str())
         })
         .filter(|c| q.name.as_deref().is_none_or(|n| n == c.name.as_str()))
-        .map(|c| view(c, &deps.issuer))
+        .map(|c| connection_view(c, &deps.issuer))
         .collect();
-    Ok(HttpResponse::Ok().json(collection("connections", items, q.include_totals)))
+    // Not paged: one page holds them all.
+    let n = items.len() as u64;
+    Ok(HttpResponse::Ok().json(ConnectionList::new(
+        items,
+        q.include_totals.then_some((0, n, n)),
+    )))
 }
 
+/// Creates a connection. Its IdP need not be reachable: discovery, metadata and keys are
+/// fetched on first use.
+#[utoipa::path(post, path = "/api/v2/connections", tag = "connections",
+    request_body = CreateConnection,
+    responses(
+        (status = 201, description = "The connection.", body = ConnectionView),
+        (status = 409, description = "A connection has this name.", body = latch_http::error::ErrorBody),
+    ),
+    security(("bearer" = ["create:connections"])))]
 async fn post_connection(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -179,8 +251,12 @@ async fn post_connection(
             "strategy must be one of: auth0, oidc, okta, samlp",
         )
     })?;
-    let (options, secrets) =
-        validate::connection_options(strategy, body.options.unwrap_or_default(), None)?;
+    let (options, secrets) = validate::connection_options(
+        strategy,
+        body.options.unwrap_or_default(),
+        None,
+        &deps.outbound,
+    )?;
     let display_name = display_name(body.display_name)?;
     let enabled_clients = existing_clients(
         &deps,
@@ -216,18 +292,29 @@ async fn post_connection(
         Some(&c.name),
     )
     .await;
-    Ok(HttpResponse::Created().json(view(&c, &deps.issuer)))
+    Ok(HttpResponse::Created().json(connection_view(&c, &deps.issuer)))
 }
 
+/// One connection.
+#[utoipa::path(get, path = "/api/v2/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's `id`.")),
+    responses((status = 200, description = "The connection.", body = ConnectionView)),
+    security(("bearer" = ["read:connections"])))]
 async fn get_connection(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:connections")?;
-    Ok(HttpResponse::Ok().json(view(&find(&deps, &id).await?, &deps.issuer)))
+    Ok(HttpResponse::Ok().json(connection_view(&find(&deps, &id).await?, &deps.issuer)))
 }
 
+/// Changes a connection.
+#[utoipa::path(patch, path = "/api/v2/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's `id`.")),
+    request_body = UpdateConnection,
+    responses((status = 200, description = "The connection as changed.", body = ConnectionView)),
+    security(("bearer" = ["update:connections"])))]
 async fn patch_connection(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -240,7 +327,7 @@ async fn patch_connection(
     if let Some(options) = body.options {
         // Auth0 semantics: `options` is replaced whole (a secret left out is kept).
         let (options, secrets) =
-            validate::connection_options(c.strategy, options, Some(&c.secrets))?;
+            validate::connection_options(c.strategy, options, Some(&c.secrets), &deps.outbound)?;
         c.options = options;
         c.secrets = secrets;
     }
@@ -261,9 +348,14 @@ async fn patch_connection(
         Some(&c.name),
     )
     .await;
-    Ok(HttpResponse::Ok().json(view(&c, &deps.issuer)))
+    Ok(HttpResponse::Ok().json(connection_view(&c, &deps.issuer)))
 }
 
+/// Deletes a connection (not the built-in database connection: a 400).
+#[utoipa::path(delete, path = "/api/v2/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's `id`.")),
+    responses((status = 204, description = "Deleted.")),
+    security(("bearer" = ["delete:connections"])))]
 async fn delete_connection(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -291,6 +383,22 @@ async fn delete_connection(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Serialize, ToSchema)]
+struct EnabledClient {
+    client_id: String,
+}
+
+/// The apps a connection serves.
+#[derive(Serialize, ToSchema)]
+struct EnabledClients {
+    clients: Vec<EnabledClient>,
+}
+
+/// The apps the connection serves.
+#[utoipa::path(get, path = "/api/v2/connections/{id}/clients", tag = "connections",
+    params(("id" = String, Path, description = "The connection's `id`.")),
+    responses((status = 200, description = "The enabled clients.", body = EnabledClients)),
+    security(("bearer" = ["read:connections"])))]
 async fn get_connection_clients(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -298,14 +406,22 @@ async fn get_connection_clients(
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:connections")?;
     let c = find(&deps, &id).await?;
-    let clients: Vec<_> = c
+    let clients = c
         .enabled_clients
         .iter()
-        .map(|id| serde_json::json!({ "client_id": id }))
+        .map(|id| EnabledClient {
+            client_id: id.as_str().to_owned(),
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "clients": clients })))
+    Ok(HttpResponse::Ok().json(EnabledClients { clients }))
 }
 
+/// Turns the connection on or off for each app listed.
+#[utoipa::path(patch, path = "/api/v2/connections/{id}/clients", tag = "connections",
+    params(("id" = String, Path, description = "The connection's `id`.")),
+    request_body = Vec<ClientStatus>,
+    responses((status = 204, description = "Changed.")),
+    security(("bearer" = ["update:connections"])))]
 async fn patch_connection_clients(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -346,6 +462,8 @@ async fn patch_connection_clients(
     .await;
     Ok(HttpResponse::NoContent().finish())
 }
+
+pub(crate) mod ui_ops;
 
 /// The admin UI's writes go through the API's own handlers (same checks, same audit events).
 pub(crate) mod ops {

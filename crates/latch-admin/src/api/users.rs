@@ -1,38 +1,48 @@
 //! `/api/v2/users`: create database users, search, read, block/unblock, delete;
 //! `/api/v2/users-by-email`.
 
-use actix_web::{HttpRequest, HttpResponse, Scope, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::connector::DATABASE_ISSUER;
 use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
 use latch_core::model::*;
 use latch_core::*;
-use latch_http::{ApiError, ManagementAuth, StrictJson};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use latch_http::{ApiError, ManagementAuth, StrictJson, StrictQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
+use super::{Op, op};
 use crate::{Deps, audit};
 
-pub fn scope() -> Scope {
-    web::scope("/users")
-        .route("", web::get().to(get_users))
-        .route("", web::post().to(post_user))
-        .route("/{id}", web::get().to(get_user))
-        .route("/{id}", web::patch().to(patch_user))
-        .route("/{id}", web::delete().to(delete_user))
-        .route("/{id}/sessions", web::get().to(get_user_sessions))
-        .route("/{id}/sessions", web::delete().to(delete_user_sessions))
-        .route(
-            "/{id}/refresh-tokens",
-            web::get().to(get_user_refresh_tokens),
-        )
+pub(crate) fn routes() -> Vec<Op> {
+    vec![
+        op(Method::GET, "/users", get_users),
+        op(Method::POST, "/users", post_user),
+        op(Method::GET, "/users/{id}", get_user),
+        op(Method::PATCH, "/users/{id}", patch_user),
+        op(Method::DELETE, "/users/{id}", delete_user),
+        op(Method::GET, "/users/{id}/sessions", get_user_sessions),
+        op(Method::DELETE, "/users/{id}/sessions", delete_user_sessions),
+        op(
+            Method::DELETE,
+            "/users/{id}/sessions/{sid}",
+            one_session::delete_user_session,
+        ),
+        op(
+            Method::GET,
+            "/users/{id}/refresh-tokens",
+            get_user_refresh_tokens,
+        ),
+        op(Method::GET, "/users-by-email", get_users_by_email),
+    ]
 }
 
-pub fn by_email_scope() -> Scope {
-    web::scope("/users-by-email").route("", web::get().to(get_users_by_email))
-}
-
-#[derive(Deserialize)]
+/// A database user to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"connection": "database", "email": "jane@example.com",
+    "password": "Example-Passw0rd!", "name": "Jane Doe"})))]
 struct CreateUser {
     connection: String,
     email: String,
@@ -45,80 +55,139 @@ struct CreateUser {
     blocked: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// What to change; every member is optional.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUser {
+    /// `true` also signs the user out everywhere and revokes every refresh token.
     #[serde(default)]
     pub(crate) blocked: Option<bool>,
     /// Merged into the user's `app_metadata` key by key; a `null` removes the key (Auth0).
+    /// Changing `roles` (a list of role names) needs the `update:roles` scope.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) app_metadata: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     email_verified: Option<bool>,
+    /// Needs the `update:passwords` scope; the user must have a database identity.
     #[serde(default)]
     password: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// Case-insensitive substring of the email or name.
     #[serde(default)]
     q: Option<String>,
+    /// Page number, from 0.
     #[serde(default)]
     page: Option<u32>,
+    /// Users per page (1-100, default 50).
     #[serde(default)]
     per_page: Option<u32>,
+    /// Answer `{"start", "limit", "length", "total", "users": [...]}` instead of the bare array.
     #[serde(default)]
     include_totals: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EmailQuery {
+    /// The email address, compared case-insensitively.
     email: String,
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> Value {
+/// RFC 3339; `None` only for an instant RFC 3339 cannot write (past year 9999).
+fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
     t.format(&time::format_description::well_known::Rfc3339)
-        .map(Value::String)
-        .unwrap_or(Value::Null)
+        .ok()
 }
 
-async fn view(deps: &Deps, u: &User) -> Result<Value, ApiError> {
+/// One way the user signs in: a connection and the upstream's subject.
+#[derive(Serialize, ToSchema)]
+struct IdentityView {
+    /// The connection's name (`null` if it was deleted since).
+    connection: Option<String>,
+    /// The connection's strategy (`auth0`, `okta`, `oidc`, `samlp`).
+    provider: Option<String>,
+    /// The upstream subject.
+    user_id: String,
+    /// The upstream issuer.
+    issuer: String,
+    #[serde(rename = "isSocial")]
+    is_social: bool,
+}
+
+/// A user as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserView {
+    user_id: String,
+    email: Option<String>,
+    email_verified: bool,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    nickname: Option<String>,
+    picture: Option<String>,
+    blocked: bool,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    #[schema(format = DateTime)]
+    last_login: Option<String>,
+    logins_count: i64,
+    #[schema(value_type = Object)]
+    app_metadata: Map<String, Value>,
+    identities: Vec<IdentityView>,
+}
+
+super::list!(
+    /// Users: the array, or with `include_totals=true` a page.
+    UserList,
+    UserPage,
+    users,
+    UserView
+);
+
+async fn view(deps: &Deps, u: &User) -> Result<UserView, ApiError> {
     let connections = deps.store.list_connections().await?;
-    let identities: Vec<Value> = deps
+    let identities = deps
         .store
         .list_identities(&u.user_id)
         .await?
-        .iter()
+        .into_iter()
         .map(|i| {
             let c = connections.iter().find(|c| c.id == i.connection_id);
-            json!({
-                "connection": c.map(|c| c.name.as_str()),
-                "provider": c.map(|c| c.strategy.as_str()),
-                "user_id": i.subject,
-                "issuer": i.issuer,
-                "isSocial": false,
-            })
+            IdentityView {
+                connection: c.map(|c| c.name.as_str().to_owned()),
+                provider: c.map(|c| c.strategy.as_str().to_owned()),
+                user_id: i.subject,
+                issuer: i.issuer,
+                is_social: false,
+            }
         })
         .collect();
-    Ok(json!({
-        "user_id": u.user_id,
-        "email": u.email,
-        "email_verified": u.email_verified,
-        "name": u.name,
-        "given_name": u.given_name,
-        "family_name": u.family_name,
-        "nickname": u.nickname,
-        "picture": u.picture,
-        "blocked": u.blocked,
-        "created_at": rfc3339(u.created_at),
-        "updated_at": rfc3339(u.updated_at),
-        "last_login": u.last_login.map(rfc3339),
-        "logins_count": u.logins_count,
-        "app_metadata": u.app_metadata,
-        "identities": identities,
-    }))
+    Ok(UserView {
+        user_id: u.user_id.as_str().to_owned(),
+        email: u.email.clone(),
+        email_verified: u.email_verified,
+        name: u.name.clone(),
+        given_name: u.given_name.clone(),
+        family_name: u.family_name.clone(),
+        nickname: u.nickname.clone(),
+        picture: u.picture.clone(),
+        blocked: u.blocked,
+        created_at: rfc3339(u.created_at),
+        updated_at: rfc3339(u.updated_at),
+        last_login: u.last_login.and_then(rfc3339),
+        logins_count: u.logins_count,
+        app_metadata: u.app_metadata.clone(),
+        identities,
+    })
 }
 
 fn valid_email(field: &str, e: &str) -> Result<String, ApiError> {
@@ -187,6 +256,14 @@ async fn hash_password(password: String) -> Result<SecretString, ApiError> {
     })
 }
 
+/// Creates a user in a database connection.
+#[utoipa::path(post, path = "/api/v2/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user.", body = UserView),
+        (status = 409, description = "The connection already has a user with this email.", body = latch_http::error::ErrorBody),
+    ),
+    security(("bearer" = ["create:users"])))]
 async fn post_user(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -251,10 +328,15 @@ async fn post_user(
     Ok(HttpResponse::Created().json(view(&deps, &user).await?))
 }
 
+/// Lists users, newest first, optionally matching a search.
+#[utoipa::path(get, path = "/api/v2/users", tag = "users",
+    params(SearchQuery),
+    responses((status = 200, description = "The users.", body = UserList)),
+    security(("bearer" = ["read:users"])))]
 async fn get_users(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
-    q: web::Query<SearchQuery>,
+    q: StrictQuery<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:users")?;
     let query = UserQuery {
@@ -263,21 +345,32 @@ async fn get_users(
         per_page: q.per_page.unwrap_or(50).clamp(1, 100),
     };
     let users = deps.store.list_users(&query).await?;
+    let totals = if q.include_totals {
+        let total = deps.store.count_users(&query).await?;
+        Some((
+            super::start(query.page, query.per_page),
+            u64::from(query.per_page),
+            total,
+        ))
+    } else {
+        None
+    };
     let mut items = Vec::with_capacity(users.len());
     for u in &users {
         items.push(view(&deps, u).await?);
     }
-    Ok(HttpResponse::Ok().json(if q.include_totals {
-        json!({ "users": items, "start": query.page * query.per_page, "limit": query.per_page, "length": users.len() })
-    } else {
-        Value::Array(items)
-    }))
+    Ok(HttpResponse::Ok().json(UserList::new(items, totals)))
 }
 
+/// The users with this email address (one per connection at most for database users).
+#[utoipa::path(get, path = "/api/v2/users-by-email", tag = "users",
+    params(EmailQuery),
+    responses((status = 200, description = "The users.", body = Vec<UserView>)),
+    security(("bearer" = ["read:users"])))]
 async fn get_users_by_email(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
-    q: web::Query<EmailQuery>,
+    q: StrictQuery<EmailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:users")?;
     let email = valid_email("email", &q.email)?;
@@ -288,6 +381,11 @@ async fn get_users_by_email(
     Ok(HttpResponse::Ok().json(items))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/api/v2/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`.")),
+    responses((status = 200, description = "The user.", body = UserView)),
+    security(("bearer" = ["read:users"])))]
 async fn get_user(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -298,6 +396,12 @@ async fn get_user(
     Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
 }
 
+/// Changes a user; blocking one ends their sessions and revokes their refresh tokens.
+#[utoipa::path(patch, path = "/api/v2/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`.")),
+    request_body = UpdateUser,
+    responses((status = 200, description = "The user as changed.", body = UserView)),
+    security(("bearer" = ["update:users"])))]
 async fn patch_user(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -306,6 +410,18 @@ async fn patch_user(
     StrictJson(body): StrictJson<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("update:users")?;
+    // Roles decide who administers Latch, and a password decides who signs in as the user:
+    // each needs its own scope besides `update:users`, checked before anything is read.
+    if body
+        .app_metadata
+        .as_ref()
+        .is_some_and(|m| m.contains_key("roles"))
+    {
+        auth.require("update:roles")?;
+    }
+    if body.password.is_some() {
+        auth.require("update:passwords")?;
+    }
     let mut u = deps.store.get_user(&UserId::new(id.into_inner())).await?;
     let mut new_password = None;
     if let Some(p) = body.password {
@@ -389,6 +505,11 @@ async fn patch_user(
     Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
 }
 
+/// Deletes a user after ending their sessions and revoking their refresh tokens.
+#[utoipa::path(delete, path = "/api/v2/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`.")),
+    responses((status = 204, description = "Deleted.")),
+    security(("bearer" = ["delete:users"])))]
 async fn delete_user(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -411,34 +532,100 @@ async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ClearQuery {
+    /// Also revoke every refresh token, offline ones included.
     #[serde(default)]
     revoke_tokens: bool,
 }
 
-fn session_view(s: &latch_core::session::Session) -> Value {
-    json!({
-        "id": s.sid,
-        "user_id": s.user_id,
-        "connection": s.connection,
-        "created_at": rfc3339(s.created_at),
-        "authenticated_at": rfc3339(s.auth_time),
-        "last_interacted_at": rfc3339(s.last_seen_at),
-        "idle_expires_at": rfc3339(s.idle_expires_at),
-        "expires_at": rfc3339(s.expires_at),
-        "device": { "last_ip": s.ip, "last_user_agent": s.user_agent },
-        "clients": s.clients.iter().map(|c| json!({ "client_id": c.client_id, "sid": c.sid })).collect::<Vec<_>>(),
-        // What upstream logout needs (never the upstream ID token).
-        "upstream": {
-            "sid": s.upstream.sid,
-            "name_id": s.upstream.name_id,
-            "name_id_format": s.upstream.name_id_format,
-            "session_index": s.upstream.session_index,
-        },
-    })
+/// The device a session was last used from.
+#[derive(Serialize, ToSchema)]
+struct DeviceView {
+    last_ip: Option<String>,
+    last_user_agent: Option<String>,
 }
 
+/// An app that joined the session, with the `sid` it was given.
+#[derive(Serialize, ToSchema)]
+struct SessionClientView {
+    client_id: String,
+    sid: String,
+}
+
+/// What upstream logout needs (never the upstream ID token).
+#[derive(Serialize, ToSchema)]
+struct UpstreamView {
+    sid: Option<String>,
+    name_id: Option<String>,
+    name_id_format: Option<String>,
+    session_index: Option<String>,
+}
+
+/// A live session of the user.
+#[derive(Serialize, ToSchema)]
+struct SessionView {
+    /// The session's `sid`.
+    id: String,
+    user_id: String,
+    connection: String,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    authenticated_at: Option<String>,
+    #[schema(format = DateTime)]
+    last_interacted_at: Option<String>,
+    #[schema(format = DateTime)]
+    idle_expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    device: DeviceView,
+    clients: Vec<SessionClientView>,
+    upstream: UpstreamView,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SessionList {
+    sessions: Vec<SessionView>,
+}
+
+fn session_view(s: &latch_core::session::Session) -> SessionView {
+    SessionView {
+        id: s.sid.as_str().to_owned(),
+        user_id: s.user_id.as_str().to_owned(),
+        connection: s.connection.as_str().to_owned(),
+        created_at: rfc3339(s.created_at),
+        authenticated_at: rfc3339(s.auth_time),
+        last_interacted_at: rfc3339(s.last_seen_at),
+        idle_expires_at: rfc3339(s.idle_expires_at),
+        expires_at: rfc3339(s.expires_at),
+        device: DeviceView {
+            last_ip: s.ip.clone(),
+            last_user_agent: s.user_agent.clone(),
+        },
+        clients: s
+            .clients
+            .iter()
+            .map(|c| SessionClientView {
+                client_id: c.client_id.as_str().to_owned(),
+                sid: c.sid.as_str().to_owned(),
+            })
+            .collect(),
+        upstream: UpstreamView {
+            sid: s.upstream.sid.clone(),
+            name_id: s.upstream.name_id.clone(),
+            name_id_format: s.upstream.name_id_format.clone(),
+            session_index: s.upstream.session_index.clone(),
+        },
+    }
+}
+
+/// The user's live sessions and the apps in each.
+#[utoipa::path(get, path = "/api/v2/users/{id}/sessions", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`.")),
+    responses((status = 200, description = "The sessions.", body = SessionList)),
+    security(("bearer" = ["read:users"])))]
 async fn get_user_sessions(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -450,18 +637,23 @@ async fn get_user_sessions(
         .sessions
         .list_user_sessions(&user.user_id, deps.clock.now())
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "sessions": sessions.iter().map(session_view).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(SessionList {
+        sessions: sessions.iter().map(session_view).collect(),
+    }))
 }
 
 /// Ends every session of the user and tells the apps; with `?revoke_tokens=true` also revokes
 /// every refresh token, offline ones included (Okta's "Clear User Sessions" checkbox).
+#[utoipa::path(delete, path = "/api/v2/users/{id}/sessions", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`."), ClearQuery),
+    responses((status = 204, description = "The sessions are ended; apps are being told.")),
+    security(("bearer" = ["delete:sessions"]), ("bearer" = ["update:users"])))]
 async fn delete_user_sessions(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
     req: HttpRequest,
     id: web::Path<String>,
-    q: web::Query<ClearQuery>,
+    q: StrictQuery<ClearQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("delete:sessions")
         .or_else(|_| auth.require("update:users"))?;
@@ -481,10 +673,7 @@ async fn delete_user_sessions(
     audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
     let event = LogEvent {
         user_id: Some(user.user_id.clone()),
-        ip: req
-            .connection_info()
-            .realip_remote_addr()
-            .map(str::to_owned),
+        ip: latch_http::client_ip(&req).map(|i| i.to_string()),
         details: json!({
             "actor": auth.actor(),
             "sessions_ended": out.sessions.len(),
@@ -503,6 +692,32 @@ async fn delete_user_sessions(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A live refresh token (never the token itself).
+#[derive(Serialize, ToSchema)]
+struct RefreshTokenView {
+    id: String,
+    user_id: String,
+    client_id: String,
+    /// Dies with its session (no `offline_access`).
+    bound_to_session: bool,
+    offline: bool,
+    scope: String,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RefreshTokenList {
+    refresh_tokens: Vec<RefreshTokenView>,
+}
+
+/// The user's live refresh tokens.
+#[utoipa::path(get, path = "/api/v2/users/{id}/refresh-tokens", tag = "users",
+    params(("id" = String, Path, description = "The `user_id`.")),
+    responses((status = 200, description = "The refresh tokens.", body = RefreshTokenList)),
+    security(("bearer" = ["read:users"])))]
 async fn get_user_refresh_tokens(
     deps: web::Data<Deps>,
     auth: ManagementAuth,
@@ -514,23 +729,26 @@ async fn get_user_refresh_tokens(
         .store
         .list_user_refresh_tokens(&user.user_id, deps.clock.now())
         .await?;
-    let items: Vec<Value> = tokens
+    let items = tokens
         .iter()
-        .map(|t| {
-            json!({
-                "id": t.id,
-                "user_id": t.user_id,
-                "client_id": t.client_id,
-                "bound_to_session": t.session_id.is_some(),
-                "offline": t.offline,
-                "scope": t.scope,
-                "created_at": rfc3339(t.created_at),
-                "expires_at": rfc3339(t.expires_at),
-            })
+        .map(|t| RefreshTokenView {
+            id: t.id.as_str().to_owned(),
+            user_id: t.user_id.as_str().to_owned(),
+            client_id: t.client_id.as_str().to_owned(),
+            bound_to_session: t.session_id.is_some(),
+            offline: t.offline,
+            scope: t.scope.clone(),
+            created_at: rfc3339(t.created_at),
+            expires_at: rfc3339(t.expires_at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "refresh_tokens": items })))
+    Ok(HttpResponse::Ok().json(RefreshTokenList {
+        refresh_tokens: items,
+    }))
 }
+
+pub(crate) mod one_session;
+pub(crate) mod ui_ops;
 
 /// The admin UI's writes go through the API's own handlers (same checks, same audit events).
 pub(crate) mod ops {
@@ -566,7 +784,7 @@ pub(crate) mod ops {
             auth,
             req.clone(),
             web::Path::from(id.to_owned()),
-            web::Query(ClearQuery { revoke_tokens }),
+            StrictQuery(ClearQuery { revoke_tokens }),
         )
         .await?;
         Ok(())
@@ -574,6 +792,6 @@ pub(crate) mod ops {
 
     /// A user as the API shows it (identities included).
     pub(crate) async fn show(deps: &Deps, u: &User) -> Result<Value, ApiError> {
-        view(deps, u).await
+        Ok(serde_json::to_value(view(deps, u).await?).unwrap_or(Value::Null))
     }
 }

@@ -1,17 +1,20 @@
-//! Applications (clients): list, create (the secret shown once), edit, rotate the secret.
+//! Applications (clients): list, create (the secret shown once), edit, the connections users
+//! sign in with, rotate the secret, delete.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use latch_core::model::Client;
+use latch_core::model::{ADMIN_CLIENT_ID, Client, Connection, DATABASE_CONNECTION};
+use latch_http::ApiError;
 use serde_json::{Value, json};
 
 use super::{
-    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, place_error,
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, problems,
     redirect,
 };
 use crate::Deps;
-use crate::api::clients::ops;
+use crate::api::clients::{ops, ui_ops};
+use crate::api::connections::ui_ops as connection_ops;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/applications", web::get().to(list))
@@ -19,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/applications/new", web::get().to(new))
         .route("/applications/{id}", web::get().to(edit))
         .route("/applications/{id}", web::post().to(update))
-        .route("/applications/{id}/rotate-secret", web::post().to(rotate));
+        .route("/applications/{id}/rotate-secret", web::post().to(rotate))
+        .route("/applications/{id}/delete", web::post().to(delete));
 }
 
 struct Row {
@@ -34,6 +38,11 @@ struct Row {
 struct ListPage {
     c: Chrome,
     rows: Vec<Row>,
+}
+
+#[derive(serde::Deserialize)]
+struct Done {
+    done: Option<String>,
 }
 
 const APP_TYPES: [(&str, &str); 4] = [
@@ -61,7 +70,7 @@ fn type_label(v: &Value) -> &'static str {
         .map_or("—", |(_, l)| *l)
 }
 
-async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
+async fn list(a: Admin, deps: web::Data<Deps>, q: web::Query<Done>) -> HttpResponse {
     let mut all = or_page!(deps.store.list_clients().await);
     all.sort_by(|x, y| x.name.cmp(&y.name));
     let rows = all
@@ -76,13 +85,11 @@ async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
             }
         })
         .collect();
-    html(
-        StatusCode::OK,
-        &ListPage {
-            c: a.chrome("applications"),
-            rows,
-        },
-    )
+    let mut c = a.chrome("applications");
+    if q.done.as_deref() == Some("deleted") {
+        c.notice = Some("Application deleted.".into());
+    }
+    html(StatusCode::OK, &ListPage { c, rows })
 }
 
 fn lines(v: &Value) -> String {
@@ -107,7 +114,12 @@ fn choices(all: &[(&str, &str)], selected: &[String]) -> Vec<Choice> {
 }
 
 /// The form, from the client as the API shows it (edit) or from what was posted.
-fn sections(shown: Option<&Value>, form: Option<&Form>) -> Vec<Section> {
+/// `connections`: every connection, and whether it serves this application.
+fn sections(
+    shown: Option<&Value>,
+    form: Option<&Form>,
+    connections: &[(Connection, bool)],
+) -> Vec<Section> {
     let s = shown.cloned().unwrap_or(Value::Null);
     let text = |name: &str, stored: String| match form {
         Some(f) => f.get(name).unwrap_or_default().to_owned(),
@@ -143,10 +155,6 @@ fn sections(shown: Option<&Value>, form: Option<&Form>) -> Vec<Section> {
     );
     let app_type = one("app_type", s["app_type"].as_str().or(Some("regular_web")));
     let bc = s["oidc_logout"]["backchannel_logout_urls"][0]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let fc = s["oidc_logout"]["frontchannel_logout_url"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -213,11 +221,29 @@ fn sections(shown: Option<&Value>, form: Option<&Form>) -> Vec<Section> {
                     "",
                 )
                 .checked(bc_sid),
-                Field::new(
-                    "url",
-                    "frontchannel_logout_url",
-                    "Front-channel logout URL",
-                    text("frontchannel_logout_url", fc),
+            ],
+        },
+        Section {
+            id: "connections",
+            title: "Connections".into(),
+            description: "How this application's users may sign in.".into(),
+            fields: vec![
+                Field::new("checkboxes", "connections", "Enabled connections", "").choices(
+                    connections
+                        .iter()
+                        .map(|(c, on)| Choice {
+                            value: c.id.as_str().to_owned(),
+                            label: format!(
+                                "{} ({})",
+                                c.display_name.as_deref().unwrap_or(c.name.as_str()),
+                                c.strategy.as_str()
+                            ),
+                            selected: match form {
+                                Some(f) => f.all("connections").iter().any(|x| x == c.id.as_str()),
+                                None => *on,
+                            },
+                        })
+                        .collect(),
                 ),
             ],
         },
@@ -262,7 +288,6 @@ fn body(f: &Form) -> Value {
         "oidc_logout": {
             "backchannel_logout_urls": bc.into_iter().collect::<Vec<_>>(),
             "backchannel_logout_session_required": f.checked("backchannel_logout_session_required"),
-            "frontchannel_logout_url": f.text("frontchannel_logout_url"),
         },
     })
 }
@@ -276,18 +301,63 @@ fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> For
         action,
         submit: "Save",
         sections,
+        problems: vec![],
         shown_secret: None,
         extras: vec![],
     }
 }
 
-fn edit_page(a: &Admin, shown: &Value, form: Option<&Form>) -> FormPage {
+/// Every connection, and whether it serves the application `id` (`None`: a new one, which the
+/// API enables on the database connection).
+async fn connections_of(
+    deps: &Deps,
+    id: Option<&str>,
+) -> Result<Vec<(Connection, bool)>, latch_core::StoreError> {
+    let mut all = deps.store.list_connections().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all
+        .into_iter()
+        .map(|c| {
+            let on = match id {
+                Some(id) => c.enabled_clients.iter().any(|x| x.as_str() == id),
+                None => c.name.as_str() == DATABASE_CONNECTION,
+            };
+            (c, on)
+        })
+        .collect())
+}
+
+/// Turns each connection on or off for the application as the form says, through the API
+/// (`PATCH /api/v2/connections/{id}/clients`), changing only those that differ.
+async fn apply_connections(
+    a: &Admin,
+    deps: &web::Data<Deps>,
+    req: &HttpRequest,
+    client_id: &str,
+    form: &Form,
+) -> Result<(), ApiError> {
+    let chosen = form.all("connections");
+    for (c, on) in connections_of(deps, Some(client_id)).await? {
+        let want = chosen.iter().any(|x| x == c.id.as_str());
+        if want != on {
+            connection_ops::set_client(deps, a.auth(), req, c.id.as_str(), client_id, want).await?;
+        }
+    }
+    Ok(())
+}
+
+fn edit_page(
+    a: &Admin,
+    shown: &Value,
+    form: Option<&Form>,
+    connections: &[(Connection, bool)],
+) -> FormPage {
     let id = shown["client_id"].as_str().unwrap_or_default();
     let mut p = page(
         a,
         shown["name"].as_str().unwrap_or("Application").to_owned(),
         format!("/admin/applications/{id}"),
-        sections(Some(shown), form),
+        sections(Some(shown), form, connections),
     );
     p.lead = format!("Client ID: {id}");
     let confidential = shown["token_endpoint_auth_method"].as_str() != Some("none");
@@ -299,15 +369,28 @@ fn edit_page(a: &Admin, shown: &Value, form: Option<&Form>) -> FormPage {
             confirm: "Rotate the client secret? The current secret stops working at once.".into(),
         });
     }
+    // The admin UI's own client is Latch's (the API refuses to delete it).
+    if id != ADMIN_CLIENT_ID {
+        p.extras.push(Extra {
+            action: format!("/admin/applications/{id}/delete"),
+            label: "Delete application",
+            class: "danger",
+            confirm: format!(
+                "Delete the application {}? It can no longer sign users in; its tokens stop working.",
+                shown["name"].as_str().unwrap_or(id)
+            ),
+        });
+    }
     p
 }
 
-async fn new(a: Admin) -> HttpResponse {
+async fn new(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
+    let connections = or_page!(connections_of(&deps, None).await);
     let mut p = page(
         &a,
         "New application".into(),
         "/admin/applications".into(),
-        sections(None, None),
+        sections(None, None, &connections),
     );
     p.submit = "Create";
     html(StatusCode::OK, &p)
@@ -322,35 +405,45 @@ async fn create(
     if let Some(r) = a.csrf_refusal(&form) {
         return r;
     }
-    match ops::create(&deps, a.auth(), &req, body(&form)).await {
+    let b = body(&form);
+    match ops::create(&deps, a.auth(), &req, b.clone()).await {
         Ok(v) => {
+            let id = v["client_id"].as_str().unwrap_or_default().to_owned();
+            let linked = apply_connections(&a, &deps, &req, &id, &form).await;
+            let connections = or_page!(connections_of(&deps, Some(&id)).await);
             // The secret is shown on this answer only.
-            let mut p = edit_page(&a, &v, None);
+            let mut p = edit_page(&a, &v, None, &connections);
             p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
             p.c.notice = Some("Application created.".into());
+            if let Err(e) = linked {
+                p.refused(vec![e]);
+            }
             html(StatusCode::CREATED, &p)
         }
         Err(e) => {
-            let mut s = sections(None, Some(&form));
-            let general = place_error(&mut s, &e);
+            let connections = or_page!(connections_of(&deps, None).await);
             let mut p = page(
                 &a,
                 "New application".into(),
                 "/admin/applications".into(),
-                s,
+                sections(None, Some(&form), &connections),
             );
             p.submit = "Create";
-            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
-            html(StatusCode::BAD_REQUEST, &p)
+            let status = e.status;
+            p.refused(problems::merge(
+                e,
+                ui_ops::problems(None, &b, &deps.outbound),
+            ));
+            html(status, &p)
         }
     }
 }
 
-async fn find(deps: &Deps, id: &str) -> Result<Client, latch_http::ApiError> {
+async fn find(deps: &Deps, id: &str) -> Result<Client, ApiError> {
     deps.store
         .find_client(&latch_core::ClientId::new(id))
         .await?
-        .ok_or_else(|| latch_http::ApiError::not_found("application"))
+        .ok_or_else(|| ApiError::not_found("application"))
 }
 
 #[derive(serde::Deserialize)]
@@ -365,7 +458,8 @@ async fn edit(
     q: web::Query<Saved>,
 ) -> HttpResponse {
     let c = or_page!(find(&deps, &id).await);
-    let mut p = edit_page(&a, &ops::show(&c), None);
+    let connections = or_page!(connections_of(&deps, Some(c.client_id.as_str())).await);
+    let mut p = edit_page(&a, &ops::show(&c), None, &connections);
     if q.saved.is_some() {
         p.c.notice = Some("Changes saved.".into());
     }
@@ -383,17 +477,29 @@ async fn update(
         return r;
     }
     let c = or_page!(find(&deps, &id).await);
-    match ops::update(&deps, a.auth(), &req, c.client_id.as_str(), body(&form)).await {
-        Ok(_) => redirect(&format!("/admin/applications/{}?saved=1", c.client_id)),
-        Err(e) => {
-            let mut p = edit_page(&a, &ops::show(&c), Some(&form));
-            let general = place_error(&mut p.sections, &e);
-            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
-            html(StatusCode::BAD_REQUEST, &p)
+    let id = c.client_id.as_str();
+    let b = body(&form);
+    let saved: Result<(), Vec<ApiError>> =
+        match ops::update(&deps, a.auth(), &req, id, b.clone()).await {
+            Ok(_) => apply_connections(&a, &deps, &req, id, &form)
+                .await
+                .map_err(|e| vec![e]),
+            Err(e) => Err(problems::merge(
+                e,
+                ui_ops::problems(Some(&c), &b, &deps.outbound),
+            )),
+        };
+    match saved {
+        Ok(()) => redirect(&format!("/admin/applications/{id}?saved=1")),
+        Err(errors) => {
+            let connections = or_page!(connections_of(&deps, Some(id)).await);
+            let mut p = edit_page(&a, &ops::show(&c), Some(&form), &connections);
+            let status = errors.first().map_or(StatusCode::BAD_REQUEST, |e| e.status);
+            p.refused(errors);
+            html(status, &p)
         }
     }
 }
-
 async fn rotate(
     a: Admin,
     deps: web::Data<Deps>,
@@ -406,11 +512,36 @@ async fn rotate(
     }
     match ops::rotate_secret(&deps, a.auth(), &req, &id).await {
         Ok(v) => {
-            let mut p = edit_page(&a, &v, None);
+            let connections = or_page!(connections_of(&deps, Some(&id)).await);
+            let mut p = edit_page(&a, &v, None, &connections);
             p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
             p.c.notice = Some("New secret issued; the old one no longer works.".into());
             html(StatusCode::OK, &p)
         }
+        Err(e) => error_page(e),
+    }
+}
+
+/// `POST /admin/applications/{id}/delete` (`DELETE /api/v2/clients/{id}`; the UI's own client
+/// is refused there).
+async fn delete(
+    a: Admin,
+    deps: web::Data<Deps>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<Form>,
+) -> HttpResponse {
+    if let Some(r) = a.csrf_refusal(&form) {
+        return r;
+    }
+    match ui_ops::delete(&deps, a.auth(), &req, &id).await {
+        Ok(()) => redirect("/admin/applications?done=deleted"),
+        Err(e) if e.status == StatusCode::FORBIDDEN => super::message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "The admin UI's own application (latch-admin) is managed by Latch and cannot be deleted.",
+            Some(("/admin/applications", "Back to applications")),
+        ),
         Err(e) => error_page(e),
     }
 }

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, place_error,
+    Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, problems,
     redirect,
 };
 use crate::Deps;
-use crate::api::connections::{ops, view};
+use crate::api::connections::{ops, ui_ops, view};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/connections", web::get().to(list))
@@ -105,6 +105,7 @@ fn flag(form: Option<&Form>, stored: &Map<String, Value>, key: &str) -> bool {
 /// posted (after an error).
 fn sections(
     strategy: Strategy,
+    issuer: &str,
     shown: Option<&Value>,
     form: Option<&Form>,
     clients: &[Client],
@@ -116,6 +117,7 @@ fn sections(
         .unwrap_or(&empty);
     let v = |k: &str| value(form, opts, k);
     let creating = shown.is_none();
+    let typed_name = form.and_then(|f| f.get("name"));
     let mut general = Vec::new();
     if creating {
         general.push(
@@ -262,20 +264,31 @@ fn sections(
             );
         }
     }
-    let mut out = vec![
-        Section {
-            id: "general",
-            title: "General".into(),
-            description: String::new(),
-            fields: general,
-        },
-        Section {
-            id: "idp",
-            title: strategy_label(strategy).into(),
-            description: String::new(),
-            fields: idp,
-        },
-    ];
+    let mut out = vec![Section {
+        id: "general",
+        title: "General".into(),
+        description: String::new(),
+        fields: general,
+    }];
+    let for_idp = for_your_idp(strategy, issuer, shown, typed_name);
+    if !for_idp.is_empty() {
+        out.push(Section {
+            id: "for-your-idp",
+            title: "For your identity provider".into(),
+            description: if creating {
+                "Register these at your IdP. They follow the connection's name.".into()
+            } else {
+                "Register these at your IdP.".into()
+            },
+            fields: for_idp,
+        });
+    }
+    out.extend([Section {
+        id: "idp",
+        title: strategy_label(strategy).into(),
+        description: String::new(),
+        fields: idp,
+    }]);
     if strategy.is_enterprise() {
         out.push(Section {
             id: "home-realm",
@@ -333,69 +346,26 @@ fn sections(
                 );
             }
         }
-        match endpoint {
-            Some(e) => ul.push(
-                Field::new(
-                    "readonly",
-                    "revocation_endpoint",
-                    "Revocation Endpoint URL",
-                    e,
-                )
-                .help("Paste this into Okta (Universal Logout settings of the app)."),
+        let revocation = Field::new(
+            "readonly",
+            "revocation_endpoint",
+            "Revocation Endpoint URL",
+            endpoint.clone().unwrap_or_default(),
+        )
+        .help("Paste this into Okta (Universal Logout settings of the app).");
+        ul.push(match endpoint {
+            Some(_) => revocation,
+            None => revocation.computed(
+                format!("{issuer}/oauth/global-token-revocation/connection/{{name}}"),
+                typed_name,
             ),
-            None => ul.push(
-                Field::new(
-                    "readonly",
-                    "revocation_endpoint",
-                    "Revocation Endpoint URL",
-                    "",
-                )
-                .help("Shown once the connection is created."),
-            ),
-        }
+        });
         out.push(Section {
             id: "universal-logout",
             title: "Universal Logout".into(),
             description: "Lets your IdP (Okta Universal Logout) end a user's sessions in Latch and every app, and revoke their refresh tokens.".into(),
             fields: ul,
         });
-    }
-    if let Some(s) = shown {
-        let o = &s["options"];
-        let mut ro = Vec::new();
-        if strategy == Strategy::Samlp {
-            for (k, label) in [
-                ("sp_metadata_url", "SP metadata URL"),
-                ("sp_entity_id", "Entity ID (audience)"),
-                ("sp_acs_url", "ACS URL (HTTP-POST)"),
-            ] {
-                ro.push(Field::new(
-                    "readonly",
-                    k,
-                    label,
-                    o[k].as_str().unwrap_or_default(),
-                ));
-            }
-        }
-        if let Some(b) = s["backchannel_logout_url"].as_str() {
-            ro.push(
-                Field::new(
-                    "readonly",
-                    "backchannel_logout_url",
-                    "Back-channel logout URL",
-                    b,
-                )
-                .help("Where your IdP sends OpenID Connect Back-Channel Logout."),
-            );
-        }
-        if !ro.is_empty() {
-            out.push(Section {
-                id: "for-your-idp",
-                title: "For your identity provider".into(),
-                description: "Give these to your IdP.".into(),
-                fields: ro,
-            });
-        }
     }
     let chosen: Vec<String> = match form {
         Some(f) => f.all("enabled_clients"),
@@ -419,6 +389,92 @@ fn sections(
         ],
     });
     out
+}
+
+/// What the admin registers at the IdP: for `okta` and `oidc` the sign-in redirect URI and the
+/// back-channel logout URL, for `samlp` Latch's SP metadata URL, entity id and ACS. Once the
+/// connection exists, as the API shows them; before, computed from the name as typed.
+fn for_your_idp(
+    strategy: Strategy,
+    issuer: &str,
+    shown: Option<&Value>,
+    typed_name: Option<&str>,
+) -> Vec<Field> {
+    let stored = |k: &str| {
+        shown
+            .and_then(|s| s[k].as_str().or_else(|| s["options"][k].as_str()))
+            .map(str::to_owned)
+    };
+    // Shown as stored, or computed from the name being typed (`{name}` until there is one).
+    let value = |f: Field, k: &str, template: String| match stored(k) {
+        Some(v) if shown.is_some() => Field { value: v, ..f },
+        _ => f.computed(template, typed_name),
+    };
+    match strategy {
+        Strategy::Okta | Strategy::Oidc => vec![
+            Field::new(
+                "readonly",
+                "redirect_uri",
+                "Sign-in redirect URI",
+                format!("{issuer}/login/callback"),
+            )
+            .help(if strategy == Strategy::Okta {
+                "In Okta: the app integration's \"Sign-in redirect URIs\"."
+            } else {
+                "The redirect URI to register with your IdP for this client."
+            }),
+            value(
+                Field::new(
+                    "readonly",
+                    "backchannel_logout_url",
+                    "Back-channel logout URL",
+                    "",
+                )
+                .help("Optional: where your IdP sends OpenID Connect Back-Channel Logout."),
+                "backchannel_logout_url",
+                format!("{issuer}/login/backchannel-logout/{{name}}"),
+            ),
+        ],
+        Strategy::Samlp => {
+            // The entity id's default, from the one place that computes it.
+            let placeholder = latch_core::model::Connection {
+                id: latch_core::ConnectionId::new("-"),
+                name: latch_core::ConnectionName::new("{name}"),
+                display_name: None,
+                strategy,
+                options: Map::new(),
+                secrets: Default::default(),
+                enabled_clients: vec![],
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            };
+            let sp = latch_core::connector::SamlSp::of(&placeholder, issuer);
+            let mut entity = value(
+                Field::new("readonly", "sp_entity_id", "Entity ID (audience)", ""),
+                "sp_entity_id",
+                sp.entity_id,
+            );
+            if shown.is_none() {
+                entity.prefer = "entityId".into();
+            }
+            vec![
+                value(
+                    Field::new("readonly", "sp_metadata_url", "SP metadata URL", "")
+                        .help("Most IdPs read everything below from this URL."),
+                    "sp_metadata_url",
+                    format!("{issuer}/samlp/metadata?connection={{name}}"),
+                ),
+                entity,
+                value(
+                    Field::new("readonly", "sp_acs_url", "ACS URL (HTTP-POST)", "")
+                        .help("The Assertion Consumer Service (single sign-on URL)."),
+                    "sp_acs_url",
+                    format!("{issuer}/login/callback?connection={{name}}"),
+                ),
+            ]
+        }
+        Strategy::Auth0 => vec![],
+    }
 }
 
 /// The API body a form stands for. Empty fields are left out; an empty secret keeps the stored
@@ -496,6 +552,7 @@ fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> For
         action,
         submit: "Save",
         sections,
+        problems: vec![],
         shown_secret: None,
         extras: vec![],
     }
@@ -512,7 +569,7 @@ async fn new(a: Admin, deps: web::Data<Deps>, q: web::Query<NewQuery>) -> HttpRe
         &a,
         format!("New {} connection", strategy_label(strategy)),
         format!("/admin/connections?strategy={}", strategy.as_str()),
-        sections(strategy, None, None, &cl, &[]),
+        sections(strategy, &deps.issuer, None, None, &cl, &[]),
     );
     p.submit = "Create";
     html(StatusCode::OK, &p)
@@ -533,24 +590,27 @@ async fn create(
         .as_deref()
         .and_then(Strategy::parse)
         .unwrap_or(Strategy::Okta);
-    match ops::create(&deps, a.auth(), &req, body(strategy, &form, true)).await {
+    let b = body(strategy, &form, true);
+    match ops::create(&deps, a.auth(), &req, b.clone()).await {
         Ok(v) => redirect(&format!(
             "/admin/connections/{}?saved=created",
             v["id"].as_str().unwrap_or_default()
         )),
         Err(e) => {
             let cl = or_page!(clients(&deps).await);
-            let mut s = sections(strategy, None, Some(&form), &cl, &[]);
-            let general = place_error(&mut s, &e);
             let mut p = page(
                 &a,
                 format!("New {} connection", strategy_label(strategy)),
                 format!("/admin/connections?strategy={}", strategy.as_str()),
-                s,
+                sections(strategy, &deps.issuer, None, Some(&form), &cl, &[]),
             );
             p.submit = "Create";
-            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
-            html(StatusCode::BAD_REQUEST, &p)
+            let status = e.status;
+            p.refused(problems::merge(
+                e,
+                ui_ops::problems(&deps, strategy, None, &b),
+            ));
+            html(status, &p)
         }
     }
 }
@@ -581,7 +641,7 @@ async fn edit(
     let mut p = edit_page(
         &a,
         &c,
-        sections(c.strategy, Some(&shown), None, &cl, &enabled),
+        sections(c.strategy, &deps.issuer, Some(&shown), None, &cl, &enabled),
     );
     p.c.notice = match q.saved.as_deref() {
         Some("created") => Some("Connection created.".into()),
@@ -627,24 +687,30 @@ async fn update(
             .get_connection(&latch_core::ConnectionId::new(id.as_str()))
             .await
     );
-    match ops::update(
-        &deps,
-        a.auth(),
-        &req,
-        c.id.as_str(),
-        body(c.strategy, &form, false),
-    )
-    .await
-    {
+    let b = body(c.strategy, &form, false);
+    match ops::update(&deps, a.auth(), &req, c.id.as_str(), b.clone()).await {
         Ok(_) => redirect(&format!("/admin/connections/{}?saved=1", c.id)),
         Err(e) => {
             let cl = or_page!(clients(&deps).await);
             let shown = view(&c, &deps.issuer);
-            let mut s = sections(c.strategy, Some(&shown), Some(&form), &cl, &[]);
-            let general = place_error(&mut s, &e);
-            let mut p = edit_page(&a, &c, s);
-            p.c.error = Some(general.unwrap_or_else(|| "Check the highlighted fields.".into()));
-            html(StatusCode::BAD_REQUEST, &p)
+            let mut p = edit_page(
+                &a,
+                &c,
+                sections(
+                    c.strategy,
+                    &deps.issuer,
+                    Some(&shown),
+                    Some(&form),
+                    &cl,
+                    &[],
+                ),
+            );
+            let status = e.status;
+            p.refused(problems::merge(
+                e,
+                ui_ops::problems(&deps, c.strategy, Some(&c), &b),
+            ));
+            html(status, &p)
         }
     }
 }

@@ -27,6 +27,7 @@ mod applications;
 mod connections;
 mod keys;
 mod logs;
+mod problems;
 mod users;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -36,9 +37,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use latch_core::SessionId;
+use latch_core::SessionSecret;
 use latch_core::model::{ADMIN_CALLBACK_PATH, ADMIN_CLIENT_ID, User};
-use latch_core::session::{SESSION_COOKIE, Session};
+use latch_core::session::SESSION_COOKIE;
 use latch_http::{ApiError, ManagementAuth};
 use serde::Deserialize;
 
@@ -77,13 +78,15 @@ pub(crate) struct Chrome {
     pub who: String,
     pub csrf: String,
     pub notice: Option<String>,
+    /// A link after the notice: (href, text).
+    pub notice_link: Option<(String, String)>,
     pub error: Option<String>,
 }
 
 /// An admin, signed in.
 pub(crate) struct Admin {
     pub user: User,
-    pub session: Session,
+    pub session: latch_core::session::Session,
     pub csrf: String,
 }
 
@@ -106,6 +109,7 @@ impl Admin {
                 .unwrap_or_else(|| self.user.user_id.as_str().to_owned()),
             csrf: self.csrf.clone(),
             notice: None,
+            notice_link: None,
             error: None,
         }
     }
@@ -151,10 +155,20 @@ impl actix_web::FromRequest for Admin {
     }
 }
 
-fn csrf_for(session: &Session) -> String {
-    latch_jose::token_digest(&format!("latch-admin-csrf:{}", session.id.as_str()))
+/// The session's CSRF token: derived from the secret in the cookie, which the request carries and
+/// nothing at rest holds (the store knows only the secret's digest).
+fn csrf_for(secret: &SessionSecret) -> String {
+    latch_jose::token_digest(&format!("latch-admin-csrf:{}", secret.expose()))
         .as_str()
         .to_owned()
+}
+
+/// This browser's Latch session secret, if it sent one.
+fn session_secret(req: &HttpRequest) -> Option<SessionSecret> {
+    req.cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(SessionSecret::new)
 }
 
 /// The admin behind this request, or the answer to send instead: a redirect to sign in, or 403.
@@ -168,15 +182,11 @@ pub(crate) async fn admin(deps: &Deps, req: &HttpRequest) -> Result<Admin, HttpR
         let q: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
         redirect(&format!("/admin/login?next={q}"))
     };
-    let Some(id) = req
-        .cookie(SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-    else {
+    let Some(secret) = session_secret(req) else {
         return Err(to_login());
     };
     let now = deps.clock.now();
-    let session = match deps.sessions.find_session(&SessionId::new(id), now).await {
+    let session = match deps.sessions.find_session(&secret.id(), now).await {
         Ok(Some(s)) => s,
         Ok(None) => return Err(to_login()),
         Err(e) => return Err(error_page(ApiError::from(e))),
@@ -196,7 +206,7 @@ pub(crate) async fn admin(deps: &Deps, req: &HttpRequest) -> Result<Admin, HttpR
     if !user.is_admin() {
         return Err(forbidden());
     }
-    let csrf = csrf_for(&session);
+    let csrf = csrf_for(&secret);
     Ok(Admin {
         user,
         session,
@@ -260,6 +270,11 @@ pub(crate) struct Field {
     pub help: String,
     pub error: Option<String>,
     pub choices: Vec<Choice>,
+    /// A read-only value computed from the name being typed: `{name}` stands for it (admin.js
+    /// fills it in as the name changes; without script the placeholder stays).
+    pub template: String,
+    /// A field whose value, when filled in, is shown instead of the template.
+    pub prefer: String,
 }
 
 #[derive(Clone)]
@@ -294,6 +309,32 @@ impl Field {
         self.choices = c;
         self
     }
+
+    /// A read-only value computed from the name as typed (`{name}` in `template`), shown with
+    /// `name` filled in when there is one.
+    pub fn computed(mut self, template: String, name: Option<&str>) -> Self {
+        self.value = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => template.replace(
+                "{name}",
+                &url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>(),
+            ),
+            None => template.clone(),
+        };
+        self.template = template;
+        self
+    }
+
+    /// The ids of what describes the input (its error, then its help), for `aria-describedby`.
+    pub fn described_by(&self) -> String {
+        let mut ids = Vec::new();
+        if self.error.is_some() {
+            ids.push(format!("f-{}-error", self.name));
+        }
+        if !self.help.is_empty() {
+            ids.push(format!("f-{}-help", self.name));
+        }
+        ids.join(" ")
+    }
 }
 
 /// A group of fields with a heading.
@@ -302,27 +343,6 @@ pub(crate) struct Section {
     pub title: String,
     pub description: String,
     pub fields: Vec<Field>,
-}
-
-/// Puts an API error on the field it names (`options.domain` → `domain`), or returns it as the
-/// page's error.
-pub(crate) fn place_error(sections: &mut [Section], e: &ApiError) -> Option<String> {
-    let field = e.field.as_deref().unwrap_or_default();
-    let key = field
-        .strip_prefix("options.")
-        .or_else(|| field.strip_prefix("oidc_logout."))
-        .or_else(|| field.strip_prefix("jwt_configuration."))
-        .unwrap_or(field);
-    let key = key.split('[').next().unwrap_or(key);
-    for s in sections.iter_mut() {
-        for f in s.fields.iter_mut() {
-            if !key.is_empty() && (f.name == key || f.name.ends_with(&format!(".{key}"))) {
-                f.error = Some(e.message.clone());
-                return None;
-            }
-        }
-    }
-    Some(e.message.clone())
 }
 
 /// A button that posts to `action` (delete, rotate, …), below a form.
@@ -344,8 +364,18 @@ pub(crate) struct FormPage {
     pub action: String,
     pub submit: &'static str,
     pub sections: Vec<Section>,
+    /// Every problem with what was posted, above the form (each also on its field).
+    pub problems: Vec<problems::Problem>,
     pub shown_secret: Option<String>,
     pub extras: Vec<Extra>,
+}
+
+impl FormPage {
+    /// Shows `errors` (the API's answer first, then the others the same validation found): each
+    /// on its field, all in the summary.
+    pub fn refused(&mut self, errors: Vec<ApiError>) {
+        self.problems = problems::place(&mut self.sections, &errors);
+    }
 }
 
 #[derive(Template)]
@@ -459,10 +489,17 @@ fn cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
         .finish()
 }
 
-/// Only paths inside the admin UI are followed after sign-in.
+/// Only paths inside the admin UI are followed after sign-in, and only as printable ASCII (a
+/// decoded CR or LF would not even make a valid `Location` header).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if (n == "/admin" || n.starts_with("/admin/") || n.starts_with("/admin?"))
+                && n.len() <= 2048
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/admin/connections",
     }
 }
@@ -555,7 +592,7 @@ async fn callback(
         Err(e) => return error_page(e.into()),
     };
     let callback = format!("{}{ADMIN_CALLBACK_PATH}", deps.issuer);
-    let this_browser = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let this_browser = session_secret(&req).map(|s| s.id());
     let ok = stored.client_id.as_str() == ADMIN_CLIENT_ID
         && stored.redirect_uri == callback
         && stored
@@ -565,8 +602,8 @@ async fn callback(
         && stored
             .session_id
             .as_ref()
-            .zip(this_browser.as_deref())
-            .is_some_and(|(s, b)| latch_jose::constant_eq(s.as_str(), b));
+            .zip(this_browser.as_ref())
+            .is_some_and(|(s, b)| latch_jose::constant_eq(s.as_str(), b.as_str()));
     if !ok {
         return failed("The sign-in could not be verified.");
     }
@@ -633,4 +670,28 @@ async fn signed_out() -> HttpResponse {
         "You are signed out of Latch.",
         Some(("/admin/login", "Sign in again")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_printable_admin_path() {
+        for ok in ["/admin", "/admin/users?q=a%20b", "/admin?x=1"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "/admin\r\nSet-Cookie: x=1",
+            "/admin/users\n",
+            "/admin/ x",
+            "/administrator",
+            "//evil.example/admin",
+            "/admin\\..\\x",
+            "https://evil.example/admin",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin/connections", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/admin/connections");
+    }
 }

@@ -4,17 +4,18 @@
 //! page (never a redirect); after that, a redirect back to the app with `error` and `state`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
+use actix_web::http::header::{HeaderValue, LOCATION, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, web};
-use latch_core::connector::{SignInContext, SignInError};
+use latch_core::connector::{Limit, SignInContext, SignInError};
 use latch_core::model::{Client, DATABASE_CONNECTION, GrantType, Strategy, User};
 use latch_core::session::{LoginTransaction, Session};
 use latch_core::*;
+use latch_http::client_ip;
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::issue::{self, AuthRequest, client_ip};
+use crate::issue::{self, AuthRequest};
 use crate::pages::{self, LoginPage};
 use crate::{Deps, cookies, paths};
 
@@ -350,13 +351,13 @@ pub async fn current_session(
     deps: &Deps,
     req: &HttpRequest,
 ) -> Result<Option<Session>, latch_http::ApiError> {
-    let Some(id) = cookies::get(req, cookies::SESSION) else {
+    let Some(secret) = cookies::session(req) else {
         return Ok(None);
     };
     let now = deps.clock.now();
     Ok(deps
         .sessions
-        .touch_session(&SessionId::new(id), now, deps.settings.session_idle)
+        .touch_session(&secret.id(), now, deps.settings.session_idle)
         .await?)
 }
 
@@ -372,8 +373,7 @@ async fn login_form(
     status: StatusCode,
     alternatives: &[(String, String)],
 ) -> Result<HttpResponse, latch_http::ApiError> {
-    let browser =
-        cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+    let (browser, binding) = cookies::new_binding(req, deps.settings.secure_cookies);
     let now = deps.clock.now();
     let tx = LoginTransaction {
         id: LoginTxId::new(latch_jose::random_token(24)),
@@ -382,12 +382,11 @@ async fn login_form(
     };
     deps.sessions.insert_login_tx(&tx).await?;
     let mut b = pages::builder(status);
-    b.cookie(cookies::make(
-        cookies::BROWSER,
-        browser,
-        deps.settings.secure_cookies,
-        None,
+    b.insert_header((
+        "Content-Security-Policy",
+        pages::csp_with_form_target(r.redirect_uri.as_str()),
     ));
+    b.cookie(binding);
     let action = paths::LOGIN;
     Ok(pages::render(
         b,
@@ -419,10 +418,20 @@ pub async fn get_authorize(
         .is_some_and(|p| p.split_whitespace().any(|v| v == "login"));
     let prompt_none = r.prompt.as_deref() == Some("none");
     if let Some(session) = current_session(&deps, &req).await? {
+        // Checked arithmetic: `max_age` is the caller's number (up to i64::MAX seconds), and an
+        // instant plus that overflows. The session's age never does.
         let fresh = r
             .max_age
-            .is_none_or(|m| session.auth_time + time::Duration::seconds(m) >= now);
-        let same_connection = session.connection == r.connection;
+            .is_none_or(|m| now - session.auth_time <= time::Duration::seconds(m));
+        // Auth0's rule: a session serves any app its connection is enabled for, unless the app
+        // named another connection. When Latch chose the connection, the session's decides.
+        let same_connection = session.connection == r.connection
+            || (r.chosen
+                && deps
+                    .store
+                    .find_connection_by_name(&session.connection)
+                    .await?
+                    .is_some_and(|c| c.enabled_clients.contains(&client.client_id)));
         let user = deps.store.find_user(&session.user_id).await?;
         if let Some(user) = user.filter(|u| !u.blocked)
             && fresh
@@ -438,7 +447,7 @@ pub async fn get_authorize(
                 "Single sign-on",
                 Some(&user.user_id),
                 Some(&client.client_id),
-                Some(&r.connection),
+                Some(&session.connection),
                 client_ip(&req),
                 json!({"sso": true}),
             )
@@ -504,8 +513,7 @@ async fn upstream_redirect(
     r: &AuthRequest,
     connection: &latch_core::model::Connection,
 ) -> Result<HttpResponse, latch_http::ApiError> {
-    let browser =
-        cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+    let (browser, binding) = cookies::new_binding(req, deps.settings.secure_cookies);
     let tx_id = LoginTxId::new(latch_jose::random_token(24));
     let start = match deps
         .upstream
@@ -540,12 +548,7 @@ async fn upstream_redirect(
     };
     deps.sessions.insert_login_tx(&tx).await?;
     Ok(HttpResponse::Found()
-        .cookie(cookies::make(
-            cookies::BROWSER,
-            browser,
-            deps.settings.secure_cookies,
-            None,
-        ))
+        .cookie(binding)
         .insert_header((LOCATION, start.url))
         .insert_header(("Cache-Control", "no-store"))
         .finish())
@@ -561,7 +564,15 @@ pub async fn get_callback(
     let params = q.into_inner();
     let now = deps.clock.now();
     let state = params.get("state").map(String::as_str).unwrap_or_default();
-    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, &req, state, now).await? else {
+    let Some(tx) = cookies::take_bound_tx(
+        &*deps.sessions,
+        &req,
+        state,
+        now,
+        deps.settings.secure_cookies,
+    )
+    .await?
+    else {
         return Ok(callback_expired());
     };
     let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
@@ -571,7 +582,7 @@ pub async fn get_callback(
         return Ok(callback_expired());
     };
     let ip = client_ip(&req);
-    let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip.clone(), reason);
+    let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip, reason);
     // A SAML answer was checked when the IdP posted it (see `post_callback`).
     let verified = tx
         .payload
@@ -733,7 +744,7 @@ async fn upstream_failed(
     deps: &Deps,
     r: &AuthRequest,
     connection: &ConnectionName,
-    ip: Option<String>,
+    ip: Option<std::net::IpAddr>,
     reason: String,
 ) -> HttpResponse {
     issue::log(
@@ -786,7 +797,15 @@ pub async fn post_login(
         )
     };
     // One use per form: a replayed or forged post finds nothing.
-    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, &req, &form.tx, now).await? else {
+    let Some(tx) = cookies::take_bound_tx(
+        &*deps.sessions,
+        &req,
+        &form.tx,
+        now,
+        deps.settings.secure_cookies,
+    )
+    .await?
+    else {
         return Ok(expired());
     };
     let Ok(r) = serde_json::from_value::<AuthRequest>(tx.payload["request"].clone()) else {
@@ -799,7 +818,7 @@ pub async fn post_login(
         return Ok(expired());
     };
     let ip = client_ip(&req);
-    let ctx = SignInContext { ip: ip.clone() };
+    let ctx = SignInContext { ip };
     let email = form.email.trim().to_owned();
     // Home realm discovery: an email of a federated domain goes to its IdP.
     if r.chosen
@@ -808,7 +827,27 @@ pub async fn post_login(
         let mut to_idp = r.clone();
         to_idp.connection = c.name.clone();
         to_idp.login_hint = Some(email.clone());
-        return upstream_redirect(&deps, &req, &to_idp, c).await;
+        let hop = upstream_redirect(&deps, &req, &to_idp, c).await?;
+        let Some(to) = hop
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return Ok(hop);
+        };
+        let mut page = pages::builder(StatusCode::OK);
+        for cookie in hop.cookies() {
+            page.cookie(cookie.into_owned());
+        }
+        let idp = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
+        return Ok(pages::render(
+            page,
+            &pages::ContinuePage {
+                idp: &idp,
+                url: &to,
+            },
+        ));
     }
     if email.is_empty() || form.password.is_empty() {
         return login_form(
@@ -830,36 +869,59 @@ pub async fn post_login(
     {
         Ok(u) => u,
         Err(e) => {
-            let (msg, status, reason) = match &e {
+            let (msg, status) = match &e {
                 SignInError::InvalidCredentials | SignInError::Blocked => {
-                    ("Wrong email or password.", StatusCode::OK, e.to_string())
+                    ("Wrong email or password.".to_owned(), StatusCode::OK)
                 }
-                SignInError::TooManyAttempts => (
-                    "Too many attempts. Wait a few minutes and try again.",
-                    StatusCode::TOO_MANY_REQUESTS,
-                    e.to_string(),
-                ),
+                SignInError::TooManyAttempts { retry_after, .. } => {
+                    let secs = retry_after.whole_seconds().max(1);
+                    let unit = if secs == 1 { "second" } else { "seconds" };
+                    (
+                        format!("Too many failed attempts; try again in {secs} {unit}."),
+                        StatusCode::TOO_MANY_REQUESTS,
+                    )
+                }
                 SignInError::Store(_) | SignInError::Session(_) => {
                     tracing::error!(error = %e, "sign-in failed");
                     (
-                        "Sign-in is unavailable right now. Try again later.",
+                        "Sign-in is unavailable right now. Try again later.".to_owned(),
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable".into(),
                     )
                 }
             };
-            issue::log(
-                &deps,
-                "f",
-                "Failed login",
-                None,
-                Some(&client.client_id),
-                Some(&connection.name),
-                ip,
-                json!({"reason": reason, "email": email}),
-            )
-            .await;
-            return login_form(&deps, &req, &r, &client, &email, Some(msg), status, &[]).await;
+            let failed = |reason: String| {
+                issue::log(
+                    &deps,
+                    "f",
+                    "Failed login",
+                    None,
+                    Some(&client.client_id),
+                    Some(&connection.name),
+                    ip,
+                    json!({"reason": reason, "email": email}),
+                )
+            };
+            match &e {
+                SignInError::InvalidCredentials | SignInError::Blocked => {
+                    failed(e.to_string()).await
+                }
+                SignInError::Store(_) | SignInError::Session(_) => {
+                    failed("unavailable".into()).await
+                }
+                SignInError::TooManyAttempts { until, limit, .. } => {
+                    throttled(&deps, &client, &connection.name, &email, ip, *limit, *until).await
+                }
+            }
+            let mut res =
+                login_form(&deps, &req, &r, &client, &email, Some(&msg), status, &[]).await?;
+            if let SignInError::TooManyAttempts { retry_after, .. } = &e {
+                // The page says it; `Retry-After` says it to machines.
+                res.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(retry_after.whole_seconds().max(1)),
+                );
+            }
+            return Ok(res);
         }
     };
     let mut updated = user.clone();
@@ -876,6 +938,68 @@ pub async fn post_login(
         json!({}),
     )
     .await
+}
+
+/// An attempt refused unchecked while a throttle key waits: Auth0's `limit_wc` ("blocked
+/// account": failures on this account) or `limit_mu` ("blocked IP address": failures from this
+/// address), once per delay, not once per refused attempt.
+async fn throttled(
+    deps: &Deps,
+    client: &Client,
+    connection: &ConnectionName,
+    email: &str,
+    ip: Option<std::net::IpAddr>,
+    limit: Limit,
+    until: time::OffsetDateTime,
+) {
+    let (code, description, scope, key) = match limit {
+        Limit::AccountFromIp => (
+            "limit_wc",
+            "Blocked Account",
+            "account_from_ip",
+            format!("{connection}\n{email}\n{ip:?}"),
+        ),
+        Limit::Account => (
+            "limit_wc",
+            "Blocked Account",
+            "account",
+            format!("{connection}\n{email}"),
+        ),
+        Limit::Ip => ("limit_mu", "Blocked IP Address", "ip", format!("{ip:?}")),
+    };
+    let once = latch_jose::token_digest(&format!("{scope}\n{key}\n{}", until.unix_timestamp()));
+    let now = deps.clock.now();
+    match deps
+        .sessions
+        // The key names the delay's end, so remembering it longer (against clock skew between
+        // instances and the store) suppresses nothing else.
+        .remember_once(
+            "throttle-event",
+            once.as_str(),
+            until.max(now) + time::Duration::minutes(5),
+            now,
+        )
+        .await
+    {
+        Ok(false) => return,
+        Ok(true) => {}
+        Err(e) => tracing::warn!(error = %e, "throttle event deduplication failed"),
+    }
+    issue::log(
+        deps,
+        code,
+        description,
+        None,
+        Some(&client.client_id),
+        Some(connection),
+        ip,
+        json!({
+            "limit": scope,
+            "email": email,
+            "retry_after": (until - now).whole_seconds().max(1),
+        }),
+    )
+    .await;
 }
 
 /// The end of every successful sign-in: a new session (never one a different user may have left
@@ -900,7 +1024,7 @@ async fn complete_sign_in(
             latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
         deps.notifier.dispatch(&out.deliveries);
     }
-    let (session, code) = issue::new_session_with_code(deps, user, connection, upstream, r, req)
+    let (_, secret, code) = issue::new_session_with_code(deps, user, connection, upstream, r, req)
         .await
         .map_err(oauth_to_api)?;
     issue::log(
@@ -917,7 +1041,7 @@ async fn complete_sign_in(
     let mut res = code_redirect(&r.redirect_uri, &code, r.state.as_deref(), &deps.issuer);
     let cookie = cookies::make(
         cookies::SESSION,
-        session.id.as_str().to_owned(),
+        secret.expose().to_owned(),
         deps.settings.secure_cookies,
         None,
     );

@@ -11,12 +11,13 @@ use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
 use latch_core::model::{Client, LogoutInitiator, SigningAlg};
 use latch_core::session::LoginTransaction;
 use latch_core::*;
+use latch_http::client_ip;
 use latch_jose::VerifyOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
 
-use crate::issue::{self, client_ip};
+use crate::issue;
 use crate::pages::{self, LogoutPage, MessagePage};
 use crate::{Deps, cookies, paths};
 
@@ -141,8 +142,8 @@ async fn handle(
 
     // 4. Whose session: the cookie's.
     let now = deps.clock.now();
-    let session = match cookies::get(req, cookies::SESSION) {
-        Some(id) => deps.sessions.find_session(&SessionId::new(id), now).await?,
+    let session = match cookies::session(req) {
+        Some(secret) => deps.sessions.find_session(&secret.id(), now).await?,
         None => None,
     };
     let Some(session) = session else {
@@ -153,8 +154,7 @@ async fn handle(
         .is_some_and(|c| c["sub"].as_str() == Some(session.user_id.as_str()));
     if !hint_names_user {
         // Not sure the request is the user's own: ask.
-        let browser =
-            cookies::get(req, cookies::BROWSER).unwrap_or_else(|| latch_jose::random_token(24));
+        let (browser, binding) = cookies::new_binding(req, deps.settings.secure_cookies);
         let tx = LoginTransaction {
             id: LoginTxId::new(latch_jose::random_token(24)),
             expires_at: now + deps.settings.login_ttl,
@@ -162,12 +162,10 @@ async fn handle(
         };
         deps.sessions.insert_login_tx(&tx).await?;
         let mut b = pages::builder(StatusCode::OK);
-        b.cookie(cookies::make(
-            cookies::BROWSER,
-            browser,
-            deps.settings.secure_cookies,
-            None,
-        ));
+        if let Some(to) = &after.redirect {
+            b.insert_header(("Content-Security-Policy", pages::csp_with_form_target(to)));
+        }
+        b.cookie(binding);
         return Ok(pages::render(
             b,
             &LogoutPage {
@@ -186,7 +184,9 @@ async fn confirmed(
     tx: &str,
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let now = deps.clock.now();
-    let Some(tx) = cookies::take_bound_tx(&*deps.sessions, req, tx, now).await? else {
+    let Some(tx) =
+        cookies::take_bound_tx(&*deps.sessions, req, tx, now, deps.settings.secure_cookies).await?
+    else {
         return Ok(bad(
             "This sign-out form has expired. Sign out again from the application.",
         ));
@@ -197,8 +197,8 @@ async fn confirmed(
             "This sign-out form has expired. Sign out again from the application.",
         ));
     };
-    match cookies::get(req, cookies::SESSION) {
-        Some(id) => end(deps, req, &SessionId::new(id), &after).await,
+    match cookies::session(req) {
+        Some(secret) => end(deps, req, &secret.id(), &after).await,
         None => Ok(finish(deps, None, &after, 0)),
     }
 }

@@ -4,12 +4,12 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::RevokeScope;
 use latch_core::*;
-use latch_http::{OAuthError, OAuthErrorCode};
+use latch_http::{OAuthError, OAuthErrorCode, client_ip};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::endpoints::userinfo::verify_access_token;
-use crate::issue::{self, client_ip};
+use crate::issue;
 use crate::{Deps, client_auth};
 
 #[derive(Deserialize)]

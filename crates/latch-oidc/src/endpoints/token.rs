@@ -3,11 +3,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::{GrantType, RevokeScope};
-use latch_http::{OAuthError, OAuthErrorCode};
+use latch_http::{OAuthError, OAuthErrorCode, client_ip};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::issue::{self, Grant, client_ip, family_of, has_scope};
+use crate::issue::{self, Grant, family_of, has_scope};
 use crate::{Deps, client_auth};
 
 #[derive(Deserialize)]
@@ -154,8 +154,24 @@ async fn authorization_code(
         family_expires_at: None,
     };
     let refresh = issue::new_refresh_token(deps, &grant);
-    if let Some((_, record)) = &refresh {
-        deps.store.insert_refresh_token(record).await?;
+    let record = refresh.as_ref().map(|(_, r)| r);
+    // The grant is recorded even without a refresh token: logouts revoke it, and with it every
+    // access token that carries its id.
+    deps.store
+        .insert_grant(&issue::new_grant(deps, &grant, record), record)
+        .await?;
+    // A code outlives nothing: if its session ended (a logout between the redirect and this
+    // exchange, or racing it), the grant just recorded is revoked and no token leaves. Checked
+    // after the insert, so a logout either sees the grant or has already ended the session.
+    if let Some(session_id) = &stored.session_id
+        && deps.sessions.find_session(session_id, now).await?.is_none()
+    {
+        deps.store
+            .revoke_refresh_tokens(&RevokeScope::Family(grant.family.clone()), now)
+            .await?;
+        return Err(OAuthError::invalid_grant(
+            "The session this code was issued in has ended.",
+        ));
     }
     let body = issue::token_response(deps, &grant, refresh.as_ref().map(|(t, _)| t.as_str()))?;
     issue::log(
@@ -254,6 +270,25 @@ async fn refresh(
         Some(id) => deps.sessions.find_session(id, now).await?,
         None => None,
     };
+    // A session-bound grant ends with its session, also when the session simply expired (no
+    // logout came to revoke it).
+    if session.is_none() && rt.session_id.is_some() && !rt.offline {
+        deps.store
+            .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
+            .await?;
+        issue::log(
+            deps,
+            "fertft",
+            "Failed refresh token exchange",
+            Some(&rt.user_id),
+            Some(&rt.client_id),
+            None,
+            client_ip(req),
+            json!({"reason": "the session ended"}),
+        )
+        .await;
+        return Err(invalid());
+    }
     let sid = session
         .as_ref()
         .and_then(|s| s.clients.iter().find(|c| c.client_id == client.client_id))

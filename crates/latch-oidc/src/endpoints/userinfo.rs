@@ -47,14 +47,14 @@ pub async fn verify_access_token(deps: &Deps, token: &str) -> Option<Value> {
         };
         deps.keys.verify(token, &opts).ok()?
     };
-    // A revoked grant (logout, refresh reuse, code replay, revocation) ends its access tokens.
-    if let Some(gid) = claims["gid"].as_str() {
-        let family = deps.store.list_family(&FamilyId::new(gid)).await.ok()?;
-        if !family.is_empty() && family.iter().all(|t| t.revoked_at.is_some()) {
-            return None;
-        }
-    }
-    Some(claims)
+    // A user's token stands only while its grant does: a logout, a refresh token's reuse, a
+    // code's replay or a revocation ends the grant and, with it, every token carrying its id.
+    // A token without a grant on record is refused (fail closed).
+    let gid = claims["gid"].as_str()?;
+    let grant = deps.store.find_grant(&FamilyId::new(gid)).await.ok()??;
+    let is_users = claims["sub"].as_str() == Some(grant.user_id.as_str())
+        && claims["client_id"].as_str() == Some(grant.client_id.as_str());
+    (is_users && grant.revoked_at.is_none()).then_some(claims)
 }
 
 pub async fn get_userinfo(deps: web::Data<Deps>, req: HttpRequest) -> HttpResponse {

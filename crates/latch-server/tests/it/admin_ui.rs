@@ -101,6 +101,16 @@ async fn admin_ui_in_a_real_browser() {
     let email = format!("ada-{}@example.com", latch_testkit::env::unique());
     let user = api(&http, &base, "POST", "/api/v2/users", Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9", "name": "Ada Lovelace"}))).await;
     let user_id = user["user_id"].as_str().unwrap().to_owned();
+    // Someone without the admin role, for the refusal page.
+    let plain = format!("plain-{}@example.com", latch_testkit::env::unique());
+    api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/users",
+        Some(json!({"connection": "database", "email": plain, "password": "Correct-Horse-9"})),
+    )
+    .await;
     let mut agent = Agent::new();
     let cbq: String = url::form_urlencoded::byte_serialize(APP_CB.as_bytes()).collect();
     let (back, _) = sign_in(
@@ -141,7 +151,8 @@ async fn admin_ui_in_a_real_browser() {
         .join("../../target/admin-ui-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     let out = tokio::task::spawn_blocking({
-        let (base, email, shots) = (base.clone(), email.clone(), shots.clone());
+        let (base, email, plain, shots) =
+            (base.clone(), email.clone(), plain.clone(), shots.clone());
         move || {
             Command::new("node")
                 .arg("admin-e2e.mjs")
@@ -149,6 +160,8 @@ async fn admin_ui_in_a_real_browser() {
                 .env("LATCH_URL", base)
                 .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .env("USER_EMAIL", email)
+                .env("PLAIN_EMAIL", plain)
+                .env("PLAIN_PASSWORD", "Correct-Horse-9")
                 .env("SHOTS_DIR", shots)
                 .output()
                 .unwrap()
@@ -174,15 +187,21 @@ async fn admin_ui_in_a_real_browser() {
         steps,
         [
             "sign-in",
+            "form-errors",
             "okta-connection",
             "connections-list",
+            "saml-form",
             "application",
             "user-search",
             "user-detail",
             "clear-sessions",
             "logs",
             "log-detail",
-            "keys"
+            "keys",
+            "keyboard",
+            "narrow",
+            "signed-out",
+            "not-an-admin"
         ]
     );
     assert_eq!(
@@ -200,7 +219,7 @@ async fn admin_ui_in_a_real_browser() {
                 .is_some_and(|x| x == "png")
         })
         .count();
-    assert_eq!(pngs, 10, "one screenshot per page in {}", shots.display());
+    assert_eq!(pngs, 16, "one screenshot per page in {}", shots.display());
 
     // The app in the cleared session got its logout token.
     let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
@@ -210,7 +229,7 @@ async fn admin_ui_in_a_real_browser() {
         "one back-channel logout for the cleared session"
     );
     assert_eq!(
-        report["steps"][8]["deliveries"].as_array().map(Vec::len),
+        report["steps"][10]["deliveries"].as_array().map(Vec::len),
         Some(1),
         "{report:#}"
     );
@@ -254,7 +273,7 @@ async fn admin_ui_in_a_real_browser() {
         400,
         "the offline refresh token was revoked by the clear"
     );
-    let created = report["steps"][3]["client_id"].as_str().unwrap();
+    let created = report["steps"][5]["client_id"].as_str().unwrap();
     let app = api(
         &http,
         &base,
@@ -532,6 +551,733 @@ async fn admin_ui_refusals_on_postgres_and_redis() {
     refusals(
         Backends::Production,
         "admin_ui_refusals_on_postgres_and_redis",
+    )
+    .await;
+}
+
+/// The reviewer's escalation: a machine client granted only `update:users` made an ordinary user
+/// an administrator (and could set any password). Roles and passwords now need their own scopes.
+async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str) {
+    let Some((mut latch, _env)) = start(test, backends) else {
+        return;
+    };
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let email = format!("plain-{}@example.com", latch_testkit::env::unique());
+    let user = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/users",
+        Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9"})),
+    )
+    .await;
+    let user_path = format!("/api/v2/users/{}", user["user_id"].as_str().unwrap());
+    let m2m = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Provisioner", "app_type": "non_interactive"})),
+    )
+    .await;
+    let (id, secret) = (
+        m2m["client_id"].as_str().unwrap().to_owned(),
+        m2m["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let audience = format!("{base}/api/v2/");
+    let grant = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/client-grants",
+        Some(
+            json!({"client_id": id, "audience": audience,
+                "scope": ["read:users", "update:users", "update:client_grants", "update:client_keys"]}),
+        ),
+    )
+    .await;
+    let token = |http: reqwest::Client| {
+        let (id, secret, audience, base) =
+            (id.clone(), secret.clone(), audience.clone(), base.clone());
+        async move {
+            let res = http
+                .post(format!("{base}/oauth/token"))
+                .basic_auth(&id, Some(&secret))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("audience", &audience),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let body: Value = res.json().await.unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let patch = |token: String, body: Value| {
+        let (http, url) = (http.clone(), format!("{base}{user_path}"));
+        async move {
+            let res = http
+                .patch(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let t = token(http.clone()).await;
+
+    // `update:users` alone: roles and passwords are refused, and nothing changes.
+    let (status, body) = patch(t.clone(), json!({"app_metadata": {"roles": ["admin"]}})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["errorCode"], "insufficient_scope");
+    let (status, _) = patch(
+        t.clone(),
+        json!({"app_metadata": {"roles": ["admin"]}, "name": "Sneaky"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = patch(t.clone(), json!({"password": "Attacker-Chosen-1"})).await;
+    assert_eq!(status, 403);
+    let now = api(&http, &base, "GET", &user_path, None).await;
+    assert_eq!(now["app_metadata"].get("roles"), None, "{now}");
+    assert_ne!(now["name"], "Sneaky");
+    // What `update:users` is for still works.
+    let (status, body) = patch(t.clone(), json!({"name": "Renamed"})).await;
+    assert_eq!((status, &body["name"]), (200, &json!("Renamed")), "{body}");
+    // The old password still signs in; the target is still no administrator.
+    let mut plain = Agent::new();
+    let (_, hop) = sign_in(
+        &mut plain,
+        &base,
+        &format!("{base}/admin"),
+        &email,
+        "Correct-Horse-9",
+    )
+    .await;
+    assert_eq!(hop.status, 403, "{}", hop.body);
+    // Nor can it take over the admin UI's own client.
+    let res = http
+        .patch(format!("{base}/api/v2/clients/latch-admin"))
+        .bearer_auth(crate::support::TOKEN)
+        .json(&json!({"callbacks": ["https://attacker.example/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Nor can it grant itself the scopes it lacks…
+    let grant_path = format!("/api/v2/client-grants/{}", grant["id"].as_str().unwrap());
+    let res = http
+        .patch(format!("{base}{grant_path}"))
+        .bearer_auth(&t)
+        .json(&json!({"scope": ["read:users", "update:users", "update:roles"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "self-escalation through its own grant");
+    // …or take over a client that holds them by rotating its secret.
+    let strong = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Strong", "app_type": "non_interactive"})),
+    )
+    .await;
+    let strong_id = strong["client_id"].as_str().unwrap();
+    api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/client-grants",
+        Some(json!({"client_id": strong_id, "audience": audience, "scope": ["update:roles"]})),
+    )
+    .await;
+    let res = http
+        .post(format!("{base}/api/v2/clients/{strong_id}/rotate-secret"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "rotating a stronger client's secret");
+
+    // Granted explicitly, each works.
+    api(
+        &http,
+        &base,
+        "PATCH",
+        &format!("/api/v2/client-grants/{}", grant["id"].as_str().unwrap()),
+        Some(json!({"scope": ["read:users", "update:users", "update:roles", "update:passwords"]})),
+    )
+    .await;
+    let t = token(http.clone()).await;
+    let (status, body) = patch(t.clone(), json!({"app_metadata": {"roles": ["admin"]}})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = patch(t, json!({"password": "Another-Horse-7"})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn update_users_alone_cannot_make_an_admin_on_the_embedded_default() {
+    update_users_alone_cannot_make_an_admin(
+        Backends::Embedded,
+        "update_users_alone_cannot_make_an_admin_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn update_users_alone_cannot_make_an_admin_on_postgres_and_redis() {
+    update_users_alone_cannot_make_an_admin(
+        Backends::Production,
+        "update_users_alone_cannot_make_an_admin_on_postgres_and_redis",
+    )
+    .await;
+}
+
+/// The admin UI's CSP (`style-src 'self'`) drops `style` attributes: a page that relied on one
+/// rendered as a collapsed card (the signed-out and "not an administrator" pages did).
+#[test]
+fn admin_templates_use_no_style_attributes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/admin");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("style=\""),
+            "{} uses a style attribute, which the CSP ignores",
+            path.display()
+        );
+    }
+}
+
+/// Whether `login`/`password` signs in on Latch's sign-in page (reached through the admin UI):
+/// a redirect after the form, not the form again.
+async fn signs_in(base: &str, login: &str, password: &str) -> bool {
+    let mut agent = Agent::new();
+    let (_, form) = follow(&mut agent, &format!("{base}/admin")).await;
+    let tx = hidden(&form.body, "tx").expect("the sign-in form");
+    let hop = agent
+        .send(
+            &format!("{base}/login"),
+            Some(&[
+                ("tx".into(), tx),
+                ("email".into(), login.into()),
+                ("password".into(), password.into()),
+            ]),
+        )
+        .await;
+    hop.location.is_some()
+}
+
+/// A browser signed in to the app `cid` (its callback is `APP_CB`) as `email`.
+async fn app_session(base: &str, cid: &str, email: &str) -> Agent {
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(APP_CB.as_bytes()).collect();
+    let (back, _) = sign_in(
+        &mut agent,
+        base,
+        &format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s"),
+        email,
+        "Correct-Horse-9",
+    )
+    .await;
+    assert!(back.starts_with(APP_CB), "{back}");
+    agent
+}
+
+/// The claims of a JWT, unverified (the test only reads which session a logout token names).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Polls `f` until it answers `Some`, for at most 10 s.
+async fn eventually<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The admin UI's actions beyond the first release: create a user (every error of the form at
+/// once), reset a password, end one session, delete a user, delete an application (not the UI's
+/// own), choose an application's connections, and retry a failed back-channel delivery. Each
+/// works, and without the CSRF token changes nothing.
+async fn actions(backends: Backends, test: &str) {
+    let Some((mut latch, _env)) = start(test, backends) else {
+        return;
+    };
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let mut admin = admin_agent(&base).await;
+    let csrf = hidden(
+        &admin.send(&format!("{base}/admin/users"), None).await.body,
+        "csrf",
+    )
+    .unwrap();
+    let with = |csrf: Option<&str>, fields: &[(&str, &str)]| -> Vec<(String, String)> {
+        csrf.map(|c| ("csrf".to_owned(), c.to_owned()))
+            .into_iter()
+            .chain(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect()
+    };
+    let by_email = async |email: &str| {
+        api(
+            &http,
+            &base,
+            "GET",
+            &format!("/api/v2/users-by-email?email={email}"),
+            None,
+        )
+        .await
+    };
+
+    // Create a user: refused without the token; every problem of the form at once, each on its
+    // field and in words; then created.
+    let email = format!("grace-{}@example.com", latch_testkit::env::unique());
+    let good = [
+        ("connection", "database"),
+        ("email", email.as_str()),
+        ("password", "Correct-Horse-9"),
+        ("name", "Grace Hopper"),
+    ];
+    for csrf in [None, Some("forged")] {
+        let hop = admin
+            .send(&format!("{base}/admin/users"), Some(&with(csrf, &good)))
+            .await;
+        assert_eq!(hop.status, 403, "{csrf:?}");
+    }
+    assert_eq!(by_email(&email).await, json!([]));
+    let hop = admin
+        .send(
+            &format!("{base}/admin/users"),
+            Some(&with(
+                Some(&csrf),
+                &[
+                    ("connection", "database"),
+                    ("email", "not-an-email"),
+                    ("password", "short"),
+                ],
+            )),
+        )
+        .await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    for field in ["email", "password"] {
+        assert!(
+            hop.body
+                .contains(&format!("<p class=\"field-error\" id=\"f-{field}-error\">")),
+            "no error on {field}: {}",
+            hop.body
+        );
+        assert!(
+            hop.body
+                .contains(&format!("aria-describedby=\"f-{field}-error")),
+            "{field}'s error is not tied to it"
+        );
+    }
+    assert!(
+        hop.body.contains("These 2 things need fixing"),
+        "{}",
+        hop.body
+    );
+    assert!(hop.body.contains("Email must be an email address"));
+    assert_eq!(
+        api(&http, &base, "GET", "/api/v2/users?q=not-an-email", None).await,
+        json!([])
+    );
+    let hop = admin
+        .send(
+            &format!("{base}/admin/users"),
+            Some(&with(Some(&csrf), &good)),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let created = by_email(&email).await;
+    assert_eq!(created[0]["name"], "Grace Hopper");
+    let uid = created[0]["user_id"].as_str().unwrap().to_owned();
+    let user_page = format!("{base}/admin/users/{uid}");
+    let to = hop.location.unwrap();
+    assert!(
+        to.ends_with(&format!(
+            "/admin/users/{}?done=created",
+            uid.replace('|', "%7C")
+        )),
+        "{to}"
+    );
+    assert!(signs_in(&base, &email, "Correct-Horse-9").await);
+
+    // Reset the password: refused without the token; the policy's error on the field; then set.
+    let hop = admin
+        .send(
+            &format!("{user_page}/password"),
+            Some(&with(None, &[("password", "Another-Horse-7")])),
+        )
+        .await;
+    assert_eq!(hop.status, 403);
+    let hop = admin
+        .send(
+            &format!("{user_page}/password"),
+            Some(&with(Some(&csrf), &[("password", "weak")])),
+        )
+        .await;
+    assert_eq!(hop.status, 400);
+    assert!(
+        hop.body
+            .contains("id=\"f-password-error\">New password must be"),
+        "{}",
+        hop.body
+    );
+    assert!(signs_in(&base, &email, "Correct-Horse-9").await);
+    let hop = admin
+        .send(
+            &format!("{user_page}/password"),
+            Some(&with(Some(&csrf), &[("password", "Another-Horse-7")])),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert!(signs_in(&base, &email, "Another-Horse-7").await);
+    assert!(!signs_in(&base, &email, "Correct-Horse-9").await);
+    api(
+        &http,
+        &base,
+        "PATCH",
+        &format!("/api/v2/users/{uid}"),
+        Some(json!({"password": "Correct-Horse-9"})),
+    )
+    .await;
+
+    // End one session: the user is signed in to an app on two browsers; one session ends, its
+    // app is told about that one only, the other goes on.
+    let rx = crate::backchannel::Receiver::start().await;
+    let app = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Two sessions app", "callbacks": [APP_CB],
+            "oidc_logout": {"backchannel_logout_urls": [format!("{}/bc", rx.url)]}})),
+    )
+    .await;
+    let cid = app["client_id"].as_str().unwrap().to_owned();
+    let sessions_path = format!("/api/v2/users/{uid}/sessions");
+    // (The sign-ins above left sessions of the admin UI's client, which has no back-channel URL.)
+    api(&http, &base, "DELETE", &sessions_path, None).await;
+    let _one = app_session(&base, &cid, &email).await;
+    let _two = app_session(&base, &cid, &email).await;
+    let sids = async || -> Vec<String> {
+        api(&http, &base, "GET", &sessions_path, None).await["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let both = sids().await;
+    assert_eq!(both.len(), 2);
+    let end = format!("{user_page}/sessions/{}/end", both[0]);
+    let hop = admin.send(&end, Some(&with(None, &[]))).await;
+    assert_eq!(hop.status, 403);
+    assert_eq!(sids().await.len(), 2);
+    let hop = admin.send(&end, Some(&with(Some(&csrf), &[]))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let to = hop.location.unwrap();
+    assert!(to.contains("done=ended&event=log_"), "{to}");
+    assert_eq!(sids().await, [both[1].clone()]);
+    let told = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(told.len(), 1);
+    assert_eq!(claims(&told[0].1)["sid"], both[0].as_str());
+    let page = admin.send(&to, None).await;
+    assert!(page.body.contains("Session ended"), "{}", page.body);
+    assert!(page.body.contains("See the logout event"), "{}", page.body);
+    // The API route itself: the other one, then nothing left to end.
+    let path = format!("{base}{sessions_path}/{}", both[1]);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let del = || http.delete(&path).bearer_auth(crate::support::TOKEN).send();
+    assert_eq!(status(del().await.unwrap()), 204);
+    assert_eq!(status(del().await.unwrap()), 404);
+    assert!(sids().await.is_empty());
+    assert_eq!(
+        rx.wait_for(2, std::time::Duration::from_secs(10))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        status(http.delete(&path).send().await.unwrap()),
+        401,
+        "the API route needs the token"
+    );
+
+    // Retry a failed delivery: the app answers 400 (never retried by itself), then 200.
+    rx.statuses.lock().unwrap().push_back(400);
+    let _three = app_session(&base, &cid, &email).await;
+    api(&http, &base, "DELETE", &sessions_path, None).await;
+    let failed = eventually("a failed delivery", async || {
+        let logs = api(
+            &http,
+            &base,
+            "GET",
+            &format!("/api/v2/logs?type=oidc_backchannel_logout_failed&client_id={cid}"),
+            None,
+        )
+        .await;
+        logs.as_array()?
+            .iter()
+            .find(|e| e["details"]["state"] == "failed")
+            .cloned()
+    })
+    .await;
+    let delivery = failed["details"]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event_page = format!("{base}/admin/logs/{}", failed["log_id"].as_str().unwrap());
+    // (Attempts' outcomes are written in batches, just after their log events.)
+    eventually("the failure recorded", async || {
+        let p = admin.send(&event_page, None).await;
+        p.body.contains("Retry now").then_some(())
+    })
+    .await;
+    let retry = format!("{base}/admin/deliveries/{delivery}/retry");
+    let hop = admin.send(&retry, Some(&with(None, &[]))).await;
+    assert_eq!(hop.status, 403);
+    let page = admin.send(&event_page, None).await;
+    assert!(
+        page.body.contains(">failed<"),
+        "still failed: {}",
+        page.body
+    );
+    assert_eq!(rx.received().len(), 3, "no attempt without the token");
+    let hop = admin
+        .send(
+            &retry,
+            Some(&with(
+                Some(&csrf),
+                &[("event", failed["log_id"].as_str().unwrap())],
+            )),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert!(hop.location.unwrap().ends_with("?done=retried"));
+    let got = rx.wait_for(4, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 4, "retried at once");
+    assert_eq!(
+        claims(&got[2].1)["jti"],
+        claims(&got[3].1)["jti"],
+        "the same logout token again"
+    );
+    let page = eventually("delivered", async || {
+        let p = admin.send(&event_page, None).await;
+        p.body.contains(">delivered<").then_some(p)
+    })
+    .await;
+    assert!(!page.body.contains("Retry now"));
+    // The log folds the two attempts of that delivery into one row, and names the user and app.
+    let logs = admin
+        .send(
+            &format!("{base}/admin/logs?type=oidc_backchannel_logout_failed"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        logs.body.matches("<summary>").count(),
+        0,
+        "one attempt each"
+    );
+    let logs = admin
+        .send(&format!("{base}/admin/logs?client_id={cid}"), None)
+        .await;
+    assert_eq!(
+        logs.body.matches("<summary>2 attempts</summary>").count(),
+        1,
+        "{}",
+        logs.body
+    );
+    assert_eq!(
+        logs.body
+            .matches(&format!(
+                "/admin/logs/{}",
+                failed["log_id"].as_str().unwrap()
+            ))
+            .count(),
+        0,
+        "the failed attempt is folded under the delivered one"
+    );
+    assert!(logs.body.contains("Grace Hopper &#60;"), "{}", logs.body);
+    assert!(logs.body.contains("Two sessions app<br>"), "{}", logs.body);
+    // Delivered: a retry through the API is a conflict; an unknown delivery is not found.
+    let retry_api = |id: &str| {
+        http.post(format!("{base}/api/v2/logs/deliveries/{id}/retry"))
+            .bearer_auth(crate::support::TOKEN)
+            .send()
+    };
+    assert_eq!(status(retry_api(&delivery).await.unwrap()), 409);
+    assert_eq!(status(retry_api("dlv_nope").await.unwrap()), 404);
+
+    // An application's connections: chosen on its form (the database one off, an IdP on).
+    let idp = api(
+        &http,
+        &base,
+        "POST",
+        "/api/v2/connections",
+        Some(json!({"name": format!("idp-{}", latch_testkit::env::unique()), "strategy": "oidc",
+            "options": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}})),
+    )
+    .await;
+    let idp_id = idp["id"].as_str().unwrap().to_owned();
+    let app_form = |csrf: Option<&str>| {
+        with(
+            csrf,
+            &[
+                ("name", "Two sessions app"),
+                ("app_type", "regular_web"),
+                ("callbacks", APP_CB),
+                ("backchannel_logout_url", &format!("{}/bc", rx.url)),
+                ("grant_types", "authorization_code"),
+                ("token_endpoint_auth_method", "client_secret_basic"),
+                ("alg", "RS256"),
+                ("connections", &idp_id),
+            ],
+        )
+    };
+    let app_page = format!("{base}/admin/applications/{cid}");
+    let enabled = async |conn: &str| -> bool {
+        api(
+            &http,
+            &base,
+            "GET",
+            &format!("/api/v2/connections/{conn}"),
+            None,
+        )
+        .await["enabled_clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == cid.as_str())
+    };
+    let db_id = api(
+        &http,
+        &base,
+        "GET",
+        "/api/v2/connections?name=database",
+        None,
+    )
+    .await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(enabled(&db_id).await && !enabled(&idp_id).await);
+    // A front-channel URL set through the API (the form no longer shows one) survives a save.
+    api(
+        &http,
+        &base,
+        "PATCH",
+        &format!("/api/v2/clients/{cid}"),
+        Some(json!({"oidc_logout": {"frontchannel_logout_url": "http://127.0.0.1:9/fc"}})),
+    )
+    .await;
+    let hop = admin.send(&app_page, Some(&app_form(None))).await;
+    assert_eq!(hop.status, 403);
+    assert!(enabled(&db_id).await && !enabled(&idp_id).await);
+    let hop = admin.send(&app_page, Some(&app_form(Some(&csrf)))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert!(!enabled(&db_id).await && enabled(&idp_id).await);
+    let page = admin.send(&app_page, None).await;
+    assert!(
+        page.body.contains(&format!("value=\"{idp_id}\" checked")),
+        "{}",
+        page.body
+    );
+    // The front-channel field is gone from the form; the API's value stays.
+    assert!(!page.body.contains("frontchannel_logout_url"));
+    assert_eq!(
+        api(&http, &base, "GET", &format!("/api/v2/clients/{cid}"), None).await["oidc_logout"]["frontchannel_logout_url"],
+        "http://127.0.0.1:9/fc"
+    );
+
+    // Delete an application: not the admin UI's own; not without the token; then gone.
+    let hop = admin
+        .send(
+            &format!("{base}/admin/applications/latch-admin/delete"),
+            Some(&with(Some(&csrf), &[])),
+        )
+        .await;
+    assert_eq!(hop.status, 403);
+    api(&http, &base, "GET", "/api/v2/clients/latch-admin", None).await;
+    let delete_app = format!("{app_page}/delete");
+    let hop = admin.send(&delete_app, Some(&with(None, &[]))).await;
+    assert_eq!(hop.status, 403);
+    api(&http, &base, "GET", &format!("/api/v2/clients/{cid}"), None).await;
+    let hop = admin.send(&delete_app, Some(&with(Some(&csrf), &[]))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let gone = http
+        .get(format!("{base}/api/v2/clients/{cid}"))
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // Delete a user: not without the token, not oneself; then gone.
+    let delete_user = format!("{user_page}/delete");
+    let hop = admin.send(&delete_user, Some(&with(None, &[]))).await;
+    assert_eq!(hop.status, 403);
+    assert_eq!(by_email(&email).await.as_array().map(Vec::len), Some(1));
+    let me = api(&http, &base, "GET", "/api/v2/users?q=administrator", None).await[0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hop = admin
+        .send(
+            &format!("{base}/admin/users/{me}/delete"),
+            Some(&with(Some(&csrf), &[])),
+        )
+        .await;
+    assert_eq!(hop.status, 400);
+    let hop = admin
+        .send(&delete_user, Some(&with(Some(&csrf), &[])))
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert_eq!(by_email(&email).await, json!([]));
+    assert!(!signs_in(&base, &email, "Correct-Horse-9").await);
+}
+
+#[tokio::test]
+async fn admin_ui_actions_on_the_embedded_default() {
+    actions(
+        Backends::Embedded,
+        "admin_ui_actions_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admin_ui_actions_on_postgres_and_redis() {
+    actions(
+        Backends::Production,
+        "admin_ui_actions_on_postgres_and_redis",
     )
     .await;
 }

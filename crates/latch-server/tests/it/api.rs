@@ -531,3 +531,371 @@ async fn logs_api(h: Harness) {
     assert_eq!(s, 401);
 }
 on_all_backends!(logs_api, logs_api);
+
+/// Sends `body` as written, with a JSON content type; the status, the headers and the body as
+/// JSON (`Null` when it is not JSON).
+async fn raw<S, B>(
+    app: &S,
+    method: Method,
+    uri: &str,
+    body: &'static str,
+) -> (StatusCode, actix_web::http::header::HeaderMap, Value)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let req = test::TestRequest::default()
+        .method(method)
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload(body)
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = test::read_body(res).await;
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The one JSON error shape: status repeated, reason, message, code, and the field at fault.
+fn assert_error(status: StatusCode, err: &Value, want: u16, field: Option<&str>) {
+    assert_eq!(status.as_u16(), want, "{err}");
+    assert_eq!(err["statusCode"], want, "{err}");
+    assert!(
+        err["error"].is_string() && err["message"].is_string(),
+        "{err}"
+    );
+    assert!(err["errorCode"].is_string(), "{err}");
+    match field {
+        Some(f) => assert_eq!(err["field"], f, "{err}"),
+        None => assert!(err.get("field").is_none(), "{err}"),
+    }
+}
+
+/// Redirect and logout URLs are matched exactly, so a wildcard host is refused wherever an app
+/// URL goes, naming the field, and nothing is written.
+async fn wildcard_hosts_are_refused(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let before = h.state.store.list_clients().await.unwrap();
+    for (body, field) in [
+        (
+            json!({"name": "W", "callbacks": ["https://ok.example.com/cb", "https://*.example.com/cb"]}),
+            "callbacks[1]",
+        ),
+        (
+            json!({"name": "W", "callbacks": ["https://%2A.example.com/cb"]}),
+            "callbacks[0]",
+        ),
+        (
+            json!({"name": "W", "allowed_logout_urls": ["https://*.example.com/"]}),
+            "allowed_logout_urls[0]",
+        ),
+        (
+            json!({"name": "W", "oidc_logout": {"backchannel_logout_urls": ["https://*.example.com/bc"]}}),
+            "oidc_logout.backchannel_logout_urls[0]",
+        ),
+        (
+            json!({"name": "W", "oidc_logout": {"frontchannel_logout_url": "https://app.*.example.com/fc"}}),
+            "oidc_logout.frontchannel_logout_url",
+        ),
+    ] {
+        let (s, err) = api!(app, POST "/api/v2/clients", body.clone());
+        assert_error(s, &err, 400, Some(field));
+        assert!(err["message"].as_str().unwrap().contains('*'), "{err}");
+    }
+    assert_eq!(h.state.store.list_clients().await.unwrap(), before);
+
+    // An update is refused the same way and leaves the client as it was.
+    let (_, c) = api!(app, POST "/api/v2/clients", json!({"name": "W", "callbacks": ["https://w.example.com/cb"]}));
+    let id = c["client_id"].as_str().unwrap();
+    let (s, err) = api!(app, PATCH format!("/api/v2/clients/{id}"), json!({"callbacks": ["https://*.example.com/cb"]}));
+    assert_error(s, &err, 400, Some("callbacks[0]"));
+    let (_, now) = api!(app, GET format!("/api/v2/clients/{id}"));
+    assert_eq!(now["callbacks"], json!(["https://w.example.com/cb"]));
+}
+on_all_backends!(wildcard_hosts_are_refused, wildcard_hosts_are_refused);
+
+/// A body that is not JSON names `body` and says where it broke; a wrong member names the member.
+async fn malformed_json_names_the_body(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let before = h.state.store.list_clients().await.unwrap();
+    for body in [
+        "{\"name\": \"x\",",
+        "{\"name\": \"x\", \"callbacks\": [\"https://a.example.com\"",
+        "{\"name\": \"x\"\n  \"app_type\": \"spa\"}",
+        "not json",
+        "",
+    ] {
+        let (s, _, err) = raw(&app, Method::POST, "/api/v2/clients", body).await;
+        assert_error(s, &err, 400, Some("body"));
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains("line ") && message.contains("column "),
+            "{body:?}: {message}"
+        );
+    }
+    let (s, _, err) = raw(
+        &app,
+        Method::POST,
+        "/api/v2/clients",
+        "{\"name\": \"x\", \"callbacks\": [1]}",
+    )
+    .await;
+    assert_error(s, &err, 400, Some("callbacks[0]"));
+    assert_eq!(h.state.store.list_clients().await.unwrap(), before);
+}
+on_all_backends!(malformed_json_names_the_body, malformed_json_names_the_body);
+
+/// A query parameter of the wrong type or a missing one is the JSON error naming it, not
+/// actix's `text/plain` "Query deserialize error".
+async fn bad_query_parameters_name_the_parameter(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    for (uri, param) in [
+        ("/api/v2/users?page=abc", "page"),
+        ("/api/v2/users?per_page=-1", "per_page"),
+        ("/api/v2/users?include_totals=maybe", "include_totals"),
+        ("/api/v2/users-by-email", "email"),
+        ("/api/v2/logs?page=1.5", "page"),
+        ("/api/v2/clients?include_totals=2", "include_totals"),
+        ("/api/v2/connections?include_totals=yes", "include_totals"),
+    ] {
+        let req = test::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        let status = res.status();
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            "application/json",
+            "{uri}"
+        );
+        let err: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_error(status, &err, 400, Some(param));
+        assert_eq!(err["errorCode"], "invalid_query_string", "{err}");
+    }
+    let req = test::TestRequest::delete()
+        .uri("/api/v2/users/nobody/sessions?revoke_tokens=please")
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    let status = res.status();
+    let err: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_error(status, &err, 400, Some("revoke_tokens"));
+}
+on_all_backends!(
+    bad_query_parameters_name_the_parameter,
+    bad_query_parameters_name_the_parameter
+);
+
+/// A known path with a method it does not have is a 405 naming the methods it has (`Allow`);
+/// an unknown path a 404; both in the JSON error shape, neither touching anything.
+async fn unknown_methods_and_paths(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let (_, c) = api!(app, POST "/api/v2/clients", json!({"name": "M"}));
+    let id = c["client_id"].as_str().unwrap().to_owned();
+    for (method, uri, allow) in [
+        (Method::PUT, "/api/v2/clients".to_owned(), "GET, POST"),
+        (Method::DELETE, "/api/v2/clients".to_owned(), "GET, POST"),
+        (
+            Method::PUT,
+            format!("/api/v2/clients/{id}"),
+            "GET, PATCH, DELETE",
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/clients/{id}/rotate-secret"),
+            "POST",
+        ),
+        (Method::POST, "/api/v2/openapi.json".to_owned(), "GET"),
+    ] {
+        let req = test::TestRequest::default()
+            .method(method.clone())
+            .uri(&uri)
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        let status = res.status();
+        assert_eq!(
+            res.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {uri}"
+        );
+        let err: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_error(status, &err, 405, None);
+        assert_eq!(err["errorCode"], "method_not_allowed");
+    }
+    for uri in ["/api/v2/nothing-here", "/api/v2/clients/x/y/z", "/api/v2"] {
+        let (s, err) = api!(app, GET uri);
+        assert_error(s, &err, 404, None);
+    }
+    let (_, still) = api!(app, GET format!("/api/v2/clients/{id}"));
+    assert_eq!(still["name"], "M");
+}
+on_all_backends!(unknown_methods_and_paths, unknown_methods_and_paths);
+
+/// `include_totals=true` answers Auth0's `{start, limit, length, total, <items>}`, `total`
+/// counting every page.
+async fn totals_count_every_page(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let tag = latch_testkit::env::unique();
+    for n in 0..3 {
+        let (s, u) = api!(app, POST "/api/v2/users", json!({
+            "connection": "database", "email": format!("totals-{tag}-{n}@example.com"),
+            "password": "Totals-Passw0rd!", "name": format!("Totals {tag} {n}")}));
+        assert_eq!(s, 201, "{u}");
+    }
+    let (s, p0) =
+        api!(app, GET format!("/api/v2/users?q=totals+{tag}&per_page=2&include_totals=true"));
+    assert_eq!(s, 200, "{p0}");
+    assert_eq!(
+        (&p0["start"], &p0["limit"], &p0["length"], &p0["total"]),
+        (&json!(0), &json!(2), &json!(2), &json!(3)),
+        "{p0}"
+    );
+    assert_eq!(p0["users"].as_array().unwrap().len(), 2);
+    let (_, p1) = api!(app, GET format!("/api/v2/users?q=totals+{tag}&per_page=2&page=1&include_totals=true"));
+    assert_eq!(
+        (&p1["start"], &p1["length"], &p1["total"]),
+        (&json!(2), &json!(1), &json!(3)),
+        "{p1}"
+    );
+    // Far past the end: an empty page, the same total, no overflow.
+    let (s, far) = api!(app, GET format!("/api/v2/users?q=totals+{tag}&per_page=100&page=4294967295&include_totals=true"));
+    assert_eq!(s, 200, "{far}");
+    assert_eq!(far["start"], json!(429_496_729_500u64));
+    assert_eq!((&far["length"], &far["total"]), (&json!(0), &json!(3)));
+
+    // Logs: three `sapi` events at least (one per user created); the total is what paging finds.
+    let (_, all) = api!(app, GET "/api/v2/logs?type=sapi&per_page=100");
+    let n = all.as_array().unwrap().len();
+    assert!(n >= 3, "{all}");
+    let (_, page) = api!(app, GET "/api/v2/logs?type=sapi&per_page=1&page=1&include_totals=true");
+    assert_eq!(
+        (
+            &page["start"],
+            &page["limit"],
+            &page["length"],
+            &page["total"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(n)),
+        "{page}"
+    );
+    assert_eq!(page["logs"][0]["log_id"], all[1]["log_id"]);
+
+    // Unpaged collections say so too.
+    for (uri, key) in [
+        ("/api/v2/clients?include_totals=true", "clients"),
+        ("/api/v2/connections?include_totals=true", "connections"),
+    ] {
+        let (_, list) = api!(app, GET uri);
+        let items = list[key].as_array().unwrap().len();
+        assert_eq!(
+            (&list["start"], &list["length"], &list["total"]),
+            (&json!(0), &json!(items), &json!(items)),
+            "{list}"
+        );
+    }
+}
+on_all_backends!(totals_count_every_page, totals_count_every_page);
+
+/// The OpenAPI document is served without credentials and describes the bearer scheme.
+async fn openapi_document_is_public(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let (s, doc) = call(&app, Method::GET, "/api/v2/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for path in [
+        "/api/v2/users",
+        "/api/v2/clients/{id}/rotate-secret",
+        "/api/v2/logs",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+    // Nothing else opens without the token.
+    let (s, _) = call(&app, Method::GET, "/api/v2/users", None, None).await;
+    assert_eq!(s, 401);
+}
+on_all_backends!(openapi_document_is_public, openapi_document_is_public);
+
+/// A NUL character (U+0000) in a body member, a query parameter or a path id is a 400 naming
+/// it, on every backend (PostgreSQL cannot store or even compare text holding one: it was a 500
+/// there), and nothing is written.
+async fn nul_characters_are_refused_naming_the_field(h: Harness) {
+    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let users = h
+        .state
+        .store
+        .count_users(&Default::default())
+        .await
+        .unwrap();
+    for (body, field) in [
+        (
+            r#"{"connection": "data\u0000base", "email": "a@example.com", "password": "Nul-Passw0rd!"}"#,
+            "connection",
+        ),
+        (
+            r#"{"connection": "database", "email": "a\u0000@example.com", "password": "Nul-Passw0rd!"}"#,
+            "email",
+        ),
+    ] {
+        let (s, _, err) = raw(&app, Method::POST, "/api/v2/users", body).await;
+        assert_error(s, &err, 400, Some(field));
+    }
+    let (s, _, err) = raw(
+        &app,
+        Method::POST,
+        "/api/v2/clients",
+        r#"{"name": "N", "callbacks": ["https://ok.example.com/", "https://a.example.com/\u0000"]}"#,
+    )
+    .await;
+    assert_error(s, &err, 400, Some("callbacks[1]"));
+    // An escaped backslash followed by `u0000` is no NUL.
+    let (s, _, c) = raw(
+        &app,
+        Method::POST,
+        "/api/v2/clients",
+        r#"{"name": "back\\u0000slash"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, &c["name"]),
+        (StatusCode::CREATED, &json!("back\\u0000slash"))
+    );
+
+    for (uri, field) in [
+        ("/api/v2/users?q=a%00b", "q"),
+        ("/api/v2/users-by-email?email=a%00@example.com", "email"),
+        ("/api/v2/users/auth0%7Cx%00y", "id"),
+        ("/api/v2/users/auth0%7Cx%00y/sessions", "id"),
+        ("/api/v2/clients/x%00", "id"),
+        ("/api/v2/connections/con_%00", "id"),
+    ] {
+        let (s, err) = api!(app, GET uri);
+        assert_error(s, &err, 400, Some(field));
+    }
+    assert_eq!(
+        h.state
+            .store
+            .count_users(&Default::default())
+            .await
+            .unwrap(),
+        users
+    );
+}
+on_all_backends!(
+    nul_characters_are_refused_naming_the_field,
+    nul_characters_are_refused_naming_the_field
+);

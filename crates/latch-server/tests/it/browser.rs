@@ -7,6 +7,10 @@ use actix_web::test;
 
 pub struct Browser {
     pub cookies: HashMap<String, String>,
+    /// The socket address requests come from.
+    pub peer: std::net::SocketAddr,
+    /// Sent with every request (e.g. `X-Forwarded-For` through a proxy).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 pub struct Page {
@@ -41,8 +45,15 @@ impl Page {
 
 impl Browser {
     pub fn new() -> Self {
+        Self::at("127.0.0.1:40000")
+    }
+
+    /// A browser whose requests come from `peer` (`host:port`).
+    pub fn at(peer: &str) -> Self {
         Self {
             cookies: HashMap::new(),
+            peer: peer.parse().expect("a socket address"),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -83,9 +94,10 @@ impl Browser {
         S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
         B: actix_web::body::MessageBody,
     {
-        let mut req = test::TestRequest::get()
-            .uri(uri)
-            .peer_addr("127.0.0.1:40000".parse().unwrap());
+        let mut req = test::TestRequest::get().uri(uri).peer_addr(self.peer);
+        for (k, v) in &self.extra_headers {
+            req = req.insert_header((k.as_str(), v.as_str()));
+        }
         if !self.cookies.is_empty() {
             req = req.insert_header(("Cookie", self.cookie_header()));
         }
@@ -117,9 +129,12 @@ impl Browser {
             .finish();
         let mut req = test::TestRequest::post()
             .uri(uri)
-            .peer_addr("127.0.0.1:40000".parse().unwrap())
+            .peer_addr(self.peer)
             .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
             .set_payload(body);
+        for (k, v) in &self.extra_headers {
+            req = req.insert_header((k.as_str(), v.as_str()));
+        }
         if !self.cookies.is_empty() {
             req = req.insert_header(("Cookie", self.cookie_header()));
         }

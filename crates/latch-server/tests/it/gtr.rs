@@ -126,10 +126,9 @@ async fn setup(h: &Harness, name: &str) -> Setup {
         }];
         s.sessions.insert_session(&sess).await.unwrap();
     }
+    let offline = latch_testkit::fixtures::refresh_token(&user, &client, None, true);
     s.store
-        .insert_refresh_token(&latch_testkit::fixtures::refresh_token(
-            &user, &client, None, true,
-        ))
+        .insert_grant(&latch_testkit::fixtures::grant_of(&offline), Some(&offline))
         .await
         .unwrap();
     let endpoint = latch_gtr::endpoint_url(s.config.issuer_str(), &ConnectionName::new(name));
@@ -413,9 +412,20 @@ async fn global_token_revocation(h: Harness) {
         .await,
     )
     .await;
+    let access_token =
+        crate::access_tokens::mint_access_token(&h.state, &s.user, &s.app.client_id).await;
+    assert_eq!(
+        crate::access_tokens::userinfo(&app, &access_token).await,
+        200
+    );
     let t = good(claims(&s));
     assert_eq!(post(&app, &s.path, Some(&t), &ct, body.clone()).await, 204);
     assert_eq!(live().await, 0);
+    assert_eq!(
+        crate::access_tokens::userinfo(&app, &access_token).await,
+        401,
+        "access tokens die with the user's grants"
+    );
     assert!(
         h.state
             .store
@@ -488,3 +498,106 @@ async fn global_token_revocation(h: Harness) {
     assert!(failed.len() >= cases.len() - 1, "refusals are logged");
 }
 on_all_backends!(global_token_revocation, global_token_revocation);
+
+/// Refusals for a connection that does not exist are counted, not logged one by one: a flood of
+/// calls naming 8,000-character or hostile connections writes one `universal_logout_failed`
+/// event per interval, carrying the count and none of the names, and every one of them gets the
+/// same answer. A known connection's refusals are each still logged, their reason cut short.
+async fn unknown_connection_refusals_are_counted_not_logged(h: Harness) {
+    let clock = latch_core::clock::ManualClock::new(h.state.clock.now());
+    let mut state = h.state.clone();
+    state.clock = Arc::new(clock.clone());
+    let app = test::init_service(latch_server::app::app(state)).await;
+    let call = |path: String, bearer: String| {
+        test::TestRequest::post()
+            .uri(&path)
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Authorization", format!("Bearer {bearer}")))
+            .set_payload(subject())
+            .to_request()
+    };
+    let failed = |connection: Option<&str>| {
+        let q = LogQuery {
+            event_type: Some("universal_logout_failed".into()),
+            connection: connection.map(ConnectionName::new),
+            per_page: 100,
+            ..Default::default()
+        };
+        let store = h.state.store.clone();
+        async move { store.list_logs(&q).await.unwrap() }
+    };
+    let long = "x".repeat(8000);
+    let names = [
+        long.as_str(),
+        "no-such-connection",
+        "evil%0Ainjected%20line",
+        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ];
+    let mut answers = std::collections::HashSet::new();
+    for i in 0..40 {
+        let path = format!(
+            "/oauth/global-token-revocation/connection/{}",
+            names[i % names.len()]
+        );
+        let res = test::call_service(&app, call(path, "x.y.z".into())).await;
+        let mut headers: Vec<String> = res
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "x-request-id")
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        headers.sort();
+        let status = res.status().as_u16();
+        answers.insert((status, headers, test::read_body(res).await));
+    }
+    assert_eq!(answers.len(), 1, "one answer for every unknown name");
+    assert_eq!(answers.iter().next().unwrap().0, 401);
+    let events = failed(None).await;
+    assert_eq!(events.len(), 1, "one event for the whole flood");
+    assert_eq!(events[0].connection, None);
+    assert_eq!(events[0].details["unknown_connection_refusals"], 1);
+    let text = format!("{events:?}");
+    for attacker in ["xxxxxxxxxxxxxxxx", "injected", "<script", "alert(1)"] {
+        assert!(!text.contains(attacker), "{attacker} logged: {text}");
+    }
+    // After the interval, the next refusal logs the count since the last event.
+    clock.advance(time::Duration::seconds(61));
+    let res = test::call_service(
+        &app,
+        call(
+            "/oauth/global-token-revocation/connection/no-such-connection".into(),
+            "x.y.z".into(),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let events = failed(None).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].details["unknown_connection_refusals"], 40);
+    assert_eq!(events[0].details["sample_connection"], "no-such-connection");
+
+    // A known connection: every refusal logged, with at most a bounded quote of the token.
+    let name = format!("acme-{}", latch_testkit::env::unique());
+    let s = setup(&h, &name).await;
+    let header = json!({"alg": "A".repeat(8000), "typ": "global-token-revocation+jwt"});
+    let hostile = format!("{}.{}.sig", b64(&header), b64(&claims(&s)));
+    for _ in 0..3 {
+        let res = test::call_service(&app, call(s.path.clone(), hostile.clone())).await;
+        assert_eq!(res.status(), 401);
+    }
+    let events = failed(Some(&name)).await;
+    assert_eq!(events.len(), 3, "each refusal of a known connection");
+    for e in &events {
+        let reason = e.details["reason"].as_str().unwrap();
+        assert!(
+            reason.chars().count() <= LOG_REASON_MAX + 1,
+            "{} characters of reason",
+            reason.chars().count()
+        );
+        assert!(!reason.contains(&"A".repeat(300)));
+    }
+}
+on_all_backends!(
+    unknown_connection_refusals_are_counted_not_logged,
+    unknown_connection_refusals_are_counted_not_logged
+);

@@ -119,6 +119,30 @@ impl SessionStore for Down {
     ) -> Result<u64, SessionError> {
         self.0.count_hit(k, e, n).await
     }
+    async fn throttle_peek(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
+        self.0.throttle_peek(k, n).await
+    }
+    async fn throttle_begin(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<latch_core::throttle::ThrottleCheck, SessionError> {
+        self.0.throttle_begin(k, n).await
+    }
+    async fn throttle_fail(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
+        self.0.throttle_fail(k, n).await
+    }
+    async fn throttle_clear(&self, k: &str) -> Result<(), SessionError> {
+        self.0.throttle_clear(k).await
+    }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         self.0.purge_expired(now).await
     }

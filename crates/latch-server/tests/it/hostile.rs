@@ -10,8 +10,9 @@ use latch_jose::keys::{Signer, sign_jws};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::on_all_backends;
 use crate::process::{Latch, free_port};
-use crate::support::{Backends, TOKEN, env_for};
+use crate::support::{Backends, Harness, TOKEN, env_for};
 
 #[derive(Clone)]
 struct Hostile {
@@ -418,6 +419,214 @@ async fn sid_only_upstream_logout_on_postgres_and_redis() {
     )
     .await;
 }
+
+/// A logout token must carry a `jti` (jsonwebtoken's `required_spec_claims` does not enforce
+/// it), be recent (`iat`), and be used once: its `jti` is remembered per issuer, so neither the
+/// same connection nor another connection of the same IdP takes it again.
+async fn upstream_logout_tokens_are_unique_and_fresh(backends: Backends, test: &str) {
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let idp = Hostile::start().await;
+    let key = Signer::generate(SigningAlg::RS256).unwrap();
+    *idp.jwks.lock().unwrap() = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
+    let (http, cid) = app_and_connection(&latch.base, &idp.base).await;
+    // Another connection to the same IdP and app registration.
+    crate::support::api(
+        &http,
+        &latch.base,
+        "POST",
+        "/api/v2/connections",
+        Some(
+            json!({"name": "hostile-twin", "strategy": "oidc", "options": {
+            "issuer": idp.base, "client_id": "latch-at-hostile", "client_secret": "x"}}),
+        ),
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sign_in = || async {
+        let keep = |_: &mut Value| {};
+        let (status, session) = try_id_token(
+            &http,
+            &latch.base,
+            &cid,
+            &idp,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            &keep,
+            Some(&key),
+            false,
+        )
+        .await;
+        assert_eq!((status, session), (302, true));
+    };
+    sign_in().await;
+    let users: Value = http
+        .get(format!("{}/api/v2/users?q=alice", latch.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
+    let sessions = || async {
+        let v: Value = http
+            .get(format!("{}/api/v2/users/{user_id}/sessions", latch.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["sessions"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(sessions().await, 1);
+    let logout = |connection: &str, claims: &Value| {
+        let token = sign_jws(
+            &key,
+            SigningAlg::RS256,
+            &key.thumbprint(),
+            "logout+jwt",
+            claims,
+        )
+        .unwrap();
+        http.post(format!(
+            "{}/login/backchannel-logout/{connection}",
+            latch.base
+        ))
+        .form(&[("logout_token", token)])
+        .send()
+    };
+    let good = json!({"iss": idp.base, "aud": "latch-at-hostile", "sub": "alice", "iat": now,
+                      "exp": now + 120, "jti": "bcl-jti-1",
+                      "events": {"http://schemas.openid.net/event/backchannel-logout": {}}});
+    type Mutate = Box<dyn Fn(&mut Value)>;
+    let refused: Vec<(&str, Mutate)> = vec![
+        (
+            "no jti",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        ("empty jti", Box::new(|c| c["jti"] = json!(""))),
+        ("jti not a string", Box::new(|c| c["jti"] = json!(42))),
+        (
+            "issued 20 minutes ago",
+            Box::new(move |c| {
+                c["iat"] = json!(now - 1200);
+                c["jti"] = json!("bcl-jti-old");
+            }),
+        ),
+    ];
+    for (what, mutate) in &refused {
+        let mut c = good.clone();
+        mutate(&mut c);
+        let r = logout("hostile", &c).await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        assert_eq!(sessions().await, 1, "{what} ended nothing");
+    }
+    // The good token ends the session, once.
+    assert_eq!(logout("hostile", &good).await.unwrap().status(), 200);
+    assert_eq!(sessions().await, 0);
+    sign_in().await;
+    assert_eq!(sessions().await, 1);
+    for connection in ["hostile", "hostile-twin"] {
+        let r = logout(connection, &good).await.unwrap();
+        assert_eq!(r.status(), 400, "replayed to {connection}");
+    }
+    assert_eq!(sessions().await, 1, "a replay ends nothing");
+}
+
+#[tokio::test]
+async fn upstream_logout_tokens_are_unique_and_fresh_on_the_embedded_default() {
+    upstream_logout_tokens_are_unique_and_fresh(
+        Backends::Embedded,
+        "upstream_logout_tokens_are_unique_and_fresh_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_logout_tokens_are_unique_and_fresh_on_postgres_and_redis() {
+    upstream_logout_tokens_are_unique_and_fresh(
+        Backends::Production,
+        "upstream_logout_tokens_are_unique_and_fresh_on_postgres_and_redis",
+    )
+    .await;
+}
+
+/// `POST /login/backchannel-logout/{name}` answers an unknown connection, a connection without
+/// back-channel logout, a missing token and a bad token alike (the spec's 400, `no-store`): the
+/// same status, headers and body, so it does not tell which connections exist.
+async fn backchannel_logout_refusals_look_alike(h: Harness) {
+    let app = actix_web::test::init_service(latch_server::app::app(h.state.clone())).await;
+    let name = format!("bcl-{}", latch_testkit::env::unique());
+    let req = actix_web::test::TestRequest::post()
+        .uri("/api/v2/connections")
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .set_json(json!({"name": name, "strategy": "oidc", "options": {
+            "issuer": "http://127.0.0.1:9", "client_id": "latch", "client_secret": "x"}}))
+        .to_request();
+    assert!(
+        actix_web::test::call_service(&app, req)
+            .await
+            .status()
+            .is_success()
+    );
+    let long = "x".repeat(8000);
+    let cases = [
+        (
+            "an unknown connection",
+            format!("no-such-{name}"),
+            "logout_token=x.y.z",
+        ),
+        ("a 8000-character name", long, "logout_token=x.y.z"),
+        (
+            "a connection without back-channel logout",
+            latch_core::model::DATABASE_CONNECTION.to_owned(),
+            "logout_token=x.y.z",
+        ),
+        ("a bad token", name.clone(), "logout_token=x.y.z"),
+        ("no token", name.clone(), "logout_token="),
+    ];
+    let mut answers = Vec::new();
+    for (what, connection, form) in cases {
+        let res = actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::post()
+                .uri(&format!("/login/backchannel-logout/{connection}"))
+                .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+                .set_payload(form)
+                .to_request(),
+        )
+        .await;
+        let mut headers: Vec<String> = res
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "x-request-id")
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        headers.sort();
+        let status = res.status().as_u16();
+        let body = actix_web::test::read_body(res).await;
+        answers.push((what, (status, headers, body)));
+    }
+    let (_, first) = &answers[0];
+    assert_eq!(first.0, 400);
+    assert!(first.1.iter().any(|h| h == "cache-control: no-store"));
+    for (what, answer) in &answers {
+        assert_eq!(answer, first, "{what} answers like an unknown connection");
+    }
+}
+on_all_backends!(
+    backchannel_logout_refusals_look_alike,
+    backchannel_logout_refusals_look_alike
+);
 
 /// A client without redirects, an app, and the `hostile` OIDC connection to `idp` enabled for
 /// it; the app's client id.

@@ -3,15 +3,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access_tokens;
 mod admin_ui;
 mod api;
+mod at_rest;
 mod backchannel;
+mod body_limits;
 mod browser;
+mod fuzz_seeds;
 mod gtr;
+mod hardening;
 mod health;
 mod hostile;
+mod no_panic;
 mod oidc;
+mod openapi;
+mod outbound;
+mod packaging;
 mod peers;
 mod process;
+mod retention;
 mod saml;
 mod support;
+mod throttle;

@@ -10,7 +10,7 @@ use crate::on_all_backends;
 use crate::support::{Harness, TOKEN};
 
 pub const PASSWORD: &str = "Corr3ct-Horse!";
-const CB: &str = "http://127.0.0.1:3000/callback";
+pub const CB: &str = "http://127.0.0.1:3000/callback";
 const CB2: &str = "http://127.0.0.1:4000/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -23,13 +23,14 @@ pub struct Fixture {
     pub user_id: String,
 }
 
+#[macro_export]
 macro_rules! app {
     ($h:expr) => {
         test::init_service(latch_server::app::app($h.state.clone())).await
     };
 }
 
-async fn api<S, B>(app: &S, method: &str, uri: &str, body: Value) -> Value
+pub async fn api<S, B>(app: &S, method: &str, uri: &str, body: Value) -> Value
 where
     S: actix_web::dev::Service<
             actix_http::Request,
@@ -96,14 +97,14 @@ where
     }
 }
 
-fn authorize_uri(client: &str, cb: &str, extra: &str) -> String {
+pub fn authorize_uri(client: &str, cb: &str, extra: &str) -> String {
     format!(
         "/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email%20profile%20offline_access&state=st-1&nonce=no-1{extra}",
         urlencode(cb)
     )
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -129,7 +130,7 @@ where
     .await
 }
 
-async fn exchange<S, B>(
+pub async fn exchange<S, B>(
     app: &S,
     b: &mut Browser,
     code: &str,
@@ -747,36 +748,6 @@ async fn rejections(h: Harness) {
     assert_eq!(p.param("error").as_deref(), Some("login_required"));
 }
 on_all_backends!(rejections, rejections);
-
-async fn rate_limited(h: Harness) {
-    let app = app!(h);
-    let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let mut last = 0;
-    for _ in 0..11 {
-        last = sign_in(
-            &app,
-            &mut b,
-            &authorize_uri(&f.web.0, CB, ""),
-            &f.email,
-            "Wrong-passw0rd",
-        )
-        .await
-        .status;
-    }
-    assert_eq!(last, 429);
-    // Even the right password is refused while the account is locked.
-    let p = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
-    assert_eq!(p.status, 429);
-}
-on_all_backends!(rate_limited, rate_limited);
 
 async fn rp_initiated_logout(h: Harness) {
     let app = app!(h);

@@ -392,6 +392,30 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
         .send(&format!("{}/authorize?response_type=code&client_id={cid2}&redirect_uri={cb2q}&scope=openid&state=s2&connection={name}", latch.base), None)
         .await;
     assert!(second.location.unwrap().starts_with(app2_cb));
+    // SSO when the app does not name the connection (Latch would choose `database`): the Okta
+    // session serves every app its connection is enabled for, with or without prompt=none…
+    let unnamed = format!(
+        "{}/authorize?response_type=code&client_id={cid2}&redirect_uri={cb2q}&scope=openid&state=s3",
+        latch.base
+    );
+    for uri in [format!("{unnamed}&prompt=none"), unnamed.clone()] {
+        let hop = agent.send(&uri, None).await;
+        let to = hop.location.unwrap_or_default();
+        assert!(
+            to.starts_with(app2_cb) && to.contains("code="),
+            "{uri} → {to}"
+        );
+    }
+    // …but not an app that explicitly asks for another connection.
+    let other = agent
+        .send(&format!("{unnamed}&prompt=none&connection=database"), None)
+        .await;
+    assert!(
+        other
+            .location
+            .unwrap_or_default()
+            .contains("error=login_required")
+    );
 
     // Okta Universal Logout.
     let endpoint = format!(
@@ -669,8 +693,16 @@ async fn choosing_the_connection() {
             ],
         )
         .await;
-    assert_eq!(typed.status, 302);
-    assert!(typed.location.as_ref().unwrap().starts_with(&idp.base));
+    // A page that navigates on (meta refresh and a link), not a redirect of the form's POST,
+    // which browsers would hold to the form's `form-action` (Latch and the app only).
+    assert_eq!(typed.status, 200, "{}", typed.body);
+    let host = idp.base.trim_start_matches("http://");
+    assert!(
+        typed.body.contains("http-equiv=\"refresh\"") && typed.body.contains(host),
+        "{}",
+        typed.body
+    );
+    assert!(typed.body.contains("Continue to Acme"));
     // An app without the database connection and two IdPs: a chooser, no password form.
     let db = h
         .state

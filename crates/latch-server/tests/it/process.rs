@@ -371,3 +371,196 @@ async fn logout_survives_sigkill_on_postgres_and_redis() {
     )
     .await;
 }
+
+/// A first start whose port is taken fails before it creates anything: no admin user, token or
+/// database whose one-time password and token would never be printed.
+#[test]
+fn a_taken_port_creates_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = latch_testkit::env::TempDir::new();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("LATCH_DATA_DIR", &data)
+        .env("LATCH_BIND", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("LATCH_BIND") && err.contains("cannot listen"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing created in {}", data.display());
+}
+
+/// Read-only commands in the wrong directory say so instead of creating a deployment.
+#[test]
+fn keys_list_without_a_deployment_creates_nothing() {
+    let dir = latch_testkit::env::TempDir::new();
+    let data = dir.path().join("nowhere");
+    for args in [&["keys", "list"][..], &["admin", "new-token"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("LATCH_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no Latch deployment found") && err.contains("nowhere"),
+            "{err}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
+/// The operator who lost the one-time password and token gets new ones from the CLI, on the
+/// machine holding the data dir.
+#[tokio::test]
+async fn admin_recovery_commands() {
+    let Some((env, _dir, _schema)) = env_for("admin_recovery_commands", Backends::Embedded) else {
+        return;
+    };
+    // Without LATCH_ADMIN_TOKEN / LATCH_ADMIN_PASSWORD: the first start prints them once.
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k != "LATCH_ADMIN_TOKEN")
+        .collect();
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    latch.stop();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let password = cli(&["admin", "reset-password"]);
+    let token = cli(&["admin", "new-token"]);
+    assert!(token.starts_with("latch_"), "{token}");
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{}/api/v2/connections", latch.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the new token works");
+    // The new password signs `admin` in, through an app the new token registers.
+    let app: serde_json::Value = res_json(
+        http.post(format!("{}/api/v2/clients", latch.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "Recovery check", "callbacks": ["http://127.0.0.1:9/cb"]})),
+    )
+    .await;
+    let code = sign_in_over_http(
+        &latch.base,
+        app["client_id"].as_str().unwrap(),
+        "http://127.0.0.1:9/cb",
+        "admin",
+        &password,
+    )
+    .await;
+    assert!(!code.is_empty(), "the new password signs in");
+}
+
+async fn res_json(r: reqwest::RequestBuilder) -> serde_json::Value {
+    let res = r.send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    res.json().await.unwrap()
+}
+
+/// `LATCH_LOG_FORMAT=json`: stdout holds one JSON object per line and nothing else (the banner
+/// goes to stderr), no colour codes, refused requests at `info` without Rust debug structs, and
+/// no request's query (`state`, `login_hint`) in the logs.
+#[tokio::test]
+async fn json_logs_are_json_lines_only() {
+    let dir = latch_testkit::env::TempDir::new();
+    let port = free_port();
+    let out_path = dir.path().join("stdout.log");
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env("LATCH_DATA_DIR", dir.path().join("data"))
+        .env("LATCH_BIND", format!("127.0.0.1:{port}"))
+        .env("LATCH_LOG_FORMAT", "json")
+        .env("LATCH_BINDD", "typo")
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut latch = Latch {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    latch.wait_ready().await;
+    let http = reqwest::Client::new();
+    let secret_state = "state-that-must-not-be-logged";
+    let res = http
+        .get(format!(
+            "{}/authorize?client_id=nobody&response_type=code&state={secret_state}&login_hint=hint%40example.com",
+            latch.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = http
+        .get(format!("{}/api/v2/users", latch.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(latch.child.id().to_string())
+        .status();
+    let mut stderr = String::new();
+    if let Some(mut e) = latch.child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let _ = latch.child.wait();
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(!stdout.trim().is_empty());
+    for line in stdout.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(!stdout.contains('\u{1b}'), "colour codes in {stdout}");
+    assert!(!stdout.contains(secret_state) && !stdout.contains("hint%40example.com"));
+    assert!(!stdout.contains("Error encountered") && !stdout.contains("ApiError {"));
+    let refused: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request refused")
+        .collect();
+    assert!(!refused.is_empty(), "{stdout}");
+    assert!(refused.iter().all(|v| v["level"] == "INFO"), "{refused:?}");
+    assert!(
+        stdout.contains("LATCH_BINDD is not a Latch setting") && stdout.contains("LATCH_BIND?"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Latch is running at"),
+        "banner on stderr: {stderr}"
+    );
+}

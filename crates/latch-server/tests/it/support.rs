@@ -56,15 +56,59 @@ pub fn env_for(test: &str, backends: Backends) -> Option<TestEnv> {
     Some((env, dir, schema))
 }
 
+impl Harness {
+    /// Everywhere this Latch keeps data: its data dir, and the PostgreSQL schema and Redis prefix
+    /// when it runs on them.
+    pub fn at_rest(&self) -> Vec<latch_testkit::at_rest::AtRest> {
+        use latch_testkit::at_rest::AtRest;
+        let c = &self.state.config;
+        let mut out = vec![AtRest::Dir(c.data_dir.clone())];
+        if let (Some(url), Some(schema)) = (&c.database_url, &self._schema) {
+            out.push(AtRest::Postgres {
+                url: url.clone(),
+                schema: schema.name.clone(),
+            });
+        }
+        if let Some(url) = &c.redis_url {
+            out.push(AtRest::Redis {
+                url: url.clone(),
+                prefix: c.redis_prefix.clone(),
+            });
+        }
+        out
+    }
+}
+
 pub async fn harness(test: &str, backends: Backends) -> Option<Harness> {
-    let (env, dir, schema) = tokio::task::spawn_blocking({
+    harness_with(test, backends, &[]).await
+}
+
+/// [`harness`] with more `LATCH_*` settings.
+pub async fn harness_with(
+    test: &str,
+    backends: Backends,
+    extra: &[(&str, &str)],
+) -> Option<Harness> {
+    let (mut env, dir, schema) = tokio::task::spawn_blocking({
         let test = test.to_owned();
         move || env_for(&test, backends)
     })
     .await
     .unwrap()?;
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let config = Config::from_sources(None, &env).unwrap();
     let started = bootstrap::start(config).await.unwrap();
+    // What a start leaves to the background, done before the test looks.
+    started
+        .state
+        .keys
+        .publish_missing_next_keys()
+        .await
+        .unwrap();
     Some(Harness {
         state: started.state,
         _dir: dir,

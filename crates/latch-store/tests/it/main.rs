@@ -159,3 +159,128 @@ async fn a_connection_the_server_dropped_is_replaced() {
     let clients = store.list_clients().await.expect("a new connection");
     assert!(clients.iter().any(|c| c.client_id == client.client_id));
 }
+
+/// Refresh tokens recorded the session's secret as `session_id` before session ids became its
+/// digest. The upgrade forgets every such value and revokes the tokens bound to one (their
+/// sessions are gone), except `offline_access` grants, which outlive sessions anyway.
+mod session_digests {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+    use latch_core::store::{ClientRepo, UserRepo};
+
+    use super::*;
+
+    enum Db {
+        Pg(PgConnection),
+        Lite(SqliteConnection),
+    }
+
+    #[derive(QueryableByName, Debug)]
+    struct Binding {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        session_id: Option<String>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        revoked_at: Option<i64>,
+    }
+
+    impl Db {
+        fn open(url: &str) -> Self {
+            if url.starts_with("postgres") {
+                Self::Pg(PgConnection::establish(url).unwrap())
+            } else {
+                Self::Lite(SqliteConnection::establish(url).unwrap())
+            }
+        }
+        fn exec(&mut self, sql: &str) {
+            match self {
+                Self::Pg(c) => diesel::sql_query(sql).execute(c).unwrap(),
+                Self::Lite(c) => diesel::sql_query(sql).execute(c).unwrap(),
+            };
+        }
+        fn bindings(&mut self, user: &str) -> Vec<Binding> {
+            let q = format!(
+                "SELECT id, session_id, revoked_at FROM refresh_tokens WHERE user_id = '{user}' ORDER BY id"
+            );
+            match self {
+                Self::Pg(c) => diesel::sql_query(q).load(c).unwrap(),
+                Self::Lite(c) => diesel::sql_query(q).load(c).unwrap(),
+            }
+        }
+    }
+
+    async fn run(url: String) {
+        let store = open(&url).await;
+        let user = latch_testkit::fixtures::user();
+        let client = latch_testkit::fixtures::client();
+        store.insert_user(&user).await.unwrap();
+        store.insert_client(&client).await.unwrap();
+        let (u, c) = (user.user_id.to_string(), client.client_id.to_string());
+        let mut db = {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || Db::open(&url))
+                .await
+                .unwrap()
+        };
+        // As a release before the migration left them: bound to a session by its secret (a
+        // plain grant, an offline one, one already revoked at 5), and one bound to none.
+        for (id, session, offline, revoked) in [
+            ("rt_a", "'raw-secret-a'", "false", "NULL"),
+            ("rt_b", "'raw-secret-b'", "true", "NULL"),
+            ("rt_c", "'raw-secret-c'", "false", "5"),
+            ("rt_d", "NULL", "false", "NULL"),
+        ] {
+            db.exec(&format!(
+                "INSERT INTO refresh_tokens (id, digest, family_id, user_id, client_id, session_id, \
+                 scope, offline, created_at, expires_at, family_expires_at, rotated_at, revoked_at) \
+                 VALUES ('{id}{u}', 'd-{id}{u}', 'f-{id}{u}', '{u}', '{c}', {session}, 'openid', \
+                 {offline}, 1, 4102444800000, 4102444800000, NULL, {revoked})"
+            ));
+        }
+        db.exec("DELETE FROM __diesel_schema_migrations WHERE version = '20261206000005'");
+        let applied = store.migrate().await.unwrap();
+        assert_eq!(applied.len(), 1, "{applied:?}");
+
+        let rows = db.bindings(&u);
+        assert_eq!(rows.len(), 4);
+        assert!(
+            rows.iter().all(|r| r.session_id.is_none()),
+            "a session secret is left: {rows:?}"
+        );
+        let revoked = |id: &str| {
+            rows.iter()
+                .find(|r| r.id == format!("{id}{u}"))
+                .unwrap()
+                .revoked_at
+        };
+        assert!(
+            revoked("rt_a").is_some_and(|t| t > 5),
+            "a bound token lives on"
+        );
+        assert_eq!(revoked("rt_b"), None, "an offline grant is revoked");
+        assert_eq!(
+            revoked("rt_c"),
+            Some(5),
+            "an earlier revocation is rewritten"
+        );
+        assert_eq!(revoked("rt_d"), None, "an unbound token is revoked");
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = TempDir::new();
+        run(dir.path().join("latch.db").to_string_lossy().into_owned()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(base) = latch_testkit::env::postgres_url("session_digests::postgres") else {
+            return;
+        };
+        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+            .await
+            .unwrap();
+        run(schema.url.clone()).await;
+    }
+}

@@ -1,0 +1,152 @@
+//! Retention: log events and finished back-channel deliveries older than their settings are
+//! purged, by a direct pass and by the background worker every instance runs; pending
+//! deliveries never are.
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use latch_core::model::{
+    Delivery, DeliveryState, LogEvent, LogQuery, LogoutInitiator, LogoutNotice,
+};
+use latch_core::{ClientId, DeliveryId, Jti, LogId, StoreError, UserId};
+use latch_server::retention::{Purged, purge};
+use time::{Duration, OffsetDateTime};
+
+use crate::on_all_backends;
+use crate::support::Harness;
+
+fn delivery(
+    tag: &str,
+    n: u32,
+    state: DeliveryState,
+    created_at: OffsetDateTime,
+    finished_at: Option<OffsetDateTime>,
+) -> Delivery {
+    Delivery {
+        id: DeliveryId::new(format!("dlv-{tag}-{n}")),
+        client_id: ClientId::new(format!("c-{tag}")),
+        target: url::Url::parse("http://127.0.0.1:9/bc").unwrap(),
+        notice: LogoutNotice {
+            sub: Some(UserId::new("auth0|retention")),
+            sid: None,
+            initiator: LogoutInitiator::RpLogout,
+        },
+        jti: Jti::new(format!("jti-{tag}-{n}")),
+        state,
+        attempts: i32::from(state != DeliveryState::Pending),
+        created_at,
+        // Never due during the test: the workers started below must leave it alone.
+        next_attempt_at: created_at + Duration::days(365),
+        locked_until: None,
+        last_error: None,
+        finished_at,
+    }
+}
+
+async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
+    let s = &h.state;
+    // Whole milliseconds, as the store keeps instants.
+    let now = latch_core::clock::truncate_millis(s.clock.now());
+    let tag = latch_testkit::env::unique();
+    let user = UserId::new(format!("auth0|{tag}"));
+    let log = |n: i64, age: Duration| LogEvent {
+        log_id: LogId::new(format!("log-{tag}-{n}")),
+        user_id: Some(user.clone()),
+        ..LogEvent::new(now - age, "s", "retention")
+    };
+    let mine = || async {
+        s.store
+            .list_logs(&LogQuery {
+                user_id: Some(user.clone()),
+                per_page: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.log_id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The defaults: 30 days of log, 7 days of finished deliveries.
+    assert_eq!(s.config.log_retention, Duration::days(30));
+    assert_eq!(s.config.outbox_retention, Duration::days(7));
+    for n in 0..5 {
+        s.store
+            .insert_log(&log(n, Duration::days(31) + Duration::minutes(n)))
+            .await
+            .unwrap();
+    }
+    s.store
+        .insert_log(&log(100, Duration::days(29)))
+        .await
+        .unwrap();
+    let d = |n, state, created: i64, finished: Option<i64>| {
+        delivery(
+            &tag,
+            n,
+            state,
+            now - Duration::days(created),
+            finished.map(|f| now - Duration::days(f)),
+        )
+    };
+    let delivered = d(0, DeliveryState::Delivered, 9, Some(8));
+    let failed = d(1, DeliveryState::Failed, 9, Some(8));
+    let recent = d(2, DeliveryState::Delivered, 6, Some(6));
+    let pending = d(3, DeliveryState::Pending, 40, None);
+    s.store
+        .insert_deliveries(&[
+            delivered.clone(),
+            failed.clone(),
+            recent.clone(),
+            pending.clone(),
+        ])
+        .await
+        .unwrap();
+
+    // One pass, in batches of two: everything past its retention, and nothing else.
+    let purged = purge(&*s.store, &s.config, now, 2).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            logs: 5,
+            deliveries: 2
+        }
+    );
+    assert_eq!(mine().await, vec![format!("log-{tag}-100")]);
+    for gone in [&delivered, &failed] {
+        assert!(matches!(
+            s.store.get_delivery(&gone.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(s.store.get_delivery(&recent.id).await.unwrap(), recent);
+    assert_eq!(s.store.get_delivery(&pending.id).await.unwrap(), pending);
+
+    // The background worker does the same with the instance's settings (here a day of each).
+    let mut config = (*s.config).clone();
+    config.log_retention = Duration::days(1);
+    config.outbox_retention = Duration::days(1);
+    let mut state = s.clone();
+    state.config = Arc::new(config);
+    let workers = latch_server::app::spawn_workers(&state);
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while !(mine().await.is_empty() && s.store.get_delivery(&recent.id).await.is_err()) {
+        assert!(
+            Instant::now() < deadline,
+            "the retention worker purged nothing"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    for w in workers {
+        w.abort();
+    }
+    assert_eq!(
+        s.store.get_delivery(&pending.id).await.unwrap().state,
+        DeliveryState::Pending,
+        "a pending delivery is never purged"
+    );
+}
+on_all_backends!(
+    old_logs_and_finished_deliveries_are_purged,
+    old_logs_and_finished_deliveries_are_purged
+);
