@@ -78,7 +78,9 @@ fn install_system_packages() -> bool {
     deps.arg(root().join("scripts/install-deps.sh"));
     let ok = run(deps);
     if !ok {
-        eprintln!("xtask: could not install the system packages (scripts/install-deps.sh; root or sudo needed)");
+        eprintln!(
+            "xtask: could not install the system packages (scripts/install-deps.sh; root or sudo needed)"
+        );
     }
     ok
 }
@@ -90,7 +92,17 @@ fn serve(args: &[String]) -> bool {
     }
     let mut cmd = cargo();
     cmd.current_dir(root())
-        .args(["run", "--release", "--locked", "-p", "latch-server", "--bin", "latch", "--", "serve"])
+        .args([
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "latch-server",
+            "--bin",
+            "latch",
+            "--",
+            "serve",
+        ])
         .args(args);
     run(cmd)
 }
