@@ -76,7 +76,13 @@ fn classify_v4(ip: Ipv4Addr) -> Option<AddressKind> {
         AddressKind::LinkLocal
     } else if ip.is_multicast() {
         AddressKind::Multicast
-    } else if a >= 240 {
+    } else if a >= 240
+        // IETF protocol assignments, benchmarking, and the documentation networks: never a
+        // public IdP or app.
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 198 && (b & 0xfe) == 18)
+        || matches!(ip.octets()[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113])
+    {
         AddressKind::Reserved
     } else {
         return None;
@@ -99,6 +105,16 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressKind> {
         // NAT64: the IPv4 address it reaches decides.
         let o = ip.octets();
         return classify_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    } else if s[0] == 0x2002 {
+        // 6to4: the embedded IPv4 address decides.
+        let o = ip.octets();
+        return classify_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    } else if (s[0] == 0x2001 && s[1] == 0)
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+    {
+        // Teredo, local-use NAT64 (its IPv4 may be anything), documentation.
+        AddressKind::Reserved
     } else if s[..6] == [0; 6] {
         AddressKind::Reserved
     } else {
@@ -264,12 +280,24 @@ mod tests {
             ("64:ff9b::a9fe:a9fe", Some(AddressKind::LinkLocal)),
             ("64:ff9b::808:808", None),
             ("::a9fe:a9fe", Some(AddressKind::Reserved)),
+            ("198.18.0.1", Some(AddressKind::Reserved)),
+            ("198.19.255.254", Some(AddressKind::Reserved)),
+            ("192.0.0.8", Some(AddressKind::Reserved)),
+            ("192.0.2.1", Some(AddressKind::Reserved)),
+            ("203.0.113.7", Some(AddressKind::Reserved)),
+            ("2002:a9fe:a9fe::1", Some(AddressKind::LinkLocal)),
+            ("2002:0808:0808::1", None),
+            ("2001:0:4136:e378::1", Some(AddressKind::Reserved)),
+            ("64:ff9b:1::a00:1", Some(AddressKind::Reserved)),
+            ("2001:db8::1", Some(AddressKind::Reserved)),
         ] {
             assert_eq!(classify(ip(a)), want, "{a}");
         }
         // Just outside the ranges.
         assert_eq!(classify(ip("100.128.0.1")), None);
         assert_eq!(classify(ip("172.32.0.1")), None);
+        assert_eq!(classify(ip("198.20.0.1")), None);
+        assert_eq!(classify(ip("192.0.1.1")), None);
     }
 
     #[test]

@@ -145,6 +145,13 @@ pub trait RefreshTokenRepo: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError>;
     async fn list_family(&self, family: &FamilyId) -> Result<Vec<RefreshToken>, StoreError>;
+    /// Retention: deletes up to `limit` grants that expired before `before`, with their refresh
+    /// tokens; returns how many grants it deleted. Safe with several instances purging at once.
+    async fn purge_expired_grants(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 #[async_trait]

@@ -5,8 +5,8 @@
 //! forwarding chain (`X-Forwarded-For`, or RFC 7239 `Forwarded`) is walked from the right, each
 //! entry being the address the proxy to its right saw; trusted proxies are skipped and the first
 //! untrusted hop is the client. Everything left of it was written by the client and is never
-//! read. A chain whose walk meets an entry that is not an address, an empty chain, or the two
-//! headers naming different clients: the peer address. Without trusted proxies no header is
+//! read. A chain whose walk meets an entry that is not an address, or an empty chain: the peer
+//! address. When both headers are sent and name different clients, `X-Forwarded-For` wins. Without trusted proxies no header is
 //! believed at all.
 //!
 //! **Invariant:** this is the only code that reads a request's peer address or forwarding headers
@@ -78,8 +78,10 @@ impl TrustedProxies {
         let client = match (xff, fwd) {
             (None, None) => return Some(peer),
             (Some(one), None) | (None, Some(one)) => one,
-            (Some(a), Some(b)) if a == b => a,
-            (Some(_), Some(_)) => None,
+            // When both are sent and disagree, one was written by the client: `X-Forwarded-For`,
+            // which load balancers write, is believed (falling back to the peer would pool every
+            // such client on the balancer's address, and give an attacker a second identity).
+            (Some(a), Some(b)) => a.or(b),
         };
         Some(client.unwrap_or(peer))
     }
@@ -198,9 +200,41 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 #[allow(clippy::disallowed_methods)] // the one place the socket peer is read
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    match req.app_data::<web::Data<TrustedProxies>>() {
+    let trusted = req.app_data::<web::Data<TrustedProxies>>();
+    if trusted.is_none_or(|t| t.ranges().is_empty()) {
+        warn_if_behind_a_proxy(peer, req.headers());
+    }
+    match trusted {
         Some(trusted) => trusted.client(peer, req.headers()),
         None => peer.map(|p| p.to_canonical()),
+    }
+}
+
+/// Without `LATCH_TRUSTED_PROXIES`, `X-Forwarded-For` from a private or loopback peer usually
+/// means a load balancer nobody told Latch about: every user then shares its address (one
+/// address's throttling, one `ip` in the logs). Said once per process.
+fn warn_if_behind_a_proxy(peer: Option<IpAddr>, headers: &HeaderMap) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let inward = peer.is_some_and(|p| {
+        matches!(
+            latch_core::net::classify(p),
+            Some(
+                latch_core::net::AddressKind::Private
+                    | latch_core::net::AddressKind::Loopback
+                    | latch_core::net::AddressKind::Shared
+            )
+        )
+    });
+    if inward
+        && headers.contains_key(header::X_FORWARDED_FOR)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            peer = ?peer,
+            "requests come through a proxy (X-Forwarded-For from a private address) but \
+             LATCH_TRUSTED_PROXIES is not set: every client looks like the proxy, and shares its \
+             sign-in throttling; set LATCH_TRUSTED_PROXIES to the proxy's addresses"
+        );
     }
 }
 
@@ -411,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn both_headers_must_agree() {
+    fn x_forwarded_for_wins_when_the_headers_disagree() {
         let t = lb();
         let peer = Some(ip(LB));
         let h = headers(&[
@@ -423,7 +457,12 @@ mod tests {
             ("x-forwarded-for", "203.0.113.9"),
             ("forwarded", "for=6.6.6.6"),
         ]);
-        assert_eq!(t.client(peer, &h), Some(ip(LB)));
+        assert_eq!(t.client(peer, &h), Some(ip("203.0.113.9")));
+        let h = headers(&[
+            ("x-forwarded-for", "not-an-address"),
+            ("forwarded", "for=203.0.113.9"),
+        ]);
+        assert_eq!(t.client(peer, &h), Some(ip("203.0.113.9")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Retention: log events older than `LATCH_LOG_RETENTION_DAYS` and delivered or failed
-//! back-channel deliveries finished more than `LATCH_OUTBOX_RETENTION_DAYS` ago are deleted, in
+//! back-channel deliveries finished more than `LATCH_OUTBOX_RETENTION_DAYS` ago, and grants (with
+//! their refresh tokens) expired more than [`GRANT_GRACE`] ago are deleted, in
 //! bounded batches, by every instance (the store's purges are safe to run concurrently: on
 //! PostgreSQL each instance skips the rows another is deleting). Pending deliveries are never
 //! purged.
@@ -18,11 +19,18 @@ pub const BATCH: u32 = 1000;
 /// How often a pass runs (the first one right at start, which catches up after a downtime).
 pub const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Grants are kept this long past their expiry: an access token issued late in a refresh family
+/// may outlive the family's end by its own lifetime (at most 30 days), and a token whose grant
+/// is gone is refused.
+pub const GRANT_GRACE: time::Duration = time::Duration::days(30);
+
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purged {
     pub logs: u64,
     pub deliveries: u64,
+    /// Expired grants (with their refresh tokens).
+    pub grants: u64,
 }
 
 /// One pass at `now`: batches of at most `batch` rows until a batch comes back short.
@@ -37,7 +45,15 @@ pub async fn purge(
     let mut purged = Purged {
         logs: 0,
         deliveries: 0,
+        grants: 0,
     };
+    loop {
+        let n = store.purge_expired_grants(now - GRANT_GRACE, batch).await?;
+        purged.grants += n;
+        if n < u64::from(batch) {
+            break;
+        }
+    }
     loop {
         let n = store.purge_logs(log_cut, batch).await?;
         purged.logs += n;
@@ -65,10 +81,12 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Arc<Confi
             Ok(Purged {
                 logs: 0,
                 deliveries: 0,
+                grants: 0,
             }) => {}
             Ok(p) => tracing::info!(
                 log_events = p.logs,
                 deliveries = p.deliveries,
+                grants = p.grants,
                 "retention: old log events and finished deliveries purged"
             ),
             Err(e) => tracing::warn!(error = %e, "retention purge failed"),

@@ -1004,6 +1004,39 @@ impl RefreshTokenRepo for SqlStore {
         .await
     }
 
+    async fn purge_expired_grants(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let (before, limit) = (to_millis(before), i64::from(limit));
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                // One bounded batch (`grants_expires`); instances racing delete the same rows
+                // at most twice, harmlessly.
+                let ids: Vec<String> = grants::table
+                    .filter(grants::expires_at.lt(before))
+                    .select(grants::id)
+                    .limit(limit)
+                    .load(conn)
+                    .map_err(db_err("grant", "id"))?;
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                diesel::delete(
+                    refresh_tokens::table.filter(refresh_tokens::family_id.eq_any(&ids)),
+                )
+                .execute(conn)
+                .map_err(db_err("refresh token", "family_id"))?;
+                let n = diesel::delete(grants::table.filter(grants::id.eq_any(&ids)))
+                    .execute(conn)
+                    .map_err(db_err("grant", "id"))?;
+                Ok(n as u64)
+            })
+        })
+        .await
+    }
+
     async fn list_family(&self, family: &FamilyId) -> Result<Vec<RefreshToken>, StoreError> {
         let family = family.as_str().to_owned();
         self.run(move |conn| {

@@ -12,6 +12,7 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_user ON grants (user_id);
 CREATE INDEX grants_session ON grants (session_id);
+CREATE INDEX grants_expires ON grants (expires_at);
 
 -- The grants of existing refresh-token families; a family entirely revoked is a revoked grant.
 INSERT INTO grants (id, user_id, client_id, session_id, offline, created_at, expires_at, revoked_at)

@@ -103,15 +103,42 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
         .await
         .unwrap();
 
+    // Grants: one expired longer ago than the grace (with its refresh token), one within it.
+    let (owner, app) = (
+        latch_testkit::fixtures::user(),
+        latch_testkit::fixtures::client(),
+    );
+    s.store.insert_user(&owner).await.unwrap();
+    s.store.insert_client(&app).await.unwrap();
+    let grant = |days_ago: i64| {
+        let mut t = latch_testkit::fixtures::refresh_token(&owner, &app, None, false);
+        t.expires_at = now - Duration::days(days_ago);
+        t.family_expires_at = t.expires_at;
+        let g = latch_testkit::fixtures::grant_of(&t);
+        (g, t)
+    };
+    let (old_grant, old_token) = grant(31);
+    let (young_grant, young_token) = grant(29);
+    for (g, t) in [(&old_grant, &old_token), (&young_grant, &young_token)] {
+        s.store.insert_grant(g, Some(t)).await.unwrap();
+    }
+
     // One pass, in batches of two: everything past its retention, and nothing else.
     let purged = purge(&*s.store, &s.config, now, 2).await.unwrap();
     assert_eq!(
         purged,
         Purged {
             logs: 5,
-            deliveries: 2
+            deliveries: 2,
+            grants: 1,
         }
     );
+    assert_eq!(s.store.find_grant(&old_grant.id).await.unwrap(), None);
+    assert_eq!(
+        s.store.find_refresh_token(&old_token.digest).await.unwrap(),
+        None
+    );
+    assert!(s.store.find_grant(&young_grant.id).await.unwrap().is_some());
     assert_eq!(mine().await, vec![format!("log-{tag}-100")]);
     for gone in [&delivered, &failed] {
         assert!(matches!(
