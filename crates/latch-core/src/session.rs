@@ -213,6 +213,10 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, SessionError>;
 
+    /// Undoes [`remember_once`](Self::remember_once) for work that failed for a reason of Latch's
+    /// own (a store unavailable), so the sender's retry of the same message is not a replay.
+    async fn forget_once(&self, scope: &str, key: &str) -> Result<(), SessionError>;
+
     /// Rate-limit counter: records a hit on `key` in a fixed window that the first hit opens and
     /// that ends at `window_ends`; returns the hits in the current window, this one included.
     async fn count_hit(

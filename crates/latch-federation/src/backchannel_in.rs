@@ -247,14 +247,16 @@ pub async fn post_backchannel_logout(
         });
     let until = time::OffsetDateTime::from_unix_timestamp(accepted_until + SKEW)
         .unwrap_or_else(|_| deps.clock.now() + time::Duration::seconds(MAX_AGE + 2 * SKEW));
+    let replay_scope = format!("upstream-bcl:{}", iss.trim_end_matches('/'));
+    // Past this point a 503 is Latch's failure, not the token's: the `jti` is forgotten again so
+    // the IdP's retry of the same token is not refused as a replay.
+    let unavailable = || async {
+        let _ = deps.sessions.forget_once(&replay_scope, jti).await;
+        HttpResponse::ServiceUnavailable().finish()
+    };
     match deps
         .sessions
-        .remember_once(
-            &format!("upstream-bcl:{}", iss.trim_end_matches('/')),
-            jti,
-            until,
-            deps.clock.now(),
-        )
+        .remember_once(&replay_scope, jti, until, deps.clock.now())
         .await
     {
         Ok(true) => {}
@@ -284,7 +286,7 @@ pub async fn post_backchannel_logout(
                 .to_owned();
             match deps.store.find_identity(&conn.id, &iss, sub).await {
                 Ok(i) => i.map(|i| i.user_id),
-                Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+                Err(_) => return unavailable().await,
             }
         }
         // A `sid` alone: the session store's upstream-sid index names the user.
@@ -294,7 +296,7 @@ pub async fn post_backchannel_logout(
             .await
         {
             Ok(u) => u,
-            Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+            Err(_) => return unavailable().await,
         },
         (None, None) => return refused(),
     };
@@ -306,7 +308,7 @@ pub async fn post_backchannel_logout(
     };
 
     let Ok(sessions) = deps.sessions.list_user_sessions(&user_id, now).await else {
-        return HttpResponse::ServiceUnavailable().finish();
+        return unavailable().await;
     };
     let (mut ended, mut notified) = (0, 0);
     for s in sessions.iter().filter(|s| {
@@ -324,7 +326,7 @@ pub async fn post_backchannel_logout(
                 notified += out.deliveries.len();
                 deps.notifier.dispatch(&out.deliveries);
             }
-            Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+            Err(_) => return unavailable().await,
         }
     }
     log(&deps, &name, "slo", "Upstream back-channel logout", Some(&user_id), json!({

@@ -531,16 +531,18 @@ async fn handle(
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     let remember_until = time::OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW))
         .unwrap_or(deps.clock.now());
+    let replay_scope = format!("gtr-jti:{}", conn.id);
     let first = deps
         .sessions
-        .remember_once(
-            &format!("gtr-jti:{}", conn.id),
-            jti,
-            remember_until,
-            deps.clock.now(),
-        )
+        .remember_once(&replay_scope, jti, remember_until, deps.clock.now())
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // Past this point a 503 is Latch's failure, not the token's: the `jti` is forgotten again so
+    // Okta's retry of the same token is not refused as a replay.
+    let unavailable = |why: String| async {
+        let _ = deps.sessions.forget_once(&replay_scope, jti).await;
+        refuse(StatusCode::SERVICE_UNAVAILABLE, why)
+    };
     if !first {
         return Err(refuse(StatusCode::UNAUTHORIZED, "replayed jti"));
     }
@@ -548,7 +550,13 @@ async fn handle(
         Subject::IssSub { .. } => "iss_sub",
         Subject::Email(_) => "email",
     };
-    let Some(user) = find_user(deps, conn, &subject).await? else {
+    let found = match find_user(deps, conn, &subject).await {
+        Err(Refusal(status, why)) if status == StatusCode::SERVICE_UNAVAILABLE => {
+            return Err(unavailable(why).await);
+        }
+        other => other?,
+    };
+    let Some(user) = found else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             format!("no user for the {format} subject in this connection"),
@@ -560,9 +568,10 @@ async fn handle(
         initiator: LogoutInitiator::IdpLogout,
         reserved_until: deps.notifier.reserve_until(),
     };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t)
-        .await
-        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let out = match terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
+        Ok(out) => out,
+        Err(e) => return Err(unavailable(e.to_string()).await),
+    };
     deps.notifier.dispatch(&out.deliveries);
     log(
         deps,

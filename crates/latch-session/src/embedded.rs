@@ -602,6 +602,17 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
+    async fn forget_once(&self, scope: &str, key: &str) -> Result<(), SessionError> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.run(move |c| {
+            diesel::delete(seen_once::table.find((&scope, &key)))
+                .execute(c)
+                .map(drop)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn remember_once(
         &self,
         scope: &str,

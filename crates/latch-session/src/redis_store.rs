@@ -751,6 +751,16 @@ impl SessionStore for RedisSessionStore {
         Ok((t.expires_at > now).then_some(t))
     }
 
+    async fn forget_once(&self, scope: &str, key: &str) -> Result<(), SessionError> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("{}o:{scope}:{key}", self.prefix))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn remember_once(
         &self,
         scope: &str,

@@ -330,6 +330,16 @@ pub async fn remember_once_guards_replay(s: &dyn SessionStore) {
         a.unwrap() ^ b.unwrap(),
         "exactly one concurrent caller is first"
     );
+    // Forgotten (the work failed on Latch's side): the sender's retry is first again, and only
+    // that key of that scope is forgotten.
+    s.forget_once("gtr-jti", &key).await.unwrap();
+    assert!(s.remember_once("gtr-jti", &key, exp, now()).await.unwrap());
+    assert!(
+        !s.remember_once("saml-assertion", &key, exp, now())
+            .await
+            .unwrap()
+    );
+    s.forget_once("gtr-jti", "never-seen").await.unwrap();
 }
 
 pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
@@ -853,6 +863,10 @@ impl SessionStore for MemorySessions {
         Ok(self
             .with(|m| m.txs.remove(id))
             .filter(|t| t.expires_at > now))
+    }
+    async fn forget_once(&self, scope: &str, key: &str) -> Result<(), SessionError> {
+        self.with(|m| m.seen.remove(&(scope.to_owned(), key.to_owned())));
+        Ok(())
     }
     async fn remember_once(
         &self,

@@ -601,3 +601,44 @@ on_all_backends!(
     unknown_connection_refusals_are_counted_not_logged,
     unknown_connection_refusals_are_counted_not_logged
 );
+
+/// A revocation that fails on Latch's side (the session store drops mid-logout) answers 503, and
+/// Okta's retry of the same token is then carried out, not refused as a replay: the `jti` is
+/// remembered only for calls that did not fail for Latch's own reasons.
+async fn a_failed_revocation_can_be_retried(h: Harness) {
+    let name = format!("retry-{}", latch_testkit::env::unique());
+    let s = setup(&h, &name).await;
+    let flaky = Arc::new(crate::health::FailingEnds {
+        inner: h.state.sessions.clone(),
+        fail: std::sync::atomic::AtomicBool::new(true),
+    });
+    let mut state = h.state.clone();
+    state.sessions = flaky.clone();
+    let app = test::init_service(latch_server::app::app(state)).await;
+    let body = subject().replace("ISS", &s.org.url);
+    let token = sign(&s, &claims(&s));
+    let ct = "application/json";
+    assert_eq!(
+        post(&app, &s.path, Some(&token), ct, body.clone()).await,
+        503
+    );
+    flaky.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        post(&app, &s.path, Some(&token), ct, body.clone()).await,
+        204
+    );
+    assert!(
+        h.state
+            .sessions
+            .list_user_sessions(&s.user, h.state.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once carried out, the same token is a replay.
+    assert_eq!(post(&app, &s.path, Some(&token), ct, body).await, 401);
+}
+on_all_backends!(
+    a_failed_revocation_can_be_retried,
+    a_failed_revocation_can_be_retried
+);

@@ -102,6 +102,9 @@ impl SessionStore for Down {
     ) -> Result<Option<LoginTransaction>, SessionError> {
         self.0.take_login_tx(id, now).await
     }
+    async fn forget_once(&self, s: &str, k: &str) -> Result<(), SessionError> {
+        self.0.forget_once(s, k).await
+    }
     async fn remember_once(
         &self,
         s: &str,
@@ -145,6 +148,140 @@ impl SessionStore for Down {
     }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         self.0.purge_expired(now).await
+    }
+}
+
+/// A session store whose "end every session of a user" fails while `fail` is set (a Redis
+/// restarting mid-logout); everything else goes to `inner`.
+pub struct FailingEnds {
+    pub inner: Arc<dyn SessionStore>,
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl SessionStore for FailingEnds {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ping(&self) -> Result<(), SessionError> {
+        self.inner.ping().await
+    }
+    async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
+        self.inner.insert_session(s).await
+    }
+    async fn find_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
+        self.inner.find_session(id, now).await
+    }
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        idle: time::Duration,
+    ) -> Result<Option<Session>, SessionError> {
+        self.inner.touch_session(id, now, idle).await
+    }
+    async fn add_session_client(
+        &self,
+        id: &SessionId,
+        c: &SessionClient,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, SessionError> {
+        self.inner.add_session_client(id, c, now).await
+    }
+    async fn list_user_sessions(
+        &self,
+        u: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
+        self.inner.list_user_sessions(u, now).await
+    }
+    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        self.inner.end_session(id).await
+    }
+    async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SessionError::Unavailable("connection reset".into()));
+        }
+        self.inner.end_user_sessions(user).await
+    }
+    async fn user_of_upstream_sid(
+        &self,
+        c: &ConnectionName,
+        sid: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionError> {
+        self.inner.user_of_upstream_sid(c, sid, now).await
+    }
+    async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
+        self.inner.insert_code(c).await
+    }
+    async fn take_code(
+        &self,
+        d: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthCode>, SessionError> {
+        self.inner.take_code(d, now).await
+    }
+    async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
+        self.inner.insert_login_tx(t).await
+    }
+    async fn take_login_tx(
+        &self,
+        id: &LoginTxId,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, SessionError> {
+        self.inner.take_login_tx(id, now).await
+    }
+    async fn forget_once(&self, s: &str, k: &str) -> Result<(), SessionError> {
+        self.inner.forget_once(s, k).await
+    }
+    async fn remember_once(
+        &self,
+        s: &str,
+        k: &str,
+        e: OffsetDateTime,
+        n: OffsetDateTime,
+    ) -> Result<bool, SessionError> {
+        self.inner.remember_once(s, k, e, n).await
+    }
+    async fn count_hit(
+        &self,
+        k: &str,
+        e: OffsetDateTime,
+        n: OffsetDateTime,
+    ) -> Result<u64, SessionError> {
+        self.inner.count_hit(k, e, n).await
+    }
+    async fn throttle_peek(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
+        self.inner.throttle_peek(k, n).await
+    }
+    async fn throttle_begin(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<latch_core::throttle::ThrottleCheck, SessionError> {
+        self.inner.throttle_begin(k, n).await
+    }
+    async fn throttle_fail(
+        &self,
+        k: &[latch_core::throttle::ThrottleKey<'_>],
+        n: OffsetDateTime,
+    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
+        self.inner.throttle_fail(k, n).await
+    }
+    async fn throttle_clear(&self, k: &str) -> Result<(), SessionError> {
+        self.inner.throttle_clear(k).await
+    }
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        self.inner.purge_expired(now).await
     }
 }
 
