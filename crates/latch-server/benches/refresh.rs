@@ -119,16 +119,8 @@ async fn seed(state: &AppState, alg: SigningAlg) -> (Client, String, Vec<String>
             rotated_at: None,
             revoked_at: None,
         };
-        let grant = latch_core::model::UserGrant {
-            id: rt.family_id.clone(),
-            user_id: rt.user_id.clone(),
-            client_id: rt.client_id.clone(),
-            session_id: None,
-            offline: true,
-            created_at: now,
-            expires_at: rt.family_expires_at,
-            revoked_at: None,
-        };
+        // The grant a code exchange would have recorded with this refresh token.
+        let grant = latch_testkit::fixtures::grant_of(&rt);
         state
             .store
             .insert_grant(&grant, Some(&rt))

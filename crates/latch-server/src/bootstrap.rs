@@ -320,6 +320,22 @@ pub async fn ensure_admin_client(
     Ok(())
 }
 
+/// The `admin` password's argon2id hash: of `password`, or of a generated one (returned, to print
+/// once).
+async fn admin_password_hash(
+    password: Option<&str>,
+) -> anyhow::Result<(Option<String>, latch_core::SecretString)> {
+    let generated = password.is_none().then(|| latch_jose::random_token(18));
+    let secret = password
+        .map(str::to_owned)
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
+    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
+        .await?
+        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    Ok((generated, hash))
+}
+
 /// The first admin: user `admin` in the database connection, role `admin`, with
 /// `LATCH_ADMIN_PASSWORD` or a generated password (returned once, to print). Created when no
 /// `admin` identity exists.
@@ -346,14 +362,7 @@ pub async fn ensure_admin_user(
     {
         return Ok(None);
     }
-    let generated = password.is_none().then(|| latch_jose::random_token(18));
-    let secret = password
-        .map(str::to_owned)
-        .or_else(|| generated.clone())
-        .unwrap_or_default();
-    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
-        .await?
-        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    let (generated, hash) = admin_password_hash(password).await?;
     let now = clock.now();
     let mut app_metadata = serde_json::Map::new();
     app_metadata.insert("roles".into(), serde_json::json!([ADMIN_ROLE]));
@@ -402,6 +411,13 @@ pub async fn ensure_admin_user(
     }
 }
 
+/// A new bootstrap management API token (`latch_…`, 256 bits) and the digest kept of it.
+fn new_bootstrap_token() -> (String, AdminToken) {
+    let token = format!("latch_{}", latch_jose::random_token(32));
+    let digest = AdminToken::new(&token);
+    (token, digest)
+}
+
 /// The management API token: `LATCH_ADMIN_TOKEN`, else the digest stored in the data dir, else
 /// a new token (its digest stored, the token itself returned once to print).
 fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> {
@@ -421,8 +437,7 @@ fn admin_token(config: &Config) -> anyhow::Result<(AdminToken, Option<String>)> 
         return Ok((AdminToken::from_digest(digest), None));
     }
     ensure_dir(&config.data_dir)?;
-    let token = format!("latch_{}", latch_jose::random_token(32));
-    let t = AdminToken::new(&token);
+    let (token, t) = new_bootstrap_token();
     write_private(&path, STANDARD.encode(t.digest()).as_bytes())?;
     Ok((t, Some(token)))
 }
@@ -472,14 +487,7 @@ pub async fn reset_admin_password(
         // Never created (or deleted): create it as the first start would.
         return ensure_admin_user(store, &SystemClock, password).await;
     };
-    let generated = password.is_none().then(|| latch_jose::random_token(18));
-    let secret = password
-        .map(str::to_owned)
-        .or_else(|| generated.clone())
-        .unwrap_or_default();
-    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
-        .await?
-        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    let (generated, hash) = admin_password_hash(password).await?;
     let now = SystemClock.now();
     identity.password_hash = Some(hash);
     identity.updated_at = now;
@@ -509,8 +517,7 @@ pub fn new_admin_token(config: &Config) -> anyhow::Result<String> {
     }
     require_deployment(config)?;
     let path = config.data_dir.join("admin-token.sha256");
-    let token = format!("latch_{}", latch_jose::random_token(32));
-    let t = AdminToken::new(&token);
+    let (token, t) = new_bootstrap_token();
     let fresh = config.data_dir.join("admin-token.sha256.new");
     let _ = std::fs::remove_file(&fresh);
     write_private(&fresh, STANDARD.encode(t.digest()).as_bytes())?;

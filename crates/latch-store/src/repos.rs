@@ -871,45 +871,25 @@ impl RefreshTokenRepo for SqlStore {
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError> {
         let now = to_millis(now);
-        // `$with!(filter)` for the live tokens of the scope. Each scope is its own statement
-        // type, so diesel prepares it once per connection (a boxed filter is parsed each time).
+        // `$with!(filter)` for the rows of the scope in `$t` (`refresh_tokens`, or `grants`,
+        // whose `$family` column is its id). Each scope is its own statement type, so diesel
+        // prepares it once per connection (a boxed filter is parsed each time).
         macro_rules! in_scope {
-            ($scope:expr, $with:ident) => {
+            ($t:ident, $family:ident, $scope:expr, $with:ident) => {
                 match $scope {
-                    RevokeScope::Family(f) => $with!(refresh_tokens::family_id.eq(f.as_str())),
-                    RevokeScope::User(u) => $with!(refresh_tokens::user_id.eq(u.as_str())),
+                    RevokeScope::Family(f) => $with!($t::$family.eq(f.as_str())),
+                    RevokeScope::User(u) => $with!($t::user_id.eq(u.as_str())),
                     RevokeScope::Session {
                         session_id,
                         include_offline: true,
-                    } => $with!(refresh_tokens::session_id.eq(session_id.as_str())),
+                    } => $with!($t::session_id.eq(session_id.as_str())),
                     RevokeScope::Session {
                         session_id,
                         include_offline: false,
                     } => $with!(
-                        refresh_tokens::session_id
+                        $t::session_id
                             .eq(session_id.as_str())
-                            .and(refresh_tokens::offline.eq(false))
-                    ),
-                }
-            };
-        }
-        // The same scopes over the grants table.
-        macro_rules! grants_in_scope {
-            ($scope:expr, $with:ident) => {
-                match $scope {
-                    RevokeScope::Family(f) => $with!(grants::id.eq(f.as_str())),
-                    RevokeScope::User(u) => $with!(grants::user_id.eq(u.as_str())),
-                    RevokeScope::Session {
-                        session_id,
-                        include_offline: true,
-                    } => $with!(grants::session_id.eq(session_id.as_str())),
-                    RevokeScope::Session {
-                        session_id,
-                        include_offline: false,
-                    } => $with!(
-                        grants::session_id
-                            .eq(session_id.as_str())
-                            .and(grants::offline.eq(false))
+                            .and($t::offline.eq(false))
                     ),
                 }
             };
@@ -929,7 +909,7 @@ impl RefreshTokenRepo for SqlStore {
                             .first::<String>(conn)
                     };
                 }
-                grants_in_scope!(&s, first)
+                in_scope!(grants, id, &s, first)
                     .optional()
                     .map_err(db_err("grant", "id"))
             })
@@ -953,7 +933,7 @@ impl RefreshTokenRepo for SqlStore {
                         .execute(conn)
                     };
                 }
-                grants_in_scope!(&scope, revoke_grants).map_err(db_err("grant", "id"))?;
+                in_scope!(grants, id, &scope, revoke_grants).map_err(db_err("grant", "id"))?;
                 macro_rules! revoke {
                     ($c:expr) => {{
                         macro_rules! update {
@@ -968,7 +948,7 @@ impl RefreshTokenRepo for SqlStore {
                                 .get_results::<RefreshRow>($c)
                             };
                         }
-                        in_scope!(&scope, update)
+                        in_scope!(refresh_tokens, family_id, &scope, update)
                     }};
                 }
                 let rows = match &mut *conn {

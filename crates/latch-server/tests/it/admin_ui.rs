@@ -38,18 +38,12 @@ fn hidden(body: &str, name: &str) -> Option<String> {
     Some(body.split(&marker).nth(1)?.split('"').next()?.to_owned())
 }
 
-/// Signs in on Latch's sign-in page reached from `start`; follows what comes after.
-async fn sign_in(
-    agent: &mut Agent,
-    base: &str,
-    start: &str,
-    login: &str,
-    password: &str,
-) -> (String, Hop) {
+/// Posts Latch's sign-in form reached from `start`; the answer to the post.
+async fn submit(agent: &mut Agent, base: &str, start: &str, login: &str, password: &str) -> Hop {
     let (_, form) = follow(agent, start).await;
     assert_eq!(form.status, 200, "{}", form.body);
     let tx = hidden(&form.body, "tx").expect("the sign-in form");
-    let hop = agent
+    agent
         .send(
             &format!("{base}/login"),
             Some(&[
@@ -58,7 +52,18 @@ async fn sign_in(
                 ("password".into(), password.into()),
             ]),
         )
-        .await;
+        .await
+}
+
+/// Signs in on Latch's sign-in page reached from `start`; follows what comes after.
+async fn sign_in(
+    agent: &mut Agent,
+    base: &str,
+    start: &str,
+    login: &str,
+    password: &str,
+) -> (String, Hop) {
+    let hop = submit(agent, base, start, login, password).await;
     let to = hop
         .location
         .clone()
@@ -761,19 +766,10 @@ fn admin_templates_use_no_style_attributes() {
 /// a redirect after the form, not the form again.
 async fn signs_in(base: &str, login: &str, password: &str) -> bool {
     let mut agent = Agent::new();
-    let (_, form) = follow(&mut agent, &format!("{base}/admin")).await;
-    let tx = hidden(&form.body, "tx").expect("the sign-in form");
-    let hop = agent
-        .send(
-            &format!("{base}/login"),
-            Some(&[
-                ("tx".into(), tx),
-                ("email".into(), login.into()),
-                ("password".into(), password.into()),
-            ]),
-        )
-        .await;
-    hop.location.is_some()
+    submit(&mut agent, base, &format!("{base}/admin"), login, password)
+        .await
+        .location
+        .is_some()
 }
 
 /// A browser signed in to the app `cid` (its callback is `APP_CB`) as `email`.

@@ -608,10 +608,10 @@ on_all_backends!(
 async fn a_failed_revocation_can_be_retried(h: Harness) {
     let name = format!("retry-{}", latch_testkit::env::unique());
     let s = setup(&h, &name).await;
-    let flaky = Arc::new(crate::health::FailingEnds {
-        inner: h.state.sessions.clone(),
-        fail: std::sync::atomic::AtomicBool::new(true),
-    });
+    let flaky = Arc::new(crate::health::Faulty::new(h.state.sessions.clone()));
+    flaky
+        .ends_fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut state = h.state.clone();
     state.sessions = flaky.clone();
     let app = test::init_service(latch_server::app::app(state)).await;
@@ -622,7 +622,9 @@ async fn a_failed_revocation_can_be_retried(h: Harness) {
         post(&app, &s.path, Some(&token), ct, body.clone()).await,
         503
     );
-    flaky.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky
+        .ends_fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         post(&app, &s.path, Some(&token), ct, body.clone()).await,
         204

@@ -24,146 +24,38 @@ async fn ready_and_healthy(h: Harness) {
 }
 on_all_backends!(ready_and_healthy, ready_and_healthy);
 
-/// A session store that does not answer.
-struct Down(MemorySessions);
-
-#[async_trait]
-impl SessionStore for Down {
-    fn backend(&self) -> &'static str {
-        "down"
-    }
-    async fn ping(&self) -> Result<(), SessionError> {
-        Err(SessionError::Unavailable("connection refused".into()))
-    }
-    async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
-        self.0.insert_session(s).await
-    }
-    async fn find_session(
-        &self,
-        id: &SessionId,
-        now: OffsetDateTime,
-    ) -> Result<Option<Session>, SessionError> {
-        self.0.find_session(id, now).await
-    }
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        now: OffsetDateTime,
-        idle: time::Duration,
-    ) -> Result<Option<Session>, SessionError> {
-        self.0.touch_session(id, now, idle).await
-    }
-    async fn add_session_client(
-        &self,
-        id: &SessionId,
-        c: &SessionClient,
-        now: OffsetDateTime,
-    ) -> Result<Option<Session>, SessionError> {
-        self.0.add_session_client(id, c, now).await
-    }
-    async fn list_user_sessions(
-        &self,
-        u: &UserId,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Session>, SessionError> {
-        self.0.list_user_sessions(u, now).await
-    }
-    async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
-        self.0.end_session(id).await
-    }
-    async fn end_user_sessions(&self, u: &UserId) -> Result<Vec<Session>, SessionError> {
-        self.0.end_user_sessions(u).await
-    }
-    async fn user_of_upstream_sid(
-        &self,
-        c: &ConnectionName,
-        sid: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<UserId>, SessionError> {
-        self.0.user_of_upstream_sid(c, sid, now).await
-    }
-    async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
-        self.0.insert_code(c).await
-    }
-    async fn take_code(
-        &self,
-        d: &TokenDigest,
-        now: OffsetDateTime,
-    ) -> Result<Option<AuthCode>, SessionError> {
-        self.0.take_code(d, now).await
-    }
-    async fn insert_login_tx(&self, t: &LoginTransaction) -> Result<(), SessionError> {
-        self.0.insert_login_tx(t).await
-    }
-    async fn take_login_tx(
-        &self,
-        id: &LoginTxId,
-        now: OffsetDateTime,
-    ) -> Result<Option<LoginTransaction>, SessionError> {
-        self.0.take_login_tx(id, now).await
-    }
-    async fn forget_once(&self, s: &str, k: &str) -> Result<(), SessionError> {
-        self.0.forget_once(s, k).await
-    }
-    async fn remember_once(
-        &self,
-        s: &str,
-        k: &str,
-        e: OffsetDateTime,
-        n: OffsetDateTime,
-    ) -> Result<bool, SessionError> {
-        self.0.remember_once(s, k, e, n).await
-    }
-    async fn count_hit(
-        &self,
-        k: &str,
-        e: OffsetDateTime,
-        n: OffsetDateTime,
-    ) -> Result<u64, SessionError> {
-        self.0.count_hit(k, e, n).await
-    }
-    async fn throttle_peek(
-        &self,
-        k: &[latch_core::throttle::ThrottleKey<'_>],
-        n: OffsetDateTime,
-    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
-        self.0.throttle_peek(k, n).await
-    }
-    async fn throttle_begin(
-        &self,
-        k: &[latch_core::throttle::ThrottleKey<'_>],
-        n: OffsetDateTime,
-    ) -> Result<latch_core::throttle::ThrottleCheck, SessionError> {
-        self.0.throttle_begin(k, n).await
-    }
-    async fn throttle_fail(
-        &self,
-        k: &[latch_core::throttle::ThrottleKey<'_>],
-        n: OffsetDateTime,
-    ) -> Result<Vec<latch_core::throttle::Throttle>, SessionError> {
-        self.0.throttle_fail(k, n).await
-    }
-    async fn throttle_clear(&self, k: &str) -> Result<(), SessionError> {
-        self.0.throttle_clear(k).await
-    }
-    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
-        self.0.purge_expired(now).await
-    }
-}
-
-/// A session store whose "end every session of a user" fails while `fail` is set (a Redis
-/// restarting mid-logout); everything else goes to `inner`.
-pub struct FailingEnds {
+/// A session store with faults on demand; everything else goes to `inner`. `down`: it does not
+/// answer a ping (readiness); `ends_fail`: "end every session of a user" fails while set (a
+/// Redis restarting mid-logout).
+pub struct Faulty {
     pub inner: Arc<dyn SessionStore>,
-    pub fail: std::sync::atomic::AtomicBool,
+    pub down: bool,
+    pub ends_fail: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self {
+            inner,
+            down: false,
+            ends_fail: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 #[async_trait]
-impl SessionStore for FailingEnds {
+impl SessionStore for Faulty {
     fn backend(&self) -> &'static str {
-        self.inner.backend()
+        if self.down {
+            "down"
+        } else {
+            self.inner.backend()
+        }
     }
     async fn ping(&self) -> Result<(), SessionError> {
+        if self.down {
+            return Err(SessionError::Unavailable("connection refused".into()));
+        }
         self.inner.ping().await
     }
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
@@ -203,7 +95,7 @@ impl SessionStore for FailingEnds {
         self.inner.end_session(id).await
     }
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.ends_fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SessionError::Unavailable("connection reset".into()));
         }
         self.inner.end_user_sessions(user).await
@@ -291,7 +183,10 @@ async fn not_ready_when_the_session_store_is_down() {
         .await
         .unwrap();
     let mut state = h.state.clone();
-    state.sessions = Arc::new(Down(MemorySessions::default()));
+    state.sessions = Arc::new(Faulty {
+        down: true,
+        ..Faulty::new(Arc::new(MemorySessions::default()))
+    });
     let app = test::init_service(latch_server::app::app(state)).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
     assert_eq!(res.status(), 503);

@@ -164,15 +164,7 @@ async fn id_token_rejections_leave_no_session() {
         );
     }
     // Only the good token created a user.
-    let users: Value = http
-        .get(format!("{}/api/v2/users?q=alice", latch.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["identities"][0]["user_id"], "alice");
 }
@@ -343,26 +335,11 @@ async fn sid_only_upstream_logout(backends: Backends, test: &str) {
     )
     .await;
     assert_eq!((status, session), (302, true));
-    let users: Value = http
-        .get(format!("{}/api/v2/users?q=alice", latch.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
     let sessions = || async {
-        let v: Value = http
-            .get(format!("{}/api/v2/users/{user_id}/sessions", latch.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let path = format!("/api/v2/users/{user_id}/sessions");
+        let v = crate::support::api(&http, &latch.base, "GET", &path, None).await;
         v["sessions"].as_array().map_or(0, Vec::len)
     };
     assert_eq!(sessions().await, 1);
@@ -463,26 +440,11 @@ async fn upstream_logout_tokens_are_unique_and_fresh(backends: Backends, test: &
         assert_eq!((status, session), (302, true));
     };
     sign_in().await;
-    let users: Value = http
-        .get(format!("{}/api/v2/users?q=alice", latch.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
     let sessions = || async {
-        let v: Value = http
-            .get(format!("{}/api/v2/users/{user_id}/sessions", latch.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let path = format!("/api/v2/users/{user_id}/sessions");
+        let v = crate::support::api(&http, &latch.base, "GET", &path, None).await;
         v["sessions"].as_array().map_or(0, Vec::len)
     };
     assert_eq!(sessions().await, 1);

@@ -184,6 +184,22 @@ fn admin() -> Vec<(&'static str, String)> {
     vec![("Authorization", format!("Bearer {TOKEN}"))]
 }
 
+/// A management API write with the admin token that must be refused with a 400 naming `field`.
+async fn refused<S, B>(app: &S, method: Method, uri: &str, body: Value, field: &str)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (s, err) = call(app, method, uri, Some(body.clone()), &admin()).await;
+    assert_eq!(s, 400, "{body} -> {err}");
+    let err: Value = serde_json::from_str(&err).unwrap();
+    assert_eq!(err["field"], field, "{body} -> {err}");
+}
+
 /// An Okta connection with Universal Logout on, whose org is `org`; its GTR path and endpoint.
 async fn gtr_connection<S, B>(app: &S, h: &Harness, org: &Peer) -> (String, String)
 where
@@ -437,17 +453,14 @@ async fn internal_addresses_are_refused_by_the_api(h: Harness) {
         ),
     ];
     for (body, field) in &cases {
-        let (s, err) = call(
+        refused(
             &app,
             Method::POST,
             "/api/v2/connections",
-            Some(body.clone()),
-            &admin(),
+            body.clone(),
+            field,
         )
         .await;
-        assert_eq!(s, 400, "{body} -> {err}");
-        let err: Value = serde_json::from_str(&err).unwrap();
-        assert_eq!(err["field"], *field, "{body} -> {err}");
     }
     assert_eq!(h.state.store.list_connections().await.unwrap(), before);
     // PATCH: the same options on an existing connection are refused, and nothing changes.
@@ -471,19 +484,9 @@ async fn internal_addresses_are_refused_by_the_api(h: Harness) {
         .await
         .unwrap();
     for (body, field) in cases.iter().filter(|(b, _)| b["strategy"] == "oidc") {
-        let (s, err) = call(
-            &app,
-            Method::PATCH,
-            &format!("/api/v2/connections/{id}"),
-            Some(json!({"options": body["options"]})),
-            &admin(),
-        )
-        .await;
-        assert_eq!(s, 400, "{body} -> {err}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&err).unwrap()["field"],
-            *field
-        );
+        let uri = format!("/api/v2/connections/{id}");
+        let options = json!({"options": body["options"]});
+        refused(&app, Method::PATCH, &uri, options, field).await;
     }
     assert_eq!(
         h.state
@@ -522,20 +525,7 @@ async fn internal_addresses_are_refused_by_the_api(h: Harness) {
         ),
     ];
     for (body, field) in &cases {
-        let (s, err) = call(
-            &app,
-            Method::POST,
-            "/api/v2/clients",
-            Some(body.clone()),
-            &admin(),
-        )
-        .await;
-        assert_eq!(s, 400, "{body} -> {err}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&err).unwrap()["field"],
-            *field,
-            "{err}"
-        );
+        refused(&app, Method::POST, "/api/v2/clients", body.clone(), field).await;
     }
     assert_eq!(h.state.store.list_clients().await.unwrap(), clients_before);
     let (_, c) = call(
@@ -551,20 +541,8 @@ async fn internal_addresses_are_refused_by_the_api(h: Harness) {
         .unwrap()
         .to_owned();
     for (body, field) in &cases {
-        let (s, err) = call(
-            &app,
-            Method::PATCH,
-            &format!("/api/v2/clients/{cid}"),
-            Some(body.clone()),
-            &admin(),
-        )
-        .await;
-        assert_eq!(s, 400, "{body} -> {err}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&err).unwrap()["field"],
-            *field,
-            "{err}"
-        );
+        let uri = format!("/api/v2/clients/{cid}");
+        refused(&app, Method::PATCH, &uri, body.clone(), field).await;
     }
     let kept = h
         .state
