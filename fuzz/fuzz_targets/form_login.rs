@@ -2,7 +2,7 @@
 //! limit, into the struct the handler takes.
 #![no_main]
 
-use latch_oidc::endpoints::authorize::LoginForm;
+use latch_login::LoginForm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! route's limit, into the struct the handler takes.
 #![no_main]
 
-use latch_oidc::endpoints::authorize::AcsForm;
+use latch_login::AcsForm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! JWS verification with remote keys (`latch_jose::remote`): first byte even → the rest is a
+//! JWS verification with remote keys (`latch_remote`): first byte even → the rest is a
 //! token checked by `verify_with_jwks` against the fixture JWKS (how upstream ID tokens are
 //! checked); odd → the rest is a JWKS document as an issuer serves it, read as `RemoteKeys`
 //! reads one (JSON, `JwkSet`, `DecodingKey::from_jwk` per key) and used to verify a token the
@@ -8,7 +8,7 @@
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use latch_fuzz::{keys, sign};
-use latch_jose::remote::{REMOTE_ALGORITHMS, verify_with_jwks};
+use latch_remote::{REMOTE_ALGORITHMS, verify_with_jwks};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -18,11 +18,19 @@ fn allowed(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "latch-core" => &[],
         "latch-store" | "latch-session" | "latch-jose" | "latch-saml" | "latch-http" => CORE,
-        "latch-federation" => &["latch-core", "latch-jose", "latch-saml", "latch-http"],
-        "latch-oidc" | "latch-backchannel" | "latch-gtr" => {
-            &["latch-core", "latch-jose", "latch-http"]
-        }
-        "latch-samlp" => &["latch-core", "latch-saml", "latch-http"],
+        "latch-remote" => &["latch-core", "latch-jose"],
+        "latch-federation" => &[
+            "latch-core",
+            "latch-jose",
+            "latch-remote",
+            "latch-saml",
+            "latch-http",
+        ],
+        "latch-login" => &["latch-core", "latch-jose", "latch-http"],
+        "latch-oidc" => &["latch-core", "latch-jose", "latch-http", "latch-login"],
+        "latch-backchannel" => &["latch-core", "latch-jose", "latch-http"],
+        "latch-gtr" => &["latch-core", "latch-jose", "latch-remote", "latch-http"],
+        "latch-samlp" => &["latch-core", "latch-saml", "latch-http", "latch-login"],
         "latch-slo" => &["latch-core", "latch-jose", "latch-saml", "latch-http"],
         "latch-admin" => &["latch-core", "latch-jose", "latch-http"],
         "latch-testkit" => CORE,
@@ -37,6 +45,7 @@ const FRAMEWORK_FREE: &[&str] = &[
     "latch-store",
     "latch-session",
     "latch-jose",
+    "latch-remote",
     "latch-saml",
     "latch-testkit",
 ];

@@ -23,7 +23,10 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<latch_jose::KeyRing>,
+    /// Hands a delivery an admin retries to the workers.
     pub notifier: Arc<dyn latch_core::logout::Notifier>,
+    /// The Logout service: every session an admin (or a deletion, or a block) ends.
+    pub logout: Arc<latch_core::logout::Logout>,
     /// The issuer, without a trailing slash; the management API's audience is `{issuer}/api/v2/`.
     pub issuer: String,
     /// URLs an admin supplies must pass it (a 400 naming the field otherwise).

@@ -15,7 +15,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use latch_core::logout::Notifier;
-use latch_core::model::{Delivery, DeliveryState, LogEvent, SigningAlg};
+use latch_core::model::{Delivery, DeliveryKind, DeliveryState, LogEvent, SigningAlg};
 use latch_core::net::{FetchError, OutboundPolicy};
 use latch_core::store::Store;
 use latch_core::{ClientId, Clock};
@@ -154,6 +154,17 @@ impl Backchannel {
             .map_err(|e| e.to_string())
     }
 
+    /// Sends one attempt of a delivery the way its kind is sent. A new kind adds its arm (and
+    /// its sender) here; the claim, lease, backoff and recording around it are shared.
+    async fn send(&self, d: &Delivery, now: OffsetDateTime) -> Outcome {
+        match d.kind {
+            DeliveryKind::BackchannelLogout => match self.logout_token(d, now).await {
+                Ok(token) => self.post(d, &token).await,
+                Err(e) => Outcome::Retry(e),
+            },
+        }
+    }
+
     async fn post(&self, d: &Delivery, token: &str) -> Outcome {
         // A compact JWS is base64url and dots, which form encoding leaves as they are.
         debug_assert!(
@@ -213,10 +224,7 @@ impl Backchannel {
             sem.acquire_owned().await.ok()
         };
         let now = self.clock.now();
-        let outcome = match self.logout_token(&d, now).await {
-            Ok(token) => self.post(&d, &token).await,
-            Err(e) => Outcome::Retry(e),
-        };
+        let outcome = self.send(&d, now).await;
         drop(permit);
         let finished = self.clock.now();
         d.attempts += 1;
@@ -351,12 +359,13 @@ impl Backchannel {
     }
 }
 
-/// The [`Notifier`] that logout paths call: tries deliveries at once, in parallel. Attempts go
-/// on in the background past the caller's bound, so none is cut off half-way.
-pub struct Immediate(pub Arc<Backchannel>);
+/// The [`Notifier`] the core Logout service hands deliveries to: this instance's outbox workers.
+/// `deliver_now` tries deliveries at once, in parallel; attempts go on in the background past
+/// the caller's bound, so none is cut off half-way.
+pub struct OutboxNotifier(pub Arc<Backchannel>);
 
 #[async_trait]
-impl Notifier for Immediate {
+impl Notifier for OutboxNotifier {
     fn reserve_until(&self) -> Option<OffsetDateTime> {
         let bc = &self.0;
         (bc.queue().len() < RESERVE_SLOTS * bc.settings.concurrency.max(1))

@@ -134,15 +134,26 @@ pub trait RedirectConnector: Send + Sync {
 pub struct SamlSp {
     /// `options.entityId`, or `urn:latch:{host}:{connection}` (Auth0's `urn:auth0:{tenant}:{connection}`).
     pub entity_id: String,
-    /// The HTTP-POST AssertionConsumerService: `{issuer}/login/callback?connection={name}`.
+    /// The HTTP-POST AssertionConsumerService: `{issuer}/login/callback?connection={name}`
+    /// ([`crate::paths::acs_url`]).
     pub acs_url: String,
-    /// `{issuer}/samlp/metadata?connection={name}`.
+    /// `{issuer}/samlp/metadata?connection={name}` ([`crate::paths::sp_metadata_url`]).
     pub metadata_url: String,
 }
 
 impl SamlSp {
     /// `issuer` is Latch's issuer URL without a trailing slash.
     pub fn of(c: &Connection, issuer: &str) -> Self {
+        Self::new(
+            c.name.as_str(),
+            crate::connection_options::SamlOptions::entity_id_of(c),
+            issuer,
+        )
+    }
+
+    /// For the connection `name` (URL-safe, or a template placeholder such as `{name}`) whose
+    /// `entityId` option is `entity_id`.
+    pub fn new(name: &str, entity_id: Option<&str>, issuer: &str) -> Self {
         let host = url::Url::parse(issuer)
             .ok()
             .and_then(|u| {
@@ -150,19 +161,12 @@ impl SamlSp {
                     .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
             })
             .unwrap_or_else(|| "latch".into());
-        let name: String =
-            url::form_urlencoded::byte_serialize(c.name.as_str().as_bytes()).collect();
         Self {
-            entity_id: c
-                .options
-                .get("entityId")
-                .and_then(serde_json::Value::as_str)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
+            entity_id: entity_id
                 .map(str::to_owned)
-                .unwrap_or_else(|| format!("urn:latch:{host}:{}", c.name)),
-            acs_url: format!("{issuer}/login/callback?connection={name}"),
-            metadata_url: format!("{issuer}/samlp/metadata?connection={name}"),
+                .unwrap_or_else(|| format!("urn:latch:{host}:{name}")),
+            acs_url: crate::paths::acs_url(issuer, name),
+            metadata_url: crate::paths::sp_metadata_url(issuer, name),
         }
     }
 }

@@ -1,30 +1,70 @@
-//! The one use-case that ends sessions. RP-initiated logout, SAML SLO, GTR, admin "clear
-//! sessions" and upstream back-channel logout all call [`terminate`].
+//! The one use-case that ends sessions: [`Logout::end`]. RP-initiated logout, the admin UI's
+//! sign-out, a session replaced at sign-in, GTR, admin "clear sessions", blocking and deleting a
+//! user, ending one session, deleting a connection and upstream back-channel logout all call it
+//! (clippy's `disallowed-methods` keeps [`terminate`], its recording step, private to it).
 //!
 //! **Invariant:** the outbound notifications are recorded in the durable outbox *before* anything
 //! is deleted, so a crash between the two steps can only cause a logout token for a session that
 //! still exists (harmless and retried), never a session that ended silently.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
+    Connection, Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
 };
 use crate::session::{Session, SessionStore};
 use crate::store::Store;
-use crate::{Clock, DeliveryId, Jti, SessionError, SessionId, StoreError, UserId};
+use crate::{
+    ClientId, Clock, ConnectionName, DeliveryId, Jti, SessionError, SessionId, Sid, StoreError,
+    UserId,
+};
 
 /// Whose sessions end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    /// One browser session (logout from an app, SAML SLO, upstream `sid` logout).
+    /// One browser session (logout from an app, SAML SLO, ending one session).
     Session(SessionId),
-    /// Every session of a user, on every device (GTR, admin clear, upstream `sub` logout).
+    /// Every session of a user, on every device (GTR, admin clear, block, delete).
+    User(UserId),
+    /// The sessions a user holds through one connection; with `upstream_sid`, only those that
+    /// upstream session created (an upstream IdP's back-channel logout).
+    UserAtConnection {
+        user: UserId,
+        connection: ConnectionName,
+        upstream_sid: Option<String>,
+    },
+    /// Every session that came through a connection (the connection is being deleted). Its
+    /// users are found through their identities in it, so resolve this before the connection's
+    /// rows are gone.
+    Connection(Connection),
+}
+
+/// What one [`terminate`] call ends: [`Logout::end`] resolves every [`Target`] into these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Session(SessionId),
     User(UserId),
 }
+
+/// Who waits for the deliveries a logout records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// A browser goes back to an app next (RP-initiated logout, signing out of the admin UI):
+    /// each delivery is tried now, for at most [`BROWSER_WAIT`], so the app does not see the
+    /// user return before its logout arrives. What is not done by then the workers finish.
+    BrowserWaiting,
+    /// Nobody waits (API calls, GTR, upstream logout, a replaced session): this instance's
+    /// workers send them at once, within their concurrency limits.
+    Background,
+}
+
+/// How long a browser-facing logout waits for its back-channel deliveries.
+pub const BROWSER_WAIT: StdDuration = StdDuration::from_millis(1500);
 
 /// Which refresh tokens die with the sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +78,7 @@ pub enum TokenPolicy {
 
 #[derive(Debug, Clone)]
 pub struct Terminate {
-    pub target: Target,
+    pub target: Step,
     pub tokens: TokenPolicy,
     pub initiator: LogoutInitiator,
     /// From [`Notifier::reserve_until`]: the deliveries are recorded already leased to this
@@ -64,11 +104,10 @@ pub enum LogoutError {
     Session(#[from] SessionError),
 }
 
-/// Delivers recorded notifications. `latch-backchannel` implements it. Every path that ends
-/// sessions asks it for a reservation, records through [`terminate`], then hands the deliveries
-/// over: [`Notifier::dispatch`] when nobody waits for them (GTR, admin clear, upstream logout),
-/// [`Notifier::deliver_now`] with a short bound when a browser goes back to an app next
-/// (RP-initiated logout), so the app does not see the user return before its logout arrives.
+/// Delivers recorded notifications; `latch-backchannel` implements it. [`Logout::end`] asks it
+/// for a reservation, records through [`terminate`], then hands the deliveries over according to
+/// its [`Urgency`]: [`Notifier::dispatch`] in the background, [`Notifier::deliver_now`] with a
+/// short bound when a browser waits.
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
     /// Until when deliveries recorded now are leased to this instance's workers; `None` when
@@ -84,7 +123,160 @@ pub trait Notifier: Send + Sync {
     fn dispatch(&self, deliveries: &[Delivery]);
 }
 
-/// Ends sessions, records back-channel deliveries first, then revokes refresh tokens.
+/// A front-channel logout URL of an app that had joined an ended session: the browser-facing
+/// caller loads it in a hidden frame (OpenID Connect Front-Channel Logout 1.0, §2). `sid` is set
+/// when the app asked for it (`frontchannel_logout_session_required`); the caller adds `iss`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontChannelTarget {
+    pub client_id: ClientId,
+    pub url: url::Url,
+    pub sid: Option<Sid>,
+}
+
+/// What [`Logout::end`] did, and what a browser-facing caller does next.
+#[derive(Debug, Clone, Default)]
+pub struct Ended {
+    pub sessions: Vec<Session>,
+    pub revoked_tokens: Vec<RefreshToken>,
+    /// The durable back-channel deliveries recorded (and handed to the workers).
+    pub deliveries: Vec<Delivery>,
+    /// Front-channel logout URLs of the apps that had joined the ended sessions, one per (app,
+    /// session), in the order the apps joined.
+    pub front_channel: Vec<FrontChannelTarget>,
+}
+
+/// The Logout service: every path that ends sessions calls [`Logout::end`].
+#[derive(Clone)]
+pub struct Logout {
+    store: Arc<dyn Store>,
+    sessions: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl Logout {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Self {
+        Self {
+            store,
+            sessions,
+            clock,
+            notifier,
+        }
+    }
+
+    /// Ends the `target`'s sessions: reserves the deliveries for this instance, records them
+    /// before deleting anything ([`terminate`]), revokes grants and refresh tokens per `tokens`,
+    /// then hands the deliveries over as `urgency` says. An error leaves whatever was recorded in
+    /// the outbox for any worker; the caller may retry, and a retry finds what is left.
+    pub async fn end(
+        &self,
+        target: Target,
+        tokens: TokenPolicy,
+        initiator: LogoutInitiator,
+        urgency: Urgency,
+    ) -> Result<Ended, LogoutError> {
+        let reserved_until = self.notifier.reserve_until();
+        let steps = self.resolve(target).await?;
+        let mut ended = Ended::default();
+        for target in steps {
+            let req = Terminate {
+                target,
+                tokens,
+                initiator,
+                reserved_until,
+            };
+            #[allow(clippy::disallowed_methods)] // the one caller
+            let out = terminate(&*self.store, &*self.sessions, &*self.clock, &req).await?;
+            ended.sessions.extend(out.sessions);
+            ended.revoked_tokens.extend(out.revoked_tokens);
+            ended.deliveries.extend(out.deliveries);
+        }
+        ended.front_channel = self.front_channel(&ended.sessions).await?;
+        match urgency {
+            Urgency::BrowserWaiting => {
+                self.notifier
+                    .deliver_now(&ended.deliveries, BROWSER_WAIT)
+                    .await
+            }
+            Urgency::Background => self.notifier.dispatch(&ended.deliveries),
+        }
+        Ok(ended)
+    }
+
+    /// The [`terminate`] steps a target takes: one for a session or a user, one per matching
+    /// session otherwise.
+    async fn resolve(&self, target: Target) -> Result<Vec<Step>, LogoutError> {
+        let now = self.clock.now();
+        Ok(match target {
+            Target::Session(id) => vec![Step::Session(id)],
+            Target::User(user) => vec![Step::User(user)],
+            Target::UserAtConnection {
+                user,
+                connection,
+                upstream_sid,
+            } => self
+                .sessions
+                .list_user_sessions(&user, now)
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.connection == connection
+                        && upstream_sid
+                            .as_deref()
+                            .is_none_or(|sid| s.upstream.sid.as_deref() == Some(sid))
+                })
+                .map(|s| Step::Session(s.id))
+                .collect(),
+            Target::Connection(c) => {
+                let mut steps = Vec::new();
+                for user in self.store.list_connection_users(&c.id).await? {
+                    steps.extend(
+                        self.sessions
+                            .list_user_sessions(&user, now)
+                            .await?
+                            .into_iter()
+                            .filter(|s| s.connection == c.name)
+                            .map(|s| Step::Session(s.id)),
+                    );
+                }
+                steps
+            }
+        })
+    }
+
+    async fn front_channel(
+        &self,
+        sessions: &[Session],
+    ) -> Result<Vec<FrontChannelTarget>, StoreError> {
+        let mut out = Vec::new();
+        for s in sessions {
+            for joined in &s.clients {
+                let Some(client) = self.store.find_client(&joined.client_id).await? else {
+                    continue;
+                };
+                if let Some(url) = client.oidc_logout.frontchannel_logout_url {
+                    out.push(FrontChannelTarget {
+                        client_id: client.client_id,
+                        url,
+                        sid: client
+                            .oidc_logout
+                            .frontchannel_logout_session_required
+                            .then(|| joined.sid.clone()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Ends sessions, records back-channel deliveries first, then revokes refresh tokens. The
+/// recording step of [`Logout::end`]; nothing else calls it (clippy's `disallowed-methods`).
 pub async fn terminate(
     store: &dyn Store,
     sessions: &dyn SessionStore,
@@ -95,12 +287,12 @@ pub async fn terminate(
 
     // 1. What is about to end.
     let doomed = match &req.target {
-        Target::Session(id) => sessions.find_session(id, now).await?.into_iter().collect(),
-        Target::User(user) => sessions.list_user_sessions(user, now).await?,
+        Step::Session(id) => sessions.find_session(id, now).await?.into_iter().collect(),
+        Step::User(user) => sessions.list_user_sessions(user, now).await?,
     };
     let user = match &req.target {
-        Target::User(u) => Some(u.clone()),
-        Target::Session(_) => doomed.first().map(|s| s.user_id.clone()),
+        Step::User(u) => Some(u.clone()),
+        Step::Session(_) => doomed.first().map(|s| s.user_id.clone()),
     };
     let token_holders = match (req.tokens, &user) {
         (TokenPolicy::AllOfUser, Some(u)) => store.list_user_refresh_tokens(u, now).await?,
@@ -124,12 +316,12 @@ pub async fn terminate(
 
     // 3. End the sessions.
     let ended = match &req.target {
-        Target::Session(id) => sessions
+        Step::Session(id) => sessions
             .end_session(id)
             .await?
             .into_iter()
             .collect::<Vec<_>>(),
-        Target::User(u) => sessions.end_user_sessions(u).await?,
+        Step::User(u) => sessions.end_user_sessions(u).await?,
     };
     // A session created between steps 1 and 3 ended too: record its notifications now.
     let raced: Vec<Session> = ended
@@ -194,6 +386,7 @@ async fn plan_deliveries(
             }
             for target in &client.oidc_logout.backchannel_logout_urls {
                 out.push(Delivery {
+                    kind: crate::model::DeliveryKind::BackchannelLogout,
                     id: DeliveryId::new(uuid::Uuid::now_v7().to_string()),
                     client_id: client.client_id.clone(),
                     target: target.clone(),

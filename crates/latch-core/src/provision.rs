@@ -78,7 +78,6 @@ pub async fn provision(
             app_metadata: Default::default(),
         };
         apply(&mut user, upstream);
-        store.insert_user(&user).await?;
         let identity = Identity {
             user_id: user.user_id.clone(),
             connection_id: connection.id.clone(),
@@ -89,12 +88,11 @@ pub async fn provision(
             created_at: now,
             updated_at: now,
         };
-        match store.insert_identity(&identity).await {
+        // Both or neither: a clash leaves no user behind.
+        match store.insert_user_with_identity(&user, &identity).await {
             Ok(()) => return Ok(user),
             // Another sign-in of the same identity won the race: use its user.
-            Err(StoreError::Conflict { .. }) => {
-                let _ = store.delete_user(&user.user_id).await;
-            }
+            Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }

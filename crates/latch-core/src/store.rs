@@ -65,6 +65,18 @@ pub trait UserRepo: Send + Sync {
     async fn count_users(&self, q: &UserQuery) -> Result<u64, StoreError>;
     async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
     async fn update_user(&self, u: &User) -> Result<(), StoreError>;
+    /// A new user and their first identity, in one transaction: a conflict on either (the
+    /// `user_id`; the identity's connection, issuer and subject) writes neither.
+    async fn insert_user_with_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError>;
+    /// Sets the user's `blocked` flag, and `updated_at` to `now`, in one statement if it differs;
+    /// answers the user as stored afterwards and whether this call changed it (`false`: it was so
+    /// already and nothing was written). [`StoreError::NotFound`] when there is no such user.
+    async fn update_user_blocked(
+        &self,
+        id: &UserId,
+        blocked: bool,
+        now: OffsetDateTime,
+    ) -> Result<(User, bool), StoreError>;
     /// Removes the user and their identities and refresh tokens.
     async fn delete_user(&self, id: &UserId) -> Result<(), StoreError>;
 
@@ -77,6 +89,12 @@ pub trait UserRepo: Send + Sync {
         subject: &str,
     ) -> Result<Option<Identity>, StoreError>;
     async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError>;
+    /// Every user with an identity in the connection (each once): whose sessions may have come
+    /// through it.
+    async fn list_connection_users(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<UserId>, StoreError>;
     /// The identity and its user, in one read where the adapter can.
     async fn find_identity_with_user(
         &self,

@@ -1,10 +1,12 @@
-//! Domain rules for names and URLs, shared by the management API and the admin UI.
+//! Domain rules for names, URLs and connection options (checked against
+//! [`crate::connection_options`]' tables), shared by the management API and the admin UI.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::connection_options::{self, DatabaseOptions, Kind, Need, PasswordPolicy};
 use crate::model::Strategy;
 use crate::net::OutboundPolicy;
 use crate::{SecretString, ValidationError};
@@ -89,159 +91,6 @@ pub fn outbound_url(
     Ok(url)
 }
 
-/// The kind of value an option holds.
-#[derive(Clone, Copy)]
-enum Kind {
-    Str,
-    Bool,
-    /// An upstream URL: https, or http on loopback; an address the outbound policy accepts.
-    Url,
-    /// A list of domain names.
-    Domains,
-    /// Okta domain: a host name or an origin.
-    OktaDomain,
-    /// A write-only secret.
-    Secret,
-    OneOf(&'static [&'static str]),
-    /// `{ "min_length": 1..=128 }`.
-    Complexity,
-}
-
-const GTR: [(&str, Kind); 3] = [
-    ("global_token_revocation_enabled", Kind::Bool),
-    ("global_token_revocation_jwt_iss", Kind::Str),
-    ("global_token_revocation_jwt_sub", Kind::Str),
-];
-
-fn known(strategy: Strategy) -> Vec<(&'static str, Kind)> {
-    let mut keys: Vec<(&str, Kind)> = match strategy {
-        Strategy::Auth0 => vec![
-            (
-                "passwordPolicy",
-                Kind::OneOf(&["none", "low", "fair", "good", "excellent"]),
-            ),
-            ("password_complexity_options", Kind::Complexity),
-            ("brute_force_protection", Kind::Bool),
-            ("disable_signup", Kind::Bool),
-        ],
-        Strategy::Okta => vec![
-            ("domain", Kind::OktaDomain),
-            ("client_id", Kind::Str),
-            ("client_secret", Kind::Secret),
-            ("scope", Kind::Str),
-        ],
-        Strategy::Oidc => vec![
-            ("discovery_url", Kind::Url),
-            ("issuer", Kind::Url),
-            ("client_id", Kind::Str),
-            ("client_secret", Kind::Secret),
-            ("scope", Kind::Str),
-            ("type", Kind::OneOf(&["back_channel"])),
-        ],
-        Strategy::Samlp => vec![
-            ("metadataUrl", Kind::Url),
-            ("metadataXml", Kind::Str),
-            ("signInEndpoint", Kind::Url),
-            ("signingCert", Kind::Str),
-            ("entityId", Kind::Str),
-            ("signOutEndpoint", Kind::Url),
-            ("disableSignout", Kind::Bool),
-            ("user_id_attribute", Kind::Str),
-        ],
-    };
-    if strategy.is_enterprise() {
-        keys.extend(GTR);
-        keys.push(("domain_aliases", Kind::Domains));
-        keys.push(("jwks_uri", Kind::Url));
-    }
-    keys
-}
-
-fn check(
-    field: &str,
-    kind: Kind,
-    v: &Value,
-    policy: &OutboundPolicy,
-) -> Result<(), ValidationError> {
-    let bad = |m: &str| Err(ValidationError::new(field, m));
-    match kind {
-        Kind::Str | Kind::Secret => match v.as_str() {
-            Some(s) if !s.trim().is_empty() => Ok(()),
-            _ => bad("must be a non-empty string"),
-        },
-        Kind::Bool => match v {
-            Value::Bool(_) => Ok(()),
-            _ => bad("must be true or false"),
-        },
-        Kind::Url => match v.as_str() {
-            Some(s) => outbound_url(field, s, policy).map(|_| ()),
-            None => bad("must be a URL string"),
-        },
-        Kind::OneOf(allowed) => match v.as_str() {
-            Some(s) if allowed.contains(&s) => Ok(()),
-            _ => Err(ValidationError::new(
-                field,
-                format!("must be one of: {}", allowed.join(", ")),
-            )),
-        },
-        Kind::Domains => {
-            let Some(list) = v.as_array() else {
-                return bad("must be a list of domain names");
-            };
-            for (i, d) in list.iter().enumerate() {
-                let ok = d.as_str().is_some_and(|d| {
-                    !d.is_empty()
-                        && d.len() <= 253
-                        && d.split('.').all(|l| {
-                            !l.is_empty()
-                                && l.len() <= 63
-                                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                        })
-                });
-                if !ok {
-                    return Err(ValidationError::new(
-                        format!("{field}[{i}]"),
-                        "must be a domain name",
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Kind::OktaDomain => match v.as_str() {
-            Some(s) => {
-                let url = okta_domain(field, s)?;
-                policy
-                    .check_url(&url)
-                    .map_err(|e| ValidationError::new(field, e.to_string()))
-            }
-            None => bad("must be a host name such as acme.okta.com"),
-        },
-        Kind::Complexity => {
-            let Some(obj) = v.as_object() else {
-                return bad("must be an object");
-            };
-            for (k, v) in obj {
-                match (k.as_str(), v.as_u64()) {
-                    ("min_length", Some(1..=128)) => {}
-                    ("min_length", _) => {
-                        return Err(ValidationError::new(
-                            format!("{field}.min_length"),
-                            "must be a number from 1 to 128",
-                        ));
-                    }
-                    _ => {
-                        return Err(ValidationError::new(
-                            format!("{field}.{k}"),
-                            "is not a known option",
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 /// The Okta org's base URL from the `domain` option: a host name (`acme.okta.com`, https
 /// implied) or an origin; `http://` only on loopback hosts.
 pub fn okta_domain(field: &str, raw: &str) -> Result<Url, ValidationError> {
@@ -297,7 +146,7 @@ pub fn connection_option_problems(
     policy: &OutboundPolicy,
 ) -> Result<(Map<String, Value>, SecretOptions), Vec<ValidationError>> {
     let mut problems = Vec::new();
-    let keys = known(strategy);
+    let spec = connection_options::spec(strategy);
     let mut secrets = previous_secrets.cloned().unwrap_or_default();
     // Read-only values Latch adds to the options it shows (SAML SP settings) come back when an
     // admin edits and saves: they are dropped, never stored.
@@ -306,83 +155,60 @@ pub fn connection_option_problems(
     }
     for (k, v) in &options {
         let field = format!("options.{k}");
-        let Some((_, kind)) = keys.iter().find(|(name, _)| name == k) else {
+        let Some(o) = spec.get(k) else {
             problems.push(ValidationError::new(
                 field,
                 format!("is not an option of the {} strategy", strategy.as_str()),
             ));
             continue;
         };
-        if let Err(e) = check(&field, *kind, v, policy) {
+        if let Err(e) = o.kind.check(&field, v, policy) {
             problems.push(e);
         }
     }
-    for key in strategy.secret_option_keys() {
-        if let Some(Value::String(s)) = options.remove(*key) {
-            secrets.insert((*key).to_owned(), SecretString::new(s));
+    for o in spec.options.iter().filter(|o| o.kind == Kind::Secret) {
+        if let Some(Value::String(s)) = options.remove(o.key) {
+            secrets.insert(o.key.to_owned(), SecretString::new(s));
         }
     }
     let has = |k: &str| options.contains_key(k);
-    let missing = |k: &str, why: &str| {
-        (!options.contains_key(k)).then(|| ValidationError::new(format!("options.{k}"), why))
-    };
-    match strategy {
-        Strategy::Auth0 => {}
-        Strategy::Okta => {
-            problems.extend(missing(
-                "domain",
-                "is required: the Okta org's domain, e.g. acme.okta.com",
+    if let Some(any) = spec.any_of
+        && !any.sets.iter().any(|set| set.iter().all(|k| has(k)))
+    {
+        // A set begun but not finished names what it lacks; else the first set is asked for.
+        let begun: Vec<&str> = any
+            .sets
+            .iter()
+            .filter(|set| set.len() > 1 && set.iter().any(|k| has(k)))
+            .flat_map(|set| set.iter().copied().filter(|k| !has(k)))
+            .collect();
+        if begun.is_empty() {
+            problems.push(ValidationError::new(
+                format!("options.{}", any.field),
+                any.message,
             ));
-            problems.extend(missing("client_id", "is required"));
-            if !secrets.contains_key("client_secret") {
-                problems.push(ValidationError::new("options.client_secret", "is required"));
-            }
         }
-        Strategy::Oidc => {
-            if !has("discovery_url") && !has("issuer") {
-                problems.push(ValidationError::new(
-                    "options.discovery_url",
-                    "discovery_url or issuer is required",
-                ));
-            }
-            problems.extend(missing("client_id", "is required"));
-            if !secrets.contains_key("client_secret") {
-                problems.push(ValidationError::new(
-                    "options.client_secret",
-                    "is required for the back_channel type",
-                ));
-            }
+        for k in begun {
+            problems.push(ValidationError::new(
+                format!("options.{k}"),
+                "is required with the other",
+            ));
         }
-        Strategy::Samlp => {
-            let direct = has("signInEndpoint") && has("signingCert");
-            if !has("metadataUrl") && !has("metadataXml") && !direct {
-                if has("signInEndpoint") != has("signingCert") {
-                    let absent = if has("signInEndpoint") {
-                        "signingCert"
-                    } else {
-                        "signInEndpoint"
-                    };
-                    problems.push(ValidationError::new(
-                        format!("options.{absent}"),
-                        "is required with the other",
-                    ));
-                } else {
-                    problems.push(ValidationError::new(
-                        "options.metadataUrl",
-                        "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
-                    ));
-                }
+    }
+    for o in spec.options {
+        let present = match o.kind {
+            Kind::Secret => secrets.contains_key(o.key),
+            _ => has(o.key),
+        };
+        let why = match o.need {
+            Need::Required(why) => why,
+            Need::RequiredWhen { flag, message } if options.get(flag) == Some(&Value::Bool(true)) => {
+                message
             }
-            if options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)) {
-                problems.extend(missing(
-                    "global_token_revocation_jwt_iss",
-                    "is required for Universal Logout on a SAML connection",
-                ));
-                problems.extend(missing(
-                    "global_token_revocation_jwt_sub",
-                    "is required for Universal Logout on a SAML connection",
-                ));
-            }
+            _ => continue,
+        };
+        if !present {
+            problems.push(ValidationError::new(format!("options.{}", o.key), why));
         }
     }
     if problems.is_empty() {
@@ -401,22 +227,15 @@ pub fn password_policy(
     options: &Map<String, Value>,
     password: &str,
 ) -> Result<(), ValidationError> {
-    let policy = options
-        .get("passwordPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("good");
+    let db = DatabaseOptions::from_options(options);
+    let policy = db.password_policy;
     let (min, classes, no_repeats) = match policy {
-        "none" => (1, 0, false),
-        "low" => (6, 0, false),
-        "fair" => (8, 3, false),
-        "excellent" => (10, 3, true),
-        _ => (8, 3, false),
+        PasswordPolicy::None => (1, 0, false),
+        PasswordPolicy::Low => (6, 0, false),
+        PasswordPolicy::Fair | PasswordPolicy::Good => (8, 3, false),
+        PasswordPolicy::Excellent => (10, 3, true),
     };
-    let min = options
-        .get("password_complexity_options")
-        .and_then(|o| o.get("min_length"))
-        .and_then(Value::as_u64)
-        .map_or(min, |m| (m as usize).max(min));
+    let min = db.min_length.map_or(min, |m| (m as usize).max(min));
     let field = "password";
     if password.chars().count() < min {
         return Err(ValidationError::new(
@@ -438,7 +257,7 @@ pub fn password_policy(
     ];
     // `fair` wants lower, upper and digits; `good` and `excellent` any three of the four kinds.
     let ok = match policy {
-        "fair" => kinds[0] && kinds[1] && kinds[2],
+        PasswordPolicy::Fair => kinds[0] && kinds[1] && kinds[2],
         _ => kinds.iter().filter(|k| **k).count() >= classes,
     };
     if !ok {

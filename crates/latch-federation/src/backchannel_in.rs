@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use jsonwebtoken::{DecodingKey, Header, Validation, decode, decode_header};
-use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
+use jsonwebtoken::{DecodingKey, Header};
+use latch_core::logout::{Logout, Target, TokenPolicy, Urgency};
 use latch_core::model::{
     Connection, LOG_REASON_MAX, LogEvent, LogoutInitiator, Strategy, log_text,
 };
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use latch_core::{Clock, ConnectionName};
-use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
+use latch_remote::{Expectations, KeySource, Lifetime, REMOTE_ALGORITHMS, RemoteKeys, Typ};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -33,7 +33,8 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub remote: Arc<RemoteKeys>,
-    pub notifier: Arc<dyn Notifier>,
+    /// The Logout service: ends sessions and tells the apps.
+    pub logout: Arc<Logout>,
 }
 
 pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -69,8 +70,36 @@ fn refused() -> HttpResponse {
         }))
 }
 
+/// The `typ` of logout tokens: recommended, not required; when present, `logout+jwt` (or `JWT`).
+const TYP: Typ<'static> = Typ::IfPresent(&["logout+jwt", "JWT"]);
+/// Claims every logout token carries (`exp` is optional; a `sub` or a `sid`, see
+/// [`check_logout_claims`]).
+const REQUIRED: &[&str] = &["iss", "aud", "iat", "jti"];
+
+/// What the shared verifier checks of a logout token at `now` (Unix seconds): `issuers` (the
+/// connection's issuer, with and without a trailing slash), `audiences` (its `client_id`), `iat`
+/// at most [`MAX_AGE`] old, `exp` when present, a `jti`.
+fn expectations<'a>(
+    issuers: &'a [&'a str],
+    audiences: &'a [&'a str],
+    now: i64,
+) -> Expectations<'a> {
+    Expectations {
+        issuers,
+        audiences,
+        typ: TYP,
+        algorithms: REMOTE_ALGORITHMS,
+        required: REQUIRED,
+        lifetime: Lifetime {
+            leeway: SKEW,
+            max_age: Some(MAX_AGE),
+            max_lifetime: None,
+        },
+        now,
+    }
+}
+
 async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<String, Value>, String> {
-    let header = check_header(token)?;
     let issuer = issuer_of(conn).map_err(|e| e.to_string())?;
     let client_id = conn
         .options
@@ -79,55 +108,33 @@ async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<Strin
         .ok_or("connection has no client_id")?;
     let discovery = opt_str(conn, "discovery_url")
         .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
-    let jwks = match opt_str(conn, "jwks_uri") {
-        Some(u) => u,
-        None => deps
-            .remote
-            .discovery(&discovery)
-            .await
-            .map_err(|e| e.to_string())?["jwks_uri"]
-            .as_str()
-            .ok_or("no jwks_uri")?
-            .to_owned(),
+    let jwks = opt_str(conn, "jwks_uri");
+    let source = match &jwks {
+        Some(u) => KeySource::Jwks(u),
+        None => KeySource::Discovery(&discovery),
     };
-    let (_, key) = deps
+    let slash = format!("{issuer}/");
+    let issuers = [issuer.as_str(), slash.as_str()];
+    let now = deps.clock.now().unix_timestamp();
+    let claims = deps
         .remote
-        .key_for(&jwks, &header)
+        .verify(token, source, &expectations(&issuers, &[client_id], now))
         .await
         .map_err(|e| e.to_string())?;
-    check_token(
-        token,
-        &header,
-        &key,
-        &issuer,
-        client_id,
-        deps.clock.now().unix_timestamp(),
-    )
+    check_logout_claims(claims)
 }
 
 /// A logout token's header, checked before any key is fetched: an allowed asymmetric
 /// algorithm, and `typ` (recommended, not required) `logout+jwt` when present. Pure; `fuzz/`
 /// fuzzes it.
 pub fn check_header(token: &str) -> Result<Header, String> {
-    let header = decode_header(token).map_err(|e| format!("malformed: {e}"))?;
-    if !REMOTE_ALGORITHMS.contains(&header.alg) {
-        return Err("algorithm not allowed".into());
-    }
-    // `typ` is recommended, not required; when present it must say logout+jwt.
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("JWT"))
-    {
-        return Err("typ is not logout+jwt".into());
-    }
-    Ok(header)
+    latch_remote::check_header(token, TYP, REMOTE_ALGORITHMS).map_err(|e| e.to_string())
 }
 
 /// Checks a logout token whose header passed [`check_header`]: the signature by `key`, `iss`
 /// (the connection's `issuer`), `aud` (its `client_id`), `iat` and `exp` against `now` (Unix
-/// seconds), a `jti`, the back-channel event, no `nonce`, a `sub` or `sid`. Returns the claims.
-/// Pure; `fuzz/` fuzzes it.
+/// seconds), a `jti` (as `latch_remote` does for every foreign token), then
+/// [`check_logout_claims`]. Returns the claims. Pure; `fuzz/` fuzzes it.
 pub fn check_token(
     token: &str,
     header: &Header,
@@ -136,39 +143,17 @@ pub fn check_token(
     client_id: &str,
     now: i64,
 ) -> Result<Map<String, Value>, String> {
-    let mut v = Validation::new(header.alg);
-    v.set_issuer(&[issuer, format!("{issuer}/").as_str()]);
-    v.set_audience(&[client_id]);
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.required_spec_claims = ["iss", "aud", "iat", "jti"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let c = decode::<Map<String, Value>>(token, key, &v)
-        .map_err(|e| format!("invalid: {e}"))?
-        .claims;
-    let iat = c
-        .get("iat")
-        .and_then(Value::as_i64)
-        .ok_or("iat is not a number")?;
-    // Saturating: a time claim at the edge of i64 must not overflow (fuzzed).
-    if iat.saturating_sub(SKEW) > now || iat.saturating_add(MAX_AGE) < now {
-        return Err("iat out of range".into());
-    }
-    // jsonwebtoken's `required_spec_claims` enforces only exp, nbf, aud, iss and sub.
-    if c.get("jti")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err("no jti".into());
-    }
-    if c.get("exp")
-        .and_then(Value::as_i64)
-        .is_some_and(|e| e.saturating_add(SKEW) <= now)
-    {
-        return Err("expired".into());
-    }
+    let slash = format!("{issuer}/");
+    let (issuers, audiences) = ([issuer, slash.as_str()], [client_id]);
+    let want = expectations(&issuers, &audiences, now);
+    let claims =
+        latch_remote::check_claims(token, header, key, &want).map_err(|e| e.to_string())?;
+    check_logout_claims(claims)
+}
+
+/// What makes a verified token a logout token: the back-channel event, no `nonce`, a `sub` or a
+/// `sid`.
+fn check_logout_claims(c: Map<String, Value>) -> Result<Map<String, Value>, String> {
     if c.get("events")
         .and_then(|e| e.get(EVENT))
         .is_none_or(|e| !e.is_object())
@@ -307,28 +292,25 @@ pub async fn post_backchannel_logout(
             .finish();
     };
 
-    let Ok(sessions) = deps.sessions.list_user_sessions(&user_id, now).await else {
-        return unavailable().await;
+    let target = Target::UserAtConnection {
+        user: user_id.clone(),
+        connection: conn.name.clone(),
+        upstream_sid: sid.map(str::to_owned),
     };
-    let (mut ended, mut notified) = (0, 0);
-    for s in sessions.iter().filter(|s| {
-        s.connection == conn.name && sid.is_none_or(|sid| s.upstream.sid.as_deref() == Some(sid))
-    }) {
-        let t = Terminate {
-            target: Target::Session(s.id.clone()),
-            tokens: TokenPolicy::SessionBound,
-            initiator: LogoutInitiator::IdpLogout,
-            reserved_until: deps.notifier.reserve_until(),
-        };
-        match terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
-            Ok(out) => {
-                ended += out.sessions.len();
-                notified += out.deliveries.len();
-                deps.notifier.dispatch(&out.deliveries);
-            }
-            Err(_) => return unavailable().await,
-        }
-    }
+    let out = match deps
+        .logout
+        .end(
+            target,
+            TokenPolicy::SessionBound,
+            LogoutInitiator::IdpLogout,
+            Urgency::Background,
+        )
+        .await
+    {
+        Ok(out) => out,
+        Err(_) => return unavailable().await,
+    };
+    let (ended, notified) = (out.sessions.len(), out.deliveries.len());
     log(&deps, &name, "slo", "Upstream back-channel logout", Some(&user_id), json!({
         "upstream_sid": sid, "sessions_ended": ended, "TotalOidcLogoutRequests": notified, "TotalSamlLogoutRequests": 0,
     }))

@@ -1,7 +1,8 @@
 //! The `oidc` and `okta` strategies on the `openidconnect` crate: discovery, authorization code
-//! with PKCE, `state` and `nonce` bound to the login transaction, ID token validation (signature
-//! against the issuer's JWKS, `iss`, `aud`, `exp`, `iat`, `nonce`), provider metadata cached with
-//! a refetch when a token names an unknown key (at most every 30 seconds per connection).
+//! with PKCE, `state` and `nonce` bound to the login transaction, ID token validation (the
+//! signature by `latch_remote::RemoteKeys` against the issuer's JWKS, with its refetch limits;
+//! `iss`, `aud`, `exp`, `iat`, `nonce` by openidconnect), provider metadata cached an hour with
+//! a refetch when an ID token's signature fails (at most every 30 seconds per issuer).
 //!
 //! Okta Workforce needs three values (`domain`, `client_id`, `client_secret`): the org
 //! authorization server's issuer is the domain's origin.
@@ -13,35 +14,41 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latch_core::Clock;
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
 use latch_core::model::{Connection, Strategy};
 use latch_core::net::FetchError;
 use latch_core::session::UpstreamSession;
 use latch_core::validate::okta_domain;
 use latch_http::client::{MAX_BODY, Outbound};
-use latch_jose::remote::Cache;
+use latch_remote::{Cache, KeySource, RemoteKeys};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
 };
+use openidconnect::http::header::{ACCEPT, CONTENT_TYPE};
+use openidconnect::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use openidconnect::{
-    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DiscoveryError,
-    HttpRequest, HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, UserInfoError,
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
+    HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RequestTokenError, Scope, TokenResponse, UserInfoError,
 };
 use serde_json::{Value, json};
 
-/// Metadata (and so the JWKS) is refetched for an unknown key, or after a failure, at most
-/// every `REFETCH_EVERY`, and refreshed after `MAX_AGE` anyway.
-pub use latch_jose::remote::{MAX_AGE, REFETCH_EVERY};
+/// Metadata is refetched for a failed ID token signature, or after a failure, at most every
+/// `REFETCH_EVERY`, and refreshed after `MAX_AGE` anyway; the JWKS likewise, by `RemoteKeys`.
+pub use latch_remote::{MAX_AGE, REFETCH_EVERY};
 
 pub struct OidcConnector {
     http: Http,
     /// Provider metadata by issuer: one fetch at a time, failures remembered with backoff.
     metadata: Cache<Provider, String>,
+    /// The issuers' JWKS, and the ID token signature check.
+    remote: Arc<RemoteKeys>,
 }
 
 /// openidconnect's HTTP client over Latch's outbound one: the address policy on every URL
@@ -73,21 +80,6 @@ impl<'c> AsyncHttpClient<'c> for Http {
     }
 }
 
-/// What went wrong with discovery (or the JWKS it names), without quoting the answer.
-fn discovery_failure(e: DiscoveryError<FetchError>) -> String {
-    match e {
-        DiscoveryError::Request(f) => f.to_string(),
-        DiscoveryError::Response(status, ..) if !status.is_success() => {
-            format!("HTTP {}", status.as_u16())
-        }
-        DiscoveryError::Response(..) => "the answer is not JSON".into(),
-        DiscoveryError::Parse(_) => "not a discovery document or JWK set".into(),
-        DiscoveryError::Validation(_) => "the document names another issuer".into(),
-        DiscoveryError::UrlParse(_) => "not a URL".into(),
-        _ => "failed".into(),
-    }
-}
-
 /// What went wrong with the code exchange, naming only standard OAuth error codes.
 fn token_failure(
     e: RequestTokenError<FetchError, openidconnect::StandardErrorResponse<CoreErrorResponseType>>,
@@ -115,15 +107,18 @@ fn userinfo_failure(e: UserInfoError<FetchError>) -> String {
 }
 
 impl OidcConnector {
-    pub fn new(http: Outbound) -> Self {
+    /// Requests go through `http`; ID token keys come from `remote`; metadata is cached on
+    /// `clock`.
+    pub fn new(http: Outbound, remote: Arc<RemoteKeys>, clock: Arc<dyn Clock>) -> Self {
         Self {
             http: Http(http),
-            metadata: Cache::default(),
+            metadata: Cache::new(clock),
+            remote,
         }
     }
 
-    /// The issuer's metadata (and JWKS), cached an hour; `force` refetches it unless it was
-    /// fetched (or failed) within the last [`REFETCH_EVERY`] (longer after repeated failures).
+    /// The issuer's metadata, cached an hour; `force` refetches it unless it was fetched (or
+    /// failed) within the last [`REFETCH_EVERY`] (longer after repeated failures).
     async fn metadata(&self, issuer: &str, force: bool) -> Result<Provider, FederationError> {
         let url = IssuerUrl::new(issuer.to_owned())
             .map_err(|e| FederationError::Misconfigured(format!("issuer: {e}")))?;
@@ -132,28 +127,70 @@ impl OidcConnector {
                 issuer,
                 |_| !force,
                 || async {
-                    CoreProviderMetadata::discover_async(url, &self.http)
+                    self.discover(&url)
                         .await
-                        .map(Provider::new)
-                        .map_err(|e| format!("discovery of {issuer}: {}", discovery_failure(e)))
+                        .map_err(|e| format!("discovery of {issuer}: {e}"))
                 },
             )
             .await
             .map_err(FederationError::Unavailable)
     }
+
+    /// `{issuer}/.well-known/openid-configuration`, as openidconnect's discovery reads it (a 200
+    /// answer, JSON, naming this issuer), and the JWKS it names, through `RemoteKeys` (whose
+    /// cache and refetch limits then serve the ID token checks). The error says what failed
+    /// without quoting the answer.
+    async fn discover(&self, issuer: &IssuerUrl) -> Result<Provider, String> {
+        let url = issuer
+            .join(".well-known/openid-configuration")
+            .map_err(|_| "not a URL")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let a = self
+            .http
+            .0
+            .send(Method::GET, url.as_str(), headers, Vec::new(), MAX_BODY)
+            .await
+            .map_err(|e| e.to_string())?;
+        if a.status != StatusCode::OK {
+            return Err(format!("HTTP {}", a.status.as_u16()));
+        }
+        let json = a.headers.get(CONTENT_TYPE).is_none_or(|ct| {
+            ct.to_str().is_ok_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            })
+        });
+        if !json {
+            return Err("the answer is not JSON".into());
+        }
+        let meta: CoreProviderMetadata =
+            serde_json::from_slice(&a.body).map_err(|_| "not a discovery document")?;
+        if meta.issuer() != issuer {
+            return Err("the document names another issuer".into());
+        }
+        // As openidconnect's discovery did: a JWKS that cannot be had fails the sign-in at its
+        // start, and the first callback finds the keys cached.
+        self.remote
+            .jwks(meta.jwks_uri())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Provider::new(meta))
+    }
 }
 
-/// An issuer's metadata, with its signing keys and algorithms ready for ID token checks (parsed
-/// once per fetch, not once per sign-in).
+/// An issuer's metadata, with its ID token algorithms ready for signature checks (parsed once
+/// per fetch, not once per sign-in).
 #[derive(Clone)]
 struct Provider {
     meta: CoreProviderMetadata,
-    keys: std::sync::Arc<(jsonwebtoken::jwk::JwkSet, Vec<jsonwebtoken::Algorithm>)>,
+    algs: Arc<Vec<jsonwebtoken::Algorithm>>,
 }
 
 impl Provider {
     /// The algorithms the provider advertises for ID tokens (asymmetric ones only are ever
-    /// accepted; RS256 when it says nothing), and its JWKS.
+    /// accepted; RS256 when it says nothing).
     fn new(meta: CoreProviderMetadata) -> Self {
         let advertised: Vec<jsonwebtoken::Algorithm> = meta
             .id_token_signing_alg_values_supported()
@@ -166,19 +203,10 @@ impl Provider {
         } else {
             advertised
         };
-        let jwks = serde_json::to_value(meta.jwks())
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: vec![] });
         Self {
             meta,
-            keys: std::sync::Arc::new((jwks, algs)),
+            algs: Arc::new(algs),
         }
-    }
-
-    /// The ID token's signature against the provider's JWKS.
-    fn signature_ok(&self, token: &str) -> Result<(), latch_jose::remote::SignatureError> {
-        latch_jose::remote::verify_with_jwks(token, &self.keys.0, &self.keys.1)
     }
 }
 
@@ -322,13 +350,23 @@ impl RedirectConnector for OidcConnector {
         let id_token = tokens
             .id_token()
             .ok_or_else(|| FederationError::Rejected("no ID token".into()))?;
-        // The signature, checked with aws-lc against the issuer's JWKS (openidconnect's own check
-        // runs RSA in pure-Rust bignums, several times slower). Perhaps the IdP rotated its
-        // keys: on failure, refetch (rate-limited) and check once more.
+        // The signature, checked with aws-lc against the issuer's JWKS by `RemoteKeys`, which
+        // refetches it (rate-limited) for an unknown key or a failed signature (openidconnect's
+        // own check runs RSA in pure-Rust bignums, several times slower). Perhaps the IdP changed
+        // its metadata too: on failure, refetch that (rate-limited) and check once more.
         let compact = id_token.to_string();
-        if let Err(first) = m.signature_ok(&compact) {
+        let signature_ok = |p: &Provider| {
+            let (jwks, algs) = (p.meta.jwks_uri().to_string(), p.algs.clone());
+            let compact = &compact;
+            async move {
+                self.remote
+                    .verify_signature(compact, KeySource::Jwks(&jwks), &algs)
+                    .await
+            }
+        };
+        if let Err(first) = signature_ok(&m).await {
             let fresh = self.metadata(issuer, true).await?;
-            fresh.signature_ok(&compact).map_err(|e| {
+            signature_ok(&fresh).await.map_err(|e| {
                 FederationError::Rejected(format!("ID token: {e} (first: {first})"))
             })?;
         }

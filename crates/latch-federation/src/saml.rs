@@ -23,14 +23,14 @@ use latch_core::net::Fetch;
 use latch_core::session::{SessionStore, UpstreamSession};
 use latch_core::{Clock, ConnectionName};
 use latch_http::client::Outbound;
-use latch_jose::remote::Cache;
+use latch_remote::Cache;
 use latch_saml::{IdpConfig, SamlError, SpConfig, VerifiedAssertion};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// IdP metadata from a URL is refreshed after `METADATA_MAX_AGE`, and refetched at most every
 /// `REFETCH_EVERY` when an answer's signature does not verify or the last fetch failed.
-pub use latch_jose::remote::{MAX_AGE as METADATA_MAX_AGE, REFETCH_EVERY};
+pub use latch_remote::{MAX_AGE as METADATA_MAX_AGE, REFETCH_EVERY};
 
 /// Replay cache scope for accepted assertion IDs.
 const REPLAY_SCOPE: &str = "saml-assertion";
@@ -100,8 +100,8 @@ impl SamlConnector {
         Self {
             http,
             sessions,
+            metadata: Cache::new(clock.clone()),
             clock,
-            metadata: Cache::default(),
         }
     }
 

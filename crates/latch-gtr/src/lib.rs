@@ -12,15 +12,17 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{DecodingKey, Header, Validation, decode, decode_header};
-use latch_core::logout::{Notifier, Target, Terminate, TokenPolicy, terminate};
+use jsonwebtoken::{DecodingKey, Header};
+use latch_core::logout::{Logout, Target, TokenPolicy, Urgency};
 use latch_core::model::{
     Connection, LOG_REASON_MAX, LogEvent, LogoutInitiator, Strategy, User, log_text,
 };
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use latch_core::{Clock, ConnectionName};
-use latch_jose::remote::{REMOTE_ALGORITHMS, RemoteKeys};
+use latch_remote::{
+    Expectations, KeySource, Lifetime, REMOTE_ALGORITHMS, RemoteKeys, Typ, VerifyError,
+};
 use serde_json::{Map, Value, json};
 
 /// The path, with `{connection_name}`.
@@ -40,7 +42,8 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub clock: Arc<dyn Clock>,
     pub remote: Arc<RemoteKeys>,
-    pub notifier: Arc<dyn Notifier>,
+    /// The Logout service: ends sessions and tells the apps.
+    pub logout: Arc<Logout>,
     /// Latch's issuer, without a trailing slash.
     pub issuer: String,
 }
@@ -118,74 +121,47 @@ fn expectations(c: &Connection) -> Option<Expect> {
     Some(Expect { iss, sub, jwks })
 }
 
-async fn jwks_url(deps: &Deps, e: &Expect) -> Result<String, Refusal> {
-    match &e.jwks {
-        JwksAt::Url(u) => Ok(u.clone()),
-        JwksAt::Discovery(d) => {
-            let doc = deps.remote.discovery(d).await.map_err(|err| {
-                refuse(
-                    StatusCode::UNAUTHORIZED,
-                    format!("issuer keys unavailable: {err}"),
-                )
-            })?;
-            doc["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| {
-                refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "the issuer's discovery has no jwks_uri",
-                )
-            })
+impl Expect {
+    fn source(&self) -> KeySource<'_> {
+        match &self.jwks {
+            JwksAt::Url(u) => KeySource::Jwks(u),
+            JwksAt::Discovery(d) => KeySource::Discovery(d),
         }
     }
 }
 
-/// Verifies the bearer token; returns its claims.
+/// Verifies the bearer token with the issuer's keys (`latch_remote`); returns its claims.
 async fn verify(
     deps: &Deps,
     req: &HttpRequest,
     conn: &Connection,
     e: &Expect,
 ) -> Result<Map<String, Value>, Refusal> {
-    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
-    let token = latch_http::auth::bearer(req).ok_or_else(|| unauthorized("no bearer token"))?;
-    let header = check_header(token)?;
-    let url = jwks_url(deps, e).await?;
-    let (jwk, key) = deps
-        .remote
-        .key_for(&url, &header)
-        .await
-        .map_err(|err| unauthorized(&err.to_string()))?;
+    let token = latch_http::auth::bearer(req)
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no bearer token"))?;
+    let aud = endpoint_url(&deps.issuer, &conn.name);
     let want = Expected {
         iss: &e.iss,
-        aud: &endpoint_url(&deps.issuer, &conn.name),
+        aud: &aud,
         sub: &e.sub,
     };
-    check_token(
-        token,
-        &header,
-        &jwk,
-        &key,
-        &want,
-        deps.clock.now().unix_timestamp(),
-    )
+    let now = deps.clock.now().unix_timestamp();
+    let claims = deps
+        .remote
+        .verify(token, e.source(), &rules(&want, now))
+        .await
+        .map_err(unauthorized)?;
+    check_sub(claims, &want)
+}
+
+fn unauthorized(e: VerifyError) -> Refusal {
+    refuse(StatusCode::UNAUTHORIZED, e.to_string())
 }
 
 /// The bearer token's header, checked before any key is fetched: an allowed asymmetric
 /// algorithm and `typ: global-token-revocation+jwt`. Pure; `fuzz/` fuzzes it.
 pub fn check_header(token: &str) -> Result<Header, Refusal> {
-    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
-    let header =
-        decode_header(token).map_err(|err| unauthorized(&format!("malformed token: {err}")))?;
-    if !REMOTE_ALGORITHMS.contains(&header.alg) {
-        return Err(unauthorized("algorithm not allowed"));
-    }
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(TYP))
-    {
-        return Err(unauthorized("typ is not global-token-revocation+jwt"));
-    }
-    Ok(header)
+    latch_remote::check_header(token, Typ::Required(TYP), REMOTE_ALGORITHMS).map_err(unauthorized)
 }
 
 /// What a connection's GTR tokens must say (see [`check_token`]).
@@ -197,9 +173,31 @@ pub struct Expected<'a> {
     pub sub: &'a str,
 }
 
+/// Claims every GTR token carries.
+const REQUIRED: &[&str] = &["iss", "aud", "exp", "iat", "jti", "sub"];
+
+/// What the shared verifier checks of a GTR token at `now` (Unix seconds): everything but
+/// which `sub` ([`check_sub`]).
+fn rules<'a>(want: &'a Expected<'a>, now: i64) -> Expectations<'a> {
+    Expectations {
+        issuers: std::slice::from_ref(&want.iss),
+        audiences: std::slice::from_ref(&want.aud),
+        typ: Typ::Required(TYP),
+        algorithms: REMOTE_ALGORITHMS,
+        required: REQUIRED,
+        lifetime: Lifetime {
+            leeway: SKEW,
+            max_age: None,
+            max_lifetime: Some(MAX_LIFETIME),
+        },
+        now,
+    }
+}
+
 /// Checks a token whose header passed [`check_header`]: the signature by `key` (the issuer's
-/// `jwk`), `iss`, `aud`, the times against `now` (Unix seconds), `jti` and `sub`. Returns the
-/// claims. Pure; `fuzz/` fuzzes it.
+/// `jwk`, used with its own algorithm), `iss`, `aud`, the times against `now` (Unix seconds),
+/// `jti` and `sub`, as `latch_remote` does for every foreign token. Returns the claims. Pure;
+/// `fuzz/` fuzzes it.
 pub fn check_token(
     token: &str,
     header: &Header,
@@ -208,51 +206,17 @@ pub fn check_token(
     want: &Expected<'_>,
     now: i64,
 ) -> Result<Map<String, Value>, Refusal> {
-    let unauthorized = |why: &str| refuse(StatusCode::UNAUTHORIZED, why.to_owned());
-    // The key's own algorithm, when it names one, must be the token's.
-    if let Some(ka) = jwk.common.key_algorithm
-        && format!("{ka:?}") != format!("{:?}", header.alg)
-    {
-        return Err(unauthorized("the key is not for this algorithm"));
-    }
-    let mut v = Validation::new(header.alg);
-    v.set_issuer(&[want.iss]);
-    v.set_audience(&[want.aud]);
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.required_spec_claims = ["iss", "aud", "exp", "iat", "jti", "sub"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let claims = decode::<Map<String, Value>>(token, key, &v)
-        .map_err(|err| unauthorized(&format!("invalid token: {err}")))?
-        .claims;
-    // Time, against Latch's clock.
-    let num = |k: &str| claims.get(k).and_then(Value::as_i64);
-    let (Some(exp), Some(iat)) = (num("exp"), num("iat")) else {
-        return Err(unauthorized("exp and iat must be numbers"));
-    };
-    // Saturating and checked: a time claim at the edge of i64 must not overflow (fuzzed).
-    if exp.saturating_add(SKEW) <= now {
-        return Err(unauthorized("expired"));
-    }
-    if iat.saturating_sub(SKEW) > now {
-        return Err(unauthorized("issued in the future"));
-    }
-    if num("nbf").is_some_and(|nbf| nbf.saturating_sub(SKEW) > now) {
-        return Err(unauthorized("not yet valid"));
-    }
-    if exp.checked_sub(iat).is_none_or(|life| life > MAX_LIFETIME) {
-        return Err(unauthorized("lifetime too long"));
-    }
-    if claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err(unauthorized("no jti"));
-    }
-    // A valid token for another app instance may not revoke here.
+    latch_remote::check_key_algorithm(jwk, header.alg).map_err(|e| unauthorized(e.into()))?;
+    let claims =
+        latch_remote::check_claims(token, header, key, &rules(want, now)).map_err(unauthorized)?;
+    check_sub(claims, want)
+}
+
+/// A valid token for another app instance may not revoke here.
+fn check_sub(
+    claims: Map<String, Value>,
+    want: &Expected<'_>,
+) -> Result<Map<String, Value>, Refusal> {
     if claims.get("sub").and_then(Value::as_str) != Some(want.sub) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -562,17 +526,19 @@ async fn handle(
             format!("no user for the {format} subject in this connection"),
         ));
     };
-    let t = Terminate {
-        target: Target::User(user.user_id.clone()),
-        tokens: TokenPolicy::AllOfUser,
-        initiator: LogoutInitiator::IdpLogout,
-        reserved_until: deps.notifier.reserve_until(),
-    };
-    let out = match terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
+    let ended = deps
+        .logout
+        .end(
+            Target::User(user.user_id.clone()),
+            TokenPolicy::AllOfUser,
+            LogoutInitiator::IdpLogout,
+            Urgency::Background,
+        )
+        .await;
+    let out = match ended {
         Ok(out) => out,
         Err(e) => return Err(unavailable(e.to_string()).await),
     };
-    deps.notifier.dispatch(&out.deliveries);
     log(
         deps,
         req,

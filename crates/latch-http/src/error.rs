@@ -205,3 +205,31 @@ impl From<latch_core::logout::LogoutError> for ApiError {
         }
     }
 }
+
+impl From<latch_core::users::UserError> for ApiError {
+    fn from(e: latch_core::users::UserError) -> Self {
+        use latch_core::users::UserError;
+        match e {
+            UserError::NotDatabase => Self::bad_request(
+                "connection",
+                "connection: users with passwords are created only in database (auth0) connections; enterprise users are created at their first sign-in",
+            ),
+            UserError::InvalidEmail => Self::bad_request("email", "email must be an email address"),
+            UserError::InvalidName => Self::bad_request("name", "name must be 1-300 characters"),
+            UserError::Password(e) => e.into(),
+            UserError::Exists => {
+                let mut out = Self::conflict("The user already exists.");
+                out.field = Some("email".into());
+                out
+            }
+            UserError::Hash(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal error.",
+            )
+            .with_source(e),
+            UserError::Store(e) => e.into(),
+            UserError::Logout(e) => e.into(),
+        }
+    }
+}

@@ -7,7 +7,6 @@
 
 pub mod keys;
 pub mod password;
-pub mod remote;
 mod ring;
 mod sealed;
 pub mod token;

@@ -23,6 +23,22 @@ pub fn hash(password: &str) -> Result<SecretString, argon2::password_hash::Error
     ))
 }
 
+/// [`hash`] as core's [`latch_core::users::PasswordHasher`] port: on a blocking thread, so the
+/// argon2id work (tens of milliseconds of CPU) stays off the async workers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Argon2id;
+
+#[async_trait::async_trait]
+impl latch_core::users::PasswordHasher for Argon2id {
+    async fn hash(&self, password: &str) -> Result<SecretString, latch_core::users::HashError> {
+        let password = SecretString::new(password.to_owned());
+        tokio::task::spawn_blocking(move || hash(password.expose()))
+            .await
+            .map_err(|e| latch_core::users::HashError(Box::new(e)))?
+            .map_err(|e| latch_core::users::HashError(e.to_string().into()))
+    }
+}
+
 /// Checks `password` against a stored PHC string. With `None` (no such account) it still does
 /// the work of one check, so timing does not tell whether an account exists.
 pub fn verify(password: &str, stored: Option<&SecretString>) -> bool {
@@ -57,5 +73,13 @@ mod tests {
         assert!(!verify("Correct horse battery staple", Some(&h)));
         assert!(!verify("latch-dummy-password", None));
         assert_ne!(hash("x").unwrap(), hash("x").unwrap(), "salted");
+    }
+
+    #[tokio::test]
+    async fn the_port_hashes_as_hash_does() {
+        use latch_core::users::PasswordHasher as _;
+        let h = Argon2id.hash("correct horse battery staple").await.unwrap();
+        assert!(h.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify("correct horse battery staple", Some(&h)));
     }
 }

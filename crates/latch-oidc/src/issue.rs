@@ -1,33 +1,13 @@
-//! Issuing what the provider hands out: sessions, authorization codes, tokens; and log events.
+//! Issuing what the provider hands out at the token endpoint: grants, refresh and access tokens,
+//! ID tokens; and log events.
 
-use actix_web::HttpRequest;
 use latch_core::model::*;
-use latch_core::session::{AuthCode, Session, SessionClient, UpstreamSession};
 use latch_core::*;
 use latch_http::OAuthError;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::Deps;
-
-/// A validated authorization request, kept in the login transaction while the user signs in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuthRequest {
-    pub client_id: ClientId,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub state: Option<String>,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub prompt: Option<String>,
-    pub max_age: Option<i64>,
-    pub login_hint: Option<String>,
-    pub connection: ConnectionName,
-    /// Latch picked the connection (the app named none): other connections may be offered.
-    #[serde(default)]
-    pub chosen: bool,
-}
 
 pub fn has_scope(scope: &str, s: &str) -> bool {
     scope.split_whitespace().any(|x| x == s)
@@ -58,52 +38,6 @@ pub async fn log(
     }
 }
 
-/// A new browser session for `user`, signed in through `connection` for the app of `r`, and
-/// that app's authorization code: the session records the app at once, and both are stored in
-/// one write. Returns the session's secret for the cookie: only its digest (the session's id) is
-/// stored.
-pub async fn new_session_with_code(
-    deps: &Deps,
-    user: &User,
-    connection: &ConnectionName,
-    upstream: UpstreamSession,
-    r: &AuthRequest,
-    req: &HttpRequest,
-) -> Result<(Session, SessionSecret, String), OAuthError> {
-    let now = deps.clock.now();
-    let s = &deps.settings;
-    let sid = Sid::new(latch_jose::random_token(16));
-    let secret = SessionSecret::new(latch_jose::random_token(32));
-    let session = Session {
-        id: secret.id(),
-        sid: sid.clone(),
-        user_id: user.user_id.clone(),
-        connection: connection.clone(),
-        created_at: now,
-        auth_time: now,
-        last_seen_at: now,
-        idle_expires_at: (now + s.session_idle).min(now + s.session_absolute),
-        expires_at: now + s.session_absolute,
-        ip: latch_http::client_ip(req).map(|i| i.to_string()),
-        user_agent: req
-            .headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect()),
-        upstream,
-        clients: vec![SessionClient {
-            client_id: r.client_id.clone(),
-            sid,
-            joined_at: now,
-        }],
-    };
-    let (code, stored) = code_record(deps, &session, r);
-    deps.sessions
-        .insert_session_with_code(&session, &stored)
-        .await?;
-    Ok((session, secret, code))
-}
-
 /// The rotation family a code's tokens belong to: derived from the code, so a replayed code
 /// finds (and revokes) what its first use issued.
 pub fn family_of(code_digest: &TokenDigest) -> FamilyId {
@@ -111,48 +45,6 @@ pub fn family_of(code_digest: &TokenDigest) -> FamilyId {
         "fam_{}",
         &code_digest.as_str()[..22.min(code_digest.as_str().len())]
     ))
-}
-
-/// Issues an authorization code for a session and records the client in it.
-pub async fn issue_code(
-    deps: &Deps,
-    session: &Session,
-    r: &AuthRequest,
-) -> Result<String, OAuthError> {
-    let now = deps.clock.now();
-    if !session.clients.iter().any(|c| c.client_id == r.client_id) {
-        let joined = SessionClient {
-            client_id: r.client_id.clone(),
-            sid: session.sid.clone(),
-            joined_at: now,
-        };
-        deps.sessions
-            .add_session_client(&session.id, &joined, now)
-            .await?;
-    }
-    let (code, stored) = code_record(deps, session, r);
-    deps.sessions.insert_code(&stored).await?;
-    Ok(code)
-}
-
-/// A fresh authorization code for the request `r` in `session`, and its record.
-fn code_record(deps: &Deps, session: &Session, r: &AuthRequest) -> (String, AuthCode) {
-    let now = deps.clock.now();
-    let code = latch_jose::random_token(32);
-    let stored = AuthCode {
-        digest: latch_jose::token_digest(&code),
-        client_id: r.client_id.clone(),
-        user_id: session.user_id.clone(),
-        session_id: Some(session.id.clone()),
-        sid: Some(session.sid.clone()),
-        redirect_uri: r.redirect_uri.clone(),
-        scope: r.scope.clone(),
-        nonce: r.nonce.clone(),
-        code_challenge: r.code_challenge.clone(),
-        auth_time: session.auth_time,
-        expires_at: now + deps.settings.code_ttl,
-    };
-    (code, stored)
 }
 
 /// What a token response is issued for.

@@ -1,11 +1,10 @@
 //! Latch as an OpenID Connect provider.
 //!
 //! One module per endpoint under [`endpoints`]; protocol rules live in plain functions over
-//! domain types. Upstream sign-in goes through `latch_core::connector` ports only, so this crate
-//! never knows which strategy signed a user in.
+//! domain types. Signing the user in is `latch_login`'s: `/authorize` checks the request and
+//! hands it over, and sign-in answers through [`OidcCompletion`].
 
 mod client_auth;
-mod cookies;
 pub mod endpoints;
 mod issue;
 mod pages;
@@ -14,7 +13,6 @@ use std::sync::Arc;
 
 use actix_web::web;
 use latch_core::Clock;
-use latch_core::connector::PasswordConnector;
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use latch_jose::KeyRing;
@@ -25,23 +23,16 @@ pub mod paths {
     pub const DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const JWKS: &str = "/.well-known/jwks.json";
     pub const AUTHORIZE: &str = "/authorize";
-    pub const LOGIN: &str = "/login";
     pub const TOKEN: &str = "/oauth/token";
     pub const USERINFO: &str = "/userinfo";
     pub const REVOKE: &str = "/oauth/revoke";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const LOGOUT: &str = "/oidc/logout";
-    /// Where upstream IdPs send the browser back (Auth0's path).
-    pub const CALLBACK: &str = "/login/callback";
 }
 
 /// Lifetimes and cookie settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// A session unused this long ends (Auth0's default: 3 days).
-    pub session_idle: Duration,
-    /// A session ends this long after sign-in, however busy (Auth0's default: 7 days).
-    pub session_absolute: Duration,
     pub code_ttl: Duration,
     pub login_ttl: Duration,
     /// `Secure` cookies: on whenever the issuer is https.
@@ -51,8 +42,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            session_idle: Duration::days(3),
-            session_absolute: Duration::days(7),
             code_ttl: Duration::seconds(60),
             login_ttl: Duration::minutes(15),
             secure_cookies: false,
@@ -71,13 +60,14 @@ pub struct Deps {
     pub sealer: Arc<latch_jose::TokenSealer>,
     /// The issuer, without a trailing slash.
     pub issuer: String,
-    pub database: Arc<dyn PasswordConnector>,
-    /// Connections that redirect to an IdP (`okta`, `oidc`).
-    pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
-    /// Back-channel logout, tried before the browser is sent back after a logout.
-    pub notifier: Arc<dyn latch_core::logout::Notifier>,
+    /// Signs users in; `/authorize` hands its checked requests to it.
+    pub login: latch_login::Login,
+    /// The Logout service (RP-initiated logout, a session replaced at sign-in).
+    pub logout: Arc<latch_core::logout::Logout>,
     pub settings: Settings,
 }
+
+pub use endpoints::authorize::OidcCompletion;
 
 impl Deps {
     pub(crate) fn url(&self, path: &str) -> String {
@@ -98,17 +88,6 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
             .route(
                 paths::AUTHORIZE,
                 web::get().to(endpoints::authorize::get_authorize),
-            )
-            .route(
-                paths::LOGIN,
-                web::post().to(endpoints::authorize::post_login),
-            )
-            .service(
-                // The SAML ACS takes a signed Response in a form: larger than other forms.
-                web::resource(paths::CALLBACK)
-                    .app_data(web::FormConfig::default().limit(512 * 1024))
-                    .route(web::get().to(endpoints::authorize::get_callback))
-                    .route(web::post().to(endpoints::authorize::post_callback)),
             )
             .route(paths::TOKEN, web::post().to(endpoints::token::post_token))
             .route(

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use latch_core::logout::Notifier;
 use latch_core::model::*;
 use latch_core::session::SessionClient;
 use latch_core::*;
@@ -301,20 +300,19 @@ async fn fanout(label: &str, state: &AppState) {
     };
     marker(&format!("{label:<16} fan-out starting"));
     let workers = latch_server::app::spawn_workers(state);
-    let notifier = latch_backchannel::Immediate(state.backchannel.clone());
+    let logout = state.logout();
     let start = Instant::now();
     for u in &users {
-        let t = latch_core::logout::Terminate {
-            target: latch_core::logout::Target::User(u.clone()),
-            tokens: latch_core::logout::TokenPolicy::AllOfUser,
-            initiator: LogoutInitiator::SessionRevoked,
-            reserved_until: notifier.reserve_until(),
-        };
-        let out = latch_core::logout::terminate(&*state.store, &*state.sessions, &*state.clock, &t)
-            .await
-            .expect("terminate");
         // As the GTR and admin paths do: this instance's workers send them at once.
-        notifier.dispatch(&out.deliveries);
+        logout
+            .end(
+                latch_core::logout::Target::User(u.clone()),
+                latch_core::logout::TokenPolicy::AllOfUser,
+                LogoutInitiator::SessionRevoked,
+                latch_core::logout::Urgency::Background,
+            )
+            .await
+            .expect("logout");
     }
     let recorded = start.elapsed();
     while received.load(Ordering::Relaxed) < 10_000 && start.elapsed() < Duration::from_secs(300) {

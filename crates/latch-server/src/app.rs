@@ -28,9 +28,22 @@ pub struct AppState {
     pub sealer: Arc<latch_jose::TokenSealer>,
     pub backchannel: Arc<latch_backchannel::Backchannel>,
     /// Discovery documents and JWKS of other issuers (upstream IdPs, Okta's Universal Logout).
-    pub remote: Arc<latch_jose::remote::RemoteKeys>,
+    pub remote: Arc<latch_remote::RemoteKeys>,
     /// Upstream Okta, OpenID Connect and SAML connections (metadata cached across requests).
     pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
+}
+
+impl AppState {
+    /// The Logout service every session-ending path calls, over this state's stores (built from
+    /// them, so a state whose stores were swapped, as tests do, ends sessions in those).
+    pub fn logout(&self) -> Arc<latch_core::logout::Logout> {
+        Arc::new(latch_core::logout::Logout::new(
+            self.store.clone(),
+            self.sessions.clone(),
+            self.clock.clone(),
+            Arc::new(latch_backchannel::OutboxNotifier(self.backchannel.clone())),
+        ))
+    }
 }
 
 /// Starts the background workers (back-channel delivery, session purge, key reload, retention
@@ -71,8 +84,45 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     handles
 }
 
+/// Sign-in, with each protocol's completion.
+fn login(
+    state: &AppState,
+    settings: &latch_oidc::Settings,
+    logout: &Arc<latch_core::logout::Logout>,
+) -> latch_login::Login {
+    let issuer = state.config.issuer_str().to_owned();
+    let oidc: Arc<dyn latch_login::Completion> = Arc::new(latch_oidc::OidcCompletion {
+        issuer: issuer.clone(),
+        code_ttl: settings.code_ttl,
+    });
+    latch_login::Login::new(latch_login::Deps {
+        store: state.store.clone(),
+        sessions: state.sessions.clone(),
+        clock: state.clock.clone(),
+        issuer,
+        database: Arc::new(latch_federation::DatabaseConnector {
+            store: state.store.clone(),
+            sessions: state.sessions.clone(),
+            clock: state.clock.clone(),
+        }),
+        upstream: state.upstream.clone(),
+        logout: logout.clone(),
+        completions: [(latch_login::Protocol::Oidc, oidc)].into_iter().collect(),
+        settings: latch_login::Settings {
+            secure_cookies: settings.secure_cookies,
+            ..latch_login::Settings::default()
+        },
+    })
+}
+
 /// Routes of the whole product.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    let oidc_settings = latch_oidc::Settings {
+        secure_cookies: state.config.issuer.scheme() == "https",
+        ..latch_oidc::Settings::default()
+    };
+    let logout = state.logout();
+    let login = login(&state, &oidc_settings, &logout);
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
@@ -90,7 +140,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 clock: state.clock.clone(),
                 keys: state.keys.clone(),
                 issuer: state.config.issuer_str().to_owned(),
-                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                notifier: Arc::new(latch_backchannel::OutboxNotifier(state.backchannel.clone())),
+                logout: logout.clone(),
                 outbound: state.config.outbound_policy(),
             }))
             .configure(latch_federation::backchannel_in::configure(
@@ -99,7 +150,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     sessions: state.sessions.clone(),
                     clock: state.clock.clone(),
                     remote: state.remote.clone(),
-                    notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                    logout: logout.clone(),
                 },
             ))
             .configure(latch_federation::saml::configure(
@@ -113,9 +164,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 sessions: state.sessions.clone(),
                 clock: state.clock.clone(),
                 remote: state.remote.clone(),
-                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
+                logout: logout.clone(),
                 issuer: state.config.issuer_str().to_owned(),
             }))
+            .configure(login.configure())
             .configure(latch_oidc::configure(latch_oidc::Deps {
                 store: state.store.clone(),
                 sessions: state.sessions.clone(),
@@ -123,17 +175,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 keys: state.keys.clone(),
                 sealer: state.sealer.clone(),
                 issuer: state.config.issuer_str().to_owned(),
-                upstream: state.upstream.clone(),
-                database: Arc::new(latch_federation::DatabaseConnector {
-                    store: state.store.clone(),
-                    sessions: state.sessions.clone(),
-                    clock: state.clock.clone(),
-                }),
-                notifier: Arc::new(latch_backchannel::Immediate(state.backchannel.clone())),
-                settings: latch_oidc::Settings {
-                    secure_cookies: state.config.issuer.scheme() == "https",
-                    ..latch_oidc::Settings::default()
-                },
+                login: login.clone(),
+                logout: logout.clone(),
+                settings: oidc_settings,
             }))
             .default_service(web::to(not_found));
     }

@@ -11,8 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use latch_core::model::{Connection, DATABASE_CONNECTION, Strategy};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
+use latch_core::users::{NewUser, PasswordHasher as _, UserError};
 use latch_core::{Clock, ConnectionId, ConnectionName, StoreError, SystemClock};
 use latch_http::AdminToken;
+use latch_jose::password::Argon2id;
 use latch_session::{EmbeddedSessionStore, RedisSessionStore};
 use latch_store::{Cipher, SqlStore, StoreOptions};
 
@@ -320,25 +322,20 @@ pub async fn ensure_admin_client(
     Ok(())
 }
 
-/// The `admin` password's argon2id hash: of `password`, or of a generated one (returned, to print
-/// once).
-async fn admin_password_hash(
-    password: Option<&str>,
-) -> anyhow::Result<(Option<String>, latch_core::SecretString)> {
+/// The `admin` password: `password`, or a generated one (also returned first, to print once).
+fn admin_password(password: Option<&str>) -> (Option<String>, String) {
     let generated = password.is_none().then(|| latch_jose::random_token(18));
     let secret = password
         .map(str::to_owned)
         .or_else(|| generated.clone())
         .unwrap_or_default();
-    let hash = tokio::task::spawn_blocking(move || latch_jose::password::hash(&secret))
-        .await?
-        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
-    Ok((generated, hash))
+    (generated, secret)
 }
 
 /// The first admin: user `admin` in the database connection, role `admin`, with
 /// `LATCH_ADMIN_PASSWORD` or a generated password (returned once, to print). Created when no
-/// `admin` identity exists.
+/// `admin` identity exists, through [`latch_core::users::create`] (user and identity in one
+/// transaction: an instance that loses the race to create it leaves nothing behind).
 pub async fn ensure_admin_user(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -362,52 +359,32 @@ pub async fn ensure_admin_user(
     {
         return Ok(None);
     }
-    let (generated, hash) = admin_password_hash(password).await?;
-    let now = clock.now();
+    let (generated, secret) = admin_password(password);
     let mut app_metadata = serde_json::Map::new();
     app_metadata.insert("roles".into(), serde_json::json!([ADMIN_ROLE]));
-    let user = User {
-        user_id: latch_core::UserId::new(format!(
-            "auth0|{}",
-            latch_jose::random_alnum(24).to_lowercase()
-        )),
+    let new = NewUser {
+        connection: &db,
+        id: latch_jose::random_alnum(24).to_lowercase(),
+        username: Some(ADMIN_USERNAME.into()),
         email: None,
         email_verified: false,
+        password: Some(&secret),
+        // The operator's (checked by the configuration) or generated.
+        password_policy: false,
         name: Some("Administrator".into()),
-        given_name: None,
-        family_name: None,
         nickname: Some(ADMIN_USERNAME.into()),
-        picture: None,
-        profile: Default::default(),
         blocked: false,
-        created_at: now,
-        updated_at: now,
-        last_login: None,
-        logins_count: 0,
         app_metadata,
     };
-    store.insert_user(&user).await?;
-    let identity = Identity {
-        user_id: user.user_id.clone(),
-        connection_id: db.id.clone(),
-        issuer: latch_core::connector::DATABASE_ISSUER.into(),
-        subject: ADMIN_USERNAME.into(),
-        password_hash: Some(hash),
-        profile: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    match store.insert_identity(&identity).await {
-        Ok(()) => {
+    match latch_core::users::create(store, clock, &Argon2id, new).await {
+        Ok(_) => {
             tracing::info!("created the admin user");
             Ok(generated)
         }
         // Another instance created it first.
-        Err(StoreError::Conflict { .. }) => {
-            let _ = store.delete_user(&user.user_id).await;
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
+        Err(UserError::Store(StoreError::Conflict { .. })) => Ok(None),
+        Err(UserError::Store(e)) => Err(e.into()),
+        Err(e) => Err(anyhow::anyhow!("admin user: {e}")),
     }
 }
 
@@ -487,7 +464,11 @@ pub async fn reset_admin_password(
         // Never created (or deleted): create it as the first start would.
         return ensure_admin_user(store, &SystemClock, password).await;
     };
-    let (generated, hash) = admin_password_hash(password).await?;
+    let (generated, secret) = admin_password(password);
+    let hash = Argon2id
+        .hash(&secret)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
     let now = SystemClock.now();
     identity.password_hash = Some(hash);
     identity.updated_at = now;
@@ -525,17 +506,22 @@ pub fn new_admin_token(config: &Config) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Brings everything up; any failure is an error naming what could not start.
+/// Brings everything up on the wall clock; any failure is an error naming what could not start.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on `clock`: every use-case, and every cache (the store's, other issuers' keys and
+/// documents, upstream metadata), reads the time from it, so tests move time instead of sleeping.
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Started> {
     if config.database_url.is_some() && config.secret_key.is_none() {
         tracing::warn!(
             "LATCH_SECRET_KEY is not set: stored secrets are encrypted with a key in the data dir; \
              every instance sharing this database must use the same LATCH_SECRET_KEY"
         );
     }
-    let store = open_store(&config).await?;
+    let store = open_store(&config).await?.with_clock(clock.clone());
     let sessions = open_sessions(&config).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_database_connection(&store, &*clock).await?;
     ensure_admin_client(&store, &*clock, config.issuer_str()).await?;
     let new_admin_password =
@@ -576,9 +562,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             std::time::Duration::from_secs(secs),
         )
     };
-    let remote = Arc::new(latch_jose::remote::RemoteKeys::new(Arc::new(outbound(5))));
+    let remote = Arc::new(latch_remote::RemoteKeys::new(
+        Arc::new(outbound(5)),
+        clock.clone(),
+    ));
     let upstream = Arc::new(latch_federation::Upstream {
-        oidc: latch_federation::OidcConnector::new(outbound(10)),
+        oidc: latch_federation::OidcConnector::new(outbound(10), remote.clone(), clock.clone()),
         saml: latch_federation::SamlConnector::new(outbound(10), sessions.clone(), clock.clone()),
     });
     Ok(Started {

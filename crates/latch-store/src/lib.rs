@@ -14,55 +14,18 @@ mod schema;
 use std::sync::Arc;
 
 use diesel::r2d2::{Pool, PooledConnection};
-use latch_core::StoreError;
+use latch_core::cache::TtlCache;
+use latch_core::{Clock, StoreError, SystemClock};
 
 pub use cipher::{Cipher, CipherError};
 pub use conn::{Backend, DbConnection, Manager};
 
-/// How long a cached client record is used before it is read again.
+/// How long a cached client (or connection) record is used before it is read again.
 pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Records read often and changed rarely, each kept [`CLIENT_TTL`] after it was read. At most
-/// `cap` entries: a full cache starts again empty.
-struct TtlCache<V> {
-    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, V)>>,
-    cap: usize,
-}
-
-impl<V: Clone> TtlCache<V> {
-    fn new(cap: usize) -> Self {
-        Self {
-            map: std::sync::RwLock::default(),
-            cap,
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<V> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < CLIENT_TTL)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn put(&self, key: &str, v: &V) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.cap {
-            map.clear();
-        }
-        map.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
-    }
-
-    fn remove(&self, key: &str) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    fn clear(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
+/// Most clients cached; a full cache starts again empty.
+const CACHED_CLIENTS: usize = 10_000;
+/// Most connections cached; a full cache starts again empty.
+const CACHED_CONNECTIONS: usize = 1_000;
 
 /// The store. Cheap to clone.
 #[derive(Clone)]
@@ -77,10 +40,10 @@ pub struct SqlStore {
     write_lock: Arc<std::sync::Mutex<()>>,
     /// Clients by id, kept [`CLIENT_TTL`]: every token request reads its client. This store's
     /// own writes drop the entry at once; another instance's are seen within the TTL.
-    clients: Arc<TtlCache<latch_core::model::Client>>,
+    clients: Arc<TtlCache<String, latch_core::model::Client>>,
     /// Connections by name, kept [`CLIENT_TTL`] too: every sign-in step reads its connection
     /// (and decrypts its secrets). Any connection or client write here empties it.
-    connections: Arc<TtlCache<latch_core::model::Connection>>,
+    connections: Arc<TtlCache<String, latch_core::model::Connection>>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
 }
@@ -145,10 +108,26 @@ impl SqlStore {
             backend,
             cipher: Arc::new(cipher),
             write_lock: write_lock.clone(),
-            clients: Arc::new(TtlCache::new(10_000)),
-            connections: Arc::new(TtlCache::new(1_000)),
+            clients: Arc::new(TtlCache::new(
+                Arc::new(SystemClock),
+                CLIENT_TTL,
+                CACHED_CLIENTS,
+            )),
+            connections: Arc::new(TtlCache::new(
+                Arc::new(SystemClock),
+                CLIENT_TTL,
+                CACHED_CONNECTIONS,
+            )),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
+    }
+
+    /// This store with its client and connection caches timed by `clock` (the wall clock by
+    /// default), emptied.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clients = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, CACHED_CLIENTS));
+        self.connections = Arc::new(TtlCache::new(clock, CLIENT_TTL, CACHED_CONNECTIONS));
+        self
     }
 
     pub fn backend_kind(&self) -> Backend {
@@ -166,7 +145,7 @@ impl SqlStore {
 
     pub(crate) fn cache_client(&self, c: Option<&latch_core::model::Client>, id: &str) {
         match c {
-            Some(c) => self.clients.put(id, c),
+            Some(c) => self.clients.insert(id.to_owned(), c.clone()),
             None => self.clients.remove(id),
         }
     }
@@ -176,7 +155,8 @@ impl SqlStore {
     }
 
     pub(crate) fn cache_connection(&self, c: &latch_core::model::Connection) {
-        self.connections.put(c.name.as_str(), c);
+        self.connections
+            .insert(c.name.as_str().to_owned(), c.clone());
     }
 
     /// After any write to connections or to the clients they list.

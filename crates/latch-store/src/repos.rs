@@ -15,6 +15,8 @@ use crate::SqlStore;
 use crate::conn::DbConnection;
 use crate::rows::*;
 use crate::schema::*;
+// Named, so `latch_core::users` (a glob above) does not shadow the table.
+use crate::schema::users;
 
 /// Runs `f` in a transaction; the store's own errors roll it back too.
 fn tx<T>(
@@ -571,6 +573,57 @@ impl UserRepo for SqlStore {
         self.run_write(move |conn| write_user(conn, &row)).await
     }
 
+    async fn insert_user_with_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError> {
+        let user = UserRow::from_domain(u)?;
+        let identity = IdentityRow::from_domain(i)?;
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                diesel::insert_into(users::table)
+                    .values(&user)
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                diesel::insert_into(identities::table)
+                    .values(&identity)
+                    .execute(conn)
+                    .map_err(db_err("identity", "subject"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn update_user_blocked(
+        &self,
+        id: &UserId,
+        blocked: bool,
+        now: OffsetDateTime,
+    ) -> Result<(User, bool), StoreError> {
+        let id = id.as_str().to_owned();
+        let at = to_millis(now);
+        self.run_write(move |conn| {
+            // Only a row that differs is written: the count says whether this call changed it.
+            let n = diesel::update(
+                users::table
+                    .filter(users::user_id.eq(&id))
+                    .filter(users::blocked.ne(blocked)),
+            )
+            .set((users::blocked.eq(blocked), users::updated_at.eq(at)))
+            .execute(conn)
+            .map_err(db_err("user", "user_id"))?;
+            let row: Option<UserRow> = users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("user", "user_id"))?;
+            match row {
+                Some(r) => Ok((r.into_domain()?, n > 0)),
+                None => Err(not_found("user", &id)),
+            }
+        })
+        .await
+    }
+
     async fn update_user_and_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError> {
         let user = UserRow::from_domain(u)?;
         let identity = IdentityRow::from_domain(i)?;
@@ -683,6 +736,23 @@ impl UserRepo for SqlStore {
                 .load(conn)
                 .map_err(db_err("identity", "user_id"))?;
             rows.into_iter().map(IdentityRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn list_connection_users(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let connection = connection.as_str().to_owned();
+        self.run(move |conn| {
+            let ids: Vec<String> = identities::table
+                .filter(identities::connection_id.eq(&connection))
+                .select(identities::user_id)
+                .distinct()
+                .load(conn)
+                .map_err(db_err("identity", "connection_id"))?;
+            Ok(ids.into_iter().map(UserId::new).collect())
         })
         .await
     }

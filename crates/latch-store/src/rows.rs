@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 
 use crate::Cipher;
 use crate::schema::*;
+// Named, so `latch_core::users` (a glob above) does not shadow the table.
+use crate::schema::users;
 
 pub(crate) fn db_err(
     entity: &'static str,
@@ -558,7 +560,7 @@ impl LogRow {
 #[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = outbox)]
 #[diesel(treat_none_as_null = true)]
-// Absent values are NULL (the columns have no defaults); needed by PostgreSQL's COPY.
+// Absent values are NULL (no nullable column has a default); needed by PostgreSQL's COPY.
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct DeliveryRow {
     pub id: String,
@@ -573,6 +575,8 @@ pub(crate) struct DeliveryRow {
     pub locked_until: Option<i64>,
     pub last_error: Option<String>,
     pub finished_at: Option<i64>,
+    /// [`DeliveryKind::as_str`]; last, as the migration that added it left the table.
+    pub kind: String,
 }
 
 impl DeliveryRow {
@@ -590,11 +594,14 @@ impl DeliveryRow {
             locked_until: ms_opt(d.locked_until),
             last_error: d.last_error.clone(),
             finished_at: ms_opt(d.finished_at),
+            kind: d.kind.as_str().to_owned(),
         })
     }
 
     pub fn into_domain(self) -> Result<Delivery, StoreError> {
         Ok(Delivery {
+            kind: DeliveryKind::parse(&self.kind)
+                .ok_or_else(|| corrupt("delivery kind", &self.kind))?,
             state: DeliveryState::parse(&self.state)
                 .ok_or_else(|| corrupt("delivery state", &self.state))?,
             target: url::Url::parse(&self.target).map_err(|_| corrupt("target", &self.target))?,

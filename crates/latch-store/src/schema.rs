@@ -164,6 +164,7 @@ diesel::table! {
         locked_until -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
         finished_at -> Nullable<BigInt>,
+        kind -> Text,
     }
 }
 

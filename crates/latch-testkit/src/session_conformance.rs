@@ -706,6 +706,7 @@ pub async fn throttle_is_atomic_under_concurrency(s: &dyn SessionStore) {
 #[derive(Default)]
 pub struct MemorySessions {
     inner: Mutex<Mem>,
+    ends_fail: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -721,6 +722,19 @@ struct Mem {
 impl MemorySessions {
     fn with<T>(&self, f: impl FnOnce(&mut Mem) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// While on, ending sessions fails (a store going away mid-logout) and changes nothing.
+    pub fn fail_ends(&self, on: bool) {
+        self.ends_fail
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn ends(&self) -> Result<(), SessionError> {
+        if self.ends_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SessionError::Unavailable("connection reset".into()));
+        }
+        Ok(())
     }
 
     /// What it holds of sessions, codes and transactions, rendered (for checks on what is kept).
@@ -804,9 +818,11 @@ impl SessionStore for MemorySessions {
         Ok(v)
     }
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        self.ends()?;
         Ok(self.with(|m| m.sessions.remove(id)))
     }
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
+        self.ends()?;
         let mut v: Vec<_> = self.with(|m| {
             let ids: Vec<_> = m
                 .sessions

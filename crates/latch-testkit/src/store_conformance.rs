@@ -16,12 +16,15 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_tests!(store_conformance, store, $make;
             connections_round_trip, connection_name_conflict_changes_nothing, connection_secrets_round_trip,
             clients_round_trip, client_delete_unlinks_connections, missing_rows,
-            users_and_identities, user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
+            users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
+            user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
-            outbox_lease_expiry_and_outcomes, outbox_retry_now, logs_purge_in_bounded_batches,
-            outbox_purge_spares_pending_deliveries, logout_terminate_records_before_deleting,
-            client_grants_round_trip
+            outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, logs_purge_in_bounded_batches,
+            outbox_purge_spares_pending_deliveries, client_grants_round_trip
+        );
+        $crate::__conformance_tests_owned!(store_conformance, store, $make;
+            logout_records_before_deleting, logout_targets_end_what_they_name, user_use_cases
         );
     };
 }
@@ -45,6 +48,22 @@ macro_rules! session_conformance_tests {
             let Some(h) = $make("session_secret_is_not_at_rest").await else { return };
             $crate::session_conformance::session_secret_is_not_at_rest(&h).await;
         }
+    };
+}
+
+/// Like `__conformance_tests`, for checks that take the backend as an `Arc` (the Logout service
+/// holds its store).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests_owned {
+    ($module:ident, $field:ident, $make:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(h) = $make(stringify!($name)).await else { return };
+                $crate::$module::$name(h.$field.clone()).await;
+            }
+        )*
     };
 }
 
@@ -786,6 +805,7 @@ fn delivery(tag: &str, n: usize) -> Delivery {
     let now = now();
     Delivery {
         id: DeliveryId::new(format!("dlv-{tag}-{n:04}")),
+        kind: DeliveryKind::BackchannelLogout,
         client_id: ClientId::new(format!("c-{tag}")),
         target: fixtures::url("http://127.0.0.1:9/backchannel"),
         notice: LogoutNotice {
@@ -937,6 +957,75 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
             .iter()
             .any(|x| x.id == d.id)
     );
+}
+
+/// A delivery's kind is written with it (one row, and a batch: PostgreSQL's `COPY`) and read back
+/// by every read: by id, a claim of due rows, a claim by id, after attempts are recorded (one,
+/// and a batch), a retry, a listing.
+pub async fn outbox_kind_round_trips(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let kind = DeliveryKind::BackchannelLogout;
+    let batch: Vec<_> = (0..3)
+        .map(|n| Delivery {
+            kind,
+            ..delivery(&tag, n)
+        })
+        .collect();
+    let single = Delivery {
+        kind,
+        ..delivery(&tag, 3)
+    };
+    s.insert_deliveries(&batch).await.unwrap();
+    s.insert_deliveries(std::slice::from_ref(&single))
+        .await
+        .unwrap();
+    for d in batch.iter().chain([&single]) {
+        assert_eq!(s.get_delivery(&d.id).await.unwrap(), *d);
+    }
+    let t0 = now();
+    let lease = t0 + Duration::minutes(1);
+    let mut claimed: Vec<_> = s
+        .claim_deliveries(t0, lease, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.id.as_str().contains(&tag))
+        .collect();
+    assert_eq!(claimed.len(), 4);
+    assert!(claimed.iter().all(|d| d.kind == kind));
+    for d in &mut claimed {
+        d.attempts = 1;
+        d.state = DeliveryState::Failed;
+        d.finished_at = Some(t0);
+    }
+    s.record_attempts(&claimed[..3]).await.unwrap();
+    s.record_attempt(&claimed[3]).await.unwrap();
+    for d in &claimed {
+        let stored = s.get_delivery(&d.id).await.unwrap();
+        assert_eq!((stored.kind, stored.state), (kind, DeliveryState::Failed));
+    }
+    let retried = s
+        .retry_delivery(&single.id, t0)
+        .await
+        .unwrap()
+        .expect("a failed delivery can be retried");
+    assert_eq!(retried.kind, kind);
+    let again = s
+        .claim_delivery(&single.id, t0, lease)
+        .await
+        .unwrap()
+        .expect("due again");
+    assert_eq!(again.kind, kind);
+    let listed = s
+        .list_deliveries(Some(DeliveryState::Failed), 1000)
+        .await
+        .unwrap();
+    let mine: Vec<_> = listed
+        .iter()
+        .filter(|d| d.id.as_str().contains(&tag))
+        .collect();
+    assert_eq!(mine.len(), 3);
+    assert!(mine.iter().all(|d| d.kind == kind));
 }
 
 /// An administrator's "retry now": a failed delivery, or a pending one nobody holds, is due at
@@ -1143,9 +1232,69 @@ pub async fn outbox_purge_spares_pending_deliveries(s: &dyn Store) {
     assert_eq!(s.get_delivery(&recent.id).await.unwrap(), recent);
 }
 
-/// The logout use-case against a real store and an in-memory session double: deliveries are
-/// recorded, sessions end, tokens are revoked per policy.
-pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
+/// What the Logout service handed over, in order: reservations asked, deliveries dispatched,
+/// deliveries tried now (with the bound).
+pub struct RecordingNotifier {
+    /// The reservation it hands out: the deliveries must carry it.
+    pub reservation: time::OffsetDateTime,
+    pub reserved: std::sync::atomic::AtomicUsize,
+    pub dispatched: std::sync::Mutex<Vec<DeliveryId>>,
+    pub delivered_now: std::sync::Mutex<Vec<(Vec<DeliveryId>, std::time::Duration)>>,
+}
+
+impl Default for RecordingNotifier {
+    fn default() -> Self {
+        Self {
+            reservation: latch_core::clock::truncate_millis(now() + Duration::seconds(30)),
+            reserved: Default::default(),
+            dispatched: Default::default(),
+            delivered_now: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl latch_core::logout::Notifier for RecordingNotifier {
+    fn reserve_until(&self) -> Option<time::OffsetDateTime> {
+        self.reserved
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(self.reservation)
+    }
+    async fn deliver_now(&self, d: &[Delivery], within: std::time::Duration) {
+        let ids = d.iter().map(|d| d.id.clone()).collect();
+        self.delivered_now.lock().unwrap().push((ids, within));
+    }
+    fn dispatch(&self, d: &[Delivery]) {
+        self.dispatched
+            .lock()
+            .unwrap()
+            .extend(d.iter().map(|d| d.id.clone()));
+    }
+}
+
+fn logout_service(
+    s: std::sync::Arc<dyn Store>,
+) -> (
+    latch_core::logout::Logout,
+    std::sync::Arc<crate::session_conformance::MemorySessions>,
+    std::sync::Arc<RecordingNotifier>,
+) {
+    let sessions = std::sync::Arc::new(crate::session_conformance::MemorySessions::default());
+    let notifier = std::sync::Arc::new(RecordingNotifier::default());
+    let logout = latch_core::logout::Logout::new(
+        s,
+        sessions.clone(),
+        std::sync::Arc::new(latch_core::SystemClock),
+        notifier.clone(),
+    );
+    (logout, sessions, notifier)
+}
+
+/// The Logout service against a real store and an in-memory session double: deliveries are
+/// recorded before any session ends (a session store failing at the deletion leaves them
+/// recorded and the session alive), sessions end, tokens are revoked per policy, and the
+/// deliveries are handed over as the urgency says.
+pub async fn logout_records_before_deleting(s: std::sync::Arc<dyn Store>) {
     use latch_core::logout::*;
     use latch_core::session::SessionStore;
 
@@ -1159,7 +1308,7 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     for c in [&app, &quiet, &holder] {
         s.insert_client(c).await.unwrap();
     }
-    let sessions = crate::session_conformance::MemorySessions::default();
+    let (logout, sessions, notifier) = logout_service(s.clone());
     let mut one = fixtures::session(&u.user_id);
     one.clients = vec![
         fixtures::session_client(app.client_id.as_str()),
@@ -1176,15 +1325,47 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
             .await
             .unwrap();
     }
-
-    // A plain logout of one session: one delivery (only `app` has a back-channel URL).
-    let req = Terminate {
-        target: Target::Session(one.id.clone()),
-        tokens: TokenPolicy::SessionBound,
-        initiator: LogoutInitiator::RpLogout,
-        reserved_until: None,
+    let pending_for = |sid: Sid| {
+        let s = s.clone();
+        async move {
+            s.list_deliveries(Some(DeliveryState::Pending), 10_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.notice.sid.as_ref() == Some(&sid))
+                .collect::<Vec<_>>()
+        }
     };
-    let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
+
+    // The session store fails when asked to delete: the delivery is on record already, the
+    // session is still there, nothing was handed over.
+    sessions.fail_ends(true);
+    let failed = logout
+        .end(
+            Target::Session(one.id.clone()),
+            TokenPolicy::SessionBound,
+            LogoutInitiator::RpLogout,
+            Urgency::BrowserWaiting,
+        )
+        .await;
+    assert!(failed.is_err());
+    let recorded = pending_for(one.clients[0].sid.clone()).await;
+    assert_eq!(recorded.len(), 1, "recorded before the deletion was tried");
+    assert_eq!(recorded[0].client_id, app.client_id);
+    assert_eq!(recorded[0].locked_until, Some(notifier.reservation));
+    assert!(sessions.find_session(&one.id, now()).await.unwrap().is_some());
+    assert!(notifier.delivered_now.lock().unwrap().is_empty());
+    sessions.fail_ends(false);
+
+    // A plain logout of one session: one delivery (only `app` has a back-channel URL), tried
+    // now within the browser's bound.
+    let out = logout
+        .end(
+            Target::Session(one.id.clone()),
+            TokenPolicy::SessionBound,
+            LogoutInitiator::RpLogout,
+            Urgency::BrowserWaiting,
+        )
         .await
         .unwrap();
     assert_eq!(out.sessions.len(), 1);
@@ -1198,32 +1379,26 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
         DeliveryState::Pending
     );
     assert_eq!(
+        *notifier.delivered_now.lock().unwrap(),
+        vec![(vec![out.deliveries[0].id.clone()], BROWSER_WAIT)]
+    );
+    assert!(notifier.dispatched.lock().unwrap().is_empty());
+    assert_eq!(
         out.revoked_tokens.iter().map(|t| &t.id).collect::<Vec<_>>(),
         vec![&bound.id]
     );
-    assert!(
-        sessions
-            .find_session(&one.id, now())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        sessions
-            .find_session(&two.id, now())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(sessions.find_session(&one.id, now()).await.unwrap().is_none());
+    assert!(sessions.find_session(&two.id, now()).await.unwrap().is_some());
 
-    // Everything of the user: the other session ends, every token dies, the token holder is told.
-    let req = Terminate {
-        target: Target::User(u.user_id.clone()),
-        tokens: TokenPolicy::AllOfUser,
-        initiator: LogoutInitiator::SessionRevoked,
-        reserved_until: None,
-    };
-    let out = terminate(s, &sessions, &latch_core::SystemClock, &req)
+    // Everything of the user, in the background: the other session ends, every token dies, the
+    // token holders are told.
+    let out = logout
+        .end(
+            Target::User(u.user_id.clone()),
+            TokenPolicy::AllOfUser,
+            LogoutInitiator::SessionRevoked,
+            Urgency::Background,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1248,6 +1423,129 @@ pub async fn logout_terminate_records_before_deleting(s: &dyn Store) {
     ];
     expect.sort();
     assert_eq!(told, expect);
+    assert_eq!(
+        *notifier.dispatched.lock().unwrap(),
+        out.deliveries.iter().map(|d| d.id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        notifier.reserved.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+/// What each kind of target ends: a user's sessions at one connection (all, or those of one
+/// upstream `sid`), every session that came through a connection (found through its
+/// identities), and the front-channel URLs of the apps in the ended sessions.
+pub async fn logout_targets_end_what_they_name(s: std::sync::Arc<dyn Store>) {
+    use latch_core::logout::*;
+    use latch_core::session::SessionStore;
+
+    let conn = fixtures::connection(Strategy::Okta);
+    s.insert_connection(&conn).await.unwrap();
+    let mut front = fixtures::client();
+    front.oidc_logout.frontchannel_logout_url =
+        Some(url::Url::parse("https://front.example.com/logout").unwrap());
+    front.oidc_logout.frontchannel_logout_session_required = true;
+    let mut front_no_sid = fixtures::client();
+    front_no_sid.oidc_logout.frontchannel_logout_url =
+        Some(url::Url::parse("https://other.example.com/fc").unwrap());
+    for c in [&front, &front_no_sid] {
+        s.insert_client(c).await.unwrap();
+    }
+    let (ann, bob, carl) = (fixtures::user(), fixtures::user(), fixtures::user());
+    for u in [&ann, &bob, &carl] {
+        s.insert_user(u).await.unwrap();
+    }
+    // Ann and Bob came through the connection; Carl did not.
+    for u in [&ann, &bob] {
+        s.insert_identity(&fixtures::identity(u, &conn)).await.unwrap();
+    }
+    let mut users = s.list_connection_users(&conn.id).await.unwrap();
+    users.sort();
+    let mut want = vec![ann.user_id.clone(), bob.user_id.clone()];
+    want.sort();
+    assert_eq!(users, want);
+
+    let (logout, sessions, _) = logout_service(s.clone());
+    let at = |u: &User, upstream_sid: Option<&str>| {
+        let mut x = fixtures::session(&u.user_id);
+        x.connection = conn.name.clone();
+        x.upstream.sid = upstream_sid.map(str::to_owned);
+        x
+    };
+    let ann_a = {
+        let mut x = at(&ann, Some("up-a"));
+        x.clients = vec![
+            fixtures::session_client(front.client_id.as_str()),
+            fixtures::session_client(front_no_sid.client_id.as_str()),
+        ];
+        x
+    };
+    let ann_b = at(&ann, Some("up-b"));
+    let ann_db = fixtures::session(&ann.user_id); // through the database connection
+    let bob_1 = at(&bob, None);
+    let carl_db = fixtures::session(&carl.user_id);
+    for x in [&ann_a, &ann_b, &ann_db, &bob_1, &carl_db] {
+        sessions.insert_session(x).await.unwrap();
+    }
+    let live = |x: &latch_core::session::Session| {
+        let (sessions, id) = (sessions.clone(), x.id.clone());
+        async move { sessions.find_session(&id, now()).await.unwrap().is_some() }
+    };
+
+    // One upstream session of Ann: only the session it created ends; the front-channel URLs
+    // of its apps come back, with the `sid` only where the app asked for it.
+    let out = logout
+        .end(
+            Target::UserAtConnection {
+                user: ann.user_id.clone(),
+                connection: conn.name.clone(),
+                upstream_sid: Some("up-a".into()),
+            },
+            TokenPolicy::SessionBound,
+            LogoutInitiator::IdpLogout,
+            Urgency::Background,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.sessions.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        vec![&ann_a.id]
+    );
+    assert_eq!(
+        out.front_channel,
+        vec![
+            FrontChannelTarget {
+                client_id: front.client_id.clone(),
+                url: front.oidc_logout.frontchannel_logout_url.clone().unwrap(),
+                sid: Some(ann_a.clients[0].sid.clone()),
+            },
+            FrontChannelTarget {
+                client_id: front_no_sid.client_id.clone(),
+                url: front_no_sid.oidc_logout.frontchannel_logout_url.clone().unwrap(),
+                sid: None,
+            },
+        ]
+    );
+    assert!(live(&ann_b).await && live(&ann_db).await);
+
+    // The connection goes: every session that came through it ends, no other.
+    let out = logout
+        .end(
+            Target::Connection(conn.clone()),
+            TokenPolicy::SessionBound,
+            LogoutInitiator::SessionRevoked,
+            Urgency::Background,
+        )
+        .await
+        .unwrap();
+    let mut ended: Vec<_> = out.sessions.iter().map(|x| x.id.clone()).collect();
+    ended.sort();
+    let mut want = vec![ann_b.id.clone(), bob_1.id.clone()];
+    want.sort();
+    assert_eq!(ended, want);
+    assert!(out.front_channel.is_empty());
+    assert!(live(&ann_db).await && live(&carl_db).await);
 }
 
 pub async fn client_grants_round_trip(s: &dyn Store) {
@@ -1297,4 +1595,315 @@ pub async fn client_grants_round_trip(s: &dyn Store) {
         s.delete_client_grant(&g.id).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// A new user and their identity are written together: a clash on the identity leaves no user
+/// behind, a clash on the user no identity.
+pub async fn users_and_identities_are_inserted_together(s: &dyn Store) {
+    let conn = fixtures::connection(Strategy::Auth0);
+    s.insert_connection(&conn).await.unwrap();
+    let u = fixtures::user();
+    let i = fixtures::identity(&u, &conn);
+    s.insert_user_with_identity(&u, &i).await.unwrap();
+    assert_eq!(
+        s.find_identity_with_user(&conn.id, &i.issuer, &i.subject)
+            .await
+            .unwrap(),
+        Some((i.clone(), u.clone()))
+    );
+
+    // The identity is taken: the other user is not written either.
+    let other = fixtures::user();
+    let clash = Identity {
+        user_id: other.user_id.clone(),
+        ..i.clone()
+    };
+    let err = s
+        .insert_user_with_identity(&other, &clash)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                entity: "identity",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(s.find_user(&other.user_id).await.unwrap().is_none());
+    assert_eq!(
+        s.list_identities(&u.user_id).await.unwrap(),
+        vec![i.clone()]
+    );
+
+    // The user id is taken: the new identity is not written.
+    let fresh = fixtures::identity(&u, &conn);
+    let err = s.insert_user_with_identity(&u, &fresh).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { entity: "user", .. }),
+        "{err:?}"
+    );
+    assert!(
+        s.find_identity(&conn.id, &fresh.issuer, &fresh.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.get_user(&u.user_id).await.unwrap(), u);
+}
+
+/// `update_user_blocked` writes only a change, and says whether it made one.
+pub async fn blocking_writes_only_a_change(s: &dyn Store) {
+    let u = fixtures::user();
+    s.insert_user(&u).await.unwrap();
+    let later = now() + Duration::seconds(5);
+    let (blocked, changed) = s
+        .update_user_blocked(&u.user_id, true, later)
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(
+        blocked,
+        User {
+            blocked: true,
+            updated_at: later,
+            ..u.clone()
+        }
+    );
+    // Already blocked: nothing written (`updated_at` kept).
+    let (again, changed) = s
+        .update_user_blocked(&u.user_id, true, later + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(again, blocked);
+    assert_eq!(s.get_user(&u.user_id).await.unwrap(), blocked);
+
+    let (unblocked, changed) = s
+        .update_user_blocked(&u.user_id, false, later + Duration::seconds(9))
+        .await
+        .unwrap();
+    assert!(changed);
+    assert!(!unblocked.blocked);
+    assert_eq!(unblocked.updated_at, later + Duration::seconds(9));
+
+    assert!(matches!(
+        s.update_user_blocked(&fixtures::user_id(), true, later)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A stand-in for argon2id (`latch_jose::password::Argon2id`): tests of the use-cases need a
+/// hash, not its cost. Never a product hasher.
+pub struct TestHasher;
+
+#[async_trait::async_trait]
+impl latch_core::users::PasswordHasher for TestHasher {
+    async fn hash(&self, password: &str) -> Result<SecretString, latch_core::users::HashError> {
+        Ok(SecretString::new(format!(
+            "$test${}${password}",
+            crate::env::unique()
+        )))
+    }
+}
+
+/// A database user to create with a fresh id, as the management API would.
+fn new_user<'a>(
+    connection: &'a Connection,
+    email: &'a str,
+    password: &'a str,
+) -> latch_core::users::NewUser<'a> {
+    latch_core::users::NewUser {
+        connection,
+        id: crate::env::unique(),
+        username: None,
+        email: Some(email),
+        email_verified: false,
+        password: Some(password),
+        password_policy: true,
+        name: None,
+        nickname: None,
+        blocked: false,
+        app_metadata: Default::default(),
+    }
+}
+
+/// The user use-cases against a real store: `create` writes the user and identity together and
+/// checks its rules first (a duplicate identity or email leaves no user row); `block` ends the
+/// sessions of a newly blocked user only; `unblock`; `delete` ends the sessions, then deletes.
+pub async fn user_use_cases(s: std::sync::Arc<dyn Store>) {
+    use latch_core::session::SessionStore;
+    use latch_core::users::{self, NewUser, UserError};
+
+    // Milliseconds, as the store keeps them.
+    let clock = latch_core::clock::ManualClock::new(now());
+    let conn = fixtures::connection(Strategy::Auth0);
+    s.insert_connection(&conn).await.unwrap();
+    let tag = crate::env::unique();
+    let email = format!("jane-{tag}@example.com");
+    let new = |email, password| new_user(&conn, email, password);
+
+    let typed = format!("  {}  ", email.to_uppercase());
+    let first = new(&typed, "Good-Passw0rd");
+    let id = first.id.clone();
+    let u = users::create(&*s, &clock, &TestHasher, first)
+        .await
+        .unwrap();
+    assert_eq!(u.user_id.as_str(), format!("auth0|{id}"));
+    assert_eq!(u.email.as_deref(), Some(email.as_str()));
+    assert_eq!(u.name.as_deref(), Some(email.as_str()));
+    assert_eq!(u.nickname, Some(format!("jane-{tag}")));
+    assert_eq!(s.get_user(&u.user_id).await.unwrap(), u);
+    let identities = s.list_identities(&u.user_id).await.unwrap();
+    assert_eq!(identities.len(), 1);
+    assert_eq!(
+        (
+            identities[0].issuer.as_str(),
+            identities[0].subject.as_str()
+        ),
+        (latch_core::connector::DATABASE_ISSUER, id.as_str())
+    );
+    assert!(
+        identities[0]
+            .password_hash
+            .as_ref()
+            .is_some_and(|h| h.expose().ends_with("$Good-Passw0rd"))
+    );
+
+    let count = s.count_users(&Default::default()).await.unwrap();
+    // The same email again: refused before anything is written.
+    let twin = new(&email, "Good-Passw0rd");
+    let twin_id = twin.id.clone();
+    let err = users::create(&*s, &clock, &TestHasher, twin)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserError::Exists), "{err:?}");
+    // A duplicate identity (the subject is taken): the store refuses both rows.
+    let other = format!("other-{tag}@example.com");
+    let clash = NewUser {
+        username: Some(id.clone()),
+        ..new(&other, "Good-Passw0rd")
+    };
+    let clash_id = clash.id.clone();
+    let err = users::create(&*s, &clock, &TestHasher, clash)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UserError::Store(StoreError::Conflict {
+                entity: "identity",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    for id in [&twin_id, &clash_id] {
+        let id = UserId::new(format!("auth0|{id}"));
+        assert!(s.find_user(&id).await.unwrap().is_none(), "{id:?}");
+    }
+
+    // The rules, in order; nothing is written for any of them.
+    let okta = fixtures::connection(Strategy::Okta);
+    let fresh = format!("fresh-{tag}@example.com");
+    for (attempt, want) in [
+        (new_user(&okta, &fresh, "Good-Passw0rd"), "NotDatabase"),
+        (new("not an email", "Good-Passw0rd"), "InvalidEmail"),
+        (new(&fresh, "weak"), "Password"),
+        (
+            NewUser {
+                name: Some(" ".into()),
+                ..new(&fresh, "Good-Passw0rd")
+            },
+            "InvalidName",
+        ),
+    ] {
+        let err = users::create(&*s, &clock, &TestHasher, attempt)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").starts_with(want), "{err:?}");
+    }
+    assert_eq!(s.count_users(&Default::default()).await.unwrap(), count);
+    // The operator's own password skips the connection's policy.
+    let admin = users::create(
+        &*s,
+        &clock,
+        &TestHasher,
+        NewUser {
+            username: Some(format!("admin-{tag}")),
+            email: None,
+            password_policy: false,
+            name: Some("Administrator".into()),
+            ..new("unused@example.com", "weak")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (admin.email.as_deref(), admin.nickname.as_deref()),
+        (None, None)
+    );
+    assert!(
+        s.find_identity(
+            &conn.id,
+            latch_core::connector::DATABASE_ISSUER,
+            &format!("admin-{tag}")
+        )
+        .await
+        .unwrap()
+        .is_some()
+    );
+
+    // Block: a newly blocked user's sessions end; blocking again ends nothing.
+    let (logout, sessions, _) = logout_service(s.clone());
+    let session = fixtures::session(&u.user_id);
+    sessions.insert_session(&session).await.unwrap();
+    let b = users::block(&*s, &clock, &logout, &u.user_id)
+        .await
+        .unwrap();
+    assert!(b.user.blocked);
+    let ended = b.ended.expect("newly blocked");
+    assert_eq!(ended.sessions.len(), 1);
+    assert!(
+        sessions
+            .list_user_sessions(&u.user_id, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = users::block(&*s, &clock, &logout, &u.user_id)
+        .await
+        .unwrap();
+    assert!(again.user.blocked && again.ended.is_none());
+    assert!(
+        !users::unblock(&*s, &clock, &u.user_id)
+            .await
+            .unwrap()
+            .blocked
+    );
+    assert!(!s.get_user(&u.user_id).await.unwrap().blocked);
+
+    // Delete: the sessions end first, then the user goes with their identity.
+    sessions
+        .insert_session(&fixtures::session(&u.user_id))
+        .await
+        .unwrap();
+    let ended = users::delete(&*s, &logout, &u.user_id).await.unwrap();
+    assert_eq!(ended.sessions.len(), 1);
+    assert!(s.find_user(&u.user_id).await.unwrap().is_none());
+    assert!(s.list_identities(&u.user_id).await.unwrap().is_empty());
+    for err in [
+        users::delete(&*s, &logout, &u.user_id).await.unwrap_err(),
+        users::block(&*s, &clock, &logout, &u.user_id)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, UserError::Store(StoreError::NotFound { .. })),
+            "{err:?}"
+        );
+    }
 }

@@ -370,7 +370,41 @@ async fn delete_connection(
             "The built-in database connection cannot be deleted; disable it for clients instead.",
         ));
     }
+    // The sessions that came through it end first (their users are found through the
+    // identities the deletion removes); their apps are told.
+    let out = deps
+        .logout
+        .end(
+            latch_core::logout::Target::Connection(c.clone()),
+            latch_core::logout::TokenPolicy::SessionBound,
+            latch_core::model::LogoutInitiator::SessionRevoked,
+            latch_core::logout::Urgency::Background,
+        )
+        .await?;
     deps.store.delete_connection(&c.id).await?;
+    if !out.sessions.is_empty() {
+        let event = latch_core::model::LogEvent {
+            connection: Some(c.name.clone()),
+            ip: latch_http::client_ip(&req).map(|i| i.to_string()),
+            details: serde_json::json!({
+                "actor": auth.actor(),
+                "initiator": latch_core::model::LogoutInitiator::SessionRevoked,
+                "sessions_ended": out.sessions.len(),
+                "refresh_tokens_revoked": out.revoked_tokens.len(),
+                "TotalOidcLogoutRequests": out.deliveries.len(),
+                "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+                "TotalSamlLogoutRequests": 0,
+            }),
+            ..latch_core::model::LogEvent::new(
+                deps.clock.now(),
+                "slo",
+                "Sessions ended: their connection was deleted",
+            )
+        };
+        if let Err(e) = deps.store.insert_log(&event).await {
+            tracing::error!(error = %e, "could not record the sessions a deletion ended");
+        }
+    }
     audit::record(
         &deps,
         &req,

@@ -26,6 +26,8 @@ pub(crate) fn routes() -> Vec<Op> {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct DeliveryView {
     id: String,
+    /// What is delivered, and so how: `backchannel_logout` (the only kind so far).
+    kind: String,
     client_id: String,
     /// The app's back-channel logout URL.
     target: String,
@@ -40,6 +42,7 @@ pub(crate) struct DeliveryView {
 fn view(d: &Delivery) -> DeliveryView {
     DeliveryView {
         id: d.id.as_str().to_owned(),
+        kind: d.kind.as_str().to_owned(),
         client_id: d.client_id.as_str().to_owned(),
         target: d.target.to_string(),
         state: d.state.as_str().to_owned(),

@@ -3,11 +3,12 @@
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
-use latch_core::connector::DATABASE_ISSUER;
-use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
+use latch_core::logout::{Target, TokenPolicy, Urgency};
 use latch_core::model::*;
+use latch_core::users::{NewUser, PasswordHasher as _, UserError};
 use latch_core::*;
 use latch_http::{ApiError, ManagementAuth, StrictJson, StrictQuery};
+use latch_jose::password::Argon2id;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -190,36 +191,10 @@ async fn view(deps: &Deps, u: &User) -> Result<UserView, ApiError> {
     })
 }
 
-fn valid_email(field: &str, e: &str) -> Result<String, ApiError> {
-    let e = e.trim();
-    let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-        })
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(e.to_lowercase())
-    } else {
-        Err(ApiError::bad_request(
-            field,
-            format!("{field} must be an email address"),
-        ))
-    }
-}
-
-fn valid_name(n: Option<String>) -> Result<Option<String>, ApiError> {
-    match n {
-        Some(n) if n.trim().is_empty() || n.len() > 300 => Err(ApiError::bad_request(
-            "name",
-            "name must be 1-300 characters",
-        )),
-        other => Ok(other),
-    }
-}
-
-async fn database_connection(deps: &Deps, name: &str) -> Result<Connection, ApiError> {
-    let c = deps
-        .store
+/// The connection a create body names (a 400 naming `connection` when there is none); whether
+/// users may be created in it is [`latch_core::users::create`]'s rule.
+async fn connection_named(deps: &Deps, name: &str) -> Result<Connection, ApiError> {
+    deps.store
         .find_connection_by_name(&ConnectionName::new(name))
         .await?
         .ok_or_else(|| {
@@ -227,33 +202,7 @@ async fn database_connection(deps: &Deps, name: &str) -> Result<Connection, ApiE
                 "connection",
                 format!("connection: no connection named {name}"),
             )
-        })?;
-    if c.strategy != Strategy::Auth0 {
-        return Err(ApiError::bad_request(
-            "connection",
-            "connection: users with passwords are created only in database (auth0) connections; enterprise users are created at their first sign-in",
-        ));
-    }
-    Ok(c)
-}
-
-async fn hash_password(password: String) -> Result<SecretString, ApiError> {
-    let hashed = web::block(move || latch_jose::password::hash(&password))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "Internal error.",
-            )
-        })?;
-    hashed.map_err(|_| {
-        ApiError::new(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "Internal error.",
-        )
-    })
+        })
 }
 
 /// Creates a user in a database connection.
@@ -271,59 +220,21 @@ async fn post_user(
     StrictJson(body): StrictJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("create:users")?;
-    let conn = database_connection(&deps, &body.connection).await?;
-    let email = valid_email("email", &body.email)?;
-    latch_core::validate::password_policy(&conn.options, &body.password)?;
-    let name = valid_name(body.name)?;
-    // One account per email in a database connection.
-    for u in deps.store.find_users_by_email(&email).await? {
-        if deps
-            .store
-            .list_identities(&u.user_id)
-            .await?
-            .iter()
-            .any(|i| i.connection_id == conn.id)
-        {
-            let mut e = ApiError::conflict("The user already exists.");
-            e.field = Some("email".into());
-            return Err(e);
-        }
-    }
-    let password_hash = hash_password(body.password).await?;
-    let now = deps.clock.now();
-    let subject = latch_jose::random_alnum(24).to_lowercase();
-    let user = User {
-        user_id: UserId::new(format!("auth0|{subject}")),
-        email: Some(email.clone()),
+    let conn = connection_named(&deps, &body.connection).await?;
+    let new = NewUser {
+        connection: &conn,
+        id: latch_jose::random_alnum(24).to_lowercase(),
+        username: None,
+        email: Some(&body.email),
         email_verified: body.email_verified.unwrap_or(false),
-        nickname: email.split('@').next().map(str::to_owned),
-        name: name.or(Some(email)),
-        given_name: None,
-        family_name: None,
-        picture: None,
-        profile: Default::default(),
+        password: Some(&body.password),
+        password_policy: true,
+        name: body.name,
+        nickname: None,
         blocked: body.blocked.unwrap_or(false),
-        created_at: now,
-        updated_at: now,
-        last_login: None,
-        logins_count: 0,
         app_metadata: Default::default(),
     };
-    deps.store.insert_user(&user).await?;
-    let identity = Identity {
-        user_id: user.user_id.clone(),
-        connection_id: conn.id.clone(),
-        issuer: DATABASE_ISSUER.into(),
-        subject,
-        password_hash: Some(password_hash),
-        profile: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    if let Err(e) = deps.store.insert_identity(&identity).await {
-        let _ = deps.store.delete_user(&user.user_id).await;
-        return Err(e.into());
-    }
+    let user = latch_core::users::create(&*deps.store, &*deps.clock, &Argon2id, new).await?;
     audit::record(&deps, &req, &auth, "Create a user", None, Some(&conn.name)).await;
     Ok(HttpResponse::Created().json(view(&deps, &user).await?))
 }
@@ -373,7 +284,7 @@ async fn get_users_by_email(
     q: StrictQuery<EmailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require("read:users")?;
-    let email = valid_email("email", &q.email)?;
+    let email = latch_core::users::email(&q.email)?;
     let mut items = Vec::new();
     for u in deps.store.find_users_by_email(&email).await? {
         items.push(view(&deps, &u).await?);
@@ -441,7 +352,7 @@ async fn patch_user(
         new_password = Some((identity, p));
     }
     if body.name.is_some() {
-        u.name = valid_name(body.name)?;
+        u.name = latch_core::users::name(body.name)?;
     }
     if let Some(v) = body.email_verified {
         u.email_verified = v;
@@ -466,28 +377,27 @@ async fn patch_user(
             }
         }
     }
-    let newly_blocked = body.blocked == Some(true) && !u.blocked;
-    if let Some(b) = body.blocked {
-        u.blocked = b;
-    }
     let now = deps.clock.now();
     if let Some((mut identity, p)) = new_password {
-        identity.password_hash = Some(hash_password(p).await?);
+        identity.password_hash = Some(Argon2id.hash(&p).await.map_err(UserError::from)?);
         identity.updated_at = now;
         deps.store.update_identity(&identity).await?;
     }
     u.updated_at = now;
     deps.store.update_user(&u).await?;
-    if newly_blocked {
-        // A blocked user is signed out everywhere and loses every refresh token.
-        let req_t = Terminate {
-            target: Target::User(u.user_id.clone()),
-            tokens: TokenPolicy::AllOfUser,
-            initiator: LogoutInitiator::AccountDeactivated,
-            reserved_until: deps.notifier.reserve_until(),
-        };
-        let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-        deps.notifier.dispatch(&out.deliveries);
+    // A newly blocked user is signed out everywhere and loses every refresh token.
+    let mut newly_blocked = false;
+    match body.blocked {
+        Some(true) => {
+            let b = latch_core::users::block(&*deps.store, &*deps.clock, &deps.logout, &u.user_id)
+                .await?;
+            newly_blocked = b.ended.is_some();
+            u = b.user;
+        }
+        Some(false) => {
+            u = latch_core::users::unblock(&*deps.store, &*deps.clock, &u.user_id).await?;
+        }
+        None => {}
     }
     audit::record(
         &deps,
@@ -518,16 +428,7 @@ async fn delete_user(
 ) -> Result<HttpResponse, ApiError> {
     auth.require("delete:users")?;
     let id = UserId::new(id.into_inner());
-    deps.store.get_user(&id).await?;
-    let req_t = Terminate {
-        target: Target::User(id.clone()),
-        tokens: TokenPolicy::AllOfUser,
-        initiator: LogoutInitiator::AccountDeactivated,
-        reserved_until: deps.notifier.reserve_until(),
-    };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &req_t).await?;
-    deps.notifier.dispatch(&out.deliveries);
-    deps.store.delete_user(&id).await?;
+    latch_core::users::delete(&*deps.store, &deps.logout, &id).await?;
     audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -658,18 +559,20 @@ async fn delete_user_sessions(
     auth.require("delete:sessions")
         .or_else(|_| auth.require("update:users"))?;
     let user = deps.store.get_user(&UserId::new(id.into_inner())).await?;
-    let t = Terminate {
-        target: Target::User(user.user_id.clone()),
-        tokens: if q.revoke_tokens {
-            TokenPolicy::AllOfUser
-        } else {
-            TokenPolicy::SessionBound
-        },
-        initiator: LogoutInitiator::SessionRevoked,
-        reserved_until: deps.notifier.reserve_until(),
+    let tokens = if q.revoke_tokens {
+        TokenPolicy::AllOfUser
+    } else {
+        TokenPolicy::SessionBound
     };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    deps.notifier.dispatch(&out.deliveries);
+    let out = deps
+        .logout
+        .end(
+            Target::User(user.user_id.clone()),
+            tokens,
+            LogoutInitiator::SessionRevoked,
+            Urgency::Background,
+        )
+        .await?;
     audit::record(&deps, &req, &auth, "Clear user sessions", None, None).await;
     let event = LogEvent {
         user_id: Some(user.user_id.clone()),

@@ -4,7 +4,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use latch_core::connection_options::{
+    self, Fallback, FormSection, Kind, OptionSpec, UniversalLogoutOptions,
+};
+use latch_core::connector::SamlSp;
 use latch_core::model::{Client, Strategy};
+use latch_core::paths;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -64,7 +69,7 @@ async fn list(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
             strategy: strategy_label(c.strategy),
             apps: c.enabled_clients.len(),
             enterprise: c.strategy.is_enterprise(),
-            ul: c.options.get("global_token_revocation_enabled") == Some(&Value::Bool(true)),
+            ul: UniversalLogoutOptions::of(c).enabled,
         })
         .collect();
     html(
@@ -115,7 +120,6 @@ fn sections(
     let opts = shown
         .and_then(|v| v["options"].as_object())
         .unwrap_or(&empty);
-    let v = |k: &str| value(form, opts, k);
     let creating = shown.is_none();
     let typed_name = form.and_then(|f| f.get("name"));
     let mut general = Vec::new();
@@ -147,123 +151,12 @@ fn sections(
         )
         .help("Shown on the sign-in page (\"Continue with …\")."),
     );
-    let mut idp = Vec::new();
-    let secret_help = if creating {
-        "The client secret the identity provider issued to Latch."
-    } else {
-        "Leave empty to keep the stored secret (it is never shown)."
+    let spec = connection_options::spec(strategy);
+    let fields = |section| {
+        spec.in_form(section)
+            .map(|o| option_field(o, form, opts, creating))
+            .collect::<Vec<_>>()
     };
-    match strategy {
-        Strategy::Auth0 => {
-            let policy = v("passwordPolicy");
-            let policy = if policy.is_empty() {
-                "good".into()
-            } else {
-                policy
-            };
-            idp.push(
-                Field::new("select", "passwordPolicy", "Password policy", "").choices(
-                    ["none", "low", "fair", "good", "excellent"]
-                        .iter()
-                        .map(|p| Choice {
-                            value: (*p).into(),
-                            label: (*p).into(),
-                            selected: *p == policy,
-                        })
-                        .collect(),
-                ),
-            );
-            idp.push(
-                Field::new(
-                    "checkbox",
-                    "brute_force_protection",
-                    "Brute-force protection",
-                    "",
-                )
-                .checked(
-                    flag(form, opts, "brute_force_protection") || (creating && form.is_none()),
-                ),
-            );
-            idp.push(
-                Field::new("checkbox", "disable_signup", "Disable sign-ups", "").checked(flag(
-                    form,
-                    opts,
-                    "disable_signup",
-                )),
-            );
-        }
-        Strategy::Okta => {
-            idp.push(
-                Field::new("text", "domain", "Okta domain", v("domain"))
-                    .help("Your Okta org, e.g. acme.okta.com."),
-            );
-            idp.push(Field::new("text", "client_id", "Client ID", v("client_id")));
-            idp.push(
-                Field::new("password", "client_secret", "Client secret", "").help(secret_help),
-            );
-            idp.push(
-                Field::new("text", "scope", "Scopes", v("scope"))
-                    .help("Default: openid profile email."),
-            );
-        }
-        Strategy::Oidc => {
-            idp.push(
-                Field::new("url", "issuer", "Issuer URL", v("issuer")).help(
-                    "Its discovery document is at {issuer}/.well-known/openid-configuration.",
-                ),
-            );
-            idp.push(Field::new("text", "client_id", "Client ID", v("client_id")));
-            idp.push(
-                Field::new("password", "client_secret", "Client secret", "").help(secret_help),
-            );
-            idp.push(
-                Field::new("text", "scope", "Scopes", v("scope"))
-                    .help("Default: openid profile email."),
-            );
-        }
-        Strategy::Samlp => {
-            idp.push(
-                Field::new("url", "metadataUrl", "IdP metadata URL", v("metadataUrl"))
-                    .help("Or paste the metadata below, or give the sign-in URL and certificate."),
-            );
-            idp.push(Field::new(
-                "textarea",
-                "metadataXml",
-                "IdP metadata XML",
-                v("metadataXml"),
-            ));
-            idp.push(Field::new(
-                "url",
-                "signInEndpoint",
-                "Sign-in URL (SSO, HTTP-Redirect)",
-                v("signInEndpoint"),
-            ));
-            idp.push(Field::new(
-                "textarea",
-                "signingCert",
-                "Signing certificate (PEM)",
-                v("signingCert"),
-            ));
-            idp.push(
-                Field::new(
-                    "text",
-                    "entityId",
-                    "Latch's entity ID (optional)",
-                    v("entityId"),
-                )
-                .help("Default: urn:latch:{host}:{connection}."),
-            );
-            idp.push(
-                Field::new(
-                    "text",
-                    "user_id_attribute",
-                    "User ID attribute (optional)",
-                    v("user_id_attribute"),
-                )
-                .help("Default: the NameID."),
-            );
-        }
-    }
     let mut out = vec![Section {
         id: "general",
         title: "General".into(),
@@ -283,69 +176,24 @@ fn sections(
             fields: for_idp,
         });
     }
-    out.extend([Section {
+    out.push(Section {
         id: "idp",
         title: strategy_label(strategy).into(),
         description: String::new(),
-        fields: idp,
-    }]);
+        fields: fields(FormSection::Idp),
+    });
     if strategy.is_enterprise() {
         out.push(Section {
             id: "home-realm",
             title: "Home realm discovery".into(),
             description:
                 "Users whose email is in one of these domains are sent to this connection.".into(),
-            fields: vec![
-                Field::new(
-                    "text",
-                    "domain_aliases",
-                    "Email domains",
-                    v("domain_aliases"),
-                )
-                .help("Comma-separated, e.g. acme.com, acme.io."),
-            ],
+            fields: fields(FormSection::HomeRealm),
         });
+        let mut ul = fields(FormSection::UniversalLogout);
         let endpoint = shown
             .and_then(|s| s["global_token_revocation_endpoint"].as_str())
             .map(str::to_owned);
-        let mut ul = vec![
-            Field::new(
-                "checkbox",
-                "global_token_revocation_enabled",
-                "Enable Universal Logout",
-                "",
-            )
-            .checked(flag(form, opts, "global_token_revocation_enabled")),
-        ];
-        match strategy {
-            Strategy::Samlp => {
-                ul.push(
-                    Field::new(
-                        "url",
-                        "global_token_revocation_jwt_iss",
-                        "Issuer (your Okta org URL)",
-                        v("global_token_revocation_jwt_iss"),
-                    )
-                    .help("The iss of Okta's revocation requests, e.g. https://acme.okta.com."),
-                );
-                ul.push(Field::new("text", "global_token_revocation_jwt_sub", "App instance ID", v("global_token_revocation_jwt_sub")).help("The sub Okta puts in its revocation requests: the app's instance id in Okta."));
-                ul.push(
-                    Field::new("url", "jwks_uri", "JWKS URL (optional)", v("jwks_uri"))
-                        .help("Default: the one the issuer's discovery document names."),
-                );
-            }
-            _ => {
-                ul.push(
-                    Field::new(
-                        "text",
-                        "global_token_revocation_jwt_sub",
-                        "App instance ID",
-                        v("global_token_revocation_jwt_sub"),
-                    )
-                    .help("The sub Okta puts in its revocation requests. Default: the client ID."),
-                );
-            }
-        }
         let revocation = Field::new(
             "readonly",
             "revocation_endpoint",
@@ -356,7 +204,7 @@ fn sections(
         ul.push(match endpoint {
             Some(_) => revocation,
             None => revocation.computed(
-                format!("{issuer}/oauth/global-token-revocation/connection/{{name}}"),
+                paths::global_token_revocation_url(issuer, "{name}"),
                 typed_name,
             ),
         });
@@ -391,6 +239,56 @@ fn sections(
     out
 }
 
+/// The help of a stored secret's field: it is never shown, and an empty field keeps it.
+const SECRET_KEPT: &str = "Leave empty to keep the stored secret (it is never shown).";
+
+/// The field of option `o`, as the strategy's table describes it: its value as posted (after an
+/// error) or stored; a secret is never shown; a fresh form shows a flag's default.
+fn option_field(
+    o: &OptionSpec,
+    form: Option<&Form>,
+    stored: &Map<String, Value>,
+    creating: bool,
+) -> Field {
+    match o.kind {
+        Kind::Bool => {
+            let fresh = creating && form.is_none();
+            Field::new("checkbox", o.key, o.label, "")
+                .checked(flag(form, stored, o.key) || (fresh && o.fallback == Fallback::Flag(true)))
+        }
+        Kind::OneOf(allowed) => {
+            let chosen = match (value(form, stored, o.key), o.fallback) {
+                (v, Fallback::Text(default)) if v.is_empty() => default.to_owned(),
+                (v, _) => v,
+            };
+            Field::new("select", o.key, o.label, "").choices(
+                allowed
+                    .iter()
+                    .map(|c| Choice {
+                        value: (*c).into(),
+                        label: (*c).into(),
+                        selected: *c == chosen,
+                    })
+                    .collect(),
+            )
+        }
+        Kind::Secret => Field::new("password", o.key, o.label, "").help(if creating {
+            o.help
+        } else {
+            SECRET_KEPT
+        }),
+        Kind::Url | Kind::Issuer => {
+            Field::new("url", o.key, o.label, value(form, stored, o.key)).help(o.help)
+        }
+        Kind::Pem | Kind::Xml => {
+            Field::new("textarea", o.key, o.label, value(form, stored, o.key)).help(o.help)
+        }
+        Kind::Str | Kind::OktaDomain | Kind::Domains | Kind::Complexity => {
+            Field::new("text", o.key, o.label, value(form, stored, o.key)).help(o.help)
+        }
+    }
+}
+
 /// What the admin registers at the IdP: for `okta` and `oidc` the sign-in redirect URI and the
 /// back-channel logout URL, for `samlp` Latch's SP metadata URL, entity id and ACS. Once the
 /// connection exists, as the API shows them; before, computed from the name as typed.
@@ -416,7 +314,7 @@ fn for_your_idp(
                 "readonly",
                 "redirect_uri",
                 "Sign-in redirect URI",
-                format!("{issuer}/login/callback"),
+                paths::callback_url(issuer),
             )
             .help(if strategy == Strategy::Okta {
                 "In Okta: the app integration's \"Sign-in redirect URIs\"."
@@ -432,23 +330,12 @@ fn for_your_idp(
                 )
                 .help("Optional: where your IdP sends OpenID Connect Back-Channel Logout."),
                 "backchannel_logout_url",
-                format!("{issuer}/login/backchannel-logout/{{name}}"),
+                paths::backchannel_logout_url(issuer, "{name}"),
             ),
         ],
         Strategy::Samlp => {
-            // The entity id's default, from the one place that computes it.
-            let placeholder = latch_core::model::Connection {
-                id: latch_core::ConnectionId::new("-"),
-                name: latch_core::ConnectionName::new("{name}"),
-                display_name: None,
-                strategy,
-                options: Map::new(),
-                secrets: Default::default(),
-                enabled_clients: vec![],
-                created_at: time::OffsetDateTime::UNIX_EPOCH,
-                updated_at: time::OffsetDateTime::UNIX_EPOCH,
-            };
-            let sp = latch_core::connector::SamlSp::of(&placeholder, issuer);
+            // Computed where the API computes them, for the name being typed.
+            let sp = SamlSp::new("{name}", None, issuer);
             let mut entity = value(
                 Field::new("readonly", "sp_entity_id", "Entity ID (audience)", ""),
                 "sp_entity_id",
@@ -462,14 +349,14 @@ fn for_your_idp(
                     Field::new("readonly", "sp_metadata_url", "SP metadata URL", "")
                         .help("Most IdPs read everything below from this URL."),
                     "sp_metadata_url",
-                    format!("{issuer}/samlp/metadata?connection={{name}}"),
+                    sp.metadata_url,
                 ),
                 entity,
                 value(
                     Field::new("readonly", "sp_acs_url", "ACS URL (HTTP-POST)", "")
                         .help("The Assertion Consumer Service (single sign-on URL)."),
                     "sp_acs_url",
-                    format!("{issuer}/login/callback?connection={{name}}"),
+                    sp.acs_url,
                 ),
             ]
         }
@@ -481,44 +368,19 @@ fn for_your_idp(
 /// one (PATCH replaces `options` whole but keeps secrets left out).
 fn body(strategy: Strategy, f: &Form, creating: bool) -> Value {
     let mut options = Map::new();
-    let texts: &[&str] = match strategy {
-        Strategy::Auth0 => &["passwordPolicy"],
-        Strategy::Okta => &["domain", "client_id", "client_secret", "scope"],
-        Strategy::Oidc => &["issuer", "client_id", "client_secret", "scope"],
-        Strategy::Samlp => &[
-            "metadataUrl",
-            "metadataXml",
-            "signInEndpoint",
-            "signingCert",
-            "entityId",
-            "user_id_attribute",
-            "global_token_revocation_jwt_iss",
-            "jwks_uri",
-        ],
-    };
-    for k in texts {
-        if let Some(v) = f.text(k) {
-            options.insert((*k).into(), Value::String(v));
+    for o in connection_options::spec(strategy).options {
+        if o.form.is_none() {
+            continue;
         }
-    }
-    match strategy {
-        Strategy::Auth0 => {
-            for k in ["brute_force_protection", "disable_signup"] {
-                options.insert(k.into(), Value::Bool(f.checked(k)));
-            }
-        }
-        _ => {
-            if let Some(v) = f.text("global_token_revocation_jwt_sub") {
-                options.insert("global_token_revocation_jwt_sub".into(), Value::String(v));
-            }
-            options.insert(
-                "global_token_revocation_enabled".into(),
-                Value::Bool(f.checked("global_token_revocation_enabled")),
-            );
-            let aliases = f.list("domain_aliases", true);
-            if !aliases.is_empty() {
-                options.insert("domain_aliases".into(), json!(aliases));
-            }
+        let v = match o.kind {
+            Kind::Bool => Some(Value::Bool(f.checked(o.key))),
+            Kind::Domains => Some(f.list(o.key, true))
+                .filter(|l| !l.is_empty())
+                .map(|l| json!(l)),
+            _ => f.text(o.key).map(Value::String),
+        };
+        if let Some(v) = v {
+            options.insert(o.key.into(), v);
         }
     }
     let mut b = json!({ "options": options, "enabled_clients": f.all("enabled_clients") });
@@ -728,5 +590,155 @@ async fn delete(
     match ops::delete(&deps, a.auth(), &req, &id).await {
         Ok(()) => redirect("/admin/connections"),
         Err(e) => error_page(e),
+    }
+}
+#[cfg(test)]
+mod optsnap {
+    use super::*;
+
+    fn dump(out: &mut String, secs: &[Section]) {
+        use std::fmt::Write;
+        for s in secs {
+            let _ = writeln!(out, "## {} | {} | {}", s.id, s.title, s.description);
+            for f in &s.fields {
+                let ch: Vec<String> = f
+                    .choices
+                    .iter()
+                    .map(|c| format!("{}={}:{}", c.value, c.label, c.selected))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {} [{}] label={:?} value={:?} checked={} help={:?} err={:?} choices={:?} template={:?} prefer={:?}",
+                    f.name,
+                    f.kind,
+                    f.label,
+                    f.value,
+                    f.checked,
+                    f.help,
+                    f.error,
+                    ch,
+                    f.template,
+                    f.prefer
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot() {
+        let issuer = "https://latch.example.com:8443";
+        let clients: Vec<Client> = vec![];
+        let mut out = String::new();
+        let full = |strategy: Strategy| -> Value {
+            let mut o = serde_json::json!({
+                "passwordPolicy": "fair", "brute_force_protection": false, "disable_signup": true,
+                "password_complexity_options": {"min_length": 12},
+                "domain": "acme.okta.com", "client_id": "cid", "scope": "openid email",
+                "issuer": "https://idp.example.com", "discovery_url": "https://idp.example.com/.well-known/openid-configuration",
+                "type": "back_channel",
+                "metadataUrl": "https://idp.example.com/md", "metadataXml": "<xml/>", "signInEndpoint": "https://idp.example.com/sso",
+                "signingCert": "PEM", "entityId": "urn:x", "signOutEndpoint": "https://idp.example.com/slo", "disableSignout": true,
+                "user_id_attribute": "uid",
+                "global_token_revocation_enabled": true, "global_token_revocation_jwt_iss": "https://acme.okta.com",
+                "global_token_revocation_jwt_sub": "0oa", "domain_aliases": ["acme.com", "acme.io"], "jwks_uri": "https://idp.example.com/keys",
+            });
+            let c = latch_core::model::Connection {
+                id: latch_core::ConnectionId::new("con_1"),
+                name: latch_core::ConnectionName::new("acme-x"),
+                display_name: Some("Acme".into()),
+                strategy,
+                options: o.as_object_mut().unwrap().clone(),
+                secrets: Default::default(),
+                enabled_clients: vec![],
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            };
+            view(&c, issuer)
+        };
+        let empty_shown = |strategy: Strategy| -> Value {
+            let c = latch_core::model::Connection {
+                id: latch_core::ConnectionId::new("con_2"),
+                name: latch_core::ConnectionName::new("bare"),
+                display_name: None,
+                strategy,
+                options: Map::new(),
+                secrets: Default::default(),
+                enabled_clients: vec![],
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            };
+            view(&c, issuer)
+        };
+        let posted = Form(vec![
+            ("name".into(), "typed name".into()),
+            ("display_name".into(), " D ".into()),
+            ("passwordPolicy".into(), "excellent".into()),
+            ("disable_signup".into(), "on".into()),
+            ("domain".into(), " acme.okta.com ".into()),
+            ("client_id".into(), "c".into()),
+            ("client_secret".into(), "s".into()),
+            ("scope".into(), "".into()),
+            ("issuer".into(), "https://i".into()),
+            ("metadataUrl".into(), "https://m".into()),
+            ("metadataXml".into(), "<x/>".into()),
+            ("signInEndpoint".into(), "https://s".into()),
+            ("signingCert".into(), "P".into()),
+            ("entityId".into(), "e".into()),
+            ("user_id_attribute".into(), "u".into()),
+            ("global_token_revocation_enabled".into(), "true".into()),
+            ("global_token_revocation_jwt_iss".into(), "https://o".into()),
+            ("global_token_revocation_jwt_sub".into(), "sub".into()),
+            ("domain_aliases".into(), "a.com, b.com\nc.com".into()),
+            ("jwks_uri".into(), "https://j".into()),
+            ("discovery_url".into(), "https://d".into()),
+            ("signOutEndpoint".into(), "https://so".into()),
+        ]);
+        let blank = Form(vec![]);
+        for s in Strategy::ALL {
+            out.push_str(&format!("# {} new\n", s.as_str()));
+            dump(&mut out, &sections(s, issuer, None, None, &clients, &[]));
+            out.push_str(&format!("# {} new+form\n", s.as_str()));
+            dump(
+                &mut out,
+                &sections(s, issuer, None, Some(&posted), &clients, &[]),
+            );
+            out.push_str(&format!("# {} new+blank\n", s.as_str()));
+            dump(
+                &mut out,
+                &sections(s, issuer, None, Some(&blank), &clients, &[]),
+            );
+            let shown = full(s);
+            out.push_str(&format!("# {} edit\n", s.as_str()));
+            dump(
+                &mut out,
+                &sections(s, issuer, Some(&shown), None, &clients, &[]),
+            );
+            out.push_str(&format!("# {} edit+form\n", s.as_str()));
+            dump(
+                &mut out,
+                &sections(s, issuer, Some(&shown), Some(&posted), &clients, &[]),
+            );
+            let bare = empty_shown(s);
+            out.push_str(&format!("# {} edit bare\n", s.as_str()));
+            dump(
+                &mut out,
+                &sections(s, issuer, Some(&bare), None, &clients, &[]),
+            );
+            out.push_str(&format!(
+                "# {} shown json\n{}\n{}\n",
+                s.as_str(),
+                shown,
+                bare
+            ));
+            for creating in [true, false] {
+                out.push_str(&format!(
+                    "# {} body {creating}\n{}\n{}\n",
+                    s.as_str(),
+                    body(s, &posted, creating),
+                    body(s, &blank, creating)
+                ));
+            }
+        }
+        std::fs::write(std::env::var("OPTSNAP").unwrap(), out).unwrap();
     }
 }

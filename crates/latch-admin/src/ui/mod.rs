@@ -635,19 +635,18 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
     if let Some(r) = a.csrf_refusal(&form) {
         return r;
     }
-    let t = latch_core::logout::Terminate {
-        target: latch_core::logout::Target::Session(a.session.id.clone()),
-        tokens: latch_core::logout::TokenPolicy::SessionBound,
-        initiator: latch_core::model::LogoutInitiator::RpLogout,
-        reserved_until: deps.notifier.reserve_until(),
-    };
-    match latch_core::logout::terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await {
-        Ok(out) => {
-            deps.notifier
-                .deliver_now(&out.deliveries, std::time::Duration::from_millis(1500))
-                .await;
-        }
-        Err(e) => return error_page(e.into()),
+    use latch_core::logout::{Target, TokenPolicy, Urgency};
+    let ended = deps
+        .logout
+        .end(
+            Target::Session(a.session.id.clone()),
+            TokenPolicy::SessionBound,
+            latch_core::model::LogoutInitiator::RpLogout,
+            Urgency::BrowserWaiting,
+        )
+        .await;
+    if let Err(e) = ended {
+        return error_page(e.into());
     }
     let secure = deps.issuer.starts_with("https://");
     let mut gone = Cookie::build(SESSION_COOKIE, "")

@@ -84,7 +84,7 @@ impl Default for TokenLifetimes {
 /// The admin UI's own client: the UI signs admins in through Latch like any app.
 pub const ADMIN_CLIENT_ID: &str = "latch-admin";
 /// Where the admin UI receives its authorization code (under the issuer).
-pub const ADMIN_CALLBACK_PATH: &str = "/admin/callback";
+pub const ADMIN_CALLBACK_PATH: &str = crate::paths::ADMIN_CALLBACK;
 
 /// How a client wants to hear about logouts.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

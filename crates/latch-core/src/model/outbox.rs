@@ -13,6 +13,9 @@ pub enum LogoutInitiator {
     SessionRevoked,
     SessionExpired,
     AccountDeactivated,
+    /// Latch's own: a new sign-in in the same browser replaced the session (Auth0 has no
+    /// initiator for it).
+    SessionReplaced,
 }
 
 /// What a back-channel logout token will say.
@@ -46,13 +49,49 @@ impl DeliveryState {
     }
 }
 
-/// A durable outbound logout notification. Recorded before a session is deleted; drained by
-/// latch-backchannel's workers.
+/// What a delivery is, and so how a worker sends it: the outbox's extension point. Every kind
+/// rides the same durable queue, leases and retries; each has its own sender in
+/// latch-backchannel (one `match` arm there). Stored as [`DeliveryKind::as_str`] in the outbox's
+/// `kind` column, whose default (for rows written before kinds existed) is
+/// `backchannel_logout`.
+///
+/// Planned kinds: `saml_logout` (a SAML LogoutRequest over SOAP), `gtr` (a Global Token
+/// Revocation call to an app), `log_stream` (a batch of log events for a stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    /// An OpenID Connect Back-Channel Logout token POSTed to the app; the payload is the
+    /// delivery's [`LogoutNotice`].
+    BackchannelLogout,
+}
+
+impl DeliveryKind {
+    /// Every kind, for parsing.
+    const ALL: [Self; 1] = [Self::BackchannelLogout];
+
+    /// The stored (and serialized) name, e.g. `backchannel_logout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BackchannelLogout => "backchannel_logout",
+        }
+    }
+
+    /// The kind [`Self::as_str`] names; `None` for a name no kind has.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A durable outbound notification. Recorded before a session is deleted; drained by
+/// latch-backchannel's workers, which send it as its `kind` says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub id: DeliveryId,
+    /// How it is sent; fixed at creation.
+    pub kind: DeliveryKind,
     pub client_id: ClientId,
     pub target: Url,
+    /// The payload (for now every kind carries a logout notice).
     pub notice: LogoutNotice,
     /// The same `jti` on every retry.
     pub jti: Jti,
@@ -64,4 +103,25 @@ pub struct Delivery {
     pub locked_until: Option<OffsetDateTime>,
     pub last_error: Option<String>,
     pub finished_at: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_kind_names_round_trip() {
+        for k in DeliveryKind::ALL {
+            assert_eq!(DeliveryKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::Value::from(k.as_str()))
+            );
+        }
+        assert_eq!(
+            DeliveryKind::BackchannelLogout.as_str(),
+            "backchannel_logout"
+        );
+        assert_eq!(DeliveryKind::parse("saml_logout"), None);
+    }
 }

@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
-use latch_core::logout::{Target, Terminate, TokenPolicy, terminate};
+use latch_core::logout::{Target, TokenPolicy, Urgency};
 use latch_core::model::{Client, LogoutInitiator, SigningAlg};
 use latch_core::session::LoginTransaction;
 use latch_core::*;
@@ -18,8 +18,10 @@ use serde_json::json;
 use url::Url;
 
 use crate::issue;
-use crate::pages::{self, LogoutPage, MessagePage};
-use crate::{Deps, cookies, paths};
+use crate::pages::{self, LogoutPage};
+use latch_login::cookies;
+use latch_login::pages::MessagePage;
+use crate::{Deps, paths};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct LogoutParams {
@@ -209,18 +211,17 @@ async fn end(
     id: &SessionId,
     after: &After,
 ) -> Result<HttpResponse, latch_http::ApiError> {
-    let t = Terminate {
-        target: Target::Session(id.clone()),
-        tokens: TokenPolicy::SessionBound,
-        initiator: LogoutInitiator::RpLogout,
-        reserved_until: deps.notifier.reserve_until(),
-    };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    // Try the back-channel logouts first (bounded), so an app does not see the user come back
-    // before its logout arrives; what is not done by then the workers finish.
-    deps.notifier
-        .deliver_now(&out.deliveries, std::time::Duration::from_millis(1500))
-        .await;
+    // A browser goes back to the app next: the back-channel logouts are tried first (bounded),
+    // so the app does not see the user come back before its logout arrives.
+    let out = deps
+        .logout
+        .end(
+            Target::Session(id.clone()),
+            TokenPolicy::SessionBound,
+            LogoutInitiator::RpLogout,
+            Urgency::BrowserWaiting,
+        )
+        .await?;
     let session = out.sessions.first();
     issue::log(
         deps,

@@ -7,9 +7,9 @@ use actix_web::test;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page};
-use crate::oidc::{CB, PASSWORD, api, authorize_uri, exchange, fixture, sign_in, urlencode};
+use crate::oidc::{CB, PASSWORD, authorize_uri, exchange, fixture, sign_in, urlencode};
 use crate::on_all_backends;
-use crate::support::Harness;
+use crate::support::{Harness, api};
 
 /// A token the way the token endpoint seals it, under a grant recorded as a code exchange
 /// records it (for paths whose sign-in is not this file's concern, such as GTR's).
@@ -76,8 +76,10 @@ async fn ends_access_tokens(h: Harness) {
         &app,
         "POST",
         "/api/v2/clients",
-        json!({"name": "No refresh", "callbacks": [CB], "grant_types": ["authorization_code"],
+        Some(
+            json!({"name": "No refresh", "callbacks": [CB], "grant_types": ["authorization_code"],
                "allowed_logout_urls": ["http://127.0.0.1:3000/bye"]}),
+        ),
     )
     .await;
     let plain = (
@@ -188,7 +190,7 @@ async fn ends_access_tokens(h: Harness) {
         t["access_token"].as_str().unwrap().to_owned()
     };
     let sessions = format!("/api/v2/users/{}/sessions", f.user_id);
-    api(&app, "DELETE", &sessions, json!(null)).await;
+    api(&app, "DELETE", &sessions, None).await;
     assert_eq!(userinfo(&app, &at).await, 401, "after clear sessions");
     assert_eq!(userinfo(&app, &offline).await, 200, "offline grant kept");
     // …4. and with revoke_tokens=true it ends too.
@@ -196,7 +198,7 @@ async fn ends_access_tokens(h: Harness) {
         &app,
         "DELETE",
         &format!("{sessions}?revoke_tokens=true"),
-        json!(null),
+        None,
     )
     .await;
     assert_eq!(userinfo(&app, &offline).await, 401, "after clear + revoke");
@@ -208,8 +210,8 @@ async fn ends_access_tokens(h: Harness) {
         .unwrap()
         .to_owned();
     let user = format!("/api/v2/users/{}", f.user_id);
-    api(&app, "PATCH", &user, json!({"blocked": true})).await;
-    api(&app, "PATCH", &user, json!({"blocked": false})).await;
+    api(&app, "PATCH", &user, Some(json!({"blocked": true}))).await;
+    api(&app, "PATCH", &user, Some(json!({"blocked": false}))).await;
     assert_eq!(userinfo(&app, &at).await, 401, "after block and unblock");
     assert!(!introspect(at).await);
 
@@ -220,7 +222,7 @@ async fn ends_access_tokens(h: Harness) {
         .unwrap()
         .to_owned();
     assert_eq!(userinfo(&app, &at).await, 200);
-    api(&app, "DELETE", &user, json!(null)).await;
+    api(&app, "DELETE", &user, None).await;
     assert_eq!(userinfo(&app, &at).await, 401, "after delete");
     assert!(!introspect(at).await);
 }
@@ -245,7 +247,7 @@ async fn code_after_logout(h: Harness) {
         &app,
         "DELETE",
         &format!("/api/v2/users/{}/sessions", f.user_id),
-        json!(null),
+        None,
     )
     .await;
     let t = exchange(&app, &mut b, &code, CB, &f.web).await;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::peers::{Agent, Hop, peers_dir};
 use crate::process::{Latch, free_port};
-use crate::support::{Backends, api, env_for};
+use crate::support::{Backends, Remote, api, env_for, eventually};
 
 const ADMIN_PASSWORD: &str = "Admin-Passw0rd-for-tests";
 const APP_CB: &str = "http://127.0.0.1:9/app-cb";
@@ -91,8 +91,7 @@ async fn admin_ui_in_a_real_browser() {
     // An app and a user signed in to it (with an offline refresh token), for the admin to find.
     let rx = crate::backchannel::Receiver::start().await;
     let app = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/clients",
         Some(json!({"name": "Existing app", "callbacks": [APP_CB],
@@ -104,13 +103,12 @@ async fn admin_ui_in_a_real_browser() {
         app["client_secret"].as_str().unwrap().to_owned(),
     );
     let email = format!("ada-{}@example.com", latch_testkit::env::unique());
-    let user = api(&http, &base, "POST", "/api/v2/users", Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9", "name": "Ada Lovelace"}))).await;
+    let user = api(&Remote(&http, &base), "POST", "/api/v2/users", Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9", "name": "Ada Lovelace"}))).await;
     let user_id = user["user_id"].as_str().unwrap().to_owned();
     // Someone without the admin role, for the refusal page.
     let plain = format!("plain-{}@example.com", latch_testkit::env::unique());
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/users",
         Some(json!({"connection": "database", "email": plain, "password": "Correct-Horse-9"})),
@@ -241,8 +239,7 @@ async fn admin_ui_in_a_real_browser() {
 
     // What the browser did, seen through the API.
     let conns = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         "/api/v2/connections?name=acme-okta",
         None,
@@ -251,8 +248,7 @@ async fn admin_ui_in_a_real_browser() {
     assert_eq!(conns[0]["options"]["global_token_revocation_enabled"], true);
     assert_eq!(conns[0]["options"]["domain"], "acme.okta.com");
     let sessions = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         &format!("/api/v2/users/{user_id}/sessions"),
         None,
@@ -280,8 +276,7 @@ async fn admin_ui_in_a_real_browser() {
     );
     let created = report["steps"][5]["client_id"].as_str().unwrap();
     let app = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         &format!("/api/v2/clients/{created}"),
         None,
@@ -293,18 +288,22 @@ async fn admin_ui_in_a_real_browser() {
     );
     // Every admin action names the acting admin.
     let logs = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         "/api/v2/logs?type=sapi&per_page=100",
         None,
     )
     .await;
-    let admin_id =
-        api(&http, &base, "GET", "/api/v2/users?q=administrator", None).await[0]["user_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let admin_id = api(
+        &Remote(&http, &base),
+        "GET",
+        "/api/v2/users?q=administrator",
+        None,
+    )
+    .await[0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let descriptions: Vec<&str> = logs
         .as_array()
         .unwrap()
@@ -360,8 +359,7 @@ async fn refusals(backends: Backends, test: &str) {
     // A user without the admin role signs in fine, and is refused.
     let email = format!("not-admin-{}@example.com", latch_testkit::env::unique());
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/users",
         Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9"})),
@@ -395,7 +393,7 @@ async fn refusals(backends: Backends, test: &str) {
     assert_eq!(page.headers["x-frame-options"], "DENY");
 
     // Forms without the CSRF token, or with another, change nothing.
-    let keys_before = api(&http, &base, "GET", "/api/v2/keys/signing", None).await;
+    let keys_before = api(&Remote(&http, &base), "GET", "/api/v2/keys/signing", None).await;
     for csrf in [None, Some("forged-token")] {
         let mut fields = vec![];
         if let Some(c) = csrf {
@@ -416,10 +414,16 @@ async fn refusals(backends: Backends, test: &str) {
         assert_eq!(hop.status, 403, "{csrf:?}");
     }
     assert_eq!(
-        api(&http, &base, "GET", "/api/v2/keys/signing", None).await,
+        api(&Remote(&http, &base), "GET", "/api/v2/keys/signing", None).await,
         keys_before
     );
-    let sneaky = api(&http, &base, "GET", "/api/v2/connections?name=sneaky", None).await;
+    let sneaky = api(
+        &Remote(&http, &base),
+        "GET",
+        "/api/v2/connections?name=sneaky",
+        None,
+    )
+    .await;
     assert_eq!(sneaky, json!([]));
     // …and with it, the action happens, logged with the admin as actor.
     let csrf = hidden(&page.body, "csrf").unwrap();
@@ -431,7 +435,7 @@ async fn refusals(backends: Backends, test: &str) {
         .await;
     assert_eq!(hop.status, 303);
     assert_ne!(
-        api(&http, &base, "GET", "/api/v2/keys/signing", None).await,
+        api(&Remote(&http, &base), "GET", "/api/v2/keys/signing", None).await,
         keys_before
     );
 
@@ -451,7 +455,13 @@ async fn refusals(backends: Backends, test: &str) {
     assert_eq!(hop.status, 400);
     assert!(hop.body.contains("class=\"field-error\""), "{}", hop.body);
     assert_eq!(
-        api(&http, &base, "GET", "/api/v2/connections?name=acme", None).await,
+        api(
+            &Remote(&http, &base),
+            "GET",
+            "/api/v2/connections?name=acme",
+            None
+        )
+        .await,
         json!([])
     );
 
@@ -495,8 +505,7 @@ async fn refusals(backends: Backends, test: &str) {
         );
     }
     let saml = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         "/api/v2/connections?name=acme-saml",
         None,
@@ -509,7 +518,7 @@ async fn refusals(backends: Backends, test: &str) {
 
     // Markup in a user's name is shown as text.
     let evil = "<script>alert(1)</script>";
-    let u = api(&http, &base, "POST", "/api/v2/users", Some(json!({"connection": "database", "email": format!("mallory-{}@example.com", latch_testkit::env::unique()), "password": "Correct-Horse-9", "name": evil}))).await;
+    let u = api(&Remote(&http, &base), "POST", "/api/v2/users", Some(json!({"connection": "database", "email": format!("mallory-{}@example.com", latch_testkit::env::unique()), "password": "Correct-Horse-9", "name": evil}))).await;
     for path in [
         "/admin/users?q=mallory".to_owned(),
         format!("/admin/users/{}", u["user_id"].as_str().unwrap()),
@@ -571,8 +580,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
     let http = reqwest::Client::new();
     let email = format!("plain-{}@example.com", latch_testkit::env::unique());
     let user = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/users",
         Some(json!({"connection": "database", "email": email, "password": "Correct-Horse-9"})),
@@ -580,8 +588,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
     .await;
     let user_path = format!("/api/v2/users/{}", user["user_id"].as_str().unwrap());
     let m2m = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/clients",
         Some(json!({"name": "Provisioner", "app_type": "non_interactive"})),
@@ -592,16 +599,10 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
         m2m["client_secret"].as_str().unwrap().to_owned(),
     );
     let audience = format!("{base}/api/v2/");
-    let grant = api(
-        &http,
-        &base,
-        "POST",
-        "/api/v2/client-grants",
-        Some(
+    let grant = api(&Remote(&http, &base), "POST", "/api/v2/client-grants", Some(
             json!({"client_id": id, "audience": audience,
                 "scope": ["read:users", "update:users", "update:client_grants", "update:client_keys"]}),
-        ),
-    )
+        ))
     .await;
     let token = |http: reqwest::Client| {
         let (id, secret, audience, base) =
@@ -649,7 +650,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
     assert_eq!(status, 403);
     let (status, _) = patch(t.clone(), json!({"password": "Attacker-Chosen-1"})).await;
     assert_eq!(status, 403);
-    let now = api(&http, &base, "GET", &user_path, None).await;
+    let now = api(&Remote(&http, &base), "GET", &user_path, None).await;
     assert_eq!(now["app_metadata"].get("roles"), None, "{now}");
     assert_ne!(now["name"], "Sneaky");
     // What `update:users` is for still works.
@@ -688,8 +689,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
     assert_eq!(res.status(), 403, "self-escalation through its own grant");
     // …or take over a client that holds them by rotating its secret.
     let strong = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/clients",
         Some(json!({"name": "Strong", "app_type": "non_interactive"})),
@@ -697,8 +697,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
     .await;
     let strong_id = strong["client_id"].as_str().unwrap();
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/client-grants",
         Some(json!({"client_id": strong_id, "audience": audience, "scope": ["update:roles"]})),
@@ -714,8 +713,7 @@ async fn update_users_alone_cannot_make_an_admin(backends: Backends, test: &str)
 
     // Granted explicitly, each works.
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "PATCH",
         &format!("/api/v2/client-grants/{}", grant["id"].as_str().unwrap()),
         Some(json!({"scope": ["read:users", "update:users", "update:roles", "update:passwords"]})),
@@ -800,18 +798,6 @@ fn claims(jwt: &str) -> Value {
     .unwrap()
 }
 
-/// Polls `f` until it answers `Some`, for at most 10 s.
-async fn eventually<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// The admin UI's actions beyond the first release: create a user (every error of the form at
 /// once), reset a password, end one session, delete a user, delete an application (not the UI's
 /// own), choose an application's connections, and retry a failed back-channel delivery. Each
@@ -841,8 +827,7 @@ async fn actions(backends: Backends, test: &str) {
     };
     let by_email = async |email: &str| {
         api(
-            &http,
-            &base,
+            &Remote(&http, &base),
             "GET",
             &format!("/api/v2/users-by-email?email={email}"),
             None,
@@ -900,7 +885,13 @@ async fn actions(backends: Backends, test: &str) {
     );
     assert!(hop.body.contains("Email must be an email address"));
     assert_eq!(
-        api(&http, &base, "GET", "/api/v2/users?q=not-an-email", None).await,
+        api(
+            &Remote(&http, &base),
+            "GET",
+            "/api/v2/users?q=not-an-email",
+            None
+        )
+        .await,
         json!([])
     );
     let hop = admin
@@ -956,8 +947,7 @@ async fn actions(backends: Backends, test: &str) {
     assert!(signs_in(&base, &email, "Another-Horse-7").await);
     assert!(!signs_in(&base, &email, "Correct-Horse-9").await);
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "PATCH",
         &format!("/api/v2/users/{uid}"),
         Some(json!({"password": "Correct-Horse-9"})),
@@ -968,8 +958,7 @@ async fn actions(backends: Backends, test: &str) {
     // app is told about that one only, the other goes on.
     let rx = crate::backchannel::Receiver::start().await;
     let app = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "POST",
         "/api/v2/clients",
         Some(json!({"name": "Two sessions app", "callbacks": [APP_CB],
@@ -979,11 +968,11 @@ async fn actions(backends: Backends, test: &str) {
     let cid = app["client_id"].as_str().unwrap().to_owned();
     let sessions_path = format!("/api/v2/users/{uid}/sessions");
     // (The sign-ins above left sessions of the admin UI's client, which has no back-channel URL.)
-    api(&http, &base, "DELETE", &sessions_path, None).await;
+    api(&Remote(&http, &base), "DELETE", &sessions_path, None).await;
     let _one = app_session(&base, &cid, &email).await;
     let _two = app_session(&base, &cid, &email).await;
     let sids = async || -> Vec<String> {
-        api(&http, &base, "GET", &sessions_path, None).await["sessions"]
+        api(&Remote(&http, &base), "GET", &sessions_path, None).await["sessions"]
             .as_array()
             .unwrap()
             .iter()
@@ -1029,11 +1018,10 @@ async fn actions(backends: Backends, test: &str) {
     // Retry a failed delivery: the app answers 400 (never retried by itself), then 200.
     rx.statuses.lock().unwrap().push_back(400);
     let _three = app_session(&base, &cid, &email).await;
-    api(&http, &base, "DELETE", &sessions_path, None).await;
+    api(&Remote(&http, &base), "DELETE", &sessions_path, None).await;
     let failed = eventually("a failed delivery", async || {
         let logs = api(
-            &http,
-            &base,
+            &Remote(&http, &base),
             "GET",
             &format!("/api/v2/logs?type=oidc_backchannel_logout_failed&client_id={cid}"),
             None,
@@ -1133,14 +1121,8 @@ async fn actions(backends: Backends, test: &str) {
     assert_eq!(status(retry_api("dlv_nope").await.unwrap()), 404);
 
     // An application's connections: chosen on its form (the database one off, an IdP on).
-    let idp = api(
-        &http,
-        &base,
-        "POST",
-        "/api/v2/connections",
-        Some(json!({"name": format!("idp-{}", latch_testkit::env::unique()), "strategy": "oidc",
-            "options": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}})),
-    )
+    let idp = api(&Remote(&http, &base), "POST", "/api/v2/connections", Some(json!({"name": format!("idp-{}", latch_testkit::env::unique()), "strategy": "oidc",
+            "options": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}})))
     .await;
     let idp_id = idp["id"].as_str().unwrap().to_owned();
     let app_form = |csrf: Option<&str>| {
@@ -1161,8 +1143,7 @@ async fn actions(backends: Backends, test: &str) {
     let app_page = format!("{base}/admin/applications/{cid}");
     let enabled = async |conn: &str| -> bool {
         api(
-            &http,
-            &base,
+            &Remote(&http, &base),
             "GET",
             &format!("/api/v2/connections/{conn}"),
             None,
@@ -1174,8 +1155,7 @@ async fn actions(backends: Backends, test: &str) {
             .any(|c| c == cid.as_str())
     };
     let db_id = api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "GET",
         "/api/v2/connections?name=database",
         None,
@@ -1187,8 +1167,7 @@ async fn actions(backends: Backends, test: &str) {
     assert!(enabled(&db_id).await && !enabled(&idp_id).await);
     // A front-channel URL set through the API (the form no longer shows one) survives a save.
     api(
-        &http,
-        &base,
+        &Remote(&http, &base),
         "PATCH",
         &format!("/api/v2/clients/{cid}"),
         Some(json!({"oidc_logout": {"frontchannel_logout_url": "http://127.0.0.1:9/fc"}})),
@@ -1209,7 +1188,13 @@ async fn actions(backends: Backends, test: &str) {
     // The front-channel field is gone from the form; the API's value stays.
     assert!(!page.body.contains("frontchannel_logout_url"));
     assert_eq!(
-        api(&http, &base, "GET", &format!("/api/v2/clients/{cid}"), None).await["oidc_logout"]["frontchannel_logout_url"],
+        api(
+            &Remote(&http, &base),
+            "GET",
+            &format!("/api/v2/clients/{cid}"),
+            None
+        )
+        .await["oidc_logout"]["frontchannel_logout_url"],
         "http://127.0.0.1:9/fc"
     );
 
@@ -1221,11 +1206,23 @@ async fn actions(backends: Backends, test: &str) {
         )
         .await;
     assert_eq!(hop.status, 403);
-    api(&http, &base, "GET", "/api/v2/clients/latch-admin", None).await;
+    api(
+        &Remote(&http, &base),
+        "GET",
+        "/api/v2/clients/latch-admin",
+        None,
+    )
+    .await;
     let delete_app = format!("{app_page}/delete");
     let hop = admin.send(&delete_app, Some(&with(None, &[]))).await;
     assert_eq!(hop.status, 403);
-    api(&http, &base, "GET", &format!("/api/v2/clients/{cid}"), None).await;
+    api(
+        &Remote(&http, &base),
+        "GET",
+        &format!("/api/v2/clients/{cid}"),
+        None,
+    )
+    .await;
     let hop = admin.send(&delete_app, Some(&with(Some(&csrf), &[]))).await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     let gone = http
@@ -1241,7 +1238,13 @@ async fn actions(backends: Backends, test: &str) {
     let hop = admin.send(&delete_user, Some(&with(None, &[]))).await;
     assert_eq!(hop.status, 403);
     assert_eq!(by_email(&email).await.as_array().map(Vec::len), Some(1));
-    let me = api(&http, &base, "GET", "/api/v2/users?q=administrator", None).await[0]["user_id"]
+    let me = api(
+        &Remote(&http, &base),
+        "GET",
+        "/api/v2/users?q=administrator",
+        None,
+    )
+    .await[0]["user_id"]
         .as_str()
         .unwrap()
         .to_owned();

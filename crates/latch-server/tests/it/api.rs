@@ -5,54 +5,21 @@ use actix_web::test;
 use latch_core::model::LogQuery;
 use serde_json::{Value, json};
 
-use crate::on_all_backends;
-use crate::support::{Harness, TOKEN};
+use crate::support::{Harness, TOKEN, call};
+use crate::{app, on_all_backends};
 
-/// Sends a request and returns the status and the JSON body (`Null` when empty).
-async fn call<S, B>(
-    app: &S,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-    token: Option<&str>,
-) -> (StatusCode, Value)
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody,
-{
-    let mut req = test::TestRequest::default().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.insert_header(("Authorization", format!("Bearer {t}")));
-    }
-    if let Some(b) = body {
-        req = req.set_json(b);
-    }
-    let res = test::call_service(app, req.to_request()).await;
-    let status = res.status();
-    let bytes = test::read_body(res).await;
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    (status, v)
-}
-
+/// `call` with the admin token: `api!(app, GET "/path")`, `api!(app, POST "/path", body)`.
 macro_rules! api {
     ($app:expr, $m:ident $uri:expr) => {
-        call(&$app, Method::$m, &$uri, None, Some(TOKEN)).await
+        call(&$app, stringify!($m), &$uri, None, Some(TOKEN)).await
     };
     ($app:expr, $m:ident $uri:expr, $body:expr) => {
-        call(&$app, Method::$m, &$uri, Some($body), Some(TOKEN)).await
+        call(&$app, stringify!($m), &$uri, Some($body), Some(TOKEN)).await
     };
 }
 
 async fn connections_crud(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
 
     // The built-in database connection exists from the first start.
     let (s, list) = api!(app, GET "/api/v2/connections");
@@ -200,7 +167,7 @@ async fn connections_crud(h: Harness) {
 on_all_backends!(connections_crud, connections_crud);
 
 async fn connection_validation_changes_nothing(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let before = h.state.store.list_connections().await.unwrap();
     let cases = [
         (json!({"strategy": "okta"}), "name"),
@@ -279,7 +246,7 @@ on_all_backends!(
 );
 
 async fn clients_crud(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let body = json!({
         "name": "Store Front", "app_type": "regular_web",
         "callbacks": ["https://shop.example.com/callback", "http://127.0.0.1:3000/callback"],
@@ -382,7 +349,7 @@ async fn clients_crud(h: Harness) {
 on_all_backends!(clients_crud, clients_crud);
 
 async fn client_validation_changes_nothing(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let before = h.state.store.list_clients().await.unwrap();
     let cases = [
         (json!({}), "name"),
@@ -465,13 +432,13 @@ on_all_backends!(
 );
 
 async fn credentials_are_required(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let before = h.state.store.list_connections().await.unwrap();
     let body = json!({"name": "sneaky", "strategy": "auth0"});
     for token in [None, Some("wrong-token"), Some("")] {
         let (s, err) = call(
             &app,
-            Method::POST,
+            "POST",
             "/api/v2/connections",
             Some(body.clone()),
             token,
@@ -479,7 +446,7 @@ async fn credentials_are_required(h: Harness) {
         .await;
         assert_eq!(s, 401, "{token:?}");
         assert_eq!(err["statusCode"], 401);
-        let (s, _) = call(&app, Method::GET, "/api/v2/clients", None, token).await;
+        let (s, _) = call(&app, "GET", "/api/v2/clients", None, token).await;
         assert_eq!(s, 401);
     }
     // Other schemes are refused too.
@@ -502,7 +469,7 @@ async fn credentials_are_required(h: Harness) {
 on_all_backends!(credentials_are_required, credentials_are_required);
 
 async fn logs_api(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let (_, c) = api!(app, POST "/api/v2/clients", json!({"name": "Logged"}));
     let cid = c["client_id"].as_str().unwrap().to_owned();
     let (s, logs) = api!(app, GET "/api/v2/logs?type=sapi&per_page=100");
@@ -527,7 +494,7 @@ async fn logs_api(h: Harness) {
     );
     let (s, _) = api!(app, GET "/api/v2/logs?per_page=1000");
     assert_eq!(s, 400);
-    let (s, _) = call(&app, Method::GET, "/api/v2/logs", None, None).await;
+    let (s, _) = call(&app, "GET", "/api/v2/logs", None, None).await;
     assert_eq!(s, 401);
 }
 on_all_backends!(logs_api, logs_api);
@@ -583,7 +550,7 @@ fn assert_error(status: StatusCode, err: &Value, want: u16, field: Option<&str>)
 /// Redirect and logout URLs are matched exactly, so a wildcard host is refused wherever an app
 /// URL goes, naming the field, and nothing is written.
 async fn wildcard_hosts_are_refused(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let before = h.state.store.list_clients().await.unwrap();
     for (body, field) in [
         (
@@ -625,7 +592,7 @@ on_all_backends!(wildcard_hosts_are_refused, wildcard_hosts_are_refused);
 
 /// A body that is not JSON names `body` and says where it broke; a wrong member names the member.
 async fn malformed_json_names_the_body(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let before = h.state.store.list_clients().await.unwrap();
     for body in [
         "{\"name\": \"x\",",
@@ -657,7 +624,7 @@ on_all_backends!(malformed_json_names_the_body, malformed_json_names_the_body);
 /// A query parameter of the wrong type or a missing one is the JSON error naming it, not
 /// actix's `text/plain` "Query deserialize error".
 async fn bad_query_parameters_name_the_parameter(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     for (uri, param) in [
         ("/api/v2/users?page=abc", "page"),
         ("/api/v2/users?per_page=-1", "per_page"),
@@ -699,7 +666,7 @@ on_all_backends!(
 /// A known path with a method it does not have is a 405 naming the methods it has (`Allow`);
 /// an unknown path a 404; both in the JSON error shape, neither touching anything.
 async fn unknown_methods_and_paths(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let (_, c) = api!(app, POST "/api/v2/clients", json!({"name": "M"}));
     let id = c["client_id"].as_str().unwrap().to_owned();
     for (method, uri, allow) in [
@@ -745,7 +712,7 @@ on_all_backends!(unknown_methods_and_paths, unknown_methods_and_paths);
 /// `include_totals=true` answers Auth0's `{start, limit, length, total, <items>}`, `total`
 /// counting every page.
 async fn totals_count_every_page(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let tag = latch_testkit::env::unique();
     for n in 0..3 {
         let (s, u) = api!(app, POST "/api/v2/users", json!({
@@ -807,10 +774,40 @@ async fn totals_count_every_page(h: Harness) {
 }
 on_all_backends!(totals_count_every_page, totals_count_every_page);
 
+/// One database user per email: a second `POST /api/v2/users` with the same email (in another
+/// case) is a 409 naming `email`, and no user is written (`latch_core::users::create`).
+async fn a_duplicate_user_is_refused_writing_nothing(h: Harness) {
+    let app = app!(h);
+    let email = format!("twice-{}@example.com", latch_testkit::env::unique());
+    let (s, u) = api!(app, POST "/api/v2/users", json!({
+        "connection": "database", "email": email, "password": "Twice-Passw0rd!"}));
+    assert_eq!(s, 201, "{u}");
+    let count = || async {
+        h.state
+            .store
+            .count_users(&Default::default())
+            .await
+            .unwrap()
+    };
+    let before = count().await;
+    let (s, err) = api!(app, POST "/api/v2/users", json!({
+        "connection": "database", "email": email.to_uppercase(), "password": "Other-Passw0rd!"}));
+    assert_error(s, &err, 409, Some("email"));
+    assert_eq!(err["message"], "The user already exists.");
+    assert_eq!(count().await, before);
+    let (_, found) = api!(app, GET format!("/api/v2/users-by-email?email={email}"));
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found[0]["user_id"], u["user_id"]);
+}
+on_all_backends!(
+    a_duplicate_user_is_refused_writing_nothing,
+    a_duplicate_user_is_refused_writing_nothing
+);
+
 /// The OpenAPI document is served without credentials and describes the bearer scheme.
 async fn openapi_document_is_public(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
-    let (s, doc) = call(&app, Method::GET, "/api/v2/openapi.json", None, None).await;
+    let app = app!(h);
+    let (s, doc) = call(&app, "GET", "/api/v2/openapi.json", None, None).await;
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(
@@ -825,7 +822,7 @@ async fn openapi_document_is_public(h: Harness) {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
     // Nothing else opens without the token.
-    let (s, _) = call(&app, Method::GET, "/api/v2/users", None, None).await;
+    let (s, _) = call(&app, "GET", "/api/v2/users", None, None).await;
     assert_eq!(s, 401);
 }
 on_all_backends!(openapi_document_is_public, openapi_document_is_public);
@@ -834,7 +831,7 @@ on_all_backends!(openapi_document_is_public, openapi_document_is_public);
 /// it, on every backend (PostgreSQL cannot store or even compare text holding one: it was a 500
 /// there), and nothing is written.
 async fn nul_characters_are_refused_naming_the_field(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = app!(h);
     let users = h
         .state
         .store

@@ -56,7 +56,7 @@ where
 /// Whoever reads the session store, the database or the data dir finds the session's digest,
 /// never the secret that opens it; the cookie still signs the browser in, and out.
 async fn session_secret_is_not_at_rest(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let f = fixture(&app).await;
     let mut b = Browser::new();
     let secret = signed_in(&app, &mut b, &f).await;

@@ -5,15 +5,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::test;
 use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::browser::Browser;
-use crate::oidc::{PASSWORD, fixture, sign_in, verify_id_token};
-use crate::on_all_backends;
-use crate::support::{Harness, TOKEN};
+use crate::oidc::{PASSWORD, authorize_uri, fixture, sign_in, verify_id_token};
+use crate::support::{Harness, TOKEN, Target, api, call, eventually};
+use crate::{app, on_all_backends};
 
 /// A loopback app endpoint that records every `logout_token` it is sent and answers with the
 /// queued statuses (then 200).
@@ -139,34 +138,14 @@ pub fn verify_logout_token(jwks: &Value, token: &str, aud: &str, issuer: &str) -
     c
 }
 
-macro_rules! app {
-    ($h:expr) => {
-        test::init_service(latch_server::app::app($h.state.clone())).await
-    };
-}
-
-async fn set_backchannel<S, B>(app: &S, client: &str, url: &str)
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody,
-{
-    let req = test::TestRequest::patch()
-        .uri(&format!("/api/v2/clients/{client}"))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .set_json(json!({"oidc_logout": {"backchannel_logout_urls": [url], "backchannel_logout_session_required": true}}))
-        .to_request();
-    assert_eq!(test::call_service(app, req).await.status(), 200);
-}
-
-fn authorize(client: &str, cb: &str) -> String {
-    let cb: String = url::form_urlencoded::byte_serialize(cb.as_bytes()).collect();
-    format!(
-        "/authorize?response_type=code&client_id={client}&redirect_uri={cb}&scope=openid%20email%20offline_access&state=s&nonce=n"
+async fn set_backchannel(app: &impl Target, client: &str, url: &str) {
+    api(
+        app,
+        "PATCH",
+        &format!("/api/v2/clients/{client}"),
+        Some(json!({"oidc_logout": {"backchannel_logout_urls": [url], "backchannel_logout_session_required": true}})),
     )
+    .await;
 }
 
 async fn rp_logout_reaches_every_app(h: Harness) {
@@ -180,7 +159,7 @@ async fn rp_logout_reaches_every_app(h: Harness) {
     let done = sign_in(
         &app,
         &mut b,
-        &authorize(&f.web.0, "http://127.0.0.1:3000/callback"),
+        &authorize_uri(&f.web.0, "http://127.0.0.1:3000/callback", ""),
         &f.email,
         PASSWORD,
     )
@@ -201,7 +180,7 @@ async fn rp_logout_reaches_every_app(h: Harness) {
     let sso = b
         .get(
             &app,
-            &authorize(&f.other.0, "http://127.0.0.1:4000/callback"),
+            &authorize_uri(&f.other.0, "http://127.0.0.1:4000/callback", ""),
         )
         .await;
     assert!(sso.param("code").is_some());
@@ -276,26 +255,21 @@ async fn retries_while_down_and_not_after_a_rejection(h: Harness) {
     sign_in(
         &app,
         &mut b,
-        &authorize(&f.web.0, "http://127.0.0.1:3000/callback"),
+        &authorize_uri(&f.web.0, "http://127.0.0.1:3000/callback", ""),
         &f.email,
         PASSWORD,
     )
     .await;
     b.get(
         &app,
-        &authorize(&f.other.0, "http://127.0.0.1:4000/callback"),
+        &authorize_uri(&f.other.0, "http://127.0.0.1:4000/callback", ""),
     )
     .await;
 
     // An administrator clears the user's sessions and tokens.
-    let req = test::TestRequest::delete()
-        .uri(&format!(
-            "/api/v2/users/{}/sessions?revoke_tokens=true",
-            f.user_id
-        ))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .to_request();
-    assert_eq!(test::call_service(&app, req).await.status(), 204);
+    let sessions = format!("/api/v2/users/{}/sessions?revoke_tokens=true", f.user_id);
+    let (status, _) = call(&app, "DELETE", &sessions, None, Some(TOKEN)).await;
+    assert_eq!(status, 204);
 
     // The app that was down gets its logout once it is back: three attempts, one jti.
     let got = down.wait_for(3, Duration::from_secs(15)).await;
@@ -313,10 +287,19 @@ async fn retries_while_down_and_not_after_a_rejection(h: Harness) {
         jtis.windows(2).all(|w| w[0] == w[1]),
         "the same jti on every retry: {jtis:?}"
     );
-    // The app that said 400 is not asked again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The app that said 400 is not asked again: once both deliveries have reached their end
+    // state (recorded in a batch just after the attempt), no worker claims them any more.
+    let all = eventually("both deliveries finished", async || {
+        let all = h.state.store.list_deliveries(None, 1000).await.unwrap();
+        let finished = all
+            .iter()
+            .filter(|d| d.state != latch_core::model::DeliveryState::Pending)
+            .count();
+        (finished == 2).then_some(all)
+    })
+    .await;
+    assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(rejecting.received().len(), 1);
-    let all = h.state.store.list_deliveries(None, 1000).await.unwrap();
     let of = |c: &str| {
         all.iter()
             .find(|d| d.client_id.as_str() == c)
@@ -339,7 +322,7 @@ async fn retries_while_down_and_not_after_a_rejection(h: Harness) {
             &app,
             &format!(
                 "{}&prompt=none",
-                authorize(&f.web.0, "http://127.0.0.1:3000/callback")
+                authorize_uri(&f.web.0, "http://127.0.0.1:3000/callback", "")
             ),
         )
         .await;
@@ -367,6 +350,7 @@ async fn a_dead_instances_reservation_runs_out(h: Harness) {
     // Recorded by "another instance", reserved for it for two more seconds; it never sends.
     let d = Delivery {
         id: latch_core::DeliveryId::new(uuid::Uuid::now_v7().to_string()),
+        kind: latch_core::model::DeliveryKind::BackchannelLogout,
         client_id: client.client_id.clone(),
         target: client.oidc_logout.backchannel_logout_urls[0].clone(),
         notice: LogoutNotice {

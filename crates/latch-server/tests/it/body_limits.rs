@@ -61,6 +61,7 @@ const UI_USERS: &str = "crates/latch-admin/src/ui/users.rs";
 const UI_KEYS: &str = "crates/latch-admin/src/ui/keys.rs";
 const UI_LOGS: &str = "crates/latch-admin/src/ui/logs.rs";
 const OIDC: &str = "crates/latch-oidc/src/lib.rs";
+const LOGIN: &str = "crates/latch-login/src/lib.rs";
 const FEDERATION_BCL: &str = "crates/latch-federation/src/backchannel_in.rs";
 const GTR: &str = "crates/latch-gtr/src/lib.rs";
 
@@ -102,8 +103,8 @@ fn routes() -> Vec<Route> {
         ("POST", "/admin/users/{user}/admin-role", ui, Admin, UI_USERS),
         ("POST", "/admin/keys/rotate", ui, Admin, UI_KEYS),
         ("POST", "/admin/deliveries/d/retry", ui, Admin, UI_LOGS),
-        ("POST", "/login", oidc_form, Anonymous, OIDC),
-        ("POST", "/login/callback?connection=saml", Form(512 * KIB), Anonymous, OIDC),
+        ("POST", "/login", oidc_form, Anonymous, LOGIN),
+        ("POST", "/login/callback?connection=saml", Form(512 * KIB), Anonymous, LOGIN),
         ("POST", "/oauth/token", oidc_form, Anonymous, OIDC),
         ("POST", "/userinfo", None, Anonymous, OIDC),
         ("POST", "/oauth/revoke", oidc_form, Anonymous, OIDC),

@@ -272,10 +272,10 @@ fn fuzz_seeds_pass_what_a_fuzzer_cannot_forge() {
     for (name, data) in corpus("jose_jwks") {
         let (mode, rest) = data.split_first().unwrap();
         if mode & 1 == 0 {
-            let r = latch_jose::remote::verify_with_jwks(
+            let r = latch_remote::verify_with_jwks(
                 std::str::from_utf8(rest).unwrap(),
                 &jwks,
-                latch_jose::remote::REMOTE_ALGORITHMS,
+                latch_remote::REMOTE_ALGORITHMS,
             );
             assert!(r.is_ok(), "jose_jwks/{name}: {r:?}");
         } else {
@@ -327,14 +327,14 @@ fn fuzz_seeds_pass_what_a_fuzzer_cannot_forge() {
         let r = latch_saml::parse_certificate(std::str::from_utf8(&data).unwrap());
         assert!(r.is_ok(), "saml_certificate/{name}: {r:?}");
     }
-    use latch_oidc::endpoints::{authorize, logout, revoke, token};
+    use latch_oidc::endpoints::{logout, revoke, token};
     type Parses = fn(&[u8]) -> bool;
     let forms: [(&str, Parses); 6] = [
-        ("form_login", form_ok::<authorize::LoginForm>),
+        ("form_login", form_ok::<latch_login::LoginForm>),
         ("form_token", form_ok::<token::TokenForm>),
         ("form_logout", form_ok::<logout::LogoutParams>),
         ("form_revoke", form_ok::<revoke::TokenForm>),
-        ("form_saml_callback", form_ok::<authorize::AcsForm>),
+        ("form_saml_callback", form_ok::<latch_login::AcsForm>),
         (
             "form_backchannel_logout",
             form_ok::<latch_federation::backchannel_in::Form>,

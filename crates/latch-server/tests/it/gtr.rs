@@ -195,7 +195,7 @@ where
 async fn global_token_revocation(h: Harness) {
     let name = format!("acme-{}", latch_testkit::env::unique());
     let s = setup(&h, &name).await;
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let body = subject().replace("ISS", &s.org.url);
     let live = || async {
         h.state

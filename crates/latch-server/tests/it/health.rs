@@ -11,7 +11,7 @@ use crate::on_all_backends;
 use crate::support::Harness;
 
 async fn ready_and_healthy(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let res = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(res.status(), 200);
     let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;

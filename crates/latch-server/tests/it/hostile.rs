@@ -5,14 +5,17 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latch_core::clock::ManualClock;
 use latch_core::model::SigningAlg;
 use latch_jose::keys::{Signer, sign_jws};
+use latch_server::bootstrap;
+use latch_server::config::Config;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::on_all_backends;
 use crate::process::{Latch, free_port};
-use crate::support::{Backends, Harness, TOKEN, env_for};
+use crate::support::{Backends, Harness, TOKEN, TestEnv, env_for};
 
 #[derive(Clone)]
 struct Hostile {
@@ -164,7 +167,13 @@ async fn id_token_rejections_leave_no_session() {
         );
     }
     // Only the good token created a user.
-    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
+    let users = crate::support::api(
+        &crate::support::Remote(&http, &latch.base),
+        "GET",
+        "/api/v2/users?q=alice",
+        None,
+    )
+    .await;
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["identities"][0]["user_id"], "alice");
 }
@@ -229,20 +238,63 @@ async fn try_id_token(
     (cb.status().as_u16(), session)
 }
 
+/// A Latch served by this process on a loopback port, on a clock the test moves: the caches of
+/// other issuers' keys and metadata read it too.
+struct InProcess {
+    base: String,
+    clock: ManualClock,
+    server: actix_web::dev::ServerHandle,
+    _env: TestEnv,
+}
+
+impl InProcess {
+    async fn start(test: &str, backends: Backends) -> Option<Self> {
+        let (mut env, dir, schema) = tokio::task::spawn_blocking({
+            let test = test.to_owned();
+            move || env_for(&test, backends)
+        })
+        .await
+        .unwrap()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        env.push(("LATCH_BIND".into(), addr.to_string()));
+        let config = Config::from_sources(None, &env).unwrap();
+        let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+        let state = bootstrap::start_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .unwrap()
+            .state;
+        let server = actix_web::HttpServer::new(move || latch_server::app::app(state.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Some(Self {
+            base: format!("http://{addr}"),
+            clock,
+            server: handle,
+            _env: (env, dir, schema),
+        })
+    }
+}
+
 /// The IdP rolls its signing key: a token under the new `kid` makes Latch refetch the JWKS, at
 /// most once every 30 seconds per issuer (so a flood of unknown kids cannot make Latch hammer
-/// the IdP). Right after a fetch the new key is not yet trusted; after the interval it is.
-#[tokio::test]
+/// the IdP). Right after a fetch the new key is not yet trusted; once Latch's clock has moved past
+/// the interval it is.
+#[actix_web::test]
 async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
-    let Some((env, _dir, _schema)) = env_for(
+    let Some(latch) = InProcess::start(
         "a_rolled_upstream_key_is_picked_up_after_the_refetch_interval",
         Backends::Embedded,
-    ) else {
+    )
+    .await
+    else {
         return;
     };
-    let port = free_port();
-    let mut latch = Latch::start(&env, port);
-    latch.wait_ready().await;
     let idp = Hostile::start().await;
     let old = Signer::generate(SigningAlg::RS256).unwrap();
     let new = Signer::generate(SigningAlg::RS256).unwrap();
@@ -276,7 +328,7 @@ async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
     )
     .await;
     assert_eq!((status, session), (400, false), "refetched within 30 s");
-    tokio::time::sleep(std::time::Duration::from_secs(31)).await;
+    latch.clock.advance(time::Duration::seconds(31));
     let (status, session) = try_id_token(
         &http,
         &latch.base,
@@ -301,6 +353,7 @@ async fn a_rolled_upstream_key_is_picked_up_after_the_refetch_interval() {
     )
     .await;
     assert_eq!(status, 400, "the dropped key no longer signs in");
+    latch.server.stop(true).await;
 }
 
 /// OpenID Connect Back-Channel Logout from the IdP with a `sid` and no `sub`: the session that
@@ -335,11 +388,23 @@ async fn sid_only_upstream_logout(backends: Backends, test: &str) {
     )
     .await;
     assert_eq!((status, session), (302, true));
-    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
+    let users = crate::support::api(
+        &crate::support::Remote(&http, &latch.base),
+        "GET",
+        "/api/v2/users?q=alice",
+        None,
+    )
+    .await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
     let sessions = || async {
         let path = format!("/api/v2/users/{user_id}/sessions");
-        let v = crate::support::api(&http, &latch.base, "GET", &path, None).await;
+        let v = crate::support::api(
+            &crate::support::Remote(&http, &latch.base),
+            "GET",
+            &path,
+            None,
+        )
+        .await;
         v["sessions"].as_array().map_or(0, Vec::len)
     };
     assert_eq!(sessions().await, 1);
@@ -413,8 +478,7 @@ async fn upstream_logout_tokens_are_unique_and_fresh(backends: Backends, test: &
     let (http, cid) = app_and_connection(&latch.base, &idp.base).await;
     // Another connection to the same IdP and app registration.
     crate::support::api(
-        &http,
-        &latch.base,
+        &crate::support::Remote(&http, &latch.base),
         "POST",
         "/api/v2/connections",
         Some(
@@ -440,11 +504,23 @@ async fn upstream_logout_tokens_are_unique_and_fresh(backends: Backends, test: &
         assert_eq!((status, session), (302, true));
     };
     sign_in().await;
-    let users = crate::support::api(&http, &latch.base, "GET", "/api/v2/users?q=alice", None).await;
+    let users = crate::support::api(
+        &crate::support::Remote(&http, &latch.base),
+        "GET",
+        "/api/v2/users?q=alice",
+        None,
+    )
+    .await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
     let sessions = || async {
         let path = format!("/api/v2/users/{user_id}/sessions");
-        let v = crate::support::api(&http, &latch.base, "GET", &path, None).await;
+        let v = crate::support::api(
+            &crate::support::Remote(&http, &latch.base),
+            "GET",
+            &path,
+            None,
+        )
+        .await;
         v["sessions"].as_array().map_or(0, Vec::len)
     };
     assert_eq!(sessions().await, 1);
@@ -526,7 +602,7 @@ async fn upstream_logout_tokens_are_unique_and_fresh_on_postgres_and_redis() {
 /// back-channel logout, a missing token and a bad token alike (the spec's 400, `no-store`): the
 /// same status, headers and body, so it does not tell which connections exist.
 async fn backchannel_logout_refusals_look_alike(h: Harness) {
-    let app = actix_web::test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let name = format!("bcl-{}", latch_testkit::env::unique());
     let req = actix_web::test::TestRequest::post()
         .uri("/api/v2/connections")
@@ -598,8 +674,7 @@ async fn app_and_connection(base: &str, idp: &str) -> (reqwest::Client, String) 
         .build()
         .unwrap();
     let c = crate::support::api(
-        &http,
-        base,
+        &crate::support::Remote(&http, base),
         "POST",
         "/api/v2/clients",
         Some(json!({"name": "App", "callbacks": ["http://127.0.0.1:9/cb"]})),
@@ -607,8 +682,7 @@ async fn app_and_connection(base: &str, idp: &str) -> (reqwest::Client, String) 
     .await;
     let cid = c["client_id"].as_str().unwrap().to_owned();
     crate::support::api(
-        &http,
-        base,
+        &crate::support::Remote(&http, base),
         "POST",
         "/api/v2/connections",
         Some(

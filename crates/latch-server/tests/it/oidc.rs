@@ -6,8 +6,8 @@ use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page};
-use crate::on_all_backends;
-use crate::support::{Harness, TOKEN};
+use crate::support::{Harness, api};
+use crate::{app, on_all_backends};
 
 pub const PASSWORD: &str = "Corr3ct-Horse!";
 pub const CB: &str = "http://127.0.0.1:3000/callback";
@@ -23,38 +23,6 @@ pub struct Fixture {
     pub user_id: String,
 }
 
-#[macro_export]
-macro_rules! app {
-    ($h:expr) => {
-        test::init_service(latch_server::app::app($h.state.clone())).await
-    };
-}
-
-pub async fn api<S, B>(app: &S, method: &str, uri: &str, body: Value) -> Value
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody,
-{
-    let req = test::TestRequest::default()
-        .method(method.parse().unwrap())
-        .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .set_json(body)
-        .to_request();
-    let res = test::call_service(app, req).await;
-    assert!(
-        res.status().is_success(),
-        "{method} {uri}: {}",
-        res.status()
-    );
-    let bytes = test::read_body(res).await;
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-}
-
 pub async fn fixture<S, B>(app: &S) -> Fixture
 where
     S: actix_web::dev::Service<
@@ -65,13 +33,13 @@ where
     B: actix_web::body::MessageBody,
 {
     let mk = |name: &str, cb: &str| json!({"name": name, "callbacks": [cb], "allowed_logout_urls": ["http://127.0.0.1:3000/bye"]});
-    let web = api(app, "POST", "/api/v2/clients", mk("Web", CB)).await;
-    let other = api(app, "POST", "/api/v2/clients", mk("Other", CB2)).await;
+    let web = api(app, "POST", "/api/v2/clients", Some(mk("Web", CB))).await;
+    let other = api(app, "POST", "/api/v2/clients", Some(mk("Other", CB2))).await;
     let spa = api(
         app,
         "POST",
         "/api/v2/clients",
-        json!({"name": "SPA", "app_type": "spa", "callbacks": [CB]}),
+        Some(json!({"name": "SPA", "app_type": "spa", "callbacks": [CB]})),
     )
     .await;
     let email = format!("u{}@example.com", latch_testkit::env::unique());
@@ -79,7 +47,9 @@ where
         app,
         "POST",
         "/api/v2/users",
-        json!({"connection": "database", "email": email, "password": PASSWORD, "name": "Ada"}),
+        Some(
+            json!({"connection": "database", "email": email, "password": PASSWORD, "name": "Ada"}),
+        ),
     )
     .await;
     let pair = |v: &Value| {
@@ -728,7 +698,7 @@ async fn rejections(h: Harness) {
         &app,
         "PATCH",
         &format!("/api/v2/users/{}", f.user_id),
-        json!({"blocked": true}),
+        Some(json!({"blocked": true})),
     )
     .await;
     let mut fresh = Browser::new();
@@ -911,7 +881,7 @@ async fn keys_rotate(h: Harness) {
         .json();
     let old = t["id_token"].as_str().unwrap().to_owned();
     let before = b.get(&app, "/.well-known/jwks.json").await.json();
-    let next_rs = api(&app, "GET", "/api/v2/keys/signing", json!(null))
+    let next_rs = api(&app, "GET", "/api/v2/keys/signing", None)
         .await
         .as_array()
         .unwrap()
@@ -927,7 +897,7 @@ async fn keys_rotate(h: Harness) {
             .any(|k| k["kid"] == next_rs),
         "next key published before it signs"
     );
-    api(&app, "POST", "/api/v2/keys/signing/rotate", json!({})).await;
+    api(&app, "POST", "/api/v2/keys/signing/rotate", Some(json!({}))).await;
     let jwks = b.get(&app, "/.well-known/jwks.json").await.json();
     // The old token still verifies; new tokens use the key that was next.
     verify_id_token(&jwks, &old, &f.web.0, h.state.config.issuer_str());
@@ -960,7 +930,7 @@ async fn es256_and_eddsa_clients(h: Harness) {
             &app,
             "PATCH",
             &format!("/api/v2/clients/{}", f.web.0),
-            json!({"jwt_configuration": {"alg": alg}}),
+            Some(json!({"jwt_configuration": {"alg": alg}})),
         )
         .await;
         let done = b.get(&app, &authorize_uri(&f.web.0, CB, "")).await;
@@ -983,7 +953,7 @@ async fn management_api_with_client_credentials(h: Harness) {
         &app,
         "POST",
         "/api/v2/clients",
-        json!({"name": "Automation", "app_type": "non_interactive"}),
+        Some(json!({"name": "Automation", "app_type": "non_interactive"})),
     )
     .await;
     let (id, secret) = (
@@ -1016,7 +986,7 @@ async fn management_api_with_client_credentials(h: Harness) {
         (403, json!("access_denied"))
     );
 
-    let g = api(&app, "POST", "/api/v2/client-grants", json!({"client_id": id, "audience": audience, "scope": ["read:connections", "read:clients"]})).await;
+    let g = api(&app, "POST", "/api/v2/client-grants", Some(json!({"client_id": id, "audience": audience, "scope": ["read:connections", "read:clients"]}))).await;
     assert!(g["id"].as_str().unwrap().starts_with("cgr_"));
     let p = b
         .post_form_with(&app, "/oauth/token", &pairs, Some((&id, &secret)))

@@ -257,7 +257,7 @@ fn gtr_request(path: &str, token: &str) -> actix_http::Request {
 /// part), the call is a 401, and calls in the next 30 s, concurrent or not, do not fetch again.
 async fn a_huge_jwks_is_cut_off_at_the_cap(h: Harness) {
     const TOTAL: usize = 50 * 1024 * 1024;
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let org = Peer::start().await;
     org.issuer(&format!("{}/keys", org.url));
     org.reply("/keys", Reply::Huge(TOTAL));
@@ -283,7 +283,7 @@ on_all_backends!(
 /// A failing JWKS hit by ten unauthenticated GTR calls at once, then ten more, is fetched once;
 /// what it answered appears nowhere.
 async fn a_failing_jwks_is_fetched_once_per_window(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let org = Peer::start().await;
     org.issuer(&format!("{}/keys", org.url));
     let secret = format!("INTERNAL-SECRET-{}", latch_testkit::env::unique());
@@ -324,7 +324,7 @@ on_all_backends!(
 /// A discovery document that names a `jwks_uri` on a refused address: Latch never connects
 /// there, for GTR and for upstream back-channel logout alike.
 async fn jwks_uris_from_discovery_pass_the_policy(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let (port, seen) = counting_listener().await;
     // GTR, for both addresses.
     for (jwks_uri, kind) in [
@@ -402,7 +402,7 @@ on_all_backends!(
 /// URLs that reach internal addresses are refused when an admin saves them: a 400 naming the
 /// field, nothing changed.
 async fn internal_addresses_are_refused_by_the_api(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let before = h.state.store.list_connections().await.unwrap();
     let oidc = |k: &str, v: &str| {
         let mut o =
@@ -611,7 +611,7 @@ async fn the_allow_list_lets_a_named_private_range_through() {
 /// A SAML `metadataUrl` pointing at an internal service, fetched by an anonymous `/authorize`:
 /// the sign-in fails on a page, and neither the page nor the `f` event holds what it answered.
 async fn saml_metadata_answers_stay_out_of_the_log(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let internal = Peer::start().await;
     let secret = format!("INTERNAL-SECRET-{}", latch_testkit::env::unique());
     internal.reply(
@@ -690,6 +690,7 @@ async fn backchannel_deliveries_pass_the_policy(h: Harness) {
     let now = h.state.clock.now();
     let d = Delivery {
         id: DeliveryId::new(format!("dlv_{}", latch_testkit::env::unique())),
+        kind: DeliveryKind::BackchannelLogout,
         client_id: client.client_id.clone(),
         target: url::Url::parse(&format!("http://0.0.0.0:{port}/bc")).unwrap(),
         notice: LogoutNotice {
@@ -729,7 +730,7 @@ on_all_backends!(
 /// failing one is fetched once per window however many anonymous `/authorize` calls ask, and a
 /// `jwks_uri` on a refused address is never fetched.
 async fn oidc_discovery_is_bounded_and_checked(h: Harness) {
-    let app = test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let (s, c) = call(
         &app,
         Method::POST,

@@ -623,7 +623,7 @@ async fn choosing_the_connection() {
         return;
     };
     let idp = start_idp("0oaLATCH", "s3cret-value", "http://127.0.0.1:9/unused").await;
-    let app = actix_web::test::init_service(latch_server::app::app(h.state.clone())).await;
+    let app = crate::app!(h);
     let f = crate::oidc::fixture(&app).await;
     let mk = |name: &str, label: &str, aliases: Value, clients: Value| {
         actix_web::test::TestRequest::post()

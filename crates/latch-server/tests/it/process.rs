@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Backends, TOKEN, env_for};
+use latch_core::model::{Delivery, DeliveryState};
+use latch_core::store::OutboxRepo;
+
+use crate::support::{Backends, Remote, TOKEN, api, call, env_for, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
 
@@ -92,67 +95,35 @@ async fn survives_a_restart(backends: Backends, test: &str) {
     let http = reqwest::Client::new();
     let mut latch = Latch::start(&env, port);
     latch.wait_ready().await;
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Persisted", "callbacks": ["https://p.example.com/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let at = Remote(&http, &latch.base);
+    let c = api(
+        &at,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Persisted", "callbacks": ["https://p.example.com/cb"]})),
+    )
+    .await;
     let client_id = c["client_id"].as_str().unwrap().to_owned();
-    let conn: Value = http
-        .post(format!("{}/api/v2/connections", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "persisted-oidc", "strategy": "oidc",
+    let conn = api(
+        &at,
+        "POST",
+        "/api/v2/connections",
+        Some(json!({"name": "persisted-oidc", "strategy": "oidc",
             "options": {"issuer": "https://idp.example.com", "client_id": "a", "client_secret": "b"},
-            "enabled_clients": [client_id]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            "enabled_clients": [client_id]})),
+    )
+    .await;
     assert!(latch.stop().success(), "graceful stop exits 0");
 
     let mut latch = Latch::start(&env, port);
     latch.wait_ready().await;
-    let got: Value = http
-        .get(format!(
-            "{}/api/v2/connections/{}",
-            latch.base,
-            conn["id"].as_str().unwrap()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(got, conn);
-    let got: Value = http
-        .get(format!("{}/api/v2/clients/{client_id}", latch.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(got["name"], "Persisted");
+    let at = Remote(&http, &latch.base);
+    let path = format!("/api/v2/connections/{}", conn["id"].as_str().unwrap());
+    assert_eq!(api(&at, "GET", &path, None).await, conn);
+    let path = format!("/api/v2/clients/{client_id}");
+    assert_eq!(api(&at, "GET", &path, None).await["name"], "Persisted");
     // Still exactly one built-in database connection after the second start.
-    let list: Value = http
-        .get(format!("{}/api/v2/connections?name=database", latch.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = api(&at, "GET", "/api/v2/connections?name=database", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
 
@@ -287,6 +258,28 @@ async fn sign_in_over_http(
         .into_owned()
 }
 
+/// The outbox of a Latch started on an environment from [`env_for`], read beside it (deliveries
+/// hold nothing encrypted, so any master key reads them).
+struct Outbox(latch_store::SqlStore);
+
+impl Outbox {
+    async fn beside(env: &[(String, String)]) -> Self {
+        let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let url = var("LATCH_DATABASE_URL").unwrap_or_else(|| {
+            let dir = std::path::PathBuf::from(var("LATCH_DATA_DIR").unwrap());
+            dir.join("latch.db").to_string_lossy().into_owned()
+        });
+        let mut opts = latch_store::StoreOptions::new(url);
+        opts.max_connections = 1;
+        let cipher = latch_store::Cipher::new(&[0; 32]).unwrap();
+        Self(latch_store::SqlStore::open(opts, cipher).await.unwrap())
+    }
+
+    async fn deliveries(&self) -> Vec<Delivery> {
+        self.0.list_deliveries(None, 100).await.unwrap()
+    }
+}
+
 async fn logout_survives_sigkill(backends: Backends, test: &str) {
     let Some((env, _dir, _schema)) = env_for(test, backends) else {
         return;
@@ -297,44 +290,42 @@ async fn logout_survives_sigkill(backends: Backends, test: &str) {
     let mut latch = Latch::start(&env, port);
     latch.wait_ready().await;
     let http = reqwest::Client::new();
+    let at = Remote(&http, &latch.base);
     let callback = "http://127.0.0.1:9/cb";
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "App", "callbacks": [callback],
-            "oidc_logout": {"backchannel_logout_urls": [format!("http://127.0.0.1:{app_port}/bc")]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c = api(
+        &at,
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "App", "callbacks": [callback],
+            "oidc_logout": {"backchannel_logout_urls": [format!("http://127.0.0.1:{app_port}/bc")]}})),
+    )
+    .await;
     let client_id = c["client_id"].as_str().unwrap().to_owned();
     let email = format!("k{}@example.com", latch_testkit::env::unique());
-    let u: Value = http
-        .post(format!("{}/api/v2/users", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"connection": "database", "email": email, "password": "Kill-Nine-99"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let u = api(
+        &at,
+        "POST",
+        "/api/v2/users",
+        Some(json!({"connection": "database", "email": email, "password": "Kill-Nine-99"})),
+    )
+    .await;
     sign_in_over_http(&latch.base, &client_id, callback, &email, "Kill-Nine-99").await;
-    let res = http
-        .delete(format!(
-            "{}/api/v2/users/{}/sessions",
-            latch.base,
-            u["user_id"].as_str().unwrap()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    // Let it fail once or twice, then kill it without a chance to clean up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let outbox = Outbox::beside(&env).await;
+    let sessions = format!("/api/v2/users/{}/sessions", u["user_id"].as_str().unwrap());
+    let (status, _) = call(&at, "DELETE", &sessions, None, Some(TOKEN)).await;
+    assert_eq!(status, 204);
+    // Let it fail once (the failure written, the delivery waiting for its retry), then kill it
+    // without a chance to clean up.
+    eventually("a failed attempt recorded", async || {
+        let d = outbox.deliveries().await;
+        d.iter()
+            .any(|d| {
+                d.attempts >= 1 && d.state == DeliveryState::Pending && d.locked_until.is_none()
+            })
+            .then_some(())
+    })
+    .await;
+    drop(outbox);
     latch.child.kill().unwrap();
     let _ = latch.child.wait();
 
@@ -464,12 +455,15 @@ async fn admin_recovery_commands() {
         .unwrap();
     assert_eq!(res.status(), 200, "the new token works");
     // The new password signs `admin` in, through an app the new token registers.
-    let app: serde_json::Value = res_json(
-        http.post(format!("{}/api/v2/clients", latch.base))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"name": "Recovery check", "callbacks": ["http://127.0.0.1:9/cb"]})),
+    let (status, app) = call(
+        &Remote(&http, &latch.base),
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Recovery check", "callbacks": ["http://127.0.0.1:9/cb"]})),
+        Some(&token),
     )
     .await;
+    assert!(status.is_success(), "{status} {app}");
     let code = sign_in_over_http(
         &latch.base,
         app["client_id"].as_str().unwrap(),
@@ -479,12 +473,6 @@ async fn admin_recovery_commands() {
     )
     .await;
     assert!(!code.is_empty(), "the new password signs in");
-}
-
-async fn res_json(r: reqwest::RequestBuilder) -> serde_json::Value {
-    let res = r.send().await.unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
-    res.json().await.unwrap()
 }
 
 /// `LATCH_LOG_FORMAT=json`: stdout holds one JSON object per line and nothing else (the banner

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use latch_core::model::{
-    Delivery, DeliveryState, LogEvent, LogQuery, LogoutInitiator, LogoutNotice,
+    Delivery, DeliveryKind, DeliveryState, LogEvent, LogQuery, LogoutInitiator, LogoutNotice,
 };
 use latch_core::{ClientId, DeliveryId, Jti, LogId, StoreError, UserId};
 use latch_server::retention::{Purged, purge};
@@ -24,6 +24,7 @@ fn delivery(
 ) -> Delivery {
     Delivery {
         id: DeliveryId::new(format!("dlv-{tag}-{n}")),
+        kind: DeliveryKind::BackchannelLogout,
         client_id: ClientId::new(format!("c-{tag}")),
         target: url::Url::parse("http://127.0.0.1:9/bc").unwrap(),
         notice: LogoutNotice {

@@ -571,7 +571,7 @@ async fn saml_universal_logout(backends: Backends, test: &str) {
     let http = reqwest::Client::new();
     let rx = crate::backchannel::Receiver::start().await;
     let app_cb = "http://127.0.0.1:9/cb";
-    let app = crate::support::api(&http, &base, "POST", "/api/v2/clients", Some(json!({"name": "SAML app",
+    let app = crate::support::api(&crate::support::Remote(&http, &base), "POST", "/api/v2/clients", Some(json!({"name": "SAML app",
         "callbacks": [app_cb], "oidc_logout": {"backchannel_logout_urls": [format!("{}/saml-app", rx.url)]}}))).await;
     let (cid, secret) = (
         app["client_id"].as_str().unwrap().to_owned(),
@@ -582,7 +582,7 @@ async fn saml_universal_logout(backends: Backends, test: &str) {
     let org = "https://acme.okta.example";
     let idp = TestIdp::new("http://www.okta.com/exkSAMLAPP");
     let name = "okta-saml";
-    crate::support::api(&http, &base, "POST", "/api/v2/connections", Some(json!({"name": name, "strategy": "samlp",
+    crate::support::api(&crate::support::Remote(&http, &base), "POST", "/api/v2/connections", Some(json!({"name": name, "strategy": "samlp",
         "enabled_clients": [cid], "options": {"signInEndpoint": "https://acme.okta.example/app/sso/saml",
         "signingCert": idp.cert_pem(), "entityId": "urn:latch:test:okta-saml",
         "global_token_revocation_enabled": true, "global_token_revocation_jwt_iss": org,
@@ -649,7 +649,13 @@ async fn saml_universal_logout(backends: Backends, test: &str) {
         .as_str()
         .expect("refresh token")
         .to_owned();
-    let users = crate::support::api(&http, &base, "GET", "/api/v2/users?q=alice", None).await;
+    let users = crate::support::api(
+        &crate::support::Remote(&http, &base),
+        "GET",
+        "/api/v2/users?q=alice",
+        None,
+    )
+    .await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
 
     // Okta calls the revocation endpoint.
@@ -666,8 +672,7 @@ async fn saml_universal_logout(backends: Backends, test: &str) {
         .unwrap();
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
     let sessions = crate::support::api(
-        &http,
-        &base,
+        &crate::support::Remote(&http, &base),
         "GET",
         &format!("/api/v2/users/{user_id}/sessions"),
         None,

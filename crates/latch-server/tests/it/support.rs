@@ -1,5 +1,8 @@
 //! A Latch per test, on the backend pair the test asks for.
 
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
 use latch_server::AppState;
 use latch_server::bootstrap;
 use latch_server::config::Config;
@@ -148,24 +151,117 @@ macro_rules! on_all_backends {
     };
 }
 
-/// A management API call with the admin token; the JSON answer (`Null` when empty). Fails the
-/// test on an error status.
-pub async fn api(
-    http: &reqwest::Client,
-    base: &str,
+/// The app of `$h` (a [`Harness`]) as an in-process actix test service.
+#[macro_export]
+macro_rules! app {
+    ($h:expr) => {
+        actix_web::test::init_service(latch_server::app::app($h.state.clone())).await
+    };
+}
+
+/// Where a test sends its HTTP calls: a Latch served in this process (any actix test service,
+/// as [`app!`] makes) or one listening on a port ([`Remote`]).
+pub trait Target {
+    /// Sends `method path`, with `body` as JSON and `token` as the bearer token when given; the
+    /// status and the JSON answer (`Null` when empty or not JSON).
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> impl Future<Output = (StatusCode, Value)>;
+}
+
+impl<S, B> Target for S
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        use actix_web::test;
+        let mut req = test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(path);
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        if let Some(b) = body {
+            req = req.set_json(b);
+        }
+        let res = test::call_service(self, req.to_request()).await;
+        let status = res.status();
+        let bytes = test::read_body(res).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// A Latch listening at a base URL (`http://127.0.0.1:port`), called with a client of the test.
+pub struct Remote<'a>(pub &'a reqwest::Client, pub &'a str);
+
+impl Target for Remote<'_> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let Self(http, base) = self;
+        let mut r = http.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A call to `target`: the status and the JSON answer (`Null` when empty or not JSON).
+pub async fn call(
+    target: &impl Target,
     method: &str,
     path: &str,
     body: Option<Value>,
-) -> Value {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    target.send(method, path, body, token).await
+}
+
+/// A management API call with the admin token; the JSON answer (`Null` when empty). Fails the
+/// test on an error status.
+pub async fn api(target: &impl Target, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, answer) = target.send(method, path, body, Some(TOKEN)).await;
+    assert!(status.is_success(), "{method} {path}: {status} {answer}");
+    answer
+}
+
+/// Polls `f` until it answers `Some`, for at most 10 s; fails the test naming `what` after that.
+pub async fn eventually<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let res = r.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }

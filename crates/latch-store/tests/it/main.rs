@@ -117,8 +117,8 @@ async fn unreachable_database_is_a_clear_error() {
 }
 
 /// Pooled connections are not pinged before each use, so one the server dropped must be noticed
-/// when a query on it fails, and replaced: the next call works. (PostgreSQL only: SQLite runs in
-/// the process and has no server to drop a connection.)
+/// when a query on it fails, and replaced: the next call works, on a new server backend. (PostgreSQL
+/// only: SQLite runs in the process and has no server to drop a connection.)
 #[tokio::test]
 async fn a_connection_the_server_dropped_is_replaced() {
     use latch_core::store::ClientRepo;
@@ -140,24 +140,178 @@ async fn a_connection_the_server_dropped_is_replaced() {
     store.migrate().await.unwrap();
     let client = latch_testkit::fixtures::client();
     store.insert_client(&client).await.unwrap();
+    let before = backends(&base, &app).await;
+    assert_eq!(before.len(), 1, "the pool holds one connection: {before:?}");
 
-    // The server ends the store's connection.
+    // The server ends the store's connection, and the backend has exited when this returns.
+    let killed = terminate(&base, &app).await;
+    assert_eq!(killed, before, "the store's backend was terminated");
+    assert!(backends(&base, &app).await.is_empty());
+
+    // The call on the dead connection fails; the one after it works, on a new backend.
+    assert!(
+        store.list_clients().await.is_err(),
+        "the dropped connection was used"
+    );
+    let clients = store.list_clients().await.expect("a new connection");
+    assert!(clients.iter().any(|c| c.client_id == client.client_id));
+    let after = backends(&base, &app).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(
+        !killed.contains(&after[0]),
+        "a new backend: {before:?} -> {after:?}"
+    );
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct PgBackend {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ok: bool,
+}
+
+/// Runs `sql` (selecting `pid` and `ok`) on a connection of its own; the pids of the rows whose
+/// `ok` is true, sorted.
+async fn pids(base: &str, sql: String) -> Vec<i32> {
+    let base = base.to_owned();
     tokio::task::spawn_blocking(move || {
         use diesel::{Connection, RunQueryDsl};
         let mut c = diesel::PgConnection::establish(&base).unwrap();
-        diesel::sql_query(format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
-        ))
-        .execute(&mut c)
-        .unwrap();
+        let rows: Vec<PgBackend> = diesel::sql_query(sql).load(&mut c).unwrap();
+        let mut pids: Vec<i32> = rows.into_iter().filter(|r| r.ok).map(|r| r.pid).collect();
+        pids.sort_unstable();
+        pids
     })
     .await
-    .unwrap();
+    .unwrap()
+}
 
-    // The call on the dead connection may fail; the one after it works.
-    let _ = store.list_clients().await;
-    let clients = store.list_clients().await.expect("a new connection");
-    assert!(clients.iter().any(|c| c.client_id == client.client_id));
+/// The server backends serving connections named `app`.
+async fn backends(base: &str, app: &str) -> Vec<i32> {
+    let sql =
+        format!("SELECT pid, true AS ok FROM pg_stat_activity WHERE application_name = '{app}'");
+    pids(base, sql).await
+}
+
+/// Terminates the backends serving connections named `app`, waiting up to five seconds for each
+/// to exit; the ones that did.
+async fn terminate(base: &str, app: &str) -> Vec<i32> {
+    let sql = format!(
+        "SELECT pid, pg_terminate_backend(pid, 5000) AS ok FROM pg_stat_activity \
+         WHERE application_name = '{app}'"
+    );
+    pids(base, sql).await
+}
+
+/// A connection of its own to the store's database, for writing rows as an earlier release (or a
+/// damaged database) left them.
+enum Db {
+    Pg(diesel::PgConnection),
+    Lite(diesel::SqliteConnection),
+}
+
+impl Db {
+    /// Connects on a blocking thread.
+    async fn open(url: &str) -> Self {
+        use diesel::Connection;
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if url.starts_with("postgres") {
+                Self::Pg(diesel::PgConnection::establish(&url).unwrap())
+            } else {
+                Self::Lite(diesel::SqliteConnection::establish(&url).unwrap())
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    fn exec(&mut self, sql: &str) {
+        use diesel::RunQueryDsl;
+        match self {
+            Self::Pg(c) => diesel::sql_query(sql).execute(c).unwrap(),
+            Self::Lite(c) => diesel::sql_query(sql).execute(c).unwrap(),
+        };
+    }
+}
+
+/// Deliveries recorded before the outbox had a `kind` column are back-channel logouts once it
+/// is added; a kind this release does not know is an error, not a panic or a guess.
+mod delivery_kind {
+    use latch_core::model::{DeliveryKind, DeliveryState};
+    use latch_core::store::OutboxRepo;
+    use latch_core::{DeliveryId, StoreError};
+
+    use super::*;
+
+    async fn run(url: String) {
+        let store = open(&url).await;
+        let mut db = Db::open(&url).await;
+        // The outbox as the release before left it, holding a delivery.
+        db.exec("ALTER TABLE outbox DROP COLUMN kind");
+        db.exec("DELETE FROM __diesel_schema_migrations WHERE version = '20261208000001'");
+        db.exec(
+            "INSERT INTO outbox (id, client_id, target, notice, jti, state, attempts, created_at, \
+             next_attempt_at, locked_until, last_error, finished_at) \
+             VALUES ('dlv-old', 'c-old', 'http://127.0.0.1:9/bc', \
+             '{\"sub\":\"auth0|old\",\"sid\":null,\"initiator\":\"rp-logout\"}', 'jti-old', \
+             'pending', 0, 1, 1, NULL, NULL, NULL)",
+        );
+        let applied = store.migrate().await.unwrap();
+        assert_eq!(applied.len(), 1, "{applied:?}");
+
+        let old = DeliveryId::new("dlv-old");
+        let d = store.get_delivery(&old).await.unwrap();
+        assert_eq!(
+            (d.kind, d.state),
+            (DeliveryKind::BackchannelLogout, DeliveryState::Pending)
+        );
+        let now = latch_testkit::fixtures::now();
+        let claimed = store
+            .claim_deliveries(now, now + time::Duration::minutes(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].kind, DeliveryKind::BackchannelLogout);
+
+        // A kind from a later release (or a damaged row): every read of it fails cleanly.
+        db.exec(
+            "UPDATE outbox SET kind = 'carrier_pigeon', locked_until = NULL WHERE id = 'dlv-old'",
+        );
+        assert!(unknown(store.get_delivery(&old).await));
+        assert!(unknown(
+            store
+                .claim_deliveries(now, now + time::Duration::minutes(1), 10)
+                .await
+        ));
+        assert!(unknown(store.list_deliveries(None, 10).await));
+    }
+
+    /// The store's error for the row holding the unknown kind.
+    fn unknown<T>(r: Result<T, StoreError>) -> bool {
+        match r {
+            Err(StoreError::Internal(e)) => e.to_string().contains("carrier_pigeon"),
+            _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = TempDir::new();
+        run(dir.path().join("latch.db").to_string_lossy().into_owned()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(base) = latch_testkit::env::postgres_url("delivery_kind::postgres") else {
+            return;
+        };
+        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+            .await
+            .unwrap();
+        run(schema.url.clone()).await;
+    }
 }
 
 /// Refresh tokens recorded the session's secret as `session_id` before session ids became its
@@ -165,15 +319,10 @@ async fn a_connection_the_server_dropped_is_replaced() {
 /// sessions are gone), except `offline_access` grants, which outlive sessions anyway.
 mod session_digests {
     use diesel::sql_types::{BigInt, Nullable, Text};
-    use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+    use diesel::{QueryableByName, RunQueryDsl};
     use latch_core::store::{ClientRepo, UserRepo};
 
     use super::*;
-
-    enum Db {
-        Pg(PgConnection),
-        Lite(SqliteConnection),
-    }
 
     #[derive(QueryableByName, Debug)]
     struct Binding {
@@ -185,28 +334,13 @@ mod session_digests {
         revoked_at: Option<i64>,
     }
 
-    impl Db {
-        fn open(url: &str) -> Self {
-            if url.starts_with("postgres") {
-                Self::Pg(PgConnection::establish(url).unwrap())
-            } else {
-                Self::Lite(SqliteConnection::establish(url).unwrap())
-            }
-        }
-        fn exec(&mut self, sql: &str) {
-            match self {
-                Self::Pg(c) => diesel::sql_query(sql).execute(c).unwrap(),
-                Self::Lite(c) => diesel::sql_query(sql).execute(c).unwrap(),
-            };
-        }
-        fn bindings(&mut self, user: &str) -> Vec<Binding> {
-            let q = format!(
-                "SELECT id, session_id, revoked_at FROM refresh_tokens WHERE user_id = '{user}' ORDER BY id"
-            );
-            match self {
-                Self::Pg(c) => diesel::sql_query(q).load(c).unwrap(),
-                Self::Lite(c) => diesel::sql_query(q).load(c).unwrap(),
-            }
+    fn bindings(db: &mut Db, user: &str) -> Vec<Binding> {
+        let q = format!(
+            "SELECT id, session_id, revoked_at FROM refresh_tokens WHERE user_id = '{user}' ORDER BY id"
+        );
+        match db {
+            Db::Pg(c) => diesel::sql_query(q).load(c).unwrap(),
+            Db::Lite(c) => diesel::sql_query(q).load(c).unwrap(),
         }
     }
 
@@ -217,12 +351,7 @@ mod session_digests {
         store.insert_user(&user).await.unwrap();
         store.insert_client(&client).await.unwrap();
         let (u, c) = (user.user_id.to_string(), client.client_id.to_string());
-        let mut db = {
-            let url = url.clone();
-            tokio::task::spawn_blocking(move || Db::open(&url))
-                .await
-                .unwrap()
-        };
+        let mut db = Db::open(&url).await;
         // As a release before the migration left them: bound to a session by its secret (a
         // plain grant, an offline one, one already revoked at 5), and one bound to none.
         for (id, session, offline, revoked) in [
@@ -242,7 +371,7 @@ mod session_digests {
         let applied = store.migrate().await.unwrap();
         assert_eq!(applied.len(), 1, "{applied:?}");
 
-        let rows = db.bindings(&u);
+        let rows = bindings(&mut db, &u);
         assert_eq!(rows.len(), 4);
         assert!(
             rows.iter().all(|r| r.session_id.is_none()),

@@ -49,14 +49,15 @@ pub(crate) async fn end_session(
     else {
         return Err(ApiError::not_found("session"));
     };
-    let t = Terminate {
-        target: Target::Session(session.id),
-        tokens: TokenPolicy::SessionBound,
-        initiator: LogoutInitiator::SessionRevoked,
-        reserved_until: deps.notifier.reserve_until(),
-    };
-    let out = terminate(&*deps.store, &*deps.sessions, &*deps.clock, &t).await?;
-    deps.notifier.dispatch(&out.deliveries);
+    let out = deps
+        .logout
+        .end(
+            Target::Session(session.id),
+            TokenPolicy::SessionBound,
+            LogoutInitiator::SessionRevoked,
+            Urgency::Background,
+        )
+        .await?;
     if out.sessions.is_empty() {
         // It ended meanwhile (its own logout, another admin): nothing was done here.
         return Err(ApiError::not_found("session"));

@@ -25,26 +25,27 @@ pub(crate) async fn create(
 pub(crate) async fn create_problems(deps: &Deps, body: &Value) -> Vec<ApiError> {
     let mut out = Vec::new();
     let connection = body["connection"].as_str().unwrap_or_default();
-    let conn = match database_connection(deps, connection).await {
+    let conn = match connection_named(deps, connection).await.and_then(|c| {
+        latch_core::users::database_connection(&c)?;
+        Ok(c)
+    }) {
         Ok(c) => Some(c),
         Err(e) => {
             out.push(e);
             None
         }
     };
-    if let Err(e) = valid_email("email", body["email"].as_str().unwrap_or_default()) {
-        out.push(e);
+    if let Err(e) = latch_core::users::email(body["email"].as_str().unwrap_or_default()) {
+        out.push(e.into());
     }
     if let Some(c) = conn
-        && let Err(e) = latch_core::validate::password_policy(
-            &c.options,
-            body["password"].as_str().unwrap_or_default(),
-        )
+        && let Err(e) =
+            latch_core::users::password(&c, body["password"].as_str().unwrap_or_default())
     {
         out.push(e.into());
     }
-    if let Err(e) = valid_name(body["name"].as_str().map(str::to_owned)) {
-        out.push(e);
+    if let Err(e) = latch_core::users::name(body["name"].as_str().map(str::to_owned)) {
+        out.push(e.into());
     }
     out
 }
