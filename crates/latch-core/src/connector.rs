@@ -109,13 +109,17 @@ pub struct RedirectStart {
 }
 
 /// A connection that signs users in by redirecting to an IdP (strategies `okta`, `oidc`, `samlp`).
+///
+/// `issuer` is Latch's issuer, without a trailing slash: the IdP sends the browser back to
+/// [`crate::paths::callback_url`] of it, and a SAML connection's SP settings ([`SamlSp`]) are
+/// built from it.
 #[async_trait]
 pub trait RedirectConnector: Send + Sync {
     /// The authorization URL; `state` is the login transaction's id.
     async fn start(
         &self,
         connection: &Connection,
-        callback: &str,
+        issuer: &str,
         state: &str,
     ) -> Result<RedirectStart, FederationError>;
 
@@ -123,7 +127,7 @@ pub trait RedirectConnector: Send + Sync {
     async fn finish(
         &self,
         connection: &Connection,
-        callback: &str,
+        issuer: &str,
         params: &std::collections::HashMap<String, String>,
         saved: &serde_json::Value,
     ) -> Result<UpstreamIdentity, FederationError>;

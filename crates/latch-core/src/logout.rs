@@ -5,7 +5,8 @@
 //!
 //! **Invariant:** the outbound notifications are recorded in the durable outbox *before* anything
 //! is deleted, so a crash between the two steps can only cause a logout token for a session that
-//! still exists (harmless and retried), never a session that ended silently.
+//! still exists (harmless and retried), never a session that ended silently. Deliveries of the
+//! sessions that did end are handed over even when a later step fails.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Connection, Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
+    Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
 };
 use crate::session::{Session, SessionStore};
 use crate::store::Store;
@@ -25,7 +26,7 @@ use crate::{
 };
 
 /// Whose sessions end.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// One browser session (logout from an app, SAML SLO, ending one session).
     Session(SessionId),
@@ -38,10 +39,13 @@ pub enum Target {
         connection: ConnectionName,
         upstream_sid: Option<String>,
     },
-    /// Every session that came through a connection (the connection is being deleted). Its
-    /// users are found through their identities in it, so resolve this before the connection's
-    /// rows are gone.
-    Connection(Connection),
+    /// Every session the given users hold through a connection: a deleted connection's users
+    /// (listed with [`crate::store::UserRepo::list_connection_users`] before the deletion took
+    /// their identities with it).
+    UsersAtConnection {
+        users: Vec<UserId>,
+        connection: ConnectionName,
+    },
 }
 
 /// What one [`terminate`] call ends: [`Logout::end`] resolves every [`Target`] into these.
@@ -183,6 +187,7 @@ impl Logout {
         let reserved_until = self.notifier.reserve_until();
         let steps = self.resolve(target).await?;
         let mut ended = Ended::default();
+        let mut failed = None;
         for target in steps {
             let req = Terminate {
                 target,
@@ -191,20 +196,39 @@ impl Logout {
                 reserved_until,
             };
             #[allow(clippy::disallowed_methods)] // the one caller
-            let out = terminate(&*self.store, &*self.sessions, &*self.clock, &req).await?;
-            ended.sessions.extend(out.sessions);
-            ended.revoked_tokens.extend(out.revoked_tokens);
-            ended.deliveries.extend(out.deliveries);
+            match terminate(&*self.store, &*self.sessions, &*self.clock, &req).await {
+                Ok(out) => {
+                    ended.sessions.extend(out.sessions);
+                    ended.revoked_tokens.extend(out.revoked_tokens);
+                    ended.deliveries.extend(out.deliveries);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        ended.front_channel = self.front_channel(&ended.sessions).await?;
-        match urgency {
-            Urgency::BrowserWaiting => {
+        // What the finished steps recorded goes out even when a later step failed: those
+        // sessions are gone, and their deliveries are reserved for this instance.
+        match (urgency, &failed) {
+            (Urgency::BrowserWaiting, None) => {
                 self.notifier
                     .deliver_now(&ended.deliveries, BROWSER_WAIT)
                     .await
             }
-            Urgency::Background => self.notifier.dispatch(&ended.deliveries),
+            _ => self.notifier.dispatch(&ended.deliveries),
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // Only a browser-facing caller renders these; failing to read them ends nothing less.
+        ended.front_channel = match self.front_channel(&ended.sessions).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "front-channel logout targets unavailable");
+                Vec::new()
+            }
+        };
         Ok(ended)
     }
 
@@ -232,15 +256,15 @@ impl Logout {
                 })
                 .map(|s| Step::Session(s.id))
                 .collect(),
-            Target::Connection(c) => {
+            Target::UsersAtConnection { users, connection } => {
                 let mut steps = Vec::new();
-                for user in self.store.list_connection_users(&c.id).await? {
+                for user in users {
                     steps.extend(
                         self.sessions
                             .list_user_sessions(&user, now)
                             .await?
                             .into_iter()
-                            .filter(|s| s.connection == c.name)
+                            .filter(|s| s.connection == connection)
                             .map(|s| Step::Session(s.id)),
                     );
                 }

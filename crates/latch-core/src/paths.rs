@@ -66,7 +66,10 @@ pub fn backchannel_logout_url(issuer: &str, connection: &str) -> String {
 /// `{issuer}/oauth/global-token-revocation/connection/{connection}`: a connection's GTR endpoint,
 /// also the `aud` its request tokens must carry.
 pub fn global_token_revocation_url(issuer: &str, connection: &str) -> String {
-    format!("{issuer}{}", GLOBAL_TOKEN_REVOCATION.replace(NAME, connection))
+    format!(
+        "{issuer}{}",
+        GLOBAL_TOKEN_REVOCATION.replace(NAME, connection)
+    )
 }
 
 #[cfg(test)]
@@ -76,7 +79,10 @@ mod tests {
     #[test]
     fn urls_from_the_issuer() {
         let i = "https://latch.example.com:8443";
-        assert_eq!(callback_url(i), "https://latch.example.com:8443/login/callback");
+        assert_eq!(
+            callback_url(i),
+            "https://latch.example.com:8443/login/callback"
+        );
         assert_eq!(
             acs_url(i, "acme"),
             "https://latch.example.com:8443/login/callback?connection=acme"

@@ -204,36 +204,33 @@ pub async fn create(
 pub struct Blocked {
     /// The user as stored afterwards.
     pub user: User,
-    /// What ended; `None` when the user was blocked already (nothing written, nothing ended).
-    pub ended: Option<Ended>,
+    /// Whether this call blocked the user (`false`: blocked already, nothing written).
+    pub newly: bool,
+    /// What ended (usually nothing when the user was blocked already).
+    pub ended: Ended,
 }
 
-/// Blocks a user: one write sets `blocked` (and `updated_at`) if it was not set; then, only for
-/// a newly blocked user, every session ends and every refresh token is revoked, the apps told
-/// ([`LogoutInitiator::AccountDeactivated`]). Blocking a blocked user is no error and ends
-/// nothing. A missing user is [`StoreError::NotFound`].
+/// Blocks a user: one write sets `blocked` (and `updated_at`) if it was not set; then every
+/// session ends and every refresh token is revoked, the apps told
+/// ([`LogoutInitiator::AccountDeactivated`]). The logout runs for a user blocked already too, so
+/// a retry after a failed logout completes it (a blocked user cannot sign in, so it usually
+/// finds nothing). A missing user is [`StoreError::NotFound`].
 pub async fn block(
     store: &dyn Store,
     clock: &dyn Clock,
     logout: &Logout,
     user: &UserId,
 ) -> Result<Blocked, UserError> {
-    let (user, changed) = store.update_user_blocked(user, true, clock.now()).await?;
-    let ended = if changed {
-        Some(
-            logout
-                .end(
-                    Target::User(user.user_id.clone()),
-                    TokenPolicy::AllOfUser,
-                    LogoutInitiator::AccountDeactivated,
-                    Urgency::Background,
-                )
-                .await?,
+    let (user, newly) = store.update_user_blocked(user, true, clock.now()).await?;
+    let ended = logout
+        .end(
+            Target::User(user.user_id.clone()),
+            TokenPolicy::AllOfUser,
+            LogoutInitiator::AccountDeactivated,
+            Urgency::Background,
         )
-    } else {
-        None
-    };
-    Ok(Blocked { user, ended })
+        .await?;
+    Ok(Blocked { user, newly, ended })
 }
 
 /// Unblocks a user (one write, none if not blocked); the user as stored afterwards. A missing

@@ -202,7 +202,9 @@ pub fn connection_option_problems(
         };
         let why = match o.need {
             Need::Required(why) => why,
-            Need::RequiredWhen { flag, message } if options.get(flag) == Some(&Value::Bool(true)) => {
+            Need::RequiredWhen { flag, message }
+                if options.get(flag) == Some(&Value::Bool(true)) =>
+            {
                 message
             }
             _ => continue,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use jsonwebtoken::{DecodingKey, Header};
+use latch_core::connection_options::OidcOptions;
 use latch_core::logout::{Logout, Target, TokenPolicy, Urgency};
 use latch_core::model::{
     Connection, LOG_REASON_MAX, LogEvent, LogoutInitiator, Strategy, log_text,
@@ -19,9 +20,8 @@ use latch_remote::{Expectations, KeySource, Lifetime, REMOTE_ALGORITHMS, RemoteK
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::oidc::issuer_of;
-
-pub const PATH: &str = "/login/backchannel-logout/{connection_name}";
+/// The path, with `{connection_name}`.
+pub const PATH: &str = latch_core::paths::BACKCHANNEL_LOGOUT;
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const SKEW: i64 = 120;
 /// Oldest accepted `iat`, in seconds before now.
@@ -50,12 +50,21 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
 
 /// The URL an admin gives the IdP for a connection.
 pub fn url_for(issuer: &str, connection: &ConnectionName) -> String {
-    format!("{issuer}/login/backchannel-logout/{connection}")
+    latch_core::paths::backchannel_logout_url(issuer, connection.as_str())
 }
 
 #[derive(Deserialize)]
 pub struct Form {
     logout_token: Option<String>,
+}
+
+/// Latch could not carry out a logout it accepted (or could not check one): a 503, so the IdP
+/// retries, logged once with what failed.
+fn unavailable(conn: &ConnectionName, step: &str, e: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::error!(connection = %conn, step, error = %e, "upstream back-channel logout failed");
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
 }
 
 /// Every refusal, whatever its cause (an unknown connection, one without back-channel logout, a
@@ -100,21 +109,18 @@ fn expectations<'a>(
 }
 
 async fn verify(deps: &Deps, conn: &Connection, token: &str) -> Result<Map<String, Value>, String> {
-    let issuer = issuer_of(conn).map_err(|e| e.to_string())?;
-    let client_id = conn
-        .options
-        .get("client_id")
-        .and_then(Value::as_str)
-        .ok_or("connection has no client_id")?;
-    let discovery = opt_str(conn, "discovery_url")
-        .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
-    let jwks = opt_str(conn, "jwks_uri");
-    let source = match &jwks {
+    let o = OidcOptions::from_connection(conn).map_err(|e| e.to_string())?;
+    let (issuer, client_id) = (o.issuer.as_str(), o.client_id.as_str());
+    // The well-known path is the standard's, the one Latch serves too.
+    let discovery = o
+        .discovery_url
+        .unwrap_or_else(|| format!("{issuer}{}", latch_core::paths::DISCOVERY));
+    let source = match &o.jwks_uri {
         Some(u) => KeySource::Jwks(u),
         None => KeySource::Discovery(&discovery),
     };
     let slash = format!("{issuer}/");
-    let issuers = [issuer.as_str(), slash.as_str()];
+    let issuers = [issuer, slash.as_str()];
     let now = deps.clock.now().unix_timestamp();
     let claims = deps
         .remote
@@ -169,14 +175,6 @@ fn check_logout_claims(c: Map<String, Value>) -> Result<Map<String, Value>, Stri
     Ok(c)
 }
 
-fn opt_str(c: &Connection, k: &str) -> Option<String> {
-    c.options
-        .get(k)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-}
-
 pub async fn post_backchannel_logout(
     deps: web::Data<Deps>,
     name: web::Path<String>,
@@ -187,8 +185,10 @@ pub async fn post_backchannel_logout(
         return refused();
     }
     let name = ConnectionName::new(name.into_inner());
-    let Ok(Some(conn)) = deps.store.find_connection_by_name(&name).await else {
-        return refused();
+    let conn = match deps.store.find_connection_by_name(&name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return refused(),
+        Err(e) => return unavailable(&name, "reading the connection", &e),
     };
     if !matches!(conn.strategy, Strategy::Okta | Strategy::Oidc) {
         return refused();
@@ -235,9 +235,13 @@ pub async fn post_backchannel_logout(
     let replay_scope = format!("upstream-bcl:{}", iss.trim_end_matches('/'));
     // Past this point a 503 is Latch's failure, not the token's: the `jti` is forgotten again so
     // the IdP's retry of the same token is not refused as a replay.
-    let unavailable = || async {
-        let _ = deps.sessions.forget_once(&replay_scope, jti).await;
-        HttpResponse::ServiceUnavailable().finish()
+    let failed = |step: &'static str, e: &dyn std::fmt::Display| {
+        let e = e.to_string();
+        let (deps, scope, name) = (&deps, &replay_scope, &name);
+        async move {
+            let _ = deps.sessions.forget_once(scope, jti).await;
+            unavailable(name, step, &e)
+        }
     };
     match deps
         .sessions
@@ -257,7 +261,7 @@ pub async fn post_backchannel_logout(
             .await;
             return refused();
         }
-        Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+        Err(e) => return unavailable(&name, "remembering the jti", &e),
     }
     let sid = claims.get("sid").and_then(Value::as_str);
     let now = deps.clock.now();
@@ -271,7 +275,7 @@ pub async fn post_backchannel_logout(
                 .to_owned();
             match deps.store.find_identity(&conn.id, &iss, sub).await {
                 Ok(i) => i.map(|i| i.user_id),
-                Err(_) => return unavailable().await,
+                Err(e) => return failed("finding the identity", &e).await,
             }
         }
         // A `sid` alone: the session store's upstream-sid index names the user.
@@ -281,7 +285,7 @@ pub async fn post_backchannel_logout(
             .await
         {
             Ok(u) => u,
-            Err(_) => return unavailable().await,
+            Err(e) => return failed("finding the upstream sid's user", &e).await,
         },
         (None, None) => return refused(),
     };
@@ -308,7 +312,7 @@ pub async fn post_backchannel_logout(
         .await
     {
         Ok(out) => out,
-        Err(_) => return unavailable().await,
+        Err(e) => return failed("ending the sessions", &e).await,
     };
     let (ended, notified) = (out.sessions.len(), out.deliveries.len());
     log(&deps, &name, "slo", "Upstream back-channel logout", Some(&user_id), json!({

@@ -7,7 +7,9 @@ pub mod backchannel_in;
 pub mod database;
 pub mod oidc;
 pub mod saml;
+mod upstream;
 
 pub use database::DatabaseConnector;
 pub use oidc::OidcConnector;
-pub use saml::{SamlConnector, Upstream};
+pub use saml::SamlConnector;
+pub use upstream::Upstream;

@@ -20,11 +20,12 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latch_core::Clock;
+use latch_core::connection_options::OidcOptions;
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
-use latch_core::model::{Connection, Strategy};
+use latch_core::model::Connection;
 use latch_core::net::FetchError;
+use latch_core::paths;
 use latch_core::session::UpstreamSession;
-use latch_core::validate::okta_domain;
 use latch_http::client::{MAX_BODY, Outbound};
 use latch_remote::{Cache, KeySource, RemoteKeys};
 use openidconnect::core::{
@@ -172,11 +173,18 @@ impl OidcConnector {
         }
         // As openidconnect's discovery did: a JWKS that cannot be had fails the sign-in at its
         // start, and the first callback finds the keys cached.
-        self.remote
+        let jwks = self
+            .remote
             .jwks(meta.jwks_uri())
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Provider::new(meta))
+        // openidconnect verifies signed userinfo answers (`application/jwt`) with the keys on
+        // the metadata, which its discovery used to set: set them from the same JWKS.
+        let keys: openidconnect::core::CoreJsonWebKeySet = serde_json::to_value(&*jwks)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or("the JWKS cannot be used")?;
+        Ok(Provider::new(meta.set_jwks(keys)))
     }
 }
 
@@ -210,41 +218,16 @@ impl Provider {
     }
 }
 
-fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
-    c.options
-        .get(k)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
+/// A connection's options, or why it cannot sign anyone in.
+fn options(c: &Connection) -> Result<OidcOptions, FederationError> {
+    OidcOptions::from_connection(c).map_err(|e| FederationError::Misconfigured(e.to_string()))
 }
 
-/// The issuer a connection signs users in through.
-pub fn issuer_of(c: &Connection) -> Result<String, FederationError> {
-    match c.strategy {
-        Strategy::Okta => {
-            let domain = opt(c, "domain")
-                .ok_or_else(|| FederationError::Misconfigured("options.domain".into()))?;
-            let url = okta_domain("options.domain", domain)
-                .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
-            Ok(url.as_str().trim_end_matches('/').to_owned())
-        }
-        Strategy::Oidc => match (opt(c, "issuer"), opt(c, "discovery_url")) {
-            (Some(i), _) => Ok(i.trim_end_matches('/').to_owned()),
-            (None, Some(d)) => Ok(d
-                .trim_end_matches("/.well-known/openid-configuration")
-                .trim_end_matches('/')
-                .to_owned()),
-            (None, None) => Err(FederationError::Misconfigured("options.issuer".into())),
-        },
-        Strategy::Auth0 | Strategy::Samlp => Err(FederationError::Misconfigured(
-            "not an OpenID Connect connection".into(),
-        )),
-    }
-}
-
+/// Latch's client at the IdP, sending the browser back to Latch's callback under `latch`.
 fn client(
-    c: &Connection,
+    o: &OidcOptions,
     m: CoreProviderMetadata,
-    callback: &str,
+    latch: &str,
 ) -> Result<
     openidconnect::core::CoreClient<
         openidconnect::EndpointSet,
@@ -256,16 +239,14 @@ fn client(
     >,
     FederationError,
 > {
-    let id = opt(c, "client_id")
-        .ok_or_else(|| FederationError::Misconfigured("options.client_id".into()))?;
-    let secret = c
-        .secrets
-        .get("client_secret")
+    let secret = o
+        .client_secret
+        .as_ref()
         .map(|s| ClientSecret::new(s.expose().to_owned()));
-    let redirect = RedirectUrl::new(callback.to_owned())
+    let redirect = RedirectUrl::new(paths::callback_url(latch))
         .map_err(|e| FederationError::Misconfigured(format!("callback: {e}")))?;
     Ok(
-        CoreClient::from_provider_metadata(m, ClientId::new(id.to_owned()), secret)
+        CoreClient::from_provider_metadata(m, ClientId::new(o.client_id.clone()), secret)
             .set_redirect_uri(redirect),
     )
 }
@@ -275,12 +256,13 @@ impl RedirectConnector for OidcConnector {
     async fn start(
         &self,
         c: &Connection,
-        callback: &str,
+        latch: &str,
         state: &str,
     ) -> Result<RedirectStart, FederationError> {
-        let issuer = issuer_of(c)?;
+        let o = options(c)?;
+        let issuer = o.issuer.clone();
         let m = self.metadata(&issuer, false).await?;
-        let client = client(c, m.meta, callback)?;
+        let client = client(&o, m.meta, latch)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = state.to_owned();
         let mut req = client.authorize_url(
@@ -288,11 +270,7 @@ impl RedirectConnector for OidcConnector {
             move || CsrfToken::new(state),
             Nonce::new_random,
         );
-        for s in opt(c, "scope")
-            .unwrap_or("openid profile email")
-            .split_whitespace()
-            .filter(|s| *s != "openid")
-        {
+        for s in o.scope.split_whitespace().filter(|s| *s != "openid") {
             req = req.add_scope(Scope::new(s.to_owned()));
         }
         let (url, _, nonce) = req.set_pkce_challenge(challenge).url();
@@ -305,7 +283,7 @@ impl RedirectConnector for OidcConnector {
     async fn finish(
         &self,
         c: &Connection,
-        callback: &str,
+        latch: &str,
         params: &HashMap<String, String>,
         saved: &Value,
     ) -> Result<UpstreamIdentity, FederationError> {
@@ -336,8 +314,9 @@ impl RedirectConnector for OidcConnector {
                 .unwrap_or_default()
                 .to_owned(),
         );
+        let o = options(c)?;
         let m = self.metadata(issuer, false).await?;
-        let cl = client(c, m.meta.clone(), callback)?;
+        let cl = client(&o, m.meta.clone(), latch)?;
         let tokens = cl
             .exchange_code(AuthorizationCode::new(code.clone()))
             .map_err(|e| FederationError::Misconfigured(e.to_string()))?

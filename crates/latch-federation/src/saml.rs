@@ -17,9 +17,11 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
+use latch_core::connection_options::{SamlIdp, SamlOptions};
 use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
 use latch_core::model::{Connection, Strategy};
 use latch_core::net::Fetch;
+use latch_core::paths;
 use latch_core::session::{SessionStore, UpstreamSession};
 use latch_core::{Clock, ConnectionName};
 use latch_http::client::Outbound;
@@ -73,12 +75,9 @@ pub struct SamlConnector {
     metadata: Cache<IdpConfig, String>,
 }
 
-fn opt<'a>(c: &'a Connection, k: &str) -> Option<&'a str> {
-    c.options
-        .get(k)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// A connection's options, or why it cannot sign anyone in.
+fn options(c: &Connection) -> Result<SamlOptions, FederationError> {
+    SamlOptions::from_connection(c).map_err(|e| FederationError::Misconfigured(e.to_string()))
 }
 
 /// Latch's SP settings for a connection, from Latch's issuer (no trailing slash).
@@ -88,11 +87,6 @@ pub fn sp_config(c: &Connection, issuer: &str) -> SpConfig {
         entity_id: sp.entity_id,
         acs_url: sp.acs_url,
     }
-}
-
-/// Latch's issuer from the callback URL the login flow hands to connectors.
-fn issuer_from_callback(callback: &str) -> &str {
-    callback.strip_suffix("/login/callback").unwrap_or(callback)
 }
 
 impl SamlConnector {
@@ -121,35 +115,34 @@ impl SamlConnector {
             .map_err(|_| format!("metadata {url}: not usable SAML IdP metadata"))
     }
 
-    /// The IdP as the connection describes it. `force` refetches `metadataUrl` unless it was
-    /// fetched in the last [`REFETCH_EVERY`].
-    async fn idp(&self, c: &Connection, force: bool) -> Result<IdpConfig, FederationError> {
+    /// The IdP as the connection's options describe it. `force` refetches `metadataUrl` unless
+    /// it was fetched in the last [`REFETCH_EVERY`].
+    async fn idp(&self, o: &SamlOptions, force: bool) -> Result<IdpConfig, FederationError> {
         let cfg = |e: SamlError| FederationError::Misconfigured(e.to_string());
-        if let Some(xml) = opt(c, "metadataXml") {
-            return latch_saml::parse_idp_metadata(xml).map_err(cfg);
-        }
-        if let Some(url) = opt(c, "metadataUrl") {
-            return self
+        match &o.idp {
+            SamlIdp::MetadataXml(xml) => latch_saml::parse_idp_metadata(xml).map_err(cfg),
+            SamlIdp::MetadataUrl(url) => self
                 .metadata
                 .get(url, |_| !force, || self.fetch_metadata(url))
                 .await
-                .map_err(FederationError::Unavailable);
-        }
-        match (opt(c, "signInEndpoint"), opt(c, "signingCert")) {
-            (Some(sso), Some(cert)) => Ok(IdpConfig {
+                .map_err(FederationError::Unavailable),
+            SamlIdp::Direct {
+                sign_in,
+                signing_cert,
+                sign_out,
+            } => Ok(IdpConfig {
                 entity_id: None,
-                sso_url: sso.to_owned(),
-                slo_url: opt(c, "signOutEndpoint").map(str::to_owned),
-                certs: vec![latch_saml::parse_certificate(cert).map_err(cfg)?],
+                sso_url: sign_in.clone(),
+                slo_url: sign_out.clone(),
+                certs: vec![latch_saml::parse_certificate(signing_cert).map_err(cfg)?],
             }),
-            _ => Err(FederationError::Misconfigured(
-                "options.metadataUrl, metadataXml, or signInEndpoint with signingCert".into(),
-            )),
         }
     }
 
-    fn identity(&self, c: &Connection, a: VerifiedAssertion) -> UpstreamIdentity {
-        let subject = opt(c, "user_id_attribute")
+    fn identity(&self, o: &SamlOptions, a: VerifiedAssertion) -> UpstreamIdentity {
+        let subject = o
+            .user_id_attribute
+            .as_deref()
             .and_then(|n| a.attribute(&[n]))
             .map(str::to_owned)
             .unwrap_or_else(|| a.name_id.clone());
@@ -204,11 +197,11 @@ impl RedirectConnector for SamlConnector {
     async fn start(
         &self,
         connection: &Connection,
-        callback: &str,
+        latch: &str,
         state: &str,
     ) -> Result<RedirectStart, FederationError> {
-        let sp = sp_config(connection, issuer_from_callback(callback));
-        let idp = self.idp(connection, false).await?;
+        let sp = sp_config(connection, latch);
+        let idp = self.idp(&options(connection)?, false).await?;
         let id = format!("_{}", latch_jose::random_token(24));
         let r = latch_saml::authn_request(&sp, &idp, &id, state, false)
             .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
@@ -221,23 +214,24 @@ impl RedirectConnector for SamlConnector {
     async fn finish(
         &self,
         connection: &Connection,
-        callback: &str,
+        latch: &str,
         params: &HashMap<String, String>,
         saved: &Value,
     ) -> Result<UpstreamIdentity, FederationError> {
-        let sp = sp_config(connection, issuer_from_callback(callback));
+        let sp = sp_config(connection, latch);
         let response = params
             .get("SAMLResponse")
             .ok_or_else(|| FederationError::Rejected("no SAMLResponse".into()))?;
         let request_id = saved["request_id"]
             .as_str()
             .ok_or_else(|| FederationError::Rejected("no AuthnRequest on record".into()))?;
-        let idp = self.idp(connection, false).await?;
+        let o = options(connection)?;
+        let idp = self.idp(&o, false).await?;
         let verified = match latch_saml::verify_response(&sp, &idp, response, request_id) {
             Ok(v) => v,
             // The IdP may have rolled its certificate: refetch its metadata once and retry.
-            Err(SamlError::Signature(_)) if opt(connection, "metadataUrl").is_some() => {
-                let fresh = self.idp(connection, true).await?;
+            Err(SamlError::Signature(_)) if matches!(o.idp, SamlIdp::MetadataUrl(_)) => {
+                let fresh = self.idp(&o, true).await?;
                 latch_saml::verify_response(&sp, &fresh, response, request_id)
                     .map_err(|e| FederationError::Rejected(e.to_string()))?
             }
@@ -259,51 +253,7 @@ impl RedirectConnector for SamlConnector {
                 verified.assertion_id
             )));
         }
-        Ok(self.identity(connection, verified))
-    }
-}
-
-/// Sends each connection to the connector of its strategy.
-pub struct Upstream {
-    pub oidc: crate::OidcConnector,
-    pub saml: SamlConnector,
-}
-
-impl Upstream {
-    fn pick(&self, c: &Connection) -> Result<&dyn RedirectConnector, FederationError> {
-        match c.strategy {
-            Strategy::Okta | Strategy::Oidc => Ok(&self.oidc),
-            Strategy::Samlp => Ok(&self.saml),
-            Strategy::Auth0 => Err(FederationError::Misconfigured(
-                "the database connection does not redirect".into(),
-            )),
-        }
-    }
-}
-
-#[async_trait]
-impl RedirectConnector for Upstream {
-    async fn start(
-        &self,
-        connection: &Connection,
-        callback: &str,
-        state: &str,
-    ) -> Result<RedirectStart, FederationError> {
-        self.pick(connection)?
-            .start(connection, callback, state)
-            .await
-    }
-
-    async fn finish(
-        &self,
-        connection: &Connection,
-        callback: &str,
-        params: &HashMap<String, String>,
-        saved: &Value,
-    ) -> Result<UpstreamIdentity, FederationError> {
-        self.pick(connection)?
-            .finish(connection, callback, params, saved)
-            .await
+        Ok(self.identity(&o, verified))
     }
 }
 
@@ -361,6 +311,6 @@ pub async fn get_sp_metadata(
 pub fn configure(deps: MetadataDeps) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(deps))
-            .route("/samlp/metadata", web::get().to(get_sp_metadata));
+            .route(paths::SP_METADATA, web::get().to(get_sp_metadata));
     }
 }

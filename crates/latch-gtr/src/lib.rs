@@ -26,7 +26,7 @@ use latch_remote::{
 use serde_json::{Map, Value, json};
 
 /// The path, with `{connection_name}`.
-pub const PATH: &str = "/oauth/global-token-revocation/connection/{connection_name}";
+pub const PATH: &str = latch_core::paths::GLOBAL_TOKEN_REVOCATION;
 /// The JOSE `typ` of Okta's request tokens.
 pub const TYP: &str = "global-token-revocation+jwt";
 /// Largest accepted body.
@@ -62,7 +62,7 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
 
 /// The endpoint URL for a connection: the `aud` its tokens must carry.
 pub fn endpoint_url(issuer: &str, connection: &ConnectionName) -> String {
-    format!("{issuer}/oauth/global-token-revocation/connection/{connection}")
+    latch_core::paths::global_token_revocation_url(issuer, connection.as_str())
 }
 
 /// Why a request was refused: the status, and a reason for the log only.

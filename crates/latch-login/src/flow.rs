@@ -51,9 +51,8 @@ pub(crate) async fn begin(
     let connection = deps.store.find_connection_by_name(&name).await?;
     let Some(connection) = connection.filter(|c| c.enabled_clients.contains(&client.client_id))
     else {
-        let why = Refusal::InvalidRequest(
-            "The connection is not enabled for this application.".into(),
-        );
+        let why =
+            Refusal::InvalidRequest("The connection is not enabled for this application.".into());
         return Ok(completion.refuse(&r, why));
     };
     r.connection = connection.name.clone();
@@ -92,7 +91,7 @@ pub(crate) async fn begin(
         let others = alternatives(deps, req, &r).await?;
         if r.chosen && !hinted && !others.is_empty() {
             let mut all = others;
-            all.insert(0, choice(req, &connection));
+            all.insert(0, choice(completion.as_ref(), req, &r, &connection));
             let page = LoginPage {
                 app_name: &client.name,
                 action: paths::LOGIN,
@@ -108,17 +107,7 @@ pub(crate) async fn begin(
     }
     let hint = r.login_hint.clone().unwrap_or_default();
     let others = alternatives(deps, req, &r).await?;
-    login_form(
-        deps,
-        req,
-        &r,
-        &client,
-        &hint,
-        None,
-        StatusCode::OK,
-        &others,
-    )
-    .await
+    login_form(deps, req, &r, &client, &hint, None, StatusCode::OK, &others).await
 }
 
 /// A live session serves the request: the app joins it and gets its answer.
@@ -140,7 +129,10 @@ async fn single_sign_on(
             .add_session_client(&session.id, &joined, now)
             .await?;
     }
-    let issued = deps.completion(r)?.issue(r, session, now);
+    let issued = match deps.completion(r)?.issue(r, session, now) {
+        Ok(i) => i,
+        Err(page) => return Ok(*page),
+    };
     if let Some(code) = &issued.code {
         deps.sessions.insert_code(code).await?;
     }
@@ -218,26 +210,25 @@ async fn alternatives(
     if !r.chosen {
         return Ok(vec![]);
     }
+    let completion = deps.completion(r)?;
     Ok(sign_in_connections(deps, &r.client_id)
         .await?
         .iter()
         .filter(|c| c.strategy.is_enterprise() && c.name != r.connection)
-        .map(|c| choice(req, c))
+        .map(|c| choice(completion.as_ref(), req, r, c))
         .collect())
 }
 
-/// A "Continue with …" entry: the connection's label, and the app's request (the protocol's
-/// front door with the query it was called with) again with `connection` set to it.
-fn choice(req: &HttpRequest, c: &Connection) -> (String, String) {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k != "connection")
-    {
-        query.append_pair(&k, &v);
-    }
-    query.append_pair("connection", c.name.as_str());
+/// A "Continue with …" entry: the connection's label, and the app's request started again
+/// through it (the protocol knows how).
+fn choice(
+    completion: &dyn crate::Completion,
+    req: &HttpRequest,
+    r: &LoginRequest,
+    c: &Connection,
+) -> (String, String) {
     let label = c.display_name.clone().unwrap_or_else(|| c.name.to_string());
-    (label, format!("{}?{}", req.path(), query.finish()))
+    (label, completion.restart_with(req, r, &c.name))
 }
 
 /// The live session of this browser, if any; using it moves its idle expiry.
@@ -308,7 +299,7 @@ pub(crate) async fn upstream_redirect(
     let tx_id = LoginTxId::new(latch_jose::random_token(24));
     let start = match deps
         .upstream
-        .start(connection, &deps.url(paths::CALLBACK), tx_id.as_str())
+        .start(connection, &deps.issuer, tx_id.as_str())
         .await
     {
         Ok(s) => s,
@@ -395,7 +386,10 @@ pub(crate) async fn complete_sign_in(
             joined_at: now,
         }],
     };
-    let issued = completion.issue(r, &session, now);
+    let issued = match completion.issue(r, &session, now) {
+        Ok(i) => i,
+        Err(page) => return Ok(*page),
+    };
     // The session and the app's code in one write.
     match &issued.code {
         Some(code) => {

@@ -36,12 +36,11 @@ use time::Duration;
 
 pub use request::{Completion, Issued, LoginRequest, Prompt, Protocol, Refusal};
 
-/// Paths this crate serves (Auth0's).
+/// Paths this crate serves (Auth0's), from [`latch_core::paths`]: the password form posts to
+/// `LOGIN`; upstream IdPs send the browser back to `CALLBACK`, whose `POST` is the SAML
+/// AssertionConsumerService.
 pub mod paths {
-    /// The password form posts here.
-    pub const LOGIN: &str = "/login";
-    /// Where upstream IdPs send the browser back; `POST` is the SAML AssertionConsumerService.
-    pub const CALLBACK: &str = "/login/callback";
+    pub use latch_core::paths::{CALLBACK, LOGIN};
 }
 
 /// Lifetimes and cookie settings.
@@ -134,7 +133,9 @@ impl Login {
         let deps = web::Data::from(self.0.clone());
         move |cfg| {
             cfg.service(
+                // POST only: another method finds no route (404), as every sign-in path.
                 web::resource(paths::LOGIN)
+                    .guard(actix_web::guard::Post())
                     .app_data(deps.clone())
                     .app_data(web::FormConfig::default().limit(16 * 1024))
                     .route(web::post().to(password::post_login)),

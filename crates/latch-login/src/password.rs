@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::events::log;
-use crate::flow::{by_email_domain, complete_sign_in, login_form, sign_in_connections, upstream_redirect};
+use crate::flow::{
+    by_email_domain, complete_sign_in, login_form, sign_in_connections, upstream_redirect,
+};
 use crate::pages;
 use crate::request::LoginRequest;
 use crate::{Deps, cookies};
@@ -247,4 +249,3 @@ async fn throttled(
     )
     .await;
 }
-

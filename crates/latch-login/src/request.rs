@@ -1,6 +1,6 @@
 //! The protocol-neutral sign-in request, and the port through which a protocol answers its app.
 
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use latch_core::model::Client;
 use latch_core::session::{AuthCode, Session};
 use latch_core::{ClientId, ConnectionName};
@@ -85,8 +85,14 @@ pub struct Issued {
 /// flow stores it.
 pub trait Completion: Send + Sync {
     /// The answer to `r` for `session`, which already lists the app among those it signed in
-    /// (the app's `sid` is `session.sid`).
-    fn issue(&self, r: &LoginRequest, session: &Session, now: OffsetDateTime) -> Issued;
+    /// (the app's `sid` is `session.sid`). An `Err` is the page the browser gets instead; the
+    /// sign-in then stops before anything is stored.
+    fn issue(
+        &self,
+        r: &LoginRequest,
+        session: &Session,
+        now: OffsetDateTime,
+    ) -> Result<Issued, Box<HttpResponse>>;
 
     /// The answer to `r` when no user is signed in ([`Refusal`]).
     fn refuse(&self, r: &LoginRequest, why: Refusal) -> HttpResponse;
@@ -96,4 +102,13 @@ pub trait Completion: Send + Sync {
     fn form_target<'a>(&self, r: &'a LoginRequest) -> &'a str {
         &r.return_to
     }
+
+    /// A link that starts the app's request again through `connection` (the sign-in page's
+    /// "Continue with …"); `req` is the request that began the sign-in.
+    fn restart_with(
+        &self,
+        req: &HttpRequest,
+        r: &LoginRequest,
+        connection: &ConnectionName,
+    ) -> String;
 }

@@ -56,12 +56,7 @@ pub(crate) async fn get_callback(
         Some(Err(_)) => return Ok(callback_expired()),
         None => match deps
             .upstream
-            .finish(
-                &connection,
-                &deps.url(paths::CALLBACK),
-                &params,
-                &tx.payload["upstream"],
-            )
+            .finish(&connection, &deps.issuer, &params, &tx.payload["upstream"])
             .await
         {
             Ok(i) => i,
@@ -163,12 +158,7 @@ pub(crate) async fn post_callback(
     let params = std::collections::HashMap::from([("SAMLResponse".to_owned(), form.saml_response)]);
     let identity = match deps
         .upstream
-        .finish(
-            &connection,
-            &deps.url(paths::CALLBACK),
-            &params,
-            &tx.payload["upstream"],
-        )
+        .finish(&connection, &deps.issuer, &params, &tx.payload["upstream"])
         .await
     {
         Ok(i) => i,
@@ -227,4 +217,3 @@ async fn upstream_failed(
         "The identity provider's answer could not be accepted. Go back to the application and try again.",
     )
 }
-

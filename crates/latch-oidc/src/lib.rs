@@ -18,16 +18,10 @@ use latch_core::store::Store;
 use latch_jose::KeyRing;
 use time::Duration;
 
-/// Paths Latch serves (Auth0's where Auth0 has one).
+/// Paths the provider serves (Auth0's where Auth0 has one), from [`latch_core::paths`].
 pub mod paths {
-    pub const DISCOVERY: &str = "/.well-known/openid-configuration";
-    pub const JWKS: &str = "/.well-known/jwks.json";
-    pub const AUTHORIZE: &str = "/authorize";
-    pub const TOKEN: &str = "/oauth/token";
-    pub const USERINFO: &str = "/userinfo";
-    pub const REVOKE: &str = "/oauth/revoke";
-    pub const INTROSPECT: &str = "/oauth/introspect";
-    pub const LOGOUT: &str = "/oidc/logout";
+    pub use latch_core::paths::OIDC_LOGOUT as LOGOUT;
+    pub use latch_core::paths::{AUTHORIZE, DISCOVERY, INTROSPECT, JWKS, REVOKE, TOKEN, USERINFO};
 }
 
 /// Lifetimes and cookie settings.

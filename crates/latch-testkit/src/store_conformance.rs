@@ -1353,7 +1353,13 @@ pub async fn logout_records_before_deleting(s: std::sync::Arc<dyn Store>) {
     assert_eq!(recorded.len(), 1, "recorded before the deletion was tried");
     assert_eq!(recorded[0].client_id, app.client_id);
     assert_eq!(recorded[0].locked_until, Some(notifier.reservation));
-    assert!(sessions.find_session(&one.id, now()).await.unwrap().is_some());
+    assert!(
+        sessions
+            .find_session(&one.id, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(notifier.delivered_now.lock().unwrap().is_empty());
     sessions.fail_ends(false);
 
@@ -1387,8 +1393,20 @@ pub async fn logout_records_before_deleting(s: std::sync::Arc<dyn Store>) {
         out.revoked_tokens.iter().map(|t| &t.id).collect::<Vec<_>>(),
         vec![&bound.id]
     );
-    assert!(sessions.find_session(&one.id, now()).await.unwrap().is_none());
-    assert!(sessions.find_session(&two.id, now()).await.unwrap().is_some());
+    assert!(
+        sessions
+            .find_session(&one.id, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        sessions
+            .find_session(&two.id, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Everything of the user, in the background: the other session ends, every token dies, the
     // token holders are told.
@@ -1425,7 +1443,10 @@ pub async fn logout_records_before_deleting(s: std::sync::Arc<dyn Store>) {
     assert_eq!(told, expect);
     assert_eq!(
         *notifier.dispatched.lock().unwrap(),
-        out.deliveries.iter().map(|d| d.id.clone()).collect::<Vec<_>>()
+        out.deliveries
+            .iter()
+            .map(|d| d.id.clone())
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         notifier.reserved.load(std::sync::atomic::Ordering::SeqCst),
@@ -1458,7 +1479,9 @@ pub async fn logout_targets_end_what_they_name(s: std::sync::Arc<dyn Store>) {
     }
     // Ann and Bob came through the connection; Carl did not.
     for u in [&ann, &bob] {
-        s.insert_identity(&fixtures::identity(u, &conn)).await.unwrap();
+        s.insert_identity(&fixtures::identity(u, &conn))
+            .await
+            .unwrap();
     }
     let mut users = s.list_connection_users(&conn.id).await.unwrap();
     users.sort();
@@ -1522,7 +1545,11 @@ pub async fn logout_targets_end_what_they_name(s: std::sync::Arc<dyn Store>) {
             },
             FrontChannelTarget {
                 client_id: front_no_sid.client_id.clone(),
-                url: front_no_sid.oidc_logout.frontchannel_logout_url.clone().unwrap(),
+                url: front_no_sid
+                    .oidc_logout
+                    .frontchannel_logout_url
+                    .clone()
+                    .unwrap(),
                 sid: None,
             },
         ]
@@ -1530,9 +1557,14 @@ pub async fn logout_targets_end_what_they_name(s: std::sync::Arc<dyn Store>) {
     assert!(live(&ann_b).await && live(&ann_db).await);
 
     // The connection goes: every session that came through it ends, no other.
+    let listed = s.list_connection_users(&conn.id).await.unwrap();
+    s.delete_connection(&conn.id).await.unwrap();
     let out = logout
         .end(
-            Target::Connection(conn.clone()),
+            Target::UsersAtConnection {
+                users: listed,
+                connection: conn.name.clone(),
+            },
             TokenPolicy::SessionBound,
             LogoutInitiator::SessionRevoked,
             Urgency::Background,
@@ -1857,7 +1889,8 @@ pub async fn user_use_cases(s: std::sync::Arc<dyn Store>) {
         .is_some()
     );
 
-    // Block: a newly blocked user's sessions end; blocking again ends nothing.
+    // Block: a newly blocked user's sessions end; blocking again writes nothing, and ends what
+    // a failed first logout may have left (here: a session that appeared meanwhile).
     let (logout, sessions, _) = logout_service(s.clone());
     let session = fixtures::session(&u.user_id);
     sessions.insert_session(&session).await.unwrap();
@@ -1865,8 +1898,8 @@ pub async fn user_use_cases(s: std::sync::Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(b.user.blocked);
-    let ended = b.ended.expect("newly blocked");
-    assert_eq!(ended.sessions.len(), 1);
+    assert!(b.newly);
+    assert_eq!(b.ended.sessions.len(), 1);
     assert!(
         sessions
             .list_user_sessions(&u.user_id, now())
@@ -1874,10 +1907,21 @@ pub async fn user_use_cases(s: std::sync::Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+    let left = fixtures::session(&u.user_id);
+    sessions.insert_session(&left).await.unwrap();
     let again = users::block(&*s, &clock, &logout, &u.user_id)
         .await
         .unwrap();
-    assert!(again.user.blocked && again.ended.is_none());
+    assert!(again.user.blocked && !again.newly);
+    assert_eq!(
+        again
+            .ended
+            .sessions
+            .iter()
+            .map(|x| &x.id)
+            .collect::<Vec<_>>(),
+        vec![&left.id]
+    );
     assert!(
         !users::unblock(&*s, &clock, &u.user_id)
             .await

@@ -147,13 +147,11 @@ fn connection_view(c: &Connection, issuer: &str) -> ConnectionView {
         is_domain_connection: false,
         // Read-only URLs an admin gives the IdP.
         backchannel_logout_url: matches!(c.strategy, Strategy::Okta | Strategy::Oidc)
-            .then(|| format!("{issuer}/login/backchannel-logout/{}", c.name)),
-        global_token_revocation_endpoint: c.strategy.is_enterprise().then(|| {
-            format!(
-                "{issuer}/oauth/global-token-revocation/connection/{}",
-                c.name
-            )
-        }),
+            .then(|| latch_core::paths::backchannel_logout_url(issuer, c.name.as_str())),
+        global_token_revocation_endpoint: c
+            .strategy
+            .is_enterprise()
+            .then(|| latch_core::paths::global_token_revocation_url(issuer, c.name.as_str())),
     }
 }
 
@@ -370,18 +368,24 @@ async fn delete_connection(
             "The built-in database connection cannot be deleted; disable it for clients instead.",
         ));
     }
-    // The sessions that came through it end first (their users are found through the
-    // identities the deletion removes); their apps are told.
+    // The sessions that came through it end, their apps told. Its users are listed first (the
+    // deletion takes their identities with it) and the sessions ended after it, so a sign-in
+    // through it on this instance cannot slip in between.
+    let users = deps.store.list_connection_users(&c.id).await?;
+    deps.store.delete_connection(&c.id).await?;
+    let target = latch_core::logout::Target::UsersAtConnection {
+        users,
+        connection: c.name.clone(),
+    };
     let out = deps
         .logout
         .end(
-            latch_core::logout::Target::Connection(c.clone()),
+            target,
             latch_core::logout::TokenPolicy::SessionBound,
             latch_core::model::LogoutInitiator::SessionRevoked,
             latch_core::logout::Urgency::Background,
         )
         .await?;
-    deps.store.delete_connection(&c.id).await?;
     if !out.sessions.is_empty() {
         let event = latch_core::model::LogEvent {
             connection: Some(c.name.clone()),

@@ -391,7 +391,7 @@ async fn patch_user(
         Some(true) => {
             let b = latch_core::users::block(&*deps.store, &*deps.clock, &deps.logout, &u.user_id)
                 .await?;
-            newly_blocked = b.ended.is_some();
+            newly_blocked = b.newly;
             u = b.user;
         }
         Some(false) => {

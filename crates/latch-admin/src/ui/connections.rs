@@ -364,8 +364,9 @@ fn for_your_idp(
     }
 }
 
-/// The API body a form stands for. Empty fields are left out; an empty secret keeps the stored
-/// one (PATCH replaces `options` whole but keeps secrets left out).
+/// The API body a form stands for: the options the strategy's table puts on the form. Empty
+/// fields are left out; an empty secret keeps the stored one (PATCH replaces `options` whole but
+/// keeps secrets left out).
 fn body(strategy: Strategy, f: &Form, creating: bool) -> Value {
     let mut options = Map::new();
     for o in connection_options::spec(strategy).options {
@@ -549,7 +550,17 @@ async fn update(
             .get_connection(&latch_core::ConnectionId::new(id.as_str()))
             .await
     );
-    let b = body(c.strategy, &form, false);
+    let mut b = body(c.strategy, &form, false);
+    // Options the form does not show (set through the API: `discovery_url`, `jwks_uri`,
+    // `signOutEndpoint`, …) are kept: PATCH replaces `options` whole.
+    for o in connection_options::spec(c.strategy).options {
+        if o.form.is_none()
+            && let Some(v) = c.options.get(o.key)
+            && let Some(opts) = b["options"].as_object_mut()
+        {
+            opts.entry(o.key).or_insert_with(|| v.clone());
+        }
+    }
     match ops::update(&deps, a.auth(), &req, c.id.as_str(), b.clone()).await {
         Ok(_) => redirect(&format!("/admin/connections/{}?saved=1", c.id)),
         Err(e) => {
@@ -590,155 +601,5 @@ async fn delete(
     match ops::delete(&deps, a.auth(), &req, &id).await {
         Ok(()) => redirect("/admin/connections"),
         Err(e) => error_page(e),
-    }
-}
-#[cfg(test)]
-mod optsnap {
-    use super::*;
-
-    fn dump(out: &mut String, secs: &[Section]) {
-        use std::fmt::Write;
-        for s in secs {
-            let _ = writeln!(out, "## {} | {} | {}", s.id, s.title, s.description);
-            for f in &s.fields {
-                let ch: Vec<String> = f
-                    .choices
-                    .iter()
-                    .map(|c| format!("{}={}:{}", c.value, c.label, c.selected))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  {} [{}] label={:?} value={:?} checked={} help={:?} err={:?} choices={:?} template={:?} prefer={:?}",
-                    f.name,
-                    f.kind,
-                    f.label,
-                    f.value,
-                    f.checked,
-                    f.help,
-                    f.error,
-                    ch,
-                    f.template,
-                    f.prefer
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn snapshot() {
-        let issuer = "https://latch.example.com:8443";
-        let clients: Vec<Client> = vec![];
-        let mut out = String::new();
-        let full = |strategy: Strategy| -> Value {
-            let mut o = serde_json::json!({
-                "passwordPolicy": "fair", "brute_force_protection": false, "disable_signup": true,
-                "password_complexity_options": {"min_length": 12},
-                "domain": "acme.okta.com", "client_id": "cid", "scope": "openid email",
-                "issuer": "https://idp.example.com", "discovery_url": "https://idp.example.com/.well-known/openid-configuration",
-                "type": "back_channel",
-                "metadataUrl": "https://idp.example.com/md", "metadataXml": "<xml/>", "signInEndpoint": "https://idp.example.com/sso",
-                "signingCert": "PEM", "entityId": "urn:x", "signOutEndpoint": "https://idp.example.com/slo", "disableSignout": true,
-                "user_id_attribute": "uid",
-                "global_token_revocation_enabled": true, "global_token_revocation_jwt_iss": "https://acme.okta.com",
-                "global_token_revocation_jwt_sub": "0oa", "domain_aliases": ["acme.com", "acme.io"], "jwks_uri": "https://idp.example.com/keys",
-            });
-            let c = latch_core::model::Connection {
-                id: latch_core::ConnectionId::new("con_1"),
-                name: latch_core::ConnectionName::new("acme-x"),
-                display_name: Some("Acme".into()),
-                strategy,
-                options: o.as_object_mut().unwrap().clone(),
-                secrets: Default::default(),
-                enabled_clients: vec![],
-                created_at: time::OffsetDateTime::UNIX_EPOCH,
-                updated_at: time::OffsetDateTime::UNIX_EPOCH,
-            };
-            view(&c, issuer)
-        };
-        let empty_shown = |strategy: Strategy| -> Value {
-            let c = latch_core::model::Connection {
-                id: latch_core::ConnectionId::new("con_2"),
-                name: latch_core::ConnectionName::new("bare"),
-                display_name: None,
-                strategy,
-                options: Map::new(),
-                secrets: Default::default(),
-                enabled_clients: vec![],
-                created_at: time::OffsetDateTime::UNIX_EPOCH,
-                updated_at: time::OffsetDateTime::UNIX_EPOCH,
-            };
-            view(&c, issuer)
-        };
-        let posted = Form(vec![
-            ("name".into(), "typed name".into()),
-            ("display_name".into(), " D ".into()),
-            ("passwordPolicy".into(), "excellent".into()),
-            ("disable_signup".into(), "on".into()),
-            ("domain".into(), " acme.okta.com ".into()),
-            ("client_id".into(), "c".into()),
-            ("client_secret".into(), "s".into()),
-            ("scope".into(), "".into()),
-            ("issuer".into(), "https://i".into()),
-            ("metadataUrl".into(), "https://m".into()),
-            ("metadataXml".into(), "<x/>".into()),
-            ("signInEndpoint".into(), "https://s".into()),
-            ("signingCert".into(), "P".into()),
-            ("entityId".into(), "e".into()),
-            ("user_id_attribute".into(), "u".into()),
-            ("global_token_revocation_enabled".into(), "true".into()),
-            ("global_token_revocation_jwt_iss".into(), "https://o".into()),
-            ("global_token_revocation_jwt_sub".into(), "sub".into()),
-            ("domain_aliases".into(), "a.com, b.com\nc.com".into()),
-            ("jwks_uri".into(), "https://j".into()),
-            ("discovery_url".into(), "https://d".into()),
-            ("signOutEndpoint".into(), "https://so".into()),
-        ]);
-        let blank = Form(vec![]);
-        for s in Strategy::ALL {
-            out.push_str(&format!("# {} new\n", s.as_str()));
-            dump(&mut out, &sections(s, issuer, None, None, &clients, &[]));
-            out.push_str(&format!("# {} new+form\n", s.as_str()));
-            dump(
-                &mut out,
-                &sections(s, issuer, None, Some(&posted), &clients, &[]),
-            );
-            out.push_str(&format!("# {} new+blank\n", s.as_str()));
-            dump(
-                &mut out,
-                &sections(s, issuer, None, Some(&blank), &clients, &[]),
-            );
-            let shown = full(s);
-            out.push_str(&format!("# {} edit\n", s.as_str()));
-            dump(
-                &mut out,
-                &sections(s, issuer, Some(&shown), None, &clients, &[]),
-            );
-            out.push_str(&format!("# {} edit+form\n", s.as_str()));
-            dump(
-                &mut out,
-                &sections(s, issuer, Some(&shown), Some(&posted), &clients, &[]),
-            );
-            let bare = empty_shown(s);
-            out.push_str(&format!("# {} edit bare\n", s.as_str()));
-            dump(
-                &mut out,
-                &sections(s, issuer, Some(&bare), None, &clients, &[]),
-            );
-            out.push_str(&format!(
-                "# {} shown json\n{}\n{}\n",
-                s.as_str(),
-                shown,
-                bare
-            ));
-            for creating in [true, false] {
-                out.push_str(&format!(
-                    "# {} body {creating}\n{}\n{}\n",
-                    s.as_str(),
-                    body(s, &posted, creating),
-                    body(s, &blank, creating)
-                ));
-            }
-        }
-        std::fs::write(std::env::var("OPTSNAP").unwrap(), out).unwrap();
     }
 }

@@ -421,7 +421,7 @@ fn forbidden() -> HttpResponse {
         StatusCode::FORBIDDEN,
         "Not an administrator",
         "You are signed in, but your account does not have the admin role. Ask an administrator to grant it.",
-        Some(("/oidc/logout", "Sign out of Latch")),
+        Some((latch_core::paths::OIDC_LOGOUT, "Sign out of Latch")),
     )
 }
 
@@ -521,7 +521,8 @@ async fn login(deps: web::Data<Deps>, q: web::Query<LoginQuery>) -> HttpResponse
     let callback = format!("{}{ADMIN_CALLBACK_PATH}", deps.issuer);
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let to = format!(
-        "/authorize?response_type=code&client_id={ADMIN_CLIENT_ID}&redirect_uri={}&scope=openid%20profile%20email&state={state}&nonce={}&code_challenge={}&code_challenge_method=S256",
+        "{}?response_type=code&client_id={ADMIN_CLIENT_ID}&redirect_uri={}&scope=openid%20profile%20email&state={state}&nonce={}&code_challenge={}&code_challenge_method=S256",
+        latch_core::paths::AUTHORIZE,
         enc(&callback),
         latch_jose::random_token(16),
         latch_jose::pkce_s256(&verifier),

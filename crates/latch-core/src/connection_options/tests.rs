@@ -168,7 +168,10 @@ fn oidc_options_for_okta_and_oidc() {
     let o = OidcOptions::from_connection(&okta).unwrap();
     assert_eq!(o.issuer, "https://acme.okta.com");
     assert_eq!(o.scope, DEFAULT_SCOPE);
-    assert_eq!(o.client_secret.as_ref().map(SecretString::expose), Some("s3"));
+    assert_eq!(
+        o.client_secret.as_ref().map(SecretString::expose),
+        Some("s3")
+    );
     let oidc = connection(
         Strategy::Oidc,
         json!({"discovery_url": "https://idp.example.com/t/.well-known/openid-configuration", "client_id": "c", "scope": "openid email"}),
@@ -184,14 +187,26 @@ fn oidc_options_for_okta_and_oidc() {
     .unwrap();
     assert_eq!(o.issuer, "https://idp.example.com");
     for (c, field) in [
-        (connection(Strategy::Okta, json!({"client_id": "c"})), "options.domain"),
         (
-            connection(Strategy::Okta, json!({"domain": "a.okta.com/x", "client_id": "c"})),
+            connection(Strategy::Okta, json!({"client_id": "c"})),
             "options.domain",
         ),
-        (connection(Strategy::Oidc, json!({"client_id": "c"})), "options.issuer"),
         (
-            connection(Strategy::Oidc, json!({"issuer": "https://i", "client_id": ""})),
+            connection(
+                Strategy::Okta,
+                json!({"domain": "a.okta.com/x", "client_id": "c"}),
+            ),
+            "options.domain",
+        ),
+        (
+            connection(Strategy::Oidc, json!({"client_id": "c"})),
+            "options.issuer",
+        ),
+        (
+            connection(
+                Strategy::Oidc,
+                json!({"issuer": "https://i", "client_id": ""}),
+            ),
             "options.client_id",
         ),
         (connection(Strategy::Samlp, json!({})), "strategy"),

@@ -282,17 +282,19 @@ impl OidcCompletion {
 }
 
 impl Completion for OidcCompletion {
-    fn issue(&self, r: &LoginRequest, session: &Session, now: OffsetDateTime) -> Issued {
+    fn issue(
+        &self,
+        r: &LoginRequest,
+        session: &Session,
+        now: OffsetDateTime,
+    ) -> Result<Issued, Box<HttpResponse>> {
         let Some(p) = Self::state(r) else {
             // Only this crate writes the state; one it cannot read is not a request it made.
-            return Issued {
-                code: None,
-                response: pages::error(
-                    StatusCode::BAD_REQUEST,
-                    "Sign-in expired",
-                    "This sign-in has expired or was already completed. Go back to the application and start again.",
-                ),
-            };
+            return Err(Box::new(pages::error(
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in has expired or was already completed. Go back to the application and start again.",
+            )));
         };
         let code = latch_jose::random_token(32);
         let stored = AuthCode {
@@ -308,10 +310,28 @@ impl Completion for OidcCompletion {
             auth_time: session.auth_time,
             expires_at: now + self.code_ttl,
         };
-        Issued {
+        Ok(Issued {
             code: Some(stored),
             response: code_redirect(&r.return_to, &code, p.state.as_deref(), &self.issuer),
+        })
+    }
+
+    /// This authorization request again (the query `/authorize` was called with), with
+    /// `connection` set.
+    fn restart_with(
+        &self,
+        req: &HttpRequest,
+        _r: &LoginRequest,
+        connection: &ConnectionName,
+    ) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes())
+            .filter(|(k, _)| k != "connection")
+        {
+            query.append_pair(&k, &v);
         }
+        query.append_pair("connection", connection.as_str());
+        format!("{}?{}", crate::paths::AUTHORIZE, query.finish())
     }
 
     fn refuse(&self, r: &LoginRequest, why: Refusal) -> HttpResponse {

@@ -19,9 +19,9 @@ use url::Url;
 
 use crate::issue;
 use crate::pages::{self, LogoutPage};
+use crate::{Deps, paths};
 use latch_login::cookies;
 use latch_login::pages::MessagePage;
-use crate::{Deps, paths};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct LogoutParams {

@@ -1198,6 +1198,41 @@ async fn actions(backends: Backends, test: &str) {
         "http://127.0.0.1:9/fc"
     );
 
+    // A connection's options set through the API that its form does not show (here
+    // `discovery_url`) survive a save of the form.
+    let discovery = "https://idp.example.com/.well-known/openid-configuration";
+    api(
+        &Remote(&http, &base),
+        "PATCH",
+        &format!("/api/v2/connections/{idp_id}"),
+        Some(json!({"options": {"issuer": "https://idp.example.com", "client_id": "x", "discovery_url": discovery}})),
+    )
+    .await;
+    let hop = admin
+        .send(
+            &format!("{base}/admin/connections/{idp_id}"),
+            Some(&with(
+                Some(&csrf),
+                &[
+                    ("display_name", "The IdP"),
+                    ("issuer", "https://idp.example.com"),
+                    ("client_id", "x2"),
+                    ("enabled_clients", cid.as_str()),
+                ],
+            )),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let saved = api(
+        &Remote(&http, &base),
+        "GET",
+        &format!("/api/v2/connections/{idp_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(saved["options"]["client_id"], "x2", "{saved}");
+    assert_eq!(saved["options"]["discovery_url"], discovery, "{saved}");
+
     // Delete an application: not the admin UI's own; not without the token; then gone.
     let hop = admin
         .send(
