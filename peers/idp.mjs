@@ -4,7 +4,8 @@
 // with the same key that signs its ID tokens.
 //
 // env: IDP_PORT, IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_REDIRECT_URI, optional IDP_BACKCHANNEL_URI
-// (then the IdP sends OpenID Connect Back-Channel Logout to Latch when a user signs out there)
+// (then the IdP sends OpenID Connect Back-Channel Logout to Latch when a user signs out there),
+// optional IDP_USERINFO_SIGNED=1 (then userinfo answers are signed JWTs, `application/jwt`)
 import Provider from 'oidc-provider'
 import * as jose from 'jose'
 import { randomUUID } from 'node:crypto'
@@ -29,12 +30,13 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     ...(process.env.IDP_BACKCHANNEL_URI ? { backchannel_logout_uri: process.env.IDP_BACKCHANNEL_URI, backchannel_logout_session_required: true } : {}),
+    ...(process.env.IDP_USERINFO_SIGNED ? { userinfo_signed_response_alg: 'RS256' } : {}),
   }],
   jwks: { keys: [jwk] },
   pkce: { required: () => true },
   cookies: { keys: ['latch-test-idp-cookie-key'] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'given_name'] },
-  features: { devInteractions: { enabled: true }, backchannelLogout: { enabled: true } },
+  features: { devInteractions: { enabled: true }, backchannelLogout: { enabled: true }, jwtUserinfo: { enabled: !!process.env.IDP_USERINFO_SIGNED } },
   // Latch listens on loopback in the tests: let the IdP's back-channel calls reach it (its SSRF
   // guard refuses special-use addresses).
   fetch: (url, options) => {

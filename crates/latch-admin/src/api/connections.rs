@@ -368,24 +368,33 @@ async fn delete_connection(
             "The built-in database connection cannot be deleted; disable it for clients instead.",
         ));
     }
-    // The sessions that came through it end, their apps told. Its users are listed first (the
-    // deletion takes their identities with it) and the sessions ended after it, so a sign-in
-    // through it on this instance cannot slip in between.
+    // The sessions that came through it end, their apps told: before the deletion, so a
+    // failure can be retried (the connection is still there); then once more after it, for a
+    // sign-in through it that completed meanwhile (best effort: the connection is gone).
     let users = deps.store.list_connection_users(&c.id).await?;
-    deps.store.delete_connection(&c.id).await?;
-    let target = latch_core::logout::Target::UsersAtConnection {
-        users,
-        connection: c.name.clone(),
-    };
-    let out = deps
-        .logout
-        .end(
+    let end = |users: Vec<UserId>| {
+        let target = latch_core::logout::Target::UsersAtConnection {
+            users,
+            connection: c.name.clone(),
+        };
+        deps.logout.end(
             target,
             latch_core::logout::TokenPolicy::SessionBound,
             latch_core::model::LogoutInitiator::SessionRevoked,
             latch_core::logout::Urgency::Background,
         )
-        .await?;
+    };
+    let mut out = end(users.clone()).await?;
+    deps.store.delete_connection(&c.id).await?;
+    match end(users).await {
+        Ok(late) => {
+            out.sessions.extend(late.sessions);
+            out.revoked_tokens.extend(late.revoked_tokens);
+            out.deliveries.extend(late.deliveries);
+        }
+        Err(e) => tracing::error!(connection = %c.name, error = %e,
+            "sessions that began during the connection's deletion could not be ended"),
+    }
     if !out.sessions.is_empty() {
         let event = latch_core::model::LogEvent {
             connection: Some(c.name.clone()),

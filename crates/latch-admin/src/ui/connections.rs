@@ -364,6 +364,16 @@ fn for_your_idp(
     }
 }
 
+/// The options that say which IdP a connection talks to: when the form changes one, options
+/// only the API sets are not carried over.
+const IDP_KEYS: [&str; 5] = [
+    "issuer",
+    "domain",
+    "metadataUrl",
+    "metadataXml",
+    "signInEndpoint",
+];
+
 /// The API body a form stands for: the options the strategy's table puts on the form. Empty
 /// fields are left out; an empty secret keeps the stored one (PATCH replaces `options` whole but
 /// keeps secrets left out).
@@ -552,9 +562,14 @@ async fn update(
     );
     let mut b = body(c.strategy, &form, false);
     // Options the form does not show (set through the API: `discovery_url`, `jwks_uri`,
-    // `signOutEndpoint`, …) are kept: PATCH replaces `options` whole.
+    // `signOutEndpoint`, …) are kept, since PATCH replaces `options` whole; unless the form
+    // points the connection at another IdP, which makes them the old IdP's.
+    let same_idp = IDP_KEYS
+        .iter()
+        .all(|k| b["options"].get(*k) == c.options.get(*k));
     for o in connection_options::spec(c.strategy).options {
-        if o.form.is_none()
+        if same_idp
+            && o.form.is_none()
             && let Some(v) = c.options.get(o.key)
             && let Some(opts) = b["options"].as_object_mut()
         {

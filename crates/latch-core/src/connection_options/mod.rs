@@ -25,7 +25,9 @@ pub enum Kind {
     /// A non-empty string.
     Str,
     /// An identifier compared as written (an issuer such as `https://acme.okta.com`): a
-    /// non-empty string, never fetched, so not subject to the outbound policy.
+    /// non-empty string. It is not checked as a URL when saved; when GTR fetches the issuer's
+    /// discovery document from it (no `jwks_uri` given), the outbound policy applies at connect
+    /// time, as for every fetch.
     Issuer,
     /// `true` or `false`.
     Bool,

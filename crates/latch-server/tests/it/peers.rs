@@ -247,11 +247,23 @@ async fn start_idp_with(
     redirect: &str,
     backchannel: Option<&str>,
 ) -> Idp {
+    let env: Vec<(&str, &str)> = backchannel
+        .map(|b| ("IDP_BACKCHANNEL_URI", b))
+        .into_iter()
+        .collect();
+    start_idp_env(client_id, secret, redirect, &env).await
+}
+
+/// The IdP with extra settings (`peers/idp.mjs` names them).
+async fn start_idp_env(
+    client_id: &str,
+    secret: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> Idp {
     let port = free_port();
     let mut cmd = Command::new("node");
-    if let Some(b) = backchannel {
-        cmd.env("IDP_BACKCHANNEL_URI", b);
-    }
+    cmd.envs(extra.iter().copied());
     let mut child = cmd
         .arg("idp.mjs")
         .current_dir(peers_dir())
@@ -824,4 +836,81 @@ async fn upstream_backchannel_logout_ends_latch_sessions() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+/// An IdP whose userinfo answers are signed JWTs (`application/jwt`): Latch verifies them with the
+/// keys of the IdP's JWKS and takes the email from there (the ID token has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_userinfo_is_verified() {
+    require_peers();
+    let Some((env, _dir, _schema)) = env_for("signed_userinfo_is_verified", Backends::Embedded)
+    else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let callback = format!("{}/login/callback", latch.base);
+    let idp = start_idp_env(
+        "0oaSIGNED",
+        "upstream-client-secret",
+        &callback,
+        &[("IDP_USERINFO_SIGNED", "1")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let app_cb = "http://127.0.0.1:9/cb";
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": [app_cb]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (cid, csecret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let conn = http
+        .post(format!("{}/api/v2/connections", latch.base))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"name": "signed-userinfo", "strategy": "oidc", "enabled_clients": [cid],
+            "options": {"issuer": idp.base, "client_id": "0oaSIGNED",
+                        "client_secret": "upstream-client-secret"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conn.status(), 201);
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let start = format!(
+        "{}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20email&state=s&nonce=n&connection=signed-userinfo",
+        latch.base
+    );
+    let back = url::Url::parse(&agent.browse_until(&start, app_cb, "carol").await).unwrap();
+    let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    let tokens: Value = http
+        .post(format!("{}/oauth/token", latch.base))
+        .basic_auth(&cid, Some(&csecret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", app_cb),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["id_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    assert_eq!(id["email"], "carol@example.com", "{id}");
 }

@@ -715,3 +715,116 @@ async fn saml_universal_logout_on_postgres_and_redis() {
     )
     .await;
 }
+
+/// Deleting a connection ends the sessions that came through it: the app is told, the session
+/// is gone, and an `slo` event counts it.
+async fn deleting_a_connection_ends_its_sessions(backends: Backends, test: &str) {
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let mut latch = Latch::start(&env, free_port());
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let remote = crate::support::Remote(&http, &base);
+    let rx = crate::backchannel::Receiver::start().await;
+    let app_cb = "http://127.0.0.1:9/cb";
+    let app = crate::support::api(&remote, "POST", "/api/v2/clients", Some(json!({"name": "App",
+        "callbacks": [app_cb], "oidc_logout": {"backchannel_logout_urls": [format!("{}/app", rx.url)]}}))).await;
+    let cid = app["client_id"].as_str().unwrap().to_owned();
+    let idp = TestIdp::new("http://www.okta.com/exkGOING");
+    let name = "going-saml";
+    let conn = crate::support::api(&remote, "POST", "/api/v2/connections", Some(json!({"name": name, "strategy": "samlp",
+        "enabled_clients": [cid], "options": {"signInEndpoint": "https://acme.okta.example/app/sso/saml",
+        "signingCert": idp.cert_pem(), "entityId": "urn:latch:test:going-saml"}}))).await;
+    let conn_id = conn["id"].as_str().unwrap().to_owned();
+
+    let mut agent = Agent::new();
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let hop = agent
+        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s&connection={name}"), None)
+        .await;
+    let to_idp = hop.location.expect("to the IdP");
+    let relay = url::Url::parse(&to_idp)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "RelayState")
+        .unwrap()
+        .1
+        .into_owned();
+    let acs = format!("{base}/login/callback?connection={name}");
+    let response = idp.response(&Spec {
+        audience: "urn:latch:test:going-saml".into(),
+        acs_url: acs.clone(),
+        in_response_to: latch_testkit::saml::authn_request_id(&to_idp),
+        ..Spec::default()
+    });
+    let hop = agent
+        .send(
+            &acs,
+            Some(&[
+                ("SAMLResponse".into(), response),
+                ("RelayState".into(), relay),
+            ]),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let back = agent
+        .send(&hop.location.unwrap(), None)
+        .await
+        .location
+        .unwrap();
+    assert!(back.starts_with(app_cb), "{back}");
+    let users = crate::support::api(&remote, "GET", "/api/v2/users?q=alice", None).await;
+    let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
+    let sessions = format!("/api/v2/users/{user_id}/sessions");
+    let live = crate::support::api(&remote, "GET", &sessions, None).await;
+    assert_eq!(live["sessions"].as_array().map(Vec::len), Some(1));
+
+    let (status, _) = crate::support::call(
+        &remote,
+        "DELETE",
+        &format!("/api/v2/connections/{conn_id}"),
+        None,
+        Some(crate::support::TOKEN),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let live = crate::support::api(&remote, "GET", &sessions, None).await;
+    assert_eq!(live["sessions"].as_array().map(Vec::len), Some(0));
+    let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the app got its logout token");
+    let logs = crate::support::api(
+        &remote,
+        "GET",
+        &format!("/api/v2/logs?type=slo&connection={name}"),
+        None,
+    )
+    .await;
+    let slo = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["connection"] == name)
+        .unwrap_or_else(|| panic!("an slo event for the connection: {logs}"));
+    assert_eq!(slo["details"]["sessions_ended"], 1, "{slo}");
+    assert_eq!(slo["details"]["TotalOidcLogoutRequests"], 1, "{slo}");
+}
+
+#[tokio::test]
+async fn deleting_a_connection_ends_its_sessions_on_the_embedded_default() {
+    deleting_a_connection_ends_its_sessions(
+        Backends::Embedded,
+        "deleting_a_connection_ends_its_sessions_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_connection_ends_its_sessions_on_postgres_and_redis() {
+    deleting_a_connection_ends_its_sessions(
+        Backends::Production,
+        "deleting_a_connection_ends_its_sessions_on_postgres_and_redis",
+    )
+    .await;
+}
