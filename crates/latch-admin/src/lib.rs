@@ -27,6 +27,9 @@ pub struct Deps {
     pub notifier: Arc<dyn latch_core::logout::Notifier>,
     /// The Logout service: every session an admin (or a deletion, or a block) ends.
     pub logout: Arc<latch_core::logout::Logout>,
+    /// The front-channel logout page (`latch_slo`'s) the UI's sign-out answers with when other
+    /// apps of the session have a front-channel logout URL.
+    pub front_channel: Arc<dyn latch_core::logout::FrontChannelPage>,
     /// The issuer, without a trailing slash; the management API's audience is `{issuer}/api/v2/`.
     pub issuer: String,
     /// URLs an admin supplies must pass it (a 400 naming the field otherwise).

@@ -137,6 +137,34 @@ pub struct FrontChannelTarget {
     pub sid: Option<Sid>,
 }
 
+/// A logout page as [`FrontChannelPage::render`] made it: the HTML, the Content-Security-Policy
+/// it must be sent with (its frame and script sources), and the apps it frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPage {
+    pub html: String,
+    pub content_security_policy: String,
+    /// The apps whose front-channel logout URL the page loads, one per frame, in page order.
+    pub framed: Vec<ClientId>,
+}
+
+/// The front-channel logout page (OpenID Connect Front-Channel Logout 1.0): `latch-slo`
+/// implements it; the browser-facing logout endpoints (RP-initiated logout, the admin UI's
+/// sign-out) hold it as a trait object, since endpoint crates never depend on one another.
+pub trait FrontChannelPage: Send + Sync {
+    /// A page that loads each of `targets` but `exclude`'s (the app that asked for the logout)
+    /// in a hidden frame, with `iss` = `issuer` and the target's `sid`, if any, added to the
+    /// URL's own query, then continues to `continue_to` (or says the user is signed out).
+    /// `None` when no frame is left (callers then answer as they would without the page) or
+    /// the page could not be rendered (logged).
+    fn render(
+        &self,
+        issuer: &str,
+        targets: &[FrontChannelTarget],
+        exclude: Option<&ClientId>,
+        continue_to: Option<&str>,
+    ) -> Option<RenderedPage>;
+}
+
 /// What [`Logout::end`] did, and what a browser-facing caller does next.
 #[derive(Debug, Clone, Default)]
 pub struct Ended {

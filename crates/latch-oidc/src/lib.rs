@@ -58,6 +58,9 @@ pub struct Deps {
     pub login: latch_login::Login,
     /// The Logout service (RP-initiated logout, a session replaced at sign-in).
     pub logout: Arc<latch_core::logout::Logout>,
+    /// The front-channel logout page (`latch_slo`'s) a logout answers with when other apps of
+    /// the ended session have a front-channel logout URL.
+    pub front_channel: Arc<dyn latch_core::logout::FrontChannelPage>,
     pub settings: Settings,
 }
 

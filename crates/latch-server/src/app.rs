@@ -123,6 +123,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     };
     let logout = state.logout();
     let login = login(&state, &oidc_settings, &logout);
+    let front_channel: Arc<dyn latch_core::logout::FrontChannelPage> =
+        Arc::new(latch_slo::SloPages);
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
@@ -142,6 +144,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 issuer: state.config.issuer_str().to_owned(),
                 notifier: Arc::new(latch_backchannel::OutboxNotifier(state.backchannel.clone())),
                 logout: logout.clone(),
+                front_channel: front_channel.clone(),
                 outbound: state.config.outbound_policy(),
             }))
             .configure(latch_federation::backchannel_in::configure(
@@ -177,6 +180,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 issuer: state.config.issuer_str().to_owned(),
                 login: login.clone(),
                 logout: logout.clone(),
+                front_channel: front_channel.clone(),
                 settings: oidc_settings,
             }))
             .default_service(web::to(not_found));

@@ -147,11 +147,22 @@ struct OidcLogoutInput {
     #[serde(default)]
     backchannel_logout_session_required: Option<bool>,
     /// `null` removes it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     frontchannel_logout_url: Option<Option<String>>,
     #[serde(default)]
     frontchannel_logout_session_required: Option<bool>,
+}
+
+/// A member that may be `null`: absent is `None` (unchanged, by `#[serde(default)]`), `null` is
+/// `Some(None)` (removed), a value is `Some(Some(v))`. Plain `Option<Option<T>>` reads `null` as
+/// absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Grants a new client of this type gets when it names none.
@@ -505,7 +516,11 @@ async fn post_client(
         token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
         signing_alg: SigningAlg::RS256,
         lifetimes: TokenLifetimes::default(),
-        oidc_logout: OidcLogout::default(),
+        // Front-channel logout sends `iss` and `sid` unless the app says otherwise.
+        oidc_logout: OidcLogout {
+            frontchannel_logout_session_required: true,
+            ..OidcLogout::default()
+        },
         secrets: vec![],
         created_at: now,
         updated_at: now,

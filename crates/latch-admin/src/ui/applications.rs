@@ -162,6 +162,15 @@ fn sections(
         Some(f) => f.checked("backchannel_logout_session_required"),
         None => s["oidc_logout"]["backchannel_logout_session_required"] == Value::Bool(true),
     };
+    let fc = s["oidc_logout"]["frontchannel_logout_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // A new application asks for `iss` and `sid` (the API's default too).
+    let fc_sid = match form {
+        Some(f) => f.checked("frontchannel_logout_session_required"),
+        None => s["oidc_logout"]["frontchannel_logout_session_required"] != Value::Bool(false),
+    };
     vec![
         Section {
             id: "general",
@@ -221,6 +230,22 @@ fn sections(
                     "",
                 )
                 .checked(bc_sid),
+                Field::new(
+                    "url",
+                    "frontchannel_logout_url",
+                    "Front-channel logout URL",
+                    text("frontchannel_logout_url", fc),
+                )
+                .help(
+                    "When a user signs out with their browser at Latch, Latch loads this URL in a hidden frame (OpenID Connect Front-Channel Logout).",
+                ),
+                Field::new(
+                    "checkbox",
+                    "frontchannel_logout_session_required",
+                    "Front-channel URL gets iss and sid",
+                    "",
+                )
+                .checked(fc_sid),
             ],
         },
         Section {
@@ -288,6 +313,8 @@ fn body(f: &Form) -> Value {
         "oidc_logout": {
             "backchannel_logout_urls": bc.into_iter().collect::<Vec<_>>(),
             "backchannel_logout_session_required": f.checked("backchannel_logout_session_required"),
+            "frontchannel_logout_url": f.text("frontchannel_logout_url"),
+            "frontchannel_logout_session_required": f.checked("frontchannel_logout_session_required"),
         },
     })
 }

@@ -646,9 +646,10 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
             Urgency::BrowserWaiting,
         )
         .await;
-    if let Err(e) = ended {
-        return error_page(e.into());
-    }
+    let ended = match ended {
+        Ok(ended) => ended,
+        Err(e) => return error_page(e.into()),
+    };
     let secure = deps.issuer.starts_with("https://");
     let mut gone = Cookie::build(SESSION_COOKIE, "")
         .path("/")
@@ -657,10 +658,27 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
         .same_site(SameSite::Lax)
         .finish();
     gone.make_removal();
-    HttpResponse::SeeOther()
-        .cookie(gone)
-        .insert_header((LOCATION, "/admin/signed-out"))
-        .finish()
+    // Other apps of the session with a front-channel logout URL: a page loads them in hidden
+    // frames, then continues to the signed-out page.
+    let admin = latch_core::ClientId::new(ADMIN_CLIENT_ID);
+    let signed_out = format!("{}/admin/signed-out", deps.issuer);
+    match deps.front_channel.render(
+        &deps.issuer,
+        &ended.front_channel,
+        Some(&admin),
+        Some(&signed_out),
+    ) {
+        Some(page) => HttpResponse::Ok()
+            .cookie(gone)
+            .insert_header(("Content-Security-Policy", page.content_security_policy))
+            .insert_header(("Cache-Control", "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(page.html),
+        None => HttpResponse::SeeOther()
+            .cookie(gone)
+            .insert_header((LOCATION, "/admin/signed-out"))
+            .finish(),
+    }
 }
 
 async fn signed_out() -> HttpResponse {

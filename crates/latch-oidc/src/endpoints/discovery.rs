@@ -33,7 +33,8 @@ pub async fn get_discovery(deps: web::Data<Deps>) -> HttpResponse {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
-        "frontchannel_logout_supported": false,
+        "frontchannel_logout_supported": true,
+        "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
     }))

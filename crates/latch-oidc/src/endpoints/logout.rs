@@ -149,7 +149,7 @@ async fn handle(
         None => None,
     };
     let Some(session) = session else {
-        return Ok(finish(deps, None, &after, 0));
+        return Ok(finish(deps, &after));
     };
     let hint_names_user = hint
         .as_ref()
@@ -201,7 +201,7 @@ async fn confirmed(
     };
     match cookies::session(req) {
         Some(secret) => end(deps, req, &secret.id(), &after).await,
-        None => Ok(finish(deps, None, &after, 0)),
+        None => Ok(finish(deps, &after)),
     }
 }
 
@@ -223,6 +223,18 @@ async fn end(
         )
         .await?;
     let session = out.sessions.first();
+    // The other apps of the session with a front-channel logout URL are loaded in hidden frames
+    // of a logout page, which then continues where the redirect would have gone.
+    let page = deps.front_channel.render(
+        &deps.issuer,
+        &out.front_channel,
+        after.client_id.as_ref(),
+        continue_to(after).as_deref(),
+    );
+    let framed = page
+        .as_ref()
+        .map(|p| p.framed.as_slice())
+        .unwrap_or_default();
     issue::log(
         deps,
         "slo",
@@ -234,34 +246,48 @@ async fn end(
         json!({
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": out.deliveries.len(),
+            "TotalOidcLogoutRequests": out.deliveries.len() + framed.len(),
             "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
             "TotalSamlLogoutRequests": 0,
         }),
     )
     .await;
-    Ok(finish(
-        deps,
-        session.map(|_| ()),
-        after,
-        out.deliveries.len(),
-    ))
+    Ok(match page {
+        Some(page) => HttpResponse::Ok()
+            .cookie(cookies::clear(
+                cookies::SESSION,
+                deps.settings.secure_cookies,
+            ))
+            .insert_header(("Content-Security-Policy", page.content_security_policy))
+            .insert_header(("Cache-Control", "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(page.html),
+        None => finish(deps, after),
+    })
+}
+
+/// Where the browser goes after the logout: the post-logout redirect with `state`, or (`None`)
+/// the signed-out page.
+fn continue_to(after: &After) -> Option<String> {
+    let mut u = Url::parse(after.redirect.as_deref()?).ok()?;
+    if let Some(s) = &after.state {
+        u.query_pairs_mut().append_pair("state", s);
+    }
+    Some(u.into())
 }
 
 /// Clears the cookie and sends the browser on.
-fn finish(deps: &Deps, _ended: Option<()>, after: &After, _notified: usize) -> HttpResponse {
+fn finish(deps: &Deps, after: &After) -> HttpResponse {
     let clear = cookies::clear(cookies::SESSION, deps.settings.secure_cookies);
     match &after.redirect {
-        Some(uri) => {
-            let Ok(mut u) = Url::parse(uri) else {
+        Some(_) => {
+            let Some(u) = continue_to(after) else {
                 return bad("The post_logout_redirect_uri is invalid.");
             };
-            if let Some(s) = &after.state {
-                u.query_pairs_mut().append_pair("state", s);
-            }
             HttpResponse::Found()
                 .cookie(clear)
-                .insert_header((LOCATION, u.as_str()))
+                .insert_header((LOCATION, u))
                 .insert_header(("Cache-Control", "no-store"))
                 .finish()
         }

@@ -1133,6 +1133,7 @@ async fn actions(backends: Backends, test: &str) {
                 ("app_type", "regular_web"),
                 ("callbacks", APP_CB),
                 ("backchannel_logout_url", &format!("{}/bc", rx.url)),
+                ("frontchannel_logout_url", "http://127.0.0.1:9/fc2"),
                 ("grant_types", "authorization_code"),
                 ("token_endpoint_auth_method", "client_secret_basic"),
                 ("alg", "RS256"),
@@ -1165,7 +1166,7 @@ async fn actions(backends: Backends, test: &str) {
         .unwrap()
         .to_owned();
     assert!(enabled(&db_id).await && !enabled(&idp_id).await);
-    // A front-channel URL set through the API (the form no longer shows one) survives a save.
+    // A front-channel URL set through the API shows in the form; saving the form sets it.
     api(
         &Remote(&http, &base),
         "PATCH",
@@ -1173,6 +1174,13 @@ async fn actions(backends: Backends, test: &str) {
         Some(json!({"oidc_logout": {"frontchannel_logout_url": "http://127.0.0.1:9/fc"}})),
     )
     .await;
+    let page = admin.send(&app_page, None).await;
+    assert!(
+        page.body.contains("name=\"frontchannel_logout_url\"")
+            && page.body.contains("value=\"http://127.0.0.1:9/fc\""),
+        "{}",
+        page.body
+    );
     let hop = admin.send(&app_page, Some(&app_form(None))).await;
     assert_eq!(hop.status, 403);
     assert!(enabled(&db_id).await && !enabled(&idp_id).await);
@@ -1185,17 +1193,23 @@ async fn actions(backends: Backends, test: &str) {
         "{}",
         page.body
     );
-    // The front-channel field is gone from the form; the API's value stays.
-    assert!(!page.body.contains("frontchannel_logout_url"));
+    // The front-channel field shows the saved value, and the API has it (the session-required
+    // box was left unchecked).
+    assert!(page.body.contains("value=\"http://127.0.0.1:9/fc2\""));
+    let saved = api(
+        &Remote(&http, &base),
+        "GET",
+        &format!("/api/v2/clients/{cid}"),
+        None,
+    )
+    .await;
     assert_eq!(
-        api(
-            &Remote(&http, &base),
-            "GET",
-            &format!("/api/v2/clients/{cid}"),
-            None
-        )
-        .await["oidc_logout"]["frontchannel_logout_url"],
-        "http://127.0.0.1:9/fc"
+        saved["oidc_logout"]["frontchannel_logout_url"],
+        "http://127.0.0.1:9/fc2"
+    );
+    assert_eq!(
+        saved["oidc_logout"]["frontchannel_logout_session_required"],
+        false
     );
 
     // A connection's options set through the API that its form does not show (here
