@@ -73,6 +73,16 @@ pub fn render(mut b: HttpResponseBuilder, t: &impl Template) -> HttpResponse {
     }
 }
 
+/// The page for a sign-in whose transaction is gone (expired, used, or never Latch's): an IdP's
+/// late answer, or a protocol's state it cannot read.
+pub fn expired() -> HttpResponse {
+    error(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        "This sign-in has expired or was already completed. Go back to the application and start again.",
+    )
+}
+
 /// An error page for requests that cannot be sent back to an app (unknown client, bad
 /// return address, an expired sign-in): never redirect those.
 pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {

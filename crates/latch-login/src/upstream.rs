@@ -36,13 +36,13 @@ pub(crate) async fn get_callback(
     )
     .await?
     else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let Ok(r) = serde_json::from_value::<LoginRequest>(tx.payload["request"].clone()) else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let ip = client_ip(&req);
     let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip, reason);
@@ -53,7 +53,7 @@ pub(crate) async fn get_callback(
         .map(|v| serde_json::from_value::<latch_core::connector::UpstreamIdentity>(v.clone()));
     let identity = match verified {
         Some(Ok(i)) => i,
-        Some(Err(_)) => return Ok(callback_expired()),
+        Some(Err(_)) => return Ok(pages::expired()),
         None => match deps
             .upstream
             .finish(&connection, &deps.issuer, &params, &tx.payload["upstream"])
@@ -131,20 +131,20 @@ pub(crate) async fn post_callback(
             json!({"reason": "SAML response without a login transaction (unsolicited)"}),
         )
         .await;
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     }
     let Some(tx) = deps
         .sessions
         .take_login_tx(&LoginTxId::new(state), now)
         .await?
     else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let Ok(r) = serde_json::from_value::<LoginRequest>(tx.payload["request"].clone()) else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
-        return Ok(callback_expired());
+        return Ok(pages::expired());
     };
     let fail =
         |reason: String| upstream_failed(&deps, &r, &connection.name, client_ip(&req), reason);
@@ -181,15 +181,6 @@ pub(crate) async fn post_callback(
         .insert_header((LOCATION, to))
         .insert_header(("Cache-Control", "no-store"))
         .finish())
-}
-
-/// The page for an IdP's answer whose login transaction is gone (expired, used, or never ours).
-fn callback_expired() -> HttpResponse {
-    pages::error(
-        StatusCode::BAD_REQUEST,
-        "Sign-in expired",
-        "This sign-in has expired or was already completed. Go back to the application and start again.",
-    )
 }
 
 /// An upstream answer Latch refused: an `f` event with the reason, a page without it.

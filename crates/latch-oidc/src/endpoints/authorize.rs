@@ -290,11 +290,7 @@ impl Completion for OidcCompletion {
     ) -> Result<Issued, Box<HttpResponse>> {
         let Some(p) = Self::state(r) else {
             // Only this crate writes the state; one it cannot read is not a request it made.
-            return Err(Box::new(pages::error(
-                StatusCode::BAD_REQUEST,
-                "Sign-in expired",
-                "This sign-in has expired or was already completed. Go back to the application and start again.",
-            )));
+            return Err(Box::new(pages::expired()));
         };
         let code = latch_jose::random_token(32);
         let stored = AuthCode {

@@ -590,40 +590,17 @@ async fn saml_universal_logout(backends: Backends, test: &str) {
 
     // Sign in through SAML, and get an offline refresh token for the app.
     let mut agent = Agent::new();
-    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
-    let hop = agent
-        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20offline_access&state=s&connection={name}"), None)
-        .await;
-    let to_idp = hop.location.expect("to the IdP");
-    let relay = url::Url::parse(&to_idp)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "RelayState")
-        .unwrap()
-        .1
-        .into_owned();
-    let acs = format!("{base}/login/callback?connection={name}");
-    let response = idp.response(&Spec {
-        audience: "urn:latch:test:okta-saml".into(),
-        acs_url: acs.clone(),
-        in_response_to: latch_testkit::saml::authn_request_id(&to_idp),
-        ..Spec::default()
-    });
-    let hop = agent
-        .send(
-            &acs,
-            Some(&[
-                ("SAMLResponse".into(), response),
-                ("RelayState".into(), relay),
-            ]),
-        )
-        .await;
-    assert_eq!(hop.status, 303, "{}", hop.body);
-    let back = agent
-        .send(&hop.location.unwrap(), None)
-        .await
-        .location
-        .unwrap();
+    let back = sign_in_through(
+        &mut agent,
+        &base,
+        &cid,
+        app_cb,
+        "openid%20offline_access",
+        name,
+        &idp,
+        "urn:latch:test:okta-saml",
+    )
+    .await;
     let code = url::Url::parse(&back)
         .unwrap()
         .query_pairs()
@@ -716,6 +693,56 @@ async fn saml_universal_logout_on_postgres_and_redis() {
     .await;
 }
 
+/// Signs `agent` in to the app `cid` through the `samlp` connection `name`, whose IdP `idp`
+/// answers for the audience `audience`: `/authorize` → the IdP → the ACS → the same-site GET →
+/// the app. Returns where the browser was sent back to (the app's callback with its code).
+#[allow(clippy::too_many_arguments)]
+async fn sign_in_through(
+    agent: &mut Agent,
+    base: &str,
+    cid: &str,
+    app_cb: &str,
+    scope: &str,
+    name: &str,
+    idp: &TestIdp,
+    audience: &str,
+) -> String {
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let hop = agent
+        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope={scope}&state=s&connection={name}"), None)
+        .await;
+    let to_idp = hop.location.expect("to the IdP");
+    let relay = url::Url::parse(&to_idp)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "RelayState")
+        .unwrap()
+        .1
+        .into_owned();
+    let acs = format!("{base}/login/callback?connection={name}");
+    let response = idp.response(&Spec {
+        audience: audience.into(),
+        acs_url: acs.clone(),
+        in_response_to: latch_testkit::saml::authn_request_id(&to_idp),
+        ..Spec::default()
+    });
+    let hop = agent
+        .send(
+            &acs,
+            Some(&[
+                ("SAMLResponse".into(), response),
+                ("RelayState".into(), relay),
+            ]),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    agent
+        .send(&hop.location.unwrap(), None)
+        .await
+        .location
+        .unwrap()
+}
+
 /// Deleting a connection ends the sessions that came through it: the app is told, the session
 /// is gone, and an `slo` event counts it.
 async fn deleting_a_connection_ends_its_sessions(backends: Backends, test: &str) {
@@ -740,40 +767,17 @@ async fn deleting_a_connection_ends_its_sessions(backends: Backends, test: &str)
     let conn_id = conn["id"].as_str().unwrap().to_owned();
 
     let mut agent = Agent::new();
-    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
-    let hop = agent
-        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s&connection={name}"), None)
-        .await;
-    let to_idp = hop.location.expect("to the IdP");
-    let relay = url::Url::parse(&to_idp)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "RelayState")
-        .unwrap()
-        .1
-        .into_owned();
-    let acs = format!("{base}/login/callback?connection={name}");
-    let response = idp.response(&Spec {
-        audience: "urn:latch:test:going-saml".into(),
-        acs_url: acs.clone(),
-        in_response_to: latch_testkit::saml::authn_request_id(&to_idp),
-        ..Spec::default()
-    });
-    let hop = agent
-        .send(
-            &acs,
-            Some(&[
-                ("SAMLResponse".into(), response),
-                ("RelayState".into(), relay),
-            ]),
-        )
-        .await;
-    assert_eq!(hop.status, 303, "{}", hop.body);
-    let back = agent
-        .send(&hop.location.unwrap(), None)
-        .await
-        .location
-        .unwrap();
+    let back = sign_in_through(
+        &mut agent,
+        &base,
+        &cid,
+        app_cb,
+        "openid",
+        name,
+        &idp,
+        "urn:latch:test:going-saml",
+    )
+    .await;
     assert!(back.starts_with(app_cb), "{back}");
     let users = crate::support::api(&remote, "GET", "/api/v2/users?q=alice", None).await;
     let user_id = users[0]["user_id"].as_str().unwrap().to_owned();
