@@ -362,20 +362,7 @@ async fn okta_sign_in_then_universal_logout(backends: Backends, test: &str) {
     let back = url::Url::parse(&back).unwrap();
     let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
     assert_eq!(q.get("state").map(String::as_str), Some("app-state"));
-    let tokens: Value = http
-        .post(format!("{}/oauth/token", latch.base))
-        .basic_auth(&cid, Some(&csecret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", app_cb),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&http, &latch.base, (&cid, &csecret), &q["code"], app_cb).await;
     let id =
         jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["id_token"].as_str().unwrap())
             .unwrap()
@@ -894,23 +881,33 @@ async fn signed_userinfo_is_verified() {
     );
     let back = url::Url::parse(&agent.browse_until(&start, app_cb, "carol").await).unwrap();
     let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
-    let tokens: Value = http
-        .post(format!("{}/oauth/token", latch.base))
-        .basic_auth(&cid, Some(&csecret))
+    let tokens = redeem(&http, &latch.base, (&cid, &csecret), &q["code"], app_cb).await;
+    let id =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["id_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    assert_eq!(id["email"], "carol@example.com", "{id}");
+}
+
+/// The app's code exchange at Latch's token endpoint (`client_secret_basic`): the token answer.
+async fn redeem(
+    http: &reqwest::Client,
+    base: &str,
+    (cid, secret): (&str, &str),
+    code: &str,
+    redirect_uri: &str,
+) -> Value {
+    http.post(format!("{base}/oauth/token"))
+        .basic_auth(cid, Some(secret))
         .form(&[
             ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", app_cb),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
         ])
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    let id =
-        jsonwebtoken::dangerous::insecure_decode::<Value>(tokens["id_token"].as_str().unwrap())
-            .unwrap()
-            .claims;
-    assert_eq!(id["email"], "carol@example.com", "{id}");
+        .unwrap()
 }
