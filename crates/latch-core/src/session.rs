@@ -36,6 +36,15 @@ pub struct UpstreamSession {
     pub session_index: Option<String>,
 }
 
+/// What a SAML app was told of the session: its LogoutRequests name these exactly as issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlParticipant {
+    pub name_id: String,
+    pub name_id_format: String,
+    /// One per (session, app).
+    pub session_index: String,
+}
+
 /// An app that joined a session, and the `sid` Latch issued to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClient {
@@ -43,6 +52,21 @@ pub struct SessionClient {
     pub sid: Sid,
     #[serde(with = "time::serde::timestamp::milliseconds")]
     pub joined_at: OffsetDateTime,
+    /// Set when the app signed in over SAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlParticipant>,
+}
+
+impl SessionClient {
+    /// An OpenID Connect app joining with the session's `sid`.
+    pub fn oidc(client_id: ClientId, sid: Sid, joined_at: OffsetDateTime) -> Self {
+        Self {
+            client_id,
+            sid,
+            joined_at,
+            saml: None,
+        }
+    }
 }
 
 /// A browser session at Latch.

@@ -8,7 +8,7 @@ use crate::Deps;
 
 /// Records a log event; failure to log never fails the request.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn log(
+pub async fn log(
     deps: &Deps,
     event_type: &str,
     description: &str,

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse};
 use latch_core::model::{Client, Connection, DATABASE_CONNECTION, Strategy, User};
-use latch_core::session::{LoginTransaction, Session, SessionClient, UpstreamSession};
+use latch_core::session::{LoginTransaction, Session, UpstreamSession};
 use latch_core::*;
 use latch_http::{ApiError, client_ip};
 use serde_json::json;
@@ -119,17 +119,27 @@ async fn single_sign_on(
     user: &User,
 ) -> Result<HttpResponse, ApiError> {
     let now = deps.clock.now();
-    if !session.clients.iter().any(|c| c.client_id == r.client_id) {
-        let joined = SessionClient {
-            client_id: r.client_id.clone(),
-            sid: session.sid.clone(),
-            joined_at: now,
-        };
-        deps.sessions
-            .add_session_client(&session.id, &joined, now)
-            .await?;
-    }
-    let issued = match deps.completion(r)?.issue(r, session, now) {
+    let completion = deps.completion(r)?;
+    let joined;
+    let session = if session.clients.iter().any(|c| c.client_id == r.client_id) {
+        session
+    } else {
+        let entry = completion.join(r, &session.sid, user, now);
+        // The session as stored now, with this app's entry (the first one, should two sign-ins
+        // of the same app race).
+        match deps
+            .sessions
+            .add_session_client(&session.id, &entry, now)
+            .await?
+        {
+            Some(s) => {
+                joined = s;
+                &joined
+            }
+            None => return Ok(pages::expired()),
+        }
+    };
+    let issued = match completion.issue(r, session, user, now) {
         Ok(i) => i,
         Err(page) => return Ok(*page),
     };
@@ -380,13 +390,9 @@ pub(crate) async fn complete_sign_in(
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect()),
         upstream,
-        clients: vec![SessionClient {
-            client_id: r.client_id.clone(),
-            sid,
-            joined_at: now,
-        }],
+        clients: vec![completion.join(r, &sid, user, now)],
     };
-    let issued = match completion.issue(r, &session, now) {
+    let issued = match completion.issue(r, &session, user, now) {
         Ok(i) => i,
         Err(page) => return Ok(*page),
     };

@@ -16,7 +16,7 @@
 //! ports, so no strategy is known here.
 
 pub mod cookies;
-mod events;
+pub mod events;
 mod flow;
 pub mod pages;
 mod password;

@@ -1,9 +1,9 @@
 //! The protocol-neutral sign-in request, and the port through which a protocol answers its app.
 
 use actix_web::{HttpRequest, HttpResponse};
-use latch_core::model::Client;
-use latch_core::session::{AuthCode, Session};
-use latch_core::{ClientId, ConnectionName};
+use latch_core::model::{Client, User};
+use latch_core::session::{AuthCode, Session, SessionClient};
+use latch_core::{ClientId, ConnectionName, Sid};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 pub enum Protocol {
     /// OpenID Connect (`latch-oidc`): the answer is an authorization code.
     Oidc,
+    /// SAML 2.0 (`latch-samlp`): the answer is a signed Response POSTed to the app's ACS.
+    Samlp,
 }
 
 /// What the app asked of the sign-in itself (OpenID Connect's `prompt`; SAML's `IsPassive` and
@@ -84,13 +86,28 @@ pub struct Issued {
 /// Implementations do no I/O: what must be stored comes back in [`Issued`], and the sign-in
 /// flow stores it.
 pub trait Completion: Send + Sync {
-    /// The answer to `r` for `session`, which already lists the app among those it signed in
-    /// (the app's `sid` is `session.sid`). An `Err` is the page the browser gets instead; the
-    /// sign-in then stops before anything is stored.
+    /// How the app joins a session whose `sid` is `sid`: what the session remembers of it for
+    /// logout. By default an OpenID Connect app's entry (its `sid`); a SAML app adds the NameID
+    /// and a SessionIndex.
+    fn join(
+        &self,
+        r: &LoginRequest,
+        sid: &Sid,
+        _user: &User,
+        now: OffsetDateTime,
+    ) -> SessionClient {
+        SessionClient::oidc(r.client_id.clone(), sid.clone(), now)
+    }
+
+    /// The answer to `r` for `user`'s `session`, which already lists the app among those it
+    /// signed in (its entry made by [`Completion::join`], or the one from an earlier sign-in to
+    /// the same session). An `Err` is the page the browser gets instead; the sign-in then stops
+    /// before anything is stored.
     fn issue(
         &self,
         r: &LoginRequest,
         session: &Session,
+        user: &User,
         now: OffsetDateTime,
     ) -> Result<Issued, Box<HttpResponse>>;
 

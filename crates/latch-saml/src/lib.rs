@@ -33,6 +33,9 @@ use time::OffsetDateTime;
 
 pub use samael;
 
+pub mod idp;
+pub mod keys;
+
 /// Signature algorithms Latch accepts on SAML answers (never SHA-1).
 pub const ALLOWED_ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
     AllowedSignatureAlgorithm::RsaSha256,

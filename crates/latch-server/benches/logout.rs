@@ -168,6 +168,7 @@ async fn gtr(
                 client_id: client.client_id.clone(),
                 sid: s.sid.clone(),
                 joined_at: now,
+                saml: None,
             }];
             state.sessions.insert_session(&s).await.expect("session");
         }
@@ -283,6 +284,7 @@ async fn fanout(label: &str, state: &AppState) {
                 client_id: c.clone(),
                 sid: s.sid.clone(),
                 joined_at: now,
+                saml: None,
             })
             .collect();
         state.sessions.insert_session(&s).await.expect("session");

@@ -75,6 +75,7 @@ async fn seed(state: &AppState, alg: SigningAlg) -> (Client, String, Vec<String>
         signing_alg: alg,
         lifetimes: TokenLifetimes::default(),
         oidc_logout: OidcLogout::default(),
+        addons: Default::default(),
         secrets: vec![ClientSecret {
             digest: latch_jose::token_digest(&secret),
             created_at: now,

@@ -301,6 +301,7 @@ pub async fn ensure_admin_client(
                 signing_alg: SigningAlg::RS256,
                 lifetimes: TokenLifetimes::default(),
                 oidc_logout: OidcLogout::default(),
+                addons: Default::default(),
                 secrets: vec![],
                 created_at: now,
                 updated_at: now,

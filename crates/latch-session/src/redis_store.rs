@@ -250,6 +250,8 @@ struct Joined {
     client_id: ClientId,
     s: Sid,
     j: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<SamlParticipant>,
 }
 
 fn corrupt() -> SessionError {
@@ -261,6 +263,7 @@ fn client_line(c: &SessionClient) -> Result<String, SessionError> {
         client_id: c.client_id.clone(),
         s: c.sid.clone(),
         j: to_millis(c.joined_at),
+        m: c.saml.clone(),
     };
     Ok(format!(
         "c{}\n",
@@ -327,6 +330,7 @@ fn decode(id: &str, v: &str) -> Result<Session, SessionError> {
                 client_id: j.client_id,
                 sid: j.s,
                 joined_at: from_millis(j.j),
+                saml: j.m,
             });
         }
     }

@@ -158,6 +158,7 @@ pub(crate) struct ClientRow {
     pub oidc_logout: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub addons: String,
 }
 
 fn enum_str<T: Serialize>(v: &T) -> Result<String, StoreError> {
@@ -190,6 +191,7 @@ impl ClientRow {
             oidc_logout: to_json(&c.oidc_logout)?,
             created_at: to_millis(c.created_at),
             updated_at: to_millis(c.updated_at),
+            addons: to_json(&c.addons)?,
         })
     }
 
@@ -211,6 +213,7 @@ impl ClientRow {
             grant_types: from_json(&self.grant_types)?,
             lifetimes: from_json(&self.lifetimes)?,
             oidc_logout: from_json(&self.oidc_logout)?,
+            addons: from_json(&self.addons)?,
             secrets: secrets
                 .into_iter()
                 .map(|s| ClientSecret {

@@ -30,6 +30,7 @@ diesel::table! {
         oidc_logout -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        addons -> Text,
     }
 }
 

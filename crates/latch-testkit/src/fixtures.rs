@@ -69,6 +69,7 @@ pub fn client() -> Client {
             frontchannel_logout_url: None,
             frontchannel_logout_session_required: false,
         },
+        addons: Default::default(),
         secrets: vec![ClientSecret {
             digest: TokenDigest::new(format!("digest-{u}")),
             created_at: now,
@@ -168,6 +169,7 @@ pub fn session_client(client: &str) -> SessionClient {
         client_id: ClientId::new(client),
         sid: Sid::new(format!("sid-{}", unique())),
         joined_at: now(),
+        saml: None,
     }
 }
 

@@ -107,6 +107,20 @@ struct ClientInput {
     jwt_configuration: Option<JwtConfiguration>,
     refresh_token: Option<RefreshTokenConfig>,
     oidc_logout: Option<OidcLogoutInput>,
+    addons: Option<AddonsInput>,
+}
+
+/// Auth0's addons: `samlp` makes the client a SAML app (Latch is its SAML IdP).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AddonsInput {
+    /// The SAML2 Web App addon, replaced whole; `null` removes it. Fields (Auth0's):
+    /// `audience` (required), `recipient`, `nameIdentifierFormat`, `signResponse`,
+    /// `signatureAlgorithm`, `digestAlgorithm`, `lifetimeInSeconds`, `mappings`, `signingCert`,
+    /// `logout` (`callback`, `slo_enabled`), `binding`, `allowIdpInitiated`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    samlp: Option<Option<SamlpAddon>>,
 }
 
 /// Signing algorithm and token lifetimes.
@@ -350,7 +364,15 @@ fn apply(
             c.oidc_logout.frontchannel_logout_session_required = v;
         }
     }
+    if let Some(a) = input.addons
+        && let Some(samlp) = a.samlp
+    {
+        c.addons.samlp = samlp;
+    }
     // Rules across fields.
+    if let Some(samlp) = &c.addons.samlp {
+        validate::samlp_addon(samlp, &c.callbacks)?;
+    }
     let public = c.token_endpoint_auth_method == TokenEndpointAuthMethod::None;
     if public != c.app_type.is_public() {
         return Err(ApiError::bad_request(
@@ -407,6 +429,9 @@ pub(crate) struct ClientView {
     jwt_configuration: JwtConfiguration,
     refresh_token: RefreshTokenConfig,
     oidc_logout: OidcLogoutView,
+    /// `samlp` for a SAML app (its IdP metadata: `GET /samlp/metadata/{client_id}`).
+    #[schema(value_type = Object)]
+    addons: ClientAddons,
     /// Shown only when made: on creation, rotation, or a public client turned confidential.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
@@ -452,6 +477,7 @@ fn view(c: &Client, secret: Option<&str>) -> ClientView {
                 .oidc_logout
                 .frontchannel_logout_session_required,
         },
+        addons: c.addons.clone(),
         client_secret: secret.map(str::to_owned),
     }
 }
@@ -521,6 +547,7 @@ async fn post_client(
             frontchannel_logout_session_required: true,
             ..OidcLogout::default()
         },
+        addons: ClientAddons::default(),
         secrets: vec![],
         created_at: now,
         updated_at: now,

@@ -14,6 +14,14 @@ pub enum AppType {
     NonInteractive,
 }
 
+impl Client {
+    /// The assertion consumer service URL of a SAML app: `recipient`, or the first callback.
+    pub fn saml_acs(&self) -> Option<&Url> {
+        let addon = self.addons.samlp.as_ref()?;
+        addon.recipient.as_ref().or(self.callbacks.first())
+    }
+}
+
 impl AppType {
     pub fn is_public(self) -> bool {
         matches!(self, Self::Spa | Self::Native)
@@ -95,6 +103,129 @@ pub struct OidcLogout {
     pub frontchannel_logout_session_required: bool,
 }
 
+/// SAML NameID formats Latch issues to SAML apps.
+pub mod name_id_format {
+    /// The default: carries the `user_id`.
+    pub const UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+    /// Carries the user's email.
+    pub const EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+    /// Carries the `user_id`.
+    pub const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+    pub const ALL: [&str; 3] = [UNSPECIFIED, EMAIL, PERSISTENT];
+}
+
+/// SAML bindings Latch sends a LogoutRequest to a SAML app with.
+pub mod saml_binding {
+    pub const HTTP_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+    pub const HTTP_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+}
+
+/// A SAML app's Single Logout settings (Auth0's `addons.samlp.logout`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlpLogout {
+    /// The SP's SingleLogoutService URL: LogoutRequests and LogoutResponses go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Url>,
+    /// Default: `true` when a callback is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_enabled: Option<bool>,
+}
+
+/// Latch as a SAML IdP for this client (Auth0's SAML2 Web App addon, `addons.samlp`); field
+/// names are Auth0's. Checked by `latch_core::validate` before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SamlpAddon {
+    /// The SP's entity id: the AuthnRequest's `Issuer` and the assertion's `Audience`.
+    pub audience: String,
+    /// The AssertionConsumerService URL; `None`: the client's first callback. One of `callbacks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Url>,
+    /// One of [`name_id_format::ALL`].
+    #[serde(default = "default_name_id_format")]
+    pub name_identifier_format: String,
+    /// `true`: the whole Response is signed; `false` (default): the assertion.
+    #[serde(default)]
+    pub sign_response: bool,
+    /// `rsa-sha256` (`rsa-sha1` is refused).
+    #[serde(default = "default_signature_algorithm")]
+    pub signature_algorithm: String,
+    /// `sha256`.
+    #[serde(default = "default_digest_algorithm")]
+    pub digest_algorithm: String,
+    /// Bounds the assertion's `NotOnOrAfter` (default 3600).
+    #[serde(default = "default_lifetime")]
+    pub lifetime_in_seconds: i64,
+    /// User attribute (`email`, `name`, `user_id`, `given_name`, `family_name`, `nickname`,
+    /// `picture`, `email_verified`) → SAML attribute name.
+    #[serde(default)]
+    pub mappings: std::collections::BTreeMap<String, String>,
+    /// The SP's certificate (PEM): when set, its AuthnRequests and LogoutRequests must be
+    /// signed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_cert: Option<String>,
+    #[serde(default)]
+    pub logout: SamlpLogout,
+    /// How Latch sends LogoutRequests to the SP: [`saml_binding::HTTP_REDIRECT`] (default) or
+    /// [`saml_binding::HTTP_POST`].
+    #[serde(default = "default_binding")]
+    pub binding: String,
+    /// Latch's choice (the issue leaves the name open): IdP-initiated sign-in at
+    /// `/samlp/{client_id}` without a request, refused unless `true`.
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+}
+
+fn default_name_id_format() -> String {
+    name_id_format::UNSPECIFIED.to_owned()
+}
+fn default_signature_algorithm() -> String {
+    "rsa-sha256".to_owned()
+}
+fn default_digest_algorithm() -> String {
+    "sha256".to_owned()
+}
+fn default_lifetime() -> i64 {
+    3600
+}
+fn default_binding() -> String {
+    saml_binding::HTTP_REDIRECT.to_owned()
+}
+
+impl SamlpAddon {
+    /// A SAML app with defaults for everything but its entity id.
+    pub fn new(audience: impl Into<String>) -> Self {
+        Self {
+            audience: audience.into(),
+            recipient: None,
+            name_identifier_format: default_name_id_format(),
+            sign_response: false,
+            signature_algorithm: default_signature_algorithm(),
+            digest_algorithm: default_digest_algorithm(),
+            lifetime_in_seconds: default_lifetime(),
+            mappings: Default::default(),
+            signing_cert: None,
+            logout: SamlpLogout::default(),
+            binding: default_binding(),
+            allow_idp_initiated: false,
+        }
+    }
+
+    /// The SP's SingleLogoutService, when Single Logout with it is on.
+    pub fn slo_url(&self) -> Option<&Url> {
+        let cb = self.logout.callback.as_ref()?;
+        self.logout.slo_enabled.unwrap_or(true).then_some(cb)
+    }
+}
+
+/// Auth0's `addons`: what else a client speaks besides OpenID Connect.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClientAddons {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samlp: Option<SamlpAddon>,
+}
+
 /// A stored client secret: only its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSecret {
@@ -117,6 +248,7 @@ pub struct Client {
     pub signing_alg: SigningAlg,
     pub lifetimes: TokenLifetimes,
     pub oidc_logout: OidcLogout,
+    pub addons: ClientAddons,
     /// Digests of the client's secrets (none for public clients).
     pub secrets: Vec<ClientSecret>,
     pub created_at: OffsetDateTime,

@@ -286,6 +286,7 @@ impl Completion for OidcCompletion {
         &self,
         r: &LoginRequest,
         session: &Session,
+        _user: &latch_core::model::User,
         now: OffsetDateTime,
     ) -> Result<Issued, Box<HttpResponse>> {
         let Some(p) = Self::state(r) else {

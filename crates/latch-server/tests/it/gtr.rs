@@ -123,6 +123,7 @@ async fn setup(h: &Harness, name: &str) -> Setup {
             client_id: client.client_id.clone(),
             sid: sess.sid.clone(),
             joined_at: latch_testkit::fixtures::now(),
+            saml: None,
         }];
         s.sessions.insert_session(&sess).await.unwrap();
     }

@@ -25,6 +25,7 @@ pub(crate) fn problems(
         signing_alg: SigningAlg::RS256,
         lifetimes: TokenLifetimes::default(),
         oidc_logout: OidcLogout::default(),
+        addons: Default::default(),
         secrets: vec![],
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         updated_at: time::OffsetDateTime::UNIX_EPOCH,
