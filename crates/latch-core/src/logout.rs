@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::model::{
     Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
 };
-use crate::session::{Session, SessionStore};
+use crate::session::{SamlParticipant, Session, SessionStore};
 use crate::store::Store;
 use crate::{
     ClientId, Clock, ConnectionName, DeliveryId, Jti, SessionError, SessionId, Sid, StoreError,
@@ -137,32 +137,82 @@ pub struct FrontChannelTarget {
     pub sid: Option<Sid>,
 }
 
+/// A SAML app that had joined an ended session and has Single Logout on: the browser-facing
+/// caller sends it a signed LogoutRequest (NameID and SessionIndex as issued) from a hidden
+/// frame of the logout page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlLogoutTarget {
+    pub client_id: ClientId,
+    /// The SP's SingleLogoutService (`addons.samlp.logout.callback`).
+    pub slo_url: url::Url,
+    /// `addons.samlp.binding`.
+    pub binding: String,
+    pub participant: SamlParticipant,
+}
+
+/// Where a logout page goes once its frames have loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continue {
+    /// A link (the post-logout redirect; a LogoutResponse in the HTTP-Redirect binding).
+    Get(String),
+    /// A form POSTed to `action` (a LogoutResponse in the HTTP-POST binding).
+    Post {
+        action: url::Url,
+        fields: Vec<(String, String)>,
+    },
+}
+
+impl Continue {
+    /// The origin the page must be allowed to navigate or post to.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Get(u) => u,
+            Self::Post { action, .. } => action.as_str(),
+        }
+    }
+}
+
+/// What a logout page shows: what [`Logout::end`] returned, minus the app that asked.
+#[derive(Debug, Clone)]
+pub struct PageRequest<'a> {
+    pub issuer: &'a str,
+    pub front_channel: &'a [FrontChannelTarget],
+    pub saml: &'a [SamlLogoutTarget],
+    /// The app that asked for the logout: it is answered, not framed.
+    pub exclude: Option<&'a ClientId>,
+    pub continue_to: Option<Continue>,
+}
+
+/// A SAML LogoutRequest a logout page sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlSent {
+    pub client_id: ClientId,
+    /// The LogoutRequest's ID: the app's LogoutResponse names it in `InResponseTo`.
+    pub request_id: String,
+}
+
 /// A logout page as [`FrontChannelPage::render`] made it: the HTML, the Content-Security-Policy
-/// it must be sent with (its frame and script sources), and the apps it frames.
+/// it must be sent with (its frame, form and script sources), and what it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedPage {
     pub html: String,
     pub content_security_policy: String,
     /// The apps whose front-channel logout URL the page loads, one per frame, in page order.
     pub framed: Vec<ClientId>,
+    /// The SAML apps the page sends a LogoutRequest, in page order.
+    pub saml: Vec<SamlSent>,
 }
 
-/// The front-channel logout page (OpenID Connect Front-Channel Logout 1.0): `latch-slo`
-/// implements it; the browser-facing logout endpoints (RP-initiated logout, the admin UI's
-/// sign-out) hold it as a trait object, since endpoint crates never depend on one another.
+/// The Single Logout page: `latch-slo` implements it; the browser-facing logout endpoints
+/// (RP-initiated logout, SAML SLO, the admin UI's sign-out) hold it as a trait object, since
+/// endpoint crates never depend on one another.
 pub trait FrontChannelPage: Send + Sync {
-    /// A page that loads each of `targets` but `exclude`'s (the app that asked for the logout)
-    /// in a hidden frame, with `iss` = `issuer` and the target's `sid`, if any, added to the
-    /// URL's own query, then continues to `continue_to` (or says the user is signed out).
-    /// `None` when no frame is left (callers then answer as they would without the page) or
-    /// the page could not be rendered (logged).
-    fn render(
-        &self,
-        issuer: &str,
-        targets: &[FrontChannelTarget],
-        exclude: Option<&ClientId>,
-        continue_to: Option<&str>,
-    ) -> Option<RenderedPage>;
+    /// A page that loads each front-channel target (with `iss` and its `sid`, if any, added to
+    /// the URL's own query) and sends each SAML target its signed LogoutRequest, in hidden
+    /// frames, then continues as `continue_to` says (or says the user is signed out). `None`
+    /// when no frame is left (callers then answer as they would without the page) or the page
+    /// could not be rendered (logged).
+    fn render(&self, page: &PageRequest<'_>) -> Option<RenderedPage>;
 }
 
 /// What [`Logout::end`] did, and what a browser-facing caller does next.
@@ -175,6 +225,26 @@ pub struct Ended {
     /// Front-channel logout URLs of the apps that had joined the ended sessions, one per (app,
     /// session), in the order the apps joined.
     pub front_channel: Vec<FrontChannelTarget>,
+    /// SAML apps of the ended sessions with Single Logout on, one per (app, session).
+    pub saml: Vec<SamlLogoutTarget>,
+    /// SAML apps of the ended sessions that cannot be told (no SingleLogoutService, or SLO off):
+    /// a SAML SLO initiator then hears `PartialLogout`.
+    pub unreachable: Vec<ClientId>,
+}
+
+impl Ended {
+    /// The SAML apps of the ended sessions a logout without a browser cannot reach (Latch sends
+    /// SAML LogoutRequests from the logout page only): for the event's `saml_unreachable`.
+    pub fn saml_unreachable_without_browser(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .saml
+            .iter()
+            .map(|t| t.client_id.as_str())
+            .chain(self.unreachable.iter().map(ClientId::as_str))
+            .collect();
+        v.dedup();
+        v
+    }
 }
 
 /// The Logout service: every path that ends sessions calls [`Logout::end`].
@@ -250,13 +320,9 @@ impl Logout {
             return Err(e);
         }
         // Only a browser-facing caller renders these; failing to read them ends nothing less.
-        ended.front_channel = match self.front_channel(&ended.sessions).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "front-channel logout targets unavailable");
-                Vec::new()
-            }
-        };
+        if let Err(e) = self.front_channel(&mut ended).await {
+            tracing::warn!(error = %e, "front-channel logout targets unavailable");
+        }
         Ok(ended)
     }
 
@@ -301,29 +367,36 @@ impl Logout {
         })
     }
 
-    async fn front_channel(
-        &self,
-        sessions: &[Session],
-    ) -> Result<Vec<FrontChannelTarget>, StoreError> {
-        let mut out = Vec::new();
-        for s in sessions {
+    async fn front_channel(&self, ended: &mut Ended) -> Result<(), StoreError> {
+        for s in &ended.sessions {
             for joined in &s.clients {
                 let Some(client) = self.store.find_client(&joined.client_id).await? else {
                     continue;
                 };
-                if let Some(url) = client.oidc_logout.frontchannel_logout_url {
-                    out.push(FrontChannelTarget {
-                        client_id: client.client_id,
-                        url,
+                if let Some(url) = &client.oidc_logout.frontchannel_logout_url {
+                    ended.front_channel.push(FrontChannelTarget {
+                        client_id: client.client_id.clone(),
+                        url: url.clone(),
                         sid: client
                             .oidc_logout
                             .frontchannel_logout_session_required
                             .then(|| joined.sid.clone()),
                     });
                 }
+                if let (Some(addon), Some(participant)) = (&client.addons.samlp, &joined.saml) {
+                    match addon.slo_url() {
+                        Some(url) => ended.saml.push(SamlLogoutTarget {
+                            client_id: client.client_id.clone(),
+                            slo_url: url.clone(),
+                            binding: addon.binding.clone(),
+                            participant: participant.clone(),
+                        }),
+                        None => ended.unreachable.push(client.client_id.clone()),
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

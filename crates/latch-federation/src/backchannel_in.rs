@@ -316,7 +316,9 @@ pub async fn post_backchannel_logout(
     };
     let (ended, notified) = (out.sessions.len(), out.deliveries.len());
     log(&deps, &name, "slo", "Upstream back-channel logout", Some(&user_id), json!({
+        "initiator": LogoutInitiator::IdpLogout,
         "upstream_sid": sid, "sessions_ended": ended, "TotalOidcLogoutRequests": notified, "TotalSamlLogoutRequests": 0,
+        "saml_unreachable": out.saml_unreachable_without_browser(),
     }))
     .await;
     HttpResponse::Ok()

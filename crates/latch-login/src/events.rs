@@ -8,8 +8,36 @@ use crate::Deps;
 
 /// Records a log event; failure to log never fails the request.
 #[allow(clippy::too_many_arguments)]
-pub async fn log(
+pub(crate) async fn log(
     deps: &Deps,
+    event_type: &str,
+    description: &str,
+    user: Option<&UserId>,
+    client: Option<&ClientId>,
+    connection: Option<&ConnectionName>,
+    ip: Option<std::net::IpAddr>,
+    details: Value,
+) {
+    log_with(
+        &*deps.store,
+        &*deps.clock,
+        event_type,
+        description,
+        user,
+        client,
+        connection,
+        ip,
+        details,
+    )
+    .await
+}
+
+/// Records a log event through `store`; failure to log never fails the request. The protocol
+/// crates log their sign-in and logout events through it.
+#[allow(clippy::too_many_arguments)]
+pub async fn log_with(
+    store: &dyn latch_core::store::Store,
+    clock: &dyn latch_core::Clock,
     event_type: &str,
     description: &str,
     user: Option<&UserId>,
@@ -24,9 +52,9 @@ pub async fn log(
         connection: connection.cloned(),
         ip: ip.map(|i| i.to_string()),
         details,
-        ..LogEvent::new(deps.clock.now(), event_type, description)
+        ..LogEvent::new(clock.now(), event_type, description)
     };
-    if let Err(err) = deps.store.insert_log(&e).await {
+    if let Err(err) = store.insert_log(&e).await {
         tracing::error!(error = %err, event = event_type, "could not record log event");
     }
 }

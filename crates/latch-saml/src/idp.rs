@@ -33,6 +33,8 @@ pub const HTTP_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
 pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+pub const STATUS_NO_PASSIVE: &str = "urn:oasis:names:tc:SAML:2.0:status:NoPassive";
+pub const STATUS_REQUEST_DENIED: &str = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied";
 pub const STATUS_PARTIAL_LOGOUT: &str = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout";
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 const NAMEID_FORMATS: [&str; 3] = [
@@ -350,6 +352,48 @@ pub fn signed_response(key: &IdpKey, s: &AssertionSpec<'_>) -> Result<String, Sa
     key.sign_xml(&xml)
 }
 
+/// A signed Response without an assertion: the sign-in did not happen (`top` and `second`
+/// status codes, e.g. Responder / NoPassive).
+pub fn signed_error_response(
+    key: &IdpKey,
+    issuer: &str,
+    acs_url: &str,
+    in_response_to: Option<&str>,
+    top: &str,
+    second: Option<&str>,
+    message: &str,
+    now: OffsetDateTime,
+) -> Result<String, SamlError> {
+    let id = new_id();
+    let code = match second {
+        Some(s) => format!(
+            r#"<samlp:StatusCode Value="{}"><samlp:StatusCode Value="{}"/></samlp:StatusCode>"#,
+            esc(top),
+            esc(s)
+        ),
+        None => format!(r#"<samlp:StatusCode Value="{}"/>"#, esc(top)),
+    };
+    let xml = format!(
+        concat!(
+            r#"<samlp:Response xmlns:samlp="{pns}" xmlns:saml="{ans}" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{acs}"{irt}>"#,
+            "<saml:Issuer>{issuer}</saml:Issuer>{sig}<samlp:Status>{code}<samlp:StatusMessage>{msg}</samlp:StatusMessage></samlp:Status></samlp:Response>"
+        ),
+        pns = PROTOCOL_NS,
+        ans = ASSERTION_NS,
+        id = id,
+        now = instant(now),
+        acs = esc(acs_url),
+        irt = in_response_to
+            .map(|i| format!(r#" InResponseTo="{}""#, esc(i)))
+            .unwrap_or_default(),
+        issuer = esc(issuer),
+        sig = signature_template(&id, &key.cert_base64()),
+        code = code,
+        msg = esc(message),
+    );
+    key.sign_xml(&xml)
+}
+
 /// The NameID a LogoutRequest names, as it was issued.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NameId {
@@ -614,44 +658,53 @@ impl Inbound {
         })
     }
 
-    /// Whether the sender signed it (verified or not).
+    /// Whether the sender signed it (verified or not): a query signature (HTTP-Redirect) or an
+    /// enveloped one in the XML (HTTP-POST, or a POSTed request carried on in a redirect).
     pub fn is_signed(&self) -> bool {
-        match self.binding {
-            Binding::Redirect => self.query_signature.is_some(),
-            Binding::Post => self.xml.contains("SignatureValue"),
-        }
+        self.query_signature.is_some() || self.xml.contains("SignatureValue")
     }
 
-    /// The XML to read, once a signature by `cert` covers it: HTTP-Redirect checks the query
-    /// signature (SHA-2 algorithms only); HTTP-POST reduces the document to what the enveloped
+    /// The XML to read, once a signature by `cert` covers it: a query signature (SHA-2
+    /// algorithms only) when there is one; else the document is reduced to what its enveloped
     /// signature covers, and that must be the root element itself (no wrapping).
     pub fn verified_xml(&self, cert: &CertificateDer) -> Result<String, SamlError> {
-        match self.binding {
-            Binding::Redirect => {
-                let Some((signed, alg, sig)) = &self.query_signature else {
-                    return Err(SamlError::Signature("the message is not signed".into()));
-                };
-                verify_query_signature(cert, signed, alg, sig)?;
-                Ok(self.xml.clone())
-            }
-            Binding::Post => {
-                let before = Message::parse(&self.xml)?;
-                let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-                    &self.xml,
-                    std::slice::from_ref(cert),
-                    ReduceMode::ValidateAndMarkNoAncestors,
-                    Some(&ALLOWED_ALGORITHMS),
-                )
-                .map_err(|e| SamlError::Signature(e.to_string()))?;
-                let after = Message::parse(&reduced)?;
-                if after.kind != before.kind || after.id() != before.id() || !after.signed {
-                    return Err(SamlError::Signature(
-                        "the signature does not cover the message".into(),
-                    ));
-                }
-                Ok(reduced)
-            }
+        if let Some((signed, alg, sig)) = &self.query_signature {
+            verify_query_signature(cert, signed, alg, sig)?;
+            return Ok(self.xml.clone());
         }
+        if !self.xml.contains("SignatureValue") {
+            return Err(SamlError::Signature("the message is not signed".into()));
+        }
+        let before = Message::parse(&self.xml)?;
+        let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            &self.xml,
+            std::slice::from_ref(cert),
+            ReduceMode::ValidateAndMarkNoAncestors,
+            Some(&ALLOWED_ALGORITHMS),
+        )
+        .map_err(|e| SamlError::Signature(e.to_string()))?;
+        let after = Message::parse(&reduced)?;
+        if after.kind != before.kind || after.id() != before.id() || !after.signed {
+            return Err(SamlError::Signature(
+                "the signature does not cover the message".into(),
+            ));
+        }
+        Ok(reduced)
+    }
+
+    /// The message again as an HTTP-Redirect query (`field=…&RelayState=…`), without a query
+    /// signature: an enveloped signature in the XML still covers it.
+    pub fn as_redirect_query(&self, field: &str) -> Result<String, SamlError> {
+        let mut deflate =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflate.write_all(self.xml.as_bytes()).map_err(config)?;
+        let deflated = deflate.finish().map_err(config)?;
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair(field, &STANDARD.encode(deflated));
+        if let Some(rs) = &self.relay_state {
+            q.append_pair("RelayState", rs);
+        }
+        Ok(q.finish())
     }
 }
 
@@ -669,7 +722,8 @@ fn verify_query_signature(
         | "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => MessageDigest::sha384(),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
         | "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" => MessageDigest::sha512(),
-        "http://www.w3.org/2000/09/xmldsig#rsa-sha1" | "http://www.w3.org/2000/09/xmldsig#dsa-sha1" => {
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+        | "http://www.w3.org/2000/09/xmldsig#dsa-sha1" => {
             return Err(SamlError::Signature("SHA-1 signatures are refused".into()));
         }
         other => {
@@ -846,7 +900,9 @@ impl Message {
                 }
                 Event::Text(t) => {
                     if text_of.is_some() && depth == 2 {
-                        let s = t.xml_content(quick_xml::XmlVersion::default()).map_err(|_| bad())?;
+                        let s = t
+                            .xml_content(quick_xml::XmlVersion::default())
+                            .map_err(|_| bad())?;
                         text.push_str(&s);
                     }
                 }
@@ -934,4 +990,9 @@ impl Message {
         }
         Ok(())
     }
+}
+
+/// Standard base64 (a form field's `SAMLResponse`).
+pub fn base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
 }

@@ -37,10 +37,7 @@ pub struct IdpKeys {
 
 impl IdpKeys {
     /// Loads the keys now; `common_name` names the certificates (the issuer's host).
-    pub async fn load(
-        repo: Arc<dyn SigningKeyRepo>,
-        common_name: &str,
-    ) -> Result<Self, SamlError> {
+    pub async fn load(repo: Arc<dyn SigningKeyRepo>, common_name: &str) -> Result<Self, SamlError> {
         let keys = Self {
             repo,
             common_name: common_name.to_owned(),
@@ -98,10 +95,7 @@ impl IdpKeys {
                 }
             };
             // Several rows in one state (mid-rotation elsewhere): the newest wins.
-            if slot
-                .as_ref()
-                .is_none_or(|(at, _)| *at < k.created_at)
-            {
+            if slot.as_ref().is_none_or(|(at, _)| *at < k.created_at) {
                 *slot = Some((k.created_at, key));
             }
         }

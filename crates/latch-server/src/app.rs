@@ -31,6 +31,8 @@ pub struct AppState {
     pub remote: Arc<latch_remote::RemoteKeys>,
     /// Upstream Okta, OpenID Connect and SAML connections (metadata cached across requests).
     pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
+    /// What Latch signs SAML with (its RS256 key, with a certificate).
+    pub saml_keys: Arc<latch_saml::keys::IdpKeys>,
 }
 
 impl AppState {
@@ -76,6 +78,17 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }));
+    let saml_keys = state.saml_keys.clone();
+    handles.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(latch_saml::keys::REFRESH_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = saml_keys.refresh().await {
+                tracing::warn!(error = %e, "SAML signing key reload failed");
+            }
+        }
+    }));
     handles.push(tokio::spawn(crate::retention::run(
         state.store.clone(),
         state.clock.clone(),
@@ -95,6 +108,10 @@ fn login(
         issuer: issuer.clone(),
         code_ttl: settings.code_ttl,
     });
+    let samlp: Arc<dyn latch_login::Completion> = Arc::new(latch_samlp::SamlpCompletion {
+        issuer: issuer.clone(),
+        keys: state.saml_keys.clone(),
+    });
     latch_login::Login::new(latch_login::Deps {
         store: state.store.clone(),
         sessions: state.sessions.clone(),
@@ -107,7 +124,12 @@ fn login(
         }),
         upstream: state.upstream.clone(),
         logout: logout.clone(),
-        completions: [(latch_login::Protocol::Oidc, oidc)].into_iter().collect(),
+        completions: [
+            (latch_login::Protocol::Oidc, oidc),
+            (latch_login::Protocol::Samlp, samlp),
+        ]
+        .into_iter()
+        .collect(),
         settings: latch_login::Settings {
             secure_cookies: settings.secure_cookies,
             ..latch_login::Settings::default()
@@ -124,7 +146,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     let logout = state.logout();
     let login = login(&state, &oidc_settings, &logout);
     let front_channel: Arc<dyn latch_core::logout::FrontChannelPage> =
-        Arc::new(latch_slo::SloPages);
+        Arc::new(latch_slo::SloPages::new(latch_slo::SamlSigner {
+            keys: state.saml_keys.clone(),
+            clock: state.clock.clone(),
+        }));
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
@@ -169,6 +194,17 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 remote: state.remote.clone(),
                 logout: logout.clone(),
                 issuer: state.config.issuer_str().to_owned(),
+            }))
+            .configure(latch_samlp::configure(latch_samlp::Deps {
+                store: state.store.clone(),
+                sessions: state.sessions.clone(),
+                clock: state.clock.clone(),
+                issuer: state.config.issuer_str().to_owned(),
+                keys: state.saml_keys.clone(),
+                login: login.clone(),
+                logout: logout.clone(),
+                front_channel: front_channel.clone(),
+                secure_cookies: oidc_settings.secure_cookies,
             }))
             .configure(login.configure())
             .configure(latch_oidc::configure(latch_oidc::Deps {

@@ -1,26 +1,54 @@
 //! Single Logout pages. [`logout_page`] renders what `latch_core::logout::Logout::end` returns
-//! for a browser: OpenID Connect Front-Channel Logout 1.0's page, one hidden `<iframe>` per app
-//! with a front-channel logout URL, that continues to the post-logout redirect once they have
-//! loaded (or after 5 seconds), with a link for browsers without JavaScript. [`SloPages`] is the
-//! `latch_core::logout::FrontChannelPage` the endpoint crates hold.
+//! for a browser: one hidden `<iframe>` per app with a front-channel logout URL (OpenID Connect
+//! Front-Channel Logout 1.0) and one per SAML app with Single Logout, which carries that app's
+//! signed LogoutRequest (HTTP-Redirect: the signed URL; HTTP-POST: a form the frame posts). The
+//! page continues once they have loaded (or after 5 seconds) to the post-logout redirect, or to
+//! a SAML initiator's LogoutResponse (a link, or a form it posts), with a link or button for
+//! browsers without JavaScript. [`SloPages`] is the `latch_core::logout::FrontChannelPage` the
+//! endpoint crates hold.
 //!
 //! **Invariant:** the page's Content-Security-Policy allows frames from exactly the origins of
-//! its frames and the one inline script by a per-response nonce; nothing else runs or loads.
+//! its frames, forms to exactly the origins it posts to, and inline scripts only by a
+//! per-response nonce; nothing else runs or loads.
+
+use std::sync::Arc;
 
 use askama::Template;
-use latch_core::ClientId;
-use latch_core::logout::{FrontChannelPage, FrontChannelTarget, RenderedPage};
+use latch_core::Clock;
+use latch_core::logout::{
+    Continue, FrontChannelPage, FrontChannelTarget, PageRequest, RenderedPage, SamlLogoutTarget,
+    SamlSent,
+};
+use latch_saml::idp::{NameId, Outbound, logout_request_xml, new_id};
+use latch_saml::keys::IdpKeys;
 use url::Url;
 
 /// How long the page waits for its frames before it continues anyway (the script's timer and
 /// the `<meta http-equiv="refresh">` fallback).
 pub const WAIT_SECONDS: u32 = 5;
 
+/// A hidden frame: a URL to load, or a form (HTTP-POST binding) written into the frame.
+struct Frame {
+    src: Option<String>,
+    srcdoc: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "slo/logout.html")]
 struct LogoutTemplate<'a> {
-    frames: &'a [String],
+    frames: &'a [Frame],
+    /// The link onward (and the refresh target) when the page continues by GET.
     continue_to: Option<&'a str>,
+    /// The form onward when the page continues by POST.
+    post: Option<(&'a str, &'a [(String, String)])>,
+    nonce: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "slo/post-frame.html")]
+struct PostFrame<'a> {
+    action: &'a str,
+    fields: &'a [(String, String)],
     nonce: &'a str,
 }
 
@@ -38,71 +66,183 @@ pub fn frame_url(issuer: &str, target: &FrontChannelTarget) -> Url {
     u
 }
 
-/// The logout page for `targets` but `exclude`'s (the app that initiated the logout is sent
-/// on, not framed), continuing to `continue_to` or, without one, saying the user is signed out.
-/// `None` when no frame is left: the caller then answers as it would without the page.
+/// Signs what Latch sends SAML apps.
+pub struct SamlSigner {
+    pub keys: Arc<IdpKeys>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// How long a LogoutRequest Latch sends is valid.
+pub const LOGOUT_REQUEST_LIFETIME: time::Duration = time::Duration::minutes(5);
+
+impl SamlSigner {
+    /// The signed LogoutRequest for `t`, from Latch's IdP entity id `issuer`.
+    pub fn logout_request(
+        &self,
+        issuer: &str,
+        t: &SamlLogoutTarget,
+    ) -> Result<(String, Outbound), latch_saml::SamlError> {
+        let keys = self.keys.snapshot()?;
+        let now = self.clock.now();
+        let id = new_id();
+        let name_id = NameId {
+            value: t.participant.name_id.clone(),
+            format: Some(t.participant.name_id_format.clone()),
+            ..NameId::default()
+        };
+        let xml = logout_request_xml(
+            &id,
+            issuer,
+            t.slo_url.as_str(),
+            &name_id,
+            Some(&t.participant.session_index),
+            now,
+            Some(now + LOGOUT_REQUEST_LIFETIME),
+        );
+        let out = Outbound::carry(&keys.signing, &t.binding, &t.slo_url, true, &xml, &id, None)?;
+        Ok((id, out))
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+/// The logout page for `p` (see [`FrontChannelPage::render`]). `None` when no frame is left:
+/// the caller then answers as it would without the page.
 pub fn logout_page(
-    issuer: &str,
-    targets: &[FrontChannelTarget],
-    exclude: Option<&ClientId>,
-    continue_to: Option<&str>,
-) -> Result<Option<RenderedPage>, askama::Error> {
-    let framed: Vec<&FrontChannelTarget> = targets
+    p: &PageRequest<'_>,
+    signer: Option<&SamlSigner>,
+) -> Result<Option<RenderedPage>, Box<dyn std::error::Error + Send + Sync>> {
+    let nonce = latch_jose::random_token(18);
+    let mut frames = Vec::new();
+    let mut frame_origins = Vec::new();
+    let mut form_origins = Vec::new();
+    let mut framed = Vec::new();
+    for t in p
+        .front_channel
         .iter()
-        .filter(|t| exclude != Some(&t.client_id))
-        .collect();
-    if framed.is_empty() {
+        .filter(|t| p.exclude != Some(&t.client_id))
+    {
+        let u = frame_url(p.issuer, t);
+        push_unique(&mut frame_origins, u.origin().ascii_serialization());
+        frames.push(Frame {
+            src: Some(u.into()),
+            srcdoc: None,
+        });
+        framed.push(t.client_id.clone());
+    }
+    let mut saml = Vec::new();
+    for t in p.saml.iter().filter(|t| p.exclude != Some(&t.client_id)) {
+        let Some(signer) = signer else {
+            tracing::error!(client_id = %t.client_id, "no SAML signer: LogoutRequest not sent");
+            continue;
+        };
+        let (request_id, out) = match signer.logout_request(p.issuer, t) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(client_id = %t.client_id, error = %e, "SAML LogoutRequest not made");
+                continue;
+            }
+        };
+        push_unique(&mut frame_origins, t.slo_url.origin().ascii_serialization());
+        match out {
+            Outbound::Redirect(u) => frames.push(Frame {
+                src: Some(u.into()),
+                srcdoc: None,
+            }),
+            Outbound::Post {
+                action,
+                field,
+                value,
+                relay_state,
+            } => {
+                push_unique(&mut form_origins, action.origin().ascii_serialization());
+                let mut fields = vec![(field.to_owned(), value)];
+                if let Some(rs) = relay_state {
+                    fields.push(("RelayState".to_owned(), rs));
+                }
+                let doc = PostFrame {
+                    action: action.as_str(),
+                    fields: &fields,
+                    nonce: &nonce,
+                }
+                .render()?;
+                frames.push(Frame {
+                    src: None,
+                    srcdoc: Some(doc),
+                });
+            }
+        }
+        saml.push(SamlSent {
+            client_id: t.client_id.clone(),
+            request_id,
+        });
+    }
+    if frames.is_empty() {
         return Ok(None);
     }
-    let frames: Vec<Url> = framed.iter().map(|t| frame_url(issuer, t)).collect();
-    let mut origins: Vec<String> = Vec::new();
-    for f in &frames {
-        let o = f.origin().ascii_serialization();
-        if !origins.contains(&o) {
-            origins.push(o);
+    let (continue_to, post) = match &p.continue_to {
+        None => (None, None),
+        Some(Continue::Get(u)) => (Some(u.as_str()), None),
+        Some(Continue::Post { action, fields }) => {
+            push_unique(&mut form_origins, action.origin().ascii_serialization());
+            (None, Some((action.as_str(), fields.as_slice())))
         }
-    }
-    let nonce = latch_jose::random_token(18);
-    let srcs: Vec<String> = frames.iter().map(|u| u.as_str().to_owned()).collect();
+    };
     let html = LogoutTemplate {
-        frames: &srcs,
+        frames: &frames,
         continue_to,
+        post,
         nonce: &nonce,
     }
     .render()?;
-    let script = if continue_to.is_some() {
+    let script = if p.continue_to.is_some() || frames.iter().any(|f| f.srcdoc.is_some()) {
         format!("script-src 'nonce-{nonce}'; ")
     } else {
         String::new()
     };
+    let form_action = if form_origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        form_origins.join(" ")
+    };
     let content_security_policy = format!(
-        "default-src 'none'; frame-src {}; {script}style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
-        origins.join(" ")
+        "default-src 'none'; frame-src {}; {script}style-src 'unsafe-inline'; img-src data:; form-action {form_action}; base-uri 'none'; frame-ancestors 'none'",
+        frame_origins.join(" ")
     );
     Ok(Some(RenderedPage {
         html,
         content_security_policy,
-        framed: framed.iter().map(|t| t.client_id.clone()).collect(),
+        framed,
+        saml,
     }))
 }
 
 /// The `FrontChannelPage` port over [`logout_page`]; a page that fails to render is logged and
 /// left out (the caller then answers without it: the back-channel deliveries still go out).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SloPages;
+#[derive(Default)]
+pub struct SloPages {
+    /// Signs LogoutRequests to SAML apps; without it they are left out (logged).
+    pub signer: Option<SamlSigner>,
+}
+
+impl SloPages {
+    pub fn new(signer: SamlSigner) -> Self {
+        Self {
+            signer: Some(signer),
+        }
+    }
+}
 
 impl FrontChannelPage for SloPages {
-    fn render(
-        &self,
-        issuer: &str,
-        targets: &[FrontChannelTarget],
-        exclude: Option<&ClientId>,
-        continue_to: Option<&str>,
-    ) -> Option<RenderedPage> {
-        match logout_page(issuer, targets, exclude, continue_to) {
+    fn render(&self, p: &PageRequest<'_>) -> Option<RenderedPage> {
+        match logout_page(p, self.signer.as_ref()) {
             Ok(page) => page,
             Err(e) => {
-                tracing::error!(error = %e, "front-channel logout page failed");
+                tracing::error!(error = %e, "logout page failed");
                 None
             }
         }
@@ -112,7 +252,27 @@ impl FrontChannelPage for SloPages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latch_core::Sid;
+    use latch_core::{ClientId, Sid};
+
+    type Page = Result<Option<RenderedPage>, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn logout_page(
+        issuer: &str,
+        targets: &[FrontChannelTarget],
+        exclude: Option<&ClientId>,
+        continue_to: Option<&str>,
+    ) -> Page {
+        super::logout_page(
+            &PageRequest {
+                issuer,
+                front_channel: targets,
+                saml: &[],
+                exclude,
+                continue_to: continue_to.map(|c| Continue::Get(c.to_owned())),
+            },
+            None,
+        )
+    }
 
     fn target(id: &str, url: &str, sid: Option<&str>) -> FrontChannelTarget {
         FrontChannelTarget {
@@ -204,8 +364,14 @@ mod tests {
         .expect("renders");
         assert!(none.is_none());
         assert!(
-            SloPages
-                .render("https://latch.example", &[], None, None)
+            SloPages::default()
+                .render(&PageRequest {
+                    issuer: "https://latch.example",
+                    front_channel: &[],
+                    saml: &[],
+                    exclude: None,
+                    continue_to: None,
+                })
                 .is_none()
         );
     }

@@ -662,12 +662,13 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
     // frames, then continues to the signed-out page.
     let admin = latch_core::ClientId::new(ADMIN_CLIENT_ID);
     let signed_out = format!("{}/admin/signed-out", deps.issuer);
-    match deps.front_channel.render(
-        &deps.issuer,
-        &ended.front_channel,
-        Some(&admin),
-        Some(&signed_out),
-    ) {
+    match deps.front_channel.render(&latch_core::logout::PageRequest {
+        issuer: &deps.issuer,
+        front_channel: &ended.front_channel,
+        saml: &ended.saml,
+        exclude: Some(&admin),
+        continue_to: Some(latch_core::logout::Continue::Get(signed_out)),
+    }) {
         Some(page) => HttpResponse::Ok()
             .cookie(gone)
             .insert_header(("Content-Security-Policy", page.content_security_policy))

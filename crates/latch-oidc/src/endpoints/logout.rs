@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
-use latch_core::logout::{Target, TokenPolicy, Urgency};
+use latch_core::logout::{Continue, PageRequest, Target, TokenPolicy, Urgency};
 use latch_core::model::{Client, LogoutInitiator, SigningAlg};
 use latch_core::session::LoginTransaction;
 use latch_core::*;
@@ -225,15 +225,16 @@ async fn end(
     let session = out.sessions.first();
     // The other apps of the session with a front-channel logout URL are loaded in hidden frames
     // of a logout page, which then continues where the redirect would have gone.
-    let page = deps.front_channel.render(
-        &deps.issuer,
-        &out.front_channel,
-        after.client_id.as_ref(),
-        continue_to(after).as_deref(),
-    );
-    let framed = page
+    let page = deps.front_channel.render(&PageRequest {
+        issuer: &deps.issuer,
+        front_channel: &out.front_channel,
+        saml: &out.saml,
+        exclude: after.client_id.as_ref(),
+        continue_to: continue_to(after).map(Continue::Get),
+    });
+    let (framed, saml) = page
         .as_ref()
-        .map(|p| p.framed.as_slice())
+        .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
         .unwrap_or_default();
     issue::log(
         deps,
@@ -244,12 +245,15 @@ async fn end(
         session.map(|s| &s.connection),
         client_ip(req),
         json!({
+            "initiator": LogoutInitiator::RpLogout,
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "TotalOidcLogoutRequests": out.deliveries.len() + framed.len(),
+            "TotalSamlLogoutRequests": saml.len(),
             "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
-            "TotalSamlLogoutRequests": 0,
+            "saml": saml.iter().map(|s| json!({"client_id": s.client_id.as_str(), "request_id": s.request_id})).collect::<Vec<_>>(),
+            "saml_unreachable": out.unreachable.iter().map(ClientId::as_str).collect::<Vec<_>>(),
         }),
     )
     .await;

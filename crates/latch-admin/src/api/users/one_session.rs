@@ -76,6 +76,7 @@ pub(crate) async fn end_session(
             "TotalOidcLogoutRequests": out.deliveries.len(),
             "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "TotalSamlLogoutRequests": 0,
+            "saml_unreachable": out.saml_unreachable_without_browser(),
         }),
         ..LogEvent::new(
             deps.clock.now(),

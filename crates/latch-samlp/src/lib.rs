@@ -1,0 +1,173 @@
+//! Latch as a SAML 2.0 identity provider for apps (Auth0's SAML2 Web App addon: a client with
+//! `addons.samlp`), and SAML Single Logout with them. Auth0's URLs:
+//!
+//! - `GET /samlp/metadata/{client_id}`: the IdP metadata the SP imports;
+//! - `GET|POST /samlp/{client_id}`: the SingleSignOnService. An AuthnRequest (HTTP-Redirect or
+//!   HTTP-POST; signed with the addon's `signingCert` when one is set) is checked here and handed
+//!   to `latch-login` as a protocol-neutral sign-in; [`SamlpCompletion`] answers with a signed
+//!   Response POSTed to the ACS by an auto-submitting form;
+//! - `GET|POST /samlp/{client_id}/logout`: the SingleLogoutService. A LogoutRequest from the app
+//!   ends the session it names through the Logout service, the logout page tells every other app,
+//!   and the app gets a signed LogoutResponse; a LogoutResponse (to a LogoutRequest a logout page
+//!   sent) is checked and logged.
+//!
+//! **Invariants:** nothing is read from a message before its signature is verified when the app
+//! has a certificate; the ACS is the addon's `recipient` or one of the client's `callbacks`,
+//! never a URL only the request names; a LogoutRequest ID is accepted once.
+
+mod completion;
+mod metadata;
+mod slo;
+mod sso;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use latch_core::logout::{FrontChannelPage, Logout};
+use latch_core::model::{Client, SamlpAddon};
+use latch_core::session::SessionStore;
+use latch_core::store::Store;
+use latch_core::{ClientId, Clock};
+use latch_saml::keys::IdpKeys;
+
+pub use completion::SamlpCompletion;
+
+/// Auth0's URLs, under the issuer.
+pub mod paths {
+    /// `{client_id}` follows.
+    pub const METADATA: &str = "/samlp/metadata/{client_id}";
+    pub const SSO: &str = "/samlp/{client_id}";
+    pub const SLO: &str = "/samlp/{client_id}/logout";
+
+    pub fn sso(client_id: &str) -> String {
+        format!("/samlp/{client_id}")
+    }
+    pub fn slo(client_id: &str) -> String {
+        format!("/samlp/{client_id}/logout")
+    }
+    pub fn metadata(client_id: &str) -> String {
+        format!("/samlp/metadata/{client_id}")
+    }
+}
+
+/// What the SAML endpoints need.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+    /// The issuer, without a trailing slash; also Latch's IdP entity id.
+    pub issuer: String,
+    pub keys: Arc<IdpKeys>,
+    pub login: latch_login::Login,
+    pub logout: Arc<Logout>,
+    pub front_channel: Arc<dyn FrontChannelPage>,
+    pub secure_cookies: bool,
+}
+
+impl Deps {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// The client if it is a SAML app.
+    async fn saml_app(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Client, SamlpAddon)>, latch_http::ApiError> {
+        let Some(client) = self.store.find_client(&ClientId::new(client_id)).await? else {
+            return Ok(None);
+        };
+        Ok(client.addons.samlp.clone().map(|a| (client, a)))
+    }
+}
+
+/// Mounts the metadata, SSO and SLO endpoints.
+pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
+    let deps = web::Data::new(deps);
+    move |cfg| {
+        cfg.service(
+            web::resource(paths::METADATA)
+                .app_data(deps.clone())
+                .route(web::get().to(metadata::get_metadata)),
+        )
+        .service(
+            web::resource(paths::SSO)
+                .app_data(deps.clone())
+                .app_data(web::FormConfig::default().limit(256 * 1024))
+                .route(web::get().to(sso::get_sso))
+                .route(web::post().to(sso::post_sso)),
+        )
+        .service(
+            web::resource(paths::SLO)
+                .app_data(deps)
+                .app_data(web::FormConfig::default().limit(256 * 1024))
+                .route(web::get().to(slo::get_slo))
+                .route(web::post().to(slo::post_slo)),
+        );
+    }
+}
+
+/// A form the browser posts on its own (a Response to the ACS, a LogoutResponse), with a button
+/// for browsers without JavaScript.
+#[derive(Template)]
+#[template(path = "samlp/post.html")]
+struct PostPage<'a> {
+    title: &'a str,
+    action: &'a str,
+    fields: &'a [(String, String)],
+    nonce: &'a str,
+}
+
+/// The auto-submitting page that POSTs `fields` to `action`; its CSP allows that form target and
+/// the one script.
+pub(crate) fn post_page(
+    title: &str,
+    action: &url::Url,
+    fields: &[(String, String)],
+) -> HttpResponse {
+    let nonce = random_nonce();
+    let page = PostPage {
+        title,
+        action: action.as_str(),
+        fields,
+        nonce: &nonce,
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; form-action {}; base-uri 'none'; frame-ancestors 'none'",
+        action.origin().ascii_serialization()
+    );
+    match page.render() {
+        Ok(html) => HttpResponse::Ok()
+            .insert_header(("Content-Security-Policy", csp))
+            .insert_header(("Cache-Control", "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+fn random_nonce() -> String {
+    latch_saml::idp::new_id()
+        .trim_start_matches('_')
+        .to_owned()
+}
+
+/// A 400 page: a SAML request Latch will not act on. The reason is shown (it names what the SP
+/// got wrong, never a secret) and logged.
+pub(crate) fn refused(client_id: &str, why: &str) -> HttpResponse {
+    tracing::info!(client_id, reason = why, "SAML request refused");
+    latch_login::pages::error(StatusCode::BAD_REQUEST, "Sign-in failed", why)
+}
+
+pub(crate) fn not_a_saml_app() -> HttpResponse {
+    latch_login::pages::error(
+        StatusCode::NOT_FOUND,
+        "Unknown application",
+        "No SAML application is registered with this id.",
+    )
+}
