@@ -283,6 +283,142 @@ pub fn password_policy(
     Ok(())
 }
 
+/// User attributes a SAML app's `mappings` may name.
+pub const SAML_MAPPABLE: [&str; 8] = [
+    "user_id",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+];
+
+/// Checks a SAML app's addon against its client's `callbacks`: the entity id, the ACS
+/// (`recipient`, one of `callbacks`, or a first callback to default to), the NameID format,
+/// SHA-2 algorithms only, the lifetime, the mappings, the SP certificate and the logout settings.
+pub fn samlp_addon(
+    addon: &crate::model::SamlpAddon,
+    callbacks: &[Url],
+) -> Result<(), ValidationError> {
+    use crate::model::{name_id_format, saml_binding};
+    let f = |name: &str| format!("addons.samlp.{name}");
+    if addon.audience.trim().is_empty() || addon.audience.len() > 1024 {
+        return Err(ValidationError::new(
+            f("audience"),
+            "the SP's entity id is required (1-1024 characters)",
+        ));
+    }
+    match &addon.recipient {
+        Some(r) if !callbacks.contains(r) => {
+            return Err(ValidationError::new(
+                f("recipient"),
+                "must be one of the application's callbacks",
+            ));
+        }
+        None if callbacks.is_empty() => {
+            return Err(ValidationError::new(
+                f("recipient"),
+                "a SAML app needs its AssertionConsumerService URL in callbacks",
+            ));
+        }
+        _ => {}
+    }
+    if !name_id_format::ALL.contains(&addon.name_identifier_format.as_str()) {
+        return Err(ValidationError::new(
+            f("nameIdentifierFormat"),
+            format!("must be one of {}", name_id_format::ALL.join(", ")),
+        ));
+    }
+    if addon.signature_algorithm != "rsa-sha256" {
+        return Err(ValidationError::new(
+            f("signatureAlgorithm"),
+            "must be rsa-sha256 (SHA-1 signatures are not issued)",
+        ));
+    }
+    if addon.digest_algorithm != "sha256" {
+        return Err(ValidationError::new(
+            f("digestAlgorithm"),
+            "must be sha256 (SHA-1 digests are not issued)",
+        ));
+    }
+    if !(60..=86_400).contains(&addon.lifetime_in_seconds) {
+        return Err(ValidationError::new(
+            f("lifetimeInSeconds"),
+            "must be between 60 and 86400 seconds",
+        ));
+    }
+    for (from, to) in &addon.mappings {
+        if !SAML_MAPPABLE.contains(&from.as_str()) {
+            return Err(ValidationError::new(
+                f("mappings"),
+                format!(
+                    "{from} is not a user attribute; use one of {}",
+                    SAML_MAPPABLE.join(", ")
+                ),
+            ));
+        }
+        if to.trim().is_empty() || to.len() > 256 {
+            return Err(ValidationError::new(
+                f("mappings"),
+                format!("the SAML attribute name for {from} must be 1-256 characters"),
+            ));
+        }
+    }
+    if let Some(cert) = &addon.signing_cert
+        && !looks_like_certificate(cert)
+    {
+        return Err(ValidationError::new(
+            f("signingCert"),
+            "must be the SP's X.509 certificate as PEM (or base64 DER)",
+        ));
+    }
+    if let Some(cb) = &addon.logout.callback {
+        app_url(&f("logout.callback"), cb.as_str())?;
+    }
+    if ![saml_binding::HTTP_REDIRECT, saml_binding::HTTP_POST].contains(&addon.binding.as_str()) {
+        return Err(ValidationError::new(
+            f("binding"),
+            format!(
+                "must be {} or {}",
+                saml_binding::HTTP_REDIRECT,
+                saml_binding::HTTP_POST
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// PEM, base64 DER, or base64 of a PEM (Auth0's forms) of something shaped like a certificate
+/// (a DER SEQUENCE); the SAML layer parses it for real when it verifies.
+fn looks_like_certificate(text: &str) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let body = |t: &str| -> Option<Vec<u8>> {
+        let t = t.trim();
+        let inner = if let Some(rest) = t.strip_prefix("-----BEGIN CERTIFICATE-----") {
+            rest.split("-----END CERTIFICATE-----").next()?
+        } else {
+            t
+        };
+        let compact: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
+        STANDARD.decode(compact).ok()
+    };
+    let Some(mut der) = body(text) else {
+        return false;
+    };
+    if let Ok(s) = std::str::from_utf8(&der)
+        && s.trim_start().starts_with("-----BEGIN")
+    {
+        match body(s) {
+            Some(d) => der = d,
+            None => return false,
+        }
+    }
+    der.first() == Some(&0x30) && der.len() >= 64
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -532,140 +668,4 @@ mod tests {
         // A `*` in the path or query is no wildcard: it is matched as written.
         assert!(app_url("u", "https://app.example.com/cb/*?x=*").is_ok());
     }
-}
-
-/// User attributes a SAML app's `mappings` may name.
-pub const SAML_MAPPABLE: [&str; 8] = [
-    "user_id",
-    "email",
-    "email_verified",
-    "name",
-    "given_name",
-    "family_name",
-    "nickname",
-    "picture",
-];
-
-/// Checks a SAML app's addon against its client's `callbacks`: the entity id, the ACS
-/// (`recipient`, one of `callbacks`, or a first callback to default to), the NameID format,
-/// SHA-2 algorithms only, the lifetime, the mappings, the SP certificate and the logout settings.
-pub fn samlp_addon(
-    addon: &crate::model::SamlpAddon,
-    callbacks: &[Url],
-) -> Result<(), ValidationError> {
-    use crate::model::{name_id_format, saml_binding};
-    let f = |name: &str| format!("addons.samlp.{name}");
-    if addon.audience.trim().is_empty() || addon.audience.len() > 1024 {
-        return Err(ValidationError::new(
-            f("audience"),
-            "the SP's entity id is required (1-1024 characters)",
-        ));
-    }
-    match &addon.recipient {
-        Some(r) if !callbacks.contains(r) => {
-            return Err(ValidationError::new(
-                f("recipient"),
-                "must be one of the application's callbacks",
-            ));
-        }
-        None if callbacks.is_empty() => {
-            return Err(ValidationError::new(
-                f("recipient"),
-                "a SAML app needs its AssertionConsumerService URL in callbacks",
-            ));
-        }
-        _ => {}
-    }
-    if !name_id_format::ALL.contains(&addon.name_identifier_format.as_str()) {
-        return Err(ValidationError::new(
-            f("nameIdentifierFormat"),
-            format!("must be one of {}", name_id_format::ALL.join(", ")),
-        ));
-    }
-    if addon.signature_algorithm != "rsa-sha256" {
-        return Err(ValidationError::new(
-            f("signatureAlgorithm"),
-            "must be rsa-sha256 (SHA-1 signatures are not issued)",
-        ));
-    }
-    if addon.digest_algorithm != "sha256" {
-        return Err(ValidationError::new(
-            f("digestAlgorithm"),
-            "must be sha256 (SHA-1 digests are not issued)",
-        ));
-    }
-    if !(60..=86_400).contains(&addon.lifetime_in_seconds) {
-        return Err(ValidationError::new(
-            f("lifetimeInSeconds"),
-            "must be between 60 and 86400 seconds",
-        ));
-    }
-    for (from, to) in &addon.mappings {
-        if !SAML_MAPPABLE.contains(&from.as_str()) {
-            return Err(ValidationError::new(
-                f("mappings"),
-                format!(
-                    "{from} is not a user attribute; use one of {}",
-                    SAML_MAPPABLE.join(", ")
-                ),
-            ));
-        }
-        if to.trim().is_empty() || to.len() > 256 {
-            return Err(ValidationError::new(
-                f("mappings"),
-                format!("the SAML attribute name for {from} must be 1-256 characters"),
-            ));
-        }
-    }
-    if let Some(cert) = &addon.signing_cert
-        && !looks_like_certificate(cert)
-    {
-        return Err(ValidationError::new(
-            f("signingCert"),
-            "must be the SP's X.509 certificate as PEM (or base64 DER)",
-        ));
-    }
-    if let Some(cb) = &addon.logout.callback {
-        app_url(&f("logout.callback"), cb.as_str())?;
-    }
-    if ![saml_binding::HTTP_REDIRECT, saml_binding::HTTP_POST].contains(&addon.binding.as_str()) {
-        return Err(ValidationError::new(
-            f("binding"),
-            format!(
-                "must be {} or {}",
-                saml_binding::HTTP_REDIRECT,
-                saml_binding::HTTP_POST
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// PEM, base64 DER, or base64 of a PEM (Auth0's forms) of something shaped like a certificate
-/// (a DER SEQUENCE); the SAML layer parses it for real when it verifies.
-fn looks_like_certificate(text: &str) -> bool {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    let body = |t: &str| -> Option<Vec<u8>> {
-        let t = t.trim();
-        let inner = if let Some(rest) = t.strip_prefix("-----BEGIN CERTIFICATE-----") {
-            rest.split("-----END CERTIFICATE-----").next()?
-        } else {
-            t
-        };
-        let compact: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
-        STANDARD.decode(compact).ok()
-    };
-    let Some(mut der) = body(text) else {
-        return false;
-    };
-    if let Ok(s) = std::str::from_utf8(&der)
-        && s.trim_start().starts_with("-----BEGIN")
-    {
-        match body(s) {
-            Some(d) => der = d,
-            None => return false,
-        }
-    }
-    der.first() == Some(&0x30) && der.len() >= 64
 }

@@ -354,6 +354,7 @@ pub fn signed_response(key: &IdpKey, s: &AssertionSpec<'_>) -> Result<String, Sa
 
 /// A signed Response without an assertion: the sign-in did not happen (`top` and `second`
 /// status codes, e.g. Responder / NoPassive).
+#[allow(clippy::too_many_arguments)]
 pub fn signed_error_response(
     key: &IdpKey,
     issuer: &str,
@@ -889,38 +890,34 @@ impl Message {
                             _ => {}
                         }
                         text.clear();
-                    } else if in_status && ns == PROTOCOL_NS && local == "StatusCode" {
-                        if let Some(v) = attrs()?.get("Value") {
-                            m.status.push(v.clone());
-                        }
+                    } else if in_status
+                        && ns == PROTOCOL_NS
+                        && local == "StatusCode"
+                        && let Some(v) = attrs()?.get("Value")
+                    {
+                        m.status.push(v.clone());
                     }
                     if empty {
-                        Self::close(&mut m, &mut depth, &mut text_of, &mut text, &mut in_status);
+                        Self::close(&mut m, &mut depth, &mut text_of, &text, &mut in_status);
                     }
                 }
-                Event::Text(t) => {
-                    if text_of.is_some() && depth == 2 {
-                        let s = t
-                            .xml_content(quick_xml::XmlVersion::default())
-                            .map_err(|_| bad())?;
-                        text.push_str(&s);
-                    }
+                Event::Text(t) if text_of.is_some() && depth == 2 => {
+                    let s = t
+                        .xml_content(quick_xml::XmlVersion::default())
+                        .map_err(|_| bad())?;
+                    text.push_str(&s);
                 }
-                Event::GeneralRef(r) => {
-                    if text_of.is_some() && depth == 2 {
-                        let name = std::str::from_utf8(r.as_ref()).map_err(|_| bad())?;
-                        let entity = format!("&{name};");
-                        let s = quick_xml::escape::unescape(&entity).map_err(|_| bad())?;
-                        text.push_str(&s);
-                    }
+                Event::GeneralRef(r) if text_of.is_some() && depth == 2 => {
+                    let name = std::str::from_utf8(r.as_ref()).map_err(|_| bad())?;
+                    let entity = format!("&{name};");
+                    let s = quick_xml::escape::unescape(&entity).map_err(|_| bad())?;
+                    text.push_str(&s);
                 }
-                Event::CData(c) => {
-                    if text_of.is_some() && depth == 2 {
-                        text.push_str(std::str::from_utf8(c.as_ref()).map_err(|_| bad())?);
-                    }
+                Event::CData(c) if text_of.is_some() && depth == 2 => {
+                    text.push_str(std::str::from_utf8(c.as_ref()).map_err(|_| bad())?);
                 }
                 Event::End(_) => {
-                    Self::close(&mut m, &mut depth, &mut text_of, &mut text, &mut in_status);
+                    Self::close(&mut m, &mut depth, &mut text_of, &text, &mut in_status);
                 }
                 Event::DocType(_) => return Err(rejected("XML with a DTD is not accepted")),
                 Event::Eof => break,
@@ -937,7 +934,7 @@ impl Message {
         m: &mut Message,
         depth: &mut usize,
         text_of: &mut Option<&'static str>,
-        text: &mut String,
+        text: &str,
         in_status: &mut bool,
     ) {
         if *depth == 2 {

@@ -152,9 +152,7 @@ pub(crate) fn post_page(
 }
 
 fn random_nonce() -> String {
-    latch_saml::idp::new_id()
-        .trim_start_matches('_')
-        .to_owned()
+    latch_saml::idp::new_id().trim_start_matches('_').to_owned()
 }
 
 /// A 400 page: a SAML request Latch will not act on. The reason is shown (it names what the SP

@@ -35,9 +35,7 @@ pub(crate) async fn get_sso(
         strip_connection(raw)
     );
     match inbound {
-        Some(inbound) => {
-            begin(&deps, &req, client, addon, inbound, connection, restart).await
-        }
+        Some(inbound) => begin(&deps, &req, client, addon, inbound, connection, restart).await,
         None => {
             idp_initiated(
                 &deps,
@@ -72,7 +70,15 @@ pub(crate) async fn post_sso(
     };
     let form = form.into_inner();
     let Some(value) = form.saml_request else {
-        return idp_initiated(&deps, &req, client, addon, form.relay_state, form.connection).await;
+        return idp_initiated(
+            &deps,
+            &req,
+            client,
+            addon,
+            form.relay_state,
+            form.connection,
+        )
+        .await;
     };
     let inbound = match Inbound::from_post(&value, form.relay_state) {
         Ok(i) => i,
@@ -84,7 +90,16 @@ pub(crate) async fn post_sso(
         Ok(q) => format!("{}?{q}", paths::sso(client.client_id.as_str())),
         Err(e) => return Ok(refused(&client_id, &e.to_string())),
     };
-    begin(&deps, &req, client, addon, inbound, form.connection, restart).await
+    begin(
+        &deps,
+        &req,
+        client,
+        addon,
+        inbound,
+        form.connection,
+        restart,
+    )
+    .await
 }
 
 fn strip_connection(raw: &str) -> String {

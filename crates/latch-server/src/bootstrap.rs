@@ -545,12 +545,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         }
     });
     let saml_keys = Arc::new(
-        latch_saml::keys::IdpKeys::load(
-            store.clone(),
-            config.issuer.host_str().unwrap_or("latch"),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("SAML signing keys: {e}"))?,
+        latch_saml::keys::IdpKeys::load(store.clone(), config.issuer.host_str().unwrap_or("latch"))
+            .await
+            .map_err(|e| anyhow::anyhow!("SAML signing keys: {e}"))?,
     );
     let backchannel = Arc::new(latch_backchannel::Backchannel::new(
         store.clone(),
