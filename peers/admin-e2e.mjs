@@ -1,11 +1,11 @@
 // The admin UI in a real browser (Debian's Chromium, driven by npm playwright-core): sign in as
 // the admin, see every error of a refused form at once, create an Okta connection with Universal
-// Logout, see a SAML connection's SP values as its name is typed, create an application, find a
-// user, clear their sessions, read the logs, use every main page at 390 px, sign out, and be
+// Logout, see a SAML connection's SP values as its name is typed, create an application, make it
+// a SAML app (its certificate loaded from a file), find a user, clear their sessions, read the logs, use every main page at 390 px, sign out, and be
 // refused as a user who is not an administrator. Saves a screenshot of each page.
 //
 // env: LATCH_URL, ADMIN_PASSWORD, USER_EMAIL (a user with a live session), PLAIN_EMAIL and
-// PLAIN_PASSWORD (a user without the admin role), SHOTS_DIR
+// PLAIN_PASSWORD (a user without the admin role), SP_CERT (a certificate, PEM), SHOTS_DIR
 // prints one JSON report on stdout; exits 1 on the first failed step.
 import { chromium } from 'playwright-core'
 import { mkdirSync } from 'node:fs'
@@ -192,6 +192,34 @@ await step('application', async () => {
   if (secret.length < 32) throw new Error('no client secret shown')
   const lead = await page.locator('p.lead').first().innerText()
   return { client_id: lead.replace('Client ID: ', '').trim(), secret_length: secret.length }
+})
+
+await step('saml-app', async () => {
+  // The application just created becomes a SAML app: its SAML settings and Latch's IdP URLs show
+  // only once the switch is on; the SP certificate is loaded from a file, PEM or DER.
+  const hidden = () => page.evaluate(() => ['section-saml-idp', 'section-saml-settings'].map((id) => document.getElementById(id).hidden))
+  const before = await hidden()
+  if (before.some((h) => !h)) throw new Error(`SAML sections shown while off: ${before}`)
+  await page.getByRole('switch', { name: 'This application signs in with SAML' }).check()
+  const after = await hidden()
+  if (after.some((h) => h)) throw new Error(`SAML sections hidden while on: ${after}`)
+  const id = (await page.locator('p.lead').first().innerText()).replace('Client ID: ', '').trim()
+  const metadata = await page.locator('#f-saml_metadata_url').inputValue()
+  if (metadata !== `${base}/samlp/metadata/${id}`) throw new Error(`metadata URL: ${metadata}`)
+  await page.locator('[data-copy="f-saml_metadata_url"]').waitFor()
+  await page.locator('#f-audience').fill('urn:acme:portal')
+  const pem = env('SP_CERT').trim()
+  await page.getByLabel('Or load it from a file').setInputFiles({ name: 'sp.pem', mimeType: 'application/x-pem-file', buffer: Buffer.from(pem) })
+  await page.waitForFunction((want) => document.getElementById('f-signingCert').value === want, pem)
+  const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '')
+  await page.getByLabel('Or load it from a file').setInputFiles({ name: 'sp.cer', mimeType: 'application/pkix-cert', buffer: Buffer.from(b64, 'base64') })
+  await page.waitForFunction((want) => document.getElementById('f-signingCert').value === want, b64)
+  await expectText('Loaded sp.cer.')
+  await page.getByRole('button', { name: 'Save' }).click()
+  await expectText('Changes saved.')
+  const on = await page.getByRole('switch', { name: 'This application signs in with SAML' }).isChecked()
+  if (!on || (await hidden()).some((h) => h)) throw new Error('the saved SAML app does not show its settings')
+  return { client_id: id, metadata }
 })
 
 await step('user-search', async () => {

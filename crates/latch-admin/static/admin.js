@@ -1,6 +1,7 @@
 // Progressive enhancement for the admin UI; every page works without it (the CSP allows only
-// this file). Copy buttons, confirmation before destructive actions, focus on a form's first
-// error, and values computed from a connection's name as it is typed.
+// this file). Copy buttons, confirmation before destructive actions, switches that show what
+// they control, certificates loaded from files, focus on a form's first error, and values
+// computed from a connection's name as it is typed.
 document.addEventListener('click', (e) => {
   const copy = e.target.closest('[data-copy]')
   if (copy) {
@@ -43,6 +44,40 @@ document.addEventListener('submit', (e) => {
     dialog.querySelector('button[value="no"]')?.focus()
   }
 })
+
+// A switch shows the sections it controls only while it is on (a SAML app's settings).
+for (const sw of document.querySelectorAll('input[data-controls]')) {
+  const sync = () => {
+    for (const id of sw.dataset.controls.split(' ')) {
+      const el = document.getElementById(id)
+      if (el) el.hidden = !sw.checked
+    }
+  }
+  sw.addEventListener('change', sync)
+  sync()
+}
+
+// A certificate loaded from a file into its textarea: PEM as it is, DER as base64 (the API
+// takes both). The file itself is never posted.
+for (const box of document.querySelectorAll('[data-upload]')) {
+  const input = box.querySelector('input[type=file]')
+  const status = box.querySelector('[data-status]')
+  const target = input && document.getElementById(input.dataset.into)
+  if (!target) continue
+  box.hidden = false
+  input.addEventListener('change', async () => {
+    const file = input.files[0]
+    if (!file) return
+    if (file.size > 65536) {
+      status.textContent = `${file.name} is too large for a certificate.`
+      return
+    }
+    const bytes = new Uint8Array(await file.arrayBuffer())
+    const text = new TextDecoder().decode(bytes)
+    target.value = text.includes('-----BEGIN') ? text.trim() : btoa(String.fromCharCode(...bytes))
+    status.textContent = `Loaded ${file.name}.`
+  })
+}
 
 // After a refused form: the first field in error has the focus.
 document.querySelector('[aria-invalid="true"]')?.focus()

@@ -1,12 +1,18 @@
 //! Applications (clients): list, create (the secret shown once), edit, the connections users
-//! sign in with, rotate the secret, delete.
+//! sign in with, SAML (Latch as the app's SAML IdP: Auth0's `addons.samlp`), rotate the secret,
+//! delete.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use latch_core::model::{ADMIN_CLIENT_ID, Client, Connection, DATABASE_CONNECTION};
+use latch_core::ValidationError;
+use latch_core::model::{
+    ADMIN_CLIENT_ID, Client, Connection, DATABASE_CONNECTION, SamlpAddon, name_id_format,
+    saml_binding,
+};
+use latch_core::validate::{self, SAML_MAPPABLE};
 use latch_http::ApiError;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{
     Admin, Choice, Chrome, Extra, Field, Form, FormPage, Section, error_page, html, problems,
@@ -31,6 +37,7 @@ struct Row {
     name: String,
     app_type: &'static str,
     backchannel: bool,
+    saml: bool,
 }
 
 #[derive(Template)]
@@ -62,6 +69,35 @@ const AUTH_METHODS: [(&str, &str); 3] = [
     ("none", "None (public client, PKCE)"),
 ];
 const ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+const BINDINGS: [(&str, &str); 2] = [
+    (saml_binding::HTTP_REDIRECT, "HTTP-Redirect"),
+    (saml_binding::HTTP_POST, "HTTP-POST"),
+];
+/// The only algorithms Latch signs SAML messages with (SHA-1 is refused).
+const SIGNATURE_ALGS: [(&str, &str); 1] = [("rsa-sha256", "RSA-SHA256")];
+const DIGEST_ALGS: [(&str, &str); 1] = [("sha256", "SHA-256")];
+
+/// The elements the SAML switch shows while on.
+const SAML_CONTROLS: &str = "section-saml-idp section-saml-settings";
+
+fn name_id_label(format: &str) -> &str {
+    match format {
+        name_id_format::UNSPECIFIED => "Unspecified (the user ID)",
+        name_id_format::EMAIL => "Email address",
+        name_id_format::PERSISTENT => "Persistent (the user ID)",
+        other => other,
+    }
+}
+
+/// Latch's SAML IdP URLs for the application `client_id` (Auth0's): metadata, single sign-on,
+/// single logout.
+fn saml_idp_urls(issuer: &str, client_id: &str) -> [String; 3] {
+    [
+        format!("{issuer}/samlp/metadata/{client_id}"),
+        format!("{issuer}/samlp/{client_id}"),
+        format!("{issuer}/samlp/{client_id}/logout"),
+    ]
+}
 
 fn type_label(v: &Value) -> &'static str {
     APP_TYPES
@@ -82,6 +118,7 @@ async fn list(a: Admin, deps: web::Data<Deps>, q: web::Query<Done>) -> HttpRespo
                 name: c.name.clone(),
                 app_type: type_label(&v["app_type"]),
                 backchannel: !c.oidc_logout.backchannel_logout_urls.is_empty(),
+                saml: c.addons.samlp.is_some(),
             }
         })
         .collect();
@@ -116,6 +153,7 @@ fn choices(all: &[(&str, &str)], selected: &[String]) -> Vec<Choice> {
 /// The form, from the client as the API shows it (edit) or from what was posted.
 /// `connections`: every connection, and whether it serves this application.
 fn sections(
+    issuer: &str,
     shown: Option<&Value>,
     form: Option<&Form>,
     connections: &[(Connection, bool)],
@@ -171,7 +209,7 @@ fn sections(
         Some(f) => f.checked("frontchannel_logout_session_required"),
         None => s["oidc_logout"]["frontchannel_logout_session_required"] != Value::Bool(false),
     };
-    vec![
+    let mut out = vec![
         Section {
             id: "general",
             title: "General".into(),
@@ -248,6 +286,9 @@ fn sections(
                 .checked(fc_sid),
             ],
         },
+    ];
+    out.extend(saml_sections(issuer, &s, form));
+    out.extend([
         Section {
             id: "connections",
             title: "Connections".into(),
@@ -297,12 +338,283 @@ fn sections(
                 ),
             ],
         },
-    ]
+    ]);
+    out
 }
 
-fn body(f: &Form) -> Value {
+/// The SAML switch, Latch's IdP URLs for the app (once it exists) and the addon's settings: as
+/// stored (`s`, the client as the API shows it), as posted, or the model's defaults.
+fn saml_sections(issuer: &str, s: &Value, form: Option<&Form>) -> Vec<Section> {
+    let stored = &s["addons"]["samlp"];
+    let on = match form {
+        Some(f) => f.checked("samlp"),
+        None => stored.is_object(),
+    };
+    let a = if stored.is_object() {
+        stored.clone()
+    } else {
+        serde_json::to_value(SamlpAddon::new("")).unwrap_or(Value::Null)
+    };
+    let text = |name: &str, stored: String| match form {
+        Some(f) => f.get(name).unwrap_or_default().to_owned(),
+        None => stored,
+    };
+    let flag = |name: &str, stored: bool| match form {
+        Some(f) => f.checked(name),
+        None => stored,
+    };
+    let str_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let pick = |name: &str, all: &[(&str, &str)]| {
+        let chosen = text(name, str_of(&a[name]));
+        all.iter()
+            .map(|(v, l)| Choice {
+                value: (*v).into(),
+                label: (*l).into(),
+                selected: *v == chosen,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mappings = a["mappings"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let lifetime = a["lifetimeInSeconds"]
+        .as_i64()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    let name_ids: Vec<(&str, &str)> = name_id_format::ALL
+        .iter()
+        .map(|f| (*f, name_id_label(f)))
+        .collect();
+    let mut out = vec![Section {
+        id: "saml",
+        title: "SAML".into(),
+        description:
+            "Latch can be this application's SAML identity provider (Auth0's SAML2 Web App addon)."
+                .into(),
+        fields: vec![
+            Field::new(
+                "checkbox",
+                "samlp",
+                "This application signs in with SAML",
+                "",
+            )
+            .checked(on)
+            .controls(SAML_CONTROLS)
+            .help("Turning this off removes the application's SAML settings."),
+        ],
+    }];
+    let client_id = s["client_id"].as_str().filter(|id| !id.is_empty());
+    out.push(Section {
+        id: "saml-idp",
+        title: "For your service provider".into(),
+        description: match client_id {
+            Some(_) => "Register these at the application (the SAML service provider); most read everything from the metadata URL.".into(),
+            None => "Latch's metadata, sign-on and logout URLs for the application are shown here once it is created.".into(),
+        },
+        fields: match client_id {
+            Some(id) => {
+                let [metadata, sso, slo] = saml_idp_urls(issuer, id);
+                vec![
+                    Field::new("readonly", "saml_metadata_url", "IdP metadata URL", metadata)
+                        .help("Latch's entity ID, signing certificate, and the URLs below."),
+                    Field::new("readonly", "saml_sso_url", "Single sign-on URL", sso)
+                        .help("SingleSignOnService (HTTP-Redirect and HTTP-POST)."),
+                    Field::new("readonly", "saml_slo_url", "Single logout URL", slo)
+                        .help("SingleLogoutService (HTTP-Redirect and HTTP-POST)."),
+                ]
+            }
+            None => vec![],
+        },
+    });
+    out.push(Section {
+        id: "saml-settings",
+        title: "SAML settings".into(),
+        description: String::new(),
+        fields: vec![
+            Field::new(
+                "text",
+                "audience",
+                "Audience (SP entity ID)",
+                text("audience", str_of(&a["audience"])),
+            )
+            .help("The service provider's entity ID: the Issuer of its requests and the Audience of Latch's assertions."),
+            Field::new(
+                "url",
+                "recipient",
+                "ACS URL (recipient)",
+                text("recipient", str_of(&a["recipient"])),
+            )
+            .help("Where Latch posts the SAML Response: one of the allowed callback URLs above. Empty: the first of them."),
+            Field::new("select", "nameIdentifierFormat", "NameID format", "")
+                .choices(pick("nameIdentifierFormat", &name_ids)),
+            Field::new(
+                "checkbox",
+                "signResponse",
+                "Sign the whole Response (otherwise the assertion is signed)",
+                "",
+            )
+            .checked(flag("signResponse", a["signResponse"] == Value::Bool(true))),
+            Field::new("select", "signatureAlgorithm", "Signature algorithm", "")
+                .choices(pick("signatureAlgorithm", &SIGNATURE_ALGS))
+                .help("SHA-1 signatures are not issued."),
+            Field::new("select", "digestAlgorithm", "Digest algorithm", "")
+                .choices(pick("digestAlgorithm", &DIGEST_ALGS)),
+            Field::new(
+                "text",
+                "lifetimeInSeconds",
+                "Assertion lifetime (seconds)",
+                text("lifetimeInSeconds", lifetime),
+            )
+            .help("60 to 86400: how long after it is issued the assertion may be used."),
+            Field::new(
+                "textarea",
+                "mappings",
+                "Attribute mappings",
+                text("mappings", mappings),
+            )
+            .help(&format!(
+                "One per line: user_attribute=SAML attribute name. User attributes: {}.",
+                SAML_MAPPABLE.join(", ")
+            )),
+            Field::new(
+                "textarea",
+                "signingCert",
+                "SP certificate",
+                text("signingCert", str_of(&a["signingCert"])),
+            )
+            .upload()
+            .help("The service provider's X.509 certificate (PEM). When set, its AuthnRequests and LogoutRequests must be signed with it."),
+            Field::new(
+                "url",
+                "callback",
+                "Single logout URL of the service provider",
+                text("callback", str_of(&a["logout"]["callback"])),
+            )
+            .help("Its SingleLogoutService: Latch sends LogoutRequests and LogoutResponses there."),
+            Field::new(
+                "checkbox",
+                "slo_enabled",
+                "Single Logout with this application",
+                "",
+            )
+            .checked(flag(
+                "slo_enabled",
+                a["logout"]["slo_enabled"] != Value::Bool(false),
+            )),
+            Field::new("select", "binding", "LogoutRequest binding", "")
+                .choices(pick("binding", &BINDINGS))
+                .help("How Latch sends LogoutRequests to the service provider."),
+            Field::new(
+                "checkbox",
+                "allowIdpInitiated",
+                "Allow IdP-initiated sign-in (at the single sign-on URL, without a request from the application)",
+                "",
+            )
+            .checked(flag(
+                "allowIdpInitiated",
+                a["allowIdpInitiated"] == Value::Bool(true),
+            )),
+        ],
+    });
+    out
+}
+
+/// A URL field of the addon, when it is one (`validate::app_url`, as the API checks it); the
+/// API reads the addon whole, so a value that is not a URL could not even reach its checks.
+fn addon_url(f: &Form, name: &str, field: &str, unread: &mut Vec<ApiError>) -> Option<Value> {
+    let text = f.text(name)?;
+    match validate::app_url(field, &text) {
+        Ok(_) => Some(Value::String(text)),
+        Err(e) => {
+            unread.push(e.into());
+            None
+        }
+    }
+}
+
+/// The SAML addon the form stands for (`null`: not a SAML app; the API removes it), and what of
+/// it could not be read (each left out of the addon, an error on its field). A member left empty
+/// takes the model's default.
+fn samlp(f: &Form) -> (Value, Vec<ApiError>) {
+    if !f.checked("samlp") {
+        return (Value::Null, vec![]);
+    }
+    let mut unread = Vec::new();
+    // `user_attribute=SAML attribute name`, one per line; a line without `=` maps to an empty
+    // name, which the API's checks refuse by name.
+    let mappings: Map<String, Value> = f
+        .list("mappings", false)
+        .iter()
+        .map(|line| {
+            let (from, to) = line.split_once('=').unwrap_or((line, ""));
+            (from.trim().to_owned(), Value::String(to.trim().to_owned()))
+        })
+        .collect();
+    let mut a = Map::new();
+    a.insert(
+        "audience".into(),
+        json!(f.get("audience").unwrap_or_default().trim()),
+    );
+    for name in [
+        "nameIdentifierFormat",
+        "signatureAlgorithm",
+        "digestAlgorithm",
+        "binding",
+    ] {
+        if let Some(v) = f.text(name) {
+            a.insert(name.into(), Value::String(v));
+        }
+    }
+    // Browsers post a textarea's lines with CRLF; PEM is stored with LF.
+    if let Some(pem) = f.text("signingCert") {
+        a.insert(
+            "signingCert".into(),
+            Value::String(pem.replace("\r\n", "\n")),
+        );
+    }
+    if let Some(r) = addon_url(f, "recipient", "addons.samlp.recipient", &mut unread) {
+        a.insert("recipient".into(), r);
+    }
+    if let Some(t) = f.text("lifetimeInSeconds") {
+        match t.parse::<i64>() {
+            Ok(n) => {
+                a.insert("lifetimeInSeconds".into(), json!(n));
+            }
+            Err(_) => unread.push(
+                ValidationError::new(
+                    "addons.samlp.lifetimeInSeconds",
+                    "must be a whole number of seconds",
+                )
+                .into(),
+            ),
+        }
+    }
+    a.insert("signResponse".into(), json!(f.checked("signResponse")));
+    a.insert("mappings".into(), Value::Object(mappings));
+    let mut logout = Map::new();
+    if let Some(cb) = addon_url(f, "callback", "addons.samlp.logout.callback", &mut unread) {
+        logout.insert("callback".into(), cb);
+    }
+    logout.insert("slo_enabled".into(), json!(f.checked("slo_enabled")));
+    a.insert("logout".into(), Value::Object(logout));
+    a.insert(
+        "allowIdpInitiated".into(),
+        json!(f.checked("allowIdpInitiated")),
+    );
+    (Value::Object(a), unread)
+}
+
+/// The API body the form stands for, and what of it could not be read (see [`samlp`]).
+fn body(f: &Form) -> (Value, Vec<ApiError>) {
     let bc = f.text("backchannel_logout_url");
-    json!({
+    let (samlp, unread) = samlp(f);
+    let b = json!({
         "name": f.get("name").unwrap_or_default().trim(),
         "app_type": f.get("app_type").unwrap_or("regular_web"),
         "callbacks": f.list("callbacks", false),
@@ -316,7 +628,19 @@ fn body(f: &Form) -> Value {
             "frontchannel_logout_url": f.text("frontchannel_logout_url"),
             "frontchannel_logout_session_required": f.checked("frontchannel_logout_session_required"),
         },
-    })
+        "addons": { "samlp": samlp },
+    });
+    (b, unread)
+}
+
+/// What the API refused (`first`: its answer, or what could not be read), then every other
+/// problem its checks find (`more`), one per field.
+fn refusal(first: Vec<ApiError>, more: Vec<ApiError>) -> Vec<ApiError> {
+    let mut all = first.into_iter().chain(more);
+    match all.next() {
+        Some(e) => problems::merge(e, all.collect()),
+        None => vec![],
+    }
 }
 
 fn page(a: &Admin, title: String, action: String, sections: Vec<Section>) -> FormPage {
@@ -375,6 +699,7 @@ async fn apply_connections(
 
 fn edit_page(
     a: &Admin,
+    issuer: &str,
     shown: &Value,
     form: Option<&Form>,
     connections: &[(Connection, bool)],
@@ -384,7 +709,7 @@ fn edit_page(
         a,
         shown["name"].as_str().unwrap_or("Application").to_owned(),
         format!("/admin/applications/{id}"),
-        sections(Some(shown), form, connections),
+        sections(issuer, Some(shown), form, connections),
     );
     p.lead = format!("Client ID: {id}");
     let confidential = shown["token_endpoint_auth_method"].as_str() != Some("none");
@@ -417,7 +742,7 @@ async fn new(a: Admin, deps: web::Data<Deps>) -> HttpResponse {
         &a,
         "New application".into(),
         "/admin/applications".into(),
-        sections(None, None, &connections),
+        sections(&deps.issuer, None, None, &connections),
     );
     p.submit = "Create";
     html(StatusCode::OK, &p)
@@ -432,14 +757,21 @@ async fn create(
     if let Some(r) = a.csrf_refusal(&form) {
         return r;
     }
-    let b = body(&form);
-    match ops::create(&deps, a.auth(), &req, b.clone()).await {
+    let (b, unread) = body(&form);
+    let created = if unread.is_empty() {
+        ops::create(&deps, a.auth(), &req, b.clone())
+            .await
+            .map_err(|e| vec![e])
+    } else {
+        Err(unread)
+    };
+    match created {
         Ok(v) => {
             let id = v["client_id"].as_str().unwrap_or_default().to_owned();
             let linked = apply_connections(&a, &deps, &req, &id, &form).await;
             let connections = or_page!(connections_of(&deps, Some(&id)).await);
             // The secret is shown on this answer only.
-            let mut p = edit_page(&a, &v, None, &connections);
+            let mut p = edit_page(&a, &deps.issuer, &v, None, &connections);
             p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
             p.c.notice = Some("Application created.".into());
             if let Err(e) = linked {
@@ -447,20 +779,18 @@ async fn create(
             }
             html(StatusCode::CREATED, &p)
         }
-        Err(e) => {
+        Err(first) => {
             let connections = or_page!(connections_of(&deps, None).await);
             let mut p = page(
                 &a,
                 "New application".into(),
                 "/admin/applications".into(),
-                sections(None, Some(&form), &connections),
+                sections(&deps.issuer, None, Some(&form), &connections),
             );
             p.submit = "Create";
-            let status = e.status;
-            p.refused(problems::merge(
-                e,
-                ui_ops::problems(None, &b, &deps.outbound),
-            ));
+            let errors = refusal(first, ui_ops::problems(None, &b, &deps.outbound));
+            let status = errors.first().map_or(StatusCode::BAD_REQUEST, |e| e.status);
+            p.refused(errors);
             html(status, &p)
         }
     }
@@ -486,7 +816,7 @@ async fn edit(
 ) -> HttpResponse {
     let c = or_page!(find(&deps, &id).await);
     let connections = or_page!(connections_of(&deps, Some(c.client_id.as_str())).await);
-    let mut p = edit_page(&a, &ops::show(&c), None, &connections);
+    let mut p = edit_page(&a, &deps.issuer, &ops::show(&c), None, &connections);
     if q.saved.is_some() {
         p.c.notice = Some("Changes saved.".into());
     }
@@ -505,22 +835,28 @@ async fn update(
     }
     let c = or_page!(find(&deps, &id).await);
     let id = c.client_id.as_str();
-    let b = body(&form);
-    let saved: Result<(), Vec<ApiError>> =
-        match ops::update(&deps, a.auth(), &req, id, b.clone()).await {
-            Ok(_) => apply_connections(&a, &deps, &req, id, &form)
-                .await
-                .map_err(|e| vec![e]),
-            Err(e) => Err(problems::merge(
-                e,
-                ui_ops::problems(Some(&c), &b, &deps.outbound),
-            )),
-        };
+    let (b, unread) = body(&form);
+    let answer = if unread.is_empty() {
+        ops::update(&deps, a.auth(), &req, id, b.clone())
+            .await
+            .map_err(|e| vec![e])
+    } else {
+        Err(unread)
+    };
+    let saved: Result<(), Vec<ApiError>> = match answer {
+        Ok(_) => apply_connections(&a, &deps, &req, id, &form)
+            .await
+            .map_err(|e| vec![e]),
+        Err(first) => Err(refusal(
+            first,
+            ui_ops::problems(Some(&c), &b, &deps.outbound),
+        )),
+    };
     match saved {
         Ok(()) => redirect(&format!("/admin/applications/{id}?saved=1")),
         Err(errors) => {
             let connections = or_page!(connections_of(&deps, Some(id)).await);
-            let mut p = edit_page(&a, &ops::show(&c), Some(&form), &connections);
+            let mut p = edit_page(&a, &deps.issuer, &ops::show(&c), Some(&form), &connections);
             let status = errors.first().map_or(StatusCode::BAD_REQUEST, |e| e.status);
             p.refused(errors);
             html(status, &p)
@@ -540,7 +876,7 @@ async fn rotate(
     match ops::rotate_secret(&deps, a.auth(), &req, &id).await {
         Ok(v) => {
             let connections = or_page!(connections_of(&deps, Some(&id)).await);
-            let mut p = edit_page(&a, &v, None, &connections);
+            let mut p = edit_page(&a, &deps.issuer, &v, None, &connections);
             p.shown_secret = v["client_secret"].as_str().map(str::to_owned);
             p.c.notice = Some("New secret issued; the old one no longer works.".into());
             html(StatusCode::OK, &p)
@@ -570,5 +906,76 @@ async fn delete(
             Some(("/admin/applications", "Back to applications")),
         ),
         Err(e) => error_page(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(fields: &[(&str, &str)]) -> Form {
+        Form(
+            fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_saml_addon_a_form_stands_for() {
+        // The switch off: no addon (the API removes one).
+        let (a, unread) = samlp(&form(&[("audience", "urn:sp")]));
+        assert!(a.is_null() && unread.is_empty());
+        // On: the model's defaults for what is left empty; mappings one per line.
+        let (a, unread) = samlp(&form(&[
+            ("samlp", "true"),
+            ("audience", " urn:sp "),
+            ("recipient", ""),
+            ("mappings", "email = mail\r\n\r\nname=urn:a=b\r\n"),
+            (
+                "signingCert",
+                "-----BEGIN CERTIFICATE-----\r\nMIIB\r\n-----END CERTIFICATE-----\r\n",
+            ),
+            ("slo_enabled", "true"),
+        ]));
+        assert!(unread.is_empty());
+        let addon: SamlpAddon = serde_json::from_value(a).unwrap();
+        assert_eq!(
+            addon,
+            SamlpAddon {
+                mappings: [("email", "mail"), ("name", "urn:a=b")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                signing_cert: Some(
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into()
+                ),
+                logout: latch_core::model::SamlpLogout {
+                    callback: None,
+                    slo_enabled: Some(true),
+                },
+                ..SamlpAddon::new("urn:sp")
+            }
+        );
+        // What is not a URL or a number is left out, each an error on its field; a mapping
+        // without `=` is left to the API's checks (an empty attribute name).
+        let (a, unread) = samlp(&form(&[
+            ("samlp", "true"),
+            ("audience", "urn:sp"),
+            ("recipient", "acs"),
+            ("lifetimeInSeconds", "1h"),
+            ("callback", "https://sp.example/slo"),
+            ("mappings", "email"),
+        ]));
+        let fields: Vec<_> = unread.iter().filter_map(|e| e.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            ["addons.samlp.recipient", "addons.samlp.lifetimeInSeconds"]
+        );
+        assert_eq!(a.get("recipient"), None);
+        assert_eq!(a.get("lifetimeInSeconds"), None);
+        assert_eq!(a["logout"]["callback"], "https://sp.example/slo");
+        assert_eq!(a["mappings"], json!({"email": ""}));
     }
 }

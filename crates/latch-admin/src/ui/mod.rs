@@ -275,6 +275,12 @@ pub(crate) struct Field {
     pub template: String,
     /// A field whose value, when filled in, is shown instead of the template.
     pub prefer: String,
+    /// A `checkbox` that is a switch: the ids (space-separated) of what it shows while on
+    /// (admin.js hides them while off; without script they stay shown).
+    pub controls: String,
+    /// A `textarea` that may also be loaded from a file (admin.js reads it into the textarea;
+    /// without script the file input stays hidden and the text is pasted).
+    pub upload: bool,
 }
 
 #[derive(Clone)]
@@ -307,6 +313,18 @@ impl Field {
 
     pub fn choices(mut self, c: Vec<Choice>) -> Self {
         self.choices = c;
+        self
+    }
+
+    /// A switch that shows the elements `ids` (space-separated) while on.
+    pub fn controls(mut self, ids: &str) -> Self {
+        self.controls = ids.into();
+        self
+    }
+
+    /// A textarea that may be loaded from a file.
+    pub fn upload(mut self) -> Self {
+        self.upload = true;
         self
     }
 

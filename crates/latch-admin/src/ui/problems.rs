@@ -81,7 +81,7 @@ pub(crate) fn place(sections: &mut [Section], errors: &[ApiError]) -> Vec<Proble
 }
 
 /// API wording → an admin's (whole messages, or the part after the field).
-const REWORDED: [(&str, &str); 8] = [
+const REWORDED: [(&str, &str); 10] = [
     ("discovery_url or issuer is required", "is required"),
     (
         "metadataUrl, metadataXml, or signInEndpoint with signingCert is required",
@@ -107,6 +107,14 @@ const REWORDED: [(&str, &str); 8] = [
     (
         "password: this user has no database identity",
         "can be set only for users of a database connection",
+    ),
+    (
+        "the SP's entity id is required (1-1024 characters)",
+        "is required: the service provider's entity ID (1-1024 characters)",
+    ),
+    (
+        "a SAML app needs its AssertionConsumerService URL in callbacks",
+        "is required: add the service provider's AssertionConsumerService URL to the allowed callback URLs",
     ),
 ];
 

@@ -150,12 +150,18 @@ async fn admin_ui_in_a_real_browser() {
         .expect("a refresh token")
         .to_owned();
 
+    let sp_cert = latch_testkit::saml::TestIdp::new("https://sp.example/browser").cert_pem();
     let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/admin-ui-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     let out = tokio::task::spawn_blocking({
-        let (base, email, plain, shots) =
-            (base.clone(), email.clone(), plain.clone(), shots.clone());
+        let (base, email, plain, shots, sp_cert) = (
+            base.clone(),
+            email.clone(),
+            plain.clone(),
+            shots.clone(),
+            sp_cert.clone(),
+        );
         move || {
             Command::new("node")
                 .arg("admin-e2e.mjs")
@@ -165,6 +171,7 @@ async fn admin_ui_in_a_real_browser() {
                 .env("USER_EMAIL", email)
                 .env("PLAIN_EMAIL", plain)
                 .env("PLAIN_PASSWORD", "Correct-Horse-9")
+                .env("SP_CERT", sp_cert)
                 .env("SHOTS_DIR", shots)
                 .output()
                 .unwrap()
@@ -195,6 +202,7 @@ async fn admin_ui_in_a_real_browser() {
             "connections-list",
             "saml-form",
             "application",
+            "saml-app",
             "user-search",
             "user-detail",
             "clear-sessions",
@@ -222,7 +230,7 @@ async fn admin_ui_in_a_real_browser() {
                 .is_some_and(|x| x == "png")
         })
         .count();
-    assert_eq!(pngs, 16, "one screenshot per page in {}", shots.display());
+    assert_eq!(pngs, 17, "one screenshot per page in {}", shots.display());
 
     // The app in the cleared session got its logout token.
     let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
@@ -232,7 +240,7 @@ async fn admin_ui_in_a_real_browser() {
         "one back-channel logout for the cleared session"
     );
     assert_eq!(
-        report["steps"][10]["deliveries"].as_array().map(Vec::len),
+        report["steps"][11]["deliveries"].as_array().map(Vec::len),
         Some(1),
         "{report:#}"
     );
@@ -286,6 +294,15 @@ async fn admin_ui_in_a_real_browser() {
         app["oidc_logout"]["backchannel_logout_urls"],
         json!(["http://127.0.0.1:9/backchannel"])
     );
+    // Made a SAML app in the browser, its certificate loaded from a DER file (stored as base64).
+    assert_eq!(report["steps"][6]["client_id"], created);
+    let samlp = &app["addons"]["samlp"];
+    assert_eq!(samlp["audience"], "urn:acme:portal", "{app}");
+    let der: String = sp_cert
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert_eq!(samlp["signingCert"], der.as_str());
     // Every admin action names the acting admin.
     let logs = api(
         &Remote(&http, &base),
@@ -1326,6 +1343,398 @@ async fn admin_ui_actions_on_postgres_and_redis() {
     actions(
         Backends::Production,
         "admin_ui_actions_on_postgres_and_redis",
+    )
+    .await;
+}
+
+/// A SAML app through the admin UI: the switch and the addon's fields store `addons.samlp` (seen
+/// through the API), Latch's IdP URLs are shown for the SP, a refused form (the API's checks, or
+/// a value that is not even a URL or a number) shows each error on its field and stores nothing,
+/// and switching SAML off removes the addon.
+async fn saml_apps(backends: Backends, test: &str) {
+    let Some((mut latch, _env)) = start(test, backends) else {
+        return;
+    };
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let mut admin = admin_agent(&base).await;
+    const ACS: &str = "http://127.0.0.1:9/sp/acs";
+    const ACS2: &str = "http://127.0.0.1:9/sp/acs2";
+    let app = api(
+        &Remote(&http, &base),
+        "POST",
+        "/api/v2/clients",
+        Some(json!({"name": "Service provider", "callbacks": [ACS, ACS2]})),
+    )
+    .await;
+    let cid = app["client_id"].as_str().unwrap().to_owned();
+    let app_page = format!("{base}/admin/applications/{cid}");
+    let stored = async || {
+        api(
+            &Remote(&http, &base),
+            "GET",
+            &format!("/api/v2/clients/{cid}"),
+            None,
+        )
+        .await
+    };
+
+    // Not a SAML app yet: the switch is off; Latch's IdP URLs for it are there to copy.
+    let page = admin.send(&app_page, None).await;
+    assert_eq!(page.status, 200);
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    assert!(
+        page.body
+            .contains("name=\"samlp\" id=\"f-samlp\" value=\"true\"  role=\"switch\""),
+        "the switch, off: {}",
+        page.body
+    );
+    for (id, url) in [
+        ("saml_metadata_url", format!("{base}/samlp/metadata/{cid}")),
+        ("saml_sso_url", format!("{base}/samlp/{cid}")),
+        ("saml_slo_url", format!("{base}/samlp/{cid}/logout")),
+    ] {
+        assert!(
+            page.body
+                .contains(&format!("id=\"f-{id}\" value=\"{url}\" readonly")),
+            "{id} is not shown as {url}"
+        );
+        assert!(
+            page.body.contains(&format!("data-copy=\"f-{id}\"")),
+            "{id} has no copy button"
+        );
+    }
+    // The SP certificate may be loaded from a file (by admin.js; the file is never posted).
+    assert!(
+        page.body
+            .contains("<input type=\"file\" id=\"f-signingCert-file\" data-into=\"f-signingCert\""),
+        "{}",
+        page.body
+    );
+
+    let sp_cert = latch_testkit::saml::TestIdp::new("https://sp.example/ui").cert_pem();
+    // As a browser posts a textarea: CRLF lines.
+    let sp_cert_posted = sp_cert.trim().replace('\n', "\r\n");
+    let saml_fields: Vec<(&str, &str)> = vec![
+        ("samlp", "true"),
+        ("audience", "urn:test:sp"),
+        ("recipient", ACS2),
+        (
+            "nameIdentifierFormat",
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        ),
+        ("signResponse", "true"),
+        ("signatureAlgorithm", "rsa-sha256"),
+        ("digestAlgorithm", "sha256"),
+        ("lifetimeInSeconds", "600"),
+        (
+            "mappings",
+            "email=urn:oid:0.9.2342.19200300.100.1.3\r\nname = displayName\r\n",
+        ),
+        ("signingCert", sp_cert_posted.as_str()),
+        ("callback", "http://127.0.0.1:9/sp/slo"),
+        ("slo_enabled", "true"),
+        ("binding", "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"),
+        ("allowIdpInitiated", "true"),
+    ];
+    let form = |csrf: Option<&str>, fields: &[(&str, &str)]| app_form(csrf, fields);
+    let with_saml = |over: &[(&'static str, &'static str)]| overriding(&saml_fields, over);
+
+    // Without the CSRF token: nothing changes.
+    let hop = admin
+        .send(&app_page, Some(&form(None, &with_saml(&[]))))
+        .await;
+    assert_eq!(hop.status, 403);
+    assert_eq!(stored().await["addons"], json!({}));
+
+    // The API's checks refuse: the ACS is not a callback, SHA-1, a mapping from a user attribute
+    // that does not exist; each is shown on its field, and nothing is stored (the name neither).
+    let hop = admin
+        .send(
+            &app_page,
+            Some(&form(
+                Some(&csrf),
+                &with_saml(&[
+                    ("name", "Renamed"),
+                    ("recipient", "http://127.0.0.1:9/elsewhere"),
+                    ("signatureAlgorithm", "rsa-sha1"),
+                    ("mappings", "email=mail\npassword=pw"),
+                ]),
+            )),
+        )
+        .await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    for (field, says) in [
+        (
+            "recipient",
+            "ACS URL (recipient) must be one of the application&#39;s callbacks",
+        ),
+        (
+            "signatureAlgorithm",
+            "Signature algorithm must be rsa-sha256",
+        ),
+        (
+            "mappings",
+            "Attribute mappings: password is not a user attribute",
+        ),
+    ] {
+        let error = format!("<p class=\"field-error\" id=\"f-{field}-error\">");
+        let shown = hop
+            .body
+            .split(&error)
+            .nth(1)
+            .and_then(|r| r.split("</p>").next())
+            .unwrap_or_else(|| panic!("no error on {field}: {}", hop.body));
+        assert!(
+            shown.replace("&#x27;", "&#39;").starts_with(says),
+            "{field}: {shown}"
+        );
+    }
+    assert!(
+        hop.body.contains("These 3 things need fixing"),
+        "{}",
+        hop.body
+    );
+    // What was posted is shown again, the switch on.
+    assert!(hop.body.contains("value=\"http://127.0.0.1:9/elsewhere\""));
+    assert!(
+        hop.body
+            .contains("name=\"samlp\" id=\"f-samlp\" value=\"true\" checked")
+    );
+    let now = stored().await;
+    assert_eq!(now["addons"], json!({}), "{now}");
+    assert_eq!(now["name"], "Service provider");
+
+    // A value that is not a URL or a number never reaches the API; the rest of the form is still
+    // judged by its checks (the entity id is required); nothing is stored.
+    let hop = admin
+        .send(
+            &app_page,
+            Some(&form(
+                Some(&csrf),
+                &with_saml(&[
+                    ("audience", ""),
+                    ("callback", "not a url"),
+                    ("lifetimeInSeconds", "an hour"),
+                ]),
+            )),
+        )
+        .await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    for (field, says) in [
+        (
+            "callback",
+            "Single logout URL of the service provider is not a URL",
+        ),
+        (
+            "lifetimeInSeconds",
+            "Assertion lifetime (seconds) must be a whole number of seconds",
+        ),
+        ("audience", "Audience (SP entity ID) is required"),
+    ] {
+        assert!(
+            hop.body.contains(&format!(
+                "<p class=\"field-error\" id=\"f-{field}-error\">{says}"
+            )),
+            "{field}: {}",
+            hop.body
+        );
+    }
+    assert_eq!(stored().await["addons"], json!({}));
+
+    // Made a SAML app: the addon is stored as the form says.
+    let hop = admin
+        .send(&app_page, Some(&form(Some(&csrf), &with_saml(&[]))))
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let want = json!({
+        "audience": "urn:test:sp",
+        "recipient": ACS2,
+        "nameIdentifierFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        "signResponse": true,
+        "signatureAlgorithm": "rsa-sha256",
+        "digestAlgorithm": "sha256",
+        "lifetimeInSeconds": 600,
+        "mappings": {"email": "urn:oid:0.9.2342.19200300.100.1.3", "name": "displayName"},
+        "signingCert": sp_cert.trim(),
+        "logout": {"callback": "http://127.0.0.1:9/sp/slo", "slo_enabled": true},
+        "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+        "allowIdpInitiated": true,
+    });
+    assert_eq!(stored().await["addons"]["samlp"], want);
+    // The metadata URL the page shows is Latch's IdP metadata for the app, naming the SSO and
+    // SLO URLs the page shows.
+    let metadata = http
+        .get(format!("{base}/samlp/metadata/{cid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 200);
+    let metadata = metadata.text().await.unwrap();
+    for url in [
+        format!("Location=\"{base}/samlp/{cid}\""),
+        format!("Location=\"{base}/samlp/{cid}/logout\""),
+    ] {
+        assert!(metadata.contains(&url), "{url} not in {metadata}");
+    }
+    // The page shows it back; saving it unchanged changes nothing.
+    let page = admin.send(&app_page, None).await;
+    for shown in [
+        "name=\"samlp\" id=\"f-samlp\" value=\"true\" checked",
+        "value=\"urn:test:sp\"",
+        "email=urn:oid:0.9.2342.19200300.100.1.3\nname=displayName</textarea>",
+        "<option value=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" selected>",
+        "<option value=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\" selected>",
+        "value=\"600\"",
+        "-----BEGIN CERTIFICATE-----",
+    ] {
+        assert!(page.body.contains(shown), "{shown} is not on the page");
+    }
+    let hop = admin
+        .send(&app_page, Some(&form(Some(&csrf), &with_saml(&[]))))
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert_eq!(stored().await["addons"]["samlp"], want);
+    // The list says which apps are SAML apps.
+    let list = admin
+        .send(&format!("{base}/admin/applications"), None)
+        .await;
+    assert!(
+        list.body
+            .contains("Regular web application <span class=\"tag\">SAML</span>"),
+        "{}",
+        list.body
+    );
+
+    // Switched off: the addon is removed.
+    let off: Vec<(&str, &str)> = with_saml(&[])
+        .into_iter()
+        .filter(|(k, _)| *k != "samlp")
+        .collect();
+    let hop = admin.send(&app_page, Some(&form(Some(&csrf), &off))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert_eq!(stored().await["addons"], json!({}));
+    let page = admin.send(&app_page, None).await;
+    assert!(
+        page.body
+            .contains("name=\"samlp\" id=\"f-samlp\" value=\"true\"  role=\"switch\"")
+    );
+
+    // A new application made a SAML app on its creation form (the ACS defaults to the first
+    // callback); a refused one is not created.
+    let new_app = |name: &'static str, audience: &'static str| {
+        form(
+            Some(&csrf),
+            &[
+                ("name", name),
+                ("callbacks", ACS),
+                ("samlp", "true"),
+                ("audience", audience),
+                ("slo_enabled", "true"),
+            ],
+        )
+    };
+    let hop = admin
+        .send(
+            &format!("{base}/admin/applications"),
+            Some(&new_app("Refused SP", "")),
+        )
+        .await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    assert!(hop.body.contains("id=\"f-audience-error\""), "{}", hop.body);
+    let hop = admin
+        .send(
+            &format!("{base}/admin/applications"),
+            Some(&new_app("New SP", "urn:test:new-sp")),
+        )
+        .await;
+    assert_eq!(hop.status, 201, "{}", hop.body);
+    let all = api(&Remote(&http, &base), "GET", "/api/v2/clients", None).await;
+    let named = |n: &str| -> Vec<Value> {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == n)
+            .cloned()
+            .collect()
+    };
+    assert!(named("Refused SP").is_empty());
+    let created = &named("New SP")[0];
+    assert_eq!(
+        created["addons"]["samlp"],
+        json!({
+            "audience": "urn:test:new-sp",
+            "nameIdentifierFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+            "signResponse": false,
+            "signatureAlgorithm": "rsa-sha256",
+            "digestAlgorithm": "sha256",
+            "lifetimeInSeconds": 3600,
+            "mappings": {},
+            "logout": {"slo_enabled": true},
+            "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+            "allowIdpInitiated": false,
+        })
+    );
+    // Its page, answered on creation, shows its metadata URL.
+    let id = created["client_id"].as_str().unwrap();
+    assert!(
+        hop.body
+            .contains(&format!("value=\"{base}/samlp/metadata/{id}\" readonly")),
+        "{}",
+        hop.body
+    );
+}
+
+/// `fields`, with `over` replacing (or adding) the members of the same name.
+fn overriding<'a>(
+    fields: &[(&'a str, &'a str)],
+    over: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    fields
+        .iter()
+        .filter(|(k, _)| over.iter().all(|(o, _)| o != k))
+        .chain(over)
+        .copied()
+        .collect()
+}
+
+/// An application's form as posted: a regular web app with two callbacks, then `fields`
+/// (replacing those of the same name).
+fn app_form(csrf: Option<&str>, fields: &[(&str, &str)]) -> Vec<(String, String)> {
+    let base = [
+        ("name", "Service provider"),
+        ("app_type", "regular_web"),
+        (
+            "callbacks",
+            "http://127.0.0.1:9/sp/acs\r\nhttp://127.0.0.1:9/sp/acs2",
+        ),
+        ("grant_types", "authorization_code"),
+        ("token_endpoint_auth_method", "client_secret_basic"),
+        ("alg", "RS256"),
+        ("frontchannel_logout_session_required", "true"),
+    ];
+    csrf.map(|c| ("csrf", c))
+        .into_iter()
+        .chain(overriding(&base, fields))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_ui_saml_apps_on_the_embedded_default() {
+    saml_apps(
+        Backends::Embedded,
+        "admin_ui_saml_apps_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admin_ui_saml_apps_on_postgres_and_redis() {
+    saml_apps(
+        Backends::Production,
+        "admin_ui_saml_apps_on_postgres_and_redis",
     )
     .await;
 }

@@ -38,7 +38,10 @@ pub(crate) fn problems(
         let input: ClientInput = match serde_json::from_value(body.clone()) {
             Ok(i) => i,
             Err(e) => {
-                out.push(ApiError::bad_request("body", e.to_string()));
+                // Only the body as posted: later rounds read what was set aside from it.
+                if out.is_empty() {
+                    out.push(ApiError::bad_request("body", e.to_string()));
+                }
                 break;
             }
         };
@@ -59,10 +62,15 @@ pub(crate) fn problems(
     out
 }
 
+/// Members the API requires inside an object it reads whole (`addons.samlp`): set aside, each
+/// is replaced by a value the checks accept, so the rest of that object is still judged.
+const STAND_INS: [(&str, &str); 1] = [("addons.samlp.audience", "urn:latch:stand-in")];
+
 /// Removes the member `field` names (`callbacks[1]` → `callbacks`, `oidc_logout.x` → `x` in
-/// `oidc_logout`); whether there was one.
+/// `oidc_logout`), or replaces it by its stand-in; whether there was one.
 fn set_aside(body: &mut Value, field: &str) -> bool {
     let path = field.split('[').next().unwrap_or(field);
+    let stand_in = STAND_INS.iter().find(|(f, _)| *f == path).map(|(_, v)| *v);
     let mut parts: Vec<&str> = path.split('.').collect();
     let Some(last) = parts.pop() else {
         return false;
@@ -74,7 +82,15 @@ fn set_aside(body: &mut Value, field: &str) -> bool {
             None => return false,
         }
     }
-    at.as_object_mut().and_then(|o| o.remove(last)).is_some()
+    let Some(o) = at.as_object_mut() else {
+        return false;
+    };
+    match stand_in {
+        Some(v) => o
+            .insert(last.to_owned(), Value::String(v.to_owned()))
+            .is_some(),
+        None => o.remove(last).is_some(),
+    }
 }
 
 /// Deletes the application (`DELETE /api/v2/clients/{id}`: `latch-admin` is refused).
@@ -139,6 +155,32 @@ mod tests {
                 "grant_types": ["authorization_code"], "token_endpoint_auth_method": "client_secret_post"
             })),
             ["token_endpoint_auth_method"]
+        );
+        // A SAML app's addon: every problem in it, the required entity id included, and the
+        // ACS judged against the callbacks as posted.
+        assert_eq!(
+            fields(serde_json::json!({
+                "name": "SP", "callbacks": ["https://sp.example/acs"],
+                "addons": {"samlp": {
+                    "audience": "", "recipient": "https://other.example/acs",
+                    "signatureAlgorithm": "rsa-sha1", "mappings": {"password": "pw"},
+                    "logout": {"callback": "http://sp.example/slo"}
+                }}
+            })),
+            [
+                "addons.samlp.audience",
+                "addons.samlp.recipient",
+                "addons.samlp.signatureAlgorithm",
+                "addons.samlp.mappings",
+                "addons.samlp.logout.callback"
+            ]
+        );
+        assert!(
+            fields(serde_json::json!({
+                "name": "SP", "callbacks": ["https://sp.example/acs"],
+                "addons": {"samlp": {"audience": "https://sp.example"}}
+            }))
+            .is_empty()
         );
         // A missing name is the API's first answer, and the rest is still judged.
         assert_eq!(
