@@ -685,7 +685,10 @@ impl Inbound {
         )
         .map_err(|e| SamlError::Signature(e.to_string()))?;
         let after = Message::parse(&reduced)?;
-        if after.kind != before.kind || after.id() != before.id() || !after.signed {
+        // The signature must be the message's own (a child of its root), and what it covers
+        // must be that message: a signed element smuggled into another reduces to itself, with
+        // its own ID.
+        if !before.signed || after.kind != before.kind || after.id() != before.id() {
             return Err(SamlError::Signature(
                 "the signature does not cover the message".into(),
             ));

@@ -368,8 +368,22 @@ async fn logout_response(
         }),
     )
     .await;
-    signed_out("You are signed out of this application.")
+    // This page loads in a hidden frame of Latch's own logout page: framing by Latch is allowed.
+    let mut res = signed_out("You are signed out of this application.");
+    let h = res.headers_mut();
+    h.insert(
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
+        actix_web::http::header::HeaderValue::from_static(FRAMED_CSP),
+    );
+    h.insert(
+        actix_web::http::header::X_FRAME_OPTIONS,
+        actix_web::http::header::HeaderValue::from_static("SAMEORIGIN"),
+    );
+    res
 }
+
+/// The CSP of the page answering a LogoutResponse: Latch's page CSP, framed by Latch only.
+const FRAMED_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
 
 fn server_error(e: impl std::fmt::Display) -> latch_http::ApiError {
     tracing::error!(error = %e, "SAML logout answer not made");

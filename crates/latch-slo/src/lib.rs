@@ -184,6 +184,13 @@ pub fn logout_page(
     if frames.is_empty() {
         return Ok(None);
     }
+    if !saml.is_empty()
+        && let Ok(issuer) = Url::parse(p.issuer)
+    {
+        // A SAML app answers its LogoutRequest inside the frame, with a LogoutResponse sent
+        // back to Latch's SingleLogoutService: the frame navigates to Latch.
+        push_unique(&mut frame_origins, issuer.origin().ascii_serialization());
+    }
     let (continue_to, post) = match &p.continue_to {
         None => (None, None),
         Some(Continue::Get(u)) => (Some(u.as_str()), None),
