@@ -448,11 +448,23 @@ struct DeviceView {
     last_user_agent: Option<String>,
 }
 
-/// An app that joined the session, with the `sid` it was given.
+/// An app that joined the session, with the `sid` it was given; a SAML app also with the NameID
+/// and SessionIndex its assertion carried (what its LogoutRequests name).
 #[derive(Serialize, ToSchema)]
 struct SessionClientView {
     client_id: String,
     sid: String,
+    /// `oidc` or `samlp`.
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saml: Option<SamlParticipantView>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SamlParticipantView {
+    name_id: String,
+    name_id_format: String,
+    session_index: String,
 }
 
 /// What upstream logout needs (never the upstream ID token).
@@ -511,6 +523,12 @@ fn session_view(s: &latch_core::session::Session) -> SessionView {
             .map(|c| SessionClientView {
                 client_id: c.client_id.as_str().to_owned(),
                 sid: c.sid.as_str().to_owned(),
+                protocol: if c.saml.is_some() { "samlp" } else { "oidc" },
+                saml: c.saml.as_ref().map(|p| SamlParticipantView {
+                    name_id: p.name_id.clone(),
+                    name_id_format: p.name_id_format.clone(),
+                    session_index: p.session_index.clone(),
+                }),
             })
             .collect(),
         upstream: UpstreamView {
@@ -579,6 +597,7 @@ async fn delete_user_sessions(
         ip: latch_http::client_ip(&req).map(|i| i.to_string()),
         details: json!({
             "actor": auth.actor(),
+            "initiator": LogoutInitiator::SessionRevoked,
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "TotalOidcLogoutRequests": out.deliveries.len(),

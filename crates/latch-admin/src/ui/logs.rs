@@ -26,12 +26,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PER_PAGE: u32 = 50;
 
 /// The event types Latch records (`docs/events.md`), for the type filter.
-const TYPES: [(&str, &str); 19] = [
+const TYPES: [(&str, &str); 20] = [
     ("s", "Sign-in succeeded"),
     ("f", "Sign-in failed"),
     ("limit_wc", "Sign-in refused: account waiting out a delay"),
     ("limit_mu", "Sign-in refused: address waiting out a delay"),
     ("slo", "Logout"),
+    ("saml_logout_response", "SAML app's logout answer"),
     ("sapi", "Management API change"),
     ("seacft", "Code exchanged for tokens"),
     ("feacft", "Used code came back (tokens revoked)"),
@@ -323,7 +324,20 @@ struct DetailPage {
     /// The back-channel logout deliveries the event started (or the one it is an attempt of),
     /// as they stand now.
     deliveries: Vec<DeliveryRow>,
+    /// A logout's front-channel frames and SAML LogoutRequests, per app, with what is known of
+    /// their outcome.
+    told: Vec<ToldRow>,
     details: String,
+}
+
+struct ToldRow {
+    client: String,
+    channel: &'static str,
+    /// What was sent (a SAML LogoutRequest's ID).
+    sent: String,
+    /// `acknowledged`, `refused`, `no answer yet`, `not known` (a frame's load is not reported
+    /// back), or `not reachable`.
+    outcome: String,
 }
 
 struct DeliveryRow {
@@ -339,7 +353,8 @@ struct DeliveryRow {
 
 /// Keys of `details` shown as their own rows (a Universal Logout call's caller, subject,
 /// result and counts; a logout's counts; a failure's reason).
-const SUMMARY: [(&str, &str); 12] = [
+const SUMMARY: [(&str, &str); 13] = [
+    ("initiator", "Initiator"),
     ("reason", "Reason"),
     ("caller", "Caller"),
     ("subject_format", "Subject format"),
@@ -427,6 +442,68 @@ async fn detail(
             });
         }
     }
+    let mut told = Vec::new();
+    let list = |k: &str| -> Vec<Value> {
+        e.details[k]
+            .as_array()
+            .map(|a| a.iter().take(100).cloned().collect())
+            .unwrap_or_default()
+    };
+    for f in list("frontchannel") {
+        if let Some(id) = f.as_str() {
+            let id = ClientId::new(id);
+            told.push(ToldRow {
+                client: name_of(&id).unwrap_or_else(|| id.as_str().to_owned()),
+                channel: "front-channel (iframe)",
+                sent: String::new(),
+                outcome: "not known: a frame's load is not reported back".into(),
+            });
+        }
+    }
+    for r in list("saml") {
+        let (Some(client), Some(request_id)) = (r["client_id"].as_str(), r["request_id"].as_str())
+        else {
+            continue;
+        };
+        let client = ClientId::new(client);
+        // The app's LogoutResponse, if it came: logged as `saml_logout_response`.
+        let answers = deps
+            .store
+            .list_logs(&LogQuery {
+                event_type: Some("saml_logout_response".into()),
+                client_id: Some(client.clone()),
+                from: Some(e.date),
+                per_page: 100,
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap_or_default();
+        let outcome = match answers
+            .iter()
+            .find(|a| a.details["in_response_to"].as_str() == Some(request_id))
+        {
+            Some(a) if a.details["acknowledged"] == Value::Bool(true) => "acknowledged".into(),
+            Some(a) => format!("refused ({})", show(&a.details["status"])),
+            None => "no answer yet".into(),
+        };
+        told.push(ToldRow {
+            client: name_of(&client).unwrap_or_else(|| client.as_str().to_owned()),
+            channel: "SAML LogoutRequest",
+            sent: request_id.to_owned(),
+            outcome,
+        });
+    }
+    for u in list("saml_unreachable") {
+        if let Some(id) = u.as_str() {
+            let id = ClientId::new(id);
+            told.push(ToldRow {
+                client: name_of(&id).unwrap_or_else(|| id.as_str().to_owned()),
+                channel: "SAML",
+                sent: String::new(),
+                outcome: "not reachable (no Single Logout URL, or no browser to carry it)".into(),
+            });
+        }
+    }
     let summary = SUMMARY
         .iter()
         .filter_map(|(k, label)| e.details.get(*k).map(|v| ((*label).to_owned(), show(v))))
@@ -470,6 +547,7 @@ async fn detail(
             ip: e.ip.clone().unwrap_or_else(|| "—".into()),
             summary,
             deliveries,
+            told,
             details: serde_json::to_string_pretty(&e.details).unwrap_or_default(),
         },
     )
