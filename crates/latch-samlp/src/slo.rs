@@ -132,6 +132,24 @@ async fn handle(
             "the message's Issuer is not this application's audience",
         ));
     }
+    match &addon.signing_cert {
+        // SAML bindings §3.4.5.2, §3.5.5.2: a signed message names where it is going.
+        Some(_) if m.attr("Destination").is_none() => {
+            return Ok(refused(
+                client_id,
+                "a signed message must carry a Destination",
+            ));
+        }
+        // Unsigned, only the SessionIndex Latch issued (128 random bits, in the app's assertion
+        // alone) shows the request comes from the app: a NameID is no secret.
+        None if request && m.session_indexes.is_empty() => {
+            return Ok(refused(
+                client_id,
+                "an unsigned LogoutRequest must name the SessionIndex it ends",
+            ));
+        }
+        _ => {}
+    }
     if request {
         logout_request(deps, req, &client, &addon, &m, inbound.relay_state).await
     } else {

@@ -166,6 +166,13 @@ async fn begin(
     if let Err(e) = m.check_common(&deps.url(&paths::sso(&id)), now) {
         return Ok(refused(&id, &e.to_string()));
     }
+    // SAML bindings §3.4.5.2, §3.5.5.2: a signed message names where it is going.
+    if addon.signing_cert.is_some() && m.attr("Destination").is_none() {
+        return Ok(refused(
+            &id,
+            "a signed AuthnRequest must carry a Destination",
+        ));
+    }
     // 2. Who asks, and where the answer goes.
     if m.issuer.as_deref() != Some(addon.audience.as_str()) {
         return Ok(refused(
