@@ -30,6 +30,9 @@ pub(crate) async fn get_slo(
     req: HttpRequest,
     client_id: web::Path<String>,
 ) -> Result<HttpResponse, latch_http::ApiError> {
+    if deps.saml_app(&client_id).await?.is_none() {
+        return Ok(not_a_saml_app());
+    }
     let raw = req.query_string();
     let (inbound, request) = match Inbound::from_redirect(raw, "SAMLRequest") {
         Ok(Some(i)) => (i, true),
@@ -59,6 +62,9 @@ pub(crate) async fn post_slo(
     client_id: web::Path<String>,
     form: web::Form<SloForm>,
 ) -> Result<HttpResponse, latch_http::ApiError> {
+    if deps.saml_app(&client_id).await?.is_none() {
+        return Ok(not_a_saml_app());
+    }
     let f = form.into_inner();
     let (value, request) = match (f.saml_request, f.saml_response) {
         (Some(v), None) => (v, true),

@@ -251,11 +251,17 @@ pub fn encode(xml: &str) -> String {
 
 /// The AuthnRequest in an HTTP-Redirect URL (`SAMLRequest`: DEFLATE + base64), as XML.
 pub fn authn_request_xml(redirect_url: &str) -> String {
+    redirect_message(redirect_url, "SAMLRequest")
+}
+
+/// The message in an HTTP-Redirect URL's `field` (`SAMLRequest` or `SAMLResponse`: DEFLATE +
+/// base64), as XML.
+pub fn redirect_message(redirect_url: &str, field: &str) -> String {
     let url = url::Url::parse(redirect_url).expect("redirect URL");
     let (_, v) = url
         .query_pairs()
-        .find(|(k, _)| k == "SAMLRequest")
-        .expect("SAMLRequest");
+        .find(|(k, _)| k == field)
+        .unwrap_or_else(|| panic!("{field} in {redirect_url}"));
     let deflated = STANDARD.decode(v.as_bytes()).expect("base64");
     let mut xml = String::new();
     flate2::read::DeflateDecoder::new(&deflated[..])

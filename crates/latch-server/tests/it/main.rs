@@ -25,5 +25,7 @@ mod peers;
 mod process;
 mod retention;
 mod saml;
+mod samlp;
+mod samlp_e2e;
 mod support;
 mod throttle;
