@@ -269,38 +269,108 @@ pub struct AssertionSpec<'a> {
     pub sign_response: bool,
 }
 
+/// Text as exclusive canonicalisation writes it (C14N §2.3): `&`, `<`, `>` and CR escaped.
+fn c14n_text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '\r' => o.push_str("&#xD;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// An attribute value as exclusive canonicalisation writes it: `&`, `<`, `"`, TAB, LF, CR.
+fn c14n_attr(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '"' => o.push_str("&quot;"),
+            '\t' => o.push_str("&#x9;"),
+            '\n' => o.push_str("&#xA;"),
+            '\r' => o.push_str("&#xD;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// An enveloped signature over the element with ID `id` whose exclusive canonical form (the
+/// signature removed) is `canonical`: SHA-256 digest, RSA-SHA256 over the canonical
+/// `SignedInfo`.
+fn enveloped_signature(key: &IdpKey, id: &str, canonical: &str) -> Result<String, SamlError> {
+    let digest = STANDARD.encode(openssl::sha::sha256(canonical.as_bytes()));
+    let signed_info = format!(
+        concat!(
+            r#"<ds:SignedInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">"#,
+            r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"></ds:CanonicalizationMethod>"#,
+            r#"<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"></ds:SignatureMethod>"#,
+            r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+            r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"></ds:Transform>"#,
+            r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"></ds:Transform></ds:Transforms>"#,
+            r#"<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"></ds:DigestMethod>"#,
+            "<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+        ),
+        id = c14n_attr(id),
+        digest = digest
+    );
+    let value = STANDARD.encode(key.sign_bytes(signed_info.as_bytes())?);
+    Ok(format!(
+        concat!(
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">{si}"#,
+            "<ds:SignatureValue>{value}</ds:SignatureValue><ds:KeyInfo><ds:X509Data>",
+            "<ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"
+        ),
+        si = signed_info,
+        value = value,
+        cert = key.cert_base64()
+    ))
+}
+
 /// A signed Response with one assertion, as XML.
+///
+/// Written directly in exclusive canonical form (C14N: attributes in order, namespaces declared
+/// where first used, no empty-element tags, canonical escaping), so the digest is taken over
+/// the text as written and the signature made with the key already loaded: no XML parse and no
+/// key decoding per sign-in. Every signature is checked by xmlsec in this crate's tests and by
+/// the `xmlsec1` program and pysaml2 in the end-to-end tests.
 pub fn signed_response(key: &IdpKey, s: &AssertionSpec<'_>) -> Result<String, SamlError> {
     let response_id = new_id();
     let assertion_id = new_id();
     let now = instant(s.now);
     let until = instant(s.now + time::Duration::seconds(s.lifetime_seconds));
     let not_before = instant(s.now - time::Duration::seconds(crate::CLOCK_SKEW_SECONDS));
-    let cert = key.cert_base64();
     let irt = s
         .in_response_to
-        .map(|i| format!(r#" InResponseTo="{}""#, esc(i)))
+        .map(|i| format!(r#" InResponseTo="{}""#, c14n_attr(i)))
         .unwrap_or_default();
     let mut attrs = String::new();
     if !s.attributes.is_empty() {
         attrs.push_str("<saml:AttributeStatement>");
         for (name, value) in s.attributes {
             attrs.push_str(&format!(
-                r#"<saml:Attribute Name="{}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri"><saml:AttributeValue xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xs:string">{}</saml:AttributeValue></saml:Attribute>"#,
-                esc(name),
-                esc(value)
+                r#"<saml:Attribute Name="{}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri"><saml:AttributeValue>{}</saml:AttributeValue></saml:Attribute>"#,
+                c14n_attr(name),
+                c14n_text(value)
             ));
         }
         attrs.push_str("</saml:AttributeStatement>");
     }
-    let issuer = esc(s.issuer);
-    let assertion = format!(
+    let issuer = c14n_text(s.issuer);
+    let assertion_open = format!(
+        r#"<saml:Assertion xmlns:saml="{ASSERTION_NS}" ID="{assertion_id}" IssueInstant="{now}" Version="2.0"><saml:Issuer>{issuer}</saml:Issuer>"#
+    );
+    let assertion_rest = format!(
         concat!(
-            r#"<saml:Assertion xmlns:saml="{ans}" ID="{aid}" IssueInstant="{now}" Version="2.0">"#,
-            "<saml:Issuer>{issuer}</saml:Issuer>{asig}",
             r#"<saml:Subject><saml:NameID Format="{fmt}">{name_id}</saml:NameID>"#,
             r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">"#,
-            r#"<saml:SubjectConfirmationData{irt} NotOnOrAfter="{until}" Recipient="{acs}"/>"#,
+            r#"<saml:SubjectConfirmationData{irt} NotOnOrAfter="{until}" Recipient="{acs}"></saml:SubjectConfirmationData>"#,
             "</saml:SubjectConfirmation></saml:Subject>",
             r#"<saml:Conditions NotBefore="{nb}" NotOnOrAfter="{until}">"#,
             "<saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions>",
@@ -308,48 +378,40 @@ pub fn signed_response(key: &IdpKey, s: &AssertionSpec<'_>) -> Result<String, Sa
             "<saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified</saml:AuthnContextClassRef></saml:AuthnContext>",
             "</saml:AuthnStatement>{attrs}</saml:Assertion>"
         ),
-        ans = ASSERTION_NS,
-        aid = assertion_id,
-        now = now,
-        issuer = issuer,
-        asig = if s.sign_response {
-            String::new()
-        } else {
-            signature_template(&assertion_id, &cert)
-        },
-        fmt = esc(s.name_id_format),
-        name_id = esc(s.name_id),
+        fmt = c14n_attr(s.name_id_format),
+        name_id = c14n_text(s.name_id),
         irt = irt,
         until = until,
-        acs = esc(s.acs_url),
+        acs = c14n_attr(s.acs_url),
         nb = not_before,
-        aud = esc(s.audience),
+        aud = c14n_text(s.audience),
         ai = instant(s.authn_instant),
-        si = esc(s.session_index),
+        si = c14n_attr(s.session_index),
         attrs = attrs,
     );
-    let xml = format!(
-        concat!(
-            r#"<samlp:Response xmlns:samlp="{pns}" xmlns:saml="{ans}" ID="{rid}" Version="2.0" IssueInstant="{now}" Destination="{acs}"{irt}>"#,
-            "<saml:Issuer>{issuer}</saml:Issuer>{rsig}",
-            r#"<samlp:Status><samlp:StatusCode Value="{ok}"/></samlp:Status>{assertion}</samlp:Response>"#
-        ),
-        pns = PROTOCOL_NS,
-        ans = ASSERTION_NS,
-        rid = response_id,
-        now = now,
-        acs = esc(s.acs_url),
-        irt = irt,
-        issuer = issuer,
-        rsig = if s.sign_response {
-            signature_template(&response_id, &cert)
-        } else {
-            String::new()
-        },
-        ok = STATUS_SUCCESS,
-        assertion = assertion,
+    let assertion = if s.sign_response {
+        format!("{assertion_open}{assertion_rest}")
+    } else {
+        let canonical = format!("{assertion_open}{assertion_rest}");
+        let sig = enveloped_signature(key, &assertion_id, &canonical)?;
+        format!("{assertion_open}{sig}{assertion_rest}")
+    };
+    // Exclusive canonicalisation declares `saml` where it is used: on the Issuer and the
+    // Assertion, not on the Response.
+    let response_open = format!(
+        r#"<samlp:Response xmlns:samlp="{PROTOCOL_NS}" Destination="{acs}" ID="{response_id}"{irt} IssueInstant="{now}" Version="2.0"><saml:Issuer xmlns:saml="{ASSERTION_NS}">{issuer}</saml:Issuer>"#,
+        acs = c14n_attr(s.acs_url),
     );
-    key.sign_xml(&xml)
+    let response_rest = format!(
+        r#"<samlp:Status><samlp:StatusCode Value="{STATUS_SUCCESS}"></samlp:StatusCode></samlp:Status>{assertion}</samlp:Response>"#
+    );
+    if s.sign_response {
+        let canonical = format!("{response_open}{response_rest}");
+        let sig = enveloped_signature(key, &response_id, &canonical)?;
+        Ok(format!("{response_open}{sig}{response_rest}"))
+    } else {
+        Ok(format!("{response_open}{response_rest}"))
+    }
 }
 
 /// A signed Response without an assertion: the sign-in did not happen (`top` and `second`

@@ -97,7 +97,14 @@ fn certificates_depend_only_on_the_key_and_its_id() {
 fn a_signed_response_verifies_and_says_what_the_app_checks() {
     let k = key("k1");
     let now = OffsetDateTime::now_utc();
-    let attrs = vec![("email".to_owned(), "a<b>&c@example.com".to_owned())];
+    // Values exclusive canonicalisation escapes (the Response is written in canonical form).
+    let attrs = vec![
+        ("email".to_owned(), "a<b>&c@example.com".to_owned()),
+        (
+            "odd \"name\"\t&<>".to_owned(),
+            "quote\" cr\r lf\n tab\t é ' >".to_owned(),
+        ),
+    ];
     for sign_response in [false, true] {
         let xml = signed_response(
             &k,
@@ -106,7 +113,7 @@ fn a_signed_response_verifies_and_says_what_the_app_checks() {
                 audience: "urn:sp",
                 acs_url: "https://sp.example/acs",
                 in_response_to: Some("_req"),
-                name_id: "auth0|alice",
+                name_id: "auth0|alice & <bob>\r",
                 name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
                 session_index: "_si",
                 authn_instant: now,
@@ -281,7 +288,11 @@ fn common_checks_refuse_stale_misdirected_and_expired_messages() {
     let parse = |xml: &str| Message::parse(xml).unwrap();
     let (_, fresh) = logout_request(now);
     parse(&fresh).check_common(SLO, now).unwrap();
-    assert!(parse(&fresh).check_common("https://elsewhere/slo", now).is_err());
+    assert!(
+        parse(&fresh)
+            .check_common("https://elsewhere/slo", now)
+            .is_err()
+    );
     let (_, old) = logout_request(now - Duration::minutes(10));
     assert!(parse(&old).check_common(SLO, now).is_err());
     let (_, future) = logout_request(now + Duration::minutes(5));
@@ -296,7 +307,10 @@ fn common_checks_refuse_stale_misdirected_and_expired_messages() {
         now - Duration::minutes(3),
         Some(now - Duration::minutes(2)),
     );
-    let err = parse(&expired).check_common(SLO, now).unwrap_err().to_string();
+    let err = parse(&expired)
+        .check_common(SLO, now)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("NotOnOrAfter"), "{err}");
     assert!(
         parse(&fresh.replace("Version=\"2.0\"", "Version=\"1.1\""))
@@ -323,7 +337,10 @@ fn logout_responses_carry_nested_status_codes() {
     assert_eq!(m.status, [STATUS_RESPONDER, STATUS_PARTIAL_LOGOUT]);
     // Only protocol messages are read.
     assert!(Message::parse("<Response/>").is_err());
-    assert!(Message::parse("<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>").is_err());
+    assert!(
+        Message::parse("<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>")
+            .is_err()
+    );
 }
 
 #[test]
