@@ -559,6 +559,9 @@ async fn handle(
             "deliveries_enqueued": out.deliveries.len(),
             "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "TotalOidcLogoutRequests": out.deliveries.len(),
+            "initiator": latch_core::model::LogoutInitiator::IdpLogout,
+            "TotalSamlLogoutRequests": 0,
+            "saml_unreachable": out.saml_unreachable_without_browser(),
         }),
     )
     .await;
