@@ -359,10 +359,12 @@ pub fn samlp_addon(
                 ),
             ));
         }
-        if to.trim().is_empty() || to.len() > 256 {
+        if to.trim().is_empty() || to.len() > 256 || to.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 f("mappings"),
-                format!("the SAML attribute name for {from} must be 1-256 characters"),
+                format!(
+                    "the SAML attribute name for {from} must be 1-256 characters, none of them control characters"
+                ),
             ));
         }
     }

@@ -269,10 +269,20 @@ pub struct AssertionSpec<'a> {
     pub sign_response: bool,
 }
 
+/// A character XML 1.0 allows, or U+FFFD for one it does not (control characters a profile
+/// may hold would make the whole Response unreadable).
+fn xml_char(c: char) -> char {
+    match c {
+        '\t' | '\n' | '\r' => c,
+        '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
+        c => c,
+    }
+}
+
 /// Text as exclusive canonicalisation writes it (C14N §2.3): `&`, `<`, `>` and CR escaped.
 fn c14n_text(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in s.chars().map(xml_char) {
         match c {
             '&' => o.push_str("&amp;"),
             '<' => o.push_str("&lt;"),
@@ -287,7 +297,7 @@ fn c14n_text(s: &str) -> String {
 /// An attribute value as exclusive canonicalisation writes it: `&`, `<`, `"`, TAB, LF, CR.
 fn c14n_attr(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in s.chars().map(xml_char) {
         match c {
             '&' => o.push_str("&amp;"),
             '<' => o.push_str("&lt;"),
@@ -739,6 +749,7 @@ impl Inbound {
             return Err(SamlError::Signature("the message is not signed".into()));
         }
         let before = Message::parse(&self.xml)?;
+        crate::check_signature_shape(&self.xml, true)?;
         let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
             &self.xml,
             std::slice::from_ref(cert),
@@ -1046,7 +1057,7 @@ impl Message {
             )));
         }
         if let Some(t) = self.instant("NotOnOrAfter")?
-            && now >= t + skew
+            && t.checked_add(skew).is_none_or(|end| now >= end)
         {
             return Err(rejected("the message has expired (NotOnOrAfter)"));
         }

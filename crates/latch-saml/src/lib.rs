@@ -106,6 +106,158 @@ pub fn refuse_dtd(xml: &str) -> Result<(), SamlError> {
     if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
         return Err(rejected("XML with a DTD is not accepted"));
     }
+    // libxml2 honours the declared encoding: in UTF-7 a DTD hides from the search above.
+    if let Some(decl) = xml.trim_start().strip_prefix("<?xml")
+        && let Some(end) = decl.find("?>")
+        && let Some(at) = decl[..end].find("encoding")
+    {
+        let value: String = decl[at + "encoding".len()..end]
+            .trim_start_matches([' ', '=', '\t', '\r', '\n'])
+            .trim_start_matches(['"', '\''])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        if !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") {
+            return Err(rejected("only UTF-8 XML is accepted"));
+        }
+    }
+    Ok(())
+}
+
+const DSIG_NS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
+
+/// Canonicalisation and transform algorithms a signature may name: xmlsec runs whatever a
+/// `Reference` lists (and fetches whatever `URI` it names) *before* it checks the signature
+/// value, so anything else (XSLT, XPath, a remote or `file:` URI) is refused unread.
+const SAFE_TRANSFORMS: [&[u8]; 5] = [
+    b"http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    b"http://www.w3.org/2001/10/xml-exc-c14n#",
+    b"http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    b"http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    b"http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+];
+
+/// The shape every XML signature must have before xmlsec sees it: each `ds:Signature` has one
+/// `SignedInfo` with a safe canonicalisation method and exactly one `Reference`, whose `URI` is
+/// `#` + the `ID` of the signature's parent element (same document, the element that holds it)
+/// and whose transforms are enveloped-signature and canonicalisation only; no `Object`,
+/// `Manifest` or `RetrievalMethod` anywhere. With `root_only`, there must be exactly one
+/// signature, a child of the root (a protocol message signed as a whole). The caller has
+/// refused DTDs already.
+pub fn check_signature_shape(xml: &str, root_only: bool) -> Result<(), SamlError> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let bad = |why: &str| SamlError::Signature(format!("signature refused: {why}"));
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    // The `ID` of each open element, innermost last.
+    let mut ids: Vec<Option<String>> = Vec::new();
+    let mut signatures = 0usize;
+    // Inside a signature: the depth it opened at, the `ID` of its parent, references seen.
+    let mut inside: Option<(usize, Option<String>, usize)> = None;
+    loop {
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|_| rejected("the message is not well-formed XML"))?;
+        let empty = matches!(ev, Event::Empty(_));
+        match ev {
+            Event::Start(e) | Event::Empty(e) => {
+                let dsig = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == DSIG_NS);
+                let local = e.local_name();
+                let local = local.as_ref();
+                let mut id = None;
+                let mut algorithm = None;
+                let mut uri = None;
+                for a in e.attributes() {
+                    let a = a.map_err(|_| rejected("the message is not well-formed XML"))?;
+                    let v = a
+                        .normalized_value(quick_xml::XmlVersion::default())
+                        .map_err(|_| rejected("the message is not well-formed XML"))?
+                        .into_owned();
+                    match a.key.as_ref() {
+                        b"ID" => id = Some(v),
+                        b"Algorithm" => algorithm = Some(v),
+                        b"URI" => uri = Some(v),
+                        _ => {}
+                    }
+                }
+                let depth = ids.len();
+                if dsig {
+                    match local {
+                        b"Signature" => {
+                            if inside.is_some() {
+                                return Err(bad("a signature inside a signature"));
+                            }
+                            signatures += 1;
+                            if root_only && (depth != 1 || signatures > 1) {
+                                return Err(bad("exactly one signature, of the whole message"));
+                            }
+                            let parent = ids.last().cloned().flatten();
+                            inside = Some((depth, parent, 0));
+                        }
+                        b"Object" | b"Manifest" | b"RetrievalMethod" => {
+                            return Err(bad(
+                                "Object, Manifest and RetrievalMethod are not accepted",
+                            ));
+                        }
+                        b"Reference" => {
+                            let Some((_, parent, refs)) = inside.as_mut() else {
+                                return Err(bad("a Reference outside a signature"));
+                            };
+                            *refs += 1;
+                            let want = parent.as_deref().map(|p| format!("#{p}"));
+                            if *refs > 1 || uri.is_none() || uri != want {
+                                return Err(bad(
+                                    "one Reference, to the element that holds the signature",
+                                ));
+                            }
+                        }
+                        b"Transform" | b"CanonicalizationMethod" => {
+                            let ok = algorithm
+                                .as_deref()
+                                .is_some_and(|a| SAFE_TRANSFORMS.contains(&a.as_bytes()));
+                            if !ok {
+                                return Err(bad(
+                                    "a transform other than enveloped-signature and c14n",
+                                ));
+                            }
+                        }
+                        _ => {}
+                    }
+                } else if inside.is_some()
+                    && !matches!(local, b"InclusiveNamespaces")
+                    && !matches!(ns, ResolveResult::Bound(n) if n.as_ref() == b"http://www.w3.org/2001/10/xml-exc-c14n#")
+                {
+                    // Only XML Signature's own elements (and exc-c14n's InclusiveNamespaces)
+                    // belong in a signature: XPath and XSLT bodies do not.
+                    return Err(bad("foreign elements inside a signature"));
+                }
+                if empty {
+                    if inside.as_ref().is_some_and(|(d, _, _)| *d == depth) {
+                        inside = None;
+                    }
+                } else {
+                    ids.push(id);
+                }
+            }
+            Event::End(_) => {
+                ids.pop();
+                if let Some((d, _, refs)) = &inside
+                    && *d == ids.len()
+                {
+                    if *refs != 1 {
+                        return Err(bad("a signature must have exactly one Reference"));
+                    }
+                    inside = None;
+                }
+            }
+            Event::DocType(_) => return Err(rejected("XML with a DTD is not accepted")),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if root_only && signatures != 1 {
+        return Err(bad("the message is not signed"));
+    }
     Ok(())
 }
 
@@ -390,6 +542,7 @@ pub fn verify_response(
         .map_err(|_| rejected("SAMLResponse is not base64"))?;
     let xml = std::str::from_utf8(&bytes).map_err(|_| rejected("SAMLResponse is not UTF-8"))?;
     refuse_dtd(xml)?;
+    check_signature_shape(xml, false)?;
     exactly_one_assertion(xml)?;
     answers_this_request(xml, request_id)?;
     // Configured by certificate only: the issuer is whatever the (verified) assertion says; peek

@@ -361,3 +361,88 @@ fn idp_metadata_lists_both_bindings_and_every_certificate() {
     assert_eq!(idp.single_logout_services.len(), 2);
     assert_eq!(idp.want_authn_requests_signed, Some(true));
 }
+
+/// xmlsec fetches a Reference's URI and runs its transforms before it checks the signature
+/// value: a message whose signature is not shaped like Latch's own is refused before xmlsec
+/// sees it (a `file:///dev/zero` URI would never return; an `http:` one would be fetched).
+#[test]
+fn signatures_of_any_other_shape_are_refused_unread() {
+    let k = key("sp");
+    let now = OffsetDateTime::now_utc();
+    let (id, xml) = logout_request(now);
+    let Outbound::Post { value, .. } = Outbound::carry(
+        &k,
+        HTTP_POST,
+        &Url::parse(SLO).unwrap(),
+        true,
+        &xml,
+        &id,
+        None,
+    )
+    .unwrap() else {
+        panic!("not a POST")
+    };
+    let signed = String::from_utf8(STANDARD.decode(&value).unwrap()).unwrap();
+    let xslt = r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"/></ds:Transform>"#;
+    let cases = [
+        ("a file: URI", signed.replace(&format!("URI=\"#{id}\""), "URI=\"file:///dev/zero\"")),
+        ("an http: URI", signed.replace(&format!("URI=\"#{id}\""), "URI=\"http://127.0.0.1:9/x\"")),
+        ("another element", signed.replace(&format!("URI=\"#{id}\""), "URI=\"#_other\"")),
+        ("an XSLT transform", signed.replace("<ds:Transforms>", &format!("<ds:Transforms>{xslt}"))),
+        (
+            "an XPath transform",
+            signed.replace(
+                "<ds:Transforms>",
+                r#"<ds:Transforms><ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116"><ds:XPath>1</ds:XPath></ds:Transform>"#,
+            ),
+        ),
+        (
+            "a second Reference",
+            signed.replace("</ds:SignedInfo>", &format!(r##"<ds:Reference URI="#{id}"></ds:Reference></ds:SignedInfo>"##)),
+        ),
+        (
+            "a RetrievalMethod",
+            signed.replace("<ds:KeyInfo>", r#"<ds:KeyInfo><ds:RetrievalMethod URI="file:///dev/zero"/>"#),
+        ),
+        (
+            "an Object",
+            signed.replace("</ds:Signature>", "<ds:Object>x</ds:Object></ds:Signature>"),
+        ),
+    ];
+    for (what, xml) in cases {
+        assert_ne!(xml, signed, "{what}: the case changed nothing");
+        let inbound = Inbound::from_post(&STANDARD.encode(&xml), None).unwrap();
+        let err = inbound.verified_xml(&k.cert).unwrap_err().to_string();
+        assert!(err.contains("signature refused"), "{what}: {err}");
+    }
+    // An encoding other than UTF-8 (a DTD could hide in UTF-7) is refused before parsing.
+    let utf7 = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-7\"?>{}",
+        signed.trim_start_matches(|c| c != '<')
+    );
+    assert!(Inbound::from_post(&STANDARD.encode(utf7), None).is_err());
+    let declared = format!("<?xml version=\"1.0\" encoding='utf-8'?>{signed}");
+    assert!(Inbound::from_post(&STANDARD.encode(declared), None).is_ok());
+    // A far-future NotOnOrAfter is refused, not a panic.
+    let far = logout_request_xml(
+        &new_id(),
+        "sp",
+        SLO,
+        &name_id(),
+        None,
+        now,
+        Some(
+            OffsetDateTime::parse(
+                "9999-12-31T23:59:59Z",
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap(),
+        ),
+    );
+    assert!(
+        Message::parse(&far)
+            .unwrap()
+            .check_common(SLO, now)
+            .is_err()
+    );
+}

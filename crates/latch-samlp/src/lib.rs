@@ -83,6 +83,10 @@ impl Deps {
     }
 }
 
+/// The largest form the SSO and SLO endpoints read (a POSTed AuthnRequest or logout message,
+/// base64 of at most `latch_saml::MAX_MESSAGE_BYTES` of XML, and its RelayState).
+pub const MAX_FORM: usize = 512 * 1024;
+
 /// Mounts the metadata, SSO and SLO endpoints.
 pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
     let deps = web::Data::new(deps);
@@ -95,14 +99,14 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
         .service(
             web::resource(paths::SSO)
                 .app_data(deps.clone())
-                .app_data(web::FormConfig::default().limit(256 * 1024))
+                .app_data(web::FormConfig::default().limit(MAX_FORM))
                 .route(web::get().to(sso::get_sso))
                 .route(web::post().to(sso::post_sso)),
         )
         .service(
             web::resource(paths::SLO)
                 .app_data(deps)
-                .app_data(web::FormConfig::default().limit(256 * 1024))
+                .app_data(web::FormConfig::default().limit(MAX_FORM))
                 .route(web::get().to(slo::get_slo))
                 .route(web::post().to(slo::post_slo)),
         );
@@ -134,9 +138,10 @@ pub(crate) fn post_page(
         fields,
         nonce: &nonce,
     };
+    // No `form-action`: browsers hold the redirects that follow a submission to it too, and an
+    // ACS may send the browser on anywhere (the form's one target is Latch's own, escaped).
     let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; form-action {}; base-uri 'none'; frame-ancestors 'none'",
-        action.origin().ascii_serialization()
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
     );
     match page.render() {
         Ok(html) => HttpResponse::Ok()
@@ -149,6 +154,51 @@ pub(crate) fn post_page(
             HttpResponse::InternalServerError().finish()
         }
     }
+}
+
+/// The longest RelayState Latch carries. SAML bindings §3.4.3 and §3.5.3 say 80 bytes; SPs
+/// that put a URL there exceed it, so Latch allows more, but not without bound (it is stored
+/// with the sign-in and echoed in URLs).
+pub const MAX_RELAY_STATE: usize = 1024;
+
+/// Refuses a message larger than `max` bytes of XML or with an over-long RelayState.
+pub(crate) fn bounded(m: &latch_saml::idp::Inbound, max: usize) -> Result<(), &'static str> {
+    if m.xml.len() > max {
+        return Err("the message is too large");
+    }
+    if m.relay_state
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_RELAY_STATE)
+    {
+        return Err("RelayState is too long");
+    }
+    Ok(())
+}
+
+/// A POSTed message sent on to `path` as a GET (303), the XML deflated into the query as the
+/// HTTP-Redirect binding carries it, with its enveloped signature (if any) still inside.
+pub(crate) fn see_other_with(
+    path: &str,
+    m: &latch_saml::idp::Inbound,
+    field: &str,
+    connection: Option<&str>,
+) -> HttpResponse {
+    let mut query = match m.as_redirect_query(field) {
+        Ok(q) => q,
+        Err(e) => return refused(path, &e.to_string()),
+    };
+    if let Some(c) = connection.filter(|c| !c.is_empty()) {
+        query.push('&');
+        query.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("connection", c)
+                .finish(),
+        );
+    }
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, format!("{path}?{query}")))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
 }
 
 fn random_nonce() -> String {

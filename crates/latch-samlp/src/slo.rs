@@ -10,7 +10,7 @@
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::logout::{Continue, Ended, PageRequest, Target, TokenPolicy, Urgency};
-use latch_core::model::{Client, LogoutInitiator, SamlpAddon, name_id_format};
+use latch_core::model::{Client, LogoutInitiator, SamlpAddon};
 use latch_core::session::Session;
 use latch_core::{ClientId, UserId};
 use latch_http::client_ip;
@@ -21,6 +21,9 @@ use latch_saml::idp::{
 use serde_json::json;
 
 use crate::{Deps, not_a_saml_app, paths, refused};
+
+/// Logout messages are small; a larger one is no SP's.
+const MAX_LOGOUT_MESSAGE: usize = 32 * 1024;
 
 /// The scope under which accepted LogoutRequest IDs are remembered.
 const REPLAY_SCOPE: &str = "samlp_logout_request";
@@ -80,6 +83,19 @@ pub(crate) async fn post_slo(
         Ok(i) => i,
         Err(e) => return Ok(refused(&client_id, &e.to_string())),
     };
+    if request {
+        // A cross-site POST brings no `SameSite=Lax` session cookie, and the logout must see
+        // the browser's session: the message goes on as a GET (see `sso::post_sso`).
+        if let Err(why) = crate::bounded(&inbound, MAX_LOGOUT_MESSAGE) {
+            return Ok(refused(&client_id, why));
+        }
+        return Ok(crate::see_other_with(
+            &paths::slo(&client_id),
+            &inbound,
+            "SAMLRequest",
+            None,
+        ));
+    }
     handle(&deps, &req, &client_id, inbound, request).await
 }
 
@@ -94,6 +110,9 @@ async fn handle(
     let Some((client, addon)) = deps.saml_app(client_id).await? else {
         return Ok(not_a_saml_app());
     };
+    if let Err(why) = crate::bounded(&inbound, MAX_LOGOUT_MESSAGE) {
+        return Ok(refused(client_id, why));
+    }
     let xml = match &addon.signing_cert {
         Some(pem) => {
             let cert = match latch_saml::parse_certificate(pem) {
@@ -159,7 +178,7 @@ async fn handle(
     if request {
         logout_request(deps, req, &client, &addon, &m, inbound.relay_state).await
     } else {
-        Ok(logout_response(deps, req, &client, &m).await)
+        Ok(logout_response(deps, req, &client, &m, addon.signing_cert.is_some()).await)
     }
 }
 
@@ -174,19 +193,28 @@ async fn named_sessions(
         return Ok(Vec::new());
     };
     let now = deps.clock.now();
-    let users: Vec<UserId> = if name_id.format.as_deref() == Some(name_id_format::EMAIL) {
-        deps.store
-            .find_users_by_email(&name_id.value)
-            .await?
-            .into_iter()
-            .map(|u| u.user_id)
-            .collect()
-    } else {
-        vec![UserId::new(name_id.value.clone())]
-    };
+    // Whatever Format the SP sends back (some omit it, or say `unspecified` for an email), the
+    // NameID is the one Latch issued: a `user_id` or an email. The match below is on the value
+    // the session's entry for this app holds.
+    let mut users: Vec<UserId> = deps
+        .store
+        .find_users_by_email(&name_id.value)
+        .await?
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect();
+    if deps
+        .store
+        .find_user(&UserId::new(name_id.value.clone()))
+        .await?
+        .is_some()
+    {
+        users.push(UserId::new(name_id.value.clone()));
+    }
+    users.dedup();
     let mut out = Vec::new();
-    for user in users {
-        for s in deps.sessions.list_user_sessions(&user, now).await? {
+    for user in &users {
+        for s in deps.sessions.list_user_sessions(user, now).await? {
             let named = s.clients.iter().any(|c| {
                 c.client_id == *client
                     && c.saml.as_ref().is_some_and(|p| {
@@ -226,6 +254,8 @@ async fn logout_request(
     {
         return Ok(refused(id, "this LogoutRequest was already used"));
     }
+    // Only what the request names ends: an unknown SessionIndex ends nothing, even when this
+    // browser holds a newer session of the same user (the "another SessionIndex").
     let doomed = named_sessions(deps, &client.client_id, m).await?;
     let mut ended = Ended::default();
     for s in &doomed {
@@ -245,12 +275,25 @@ async fn logout_request(
         ended.saml.extend(out.saml);
         ended.unreachable.extend(out.unreachable);
     }
-    let unreachable: Vec<&str> = ended
+    // Every other SAML app of the session must be sent a LogoutRequest by the page: those that
+    // cannot be (no SingleLogoutService), and those whose request could not be made, make the
+    // answer `PartialLogout`. Which ones the page will carry is known before it is rendered:
+    // a request that fails to sign is logged and left out, and checked again below.
+    let others: Vec<&latch_core::logout::SamlLogoutTarget> = ended
+        .saml
+        .iter()
+        .filter(|t| t.client_id != client.client_id)
+        .collect();
+    let mut unreachable: Vec<String> = ended
         .unreachable
         .iter()
         .filter(|c| **c != client.client_id)
-        .map(ClientId::as_str)
+        .map(|c| c.as_str().to_owned())
         .collect();
+    let signable = deps.keys.snapshot().is_ok();
+    if !signable {
+        unreachable.extend(others.iter().map(|t| t.client_id.as_str().to_owned()));
+    }
     let (status, second) = if unreachable.is_empty() {
         (STATUS_SUCCESS, None)
     } else {
@@ -310,6 +353,14 @@ async fn logout_request(
         .as_ref()
         .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
         .unwrap_or_default();
+    // What the page did not carry (a request that could not be made) was not told either; the
+    // answer already went out with the status above, the event says what happened.
+    for t in &others {
+        let id = t.client_id.as_str().to_owned();
+        if !saml.iter().any(|s| s.client_id == t.client_id) && !unreachable.contains(&id) {
+            unreachable.push(id);
+        }
+    }
     let session = ended.sessions.first();
     latch_login::events::log_with(
         &*deps.store,
@@ -369,6 +420,7 @@ async fn logout_response(
     req: &HttpRequest,
     client: &Client,
     m: &Message,
+    signed: bool,
 ) -> HttpResponse {
     let status: Vec<&str> = m.status.iter().map(String::as_str).collect();
     let ok = status.first() == Some(&STATUS_SUCCESS);
@@ -389,6 +441,7 @@ async fn logout_response(
             "in_response_to": m.attr("InResponseTo"),
             "status": status,
             "acknowledged": ok,
+            "signed": signed,
         }),
     )
     .await;

@@ -84,23 +84,21 @@ pub(crate) async fn post_sso(
         Ok(i) => i,
         Err(e) => return Ok(refused(&client_id, &e.to_string())),
     };
-    // A restart (the chooser's "Continue with …") carries the same XML in a GET: its enveloped
-    // signature still covers it.
-    let restart = match inbound.as_redirect_query("SAMLRequest") {
-        Ok(q) => format!("{}?{q}", paths::sso(client.client_id.as_str())),
-        Err(e) => return Ok(refused(&client_id, &e.to_string())),
-    };
-    begin(
-        &deps,
-        &req,
-        client,
-        addon,
-        inbound,
-        form.connection,
-        restart,
-    )
-    .await
+    // The SP's page posts across sites, and the `SameSite=Lax` session cookie does not come
+    // with a cross-site POST: the same message goes on as a GET (a top-level GET brings the
+    // cookie, so single sign-on works), its enveloped signature still covering it. The GET is
+    // where it is checked.
+    Ok(crate::see_other_with(
+        &paths::sso(client.client_id.as_str()),
+        &inbound,
+        "SAMLRequest",
+        form.connection.as_deref(),
+    ))
 }
+
+/// An AuthnRequest is a few kilobytes; a larger one is no SP's (and would sit in the login
+/// transaction for its lifetime).
+const MAX_AUTHN_REQUEST: usize = 32 * 1024;
 
 fn strip_connection(raw: &str) -> String {
     raw.split('&')
@@ -137,6 +135,9 @@ async fn begin(
     restart: String,
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let id = client.client_id.as_str().to_owned();
+    if let Err(why) = crate::bounded(&inbound, MAX_AUTHN_REQUEST) {
+        return Ok(refused(&id, why));
+    }
     // 1. Believe nothing before the signature, when the app has a certificate.
     let xml = match &addon.signing_cert {
         Some(pem) => {
@@ -213,6 +214,12 @@ async fn idp_initiated(
     connection: Option<String>,
 ) -> Result<HttpResponse, latch_http::ApiError> {
     let id = client.client_id.as_str().to_owned();
+    if relay_state
+        .as_ref()
+        .is_some_and(|r| r.len() > crate::MAX_RELAY_STATE)
+    {
+        return Ok(refused(&id, "RelayState is too long"));
+    }
     if !addon.allow_idp_initiated {
         return Ok(refused(
             &id,

@@ -188,8 +188,13 @@ pub fn logout_page(
         && let Ok(issuer) = Url::parse(p.issuer)
     {
         // A SAML app answers its LogoutRequest inside the frame, with a LogoutResponse sent
-        // back to Latch's SingleLogoutService: the frame navigates to Latch.
-        push_unique(&mut frame_origins, issuer.origin().ascii_serialization());
+        // back to Latch's SingleLogoutService: the frame navigates to Latch, also by the
+        // redirect that follows a posted LogoutRequest (which `form-action` governs).
+        let own = issuer.origin().ascii_serialization();
+        push_unique(&mut frame_origins, own.clone());
+        if !form_origins.is_empty() {
+            push_unique(&mut form_origins, own);
+        }
     }
     let (continue_to, post) = match &p.continue_to {
         None => (None, None),

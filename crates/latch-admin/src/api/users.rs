@@ -392,6 +392,17 @@ async fn patch_user(
             let b = latch_core::users::block(&*deps.store, &*deps.clock, &deps.logout, &u.user_id)
                 .await?;
             newly_blocked = b.newly;
+            if b.newly {
+                log_account_logout(
+                    &deps,
+                    &req,
+                    &auth,
+                    &b.user.user_id,
+                    &b.ended,
+                    "User blocked: signed out everywhere",
+                )
+                .await;
+            }
             u = b.user;
         }
         Some(false) => {
@@ -428,9 +439,48 @@ async fn delete_user(
 ) -> Result<HttpResponse, ApiError> {
     auth.require("delete:users")?;
     let id = UserId::new(id.into_inner());
-    latch_core::users::delete(&*deps.store, &deps.logout, &id).await?;
+    let ended = latch_core::users::delete(&*deps.store, &deps.logout, &id).await?;
+    log_account_logout(
+        &deps,
+        &req,
+        &auth,
+        &id,
+        &ended,
+        "User deleted: signed out everywhere",
+    )
+    .await;
     audit::record(&deps, &req, &auth, "Delete a user", None, None).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The `slo` event of blocking or deleting a user (initiator `account-deactivated`): what ended,
+/// whom it told, and the SAML apps no browser could carry a LogoutRequest to.
+async fn log_account_logout(
+    deps: &Deps,
+    req: &HttpRequest,
+    auth: &ManagementAuth,
+    user: &UserId,
+    out: &latch_core::logout::Ended,
+    description: &str,
+) {
+    let event = LogEvent {
+        user_id: Some(user.clone()),
+        ip: latch_http::client_ip(req).map(|i| i.to_string()),
+        details: json!({
+            "actor": auth.actor(),
+            "initiator": LogoutInitiator::AccountDeactivated,
+            "sessions_ended": out.sessions.len(),
+            "refresh_tokens_revoked": out.revoked_tokens.len(),
+            "TotalOidcLogoutRequests": out.deliveries.len(),
+            "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            "TotalSamlLogoutRequests": 0,
+            "saml_unreachable": out.saml_unreachable_without_browser(),
+        }),
+        ..LogEvent::new(deps.clock.now(), "slo", description)
+    };
+    if let Err(e) = deps.store.insert_log(&event).await {
+        tracing::error!(error = %e, "could not record a user's logout");
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

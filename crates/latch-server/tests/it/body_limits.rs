@@ -64,6 +64,7 @@ const OIDC: &str = "crates/latch-oidc/src/lib.rs";
 const LOGIN: &str = "crates/latch-login/src/lib.rs";
 const FEDERATION_BCL: &str = "crates/latch-federation/src/backchannel_in.rs";
 const GTR: &str = "crates/latch-gtr/src/lib.rs";
+const SAMLP: &str = "crates/latch-samlp/src/lib.rs";
 
 #[rustfmt::skip]
 fn routes() -> Vec<Route> {
@@ -112,6 +113,8 @@ fn routes() -> Vec<Route> {
         ("POST", "/oidc/logout", oidc_form, Anonymous, OIDC),
         ("POST", "/login/backchannel-logout/oidc", oidc_form, Anonymous, FEDERATION_BCL),
         ("POST", "/oauth/global-token-revocation/connection/okta", gtr, Anonymous, GTR),
+        ("POST", "/samlp/{client}", Form(latch_samlp::MAX_FORM), Anonymous, SAMLP),
+        ("POST", "/samlp/{client}/logout", Form(latch_samlp::MAX_FORM), Anonymous, SAMLP),
     ]
     .into_iter()
     .map(|(method, path, body, caller, file)| Route { method, path, body, caller, file })

@@ -327,6 +327,22 @@ fn fuzz_seeds_pass_what_a_fuzzer_cannot_forge() {
         let r = latch_saml::parse_certificate(std::str::from_utf8(&data).unwrap());
         assert!(r.is_ok(), "saml_certificate/{name}: {r:?}");
     }
+    // A SAML app's messages: each decodes in its binding and reads as a protocol message.
+    for (name, data) in corpus("saml_app_message") {
+        use latch_saml::idp::{Inbound, Message};
+        let (mode, rest) = data.split_first().unwrap();
+        let text = std::str::from_utf8(rest).unwrap();
+        let xml = match mode % 3 {
+            0 => Inbound::from_redirect(text, "SAMLRequest")
+                .unwrap()
+                .unwrap()
+                .xml,
+            1 => Inbound::from_post(text, None).unwrap().xml,
+            _ => text.to_owned(),
+        };
+        let r = Message::parse(&xml);
+        assert!(r.is_ok(), "saml_app_message/{name}: {r:?}");
+    }
     use latch_oidc::endpoints::{logout, revoke, token};
     type Parses = fn(&[u8]) -> bool;
     let forms: [(&str, Parses); 6] = [

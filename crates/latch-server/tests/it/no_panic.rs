@@ -287,6 +287,11 @@ fn sendable(v: &str) -> bool {
     actix_web::http::header::HeaderValue::from_str(v).is_ok()
 }
 
+/// The fuzz fixtures' SAML certificate (the fuzz crate is not in this workspace).
+fn latch_fuzz_cert() -> String {
+    std::fs::read_to_string(crate::fuzz_seeds::fuzz_dir().join("fixtures/saml-idp.pem")).unwrap()
+}
+
 async fn no_handler_panics_on_fuzz_inputs(test: &str, backends: Backends) {
     let Some(latch) = start(test, backends).await else {
         return;
@@ -546,6 +551,55 @@ async fn no_handler_panics_on_fuzz_inputs(test: &str, backends: Backends) {
             Req::new("POST", "/login/callback?connection=saml").form(body),
             what
         );
+    }
+    // A SAML app's messages at Latch's IdP endpoints, unsigned (no `signingCert`: every message
+    // is read) and signed (a certificate: every signature checked), in each binding.
+    for cert in [None, Some(latch_fuzz_cert())] {
+        let mut addon = json!({"audience": "urn:fuzz:sp", "logout": {"callback": "https://app.example/slo"}});
+        if let Some(c) = cert {
+            addon["signingCert"] = json!(c);
+        }
+        let app = api!(
+            "POST",
+            "/api/v2/clients",
+            json!({"name": "SAML app", "callbacks": ["https://app.example/acs"],
+                "addons": {"samlp": addon}})
+        );
+        let id = app["client_id"].as_str().unwrap().to_owned();
+        for (what, data) in inputs("saml_app_message", &mut rng, true) {
+            let Some((&mode, rest)) = data.split_first() else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(rest).into_owned();
+            match mode % 3 {
+                0 => {
+                    for path in [format!("/samlp/{id}"), format!("/samlp/{id}/logout")] {
+                        let uri = format!("{path}?{}", text.replace(['#', ' '], ""));
+                        if uri.parse::<actix_web::http::Uri>().is_ok() {
+                            send!(Req::new("GET", &uri), what.clone());
+                        }
+                    }
+                }
+                1 => {
+                    for path in [format!("/samlp/{id}"), format!("/samlp/{id}/logout")] {
+                        send!(
+                            Req::new("POST", &path).form(form(&[("SAMLRequest", &text)])),
+                            what.clone()
+                        );
+                    }
+                }
+                _ => {
+                    let b64 = STANDARD.encode(rest);
+                    let slo = format!("/samlp/{id}/logout");
+                    for field in ["SAMLRequest", "SAMLResponse"] {
+                        send!(
+                            Req::new("POST", &slo).form(form(&[(field, &b64), ("RelayState", "r")])),
+                            what.clone()
+                        );
+                    }
+                }
+            }
+        }
     }
     // What an admin pastes into a SAML connection: saved, then read when a sign-in starts.
     let metadata = inputs("saml_idp_metadata", &mut rng, false)

@@ -732,3 +732,101 @@ async fn hostile_logout_requests(h: Harness) {
     assert_eq!(sessions(&app, &user_id).await.len(), before - 1);
 }
 on_all_backends!(samlp_hostile_logout_requests, hostile_logout_requests);
+
+/// What the security review found, each now refused or handled: a signature whose Reference
+/// points outside the message (xmlsec would fetch it before checking anything), a far-future
+/// `NotOnOrAfter` (an overflow, not a panic), a NameID sent back without its Format, and a POSTed
+/// request, which goes on as a GET so the session cookie comes with it.
+async fn review_cases(h: Harness) {
+    let app = app!(h);
+    let issuer = h.state.config.issuer_str().to_owned();
+    let (email, user_id) = user(&app).await;
+    let signed = Sp::create(&app, &issuer, true, json!({})).await;
+
+    // 1. An AuthnRequest whose enveloped signature references `file:///dev/zero`, as a GET:
+    //    refused before xmlsec runs (the test would hang or run out of memory otherwise).
+    let id = new_id();
+    let xml = signed.authn_request(&id, ACS);
+    let Outbound::Post { value, .. } = signed.signed(HTTP_POST, &signed.sso(), true, &id, &xml)
+    else {
+        panic!("POST")
+    };
+    let body = String::from_utf8(STANDARD.decode(&value).unwrap()).unwrap();
+    let evil = body.replace(&format!("URI=\"#{id}\""), "URI=\"file:///dev/zero\"");
+    assert_ne!(evil, body);
+    let mut b = Browser::new();
+    let page = deliver(&app, &mut b, &posted_as_is(&signed.sso(), &evil)).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("signature refused"), "{}", page.body);
+
+    // 2. A POSTed AuthnRequest is answered with a 303 to the same message as a GET.
+    let (_, out) = signed.sign_in_request(HTTP_POST);
+    let Outbound::Post { value, .. } = &out else {
+        panic!("POST")
+    };
+    let page = Browser::new()
+        .post_form(
+            &app,
+            &format!("/samlp/{}", signed.id),
+            &[("SAMLRequest", value)],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let to = page.location.clone().unwrap();
+    assert!(
+        to.starts_with(&format!("/samlp/{}?SAMLRequest=", signed.id)),
+        "{to}"
+    );
+    assert!(
+        !to.contains("Signature="),
+        "the enveloped signature travels inside: {to}"
+    );
+
+    // 3. An app without a certificate: a year-9999 NotOnOrAfter is refused, not a panic.
+    let open = Sp::create(
+        &app,
+        &issuer,
+        false,
+        json!({"logout": {"callback": SP_SLO}}),
+    )
+    .await;
+    let mut ob = Browser::new();
+    let first = saml_sign_in(&app, &mut ob, &open, &email).await;
+    let far = OffsetDateTime::parse(
+        "9999-12-31T23:59:59Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let id = new_id();
+    let xml = logout_request_xml(
+        &id,
+        &open.audience,
+        &open.slo(),
+        &first.name(),
+        Some(&first.session_index),
+        OffsetDateTime::now_utc(),
+        Some(far),
+    );
+    let page = deliver(&app, &mut ob, &posted_as_is(&open.slo(), &xml)).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+
+    // 4. The NameID sent back without its Format still names the session.
+    let mut name = first.name();
+    name.format = None;
+    let id = new_id();
+    let now = OffsetDateTime::now_utc();
+    let xml = logout_request_xml(
+        &id,
+        &open.audience,
+        &open.slo(),
+        &name,
+        Some(&first.session_index),
+        now,
+        Some(now + Duration::minutes(5)),
+    );
+    let before = sessions(&app, &user_id).await.len();
+    let page = deliver(&app, &mut ob, &posted_as_is(&open.slo(), &xml)).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(sessions(&app, &user_id).await.len(), before - 1);
+}
+on_all_backends!(samlp_review_cases, review_cases);
