@@ -333,10 +333,12 @@ fn fuzz_seeds_pass_what_a_fuzzer_cannot_forge() {
         let (mode, rest) = data.split_first().unwrap();
         let text = std::str::from_utf8(rest).unwrap();
         let xml = match mode % 3 {
-            0 => Inbound::from_redirect(text, "SAMLRequest")
-                .unwrap()
-                .unwrap()
-                .xml,
+            0 => {
+                Inbound::from_redirect(text, "SAMLRequest")
+                    .unwrap()
+                    .unwrap()
+                    .xml
+            }
             1 => Inbound::from_post(text, None).unwrap().xml,
             _ => text.to_owned(),
         };

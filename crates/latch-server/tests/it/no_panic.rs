@@ -555,7 +555,8 @@ async fn no_handler_panics_on_fuzz_inputs(test: &str, backends: Backends) {
     // A SAML app's messages at Latch's IdP endpoints, unsigned (no `signingCert`: every message
     // is read) and signed (a certificate: every signature checked), in each binding.
     for cert in [None, Some(latch_fuzz_cert())] {
-        let mut addon = json!({"audience": "urn:fuzz:sp", "logout": {"callback": "https://app.example/slo"}});
+        let mut addon =
+            json!({"audience": "urn:fuzz:sp", "logout": {"callback": "https://app.example/slo"}});
         if let Some(c) = cert {
             addon["signingCert"] = json!(c);
         }
@@ -593,7 +594,8 @@ async fn no_handler_panics_on_fuzz_inputs(test: &str, backends: Backends) {
                     let slo = format!("/samlp/{id}/logout");
                     for field in ["SAMLRequest", "SAMLResponse"] {
                         send!(
-                            Req::new("POST", &slo).form(form(&[(field, &b64), ("RelayState", "r")])),
+                            Req::new("POST", &slo)
+                                .form(form(&[(field, &b64), ("RelayState", "r")])),
                             what.clone()
                         );
                     }
