@@ -5,7 +5,8 @@
 //!
 //! [`IdpKeys::snapshot`] is synchronous and cheap (pages that sign LogoutRequests call it while
 //! rendering); [`IdpKeys::refresh`] re-reads the store, and the server calls it every
-//! [`REFRESH_EVERY`] and after a rotation. Certificates are made once per key id.
+//! [`REFRESH_EVERY`]: a rotation, even on this instance, reaches SAML signing within that.
+//! Certificates are made once per key id.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
