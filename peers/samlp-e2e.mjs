@@ -24,6 +24,9 @@ const env = (k) => {
   if (!v) throw new Error(`${k} is not set`)
   return v
 }
+// The SP's binding for its AuthnRequest and LogoutRequest (`redirect` or `post`); the Rust test
+// gives the SAML app the same `binding` for Latch's LogoutRequests.
+const binding = process.env.SP_BINDING || 'redirect'
 const base = env('LATCH_URL')
 const sp = env('SP_URL')
 const samlId = env('SAML_ID')
@@ -100,7 +103,7 @@ async function redeem (code) {
 /// OIDC app's ID token.
 async function signInToBoth (page, rec) {
   step = `${rec.name}: SP /login`
-  await page.goto(`${sp}/login`)
+  await page.goto(`${sp}/login?binding=${binding}`)
   rec.loginFormUrl = page.url()
   await page.locator('input[name=email]').fill(env('USER_EMAIL'))
   await page.locator('input[name=password]').fill(env('PASSWORD'))
@@ -138,7 +141,7 @@ try {
   step = 'forward: SP /logout'
   fwd.framesBeforeLogout = fwd.frames.length
   let started = Date.now()
-  await page.goto(`${sp}/logout`, { waitUntil: 'commit' })
+  await page.goto(`${sp}/logout?binding=${binding}`, { waitUntil: 'commit' })
   await page.waitForURL((u) => u.href.startsWith(`${sp}/slo`), { timeout: TIMEOUT })
   await page.waitForLoadState('load')
   fwd.elapsedMs = Date.now() - started

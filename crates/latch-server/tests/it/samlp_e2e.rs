@@ -28,6 +28,7 @@ use crate::support::{Backends, Remote, api, env_for, eventually};
 
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+const POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 const UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
 
 /// What is missing to run the browser and the SP, if anything.
@@ -222,7 +223,9 @@ impl Recorder {
     }
 }
 
-async fn samlp_single_logout(backends: Backends, test: &str) {
+/// `binding`: how the SP sends its AuthnRequest and LogoutRequest, and how Latch sends the SAML
+/// app its LogoutRequest and LogoutResponse (the app's `binding`).
+async fn samlp_single_logout(backends: Backends, test: &str, binding: &str) {
     if let Some(missing) = missing_tools() {
         eprintln!("SKIPPED {test}: missing {missing}");
         return;
@@ -255,7 +258,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
         Some(
             json!({"name": "pysaml2 SP", "callbacks": [format!("{}/acs", sp.base)],
             "addons": {"samlp": {"audience": format!("{}/metadata", sp.base), "signingCert": cert,
-                "logout": {"callback": format!("{}/slo", sp.base)}}}}),
+                "binding": binding, "logout": {"callback": format!("{}/slo", sp.base)}}}}),
         ),
     )
     .await;
@@ -306,6 +309,10 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
         ),
         ("OIDC_CB", cb.clone()),
         ("BYE", bye.clone()),
+        (
+            "SP_BINDING",
+            if binding == POST { "post" } else { "redirect" }.to_owned(),
+        ),
     ];
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -369,7 +376,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
         fwd["finalUrl"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("{}/slo?SAMLResponse=", sp.base)),
+            .starts_with(&format!("{}/slo", sp.base)),
         "{ctx}"
     );
     assert!(
@@ -386,7 +393,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
     assert_eq!(lr["verified"], true, "{ctx}");
     assert_eq!(lr["status"], SUCCESS, "{ctx}");
     assert_eq!(lr["issuer"], issuer.as_str());
-    assert_eq!(lr["binding"], REDIRECT);
+    assert_eq!(lr["binding"], binding);
     assert_ne!(lr["pysaml2_verified"], false, "pysaml2's own check: {ctx}");
     let sp_request_id = lr["in_response_to"].as_str().expect("InResponseTo");
     let fc = app.gets("/fc");
@@ -420,7 +427,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
     assert_eq!(lq["verified"], true, "{ctx}");
     assert_eq!(lq["matched"], true, "{ctx}");
     assert_eq!(lq["issuer"], issuer.as_str());
-    assert_eq!(lq["binding"], REDIRECT);
+    assert_eq!(lq["binding"], binding);
     assert_eq!(lq["name_id"], user_id.as_str());
     assert_eq!(lq["name_id_format"], UNSPECIFIED);
     assert_eq!(
@@ -428,7 +435,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
         json!([signed_in[1]["session_index"]])
     );
     assert_ne!(lq["pysaml2_verified"], false, "pysaml2's own check: {ctx}");
-    assert_eq!(lq["response_binding"], REDIRECT, "{ctx}");
+    assert_eq!(lq["response_binding"], binding, "{ctx}");
     let latch_request_id = lq["id"].as_str().unwrap();
 
     // Back-channel: one logout token per logout, for that logout's session.
@@ -506,7 +513,7 @@ async fn samlp_single_logout(backends: Backends, test: &str) {
             f["url"]
                 .as_str()
                 .unwrap()
-                .starts_with(&format!("{base}/samlp/{saml_id}/logout?SAMLResponse="))
+                .starts_with(&format!("{base}/samlp/{saml_id}/logout"))
         })
         .unwrap_or_else(|| panic!("the SP's LogoutResponse never reached Latch: {ctx}"));
     assert_eq!(to_latch["status"], 200, "{ctx}");
@@ -528,6 +535,7 @@ async fn samlp_e2e_single_logout_on_the_embedded_default() {
     samlp_single_logout(
         Backends::Embedded,
         "samlp_e2e_single_logout_on_the_embedded_default",
+        REDIRECT,
     )
     .await;
 }
@@ -537,6 +545,20 @@ async fn samlp_e2e_single_logout_on_postgres_and_redis() {
     samlp_single_logout(
         Backends::Production,
         "samlp_e2e_single_logout_on_postgres_and_redis",
+        REDIRECT,
+    )
+    .await;
+}
+
+/// The same over HTTP-POST: the SP posts its AuthnRequest and LogoutRequest (Latch answers each
+/// with a 303 to the same message as a GET), Latch's LogoutRequest to the SP is a form its frame
+/// posts, and the LogoutResponses go back and forth as forms.
+#[tokio::test]
+async fn samlp_e2e_single_logout_over_http_post() {
+    samlp_single_logout(
+        Backends::Embedded,
+        "samlp_e2e_single_logout_over_http_post",
+        POST,
     )
     .await;
 }
