@@ -233,6 +233,39 @@ pub struct Ended {
 }
 
 impl Ended {
+    /// The `details` of the `slo` event of a logout with the browser at Latch: what ended, the
+    /// back-channel deliveries, what `page` (the logout page, if one was rendered) framed and
+    /// sent, their counts, and `saml_unreachable` (the apps without Single Logout; callers that
+    /// know of others add them). `initiator` names who asked.
+    pub fn browser_event_details(
+        &self,
+        initiator: LogoutInitiator,
+        page: Option<&RenderedPage>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let (framed, saml) = page
+            .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
+            .unwrap_or_default();
+        let details = json!({
+            "initiator": initiator,
+            "sessions_ended": self.sessions.len(),
+            "refresh_tokens_revoked": self.revoked_tokens.len(),
+            "TotalOidcLogoutRequests": self.deliveries.len() + framed.len(),
+            "TotalSamlLogoutRequests": saml.len(),
+            "delivery_ids": self.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
+            "saml": saml
+                .iter()
+                .map(|s| json!({"client_id": s.client_id.as_str(), "request_id": s.request_id}))
+                .collect::<Vec<_>>(),
+            "saml_unreachable": self.unreachable.iter().map(ClientId::as_str).collect::<Vec<_>>(),
+        });
+        match details {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
     /// The SAML apps of the ended sessions a logout without a browser cannot reach (Latch sends
     /// SAML LogoutRequests from the logout page only): for the event's `saml_unreachable`.
     pub fn saml_unreachable_without_browser(&self) -> Vec<&str> {

@@ -175,6 +175,24 @@ pub(crate) fn bounded(m: &latch_saml::idp::Inbound, max: usize) -> Result<(), &'
     Ok(())
 }
 
+/// The XML of `m` Latch may read: with the app's `signingCert`, only what a signature by it
+/// covers (an unsigned message is refused: "this application's {what} must be signed"); without
+/// one, the message as it came.
+pub(crate) fn believed(
+    m: &latch_saml::idp::Inbound,
+    addon: &SamlpAddon,
+    what: &str,
+) -> Result<String, String> {
+    let Some(pem) = &addon.signing_cert else {
+        return Ok(m.xml.clone());
+    };
+    let cert = latch_saml::parse_certificate(pem).map_err(|e| e.to_string())?;
+    if !m.is_signed() {
+        return Err(format!("this application's {what} must be signed"));
+    }
+    m.verified_xml(&cert).map_err(|e| e.to_string())
+}
+
 /// A POSTed message sent on to `path` as a GET (303), the XML deflated into the query as the
 /// HTTP-Redirect binding carries it, with its enveloped signature (if any) still inside.
 pub(crate) fn see_other_with(

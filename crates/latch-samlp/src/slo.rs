@@ -113,24 +113,9 @@ async fn handle(
     if let Err(why) = crate::bounded(&inbound, MAX_LOGOUT_MESSAGE) {
         return Ok(refused(client_id, why));
     }
-    let xml = match &addon.signing_cert {
-        Some(pem) => {
-            let cert = match latch_saml::parse_certificate(pem) {
-                Ok(c) => c,
-                Err(e) => return Ok(refused(client_id, &e.to_string())),
-            };
-            if !inbound.is_signed() {
-                return Ok(refused(
-                    client_id,
-                    "this application's logout messages must be signed",
-                ));
-            }
-            match inbound.verified_xml(&cert) {
-                Ok(x) => x,
-                Err(e) => return Ok(refused(client_id, &e.to_string())),
-            }
-        }
-        None => inbound.xml.clone(),
+    let xml = match crate::believed(&inbound, &addon, "logout messages") {
+        Ok(x) => x,
+        Err(why) => return Ok(refused(client_id, &why)),
     };
     let m = match Message::parse(&xml) {
         Ok(m) => m,
@@ -349,10 +334,7 @@ async fn logout_request(
         exclude: Some(&client.client_id),
         continue_to: answer.clone(),
     });
-    let (framed, saml) = page
-        .as_ref()
-        .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
-        .unwrap_or_default();
+    let saml = page.as_ref().map(|p| p.saml.as_slice()).unwrap_or_default();
     // What the page did not carry (a request that could not be made) was not told either; the
     // answer already went out with the status above, the event says what happened.
     for t in &others {
@@ -371,20 +353,14 @@ async fn logout_request(
         Some(&client.client_id),
         session.map(|s| &s.connection),
         client_ip(req),
-        json!({
-            "initiator": LogoutInitiator::RpLogout,
-            "protocol": "samlp",
-            "logout_request_id": request_id,
-            "sessions_ended": ended.sessions.len(),
-            "refresh_tokens_revoked": ended.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": ended.deliveries.len() + framed.len(),
-            "TotalSamlLogoutRequests": saml.len(),
-            "delivery_ids": ended.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
-            "saml": saml.iter().map(|s| json!({"client_id": s.client_id.as_str(), "request_id": s.request_id})).collect::<Vec<_>>(),
-            "saml_unreachable": unreachable,
-            "status": second.unwrap_or(status),
-        }),
+        {
+            let mut details = ended.browser_event_details(LogoutInitiator::RpLogout, page.as_ref());
+            details.insert("protocol".into(), json!("samlp"));
+            details.insert("logout_request_id".into(), json!(request_id));
+            details.insert("saml_unreachable".into(), json!(unreachable));
+            details.insert("status".into(), json!(second.unwrap_or(status)));
+            serde_json::Value::Object(details)
+        },
     )
     .await;
     // The browser's own session cookie goes when its session ended.

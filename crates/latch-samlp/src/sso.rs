@@ -139,24 +139,9 @@ async fn begin(
         return Ok(refused(&id, why));
     }
     // 1. Believe nothing before the signature, when the app has a certificate.
-    let xml = match &addon.signing_cert {
-        Some(pem) => {
-            let cert = match latch_saml::parse_certificate(pem) {
-                Ok(c) => c,
-                Err(e) => return Ok(refused(&id, &e.to_string())),
-            };
-            if !inbound.is_signed() {
-                return Ok(refused(
-                    &id,
-                    "this application's AuthnRequests must be signed",
-                ));
-            }
-            match inbound.verified_xml(&cert) {
-                Ok(x) => x,
-                Err(e) => return Ok(refused(&id, &e.to_string())),
-            }
-        }
-        None => inbound.xml.clone(),
+    let xml = match crate::believed(&inbound, &addon, "AuthnRequests") {
+        Ok(x) => x,
+        Err(why) => return Ok(refused(&id, &why)),
     };
     let m = match Message::parse(&xml) {
         Ok(m) if m.kind == Kind::AuthnRequest => m,

@@ -688,25 +688,14 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
         continue_to: Some(latch_core::logout::Continue::Get(signed_out)),
     });
     // The admin's own logout is an `slo` event like any app's, with what its page sent.
-    let (framed, saml) = page
-        .as_ref()
-        .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
-        .unwrap_or_default();
     let event = latch_core::model::LogEvent {
         user_id: Some(a.session.user_id.clone()),
         client_id: Some(admin.clone()),
         connection: Some(a.session.connection.clone()),
-        details: serde_json::json!({
-            "initiator": latch_core::model::LogoutInitiator::RpLogout,
-            "sessions_ended": ended.sessions.len(),
-            "refresh_tokens_revoked": ended.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": ended.deliveries.len() + framed.len(),
-            "TotalSamlLogoutRequests": saml.len(),
-            "delivery_ids": ended.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            "frontchannel": framed.iter().map(latch_core::ClientId::as_str).collect::<Vec<_>>(),
-            "saml": saml.iter().map(|s| serde_json::json!({"client_id": s.client_id.as_str(), "request_id": s.request_id})).collect::<Vec<_>>(),
-            "saml_unreachable": ended.unreachable.iter().map(latch_core::ClientId::as_str).collect::<Vec<_>>(),
-        }),
+        details: serde_json::Value::Object(
+            ended
+                .browser_event_details(latch_core::model::LogoutInitiator::RpLogout, page.as_ref()),
+        ),
         ..latch_core::model::LogEvent::new(deps.clock.now(), "slo", "Signed out of the admin UI")
     };
     if let Err(e) = deps.store.insert_log(&event).await {

@@ -232,10 +232,6 @@ async fn end(
         exclude: after.client_id.as_ref(),
         continue_to: continue_to(after).map(Continue::Get),
     });
-    let (framed, saml) = page
-        .as_ref()
-        .map(|p| (p.framed.as_slice(), p.saml.as_slice()))
-        .unwrap_or_default();
     issue::log(
         deps,
         "slo",
@@ -244,17 +240,9 @@ async fn end(
         after.client_id.as_ref(),
         session.map(|s| &s.connection),
         client_ip(req),
-        json!({
-            "initiator": LogoutInitiator::RpLogout,
-            "sessions_ended": out.sessions.len(),
-            "refresh_tokens_revoked": out.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": out.deliveries.len() + framed.len(),
-            "TotalSamlLogoutRequests": saml.len(),
-            "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
-            "saml": saml.iter().map(|s| json!({"client_id": s.client_id.as_str(), "request_id": s.request_id})).collect::<Vec<_>>(),
-            "saml_unreachable": out.unreachable.iter().map(ClientId::as_str).collect::<Vec<_>>(),
-        }),
+        serde_json::Value::Object(
+            out.browser_event_details(LogoutInitiator::RpLogout, page.as_ref()),
+        ),
     )
     .await;
     Ok(match page {
