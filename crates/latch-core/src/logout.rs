@@ -32,12 +32,12 @@ pub enum Target {
     Session(SessionId),
     /// Every session of a user, on every device (GTR, admin clear, block, delete).
     User(UserId),
-    /// The sessions a user holds through one connection; with `upstream_sid`, only those that
-    /// upstream session created (an upstream IdP's back-channel logout).
+    /// The sessions a user holds through one connection; with `upstream`, only those of that
+    /// upstream session (an upstream IdP's back-channel logout or SAML LogoutRequest).
     UserAtConnection {
         user: UserId,
         connection: ConnectionName,
-        upstream_sid: Option<String>,
+        upstream: Option<UpstreamMatch>,
     },
     /// Every session the given users hold through a connection: a deleted connection's users
     /// (listed with [`crate::store::UserRepo::list_connection_users`] before the deletion took
@@ -46,6 +46,38 @@ pub enum Target {
         users: Vec<UserId>,
         connection: ConnectionName,
     },
+}
+
+/// Which of a user's sessions at a connection an upstream IdP's logout names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamMatch {
+    /// Those carrying this OpenID Connect `sid`.
+    Sid(String),
+    /// Those holding this SAML NameID and, when `session_indexes` is not empty, one of these
+    /// SessionIndexes (SAML core §3.7.3.2: NameID alone names every session of the principal).
+    Saml {
+        name_id: String,
+        session_indexes: Vec<String>,
+    },
+}
+
+impl UpstreamMatch {
+    /// Whether `s` is one of the sessions named.
+    pub fn matches(&self, s: &crate::session::UpstreamSession) -> bool {
+        match self {
+            Self::Sid(sid) => s.sid.as_deref() == Some(sid.as_str()),
+            Self::Saml {
+                name_id,
+                session_indexes,
+            } => {
+                s.name_id.as_deref() == Some(name_id.as_str())
+                    && (session_indexes.is_empty()
+                        || s.session_index
+                            .as_ref()
+                            .is_some_and(|i| session_indexes.contains(i)))
+            }
+        }
+    }
 }
 
 /// What one [`terminate`] call ends: [`Logout::end`] resolves every [`Target`] into these.
@@ -151,7 +183,8 @@ pub struct SamlLogoutTarget {
 }
 
 /// Where a logout page goes once its frames have loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Continue {
     /// A link (the post-logout redirect; a LogoutResponse in the HTTP-Redirect binding).
     Get(String),
@@ -369,7 +402,7 @@ impl Logout {
             Target::UserAtConnection {
                 user,
                 connection,
-                upstream_sid,
+                upstream,
             } => self
                 .sessions
                 .list_user_sessions(&user, now)
@@ -377,9 +410,7 @@ impl Logout {
                 .into_iter()
                 .filter(|s| {
                     s.connection == connection
-                        && upstream_sid
-                            .as_deref()
-                            .is_none_or(|sid| s.upstream.sid.as_deref() == Some(sid))
+                        && upstream.as_ref().is_none_or(|m| m.matches(&s.upstream))
                 })
                 .map(|s| Step::Session(s.id))
                 .collect(),

@@ -24,9 +24,14 @@ pub struct UpstreamSession {
     /// Upstream OIDC `sid`, matched by upstream back-channel logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    /// Upstream ID token, sent as `id_token_hint` on upstream logout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
+    /// Upstream ID token, sealed (`latch-federation` seals it with a key derived from the master
+    /// key and opens it for a federated logout's `id_token_hint`): never stored in the clear.
+    #[serde(
+        default,
+        rename = "id_token_sealed",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sealed_id_token: Option<String>,
     /// SAML NameID, its Format and SessionIndex, for SAML single logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_id: Option<String>,
@@ -34,6 +39,22 @@ pub struct UpstreamSession {
     pub name_id_format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_index: Option<String>,
+}
+
+impl UpstreamSession {
+    /// The key under which session stores index the session's user for upstream logout: the
+    /// OpenID Connect `sid`, else the SAML NameID ([`saml_name_id_key`]). A connection speaks one
+    /// protocol, so the two never meet in one connection's index.
+    pub fn index_key(&self) -> Option<String> {
+        self.sid
+            .clone()
+            .or_else(|| self.name_id.as_deref().map(saml_name_id_key))
+    }
+}
+
+/// The index key of a SAML NameID (see [`UpstreamSession::index_key`]).
+pub fn saml_name_id_key(name_id: &str) -> String {
+    format!("saml-nameid:{name_id}")
 }
 
 /// What a SAML app was told of the session: its LogoutRequests name these exactly as issued.
@@ -189,13 +210,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes every session of a user in one atomic step; returns what was ended.
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError>;
 
-    /// The user whose live session through `connection` carries the upstream OpenID Connect
-    /// `sid` (for upstream back-channel logout tokens with a `sid` and no `sub`). Adapters index
-    /// it when the session is stored.
-    async fn user_of_upstream_sid(
+    /// The user whose live session through `connection` has the upstream index key `key`
+    /// ([`UpstreamSession::index_key`]: an upstream OpenID Connect `sid`, for back-channel logout
+    /// tokens with a `sid` and no `sub`; a SAML NameID, for an IdP's LogoutRequest). Adapters
+    /// index it when the session is stored, for as long as the session can live.
+    async fn user_of_upstream(
         &self,
         connection: &ConnectionName,
-        sid: &str,
+        key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError>;
 

@@ -279,11 +279,7 @@ pub async fn post_backchannel_logout(
             }
         }
         // A `sid` alone: the session store's upstream-sid index names the user.
-        (None, Some(sid)) => match deps
-            .sessions
-            .user_of_upstream_sid(&conn.name, sid, now)
-            .await
-        {
+        (None, Some(sid)) => match deps.sessions.user_of_upstream(&conn.name, sid, now).await {
             Ok(u) => u,
             Err(e) => return failed("finding the upstream sid's user", &e).await,
         },
@@ -299,7 +295,7 @@ pub async fn post_backchannel_logout(
     let target = Target::UserAtConnection {
         user: user_id.clone(),
         connection: conn.name.clone(),
-        upstream_sid: sid.map(str::to_owned),
+        upstream: sid.map(|s| latch_core::logout::UpstreamMatch::Sid(s.to_owned())),
     };
     let out = match deps
         .logout

@@ -39,9 +39,15 @@ impl aws_lc_rs::hkdf::KeyType for Len {
 impl TokenSealer {
     /// Derives the sealing key from the 32-byte master key.
     pub fn derive(master_key: &[u8]) -> Self {
+        Self::derive_for(master_key, INFO)
+    }
+
+    /// A key for another purpose (`info` names it, HKDF-SHA256): what one key seals, another
+    /// does not open.
+    pub fn derive_for(master_key: &[u8], info: &[u8]) -> Self {
         let prk = Salt::new(HKDF_SHA256, b"latch").extract(master_key);
         let mut raw = [0u8; 32];
-        prk.expand(&[INFO], Len(32))
+        prk.expand(&[info], Len(32))
             .and_then(|okm| okm.fill(&mut raw))
             .expect("HKDF output of 32 bytes");
         let key = RandomizedNonceKey::new(&AES_256_GCM_SIV, &raw).expect("a 256-bit key");

@@ -175,13 +175,16 @@ fn create_private(path: &Path) -> Result<(), SessionError> {
 
 /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so read-modify-write
 /// cannot interleave).
-/// A session row, ready to insert (with its upstream `sid` index entry, if any).
+/// A session row, ready to insert (with its upstream index entry, if any: see
+/// `UpstreamSession::index_key`).
 struct SessionInsert {
     id: String,
     user: String,
     ends: i64,
+    /// The absolute expiry: the index entry outlives idle expiry, which use moves.
+    index_ends: i64,
     data: String,
-    upstream_sid: Option<String>,
+    upstream_key: Option<String>,
 }
 
 fn upstream_sid_key(connection: &ConnectionName, sid: &str) -> String {
@@ -194,12 +197,12 @@ impl SessionInsert {
             id: s.id.as_str().to_owned(),
             user: s.user_id.as_str().to_owned(),
             ends: to_millis(s.ends_at()),
+            index_ends: to_millis(s.expires_at),
             data: to_json(s)?,
-            upstream_sid: s
+            upstream_key: s
                 .upstream
-                .sid
-                .as_deref()
-                .map(|sid| upstream_sid_key(&s.connection, sid)),
+                .index_key()
+                .map(|key| upstream_sid_key(&s.connection, &key)),
         })
     }
 
@@ -213,12 +216,12 @@ impl SessionInsert {
             ))
             .execute(c)
             .map_err(db)?;
-        if let Some(key) = self.upstream_sid {
+        if let Some(key) = self.upstream_key {
             diesel::replace_into(upstream_sids::table)
                 .values((
                     upstream_sids::key.eq(key),
                     upstream_sids::user_id.eq(self.user),
-                    upstream_sids::expires_at.eq(self.ends),
+                    upstream_sids::expires_at.eq(self.index_ends),
                 ))
                 .execute(c)
                 .map_err(db)?;
@@ -499,25 +502,35 @@ impl SessionStore for EmbeddedSessionStore {
             .await
     }
 
-    async fn user_of_upstream_sid(
+    async fn user_of_upstream(
         &self,
         connection: &ConnectionName,
-        sid: &str,
+        key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError> {
-        let key = upstream_sid_key(connection, sid);
-        let now = to_millis(now);
-        self.run(move |c| {
-            let user: Option<String> = upstream_sids::table
-                .filter(upstream_sids::key.eq(key))
-                .filter(upstream_sids::expires_at.gt(now))
-                .select(upstream_sids::user_id)
-                .first(c)
-                .optional()
-                .map_err(db)?;
-            Ok(user.map(UserId::new))
-        })
-        .await
+        let indexed = upstream_sid_key(connection, key);
+        let at = to_millis(now);
+        let user = self
+            .run(move |c| {
+                let user: Option<String> = upstream_sids::table
+                    .filter(upstream_sids::key.eq(indexed))
+                    .filter(upstream_sids::expires_at.gt(at))
+                    .select(upstream_sids::user_id)
+                    .first(c)
+                    .optional()
+                    .map_err(db)?;
+                Ok(user.map(UserId::new))
+            })
+            .await?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        // The entry lives until the absolute expiry; a live session must still carry the key.
+        let live =
+            self.list_user_sessions(&user, now).await?.iter().any(|s| {
+                s.connection == *connection && s.upstream.index_key().as_deref() == Some(key)
+            });
+        Ok(live.then_some(user))
     }
 
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {

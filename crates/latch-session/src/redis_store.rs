@@ -10,7 +10,8 @@
 //!   value passed 64 bytes).
 //! - `{p}ud:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
 //!   Entries whose session expired are dropped when the set is read.
-//! - `{p}us:{connection}:{upstream sid}` the user whose session carries that upstream `sid`.
+//! - `{p}us:{connection}:{key}` the user whose session carries that upstream `sid` or SAML NameID
+//!   (`UpstreamSession::index_key`).
 //! - `{p}r:{key}` rate-limit counters (`INCR`, TTL = the window's end).
 //! - `{p}th:{key}` HASH of a sign-in throttle key: `n` failures, `m` leak mark, `u` end of its
 //!   delay (Unix ms); TTL = when it means nothing any more (`latch_core::throttle`).
@@ -44,7 +45,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 local t = redis.call('PEXPIRETIME', KEYS[2])
 if t == -1 or t < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[4]) end
 return 1
 ";
 
@@ -560,9 +561,11 @@ impl SessionStore for RedisSessionStore {
 
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
         let mut c = self.conn.clone();
-        // The upstream `sid` index entry (`us:` key), when the session has one; it lives as long
-        // as the session.
-        let sid = s.upstream.sid.as_deref();
+        // The upstream index entry (`us:` key: the upstream `sid` or SAML NameID), when the
+        // session has one; it lives until the session's absolute expiry (use moves the idle
+        // one), and a lookup checks that a live session still carries it.
+        let key = s.upstream.index_key();
+        let sid = key.as_deref();
         let _: i64 = self
             .insert
             .key(self.session_key(s.id.as_str()))
@@ -635,18 +638,25 @@ impl SessionStore for RedisSessionStore {
         v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
-    async fn user_of_upstream_sid(
+    async fn user_of_upstream(
         &self,
         connection: &ConnectionName,
-        sid: &str,
+        key: &str,
         _now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError> {
         let mut c = self.conn.clone();
         let user: Option<String> = c
-            .get(self.upstream_sid_key(connection, sid))
+            .get(self.upstream_sid_key(connection, key))
             .await
             .map_err(unavailable)?;
-        Ok(user.map(UserId::new))
+        let Some(user) = user.map(UserId::new) else {
+            return Ok(None);
+        };
+        let live =
+            self.list_user_sessions(&user, _now).await?.iter().any(|s| {
+                s.connection == *connection && s.upstream.index_key().as_deref() == Some(key)
+            });
+        Ok(live.then_some(user))
     }
 
     async fn list_user_sessions(

@@ -346,7 +346,7 @@ pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
     let mut x = fixtures::session(&fixtures::user_id());
     x.upstream = UpstreamSession {
         sid: Some("upstream-sid".into()),
-        id_token: Some("eyJhbGciOiJSUzI1NiJ9.e30.sig".into()),
+        sealed_id_token: Some("lat1.c2VhbGVk".into()),
         name_id: Some("alice@example.com".into()),
         name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
         session_index: Some("_be9967abd904ddcae3c0eb4189adbe3f71e327cf93".into()),
@@ -365,19 +365,19 @@ pub async fn upstream_sid_finds_its_user(s: &dyn SessionStore) {
     s.insert_session(&x).await.unwrap();
     let conn = ConnectionName::new("acme-okta");
     assert_eq!(
-        s.user_of_upstream_sid(&conn, &sid, now()).await.unwrap(),
+        s.user_of_upstream(&conn, &sid, now()).await.unwrap(),
         Some(user.clone())
     );
     // Another connection's sid space, an unknown sid, a session without one: nothing.
     let other = ConnectionName::new("other-idp");
     assert!(
-        s.user_of_upstream_sid(&other, &sid, now())
+        s.user_of_upstream(&other, &sid, now())
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        s.user_of_upstream_sid(&conn, "no-such-sid", now())
+        s.user_of_upstream(&conn, "no-such-sid", now())
             .await
             .unwrap()
             .is_none()
@@ -390,7 +390,63 @@ pub async fn upstream_sid_finds_its_user(s: &dyn SessionStore) {
     s.insert_session(&ended).await.unwrap();
     let gone = ended.upstream.sid.clone().unwrap_or_default();
     assert!(
-        s.user_of_upstream_sid(&conn, &gone, now())
+        s.user_of_upstream(&conn, &gone, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A SAML session is found by its NameID (the IdP's LogoutRequest names it), for as long as a
+/// live session of that connection carries it, even after use moved its idle expiry past the
+/// first one.
+pub async fn upstream_name_id_finds_its_user(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let name_id = format!("alice-{}@example.com", crate::env::unique());
+    let conn = ConnectionName::new("acme-saml");
+    let mut x = fixtures::session(&user);
+    x.connection = conn.clone();
+    x.upstream.name_id = Some(name_id.clone());
+    x.upstream.session_index = Some("_idx1".into());
+    x.idle_expires_at = now() + Duration::minutes(5);
+    x.expires_at = now() + Duration::hours(8);
+    s.insert_session(&x).await.unwrap();
+    let key = latch_core::session::saml_name_id_key(&name_id);
+    assert_eq!(
+        s.user_of_upstream(&conn, &key, now()).await.unwrap(),
+        Some(user.clone())
+    );
+    // The bare NameID is not an OpenID Connect sid, nor is it found at another connection.
+    assert!(
+        s.user_of_upstream(&conn, &name_id, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = ConnectionName::new("other-saml");
+    assert!(
+        s.user_of_upstream(&other, &key, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Used after 4 minutes, the session lives past its first idle expiry, and so does the entry.
+    let later = now() + Duration::minutes(4);
+    s.touch_session(&x.id, later, Duration::minutes(5))
+        .await
+        .unwrap()
+        .expect("live");
+    let past_first_idle = now() + Duration::minutes(7);
+    assert_eq!(
+        s.user_of_upstream(&conn, &key, past_first_idle)
+            .await
+            .unwrap(),
+        Some(user.clone())
+    );
+    // Once the session ends, nothing is found.
+    s.end_session(&x.id).await.unwrap();
+    assert!(
+        s.user_of_upstream(&conn, &key, now())
             .await
             .unwrap()
             .is_none()
@@ -837,10 +893,10 @@ impl SessionStore for MemorySessions {
         by_creation(&mut v);
         Ok(v)
     }
-    async fn user_of_upstream_sid(
+    async fn user_of_upstream(
         &self,
         connection: &ConnectionName,
-        sid: &str,
+        key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError> {
         Ok(self.with(|m| {
@@ -849,7 +905,7 @@ impl SessionStore for MemorySessions {
                 .find(|s| {
                     s.is_live(now)
                         && s.connection == *connection
-                        && s.upstream.sid.as_deref() == Some(sid)
+                        && s.upstream.index_key().as_deref() == Some(key)
                 })
                 .map(|s| s.user_id.clone())
         }))

@@ -37,7 +37,7 @@ macro_rules! session_conformance_tests {
             insert_find_and_expiry, touch_moves_idle_not_absolute, clients_join_once,
             user_index_lists_only_live_sessions, end_one_session, end_all_sessions_of_user,
             end_all_is_atomic_under_concurrency, codes_are_single_use, a_session_and_its_first_code_together, login_transactions_are_single_use,
-            remember_once_guards_replay, upstream_session_round_trip, upstream_sid_finds_its_user,
+            remember_once_guards_replay, upstream_name_id_finds_its_user, upstream_session_round_trip, upstream_sid_finds_its_user,
             purge_drops_only_expired,
             rate_counters_count_per_window,
             throttle_delays_double_after_free_failures, throttle_wait_changes_nothing,
@@ -1523,7 +1523,7 @@ pub async fn logout_targets_end_what_they_name(s: std::sync::Arc<dyn Store>) {
             Target::UserAtConnection {
                 user: ann.user_id.clone(),
                 connection: conn.name.clone(),
-                upstream_sid: Some("up-a".into()),
+                upstream: Some(latch_core::logout::UpstreamMatch::Sid("up-a".into())),
             },
             TokenPolicy::SessionBound,
             LogoutInitiator::IdpLogout,

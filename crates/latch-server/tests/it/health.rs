@@ -100,13 +100,13 @@ impl SessionStore for Faulty {
         }
         self.inner.end_user_sessions(user).await
     }
-    async fn user_of_upstream_sid(
+    async fn user_of_upstream(
         &self,
         c: &ConnectionName,
         sid: &str,
         now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError> {
-        self.inner.user_of_upstream_sid(c, sid, now).await
+        self.inner.user_of_upstream(c, sid, now).await
     }
     async fn insert_code(&self, c: &AuthCode) -> Result<(), SessionError> {
         self.inner.insert_code(c).await

@@ -216,7 +216,7 @@ async fn redis_drops_sessions_stored_under_their_secret() {
         vec![fresh.clone()]
     );
     assert_eq!(
-        s.user_of_upstream_sid(
+        s.user_of_upstream(
             &fresh.connection,
             fresh.upstream.sid.as_deref().unwrap(),
             now
