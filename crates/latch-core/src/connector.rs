@@ -133,6 +133,101 @@ pub trait RedirectConnector: Send + Sync {
     ) -> Result<UpstreamIdentity, FederationError>;
 }
 
+/// A logout message as it arrived at Latch's upstream logout endpoint
+/// ([`crate::paths::UPSTREAM_LOGOUT`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Arrived<'a> {
+    /// A GET: the query string exactly as received (an HTTP-Redirect signature covers its octets).
+    Query(&'a str),
+    /// A POSTed form (HTTP-POST binding).
+    Form(&'a std::collections::HashMap<String, String>),
+}
+
+/// An upstream IdP's LogoutRequest, after every check (signature by the IdP's certificate,
+/// `Issuer`, `Destination`, lifetime, replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLogoutRequest {
+    pub request_id: String,
+    pub name_id: String,
+    /// Empty: NameID alone (every session of that principal at the connection).
+    pub session_indexes: Vec<String>,
+    pub relay_state: Option<String>,
+    /// It came over HTTP-POST (else HTTP-Redirect): the answer goes back the same way when the
+    /// IdP takes it.
+    pub posted: bool,
+}
+
+/// How a federated logout reaches the IdP.
+#[derive(Debug, Clone)]
+pub enum LogoutStart {
+    /// Send the browser here; the IdP brings it back to [`crate::paths::upstream_logout_url`]
+    /// with `state` (OpenID Connect) or as `RelayState` (SAML), and [`UpstreamLogout::finish_logout`]
+    /// gets `saved` back.
+    Send {
+        to: crate::logout::Continue,
+        saved: serde_json::Value,
+        /// `saml_logout_request` or `end_session_endpoint`, for the log.
+        via: &'static str,
+    },
+    /// This connection's IdP is not asked (the database connection, `disableSignout`, no
+    /// logout endpoint, nothing known of the upstream session): why, for the log.
+    NotSent(String),
+}
+
+/// What the IdP answered a federated logout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAnswer {
+    /// It said the upstream session ended (SAML `Success`; an OpenID provider's return).
+    pub ok: bool,
+    /// SAML status codes, outermost first; empty for OpenID Connect.
+    pub status: Vec<String>,
+}
+
+/// Logout with upstream IdPs (strategies `okta`, `oidc`, `samlp`): their SAML Single Logout
+/// messages, and federated logout (Auth0's `federated`). `latch-federation` implements it; the
+/// sign-in crate's upstream logout endpoint and the protocols' logout endpoints use it.
+#[async_trait]
+pub trait UpstreamLogout: Send + Sync {
+    /// A LogoutRequest from a `samlp` connection's IdP, verified; `Rejected` says why not.
+    async fn logout_request(
+        &self,
+        connection: &Connection,
+        issuer: &str,
+        arrived: Arrived<'_>,
+    ) -> Result<UpstreamLogoutRequest, FederationError>;
+
+    /// Latch's signed LogoutResponse to `request` (`InResponseTo`, `RelayState` echoed) at the
+    /// IdP's SingleLogoutService: `status` the top-level code, `second` an optional second level.
+    async fn logout_response(
+        &self,
+        connection: &Connection,
+        issuer: &str,
+        request: &UpstreamLogoutRequest,
+        status: &str,
+        second: Option<&str>,
+    ) -> Result<crate::logout::Continue, FederationError>;
+
+    /// Federated logout of the upstream session `upstream` (of a session that already ended at
+    /// Latch); `state` is Latch's handle for the way back.
+    async fn start_logout(
+        &self,
+        connection: &Connection,
+        issuer: &str,
+        upstream: &crate::session::UpstreamSession,
+        state: &str,
+    ) -> Result<LogoutStart, FederationError>;
+
+    /// The IdP's answer to [`start_logout`](Self::start_logout) (a SAML LogoutResponse, checked
+    /// against what it `saved`; an OpenID provider's return).
+    async fn finish_logout(
+        &self,
+        connection: &Connection,
+        issuer: &str,
+        arrived: Arrived<'_>,
+        saved: &serde_json::Value,
+    ) -> Result<UpstreamAnswer, FederationError>;
+}
+
 /// Latch as a SAML service provider for one `samlp` connection: what an admin gives the IdP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamlSp {
@@ -143,6 +238,9 @@ pub struct SamlSp {
     pub acs_url: String,
     /// `{issuer}/samlp/metadata?connection={name}` ([`crate::paths::sp_metadata_url`]).
     pub metadata_url: String,
+    /// The SingleLogoutService, both bindings: `{issuer}/logout?connection={name}`
+    /// ([`crate::paths::upstream_logout_url`]).
+    pub slo_url: String,
 }
 
 impl SamlSp {
@@ -171,6 +269,7 @@ impl SamlSp {
                 .unwrap_or_else(|| format!("urn:latch:{host}:{name}")),
             acs_url: crate::paths::acs_url(issuer, name),
             metadata_url: crate::paths::sp_metadata_url(issuer, name),
+            slo_url: crate::paths::upstream_logout_url(issuer, name),
         }
     }
 }

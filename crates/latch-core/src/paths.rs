@@ -14,6 +14,10 @@ pub const CALLBACK: &str = "/login/callback";
 pub const BACKCHANNEL_LOGOUT: &str = "/login/backchannel-logout/{connection_name}";
 /// Latch's SAML SP metadata, with `?connection={name}` (`latch-federation`).
 pub const SP_METADATA: &str = "/samlp/metadata";
+/// Logout with an upstream IdP, `?connection={name}`: a `samlp` connection's SingleLogoutService
+/// (the IdP's LogoutRequests and LogoutResponses), and where an `okta`/`oidc` IdP sends the
+/// browser back after a federated logout (`post_logout_redirect_uri`).
+pub const UPSTREAM_LOGOUT: &str = "/logout";
 /// Global Token Revocation (Okta Universal Logout), with `{connection_name}` (`latch-gtr`).
 pub const GLOBAL_TOKEN_REVOCATION: &str =
     "/oauth/global-token-revocation/connection/{connection_name}";
@@ -55,6 +59,12 @@ pub fn acs_url(issuer: &str, connection: &str) -> String {
 /// `{issuer}/samlp/metadata?connection={connection}`: Latch's SP metadata for a SAML connection.
 pub fn sp_metadata_url(issuer: &str, connection: &str) -> String {
     format!("{issuer}{SP_METADATA}?connection={connection}")
+}
+
+/// `{issuer}/logout?connection={connection}`: a SAML connection's SingleLogoutService, and the
+/// `federated_logout_return_url` of an `okta` or `oidc` connection.
+pub fn upstream_logout_url(issuer: &str, connection: &str) -> String {
+    format!("{issuer}{UPSTREAM_LOGOUT}?connection={connection}")
 }
 
 /// `{issuer}/login/backchannel-logout/{connection}`: where an upstream IdP sends back-channel

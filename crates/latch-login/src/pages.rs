@@ -96,3 +96,41 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
         },
     )
 }
+
+/// A form the browser posts on its own (a SAML Response to an ACS, a LogoutRequest or
+/// LogoutResponse), with a button for browsers without JavaScript.
+#[derive(Template)]
+#[template(path = "login/post.html")]
+struct PostPage<'a> {
+    title: &'a str,
+    action: &'a str,
+    fields: &'a [(String, String)],
+    nonce: &'a str,
+}
+
+/// The auto-submitting page that POSTs `fields` to `action`; its CSP allows the one script.
+pub fn post_page(title: &str, action: &url::Url, fields: &[(String, String)]) -> HttpResponse {
+    let nonce = latch_jose::random_token(16);
+    let page = PostPage {
+        title,
+        action: action.as_str(),
+        fields,
+        nonce: &nonce,
+    };
+    // No `form-action`: browsers hold the redirects that follow a submission to it too, and an
+    // ACS may send the browser on anywhere (the form's one target is Latch's own, escaped).
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
+    );
+    match page.render() {
+        Ok(html) => HttpResponse::Ok()
+            .insert_header(("Content-Security-Policy", csp))
+            .insert_header(("Cache-Control", "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}

@@ -120,7 +120,7 @@ impl SamlpCompletion {
         if let Some(rs) = &st.relay_state {
             fields.push(("RelayState".to_owned(), rs.clone()));
         }
-        crate::post_page("Signing in", &acs, &fields)
+        latch_login::pages::post_page("Signing in", &acs, &fields)
     }
 }
 

@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use askama::Template;
 use latch_core::logout::{FrontChannelPage, Logout};
 use latch_core::model::{Client, SamlpAddon};
 use latch_core::session::SessionStore;
@@ -113,49 +112,6 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
-/// A form the browser posts on its own (a Response to the ACS, a LogoutResponse), with a button
-/// for browsers without JavaScript.
-#[derive(Template)]
-#[template(path = "samlp/post.html")]
-struct PostPage<'a> {
-    title: &'a str,
-    action: &'a str,
-    fields: &'a [(String, String)],
-    nonce: &'a str,
-}
-
-/// The auto-submitting page that POSTs `fields` to `action`; its CSP allows that form target and
-/// the one script.
-pub(crate) fn post_page(
-    title: &str,
-    action: &url::Url,
-    fields: &[(String, String)],
-) -> HttpResponse {
-    let nonce = random_nonce();
-    let page = PostPage {
-        title,
-        action: action.as_str(),
-        fields,
-        nonce: &nonce,
-    };
-    // No `form-action`: browsers hold the redirects that follow a submission to it too, and an
-    // ACS may send the browser on anywhere (the form's one target is Latch's own, escaped).
-    let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
-    );
-    match page.render() {
-        Ok(html) => HttpResponse::Ok()
-            .insert_header(("Content-Security-Policy", csp))
-            .insert_header(("Cache-Control", "no-store"))
-            .content_type("text/html; charset=utf-8")
-            .body(html),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
-}
-
 /// The longest RelayState Latch carries. SAML bindings §3.4.3 and §3.5.3 say 80 bytes; SPs
 /// that put a URL there exceed it, so Latch allows more, but not without bound (it is stored
 /// with the sign-in and echoed in URLs).
@@ -217,10 +173,6 @@ pub(crate) fn see_other_with(
         .insert_header((actix_web::http::header::LOCATION, format!("{path}?{query}")))
         .insert_header(("Cache-Control", "no-store"))
         .finish()
-}
-
-fn random_nonce() -> String {
-    latch_saml::idp::new_id().trim_start_matches('_').to_owned()
 }
 
 /// A 400 page: a SAML request Latch will not act on. The reason is shown (it names what the SP
