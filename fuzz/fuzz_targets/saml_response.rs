@@ -17,11 +17,14 @@ fuzz_target!(|data: &[u8]| {
             SpConfig {
                 entity_id: SAML_SP_ENTITY_ID.into(),
                 acs_url: SAML_ACS_URL.into(),
+                slo_url: None,
+                signing_certs: Vec::new(),
             },
             IdpConfig {
                 entity_id: Some("https://idp.fuzz.example/saml".into()),
                 sso_url: "https://idp.fuzz.example/sso".into(),
                 slo_url: None,
+                slo_post_url: None,
                 certs: vec![cert],
             },
         )

@@ -110,7 +110,12 @@ pub fn okta_domain(field: &str, raw: &str) -> Result<Url, ValidationError> {
 }
 
 /// Options Latch computes and shows on a connection, ignored on input.
-pub const READ_ONLY_OPTIONS: &[&str] = &["sp_metadata_url", "sp_entity_id", "sp_acs_url"];
+pub const READ_ONLY_OPTIONS: &[&str] = &[
+    "sp_metadata_url",
+    "sp_entity_id",
+    "sp_acs_url",
+    "sp_single_logout_url",
+];
 
 /// Secret connection options by key (`client_secret`).
 pub type SecretOptions = BTreeMap<String, SecretString>;

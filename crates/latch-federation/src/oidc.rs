@@ -21,12 +21,17 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latch_core::Clock;
 use latch_core::connection_options::OidcOptions;
-use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
+use latch_core::connector::{
+    Arrived, FederationError, LogoutStart, RedirectConnector, RedirectStart, UpstreamAnswer,
+    UpstreamIdentity, UpstreamLogout, UpstreamLogoutRequest,
+};
+use latch_core::logout::Continue;
 use latch_core::model::Connection;
 use latch_core::net::FetchError;
 use latch_core::paths;
 use latch_core::session::UpstreamSession;
 use latch_http::client::{MAX_BODY, Outbound};
+use latch_jose::TokenSealer;
 use latch_remote::{Cache, KeySource, RemoteKeys};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
@@ -50,7 +55,14 @@ pub struct OidcConnector {
     metadata: Cache<Provider, String>,
     /// The issuers' JWKS, and the ID token signature check.
     remote: Arc<RemoteKeys>,
+    /// Seals the upstream ID token kept with the session (for a federated logout's
+    /// `id_token_hint`): sessions never hold it in the clear.
+    sealer: Arc<TokenSealer>,
 }
+
+/// The HKDF info of the key that seals upstream ID tokens ([`TokenSealer::derive_for`]): not the
+/// access tokens' key, so neither can pass for the other.
+pub const UPSTREAM_TOKEN_KEY_INFO: &[u8] = b"latch upstream id token v1";
 
 /// openidconnect's HTTP client over Latch's outbound one: the address policy on every URL
 /// (discovery names the JWKS, token and userinfo endpoints), answers capped at [`MAX_BODY`].
@@ -110,12 +122,27 @@ fn userinfo_failure(e: UserInfoError<FetchError>) -> String {
 impl OidcConnector {
     /// Requests go through `http`; ID token keys come from `remote`; metadata is cached on
     /// `clock`.
-    pub fn new(http: Outbound, remote: Arc<RemoteKeys>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        http: Outbound,
+        remote: Arc<RemoteKeys>,
+        clock: Arc<dyn Clock>,
+        sealer: Arc<TokenSealer>,
+    ) -> Self {
         Self {
             http: Http(http),
             metadata: Cache::new(clock),
             remote,
+            sealer,
         }
+    }
+
+    /// The upstream ID token a session keeps, opened (`None` when it is not one this key
+    /// sealed).
+    fn open_id_token(&self, upstream: &UpstreamSession) -> Option<String> {
+        let sealed = upstream.sealed_id_token.as_deref()?;
+        self.sealer.open(sealed)?["id_token"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// The issuer's metadata, cached an hour; `force` refetches it unless it was fetched (or
@@ -168,6 +195,12 @@ impl OidcConnector {
         }
         let meta: CoreProviderMetadata =
             serde_json::from_slice(&a.body).map_err(|_| "not a discovery document")?;
+        // RP-Initiated Logout's `end_session_endpoint`, which openidconnect's core metadata
+        // does not carry.
+        let end_session = serde_json::from_slice::<Value>(&a.body)
+            .ok()
+            .and_then(|v| v["end_session_endpoint"].as_str().map(str::to_owned))
+            .filter(|u| url::Url::parse(u).is_ok());
         if meta.issuer() != issuer {
             return Err("the document names another issuer".into());
         }
@@ -184,7 +217,7 @@ impl OidcConnector {
             .ok()
             .and_then(|v| serde_json::from_value(v).ok())
             .ok_or("the JWKS cannot be used")?;
-        Ok(Provider::new(meta.set_jwks(keys)))
+        Ok(Provider::new(meta.set_jwks(keys), end_session))
     }
 }
 
@@ -194,12 +227,14 @@ impl OidcConnector {
 struct Provider {
     meta: CoreProviderMetadata,
     algs: Arc<Vec<jsonwebtoken::Algorithm>>,
+    /// `end_session_endpoint`, when the provider has one.
+    end_session: Option<String>,
 }
 
 impl Provider {
     /// The algorithms the provider advertises for ID tokens (asymmetric ones only are ever
     /// accepted; RS256 when it says nothing).
-    fn new(meta: CoreProviderMetadata) -> Self {
+    fn new(meta: CoreProviderMetadata, end_session: Option<String>) -> Self {
         let advertised: Vec<jsonwebtoken::Algorithm> = meta
             .id_token_signing_alg_values_supported()
             .iter()
@@ -214,6 +249,7 @@ impl Provider {
         Self {
             meta,
             algs: Arc::new(algs),
+            end_session,
         }
     }
 }
@@ -424,9 +460,101 @@ impl RedirectConnector for OidcConnector {
             profile,
             session: UpstreamSession {
                 sid: s("sid"),
-                id_token: Some(id_token.to_string()),
+                sealed_id_token: Some(
+                    self.sealer
+                        .seal(&json!({ "id_token": id_token.to_string() })),
+                ),
                 ..Default::default()
             },
+        })
+    }
+}
+
+#[async_trait]
+impl UpstreamLogout for OidcConnector {
+    async fn logout_request(
+        &self,
+        _: &Connection,
+        _: &str,
+        _: Arrived<'_>,
+    ) -> Result<UpstreamLogoutRequest, FederationError> {
+        Err(FederationError::Rejected(
+            "an OpenID Connect connection takes no SAML LogoutRequest".into(),
+        ))
+    }
+
+    async fn logout_response(
+        &self,
+        _: &Connection,
+        _: &str,
+        _: &UpstreamLogoutRequest,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<Continue, FederationError> {
+        Err(FederationError::Misconfigured(
+            "an OpenID Connect connection answers no SAML LogoutRequest".into(),
+        ))
+    }
+
+    /// RP-Initiated Logout 1.0 at the IdP: its `end_session_endpoint` with the upstream ID
+    /// token as `id_token_hint`, `post_logout_redirect_uri` back to Latch, `state` and
+    /// `client_id`.
+    async fn start_logout(
+        &self,
+        c: &Connection,
+        latch: &str,
+        upstream: &UpstreamSession,
+        state: &str,
+    ) -> Result<LogoutStart, FederationError> {
+        let o = options(c)?;
+        let Some(id_token) = self.open_id_token(upstream) else {
+            return Ok(LogoutStart::NotSent(
+                "no upstream ID token is kept for the session".into(),
+            ));
+        };
+        let p = self.metadata(&o.issuer, false).await?;
+        let Some(end_session) = &p.end_session else {
+            return Ok(LogoutStart::NotSent(
+                "the IdP's discovery document names no end_session_endpoint".into(),
+            ));
+        };
+        let mut url = url::Url::parse(end_session)
+            .map_err(|_| FederationError::Unavailable("end_session_endpoint: not a URL".into()))?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", &id_token)
+            .append_pair(
+                "post_logout_redirect_uri",
+                &paths::upstream_logout_url(latch, c.name.as_str()),
+            )
+            .append_pair("state", state)
+            .append_pair("client_id", &o.client_id);
+        Ok(LogoutStart::Send {
+            to: Continue::Get(url.into()),
+            saved: json!({}),
+            via: "end_session_endpoint",
+        })
+    }
+
+    /// The IdP sent the browser back with Latch's `state` (already matched to its handle): it
+    /// ended its session (RP-Initiated Logout returns nothing else).
+    async fn finish_logout(
+        &self,
+        _: &Connection,
+        _: &str,
+        arrived: Arrived<'_>,
+        _: &Value,
+    ) -> Result<UpstreamAnswer, FederationError> {
+        if let Arrived::Query(q) = arrived
+            && url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "error")
+        {
+            return Ok(UpstreamAnswer {
+                ok: false,
+                status: Vec::new(),
+            });
+        }
+        Ok(UpstreamAnswer {
+            ok: true,
+            status: Vec::new(),
         })
     }
 }

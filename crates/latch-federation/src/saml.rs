@@ -18,7 +18,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
 use latch_core::connection_options::{SamlIdp, SamlOptions};
-use latch_core::connector::{FederationError, RedirectConnector, RedirectStart, UpstreamIdentity};
+use latch_core::connector::{
+    Arrived, FederationError, LogoutStart, RedirectConnector, RedirectStart, UpstreamAnswer,
+    UpstreamIdentity, UpstreamLogout, UpstreamLogoutRequest,
+};
+use latch_core::logout::Continue;
 use latch_core::model::{Connection, Strategy};
 use latch_core::net::Fetch;
 use latch_core::paths;
@@ -26,6 +30,11 @@ use latch_core::session::{SessionStore, UpstreamSession};
 use latch_core::{Clock, ConnectionName};
 use latch_http::client::Outbound;
 use latch_remote::Cache;
+use latch_saml::idp::{
+    HTTP_POST, HTTP_REDIRECT, Inbound, Kind, Message, NameId, STATUS_SUCCESS, logout_request_xml,
+    logout_response_xml, new_id,
+};
+use latch_saml::keys::IdpKeys;
 use latch_saml::{IdpConfig, SamlError, SpConfig, VerifiedAssertion};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -71,6 +80,9 @@ pub struct SamlConnector {
     http: Outbound,
     sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
+    /// Latch's SAML signing keys: its logout messages are signed, and its SP metadata publishes
+    /// the certificates.
+    keys: Arc<IdpKeys>,
     /// IdP metadata by URL: one fetch at a time, failures remembered with backoff.
     metadata: Cache<IdpConfig, String>,
 }
@@ -80,23 +92,166 @@ fn options(c: &Connection) -> Result<SamlOptions, FederationError> {
     SamlOptions::from_connection(c).map_err(|e| FederationError::Misconfigured(e.to_string()))
 }
 
-/// Latch's SP settings for a connection, from Latch's issuer (no trailing slash).
+/// Latch's SP settings for a connection, from Latch's issuer (no trailing slash): for sign-in
+/// checks (no certificates needed).
 pub fn sp_config(c: &Connection, issuer: &str) -> SpConfig {
     let sp = latch_core::connector::SamlSp::of(c, issuer);
     SpConfig {
         entity_id: sp.entity_id,
         acs_url: sp.acs_url,
+        slo_url: Some(sp.slo_url),
+        signing_certs: Vec::new(),
+    }
+}
+
+/// Logout messages are small; a larger one is no IdP's.
+const MAX_LOGOUT_MESSAGE: usize = 32 * 1024;
+
+/// Replay cache scope for accepted LogoutRequest IDs.
+const LOGOUT_REPLAY_SCOPE: &str = "saml-sp-logout-request";
+
+/// How long the IdP may take to act on Latch's LogoutRequest (`NotOnOrAfter`).
+const LOGOUT_REQUEST_LIFETIME: time::Duration = time::Duration::minutes(5);
+
+fn rejected(e: impl std::fmt::Display) -> FederationError {
+    FederationError::Rejected(e.to_string())
+}
+
+/// The message named `field` as it arrived, decoded and bounded, not yet believed.
+fn inbound(arrived: Arrived<'_>, field: &str) -> Result<Inbound, FederationError> {
+    let i = match arrived {
+        Arrived::Query(q) => Inbound::from_redirect(q, field)
+            .map_err(rejected)?
+            .ok_or_else(|| rejected(format!("no {field}")))?,
+        Arrived::Form(f) => {
+            let v = f
+                .get(field)
+                .ok_or_else(|| rejected(format!("no {field}")))?;
+            Inbound::from_post(v, f.get("RelayState").cloned()).map_err(rejected)?
+        }
+    };
+    if i.xml.len() > MAX_LOGOUT_MESSAGE {
+        return Err(rejected("the logout message is too large"));
+    }
+    Ok(i)
+}
+
+/// The IdP's SingleLogoutService for `posted` (HTTP-POST) or not, else the other binding's:
+/// `signOutEndpoint` first (HTTP-Redirect), then the metadata's.
+fn idp_slo(o: &SamlOptions, idp: &IdpConfig, posted: bool) -> Option<(url::Url, &'static str)> {
+    let redirect = o
+        .sign_out
+        .clone()
+        .or_else(|| idp.slo_url.clone())
+        .and_then(|u| url::Url::parse(&u).ok())
+        .map(|u| (u, HTTP_REDIRECT));
+    let post = idp
+        .slo_post_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| (u, HTTP_POST));
+    if posted {
+        post.or(redirect)
+    } else {
+        redirect.or(post)
+    }
+}
+
+/// An outbound message as the browser carries it.
+fn to_continue(out: latch_saml::idp::Outbound) -> Continue {
+    match out {
+        latch_saml::idp::Outbound::Redirect(u) => Continue::Get(u.into()),
+        latch_saml::idp::Outbound::Post {
+            action,
+            field,
+            value,
+            relay_state,
+        } => {
+            let mut fields = vec![(field.to_owned(), value)];
+            if let Some(rs) = relay_state {
+                fields.push(("RelayState".to_owned(), rs));
+            }
+            Continue::Post { action, fields }
+        }
     }
 }
 
 impl SamlConnector {
-    pub fn new(http: Outbound, sessions: Arc<dyn SessionStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        http: Outbound,
+        sessions: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<IdpKeys>,
+    ) -> Self {
         Self {
             http,
             sessions,
             metadata: Cache::new(clock.clone()),
             clock,
+            keys,
         }
+    }
+
+    /// The IdP and the XML of a signed message from the connection's IdP, once one of its
+    /// certificates verifies it (HTTP-Redirect: the query signature; HTTP-POST: the enveloped
+    /// one, which must cover the root). A failure refetches `metadataUrl` once (the IdP may have
+    /// rolled its key).
+    async fn believed(
+        &self,
+        o: &SamlOptions,
+        m: &Inbound,
+    ) -> Result<(IdpConfig, String), FederationError> {
+        if !m.is_signed() {
+            return Err(rejected(
+                "the identity provider's logout messages must be signed",
+            ));
+        }
+        let idp = self.idp(o, false).await?;
+        if let Some(xml) = idp.certs.iter().find_map(|c| m.verified_xml(c).ok()) {
+            return Ok((idp, xml));
+        }
+        if matches!(o.idp, SamlIdp::MetadataUrl(_)) {
+            let fresh = self.idp(o, true).await?;
+            if let Some(xml) = fresh.certs.iter().find_map(|c| m.verified_xml(c).ok()) {
+                return Ok((fresh, xml));
+            }
+        }
+        Err(rejected(
+            "the signature is not the identity provider's (or uses a refused algorithm)",
+        ))
+    }
+
+    /// Parses a believed message and checks what every logout message from the IdP must pass:
+    /// its kind, version, ID, recent IssueInstant, NotOnOrAfter, a Destination that is this
+    /// connection's SingleLogoutService, and the IdP's Issuer.
+    fn checked(
+        &self,
+        c: &Connection,
+        latch: &str,
+        idp: &IdpConfig,
+        xml: &str,
+        kind: Kind,
+    ) -> Result<Message, FederationError> {
+        let m = Message::parse(xml).map_err(rejected)?;
+        if m.kind != kind {
+            return Err(rejected(
+                "the message is not the logout message its field names",
+            ));
+        }
+        let here = paths::upstream_logout_url(latch, c.name.as_str());
+        m.check_common(&here, self.clock.now()).map_err(rejected)?;
+        // SAML bindings §3.4.5.2, §3.5.5.2: a signed message names where it is going.
+        if m.attr("Destination").is_none() {
+            return Err(rejected("a signed message must carry a Destination"));
+        }
+        match (&idp.entity_id, m.issuer.as_deref()) {
+            (_, None | Some("")) => return Err(rejected("the message has no Issuer")),
+            (Some(e), Some(i)) if e != i => {
+                return Err(rejected("the Issuer is not the identity provider's"));
+            }
+            _ => {}
+        }
+        Ok(m)
     }
 
     /// The IdP's metadata at `url`. Errors say what failed, never what was answered (an
@@ -134,6 +289,7 @@ impl SamlConnector {
                 entity_id: None,
                 sso_url: sign_in.clone(),
                 slo_url: sign_out.clone(),
+                slo_post_url: None,
                 certs: vec![latch_saml::parse_certificate(signing_cert).map_err(cfg)?],
             }),
         }
@@ -262,6 +418,8 @@ impl RedirectConnector for SamlConnector {
 pub struct MetadataDeps {
     pub store: Arc<dyn latch_core::store::Store>,
     pub issuer: String,
+    /// Latch's SAML keys: the metadata publishes their certificates.
+    pub keys: Arc<IdpKeys>,
 }
 
 #[derive(Deserialize)]
@@ -294,7 +452,13 @@ pub async fn get_sp_metadata(
         .await?
         .filter(|c| c.strategy == Strategy::Samlp)
         .ok_or_else(not_found)?;
-    let xml = latch_saml::sp_metadata(&sp_config(&c, &deps.issuer)).map_err(|e| {
+    let mut sp = sp_config(&c, &deps.issuer);
+    sp.signing_certs = deps
+        .keys
+        .snapshot()
+        .map(|k| k.published.clone())
+        .unwrap_or_default();
+    let xml = latch_saml::sp_metadata(&sp).map_err(|e| {
         latch_http::ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -312,5 +476,179 @@ pub fn configure(deps: MetadataDeps) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(deps))
             .route(paths::SP_METADATA, web::get().to(get_sp_metadata));
+    }
+}
+
+#[async_trait]
+impl UpstreamLogout for SamlConnector {
+    async fn logout_request(
+        &self,
+        c: &Connection,
+        latch: &str,
+        arrived: Arrived<'_>,
+    ) -> Result<UpstreamLogoutRequest, FederationError> {
+        let o = options(c)?;
+        let m = inbound(arrived, "SAMLRequest")?;
+        let (idp, xml) = self.believed(&o, &m).await?;
+        let msg = self.checked(c, latch, &idp, &xml, Kind::LogoutRequest)?;
+        let name_id = msg
+            .name_id
+            .as_ref()
+            .map(|n| n.value.clone())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| rejected("the LogoutRequest names no NameID"))?;
+        let request_id = msg.id().unwrap_or_default().to_owned();
+        // Accepted once: the ID is remembered as long as the request could be valid.
+        let now = self.clock.now();
+        let until = now
+            + time::Duration::seconds(
+                latch_saml::MAX_ISSUE_DELAY_SECONDS + 2 * latch_saml::CLOCK_SKEW_SECONDS,
+            );
+        let first = self
+            .sessions
+            .remember_once(
+                LOGOUT_REPLAY_SCOPE,
+                &format!("{} {request_id}", c.name),
+                until,
+                now,
+            )
+            .await
+            .map_err(|e| FederationError::Unavailable(e.to_string()))?;
+        if !first {
+            return Err(rejected("this LogoutRequest was already used"));
+        }
+        Ok(UpstreamLogoutRequest {
+            request_id,
+            name_id,
+            session_indexes: msg.session_indexes,
+            relay_state: m.relay_state,
+            posted: m.binding == latch_saml::idp::Binding::Post,
+        })
+    }
+
+    async fn logout_response(
+        &self,
+        c: &Connection,
+        latch: &str,
+        request: &UpstreamLogoutRequest,
+        status: &str,
+        second: Option<&str>,
+    ) -> Result<Continue, FederationError> {
+        let o = options(c)?;
+        let idp = self.idp(&o, false).await?;
+        let (to, binding) = idp_slo(&o, &idp, request.posted).ok_or_else(|| {
+            FederationError::Misconfigured("the IdP has no SingleLogoutService".into())
+        })?;
+        let keys = self
+            .keys
+            .snapshot()
+            .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
+        let id = new_id();
+        let xml = logout_response_xml(
+            &id,
+            &sp_config(c, latch).entity_id,
+            to.as_str(),
+            Some(&request.request_id),
+            status,
+            second,
+            self.clock.now(),
+        );
+        let out = latch_saml::idp::Outbound::carry(
+            &keys.signing,
+            binding,
+            &to,
+            false,
+            &xml,
+            &id,
+            request.relay_state.as_deref(),
+        )
+        .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
+        Ok(to_continue(out))
+    }
+
+    /// A signed LogoutRequest naming the upstream session (NameID with its Format, and the
+    /// SessionIndex, as the IdP issued them) to the IdP's SingleLogoutService, HTTP-Redirect
+    /// preferred, `state` as RelayState.
+    async fn start_logout(
+        &self,
+        c: &Connection,
+        latch: &str,
+        upstream: &UpstreamSession,
+        state: &str,
+    ) -> Result<LogoutStart, FederationError> {
+        let o = options(c)?;
+        if o.disable_signout {
+            return Ok(LogoutStart::NotSent("disableSignout is set".into()));
+        }
+        let Some(name_id) = upstream.name_id.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(LogoutStart::NotSent(
+                "no SAML NameID is kept for the session".into(),
+            ));
+        };
+        let idp = self.idp(&o, false).await?;
+        let Some((to, binding)) = idp_slo(&o, &idp, false) else {
+            return Ok(LogoutStart::NotSent(
+                "the IdP has no SingleLogoutService".into(),
+            ));
+        };
+        let keys = self
+            .keys
+            .snapshot()
+            .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
+        let now = self.clock.now();
+        let id = new_id();
+        let xml = logout_request_xml(
+            &id,
+            &sp_config(c, latch).entity_id,
+            to.as_str(),
+            &NameId {
+                value: name_id.to_owned(),
+                format: upstream.name_id_format.clone(),
+                ..NameId::default()
+            },
+            upstream.session_index.as_deref(),
+            now,
+            Some(now + LOGOUT_REQUEST_LIFETIME),
+        );
+        let out = latch_saml::idp::Outbound::carry(
+            &keys.signing,
+            binding,
+            &to,
+            true,
+            &xml,
+            &id,
+            Some(state),
+        )
+        .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
+        Ok(LogoutStart::Send {
+            to: to_continue(out),
+            saved: json!({ "request_id": id }),
+            via: "saml_logout_request",
+        })
+    }
+
+    /// The IdP's LogoutResponse: signed by it, to this endpoint, from its Issuer, in response
+    /// to the LogoutRequest Latch sent.
+    async fn finish_logout(
+        &self,
+        c: &Connection,
+        latch: &str,
+        arrived: Arrived<'_>,
+        saved: &Value,
+    ) -> Result<UpstreamAnswer, FederationError> {
+        let o = options(c)?;
+        let m = inbound(arrived, "SAMLResponse")?;
+        let (idp, xml) = self.believed(&o, &m).await?;
+        let msg = self.checked(c, latch, &idp, &xml, Kind::LogoutResponse)?;
+        let sent = saved["request_id"].as_str().unwrap_or_default();
+        if sent.is_empty() || msg.attr("InResponseTo") != Some(sent) {
+            return Err(rejected(
+                "the LogoutResponse does not answer Latch's LogoutRequest",
+            ));
+        }
+        Ok(UpstreamAnswer {
+            ok: msg.status.first().map(String::as_str) == Some(STATUS_SUCCESS),
+            status: msg.status,
+        })
     }
 }

@@ -18,6 +18,7 @@
 pub mod cookies;
 pub mod events;
 mod flow;
+pub mod logout;
 pub mod pages;
 mod password;
 mod request;
@@ -28,8 +29,8 @@ use std::sync::Arc;
 
 use actix_web::web;
 use latch_core::Clock;
-use latch_core::connector::{PasswordConnector, RedirectConnector};
-use latch_core::logout::Logout;
+use latch_core::connector::{PasswordConnector, RedirectConnector, UpstreamLogout};
+use latch_core::logout::{FrontChannelPage, Logout};
 use latch_core::session::SessionStore;
 use latch_core::store::Store;
 use time::Duration;
@@ -40,7 +41,7 @@ pub use request::{Completion, Issued, LoginRequest, Prompt, Protocol, Refusal};
 /// `LOGIN`; upstream IdPs send the browser back to `CALLBACK`, whose `POST` is the SAML
 /// AssertionConsumerService.
 pub mod paths {
-    pub use latch_core::paths::{CALLBACK, LOGIN};
+    pub use latch_core::paths::{CALLBACK, LOGIN, UPSTREAM_LOGOUT};
 }
 
 /// Lifetimes and cookie settings.
@@ -78,8 +79,12 @@ pub struct Deps {
     pub database: Arc<dyn PasswordConnector>,
     /// Connections that redirect to an IdP (`okta`, `oidc`, `samlp`).
     pub upstream: Arc<dyn RedirectConnector>,
-    /// Ends the session a new sign-in replaces.
+    /// Ends the session a new sign-in replaces, and those an upstream IdP's logout names.
     pub logout: Arc<Logout>,
+    /// Logout with upstream IdPs: their SAML Single Logout, and federated logout.
+    pub upstream_logout: Arc<dyn UpstreamLogout>,
+    /// The logout page an upstream IdP's LogoutRequest is answered with.
+    pub front_channel: Arc<dyn FrontChannelPage>,
     /// How each protocol answers its app.
     pub completions: HashMap<Protocol, Arc<dyn Completion>>,
     pub settings: Settings,
@@ -128,7 +133,7 @@ impl Login {
         flow::begin(&self.0, req, r).await
     }
 
-    /// Mounts `POST /login` and `/login/callback`.
+    /// Mounts `POST /login`, `/login/callback` and `/logout` (upstream logout).
     pub fn configure(&self) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
         let deps = web::Data::from(self.0.clone());
         move |cfg| {
@@ -139,6 +144,14 @@ impl Login {
                     .app_data(deps.clone())
                     .app_data(web::FormConfig::default().limit(16 * 1024))
                     .route(web::post().to(password::post_login)),
+            )
+            .service(
+                // Logout messages are small (Latch refuses XML over 32 KiB).
+                web::resource(paths::UPSTREAM_LOGOUT)
+                    .app_data(deps.clone())
+                    .app_data(web::FormConfig::default().limit(64 * 1024))
+                    .route(web::get().to(logout::get_logout))
+                    .route(web::post().to(logout::post_logout)),
             )
             .service(
                 // The SAML ACS takes a signed Response in a form: larger than other forms.

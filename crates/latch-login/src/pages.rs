@@ -1,5 +1,6 @@
-//! Server-rendered pages (askama) of sign-in, shared with the protocols' own pages. Every page is sent with a strict Content-Security-Policy: no
-//! scripts at all, inline styles only.
+//! Server-rendered pages (askama) of sign-in, shared with the protocols' own pages. Every page is
+//! sent with a strict Content-Security-Policy: no scripts, inline styles only; the one exception
+//! is the auto-posting form ([`post_page`]), whose one script runs by a per-response nonce.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};

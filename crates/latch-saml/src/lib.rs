@@ -80,6 +80,11 @@ pub struct SpConfig {
     pub entity_id: String,
     /// The HTTP-POST AssertionConsumerService URL.
     pub acs_url: String,
+    /// Latch's SingleLogoutService for this connection (both bindings), when it has one.
+    pub slo_url: Option<String>,
+    /// The certificates Latch signs logout messages with (current first, then the next key's):
+    /// published as `KeyDescriptor use="signing"`.
+    pub signing_certs: Vec<CertificateDer>,
 }
 
 /// What Latch knows of the upstream IdP.
@@ -92,6 +97,8 @@ pub struct IdpConfig {
     pub sso_url: String,
     /// SingleLogoutService, HTTP-Redirect binding, if the IdP offers it.
     pub slo_url: Option<String>,
+    /// SingleLogoutService, HTTP-POST binding, if the IdP offers it.
+    pub slo_post_url: Option<String>,
     /// Certificates whose keys may sign answers.
     pub certs: Vec<CertificateDer>,
 }
@@ -295,6 +302,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpConfig, SamlError> {
         )
     })?;
     let slo_url = endpoint(HTTP_REDIRECT_BINDING, true);
+    let slo_post_url = endpoint(HTTP_POST_BINDING, true);
     let mut certs = Vec::new();
     for d in descriptors {
         for k in &d.key_descriptors {
@@ -312,6 +320,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpConfig, SamlError> {
         entity_id: Some(entity_id),
         sso_url,
         slo_url,
+        slo_post_url,
         certs,
     })
 }
@@ -359,9 +368,38 @@ fn pem_body(pem: &str) -> Option<Vec<u8>> {
 }
 
 /// Latch's SP metadata for one connection: entity id, the HTTP-POST ACS, signed assertions
-/// wanted, unsigned AuthnRequests.
+/// wanted, unsigned AuthnRequests, and, for Single Logout, the SingleLogoutService in both
+/// bindings and the certificates Latch's logout messages are signed with.
 pub fn sp_metadata(sp: &SpConfig) -> Result<String, SamlError> {
+    let slo = sp.slo_url.as_ref().map(|u| {
+        [HTTP_REDIRECT_BINDING, HTTP_POST_BINDING]
+            .iter()
+            .map(|b| samael::metadata::Endpoint {
+                binding: (*b).to_owned(),
+                location: u.clone(),
+                response_location: None,
+            })
+            .collect::<Vec<_>>()
+    });
+    // One KeyDescriptor per key (an X509Data with several certificates is one key's chain).
+    let keys = (!sp.signing_certs.is_empty()).then(|| {
+        sp.signing_certs
+            .iter()
+            .map(|c| KeyDescriptor {
+                key_use: Some("signing".into()),
+                key_info: samael::key_info::KeyInfo {
+                    id: None,
+                    x509_data: Some(samael::key_info::X509Data {
+                        certificates: vec![STANDARD.encode(c.der_data())],
+                    }),
+                },
+                encryption_methods: None,
+            })
+            .collect()
+    });
     let descriptor = SpSsoDescriptor {
+        key_descriptors: keys,
+        single_logout_services: slo,
         protocol_support_enumeration: Some("urn:oasis:names:tc:SAML:2.0:protocol".into()),
         authn_requests_signed: Some(false),
         want_assertions_signed: Some(true),

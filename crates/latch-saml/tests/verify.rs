@@ -12,6 +12,8 @@ fn sp() -> SpConfig {
     SpConfig {
         entity_id: "urn:latch:127.0.0.1:acme".into(),
         acs_url: "http://127.0.0.1:8080/login/callback?connection=acme".into(),
+        slo_url: None,
+        signing_certs: Vec::new(),
     }
 }
 
@@ -67,6 +69,7 @@ fn configured_by_certificate_only_the_signed_issuer_is_recorded() {
         entity_id: None,
         sso_url: "http://127.0.0.1:9/sso".into(),
         slo_url: None,
+        slo_post_url: None,
         certs: vec![parse_certificate(&idp.cert_pem()).unwrap()],
     };
     let v = verify_response(&sp(), &cfg, &idp.response(&good()), REQ).unwrap();
@@ -375,4 +378,33 @@ fn an_answer_to_another_request_is_refused_before_its_signature_is_checked() {
     }
     // The same answer for its own request still passes.
     verify_response(&sp(), &idp_config(&idp), &encode(&xml), "_req-other").unwrap();
+}
+
+#[test]
+fn sp_metadata_lists_single_logout_and_signing_certificates() {
+    let idp = TestIdp::new("https://idp.example.com/md");
+    let cert = parse_certificate(&idp.cert_pem()).unwrap();
+    let mut sp = sp();
+    sp.slo_url = Some("http://127.0.0.1:8080/logout?connection=acme".into());
+    sp.signing_certs = vec![cert.clone(), cert];
+    let xml = latch_saml::sp_metadata(&sp).unwrap();
+    for binding in ["HTTP-Redirect", "HTTP-POST"] {
+        assert!(
+            xml.contains(&format!(
+                r#"SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:{binding}" Location="http://127.0.0.1:8080/logout?connection=acme""#
+            )) || xml.contains(&format!(
+                r#"SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:{binding}" Location="http://127.0.0.1:8080/logout?connection=acme""#
+            ).replace('&', "&amp;")),
+            "{xml}"
+        );
+    }
+    // One KeyDescriptor per key, for signing.
+    assert_eq!(
+        xml.matches(r#"KeyDescriptor use="signing""#).count(),
+        2,
+        "{xml}"
+    );
+    // Without them, neither is listed.
+    let bare = latch_saml::sp_metadata(&self::sp()).unwrap();
+    assert!(!bare.contains("SingleLogoutService") && !bare.contains("KeyDescriptor"));
 }

@@ -327,6 +327,23 @@ async fn logout_request(
         }
         None => None,
     };
+    // Federated logout when the session's connection asks for it: the IdP first, then the
+    // answer to the app.
+    let mut federated = None;
+    if let Some(s) = ended.sessions.first() {
+        let wants = deps
+            .store
+            .find_connection_by_name(&s.connection)
+            .await?
+            .is_some_and(|c| latch_core::connection_options::federated_logout(&c));
+        if wants {
+            federated = Some(deps.login.federated_logout(req, s, answer.clone()).await);
+        }
+    }
+    let answer = match &federated {
+        Some(f) => f.to.clone(),
+        None => answer,
+    };
     let page = deps.front_channel.render(&PageRequest {
         issuer: &deps.issuer,
         front_channel: &ended.front_channel,
@@ -359,6 +376,9 @@ async fn logout_request(
             details.insert("logout_request_id".into(), json!(request_id));
             details.insert("saml_unreachable".into(), json!(unreachable));
             details.insert("status".into(), json!(second.unwrap_or(status)));
+            if let Some(f) = &federated {
+                details.insert("upstream".into(), f.details.clone());
+            }
             serde_json::Value::Object(details)
         },
     )
@@ -379,7 +399,7 @@ async fn logout_request(
             .insert_header(("Cache-Control", "no-store"))
             .finish(),
         (None, Some(Continue::Post { action, fields })) => {
-            crate::post_page("Signing out", &action, &fields)
+            latch_login::pages::post_page("Signing out", &action, &fields)
         }
         (None, None) => signed_out("You are signed out. You can close this window."),
     };

@@ -31,6 +31,8 @@ pub struct AppState {
     pub remote: Arc<latch_remote::RemoteKeys>,
     /// Upstream Okta, OpenID Connect and SAML connections (metadata cached across requests).
     pub upstream: Arc<dyn latch_core::connector::RedirectConnector>,
+    /// The same connectors' logout side (SAML Single Logout, federated logout).
+    pub upstream_logout: Arc<dyn latch_core::connector::UpstreamLogout>,
     /// What Latch signs SAML with (its RS256 key, with a certificate).
     pub saml_keys: Arc<latch_saml::keys::IdpKeys>,
 }
@@ -102,6 +104,7 @@ fn login(
     state: &AppState,
     settings: &latch_oidc::Settings,
     logout: &Arc<latch_core::logout::Logout>,
+    front_channel: &Arc<dyn latch_core::logout::FrontChannelPage>,
 ) -> latch_login::Login {
     let issuer = state.config.issuer_str().to_owned();
     let oidc: Arc<dyn latch_login::Completion> = Arc::new(latch_oidc::OidcCompletion {
@@ -124,6 +127,8 @@ fn login(
         }),
         upstream: state.upstream.clone(),
         logout: logout.clone(),
+        upstream_logout: state.upstream_logout.clone(),
+        front_channel: front_channel.clone(),
         completions: [
             (latch_login::Protocol::Oidc, oidc),
             (latch_login::Protocol::Samlp, samlp),
@@ -144,12 +149,12 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         ..latch_oidc::Settings::default()
     };
     let logout = state.logout();
-    let login = login(&state, &oidc_settings, &logout);
     let front_channel: Arc<dyn latch_core::logout::FrontChannelPage> =
         Arc::new(latch_slo::SloPages::new(latch_slo::SamlSigner {
             keys: state.saml_keys.clone(),
             clock: state.clock.clone(),
         }));
+    let login = login(&state, &oidc_settings, &logout, &front_channel);
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
@@ -185,6 +190,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 latch_federation::saml::MetadataDeps {
                     store: state.store.clone(),
                     issuer: state.config.issuer_str().to_owned(),
+                    keys: state.saml_keys.clone(),
                 },
             ))
             .configure(latch_gtr::configure(latch_gtr::Deps {

@@ -573,8 +573,21 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         clock.clone(),
     ));
     let upstream = Arc::new(latch_federation::Upstream {
-        oidc: latch_federation::OidcConnector::new(outbound(10), remote.clone(), clock.clone()),
-        saml: latch_federation::SamlConnector::new(outbound(10), sessions.clone(), clock.clone()),
+        oidc: latch_federation::OidcConnector::new(
+            outbound(10),
+            remote.clone(),
+            clock.clone(),
+            Arc::new(latch_jose::TokenSealer::derive_for(
+                &master_key(&config)?,
+                latch_federation::oidc::UPSTREAM_TOKEN_KEY_INFO,
+            )),
+        ),
+        saml: latch_federation::SamlConnector::new(
+            outbound(10),
+            sessions.clone(),
+            clock.clone(),
+            saml_keys.clone(),
+        ),
     });
     Ok(Started {
         state: AppState {
@@ -584,6 +597,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             clock,
             admin_token: Some(token),
             backchannel,
+            upstream_logout: upstream.clone(),
             upstream,
             sealer,
             remote,

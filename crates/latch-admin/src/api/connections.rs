@@ -99,7 +99,8 @@ pub(crate) struct ConnectionView {
     /// `auth0`, `okta`, `oidc` or `samlp`.
     strategy: String,
     /// The strategy's options without secrets; a `samlp` connection's also show Latch's SP
-    /// metadata URL, entity id and ACS URL (`sp_metadata_url`, `sp_entity_id`, `sp_acs_url`).
+    /// metadata URL, entity id, ACS URL and SingleLogoutService (`sp_metadata_url`,
+    /// `sp_entity_id`, `sp_acs_url`, `sp_single_logout_url`).
     #[schema(value_type = Object)]
     options: Map<String, Value>,
     enabled_clients: Vec<String>,
@@ -111,6 +112,10 @@ pub(crate) struct ConnectionView {
     /// Enterprise connections: where the IdP sends Universal Logout (GTR) requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     global_token_revocation_endpoint: Option<String>,
+    /// `okta` and `oidc`: the `post_logout_redirect_uri` Latch gives the IdP in a federated
+    /// logout (register it at the IdP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federated_logout_return_url: Option<String>,
 }
 
 super::list!(
@@ -128,6 +133,7 @@ fn connection_view(c: &Connection, issuer: &str) -> ConnectionView {
         options.insert("sp_metadata_url".into(), Value::String(sp.metadata_url));
         options.insert("sp_entity_id".into(), Value::String(sp.entity_id));
         options.insert("sp_acs_url".into(), Value::String(sp.acs_url));
+        options.insert("sp_single_logout_url".into(), Value::String(sp.slo_url));
     }
     ConnectionView {
         id: c.id.as_str().to_owned(),
@@ -152,6 +158,8 @@ fn connection_view(c: &Connection, issuer: &str) -> ConnectionView {
             .strategy
             .is_enterprise()
             .then(|| latch_core::paths::global_token_revocation_url(issuer, c.name.as_str())),
+        federated_logout_return_url: matches!(c.strategy, Strategy::Okta | Strategy::Oidc)
+            .then(|| latch_core::paths::upstream_logout_url(issuer, c.name.as_str())),
     }
 }
 

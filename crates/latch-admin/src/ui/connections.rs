@@ -214,6 +214,12 @@ fn sections(
             description: "Lets your IdP (Okta Universal Logout) end a user's sessions in Latch and every app, and revoke their refresh tokens.".into(),
             fields: ul,
         });
+        out.push(Section {
+            id: "single-logout",
+            title: "Single Logout".into(),
+            description: "Federated logout: when an app signs the user out with federated (or a SAML app, with the switch below), Latch also ends the user's session at the IdP.".into(),
+            fields: fields(FormSection::SingleLogout),
+        });
     }
     let chosen: Vec<String> = match form {
         Some(f) => f.all("enabled_clients"),
@@ -289,8 +295,9 @@ fn option_field(
     }
 }
 
-/// What the admin registers at the IdP: for `okta` and `oidc` the sign-in redirect URI and the
-/// back-channel logout URL, for `samlp` Latch's SP metadata URL, entity id and ACS. Once the
+/// What the admin registers at the IdP: for `okta` and `oidc` the sign-in redirect URI, the
+/// back-channel logout URL and the sign-out redirect URI, for `samlp` Latch's SP metadata URL,
+/// entity id, ACS and Single Logout URL. Once the
 /// connection exists, as the API shows them; before, computed from the name as typed.
 fn for_your_idp(
     strategy: Strategy,
@@ -332,6 +339,21 @@ fn for_your_idp(
                 "backchannel_logout_url",
                 paths::backchannel_logout_url(issuer, "{name}"),
             ),
+            value(
+                Field::new(
+                    "readonly",
+                    "federated_logout_return_url",
+                    "Sign-out redirect URI",
+                    "",
+                )
+                .help(if strategy == Strategy::Okta {
+                    "In Okta: the app integration's \"Sign-out redirect URIs\" (federated logout comes back here)."
+                } else {
+                    "The post_logout_redirect_uri to register with your IdP (federated logout comes back here)."
+                }),
+                "federated_logout_return_url",
+                paths::upstream_logout_url(issuer, "{name}"),
+            ),
         ],
         Strategy::Samlp => {
             // Computed where the API computes them, for the name being typed.
@@ -357,6 +379,17 @@ fn for_your_idp(
                         .help("The Assertion Consumer Service (single sign-on URL)."),
                     "sp_acs_url",
                     sp.acs_url,
+                ),
+                value(
+                    Field::new(
+                        "readonly",
+                        "sp_single_logout_url",
+                        "Single Logout URL (HTTP-Redirect and HTTP-POST)",
+                        "",
+                    )
+                    .help("The IdP's LogoutRequests and LogoutResponses come here. The signature certificate is in the SP metadata."),
+                    "sp_single_logout_url",
+                    sp.slo_url,
                 ),
             ]
         }

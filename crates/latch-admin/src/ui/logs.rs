@@ -26,12 +26,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PER_PAGE: u32 = 50;
 
 /// The event types Latch records (`docs/events.md`), for the type filter.
-const TYPES: [(&str, &str); 20] = [
+const TYPES: [(&str, &str); 22] = [
     ("s", "Sign-in succeeded"),
     ("f", "Sign-in failed"),
     ("limit_wc", "Sign-in refused: account waiting out a delay"),
     ("limit_mu", "Sign-in refused: address waiting out a delay"),
     ("slo", "Logout"),
+    ("flo", "Upstream IdP's logout request refused"),
     ("saml_logout_response", "SAML app's logout answer"),
     ("sapi", "Management API change"),
     ("seacft", "Code exchanged for tokens"),
@@ -53,8 +54,12 @@ const TYPES: [(&str, &str); 20] = [
     ("universal_logout_succeeded", "Universal Logout accepted"),
     ("universal_logout_failed", "Universal Logout refused"),
     (
+        "federated_logout_succeeded",
+        "Upstream IdP ended its session",
+    ),
+    (
         "federated_logout_failed",
-        "Upstream back-channel logout refused",
+        "Upstream logout refused or failed",
     ),
 ];
 
@@ -501,6 +506,68 @@ async fn detail(
                 channel: "SAML",
                 sent: String::new(),
                 outcome: "not reachable (no Single Logout URL, or no browser to carry it)".into(),
+            });
+        }
+    }
+    // The upstream IdP: told in a federated logout (its answer, if it came, is the
+    // `federated_logout_*` event naming the same `upstream_logout_id`), or, for an IdP's own
+    // LogoutRequest, Latch's answer to it.
+    let up = &e.details["upstream"];
+    if e.event_type == "slo" && up.is_object() {
+        let connection = e
+            .connection
+            .as_ref()
+            .map_or_else(|| "upstream IdP".to_owned(), |c| c.as_str().to_owned());
+        if up["protocol"] == "saml" {
+            told.push(ToldRow {
+                client: connection,
+                channel: "SAML LogoutResponse to the IdP",
+                sent: show(&up["logout_request_id"]),
+                outcome: match up["answered"].as_str() {
+                    Some(s) => format!("answered {s}"),
+                    None => "no answer could be made".into(),
+                },
+            });
+        } else if up["told"] == Value::Bool(true) {
+            let id = up["upstream_logout_id"].as_str().unwrap_or_default();
+            let answers = deps
+                .store
+                .list_logs(&LogQuery {
+                    user_id: e.user_id.clone(),
+                    connection: e.connection.clone(),
+                    from: Some(e.date),
+                    per_page: 100,
+                    ..LogQuery::default()
+                })
+                .await
+                .unwrap_or_default();
+            let outcome = match answers.iter().find(|a| {
+                a.event_type.starts_with("federated_logout_")
+                    && !id.is_empty()
+                    && a.details["upstream_logout_id"].as_str() == Some(id)
+            }) {
+                Some(a) if a.event_type == "federated_logout_succeeded" => {
+                    "ended its session".to_owned()
+                }
+                Some(a) => format!("failed: {}", a.description),
+                None => "no answer yet (the browser has not come back)".into(),
+            };
+            told.push(ToldRow {
+                client: connection,
+                channel: if up["via"] == "end_session_endpoint" {
+                    "federated logout (end_session_endpoint)"
+                } else {
+                    "federated logout (SAML LogoutRequest)"
+                },
+                sent: String::new(),
+                outcome,
+            });
+        } else {
+            told.push(ToldRow {
+                client: connection,
+                channel: "federated logout",
+                sent: String::new(),
+                outcome: format!("not sent: {}", show(&up["reason"])),
             });
         }
     }

@@ -138,6 +138,8 @@ struct SessionRow {
     last_seen: String,
     apps: String,
     connection: String,
+    /// The upstream session: its OpenID Connect `sid`, or SAML NameID and SessionIndex.
+    upstream: String,
 }
 
 struct TokenRow {
@@ -340,6 +342,7 @@ async fn detail_page(
                         .collect::<Vec<_>>()
                         .join(", "),
                     connection: s.connection.as_str().to_owned(),
+                    upstream: upstream_of(&s.upstream),
                 })
                 .collect(),
             tokens: tokens
@@ -681,5 +684,15 @@ async fn admin_role(
             if grant { "granted" } else { "revoked" }
         )),
         Err(e) => error_page(e),
+    }
+}
+
+/// How the admin UI names an upstream session (never the upstream ID token).
+fn upstream_of(u: &latch_core::session::UpstreamSession) -> String {
+    match (&u.sid, &u.name_id, &u.session_index) {
+        (Some(sid), _, _) => format!("sid {sid}"),
+        (None, Some(n), Some(i)) => format!("NameID {n}, SessionIndex {i}"),
+        (None, Some(n), None) => format!("NameID {n}"),
+        _ => String::new(),
     }
 }

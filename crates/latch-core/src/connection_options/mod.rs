@@ -16,7 +16,7 @@ use crate::net::OutboundPolicy;
 
 pub use typed::{
     DEFAULT_SCOPE, DatabaseOptions, OidcOptions, PasswordPolicy, SamlIdp, SamlOptions,
-    UniversalLogoutOptions,
+    UniversalLogoutOptions, federated_logout,
 };
 
 /// The kind of value an option holds, and how it is checked.
@@ -58,6 +58,8 @@ pub enum FormSection {
     HomeRealm,
     /// Universal Logout (Okta's calls to the GTR endpoint).
     UniversalLogout,
+    /// Single Logout with the IdP (federated logout, the IdP's SingleLogoutService).
+    SingleLogout,
 }
 
 /// When an option must be present.

@@ -1,6 +1,6 @@
 //! The four tables: every option of each strategy, in the admin UI form's order.
 
-use super::FormSection::{HomeRealm, Idp, UniversalLogout};
+use super::FormSection::{HomeRealm, Idp, SingleLogout, UniversalLogout};
 use super::typed::{DEFAULT_SCOPE, PasswordPolicy};
 use super::{AnyOf, Fallback, Kind, Need, OptionSpec as O, StrategySpec};
 
@@ -21,6 +21,13 @@ const UL_ENABLED: O = O::api("global_token_revocation_enabled", Kind::Bool)
     .form(UniversalLogout, "Enable Universal Logout");
 const UL_ISS: &str = "global_token_revocation_jwt_iss";
 const UL_SUB: &str = "global_token_revocation_jwt_sub";
+// Every enterprise strategy: a SAML app's LogoutRequest also ends the upstream session.
+const FEDERATED_LOGOUT: O = O::api("federated_logout", Kind::Bool)
+    .form(
+        SingleLogout,
+        "Sign out of the IdP when a SAML app signs out",
+    )
+    .help("OpenID Connect apps ask for it with the federated parameter of /oidc/logout.");
 const DOMAIN_ALIASES: O = O::api("domain_aliases", Kind::Domains)
     .form(HomeRealm, "Email domains")
     .help("Comma-separated, e.g. acme.com, acme.io.");
@@ -67,6 +74,7 @@ pub(super) static OKTA: StrategySpec = StrategySpec {
         OIDC_UL_SUB,
         DOMAIN_ALIASES,
         OIDC_JWKS_URI,
+        FEDERATED_LOGOUT,
     ],
     any_of: None,
 };
@@ -89,6 +97,7 @@ pub(super) static OIDC: StrategySpec = StrategySpec {
         OIDC_UL_SUB,
         DOMAIN_ALIASES,
         OIDC_JWKS_URI,
+        FEDERATED_LOGOUT,
     ],
     any_of: Some(AnyOf {
         sets: &[&["discovery_url"], &["issuer"]],
@@ -125,8 +134,15 @@ pub(super) static SAMLP: StrategySpec = StrategySpec {
         O::api("entityId", Kind::Str)
             .form(Idp, "Latch's entity ID (optional)")
             .help("Default: urn:latch:{host}:{connection}."),
-        O::api("signOutEndpoint", Kind::Url),
-        O::api("disableSignout", Kind::Bool),
+        O::api("signOutEndpoint", Kind::Url)
+            .form(
+                SingleLogout,
+                "IdP logout URL (SingleLogoutService, optional)",
+            )
+            .help("Default: the one in the IdP's metadata."),
+        O::api("disableSignout", Kind::Bool)
+            .form(SingleLogout, "Never send logout requests to the IdP"),
+        FEDERATED_LOGOUT,
         O::api("user_id_attribute", Kind::Str)
             .form(Idp, "User ID attribute (optional)")
             .help("Default: the NameID."),

@@ -118,6 +118,10 @@ pub struct SamlOptions {
     pub entity_id: Option<String>,
     /// `user_id_attribute`: the attribute holding the user's id, when not the NameID.
     pub user_id_attribute: Option<String>,
+    /// `signOutEndpoint`: the IdP's SingleLogoutService, before the one in its metadata.
+    pub sign_out: Option<String>,
+    /// `disableSignout`: Latch never sends the IdP a LogoutRequest.
+    pub disable_signout: bool,
 }
 
 impl SamlOptions {
@@ -151,6 +155,8 @@ impl SamlOptions {
             idp,
             entity_id: Self::entity_id_of(c).map(str::to_owned),
             user_id_attribute: trimmed(o, "user_id_attribute").map(str::to_owned),
+            sign_out: trimmed(o, "signOutEndpoint").map(str::to_owned),
+            disable_signout: flag(o, "disableSignout"),
         })
     }
 
@@ -158,6 +164,12 @@ impl SamlOptions {
     pub fn entity_id_of(c: &Connection) -> Option<&str> {
         trimmed(&c.options, "entityId")
     }
+}
+
+/// `federated_logout`: a SAML app's LogoutRequest also ends the user's session at the IdP (an
+/// OpenID Connect app asks per request, with `federated`).
+pub fn federated_logout(c: &Connection) -> bool {
+    flag(&c.options, "federated_logout")
 }
 
 /// Universal Logout (Okta's Global Token Revocation calls) on an enterprise connection.

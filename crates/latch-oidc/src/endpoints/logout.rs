@@ -3,6 +3,8 @@
 //! The session cookie, not the `id_token_hint`, decides whose session ends. Without a hint that
 //! names the signed-in user, the user confirms first (a one-time form bound to the browser).
 //! `post_logout_redirect_uri` must equal one of the client's `allowed_logout_urls`.
+//! `federated` (Auth0's; its presence, whatever its value) also ends the session at the
+//! upstream IdP, after Latch's own ([`latch_login::Login::federated_logout`]).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
@@ -31,6 +33,8 @@ pub struct LogoutParams {
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
     ui_locales: Option<String>,
+    /// Auth0's `federated`: present (any value) to end the upstream IdP's session too.
+    federated: Option<String>,
     /// The confirmation form's one-time token (POST only).
     #[serde(skip_serializing)]
     confirm: Option<String>,
@@ -42,6 +46,8 @@ struct After {
     redirect: Option<String>,
     state: Option<String>,
     client_id: Option<ClientId>,
+    #[serde(default)]
+    federated: bool,
 }
 
 fn bad(message: &str) -> HttpResponse {
@@ -140,6 +146,7 @@ async fn handle(
         redirect,
         state: p.state,
         client_id: client.as_ref().map(|c| c.client_id.clone()),
+        federated: p.federated.is_some(),
     };
 
     // 4. Whose session: the cookie's.
@@ -223,6 +230,17 @@ async fn end(
         )
         .await?;
     let session = out.sessions.first();
+    let then = continue_to(after).map(Continue::Get);
+    // Federated: the browser goes to the upstream IdP next, which sends it back to Latch and on
+    // to `then`.
+    let federated = match (after.federated, session) {
+        (true, Some(s)) => Some(deps.login.federated_logout(req, s, then.clone()).await),
+        _ => None,
+    };
+    let next = match &federated {
+        Some(f) => f.to.clone(),
+        None => then,
+    };
     // The other apps of the session with a front-channel logout URL are loaded in hidden frames
     // of a logout page, which then continues where the redirect would have gone.
     let page = deps.front_channel.render(&PageRequest {
@@ -230,8 +248,12 @@ async fn end(
         front_channel: &out.front_channel,
         saml: &out.saml,
         exclude: after.client_id.as_ref(),
-        continue_to: continue_to(after).map(Continue::Get),
+        continue_to: next.clone(),
     });
+    let mut details = out.browser_event_details(LogoutInitiator::RpLogout, page.as_ref());
+    if let Some(f) = &federated {
+        details.insert("upstream".into(), f.details.clone());
+    }
     issue::log(
         deps,
         "slo",
@@ -240,13 +262,11 @@ async fn end(
         after.client_id.as_ref(),
         session.map(|s| &s.connection),
         client_ip(req),
-        serde_json::Value::Object(
-            out.browser_event_details(LogoutInitiator::RpLogout, page.as_ref()),
-        ),
+        serde_json::Value::Object(details),
     )
     .await;
-    Ok(match page {
-        Some(page) => HttpResponse::Ok()
+    Ok(match (page, federated) {
+        (Some(page), _) => HttpResponse::Ok()
             .cookie(cookies::clear(
                 cookies::SESSION,
                 deps.settings.secure_cookies,
@@ -255,7 +275,18 @@ async fn end(
             .insert_header(("Cache-Control", "no-store"))
             .content_type("text/html; charset=utf-8")
             .body(page.html),
-        None => finish(deps, after),
+        (None, Some(_)) => {
+            let mut res = latch_login::logout::go(
+                next.as_ref(),
+                "You are signed out. You can close this window.",
+            );
+            let _ = res.add_cookie(&cookies::clear(
+                cookies::SESSION,
+                deps.settings.secure_cookies,
+            ));
+            res
+        }
+        (None, None) => finish(deps, after),
     })
 }
 

@@ -106,6 +106,7 @@ fn routes() -> Vec<Route> {
         ("POST", "/admin/deliveries/d/retry", ui, Admin, UI_LOGS),
         ("POST", "/login", oidc_form, Anonymous, LOGIN),
         ("POST", "/login/callback?connection=saml", Form(512 * KIB), Anonymous, LOGIN),
+        ("POST", "/logout?connection=saml", Form(64 * KIB), Anonymous, LOGIN),
         ("POST", "/oauth/token", oidc_form, Anonymous, OIDC),
         ("POST", "/userinfo", None, Anonymous, OIDC),
         ("POST", "/oauth/revoke", oidc_form, Anonymous, OIDC),

@@ -298,11 +298,14 @@ fn fuzz_seeds_pass_what_a_fuzzer_cannot_forge() {
         entity_id: Some(SAML_IDP_ENTITY_ID.into()),
         sso_url: "https://idp.fuzz.example/sso".into(),
         slo_url: None,
+        slo_post_url: None,
         certs: vec![latch_saml::parse_certificate(&cert).unwrap()],
     };
     let sp = latch_saml::SpConfig {
         entity_id: SAML_SP_ENTITY_ID.into(),
         acs_url: SAML_ACS_URL.into(),
+        slo_url: None,
+        signing_certs: Vec::new(),
     };
     for (name, data) in corpus("saml_response") {
         let (mode, rest) = data.split_first().unwrap();
