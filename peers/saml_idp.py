@@ -36,7 +36,8 @@ Endpoints:
                             sessions named end at once. Hostile variants: "expires_in" (NotOnOrAfter in
                             seconds, default 300, negative: expired, null: none), "sign": false, "sig_alg":
                             "rsa-sha1", "wrong_key": true, "issuer", "destination" (the attribute only),
-                            "name_id_format".
+                            "name_id_format", "dtd": true (a DOCTYPE declaring an external entity, not
+                            referenced, ahead of the message; its signature still verifies).
   GET  /test/logout-form/ID the auto-post page of /test/logout's HTTP-POST LogoutRequest ID
   POST /test/user           JSON {"name_id", "name_id_format", "attributes": {name: [values]}}
   GET  /test/last-response  the last SAML Response produced (XML)
@@ -188,6 +189,17 @@ def form_page(action, fields):
         '<noscript><input type="submit" value="Continue"/></noscript>\n</form>\n'
         "<script>document.forms[0].submit();</script>\n</body></html>\n"
     )
+
+
+def with_dtd(xml):
+    """xml with a DOCTYPE that declares an external entity (XXE bait) after any XML declaration. The
+    entity is not referenced, so the message and a signature over it (enveloped, or over the query
+    string) are otherwise unchanged: only a refusal of DTDs turns it away."""
+    m = re.match(r"(\s*<\?xml[^>]*\?>)?\s*<([\w:.-]+)", xml)
+    if m is None:
+        raise ValueError("not an XML element")
+    head = m.group(1) or ""
+    return f'{head}<!DOCTYPE {m.group(2)} [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>{xml[len(head):]}'
 
 
 def text(status, body):
@@ -430,6 +442,7 @@ class Idp:
             raise ValueError("binding must be redirect or post; sig_alg rsa-sha256 or rsa-sha1")
         name_id, session_index = str(data["name_id"]), data.get("session_index")
         relay_state, sign, key = data.get("relay_state"), data.get("sign", True) is not False, "idp"
+        dtd = with_dtd if data.get("dtd") else (lambda xml: xml)
         if data.get("wrong_key"):
             key = "other"
         issued = [s for s in self.sessions if s["name_id"] == name_id]
@@ -462,9 +475,11 @@ class Idp:
         self.pending[req_id] = rec
         log.info("LogoutRequest %s for %s (SessionIndex %s) -> %s", req_id, name_id, session_index, destination)
         if binding == BINDING_HTTP_REDIRECT:
-            return {"id": req_id, "url": self.redirect_url(destination, "SAMLRequest", str(req), relay_state, sign,
-                                                           sig_alg, key)}
+            return {"id": req_id, "url": self.redirect_url(destination, "SAMLRequest", dtd(str(req)), relay_state,
+                                                           sign, sig_alg, key)}
         xml = self.enveloped(req, sig_alg, key) if sign else base64.b64encode(str(req).encode()).decode()
+        if data.get("dtd"):
+            xml = base64.b64encode(with_dtd(base64.b64decode(xml).decode()).encode()).decode()
         fields = {"SAMLRequest": xml, **({"RelayState": relay_state} if relay_state is not None else {})}
         self.post_pages[req_id] = form_page(destination, fields)
         return {"id": req_id, "form": {"action": destination, **fields},

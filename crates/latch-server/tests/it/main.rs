@@ -29,3 +29,4 @@ mod samlp;
 mod samlp_e2e;
 mod support;
 mod throttle;
+mod upstream_slo;

@@ -778,31 +778,7 @@ async fn upstream_backchannel_logout_ends_latch_sessions() {
 
     // Sign out at the IdP (its own logout page and confirmation form).
     let page = agent.send(&format!("{}/session/end", idp.base), None).await;
-    let xsrf = page
-        .body
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("xsrf")
-        .to_owned();
-    let action = page
-        .body
-        .split("action=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("action")
-        .to_owned();
-    let action = url::Url::parse(&idp.base)
-        .unwrap()
-        .join(&action)
-        .unwrap()
-        .to_string();
-    let done = agent
-        .send(
-            &action,
-            Some(&[("xsrf".into(), xsrf), ("logout".into(), "yes".into())]),
-        )
-        .await;
+    let done = confirm_idp_logout(&mut agent, &idp.base, &page).await;
     assert!(
         done.status == 303 || done.status == 302 || done.status == 200,
         "{}",
@@ -823,6 +799,456 @@ async fn upstream_backchannel_logout_ends_latch_sessions() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+/// Submits the IdP's sign-out confirmation (oidc-provider's end_session page: a form with its
+/// `xsrf`) with `logout=yes`, as its user would: the IdP's answer.
+async fn confirm_idp_logout(agent: &mut Agent, idp_base: &str, page: &Hop) -> Hop {
+    let field = |marker: &str, what: &str| {
+        page.body
+            .split(marker)
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {what} in the IdP's page ({}): {}",
+                    page.status, page.body
+                )
+            })
+            .to_owned()
+    };
+    let xsrf = field("name=\"xsrf\" value=\"", "xsrf");
+    let action = field("action=\"", "form action");
+    let action = url::Url::parse(idp_base)
+        .unwrap()
+        .join(&action)
+        .unwrap()
+        .to_string();
+    agent
+        .send(
+            &action,
+            Some(&[("xsrf".into(), xsrf), ("logout".into(), "yes".into())]),
+        )
+        .await
+}
+
+/// What the IdP's end_session endpoint was sent (`peers/idp.mjs` records every request).
+async fn end_session_requests(http: &reqwest::Client, idp: &Idp) -> Vec<Value> {
+    http.get(format!("{}/test/end-session-requests", idp.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A sign-in through the connection, following redirects only: `Some(the app's callback URL)`
+/// when the IdP signed the user in without asking (it has a session), `None` when it stopped at
+/// its sign-in form.
+async fn silent_upstream_sign_in(
+    agent: &mut Agent,
+    start: &str,
+    idp_base: &str,
+    app_cb: &str,
+) -> Option<String> {
+    let mut next = start.to_owned();
+    for _ in 0..10 {
+        if next.starts_with(app_cb) {
+            return Some(next);
+        }
+        let hop = agent.send(&next, None).await;
+        match hop.location {
+            Some(l) => next = l,
+            None => {
+                assert!(
+                    next.starts_with(idp_base)
+                        && hop.status == 200
+                        && hop.body.contains("name=\"login\""),
+                    "expected the IdP's sign-in form at {next}: {} {}",
+                    hop.status,
+                    hop.body
+                );
+                return None;
+            }
+        }
+    }
+    panic!("too many hops from {start}");
+}
+
+/// The claims of a JWT, unverified (the test reads what was sent, the IdP verifies).
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// Federated logout through an upstream OpenID provider (Auth0's `federated` parameter): the
+/// app's logout ends Latch's session, then sends the browser to the IdP's end_session endpoint
+/// with the ID token the IdP issued at that sign-in and `post_logout_redirect_uri` =
+/// `{latch}/logout?connection={name}`; the user confirms at the IdP, which ends its session and
+/// sends the browser back to Latch, which sends it on to the app with the app's `state`. A plain
+/// logout (no `federated`) never contacts the IdP, whose session then survives.
+async fn federated_logout_through_the_idp(backends: Backends, test: &str, strategy: &str) {
+    require_peers();
+    let Some((env, _dir, _schema)) = env_for(test, backends) else {
+        return;
+    };
+    let port = free_port();
+    let mut latch = Latch::start(&env, port);
+    latch.wait_ready().await;
+    let name = format!("fed-{strategy}");
+    let (upstream_client, upstream_secret) = ("0oaFEDERATED", "upstream-client-secret");
+    let return_url = format!("{}/logout?connection={name}", latch.base);
+    let callback = format!("{}/login/callback", latch.base);
+    // With a back-channel URI registered, the IdP puts `sid` in its ID tokens.
+    let bcl = format!("{}/login/backchannel-logout/{name}", latch.base);
+    let idp = start_idp_env(
+        upstream_client,
+        upstream_secret,
+        &callback,
+        &[
+            ("IDP_POST_LOGOUT_REDIRECT_URI", return_url.as_str()),
+            ("IDP_BACKCHANNEL_URI", bcl.as_str()),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (app_cb, app_bye) = ("http://127.0.0.1:9/cb", "http://127.0.0.1:9/bye");
+    let c: Value = http
+        .post(format!("{}/api/v2/clients", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "App", "callbacks": [app_cb], "allowed_logout_urls": [app_bye]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (cid, csecret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let mut options = json!({"client_id": upstream_client, "client_secret": upstream_secret});
+    options[if strategy == "okta" {
+        "domain"
+    } else {
+        "issuer"
+    }] = json!(idp.base);
+    let res = http
+        .post(format!("{}/api/v2/connections", latch.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": name, "strategy": strategy, "enabled_clients": [cid], "options": options}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let conn: Value = res.json().await.unwrap();
+    assert_eq!(
+        conn["federated_logout_return_url"],
+        return_url.as_str(),
+        "{conn}"
+    );
+    let shown: Value = http
+        .get(format!(
+            "{}/api/v2/connections/{}",
+            latch.base,
+            conn["id"].as_str().unwrap()
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["federated_logout_return_url"],
+        return_url.as_str(),
+        "{shown}"
+    );
+
+    let cbq: String = url::form_urlencoded::byte_serialize(app_cb.as_bytes()).collect();
+    let byeq: String = url::form_urlencoded::byte_serialize(app_bye.as_bytes()).collect();
+    let start = format!(
+        "{}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20email&state=s&nonce=n&connection={name}",
+        latch.base
+    );
+    // The app's ID token for the sign-in that came back to `back`.
+    let id_token_of = async |back: &str| -> String {
+        let back = url::Url::parse(back).unwrap();
+        let code = back
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap_or_else(|| panic!("no code: {back}"))
+            .1
+            .into_owned();
+        let t = redeem(&http, &latch.base, (&cid, &csecret), &code, app_cb).await;
+        t["id_token"].as_str().unwrap().to_owned()
+    };
+    let latch_session_over = async |agent: &mut Agent| {
+        let none = agent.send(&format!("{start}&prompt=none"), None).await;
+        let to = none.location.unwrap_or_default();
+        assert!(
+            to.starts_with(app_cb) && to.contains("error=login_required"),
+            "{to}"
+        );
+    };
+
+    // Sign in through the IdP (its form).
+    let mut agent = Agent::new();
+    let back = agent.browse_until(&start, app_cb, "dave").await;
+    let id_token = id_token_of(&back).await;
+    let user_id = jwt_claims(&id_token)["sub"].as_str().unwrap().to_owned();
+
+    // The session shows the IdP's sid, never the IdP's ID token.
+    let sessions: Value = http
+        .get(format!("{}/api/v2/users/{user_id}/sessions", latch.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = sessions
+        .get("sessions")
+        .unwrap_or(&sessions)
+        .as_array()
+        .unwrap_or_else(|| panic!("{sessions}"));
+    assert_eq!(list.len(), 1, "{sessions}");
+    let upstream_sid = list[0]["upstream"]["sid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no upstream sid: {sessions}"))
+        .to_owned();
+    assert!(!upstream_sid.is_empty());
+    assert!(
+        !sessions.to_string().contains("eyJ"),
+        "a token in the sessions API: {sessions}"
+    );
+
+    // A plain logout: straight back to the app, the IdP hears nothing, its session survives.
+    let plain = agent
+        .send(
+            &format!(
+                "{}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={byeq}&state=app-state",
+                latch.base
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(plain.status, 302, "{}", plain.body);
+    assert_eq!(
+        plain.location.as_deref(),
+        Some(format!("{app_bye}?state=app-state").as_str())
+    );
+    latch_session_over(&mut agent).await;
+    assert_eq!(end_session_requests(&http, &idp).await, Vec::<Value>::new());
+    let back = silent_upstream_sign_in(&mut agent, &start, &idp.base, app_cb)
+        .await
+        .expect("the IdP's session survives a plain logout: no form");
+    let id_token = id_token_of(&back).await;
+    assert_eq!(end_session_requests(&http, &idp).await, Vec::<Value>::new());
+
+    // The federated logout: Latch's session ends at once, then a plain 302 to the IdP.
+    let out = agent
+        .send(
+            &format!(
+                "{}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={byeq}&state=app-state&federated",
+                latch.base
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    let to_idp = out.location.unwrap();
+    let discovery: Value = http
+        .get(format!("{}/.well-known/openid-configuration", idp.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let end_session = discovery["end_session_endpoint"].as_str().unwrap();
+    assert!(
+        to_idp.starts_with(&format!("{end_session}?")),
+        "{to_idp} is not at {end_session}"
+    );
+    let sent: std::collections::HashMap<String, String> = url::Url::parse(&to_idp)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        sent.get("post_logout_redirect_uri"),
+        Some(&return_url),
+        "{to_idp}"
+    );
+    assert_eq!(
+        sent.get("client_id").map(String::as_str),
+        Some(upstream_client),
+        "{to_idp}"
+    );
+    let state = sent.get("state").cloned().unwrap_or_default();
+    assert!(!state.is_empty(), "no state: {to_idp}");
+    // The hint is the ID token the IdP issued at the sign-in this session came from.
+    let hint = jwt_claims(sent.get("id_token_hint").expect("an id_token_hint"));
+    assert_eq!(hint["iss"], idp.base.as_str(), "{hint}");
+    assert!(
+        hint["aud"] == upstream_client
+            || hint["aud"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == upstream_client)),
+        "{hint}"
+    );
+    assert_eq!(hint["sub"], "dave", "{hint}");
+    assert_eq!(hint["sid"], upstream_sid.as_str(), "{hint}");
+    latch_session_over(&mut agent).await;
+
+    // The IdP gets exactly that, asks its user, signs them out, and sends the browser back.
+    let page = agent.send(&to_idp, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let recorded = end_session_requests(&http, &idp).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["method"], "GET");
+    assert_eq!(recorded[0]["params"], json!(sent));
+    assert_eq!(recorded[0]["error"], Value::Null, "{recorded:?}");
+    let done = confirm_idp_logout(&mut agent, &idp.base, &page).await;
+    let back = done
+        .location
+        .unwrap_or_else(|| panic!("the IdP did not redirect ({}): {}", done.status, done.body));
+    let back_url = url::Url::parse(&back).unwrap();
+    let back_q: std::collections::HashMap<String, String> =
+        back_url.query_pairs().into_owned().collect();
+    assert_eq!(
+        (
+            format!(
+                "{}{}",
+                back_url.origin().ascii_serialization(),
+                back_url.path()
+            ),
+            back_q.get("connection"),
+            back_q.get("state"),
+        ),
+        (format!("{}/logout", latch.base), Some(&name), Some(&state)),
+        "{back}"
+    );
+    let onward = agent.send(&back, None).await;
+    assert_eq!(onward.status, 302, "{}", onward.body);
+    assert_eq!(
+        onward.location.as_deref(),
+        Some(format!("{app_bye}?state=app-state").as_str())
+    );
+    // The handle is used up, and one Latch never issued leads nowhere.
+    let again = agent.send(&back, None).await;
+    assert_eq!(
+        (again.status, again.location.as_deref()),
+        (400, None),
+        "{}",
+        again.body
+    );
+    let unknown = agent
+        .send(&format!("{return_url}&state=not-a-handle"), None)
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.location.as_deref()),
+        (400, None),
+        "{}",
+        unknown.body
+    );
+
+    // Both sessions are over: the IdP asks again, Latch too.
+    assert_eq!(
+        silent_upstream_sign_in(&mut agent, &start, &idp.base, app_cb).await,
+        None,
+        "the IdP still had a session"
+    );
+    latch_session_over(&mut agent).await;
+    assert_eq!(end_session_requests(&http, &idp).await.len(), 1);
+
+    // The log: one federated_logout_succeeded, and the logout's slo says the IdP was told.
+    let logs = async |query: &str| -> Vec<Value> {
+        http.get(format!("{}/api/v2/logs?{query}", latch.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let mut succeeded = Vec::new();
+    for _ in 0..50 {
+        succeeded = logs("type=federated_logout_succeeded").await;
+        if !succeeded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(succeeded.len(), 1, "{succeeded:?}");
+    assert_eq!(
+        (&succeeded[0]["connection"], &succeeded[0]["user_id"]),
+        (&json!(name), &json!(user_id)),
+        "{succeeded:?}"
+    );
+    assert_eq!(
+        logs("type=federated_logout_failed").await,
+        Vec::<Value>::new()
+    );
+    let slo = logs(&format!("type=slo&user_id={user_id}")).await;
+    let told: Vec<&Value> = slo
+        .iter()
+        .filter(|e| e["details"]["upstream"]["told"] == true)
+        .collect();
+    assert_eq!(told.len(), 1, "{slo:?}");
+    let upstream = &told[0]["details"]["upstream"];
+    assert_eq!(upstream["connection"], name.as_str(), "{upstream}");
+    assert_eq!(upstream["strategy"], strategy, "{upstream}");
+    assert_eq!(upstream["via"], "end_session_endpoint", "{upstream}");
+}
+
+#[tokio::test]
+async fn federated_logout_through_an_oidc_idp_on_the_embedded_default() {
+    federated_logout_through_the_idp(
+        Backends::Embedded,
+        "federated_logout_through_an_oidc_idp_on_the_embedded_default",
+        "oidc",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn federated_logout_through_an_oidc_idp_on_postgres_and_redis() {
+    federated_logout_through_the_idp(
+        Backends::Production,
+        "federated_logout_through_an_oidc_idp_on_postgres_and_redis",
+        "oidc",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn federated_logout_through_okta_on_the_embedded_default() {
+    federated_logout_through_the_idp(
+        Backends::Embedded,
+        "federated_logout_through_okta_on_the_embedded_default",
+        "okta",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn federated_logout_through_okta_on_postgres_and_redis() {
+    federated_logout_through_the_idp(
+        Backends::Production,
+        "federated_logout_through_okta_on_postgres_and_redis",
+        "okta",
+    )
+    .await;
 }
 
 /// An IdP whose userinfo answers are signed JWTs (`application/jwt`): Latch verifies them with the

@@ -11,9 +11,9 @@ use crate::process::{Latch, free_port};
 use crate::support::{Backends, TOKEN, env_for};
 use latch_testkit::saml::{Sign, Spec, TestIdp};
 
-struct SamlIdp {
+pub(crate) struct SamlIdp {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for SamlIdp {
@@ -23,7 +23,7 @@ impl Drop for SamlIdp {
     }
 }
 
-async fn start_pysaml2(sp_metadata_url: &str) -> SamlIdp {
+pub(crate) async fn start_pysaml2(sp_metadata_url: &str) -> SamlIdp {
     let python = peers_dir().join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -99,7 +99,7 @@ async fn create_app(http: &reqwest::Client, base: &str, callback: &str) -> (Stri
     )
 }
 
-fn authorize_url(base: &str, cid: &str, callback: &str, connection: &str) -> String {
+pub(crate) fn authorize_url(base: &str, cid: &str, callback: &str, connection: &str) -> String {
     let cbq: String = url::form_urlencoded::byte_serialize(callback.as_bytes()).collect();
     format!(
         "{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid%20email%20profile&state=app-state&nonce=app-nonce&connection={connection}"
