@@ -603,6 +603,38 @@ async fn no_handler_panics_on_fuzz_inputs(test: &str, backends: Backends) {
             }
         }
     }
+    // An upstream IdP's logout messages at the SAML connection's SingleLogoutService, and the
+    // way back from a federated logout, in each binding.
+    for (what, data) in inputs("saml_app_message", &mut rng, true) {
+        let Some((&mode, rest)) = data.split_first() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(rest).into_owned();
+        let slo = "/logout?connection=saml";
+        match mode % 3 {
+            0 => {
+                let uri = format!("{slo}&{}", text.replace(['#', ' '], ""));
+                if uri.parse::<actix_web::http::Uri>().is_ok() {
+                    send!(Req::new("GET", &uri), what.clone());
+                }
+            }
+            1 => {
+                send!(
+                    Req::new("POST", slo).form(form(&[("SAMLRequest", &text)])),
+                    what.clone()
+                );
+            }
+            _ => {
+                let b64 = STANDARD.encode(rest);
+                for field in ["SAMLRequest", "SAMLResponse"] {
+                    send!(
+                        Req::new("POST", slo).form(form(&[(field, &b64), ("RelayState", "r")])),
+                        what.clone()
+                    );
+                }
+            }
+        }
+    }
     // What an admin pastes into a SAML connection: saved, then read when a sign-in starts.
     let metadata = inputs("saml_idp_metadata", &mut rng, false)
         .into_iter()
