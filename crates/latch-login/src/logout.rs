@@ -142,6 +142,29 @@ impl Login {
     }
 }
 
+impl Login {
+    /// The `slo` event's `details.upstream` of a logout that did not ask for federated logout,
+    /// for a session that came through an upstream IdP: it was not told. `None` for the
+    /// database connection.
+    pub async fn upstream_not_asked(&self, session: &Session) -> Option<Value> {
+        let c = self
+            .0
+            .store
+            .find_connection_by_name(&session.connection)
+            .await
+            .ok()
+            .flatten()?;
+        c.strategy.is_enterprise().then(|| {
+            json!({
+                "connection": c.name.as_str(),
+                "strategy": c.strategy,
+                "told": false,
+                "reason": "federated logout was not asked for",
+            })
+        })
+    }
+}
+
 /// The connection named by `?connection=`, when it has an upstream IdP.
 async fn connection(
     deps: &Deps,

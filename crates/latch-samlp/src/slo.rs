@@ -361,6 +361,11 @@ async fn logout_request(
         }
     }
     let session = ended.sessions.first();
+    let upstream = match (&federated, session) {
+        (Some(f), _) => Some(f.details.clone()),
+        (None, Some(s)) => deps.login.upstream_not_asked(s).await,
+        (None, None) => None,
+    };
     latch_login::events::log_with(
         &*deps.store,
         &*deps.clock,
@@ -376,8 +381,8 @@ async fn logout_request(
             details.insert("logout_request_id".into(), json!(request_id));
             details.insert("saml_unreachable".into(), json!(unreachable));
             details.insert("status".into(), json!(second.unwrap_or(status)));
-            if let Some(f) = &federated {
-                details.insert("upstream".into(), f.details.clone());
+            if let Some(u) = upstream {
+                details.insert("upstream".into(), u);
             }
             serde_json::Value::Object(details)
         },

@@ -251,8 +251,13 @@ async fn end(
         continue_to: next.clone(),
     });
     let mut details = out.browser_event_details(LogoutInitiator::RpLogout, page.as_ref());
-    if let Some(f) = &federated {
-        details.insert("upstream".into(), f.details.clone());
+    let upstream = match (&federated, session) {
+        (Some(f), _) => Some(f.details.clone()),
+        (None, Some(s)) => deps.login.upstream_not_asked(s).await,
+        (None, None) => None,
+    };
+    if let Some(u) = upstream {
+        details.insert("upstream".into(), u);
     }
     issue::log(
         deps,

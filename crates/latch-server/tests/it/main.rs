@@ -10,6 +10,7 @@ mod at_rest;
 mod backchannel;
 mod body_limits;
 mod browser;
+mod federated_more;
 mod front_channel;
 mod fuzz_seeds;
 mod gtr;

@@ -13,7 +13,7 @@ pub(crate) fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../peers")
 }
 
-fn require_peers() {
+pub(crate) fn require_peers() {
     let dir = peers_dir().join("node_modules/openid-client");
     assert!(
         dir.exists(),
@@ -179,7 +179,7 @@ impl Agent {
     }
 
     /// Follows redirects and fills the IdP's sign-in form until the browser is sent to `stop`.
-    async fn browse_until(&mut self, start: &str, stop: &str, login: &str) -> String {
+    pub(crate) async fn browse_until(&mut self, start: &str, stop: &str, login: &str) -> String {
         let mut next = start.to_owned();
         for _ in 0..20 {
             if next.starts_with(stop) {
@@ -225,9 +225,9 @@ impl Agent {
     }
 }
 
-struct Idp {
+pub(crate) struct Idp {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Idp {
@@ -255,7 +255,7 @@ async fn start_idp_with(
 }
 
 /// The IdP with extra settings (`peers/idp.mjs` names them).
-async fn start_idp_env(
+pub(crate) async fn start_idp_env(
     client_id: &str,
     secret: &str,
     redirect: &str,
@@ -803,7 +803,7 @@ async fn upstream_backchannel_logout_ends_latch_sessions() {
 
 /// Submits the IdP's sign-out confirmation (oidc-provider's end_session page: a form with its
 /// `xsrf`) with `logout=yes`, as its user would: the IdP's answer.
-async fn confirm_idp_logout(agent: &mut Agent, idp_base: &str, page: &Hop) -> Hop {
+pub(crate) async fn confirm_idp_logout(agent: &mut Agent, idp_base: &str, page: &Hop) -> Hop {
     let field = |marker: &str, what: &str| {
         page.body
             .split(marker)
@@ -833,7 +833,7 @@ async fn confirm_idp_logout(agent: &mut Agent, idp_base: &str, page: &Hop) -> Ho
 }
 
 /// What the IdP's end_session endpoint was sent (`peers/idp.mjs` records every request).
-async fn end_session_requests(http: &reqwest::Client, idp: &Idp) -> Vec<Value> {
+pub(crate) async fn end_session_requests(http: &reqwest::Client, idp: &Idp) -> Vec<Value> {
     http.get(format!("{}/test/end-session-requests", idp.base))
         .send()
         .await
@@ -877,7 +877,7 @@ async fn silent_upstream_sign_in(
 }
 
 /// The claims of a JWT, unverified (the test reads what was sent, the IdP verifies).
-fn jwt_claims(jwt: &str) -> Value {
+pub(crate) fn jwt_claims(jwt: &str) -> Value {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).expect("a JWT");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -1316,7 +1316,7 @@ async fn signed_userinfo_is_verified() {
 }
 
 /// The app's code exchange at Latch's token endpoint (`client_secret_basic`): the token answer.
-async fn redeem(
+pub(crate) async fn redeem(
     http: &reqwest::Client,
     base: &str,
     (cid, secret): (&str, &str),

@@ -4,7 +4,7 @@
 //! OIDC app, hostile AuthnRequests and LogoutRequests, and Single Logout started by the SAML app
 //! or by an OIDC app. The test plays the SP with its own RSA key ([`sp`]).
 
-mod sp;
+pub(crate) mod sp;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

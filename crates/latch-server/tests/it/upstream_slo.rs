@@ -339,7 +339,7 @@ impl World {
 }
 
 /// A URL's query, decoded (the last value of each name).
-fn query(u: &str) -> HashMap<String, String> {
+pub(crate) fn query(u: &str) -> HashMap<String, String> {
     url::Url::parse(u)
         .unwrap()
         .query_pairs()
@@ -406,7 +406,7 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 }
 
 /// A page's (first) form: its action and hidden fields.
-fn form_of(body: &str) -> Option<(String, Vec<(String, String)>)> {
+pub(crate) fn form_of(body: &str) -> Option<(String, Vec<(String, String)>)> {
     let form = *start_tags(body, "form").first()?;
     let after = &body[body.find(form)?..];
     let fields = start_tags(after, "input")
