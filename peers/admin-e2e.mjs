@@ -1,6 +1,6 @@
 // The admin UI in a real browser (Debian's Chromium, driven by npm playwright-core): sign in as
 // the admin, see every error of a refused form at once, create an Okta connection with Universal
-// Logout, see a SAML connection's SP values as its name is typed, create an application, make it
+// Logout and federated logout, see a SAML connection's SP values (its Single Logout URL too) as its name is typed, create an application, make it
 // a SAML app (its certificate loaded from a file), find a user, clear their sessions, read the logs, use every main page at 390 px, sign out, and be
 // refused as a user who is not an administrator. Saves a screenshot of each page.
 //
@@ -93,14 +93,18 @@ await step('form-errors', async () => {
   if (redirectUri !== `${base}/login/callback`) throw new Error(`redirect URI shown: ${redirectUri}`)
   const before = await page.locator('#f-backchannel_logout_url').inputValue()
   if (!before.endsWith('/login/backchannel-logout/{name}')) throw new Error(`before a name: ${before}`)
+  const signOutBefore = await page.locator('#f-federated_logout_return_url').inputValue()
+  if (signOutBefore !== `${base}/logout?connection={name}`) throw new Error(`sign-out redirect URI before a name: ${signOutBefore}`)
   await page.locator('#f-name').fill('acme-okta')
   const after = await page.locator('#f-backchannel_logout_url').inputValue()
   const gtr = await page.locator('#f-revocation_endpoint').inputValue()
+  const signOut = await page.locator('#f-federated_logout_return_url').inputValue()
   if (after !== `${base}/login/backchannel-logout/acme-okta` ||
-      gtr !== `${base}/oauth/global-token-revocation/connection/acme-okta`) {
-    throw new Error(`as the name is typed: ${after} ${gtr}`)
+      gtr !== `${base}/oauth/global-token-revocation/connection/acme-okta` ||
+      signOut !== `${base}/logout?connection=acme-okta`) {
+    throw new Error(`as the name is typed: ${after} ${gtr} ${signOut}`)
   }
-  for (const id of ['redirect_uri', 'backchannel_logout_url', 'revocation_endpoint']) {
+  for (const id of ['redirect_uri', 'backchannel_logout_url', 'revocation_endpoint', 'federated_logout_return_url']) {
     await page.locator(`[data-copy="f-${id}"]`).waitFor()
   }
   // Three things wrong at once (a bad domain, no client id, no secret): all shown together.
@@ -136,6 +140,7 @@ await step('okta-connection', async () => {
   await page.locator('#f-domain_aliases').fill('acme.com')
   await page.locator('#f-global_token_revocation_enabled').check()
   await page.locator('#f-global_token_revocation_jwt_sub').fill('0oaACME123')
+  await page.getByLabel('Sign out of the IdP when a SAML app signs out').check()
   await page.getByRole('button', { name: 'Create' }).click()
   await expectText('Connection created.')
   const redirectUri = await page.locator('#f-redirect_uri').inputValue()
@@ -146,7 +151,11 @@ await step('okta-connection', async () => {
   }
   const ul = await page.locator('#f-global_token_revocation_enabled').isChecked()
   if (!ul) throw new Error('Universal Logout is not on after saving')
-  return { revocation_endpoint: endpoint }
+  const signOut = await page.locator('#f-federated_logout_return_url').inputValue()
+  if (signOut !== `${base}/logout?connection=acme-okta`) throw new Error(`sign-out redirect URI shown: ${signOut}`)
+  const federated = await page.getByLabel('Sign out of the IdP when a SAML app signs out').isChecked()
+  if (!federated) throw new Error('federated logout is not on after saving')
+  return { revocation_endpoint: endpoint, federated_logout_return_url: signOut }
 })
 
 await step('connections-list', async () => {
@@ -161,15 +170,23 @@ await step('saml-form', async () => {
   await page.goto(`${base}/admin/connections/new?strategy=samlp`)
   const acs = page.locator('#f-sp_acs_url')
   if (!(await acs.inputValue()).endsWith('/login/callback?connection={name}')) throw new Error(`ACS before a name: ${await acs.inputValue()}`)
+  const slo = page.locator('#f-sp_single_logout_url')
+  if ((await slo.inputValue()) !== `${base}/logout?connection={name}`) throw new Error(`Single Logout URL before a name: ${await slo.inputValue()}`)
+  // The Single Logout settings a SAML connection has beyond the others'.
+  for (const label of ['IdP logout URL (SingleLogoutService, optional)', 'Never send logout requests to the IdP', 'Sign out of the IdP when a SAML app signs out']) {
+    if (!(await page.locator('#section-single-logout').getByLabel(label).isVisible())) throw new Error(`${label} is not in the Single Logout section`)
+  }
   await page.locator('#f-name').fill('acme-saml')
   const values = {
     metadata: await page.locator('#f-sp_metadata_url').inputValue(),
     entity: await page.locator('#f-sp_entity_id').inputValue(),
     acs: await acs.inputValue(),
+    slo: await slo.inputValue(),
   }
   if (values.metadata !== `${base}/samlp/metadata?connection=acme-saml` ||
       !values.entity.startsWith('urn:latch:') || !values.entity.endsWith(':acme-saml') ||
-      values.acs !== `${base}/login/callback?connection=acme-saml`) {
+      values.acs !== `${base}/login/callback?connection=acme-saml` ||
+      values.slo !== `${base}/logout?connection=acme-saml`) {
     throw new Error(`SP values as the name is typed: ${JSON.stringify(values)}`)
   }
   // An entity id of the admin's choosing wins.

@@ -518,8 +518,13 @@ impl UpstreamLogout for OidcConnector {
                 "the IdP's discovery document names no end_session_endpoint".into(),
             ));
         };
-        let mut url = url::Url::parse(end_session)
-            .map_err(|_| FederationError::Unavailable("end_session_endpoint: not a URL".into()))?;
+        // The upstream ID token travels in this URL: https only (http on loopback), as every URL
+        // Latch sends a browser to.
+        let Ok(mut url) = latch_core::validate::app_url("end_session_endpoint", end_session) else {
+            return Ok(LogoutStart::NotSent(
+                "the IdP's end_session_endpoint is not an https URL".into(),
+            ));
+        };
         url.query_pairs_mut()
             .append_pair("id_token_hint", &id_token)
             .append_pair(

@@ -133,7 +133,23 @@ fn inbound(arrived: Arrived<'_>, field: &str) -> Result<Inbound, FederationError
     if i.xml.len() > MAX_LOGOUT_MESSAGE {
         return Err(rejected("the logout message is too large"));
     }
+    if i.relay_state
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_RELAY_STATE)
+    {
+        return Err(rejected("the RelayState is too long"));
+    }
     Ok(i)
+}
+
+/// The longest RelayState Latch carries back (as for SAML apps: SAML bindings say 80 bytes, some
+/// IdPs send more, none needs more than this).
+pub const MAX_RELAY_STATE: usize = 1024;
+
+/// An IdP endpoint Latch sends the browser to: the URL rule of every app URL (https, or http on
+/// a loopback host), so a logout message never travels in the clear or to a `javascript:` URL.
+fn endpoint(raw: &str) -> Option<url::Url> {
+    latch_core::validate::app_url("SingleLogoutService", raw).ok()
 }
 
 /// The IdP's SingleLogoutService for `posted` (HTTP-POST) or not, else the other binding's:
@@ -143,12 +159,12 @@ fn idp_slo(o: &SamlOptions, idp: &IdpConfig, posted: bool) -> Option<(url::Url, 
         .sign_out
         .clone()
         .or_else(|| idp.slo_url.clone())
-        .and_then(|u| url::Url::parse(&u).ok())
+        .and_then(|u| endpoint(&u))
         .map(|u| (u, HTTP_REDIRECT));
     let post = idp
         .slo_post_url
         .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(endpoint)
         .map(|u| (u, HTTP_POST));
     if posted {
         post.or(redirect)

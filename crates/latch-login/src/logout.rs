@@ -32,6 +32,13 @@ use crate::{Deps, Login, cookies, events, pages};
 /// The kind of the login transaction that holds a federated logout's way back.
 const FEDERATED: &str = "federated_logout";
 
+/// Longer connection names or handles are no one's: refused before any lookup.
+const MAX_NAME: usize = 200;
+
+/// Refused LogoutRequests logged per connection per minute (anyone can send them; the rest are
+/// counted in the request log only).
+const FLO_PER_MINUTE: u64 = 20;
+
 /// SAML status codes, as the LogoutResponse to the IdP names them.
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
@@ -173,7 +180,7 @@ async fn connection(
     let name = url::form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == "connection")
         .map(|(_, v)| v.into_owned())
-        .filter(|n| !n.is_empty());
+        .filter(|n| !n.is_empty() && n.len() <= MAX_NAME);
     let Some(name) = name else {
         return Ok(Err(pages::error(
             StatusCode::BAD_REQUEST,
@@ -207,6 +214,14 @@ pub(crate) async fn get_logout(
         Ok(c) => c,
         Err(page) => return Ok(page),
     };
+    // The signature of an HTTP-Redirect message covers its parameters as sent: a name that is
+    // percent-encoded or repeated could make what is read differ from what is verified.
+    if !plain_names(&raw) {
+        return Ok(refused(
+            &conn,
+            "the query names a parameter twice or in an encoded form",
+        ));
+    }
     let params: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
         .into_owned()
         .collect();
@@ -220,6 +235,7 @@ pub(crate) async fn get_logout(
         params.get("state")
     };
     match handle {
+        Some(h) if h.len() > MAX_NAME => Ok(refused(&conn, "the state is too long")),
         Some(h) => federated_return(&deps, &req, &conn, arrived, h).await,
         None => Ok(refused(
             &conn,
@@ -255,6 +271,15 @@ pub(crate) async fn post_logout(
     }
 }
 
+/// Whether every parameter of `raw` is named plainly (no `%` or `+` in a name) and once.
+fn plain_names(raw: &str) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    raw.split('&').filter(|p| !p.is_empty()).all(|p| {
+        let name = p.split_once('=').map_or(p, |(k, _)| k);
+        !name.contains(['%', '+']) && seen.insert(name)
+    })
+}
+
 /// A 400 page for a logout message Latch does not act on; the reason is logged and shown (it
 /// names the check that failed, never a secret).
 fn refused(conn: &Connection, why: &str) -> HttpResponse {
@@ -277,19 +302,38 @@ async fn idp_logout(
         Ok(r) => r,
         Err(e) => {
             let why = e.to_string();
-            events::log_with(
-                &*deps.store,
-                &*deps.clock,
-                "flo",
-                "Identity provider's logout request refused",
-                None,
-                None,
-                Some(&conn.name),
-                client_ip(req),
-                json!({"initiator": LogoutInitiator::IdpLogout, "reason": why}),
-            )
-            .await;
-            return Ok(refused(conn, &why));
+            // Anyone can send these: at most FLO_PER_MINUTE events per connection a minute.
+            let now = deps.clock.now();
+            let window = now + time::Duration::minutes(1);
+            let hits = deps
+                .sessions
+                .count_hit(&format!("flo:{}", conn.name), window, now)
+                .await
+                .unwrap_or(u64::MAX);
+            if hits <= FLO_PER_MINUTE {
+                events::log_with(
+                    &*deps.store,
+                    &*deps.clock,
+                    "flo",
+                    "Identity provider's logout request refused",
+                    None,
+                    None,
+                    Some(&conn.name),
+                    client_ip(req),
+                    json!({
+                        "initiator": LogoutInitiator::IdpLogout,
+                        "reason": latch_core::model::log_text(&why, 200),
+                    }),
+                )
+                .await;
+            }
+            // What a check refused is shown; Latch's own trouble (an IdP's metadata that could
+            // not be had, a store) is not the caller's to read.
+            let shown = match &e {
+                latch_core::connector::FederationError::Rejected(r) => r.as_str(),
+                _ => "The identity provider's settings cannot be used right now.",
+            };
+            return Ok(refused(conn, shown));
         }
     };
     let now = deps.clock.now();
@@ -318,8 +362,23 @@ async fn idp_logout(
         // A valid request naming no live session: nothing is left to end (Success).
         None => Ended::default(),
     };
-    // A SAML app of the ended sessions without Single Logout cannot be told: PartialLogout.
-    let (status, second) = if ended.unreachable.is_empty() {
+    // A SAML app of the ended sessions without Single Logout cannot be told, nor one whose
+    // LogoutRequest the page could not make (a probe render, without the answer, says which
+    // the page carries): PartialLogout.
+    let carried = if ended.saml.is_empty() {
+        0
+    } else {
+        deps.front_channel
+            .render(&PageRequest {
+                issuer: &deps.issuer,
+                front_channel: &[],
+                saml: &ended.saml,
+                exclude: None,
+                continue_to: None,
+            })
+            .map_or(0, |p| p.saml.len())
+    };
+    let (status, second) = if ended.unreachable.is_empty() && carried == ended.saml.len() {
         (STATUS_SUCCESS, None)
     } else {
         (STATUS_RESPONDER, Some(STATUS_PARTIAL_LOGOUT))
@@ -380,10 +439,43 @@ async fn idp_logout(
             "You are signed out. You can close this window.",
         ),
     };
+    // IdPs that tell their SPs from hidden frames of their own page (Okta does) must be able to
+    // frame this answer: the IdP's origin, and only it, may.
+    if let Some(origin) = answer
+        .as_ref()
+        .and_then(|a| url::Url::parse(a.target()).ok())
+        .map(|u| u.origin().ascii_serialization())
+    {
+        framed_by(&mut res, &origin);
+    }
     if let Some(c) = clear {
         let _ = res.add_cookie(&c);
     }
     Ok(res)
+}
+
+/// Lets `origin` frame a page whose CSP says `frame-ancestors 'none'` (CSP's `frame-ancestors`
+/// takes precedence over `X-Frame-Options` in browsers).
+fn framed_by(res: &mut HttpResponse, origin: &str) {
+    use actix_web::http::header::{CONTENT_SECURITY_POLICY, HeaderValue, X_FRAME_OPTIONS};
+    let Some(csp) = res
+        .headers()
+        .get(CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.replace(
+                "frame-ancestors 'none'",
+                &format!("frame-ancestors {origin}"),
+            )
+        })
+    else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        res.headers_mut().insert(CONTENT_SECURITY_POLICY, v);
+        res.headers_mut()
+            .insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    }
 }
 
 /// The browser goes on: a redirect, an auto-posted form, or the signed-out page.

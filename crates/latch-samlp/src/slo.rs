@@ -329,8 +329,12 @@ async fn logout_request(
     };
     // Federated logout when the session's connection asks for it: the IdP first, then the
     // answer to the app.
+    // Only for the session of the browser that brought the request: a LogoutRequest (unsigned,
+    // from an app without a certificate) naming someone else's session must not make Latch
+    // sign an upstream LogoutRequest for their IdP session into this browser.
     let mut federated = None;
-    if let Some(s) = ended.sessions.first() {
+    let own = latch_login::cookies::session(req).map(|s| s.id());
+    if let Some(s) = ended.sessions.iter().find(|s| own.as_ref() == Some(&s.id)) {
         let wants = deps
             .store
             .find_connection_by_name(&s.connection)

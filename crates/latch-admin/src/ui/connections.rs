@@ -595,7 +595,7 @@ async fn update(
     );
     let mut b = body(c.strategy, &form, false);
     // Options the form does not show (set through the API: `discovery_url`, `jwks_uri`,
-    // `signOutEndpoint`, …) are kept, since PATCH replaces `options` whole; unless the form
+    // `type`, …) are kept, since PATCH replaces `options` whole; unless the form
     // points the connection at another IdP, which makes them the old IdP's.
     let same_idp = IDP_KEYS
         .iter()

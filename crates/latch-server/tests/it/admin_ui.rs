@@ -255,6 +255,13 @@ async fn admin_ui_in_a_real_browser() {
     .await;
     assert_eq!(conns[0]["options"]["global_token_revocation_enabled"], true);
     assert_eq!(conns[0]["options"]["domain"], "acme.okta.com");
+    // Federated logout switched on in the browser; the sign-out redirect URI it showed is the
+    // one the API gives.
+    assert_eq!(conns[0]["options"]["federated_logout"], true, "{conns}");
+    assert_eq!(
+        report["steps"][2]["federated_logout_return_url"], conns[0]["federated_logout_return_url"],
+        "{report:#}"
+    );
     let sessions = api(
         &Remote(&http, &base),
         "GET",
@@ -1735,6 +1742,830 @@ async fn admin_ui_saml_apps_on_postgres_and_redis() {
     saml_apps(
         Backends::Production,
         "admin_ui_saml_apps_on_postgres_and_redis",
+    )
+    .await;
+}
+
+/// An OpenID provider on loopback in the test's hands: discovery (with an
+/// `end_session_endpoint` that is never fetched, only sent to), its key, and a token endpoint
+/// answering whatever ID token the test set.
+#[derive(Clone)]
+struct OidcIdp {
+    base: String,
+    jwks: Value,
+    id_token: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl OidcIdp {
+    async fn start(key: &latch_jose::keys::Signer) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let me = Self {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            jwks: json!({"keys": [key.public_jwk(latch_core::model::SigningAlg::RS256)]}),
+            id_token: std::sync::Arc::default(),
+        };
+        let idp = me.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let idp = idp.clone();
+                tokio::spawn(async move {
+                    // The whole request (head, then the body its Content-Length announces).
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if n == 0 || buf.len() >= end + 4 + length {
+                                break text;
+                            }
+                        } else if n == 0 {
+                            break text;
+                        }
+                    };
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .to_owned();
+                    let body = match path.as_str() {
+                        "/.well-known/openid-configuration" => json!({
+                            "issuer": idp.base,
+                            "authorization_endpoint": format!("{}/authorize", idp.base),
+                            "token_endpoint": format!("{}/token", idp.base),
+                            "jwks_uri": format!("{}/jwks", idp.base),
+                            "end_session_endpoint": format!("{}/end-session", idp.base),
+                            "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }),
+                        "/jwks" => idp.jwks.clone(),
+                        "/token" => json!({"access_token": "upstream-at", "token_type": "Bearer",
+                            "expires_in": 300, "id_token": idp.id_token.lock().unwrap().clone()}),
+                        _ => json!({}),
+                    }
+                    .to_string();
+                    let _ = sock
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                        .await;
+                });
+            }
+        });
+        me
+    }
+}
+
+/// The fieldset `section-{id}` of a form page.
+fn section<'a>(body: &'a str, id: &str) -> &'a str {
+    let start = body
+        .find(&format!("<fieldset id=\"section-{id}\">"))
+        .unwrap_or_else(|| panic!("no section {id}: {body}"));
+    let rest = &body[start..];
+    &rest[..rest.find("</fieldset>").unwrap()]
+}
+
+/// The value of the field `name` (an input or a read-only field), and its `data-template` when
+/// it follows the name being typed; `None` when the field is not there.
+fn field(body: &str, name: &str) -> Option<(String, Option<String>)> {
+    let tag = body.split(&format!("id=\"f-{name}\" value=\"")).nth(1)?;
+    let value = tag.split('"').next()?.to_owned();
+    let template = tag
+        .split('>')
+        .next()?
+        .split("data-template=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .map(str::to_owned);
+    Some((value, template))
+}
+
+/// Whether the checkbox `name` is checked; `None` when it is not there.
+fn ticked(body: &str, name: &str) -> Option<bool> {
+    let marker =
+        format!("<input type=\"checkbox\" name=\"{name}\" id=\"f-{name}\" value=\"true\" ");
+    Some(body.split(&marker).nth(1)?.starts_with("checked"))
+}
+
+/// Follows redirects (at most 10) from `url` until the browser is sent to the app's callback;
+/// that URL.
+async fn to_the_app(agent: &mut Agent, url: &str) -> String {
+    let mut next = url.to_owned();
+    for _ in 0..10 {
+        if next.starts_with(APP_CB) {
+            return next;
+        }
+        let hop = agent.send(&next, None).await;
+        next = hop.location.unwrap_or_else(|| {
+            panic!(
+                "{next} did not lead to the app: {} {}",
+                hop.status, hop.body
+            )
+        });
+    }
+    panic!("too many redirects from {url}");
+}
+
+/// The app's tokens for the code in `back` (its callback URL); the ID token.
+async fn id_token_of(
+    http: &reqwest::Client,
+    base: &str,
+    (cid, secret): (&str, &str),
+    back: &str,
+) -> String {
+    assert!(back.starts_with(APP_CB), "{back}");
+    let code = url::Url::parse(back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap_or_else(|| panic!("no code: {back}"))
+        .1
+        .into_owned();
+    let tokens: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(cid, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP_CB),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ID token: {tokens}"))
+        .to_owned()
+}
+
+/// Issue 15 in the admin UI, on one Latch: the okta, oidc and samlp forms show the URL the IdP
+/// sends logouts back to (computed from the name typed, then as stored) and the Single Logout
+/// section (`federated_logout`; for SAML also `signOutEndpoint` and `disableSignout`), which the
+/// form stores and clears; a user's page shows each session's upstream session (SAML NameID and
+/// SessionIndex, OpenID Connect `sid`) as the sessions API does, and never the upstream ID token;
+/// a logout event's page shows the IdP's part: Latch's LogoutResponse to an IdP's LogoutRequest
+/// with the status it answered, a federated logout not sent and why, one sent to the
+/// `end_session_endpoint` and whether the IdP's answer came back. The sessions and events are
+/// made by real flows: a SAML IdP and an OpenID provider played by the test.
+async fn upstream_logout(backends: Backends, test: &str) {
+    use latch_core::model::SigningAlg;
+    use latch_saml::idp::{AssertionSpec, HTTP_REDIRECT, IdpKey, NameId, Outbound, STATUS_SUCCESS};
+    use time::{Duration, OffsetDateTime};
+    const BYE: &str = "http://127.0.0.1:9/bye";
+    const IDP_SSO: &str = "http://127.0.0.1:9/idp/sso";
+    const IDP_SLO: &str = "http://127.0.0.1:9/idp/slo";
+    const IDP_ENTITY: &str = "https://idp.admin-ui.test/saml";
+    const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+    const SAM: &str = "sam@example.com";
+    const UPSTREAM_CLIENT: &str = "latch-at-upstream";
+
+    let Some((mut latch, _env)) = start(test, backends) else {
+        return;
+    };
+    latch.wait_ready().await;
+    let base = latch.base.clone();
+    let http = reqwest::Client::new();
+    let at = Remote(&http, &base);
+    let issuer = api(&at, "GET", "/.well-known/openid-configuration", None).await["issuer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let app = api(
+        &at,
+        "POST",
+        "/api/v2/clients",
+        Some(
+            json!({"name": "Federating app", "callbacks": [APP_CB], "allowed_logout_urls": [BYE]}),
+        ),
+    )
+    .await;
+    let cid = app["client_id"].as_str().unwrap().to_owned();
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    let oidc_key = latch_jose::keys::Signer::generate(SigningAlg::RS256).unwrap();
+    let upstream = OidcIdp::start(&oidc_key).await;
+    let saml_key = {
+        let signer = latch_jose::keys::Signer::generate(SigningAlg::RS256).unwrap();
+        let pem = signer.to_pem().unwrap().expose().to_owned();
+        IdpKey::from_pem(
+            &pem,
+            &latch_testkit::env::unique(),
+            OffsetDateTime::now_utc(),
+            "idp",
+        )
+        .unwrap()
+    };
+    let mut admin = admin_agent(&base).await;
+    let csrf = hidden(
+        &admin
+            .send(&format!("{base}/admin/connections/new?strategy=okta"), None)
+            .await
+            .body,
+        "csrf",
+    )
+    .unwrap();
+    let form = |fields: &[(&str, &str)]| -> Vec<(String, String)> {
+        std::iter::once(("csrf", csrf.as_str()))
+            .chain(fields.iter().copied())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    };
+    let by_name = async |name: &str| -> Value {
+        let found = api(
+            &at,
+            "GET",
+            &format!("/api/v2/connections?name={name}"),
+            None,
+        )
+        .await;
+        found[0].clone()
+    };
+    let not_on = |v: &Value| matches!(v, Value::Null | Value::Bool(false));
+    let template = format!("{issuer}/logout?connection={{name}}");
+
+    // okta and oidc: the sign-out redirect URI and the federated logout switch.
+    let mut return_urls = std::collections::HashMap::new();
+    for (strategy, name, idp_field, idp_value) in [
+        ("okta", "okta-slo", "domain", "acme.okta.com"),
+        ("oidc", "oidc-slo", "issuer", upstream.base.as_str()),
+    ] {
+        let new = admin
+            .send(
+                &format!("{base}/admin/connections/new?strategy={strategy}"),
+                None,
+            )
+            .await;
+        assert_eq!(new.status, 200, "{}", new.body);
+        // Before a name is typed: the placeholder, to be filled in as the name is typed.
+        let for_idp = section(&new.body, "for-your-idp");
+        assert!(
+            for_idp.contains(
+                "<label for=\"f-federated_logout_return_url\">Sign-out redirect URI</label>"
+            ),
+            "{strategy}: {for_idp}"
+        );
+        assert_eq!(
+            field(for_idp, "federated_logout_return_url"),
+            Some((template.clone(), Some(template.clone()))),
+            "{strategy}"
+        );
+        let single = section(&new.body, "single-logout");
+        assert!(
+            single.contains("<legend>Single Logout</legend>"),
+            "{single}"
+        );
+        assert_eq!(
+            ticked(single, "federated_logout"),
+            Some(false),
+            "{strategy}: {single}"
+        );
+        assert!(
+            !single.contains("signOutEndpoint") && !single.contains("disableSignout"),
+            "{strategy}: SAML's fields on an OpenID Connect form: {single}"
+        );
+        // Refused (no client secret): the URI is computed from the name typed; the switch is
+        // shown as posted; nothing is stored.
+        let fields = [
+            ("name", name),
+            (idp_field, idp_value),
+            ("client_id", UPSTREAM_CLIENT),
+            ("federated_logout", "true"),
+            ("enabled_clients", cid.as_str()),
+        ];
+        let hop = admin
+            .send(
+                &format!("{base}/admin/connections?strategy={strategy}"),
+                Some(&form(&fields)),
+            )
+            .await;
+        assert_eq!(hop.status, 400, "{strategy}: {}", hop.body);
+        assert!(
+            hop.body.contains("id=\"f-client_secret-error\""),
+            "{}",
+            hop.body
+        );
+        let want = format!("{issuer}/logout?connection={name}");
+        assert_eq!(
+            field(
+                section(&hop.body, "for-your-idp"),
+                "federated_logout_return_url"
+            ),
+            Some((want.clone(), Some(template.clone()))),
+            "{strategy}: computed from the name typed"
+        );
+        assert_eq!(
+            ticked(section(&hop.body, "single-logout"), "federated_logout"),
+            Some(true)
+        );
+        assert_eq!(
+            api(
+                &at,
+                "GET",
+                &format!("/api/v2/connections?name={name}"),
+                None
+            )
+            .await,
+            json!([])
+        );
+        // Created with the switch on: stored; the page shows the URI as the API does.
+        let mut fields = fields.to_vec();
+        fields.push(("client_secret", "upstream-secret"));
+        let hop = admin
+            .send(
+                &format!("{base}/admin/connections?strategy={strategy}"),
+                Some(&form(&fields)),
+            )
+            .await;
+        assert_eq!(hop.status, 303, "{strategy}: {}", hop.body);
+        let stored = by_name(name).await;
+        assert_eq!(stored["options"]["federated_logout"], true, "{stored}");
+        assert_eq!(
+            stored["federated_logout_return_url"],
+            want.as_str(),
+            "{stored}"
+        );
+        let edit_url = format!(
+            "{base}/admin/connections/{}",
+            stored["id"].as_str().unwrap()
+        );
+        let edit = admin.send(&edit_url, None).await;
+        assert_eq!(edit.status, 200);
+        assert_eq!(
+            field(
+                section(&edit.body, "for-your-idp"),
+                "federated_logout_return_url"
+            ),
+            Some((want.clone(), None)),
+            "{strategy}: as stored"
+        );
+        assert_eq!(
+            ticked(section(&edit.body, "single-logout"), "federated_logout"),
+            Some(true)
+        );
+        // Unchecked and saved: cleared.
+        let fields: Vec<(&str, &str)> = fields
+            .into_iter()
+            .filter(|(k, _)| !["name", "federated_logout", "client_secret"].contains(k))
+            .collect();
+        let hop = admin.send(&edit_url, Some(&form(&fields))).await;
+        assert_eq!(hop.status, 303, "{strategy}: {}", hop.body);
+        let stored = by_name(name).await;
+        assert!(not_on(&stored["options"]["federated_logout"]), "{stored}");
+        let edit = admin.send(&edit_url, None).await;
+        assert_eq!(
+            ticked(section(&edit.body, "single-logout"), "federated_logout"),
+            Some(false)
+        );
+        return_urls.insert(name, want);
+    }
+
+    // samlp: Latch's Single Logout URL, and the three Single Logout settings.
+    const SAML: &str = "saml-slo";
+    let new = admin
+        .send(
+            &format!("{base}/admin/connections/new?strategy=samlp"),
+            None,
+        )
+        .await;
+    let for_idp = section(&new.body, "for-your-idp");
+    assert!(
+        for_idp.contains("<label for=\"f-sp_single_logout_url\">Single Logout URL"),
+        "{for_idp}"
+    );
+    assert_eq!(
+        field(for_idp, "sp_single_logout_url"),
+        Some((template.clone(), Some(template.clone())))
+    );
+    let single = section(&new.body, "single-logout");
+    assert!(
+        single.contains("<legend>Single Logout</legend>"),
+        "{single}"
+    );
+    assert_eq!(ticked(single, "federated_logout"), Some(false), "{single}");
+    assert_eq!(ticked(single, "disableSignout"), Some(false), "{single}");
+    assert!(
+        single.contains(
+            "<input type=\"url\" name=\"signOutEndpoint\" id=\"f-signOutEndpoint\" value=\"\""
+        ),
+        "{single}"
+    );
+    let cert = saml_key.cert_pem();
+    let saml_fields = [
+        ("signInEndpoint", IDP_SSO),
+        ("signingCert", cert.as_str()),
+        ("signOutEndpoint", IDP_SLO),
+        ("federated_logout", "true"),
+        ("disableSignout", "true"),
+        ("enabled_clients", cid.as_str()),
+    ];
+    // Refused (the IdP's logout URL is not a URL): the error on its field, the Single Logout
+    // URL computed from the name typed, the switches as posted; nothing stored.
+    let hop = admin
+        .send(
+            &format!("{base}/admin/connections?strategy=samlp"),
+            Some(&form(&overriding(
+                &saml_fields,
+                &[("name", SAML), ("signOutEndpoint", "not a url")],
+            ))),
+        )
+        .await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    assert!(
+        hop.body.contains("id=\"f-signOutEndpoint-error\""),
+        "{}",
+        hop.body
+    );
+    let want_slo = format!("{issuer}/logout?connection={SAML}");
+    assert_eq!(
+        field(section(&hop.body, "for-your-idp"), "sp_single_logout_url"),
+        Some((want_slo.clone(), Some(template.clone())))
+    );
+    let single = section(&hop.body, "single-logout");
+    assert_eq!(ticked(single, "federated_logout"), Some(true));
+    assert_eq!(ticked(single, "disableSignout"), Some(true));
+    assert_eq!(
+        api(
+            &at,
+            "GET",
+            &format!("/api/v2/connections?name={SAML}"),
+            None
+        )
+        .await,
+        json!([])
+    );
+    // Created: stored as the form says; the page shows it back.
+    let hop = admin
+        .send(
+            &format!("{base}/admin/connections?strategy=samlp"),
+            Some(&form(&overriding(&saml_fields, &[("name", SAML)]))),
+        )
+        .await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let conn = by_name(SAML).await;
+    let opts = &conn["options"];
+    assert_eq!(opts["signOutEndpoint"], IDP_SLO, "{conn}");
+    assert_eq!(opts["disableSignout"], true, "{conn}");
+    assert_eq!(opts["federated_logout"], true, "{conn}");
+    assert_eq!(opts["sp_single_logout_url"], want_slo.as_str(), "{conn}");
+    let saml_edit = format!("{base}/admin/connections/{}", conn["id"].as_str().unwrap());
+    let edit = admin.send(&saml_edit, None).await;
+    assert_eq!(
+        field(section(&edit.body, "for-your-idp"), "sp_single_logout_url"),
+        Some((want_slo.clone(), None))
+    );
+    let single = section(&edit.body, "single-logout");
+    assert_eq!(
+        field(single, "signOutEndpoint"),
+        Some((IDP_SLO.to_owned(), None))
+    );
+    assert_eq!(ticked(single, "federated_logout"), Some(true));
+    assert_eq!(ticked(single, "disableSignout"), Some(true));
+    let sp_entity = opts["sp_entity_id"].as_str().unwrap().to_owned();
+
+    // A sign-in through the SAML IdP (played by the test): the session keeps the NameID and
+    // SessionIndex the IdP issued.
+    let saml_sign_in = async |browser: &mut Agent, session_index: &str| -> String {
+        let cbq: String = url::form_urlencoded::byte_serialize(APP_CB.as_bytes()).collect();
+        let hop = browser
+            .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s&connection={SAML}"), None)
+            .await;
+        let to_idp = hop
+            .location
+            .unwrap_or_else(|| panic!("to the IdP: {}", hop.body));
+        assert!(to_idp.starts_with(IDP_SSO), "{to_idp}");
+        let relay = url::Url::parse(&to_idp)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "RelayState")
+            .unwrap()
+            .1
+            .into_owned();
+        let acs = format!("{base}/login/callback?connection={SAML}");
+        let request_id = latch_testkit::saml::authn_request_id(&to_idp);
+        let now = OffsetDateTime::now_utc();
+        let response = latch_saml::idp::signed_response(
+            &saml_key,
+            &AssertionSpec {
+                issuer: IDP_ENTITY,
+                audience: &sp_entity,
+                acs_url: &acs,
+                in_response_to: Some(&request_id),
+                name_id: SAM,
+                name_id_format: EMAIL_FORMAT,
+                session_index,
+                authn_instant: now,
+                now,
+                lifetime_seconds: 300,
+                attributes: &[("email".to_owned(), SAM.to_owned())],
+                sign_response: false,
+            },
+        )
+        .unwrap();
+        let hop = browser
+            .send(
+                &acs,
+                Some(&[
+                    (
+                        "SAMLResponse".into(),
+                        latch_testkit::saml::encode(&response),
+                    ),
+                    ("RelayState".into(), relay),
+                ]),
+            )
+            .await;
+        assert_eq!(hop.status, 303, "{}", hop.body);
+        let back = to_the_app(browser, &hop.location.unwrap()).await;
+        id_token_of(&http, &base, (&cid, &secret), &back).await
+    };
+    let mut browser = Agent::new();
+    let first_index = format!("_si-{}", latch_testkit::env::unique());
+    let id_token = saml_sign_in(&mut browser, &first_index).await;
+    let uid = claims(&id_token)["sub"].as_str().unwrap().to_owned();
+    let sessions_path = format!("/api/v2/users/{uid}/sessions");
+    let sessions = api(&at, "GET", &sessions_path, None).await;
+    let up = &sessions["sessions"][0]["upstream"];
+    assert_eq!(up["name_id"], SAM, "{sessions}");
+    assert_eq!(up["name_id_format"], EMAIL_FORMAT, "{sessions}");
+    assert_eq!(up["session_index"], first_index.as_str(), "{sessions}");
+    let user_page = format!("{base}/admin/users/{uid}");
+    let page = admin.send(&user_page, None).await;
+    assert_eq!(page.status, 200);
+    let shown = format!(
+        "<td>{SAML}<br><small>NameID {}, SessionIndex {}</small></td>",
+        up["name_id"].as_str().unwrap(),
+        up["session_index"].as_str().unwrap()
+    );
+    assert!(page.body.contains(&shown), "{shown} not in {}", page.body);
+
+    // Federated logout with disableSignout: nothing is sent, the browser goes to the app; the
+    // event's page says the IdP was not told, and why.
+    let logout = |id_token: &str, state: &str| {
+        let byeq: String = url::form_urlencoded::byte_serialize(BYE.as_bytes()).collect();
+        format!(
+            "{base}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={byeq}&state={state}&federated"
+        )
+    };
+    let hop = browser.send(&logout(&id_token, "st1"), None).await;
+    assert_eq!(hop.status, 302, "{}", hop.body);
+    assert_eq!(
+        hop.location.as_deref(),
+        Some(format!("{BYE}?state=st1").as_str())
+    );
+    let slo_event = async |what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
+        eventually(what, async || {
+            let logs = api(&at, "GET", "/api/v2/logs?type=slo&per_page=100", None).await;
+            logs.as_array()?
+                .iter()
+                .find(|e| e["details"]["upstream"].is_object() && f(&e["details"]["upstream"]))
+                .cloned()
+        })
+        .await
+    };
+    let event = slo_event("the federated logout's event", &|u| u["connection"] == SAML).await;
+    let told = &event["details"]["upstream"];
+    assert_eq!(told["told"], false, "{event}");
+    let reason = told["reason"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .expect("a reason");
+    let page = admin
+        .send(
+            &format!("{base}/admin/logs/{}", event["log_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let row = format!(
+        "<tr><td>{SAML}</td><td>federated logout</td><td></td><td>not sent: {reason}</td></tr>"
+    );
+    assert!(page.body.contains(&row), "{row} not in {}", page.body);
+
+    // Unchecked and saved: disableSignout and federated_logout are cleared; the IdP's logout URL
+    // stays.
+    let kept: Vec<(&str, &str)> = saml_fields
+        .iter()
+        .copied()
+        .filter(|(k, _)| !["federated_logout", "disableSignout"].contains(k))
+        .collect();
+    let hop = admin.send(&saml_edit, Some(&form(&kept))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let conn = by_name(SAML).await;
+    assert!(not_on(&conn["options"]["disableSignout"]), "{conn}");
+    assert!(not_on(&conn["options"]["federated_logout"]), "{conn}");
+    assert_eq!(conn["options"]["signOutEndpoint"], IDP_SLO, "{conn}");
+    let single_now = admin.send(&saml_edit, None).await;
+    let single = section(&single_now.body, "single-logout");
+    assert_eq!(ticked(single, "federated_logout"), Some(false));
+    assert_eq!(ticked(single, "disableSignout"), Some(false));
+
+    // The IdP ends the session (its signed LogoutRequest, HTTP-Redirect, at the Single Logout
+    // URL the page shows): Latch answers Success at the IdP's logout URL; the event's page shows
+    // that answer, to that request.
+    let second_index = format!("_si-{}", latch_testkit::env::unique());
+    saml_sign_in(&mut browser, &second_index).await;
+    let request_id = latch_saml::idp::new_id();
+    let now = OffsetDateTime::now_utc();
+    let xml = latch_saml::idp::logout_request_xml(
+        &request_id,
+        IDP_ENTITY,
+        &want_slo,
+        &NameId {
+            value: SAM.into(),
+            format: Some(EMAIL_FORMAT.into()),
+            ..NameId::default()
+        },
+        Some(&second_index),
+        now,
+        Some(now + Duration::minutes(5)),
+    );
+    let Outbound::Redirect(to_latch) = Outbound::carry(
+        &saml_key,
+        HTTP_REDIRECT,
+        &url::Url::parse(&want_slo).unwrap(),
+        true,
+        &xml,
+        &request_id,
+        None,
+    )
+    .unwrap() else {
+        panic!("HTTP-Redirect");
+    };
+    let hop = browser.send(to_latch.as_str(), None).await;
+    assert_eq!(hop.status, 302, "{}", hop.body);
+    let answer = hop.location.unwrap();
+    assert!(answer.starts_with(&format!("{IDP_SLO}?")), "{answer}");
+    let response = latch_testkit::saml::redirect_message(&answer, "SAMLResponse");
+    assert!(
+        response.contains(&format!("InResponseTo=\"{request_id}\"")),
+        "{response}"
+    );
+    let sessions = api(&at, "GET", &sessions_path, None).await;
+    assert_eq!(sessions["sessions"], json!([]), "the IdP ended the session");
+    let event = slo_event("the IdP's logout's event", &|u| {
+        u["protocol"] == "saml" && u["logout_request_id"] == request_id.as_str()
+    })
+    .await;
+    let answered = event["details"]["upstream"]["answered"].as_str().unwrap();
+    assert_eq!(answered, STATUS_SUCCESS, "{event}");
+    assert!(
+        response.contains(&format!("Value=\"{answered}\"")),
+        "{response}"
+    );
+    let page = admin
+        .send(
+            &format!("{base}/admin/logs/{}", event["log_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let row = format!(
+        "<tr><td>{SAML}</td><td>SAML LogoutResponse to the IdP</td><td><code>{request_id}</code></td><td>answered {answered}</td></tr>"
+    );
+    assert!(page.body.contains(&row), "{row} not in {}", page.body);
+
+    // The IdP's logout URL emptied and saved: cleared.
+    let emptied = overriding(&kept, &[("signOutEndpoint", "")]);
+    let hop = admin.send(&saml_edit, Some(&form(&emptied))).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let conn = by_name(SAML).await;
+    assert_eq!(conn["options"].get("signOutEndpoint"), None, "{conn}");
+
+    // A sign-in through the OpenID provider: the session shows the upstream sid, never the
+    // upstream ID token.
+    let cbq: String = url::form_urlencoded::byte_serialize(APP_CB.as_bytes()).collect();
+    let mut browser = Agent::new();
+    let hop = browser
+        .send(&format!("{base}/authorize?response_type=code&client_id={cid}&redirect_uri={cbq}&scope=openid&state=s&connection=oidc-slo"), None)
+        .await;
+    let to_idp = url::Url::parse(&hop.location.expect("to the OpenID provider")).unwrap();
+    assert!(
+        to_idp
+            .as_str()
+            .starts_with(&format!("{}/authorize", upstream.base)),
+        "{to_idp}"
+    );
+    let q: std::collections::HashMap<_, _> = to_idp.query_pairs().into_owned().collect();
+    let upstream_sid = format!("upstream-sid-{}", latch_testkit::env::unique());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let upstream_token = latch_jose::keys::sign_jws(
+        &oidc_key,
+        SigningAlg::RS256,
+        &oidc_key.thumbprint(),
+        "JWT",
+        &json!({"iss": upstream.base, "sub": "olive", "aud": UPSTREAM_CLIENT, "iat": now,
+            "exp": now + 300, "nonce": q["nonce"], "sid": upstream_sid, "email": "olive@example.com"}),
+    )
+    .unwrap();
+    *upstream.id_token.lock().unwrap() = upstream_token.clone();
+    let back = to_the_app(
+        &mut browser,
+        &format!("{base}/login/callback?code=any&state={}", q["state"]),
+    )
+    .await;
+    let id_token = id_token_of(&http, &base, (&cid, &secret), &back).await;
+    let uid = claims(&id_token)["sub"].as_str().unwrap().to_owned();
+    let sessions = api(&at, "GET", &format!("/api/v2/users/{uid}/sessions"), None).await;
+    let up = &sessions["sessions"][0]["upstream"];
+    assert_eq!(up["sid"], upstream_sid.as_str(), "{sessions}");
+    let page = admin.send(&format!("{base}/admin/users/{uid}"), None).await;
+    assert_eq!(page.status, 200);
+    let shown = format!("<td>oidc-slo<br><small>sid {upstream_sid}</small></td>");
+    assert!(page.body.contains(&shown), "{shown} not in {}", page.body);
+    for (what, body) in [
+        ("the user's page", &page.body),
+        ("the sessions API", &sessions.to_string()),
+    ] {
+        for part in upstream_token.split('.').skip(1) {
+            assert!(!body.contains(part), "{what} shows the upstream ID token");
+        }
+        assert!(
+            !body.contains("id_token"),
+            "{what} names an upstream ID token"
+        );
+    }
+
+    // Federated logout through the end_session_endpoint, with the sign-out redirect URI the
+    // connection's page shows: told, no answer yet; then the IdP sends the browser back, and the
+    // event's page says it ended its session.
+    let hop = browser.send(&logout(&id_token, "st2"), None).await;
+    assert_eq!(hop.status, 302, "{}", hop.body);
+    let to_idp = url::Url::parse(&hop.location.unwrap()).unwrap();
+    assert!(
+        to_idp
+            .as_str()
+            .starts_with(&format!("{}/end-session?", upstream.base)),
+        "{to_idp}"
+    );
+    let q: std::collections::HashMap<_, _> = to_idp.query_pairs().into_owned().collect();
+    assert_eq!(q.get("id_token_hint"), Some(&upstream_token));
+    assert_eq!(
+        q.get("post_logout_redirect_uri"),
+        return_urls.get("oidc-slo")
+    );
+    let event = slo_event("the OpenID provider's federated logout's event", &|u| {
+        u["connection"] == "oidc-slo"
+    })
+    .await;
+    assert_eq!(event["details"]["upstream"]["told"], true, "{event}");
+    assert_eq!(
+        event["details"]["upstream"]["via"], "end_session_endpoint",
+        "{event}"
+    );
+    let event_page = format!("{base}/admin/logs/{}", event["log_id"].as_str().unwrap());
+    let row = |outcome: &str| {
+        format!(
+            "<tr><td>oidc-slo</td><td>federated logout (end_session_endpoint)</td><td></td><td>{outcome}</td></tr>"
+        )
+    };
+    let page = admin.send(&event_page, None).await;
+    let waiting = row("no answer yet (the browser has not come back)");
+    assert!(
+        page.body.contains(&waiting),
+        "{waiting} not in {}",
+        page.body
+    );
+    let back = format!("{}&state={}", q["post_logout_redirect_uri"], q["state"]);
+    let hop = browser.send(&back, None).await;
+    assert_eq!(hop.status, 302, "{}", hop.body);
+    assert_eq!(
+        hop.location.as_deref(),
+        Some(format!("{BYE}?state=st2").as_str())
+    );
+    let ended = row("ended its session");
+    eventually("the IdP's answer on the event's page", async || {
+        let page = admin.send(&event_page, None).await;
+        page.body.contains(&ended).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn admin_ui_upstream_logout_on_the_embedded_default() {
+    upstream_logout(
+        Backends::Embedded,
+        "admin_ui_upstream_logout_on_the_embedded_default",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admin_ui_upstream_logout_on_postgres_and_redis() {
+    upstream_logout(
+        Backends::Production,
+        "admin_ui_upstream_logout_on_postgres_and_redis",
     )
     .await;
 }
