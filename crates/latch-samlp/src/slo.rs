@@ -334,14 +334,23 @@ async fn logout_request(
     // sign an upstream LogoutRequest for their IdP session into this browser.
     let mut federated = None;
     let own = latch_login::cookies::session(req).map(|s| s.id());
-    if let Some(s) = ended.sessions.iter().find(|s| own.as_ref() == Some(&s.id)) {
-        let wants = deps
-            .store
-            .find_connection_by_name(&s.connection)
-            .await?
-            .is_some_and(|c| latch_core::connection_options::federated_logout(&c));
-        if wants {
+    if let Some(s) = ended.sessions.first() {
+        let conn = deps.store.find_connection_by_name(&s.connection).await?;
+        let wants = conn
+            .as_ref()
+            .is_some_and(latch_core::connection_options::federated_logout);
+        if wants && own.as_ref() == Some(&s.id) {
             federated = Some(deps.login.federated_logout(req, s, answer.clone()).await);
+        } else if let (true, Some(c)) = (wants, conn) {
+            federated = Some(latch_login::logout::Federated {
+                to: answer.clone(),
+                details: json!({
+                    "connection": c.name.as_str(),
+                    "strategy": c.strategy,
+                    "told": false,
+                    "reason": "the request did not come from the session's browser",
+                }),
+            });
         }
     }
     let answer = match &federated {

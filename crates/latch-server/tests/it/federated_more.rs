@@ -6,7 +6,9 @@
 //!   its session, sends the browser to the IdP with its signed LogoutRequest (pysaml2 verifies it
 //!   and ends its session), takes the IdP's LogoutResponse at `/logout?connection=`, and only then
 //!   gives the app its signed LogoutResponse (InResponseTo the app's request, Success, RelayState
-//!   echoed). Without `federated_logout` the IdP hears nothing and the app is answered at once.
+//!   echoed). Without `federated_logout` the IdP hears nothing and the app is answered at once;
+//!   nor does it when another browser (no cookie) brings an app's unsigned LogoutRequest (an app
+//!   without signingCert) naming a session: that session ends, the app is answered at once.
 //! - The upstream ID token of a sign-in through an `oidc` connection (npm oidc-provider,
 //!   `peers/idp.mjs`) is nowhere at rest (the data dir's files, PostgreSQL, Redis), yet a
 //!   federated logout still sends that very token as `id_token_hint`: it was sealed, not dropped.
@@ -24,7 +26,9 @@ use crate::peers::{
 };
 use crate::process::{Latch, free_port};
 use crate::saml::{SamlIdp, start_pysaml2};
-use crate::samlp::sp::{ACS, Answer, RELAY, SP_SLO, Sp, assert_query_signature, attr, text};
+use crate::samlp::sp::{
+    ACS, Answer, RELAY, SP_SLO, Sp, assert_query_signature, attr, text, unsigned,
+};
 use crate::support::{Backends, Remote, TestEnv, api, env_for, eventually};
 use crate::upstream_slo::{form_of, query};
 
@@ -162,7 +166,12 @@ impl SamlWorld {
     /// Latch's ACS → Latch's auto-posting Response to the app's ACS. What the app got, and the
     /// SessionIndex the IdP issued.
     async fn sign_in(&self, agent: &mut Agent) -> (Answer, String) {
-        let Outbound::Redirect(u) = self.sp.sign_in_request(HTTP_REDIRECT).1 else {
+        self.sign_in_with(&self.sp, agent).await
+    }
+
+    /// [`Self::sign_in`] through the SAML app `sp` (enabled on the connection).
+    async fn sign_in_with(&self, sp: &Sp, agent: &mut Agent) -> (Answer, String) {
+        let Outbound::Redirect(u) = sp.sign_in_request(HTTP_REDIRECT).1 else {
             panic!("an HTTP-Redirect AuthnRequest")
         };
         let hop = agent.send(&format!("{u}&connection={NAME}"), None).await;
@@ -362,6 +371,80 @@ async fn saml_app_federated_logout(backends: Backends, test: &str) {
     let again = a.send(&to_latch, None).await;
     assert_eq!(again.status, 400, "{:?} {}", again.location, again.body);
     assert!(again.location.is_none());
+
+    // A SAML app without a signingCert: its unsigned LogoutRequest (NameID + the SessionIndex
+    // Latch issued it) ends the session it names; brought by another browser (no cookie), the
+    // IdP hears nothing though the connection asks for federated logout: Latch signs no upstream
+    // LogoutRequest for a session not the browser's own. The app is answered at once.
+    let sp2 = Sp::create(
+        &Remote(&w.http, &w.latch.base),
+        &w.issuer,
+        false,
+        json!({"logout": {"callback": SP_SLO}}),
+    )
+    .await;
+    let conn = w
+        .api(
+            "PATCH",
+            &format!("/api/v2/connections/{}", w.conn_id),
+            Some(json!({"enabled_clients": [w.sp.id, sp2.id]})),
+        )
+        .await;
+    assert_eq!(conn["options"]["federated_logout"], true, "{conn}");
+    let mut b = Agent::new();
+    let (s2, idp_si2) = w.sign_in_with(&sp2, &mut b).await;
+    let user2 = s2.name_id.clone();
+    assert_eq!(w.sessions(&user2).await.len(), 1);
+    let id2 = new_id();
+    let xml = sp2.logout_request(&id2, &s2, Some(&s2.session_index));
+    let Outbound::Redirect(u) = unsigned(
+        &sp2.signed(HTTP_REDIRECT, &sp2.slo(), true, &id2, &xml),
+        &xml,
+    ) else {
+        panic!("an HTTP-Redirect LogoutRequest")
+    };
+    assert!(!u.as_str().contains("Signature="), "unsigned: {u}");
+    let out = Agent::new().send(u.as_str(), None).await;
+    assert_eq!(
+        out.status, 302,
+        "another browser's unsigned LogoutRequest: {:?} {}",
+        out.location, out.body
+    );
+    let to = out.location.unwrap();
+    assert!(
+        !to.starts_with(&w.idp.base),
+        "the other browser is not sent to the IdP: {to}"
+    );
+    w.assert_app_answered(&to, &id2).await;
+    assert!(
+        w.sessions(&user2).await.is_empty(),
+        "the session the request names ended"
+    );
+    assert_eq!(
+        w.requests_at_idp().await.len(),
+        1,
+        "the IdP heard no LogoutRequest for it"
+    );
+    let state = w.idp_state().await;
+    let live = state["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["session_index"] == idp_si2.as_str())
+        .unwrap();
+    assert_eq!(live["active"], true, "the IdP session stays: {live}");
+    let slo = last_slo(&w, &user2).await;
+    assert_eq!(slo["client_id"], sp2.id.as_str(), "{slo}");
+    assert_eq!(slo["details"]["logout_request_id"], id2.as_str(), "{slo}");
+    assert_eq!(
+        slo["details"]["upstream"]["told"], false,
+        "the IdP was not told: {slo}"
+    );
+    assert_eq!(
+        w.logs("type=federated_logout_succeeded").await.len(),
+        1,
+        "no second federated logout"
+    );
 
     // Without federated_logout (PATCH replaces the options whole): the app is answered at once,
     // and the IdP hears nothing.

@@ -11,7 +11,12 @@
 //!   `state`. With `disableSignout`, or without `federated`, the IdP hears nothing.
 //! - Hostile LogoutRequests from the IdP side (unsigned, another key, wrong Issuer, another
 //!   Destination, expired, DTD, SHA-1, replayed), each refused with a 400 page and ending nothing;
-//!   another user's NameID with this user's SessionIndex ends neither session.
+//!   another user's NameID with this user's SessionIndex ends neither session. A validly signed
+//!   query with a parameter repeated or named percent-encoded, a RelayState over 1024 bytes, a
+//!   `state` over 200 characters: refused. Latch's own trouble (unreachable metadata) is shown
+//!   as a generic message; past 20 refusals a minute a connection logs no more `flo` events.
+//! - Latch's answer (page or form) to an accepted LogoutRequest may be framed by the IdP's
+//!   origin exactly (`frame-ancestors`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -433,6 +438,42 @@ fn frames(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sources of every `frame-ancestors` directive of `hop`'s Content-Security-Policy headers.
+fn frame_ancestors(hop: &Hop) -> Vec<Vec<String>> {
+    hop.headers
+        .get_all("content-security-policy")
+        .iter()
+        .flat_map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .filter_map(|d| {
+                    let mut words = d.split_whitespace();
+                    words
+                        .next()
+                        .filter(|n| n.eq_ignore_ascii_case("frame-ancestors"))?;
+                    Some(words.map(str::to_owned).collect())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Latch's answer (a page or a form) to an IdP-initiated LogoutRequest may be framed by the
+/// IdP's origin, and by it only.
+fn assert_framed_by_idp_only(w: &World, hop: &Hop, why: &str) {
+    let origin = url::Url::parse(&w.idp.base)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    assert_eq!(
+        frame_ancestors(hop),
+        [vec![origin]],
+        "{why}: frame-ancestors is the IdP's origin exactly: {:?}",
+        hop.headers.get_all("content-security-policy")
+    );
+}
+
 /// The newest `slo` event of the user.
 async fn last_slo(w: &World, user_id: &str) -> Value {
     let slo = w.logs(&format!("type=slo&user_id={user_id}")).await;
@@ -495,6 +536,7 @@ async fn idp_initiated_round(
         "{binding}: {:?} {}",
         page.location, page.body
     );
+    assert_framed_by_idp_only(w, &page, &format!("{binding}, NameID + SessionIndex"));
     let f = frames(&page.body);
     assert_eq!(f.len(), 1, "{}", page.body);
     let fc = url::Url::parse(&f[0]).unwrap();
@@ -558,6 +600,7 @@ async fn idp_initiated_round(
     let request_id = out["id"].as_str().unwrap().to_owned();
     let page = w.deliver(&mut a1, &out).await;
     assert_eq!(page.status, 200, "{:?} {}", page.location, page.body);
+    assert_framed_by_idp_only(w, &page, &format!("{binding}, NameID alone"));
     let f = frames(&page.body);
     assert_eq!(f.len(), 1, "{}", page.body);
     assert_eq!(query(&f[0]).get("sid"), Some(&s2.sid), "{}", f[0]);
@@ -948,6 +991,200 @@ async fn hostile_logout_requests(backends: Backends, test: &str) {
     // Every refusal is logged.
     let flo = w.logs("type=flo").await;
     assert!(flo.len() > cases.len(), "{} flo events: {flo:?}", flo.len());
+
+    // A query naming a parameter twice, or by a percent-encoded name, is refused whole though
+    // its signed part is valid (what is read must be what was verified): the same URL untouched
+    // is accepted below. Its RelayState is 1024 bytes, the longest Latch carries.
+    let alice = json!({"name_id": ALICE, "session_index": sa2.session_index});
+    let longest = "r".repeat(1024);
+    let good = w
+        .idp_logout(&with(&alice, json!({"relay_state": longest})))
+        .await;
+    let good_url = good["url"].as_str().unwrap().to_owned();
+    let bare = w.idp_logout(&alice).await;
+    let bare_url = bare["url"].as_str().unwrap();
+    assert!(!bare_url.contains("RelayState"), "{bare_url}");
+    let tampered = [
+        ("RelayState repeated", format!("{good_url}&RelayState=evil")),
+        (
+            "RelayState repeated ahead of the signed one",
+            good_url.replacen("&SAMLRequest=", "&RelayState=evil&SAMLRequest=", 1),
+        ),
+        (
+            "a percent-encoded RelayState name, beside the signed one",
+            format!("{good_url}&Relay%53tate=evil"),
+        ),
+        (
+            "a percent-encoded RelayState name, alone",
+            format!("{bare_url}&Relay%53tate=evil"),
+        ),
+        (
+            "connection repeated",
+            format!("{good_url}&connection={NAME}"),
+        ),
+    ];
+    for (why, url) in &tampered {
+        let hop = a.send(url, None).await;
+        assert_eq!(hop.status, 400, "{why}: {:?} {}", hop.location, hop.body);
+        assert!(hop.location.is_none(), "{why}");
+        both_alive(&mut a, &mut b, why).await;
+    }
+
+    // A RelayState over 1024 bytes is refused, in either binding; bytes, not characters.
+    let too_long = [
+        (
+            "1025 bytes (HTTP-Redirect)",
+            json!({"relay_state": "r".repeat(1025)}),
+        ),
+        (
+            "600 two-byte characters (HTTP-Redirect)",
+            json!({"relay_state": "é".repeat(600)}),
+        ),
+        (
+            "1025 bytes (HTTP-POST)",
+            json!({"relay_state": "r".repeat(1025), "binding": "post"}),
+        ),
+    ];
+    for (why, more) in &too_long {
+        let out = w.idp_logout(&with(&alice, more.clone())).await;
+        let hop = w.deliver(&mut a, &out).await;
+        assert_eq!(
+            hop.status, 400,
+            "a RelayState of {why}: {:?} {}",
+            hop.location, hop.body
+        );
+        both_alive(&mut a, &mut b, why).await;
+    }
+
+    // A `state` (or a LogoutResponse's RelayState) over 200 characters is refused for its length,
+    // not looked up: its page is not the page of an unknown one, and does not echo it.
+    let unknown = a
+        .send(&format!("{}&state={}", w.slo_url(), "s".repeat(200)), None)
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    for q in [
+        format!("state={}", "s".repeat(201)),
+        format!("SAMLResponse=x&RelayState={}", "s".repeat(201)),
+    ] {
+        let hop = a.send(&format!("{}&{q}", w.slo_url()), None).await;
+        assert_eq!(hop.status, 400, "{q}: {:?} {}", hop.location, hop.body);
+        assert!(hop.location.is_none(), "{q}");
+        assert!(
+            hop.body != unknown.body,
+            "{q}: refused for its length, not with the page of an unknown sign-out"
+        );
+        assert!(!hop.body.contains(&"s".repeat(201)), "{q}: {}", hop.body);
+    }
+    both_alive(&mut a, &mut b, "long states").await;
+
+    // The untouched URL: accepted, its 1024-byte RelayState echoed; Alice's session ends.
+    let hop = w.deliver(&mut a, &good).await;
+    let at_idp = w.back_to_idp(&mut a, &hop, "redirect").await;
+    assert_eq!(at_idp.status, 200, "{}", at_idp.body);
+    let state = w.idp_state().await;
+    let answer = state["logout_responses"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_eq!(answer["verified"], true, "{answer}");
+    assert_eq!(answer["in_response_to"], good["id"], "{answer}");
+    assert_eq!(answer["status"], SUCCESS, "{answer}");
+    assert_eq!(answer["relay_state"], longest.as_str(), "{answer}");
+    assert!(
+        !w.alive(&mut a).await,
+        "the untouched URL ends Alice's session"
+    );
+    assert!(w.alive(&mut b).await, "not Bob's");
+
+    // Over HTTP-POST, naming no live session any more: no frame to load, Latch's answer is an
+    // auto-posting form alone, and the IdP's origin (only) may frame it too.
+    let out = w
+        .idp_logout(&json!({"name_id": ALICE, "binding": "post"}))
+        .await;
+    let hop = w.deliver(&mut a, &out).await;
+    assert_eq!(hop.status, 200, "{:?} {}", hop.location, hop.body);
+    assert!(frames(&hop.body).is_empty(), "{}", hop.body);
+    assert_framed_by_idp_only(&w, &hop, "the auto-posting LogoutResponse");
+    let at_idp = w.back_to_idp(&mut a, &hop, "post").await;
+    assert_eq!(at_idp.status, 200, "{}", at_idp.body);
+    let state = w.idp_state().await;
+    let answer = state["logout_responses"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_eq!(answer["verified"], true, "{answer}");
+    assert_eq!(answer["in_response_to"], out["id"], "{answer}");
+    assert_eq!(answer["status"], SUCCESS, "{answer}");
+    assert!(w.alive(&mut b).await, "not Bob's");
+
+    // Latch's own trouble (a samlp connection whose metadataUrl is a closed loopback port) is a
+    // 400 page with a generic message: neither the URL nor the error.
+    const DEAD: &str = "upstream-dead";
+    let dead_port = free_port();
+    let dead_md = format!("http://127.0.0.1:{dead_port}/metadata");
+    w.api(
+        "POST",
+        "/api/v2/connections",
+        Some(json!({"name": DEAD, "strategy": "samlp", "options": {"metadataUrl": dead_md}})),
+    )
+    .await;
+    let dead_slo = format!("{}/logout?connection={DEAD}", w.latch.base);
+    let to_dead = |out: &Value| {
+        let url = out["url"].as_str().unwrap();
+        let rest = url
+            .strip_prefix(&w.slo_url())
+            .unwrap_or_else(|| panic!("{url}"));
+        format!("{dead_slo}{rest}")
+    };
+    let signed = to_dead(
+        &w.idp_logout(&json!({"name_id": BOB, "session_index": sb.session_index}))
+            .await,
+    );
+    let started = std::time::Instant::now();
+    let hop = b.send(&signed, None).await;
+    assert_eq!(hop.status, 400, "{:?} {}", hop.location, hop.body);
+    let body = hop.body.to_ascii_lowercase();
+    for secret in [
+        dead_md.as_str(),
+        &format!("127.0.0.1:{dead_port}"),
+        "connection refused",
+        "error sending request",
+        "unavailable",
+    ] {
+        assert!(
+            !body.contains(&secret.to_ascii_lowercase()),
+            "the page shows {secret:?}: {}",
+            hop.body
+        );
+    }
+    assert!(w.alive(&mut b).await, "Bob's session stays");
+
+    // More than 20 refused requests for one connection within a minute: at most 20 flo events.
+    let unsigned = to_dead(&w.idp_logout(&json!({"name_id": BOB, "sign": false})).await);
+    let sent = 25;
+    for n in 1..sent {
+        let hop = b.send(&unsigned, None).await;
+        assert_eq!(
+            hop.status, 400,
+            "refusal {n}: {:?} {}",
+            hop.location, hop.body
+        );
+    }
+    let elapsed = started.elapsed();
+    let flo = w.logs(&format!("type=flo&connection={DEAD}")).await;
+    assert!(flo.iter().all(|e| e["connection"] == DEAD), "{flo:?}");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "{sent} requests took {elapsed:?}: no longer within one minute"
+    );
+    assert_eq!(
+        flo.len(),
+        20,
+        "{sent} refusals within {elapsed:?}: the first 20 logged, no more"
+    );
+    assert!(w.alive(&mut b).await, "Bob's session stays");
 }
 
 #[tokio::test]
