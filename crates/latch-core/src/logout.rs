@@ -39,6 +39,10 @@ pub enum Target {
         connection: ConnectionName,
         upstream: Option<UpstreamMatch>,
     },
+    /// A session whose time is up, as the session store still holds it
+    /// ([`SessionStore::expired_sessions`]): the sweeper tells its apps
+    /// ([`LogoutInitiator::SessionExpired`]), then it goes.
+    Expired(Box<Session>),
     /// Every session the given users hold through a connection: a deleted connection's users
     /// (listed with [`crate::store::UserRepo::list_connection_users`] before the deletion took
     /// their identities with it).
@@ -85,6 +89,8 @@ impl UpstreamMatch {
 pub enum Step {
     Session(SessionId),
     User(UserId),
+    /// A session past its end (not found as a live one).
+    Expired(Box<Session>),
 }
 
 /// Who waits for the deliveries a logout records.
@@ -299,6 +305,28 @@ impl Ended {
         }
     }
 
+    /// The `details` of the `slo` event of a logout without a browser (nothing framed, no SAML
+    /// LogoutRequest sent): what ended, the back-channel deliveries and their count, the SAML
+    /// apps it could not reach. `initiator` names who asked.
+    pub fn background_event_details(
+        &self,
+        initiator: LogoutInitiator,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        match json!({
+            "initiator": initiator,
+            "sessions_ended": self.sessions.len(),
+            "refresh_tokens_revoked": self.revoked_tokens.len(),
+            "TotalOidcLogoutRequests": self.deliveries.len(),
+            "TotalSamlLogoutRequests": 0,
+            "delivery_ids": self.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            "saml_unreachable": self.saml_unreachable_without_browser(),
+        }) {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
     /// The SAML apps of the ended sessions a logout without a browser cannot reach (Latch sends
     /// SAML LogoutRequests from the logout page only): for the event's `saml_unreachable`.
     pub fn saml_unreachable_without_browser(&self) -> Vec<&str> {
@@ -399,6 +427,7 @@ impl Logout {
         Ok(match target {
             Target::Session(id) => vec![Step::Session(id)],
             Target::User(user) => vec![Step::User(user)],
+            Target::Expired(s) => vec![Step::Expired(s)],
             Target::UserAtConnection {
                 user,
                 connection,
@@ -478,10 +507,11 @@ pub async fn terminate(
     let doomed = match &req.target {
         Step::Session(id) => sessions.find_session(id, now).await?.into_iter().collect(),
         Step::User(user) => sessions.list_user_sessions(user, now).await?,
+        Step::Expired(s) => vec![(**s).clone()],
     };
     let user = match &req.target {
         Step::User(u) => Some(u.clone()),
-        Step::Session(_) => doomed.first().map(|s| s.user_id.clone()),
+        Step::Session(_) | Step::Expired(_) => doomed.first().map(|s| s.user_id.clone()),
     };
     let token_holders = match (req.tokens, &user) {
         (TokenPolicy::AllOfUser, Some(u)) => store.list_user_refresh_tokens(u, now).await?,
@@ -507,6 +537,11 @@ pub async fn terminate(
     let ended = match &req.target {
         Step::Session(id) => sessions
             .end_session(id)
+            .await?
+            .into_iter()
+            .collect::<Vec<_>>(),
+        Step::Expired(s) => sessions
+            .end_session(&s.id)
             .await?
             .into_iter()
             .collect::<Vec<_>>(),
@@ -554,7 +589,8 @@ pub async fn terminate(
 }
 
 /// One delivery per (client, session) for clients with a back-channel URL, plus one `sub`-only
-/// delivery per other client that holds a refresh token of the user.
+/// delivery per other client that holds a refresh token of the user; each only to a client whose
+/// `oidc_logout.backchannel_logout_initiators` allows the request's initiator.
 async fn plan_deliveries(
     store: &dyn Store,
     sessions: &[Session],
@@ -570,7 +606,12 @@ async fn plan_deliveries(
                 client.client_id.as_str().to_owned(),
                 notice.sid.as_ref().map(|s| s.as_str().to_owned()),
             );
-            if !notified.insert(key) {
+            if !client
+                .oidc_logout
+                .backchannel_logout_initiators
+                .allows(req.initiator)
+                || !notified.insert(key)
+            {
                 return;
             }
             for target in &client.oidc_logout.backchannel_logout_urls {

@@ -18,6 +18,10 @@ use crate::{
 /// digest, the [`SessionId`].
 pub const SESSION_COOKIE: &str = "latch_session";
 
+/// How long a session is kept after its end for the expiry sweeper (which runs every 30
+/// seconds on every instance); `purge_expired` deletes it after that.
+pub const EXPIRED_GRACE: time::Duration = time::Duration::hours(1);
+
 /// What Latch remembers of the upstream session, for logout.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpstreamSession {
@@ -206,6 +210,15 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes one session; returns it if it existed.
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError>;
+
+    /// Sessions whose time is up (idle or absolute) that are still stored, soonest-ended first, at
+    /// most `limit`. A session is kept for [`EXPIRED_GRACE`] after its end, never found as a live
+    /// one, so the sweeper can tell its apps before it goes (`end_session` deletes it).
+    async fn expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, SessionError>;
 
     /// Deletes every session of a user in one atomic step; returns what was ended.
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError>;

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod expiry;
 pub mod retention;
 pub mod telemetry;
 

@@ -465,6 +465,25 @@ impl SessionStore for EmbeddedSessionStore {
         .await
     }
 
+    async fn expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, SessionError> {
+        let now = to_millis(now);
+        self.run(move |c| {
+            let rows: Vec<String> = sessions::table
+                .filter(sessions::ends_at.le(now))
+                .order((sessions::ends_at.asc(), sessions::id.asc()))
+                .limit(i64::from(limit))
+                .select(sessions::data)
+                .load(c)
+                .map_err(db)?;
+            rows.iter().map(|d| from_json::<Session>(d)).collect()
+        })
+        .await
+    }
+
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         let user = user.as_str().to_owned();
         self.run(move |c| {
@@ -791,10 +810,12 @@ impl SessionStore for EmbeddedSessionStore {
     }
 
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        // Sessions stay EXPIRED_GRACE past their end, for the expiry sweeper.
+        let swept = to_millis(now - latch_core::session::EXPIRED_GRACE);
         let now = to_millis(now);
         self.run(move |c| {
             write_tx(c, |c| {
-                let mut n = diesel::delete(sessions::table.filter(sessions::ends_at.le(now)))
+                let mut n = diesel::delete(sessions::table.filter(sessions::ends_at.le(swept)))
                     .execute(c)
                     .map_err(db)?;
                 n += diesel::delete(auth_codes::table.filter(auth_codes::expires_at.le(now)))

@@ -2,12 +2,16 @@
 //!
 //! Key schema (every key starts with the configured prefix, `latch:` by default). A session id is
 //! the digest of the session's secret (the cookie's value), which is never stored.
-//! - `{p}sd:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`):
+//! - `{p}sd:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`) plus
+//!   `EXPIRED_GRACE`:
 //!   `v1\n{last seen}\n{idle expiry}\n{absolute expiry}\n{user id}\n{core JSON}\n` followed by one
 //!   `c{client JSON}\n` line per app that joined. Instants are Unix ms. The mutable parts are lines
 //!   the Lua scripts rewrite or append without parsing JSON, and one compact string per session
 //!   keeps it near 500 bytes of Redis memory (a hash would leave its compact encoding as soon as a
 //!   value passed 64 bytes).
+//! - `{p}sx` SORTED SET of session ids scored by their end (Unix ms), moved by use: the expiry
+//!   sweeper reads the ended ones (`expired_sessions`); a record is kept `EXPIRED_GRACE` past its
+//!   end for it, never found as live (its TTL is `PXAT end + EXPIRED_GRACE`).
 //! - `{p}ud:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
 //!   Entries whose session expired are dropped when the set is read.
 //! - `{p}us:{connection}:{key}` the user whose session carries that upstream `sid` or SAML NameID
@@ -46,6 +50,7 @@ redis.call('SADD', KEYS[2], ARGV[3])
 local t = redis.call('PEXPIRETIME', KEYS[2])
 if t == -1 or t < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[4]) end
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[3])
 return 1
 ";
 
@@ -58,9 +63,11 @@ local now = tonumber(ARGV[1])
 if tonumber(ie) <= now or tonumber(ae) <= now then return false end
 local nie = now + tonumber(ARGV[2])
 if nie > tonumber(ae) then nie = tonumber(ae) end
+local keep = string.format('%d', nie + tonumber(ARGV[4]))
 nie = string.format('%d', nie)
 v = 'v1\n' .. ARGV[1] .. '\n' .. nie .. '\n' .. ae .. '\n' .. rest
-redis.call('SET', KEYS[1], v, 'PXAT', nie)
+redis.call('SET', KEYS[1], v, 'PXAT', keep)
+redis.call('ZADD', KEYS[2], 'XX', nie, ARGV[3])
 return v
 ";
 
@@ -79,6 +86,7 @@ return v
 ";
 
 const END_ONE: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[2])
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 redis.call('DEL', KEYS[1])
@@ -93,6 +101,7 @@ local out = {}
 for _, id in ipairs(ids) do
   local k = ARGV[1] .. id
   local v = redis.call('GET', k)
+  redis.call('ZREM', ARGV[2], id)
   if v then
     out[#out + 1] = id
     out[#out + 1] = v
@@ -424,6 +433,11 @@ impl RedisSessionStore {
         format!("{}us:{connection}:{sid}", self.prefix)
     }
 
+    /// The sorted set of session ids by end time, which the expiry sweeper reads.
+    fn expiry_key(&self) -> String {
+        format!("{}sx", self.prefix)
+    }
+
     fn user_key(&self, id: &str) -> String {
         format!("{}{USER_NS}{id}", self.prefix)
     }
@@ -571,8 +585,9 @@ impl SessionStore for RedisSessionStore {
             .key(self.session_key(s.id.as_str()))
             .key(self.user_key(s.user_id.as_str()))
             .key(self.upstream_sid_key(&s.connection, sid.unwrap_or("-")))
+            .key(self.expiry_key())
             .arg(encode(s)?)
-            .arg(to_millis(s.ends_at()).max(1))
+            .arg(to_millis(s.ends_at() + EXPIRED_GRACE).max(1))
             .arg(s.id.as_str())
             .arg(to_millis(s.expires_at).max(1))
             .arg(if sid.is_some() {
@@ -580,6 +595,7 @@ impl SessionStore for RedisSessionStore {
             } else {
                 ""
             })
+            .arg(to_millis(s.ends_at()))
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -611,8 +627,11 @@ impl SessionStore for RedisSessionStore {
         let v: Option<String> = self
             .touch
             .key(self.session_key(id.as_str()))
+            .key(self.expiry_key())
             .arg(to_millis(now))
             .arg(idle.whole_milliseconds() as i64)
+            .arg(id.as_str())
+            .arg(EXPIRED_GRACE.whole_milliseconds() as i64)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -694,6 +713,7 @@ impl SessionStore for RedisSessionStore {
         let v: Option<String> = self
             .end_one
             .key(self.session_key(id.as_str()))
+            .key(self.expiry_key())
             .arg(format!("{}{USER_NS}", self.prefix))
             .arg(id.as_str())
             .invoke_async(&mut c)
@@ -702,12 +722,54 @@ impl SessionStore for RedisSessionStore {
         v.map(|v| decode(id.as_str(), &v)).transpose()
     }
 
+    async fn expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, SessionError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c
+            .zrangebyscore_limit(self.expiry_key(), "-inf", to_millis(now), 0, limit as isize)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (id, v) in ids.iter().zip(values) {
+            match v {
+                Some(v) => {
+                    let s = decode(id, &v)?;
+                    if !s.is_live(now) {
+                        out.push(s);
+                    }
+                }
+                None => gone.push(id.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = c
+                .zrem(self.expiry_key(), &gone)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(out)
+    }
+
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
         let flat: Vec<String> = self
             .end_user
             .key(self.user_key(user.as_str()))
             .arg(self.session_key(""))
+            .arg(self.expiry_key())
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -906,9 +968,15 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
-    async fn purge_expired(&self, _now: OffsetDateTime) -> Result<u64, SessionError> {
-        // Redis expires keys itself.
-        Ok(0)
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
+        // Redis expires the records itself (EXPIRED_GRACE after their end); their entries in
+        // the expiry set go here.
+        let mut c = self.conn.clone();
+        let n: u64 = c
+            .zrembyscore(self.expiry_key(), "-inf", to_millis(now - EXPIRED_GRACE))
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
     }
 }
 

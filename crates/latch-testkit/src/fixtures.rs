@@ -68,6 +68,7 @@ pub fn client() -> Client {
             backchannel_logout_session_required: true,
             frontchannel_logout_url: None,
             frontchannel_logout_session_required: false,
+            backchannel_logout_initiators: Default::default(),
         },
         addons: Default::default(),
         secrets: vec![ClientSecret {

@@ -453,6 +453,71 @@ pub async fn upstream_name_id_finds_its_user(s: &dyn SessionStore) {
     );
 }
 
+/// A session past its end is no live session, yet it waits for the expiry sweeper
+/// (`expired_sessions`) until `end_session` takes it or `EXPIRED_GRACE` has passed; use moves
+/// the end it is listed at.
+pub async fn expired_sessions_wait_for_the_sweeper(s: &dyn SessionStore) {
+    let user = fixtures::user_id();
+    let live = fixtures::session(&user);
+    let mut dead = fixtures::session(&user);
+    dead.idle_expires_at = now() - Duration::seconds(30);
+    let mut touched = fixtures::session(&user);
+    touched.idle_expires_at = now() + Duration::seconds(10);
+    for x in [&live, &dead, &touched] {
+        s.insert_session(x).await.unwrap();
+    }
+    let ids = |v: Vec<Session>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    let listed = ids(s.expired_sessions(now(), 1000).await.unwrap());
+    assert!(listed.contains(&dead.id));
+    assert!(!listed.contains(&live.id) && !listed.contains(&touched.id));
+    assert!(s.find_session(&dead.id, now()).await.unwrap().is_none());
+    assert!(
+        s.list_user_sessions(&user, now())
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != dead.id)
+    );
+    // A minute on, the untouched one has ended too; the one used meanwhile has not.
+    s.touch_session(
+        &touched.id,
+        now() + Duration::seconds(5),
+        Duration::minutes(5),
+    )
+    .await
+    .unwrap()
+    .expect("live");
+    let later = ids(s
+        .expired_sessions(now() + Duration::seconds(60), 1000)
+        .await
+        .unwrap());
+    assert!(later.contains(&dead.id) && !later.contains(&touched.id));
+    // Purged within the grace, it stays for the sweeper; the sweeper's end takes it.
+    s.purge_expired(now()).await.unwrap();
+    assert!(ids(s.expired_sessions(now(), 1000).await.unwrap()).contains(&dead.id));
+    let ended = s
+        .end_session(&dead.id)
+        .await
+        .unwrap()
+        .expect("still stored");
+    assert_eq!(ended.id, dead.id);
+    assert!(!ids(s.expired_sessions(now(), 1000).await.unwrap()).contains(&dead.id));
+    // One the sweeper never took is gone once the grace has passed.
+    let mut old = fixtures::session(&user);
+    old.idle_expires_at = now() - Duration::seconds(1);
+    s.insert_session(&old).await.unwrap();
+    s.purge_expired(now() + latch_core::session::EXPIRED_GRACE + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(
+        !ids(s
+            .expired_sessions(now() + latch_core::session::EXPIRED_GRACE, 1000)
+            .await
+            .unwrap())
+        .contains(&old.id)
+    );
+}
+
 pub async fn purge_drops_only_expired(s: &dyn SessionStore) {
     let user = fixtures::user_id();
     let live = fixtures::session(&user);
@@ -877,6 +942,22 @@ impl SessionStore for MemorySessions {
         self.ends()?;
         Ok(self.with(|m| m.sessions.remove(id)))
     }
+    async fn expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, SessionError> {
+        let mut v: Vec<Session> = self.with(|m| {
+            m.sessions
+                .values()
+                .filter(|s| !s.is_live(now))
+                .cloned()
+                .collect()
+        });
+        v.sort_by(|a, b| a.ends_at().cmp(&b.ends_at()).then_with(|| a.id.cmp(&b.id)));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         self.ends()?;
         let mut v: Vec<_> = self.with(|m| {
@@ -1040,7 +1121,8 @@ impl SessionStore for MemorySessions {
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         Ok(self.with(|m| {
             let before = m.sessions.len();
-            m.sessions.retain(|_, s| s.is_live(now));
+            m.sessions
+                .retain(|_, s| s.ends_at() + latch_core::session::EXPIRED_GRACE > now);
             (before - m.sessions.len()) as u64
         }))
     }

@@ -66,6 +66,30 @@ fn grant_types_schema() -> utoipa::openapi::schema::Array {
     ]))
 }
 
+/// Auth0's `oidc_logout.backchannel_logout_initiators.mode`.
+fn initiator_mode_schema() -> utoipa::openapi::Object {
+    let mut o = enum_schema(&[INITIATORS_ALL, INITIATORS_CUSTOM]);
+    o.description = Some(
+        "`all`: every kind of session end, present and future; `custom`: only those in `selected_initiators`."
+            .into(),
+    );
+    o
+}
+
+/// The initiators an app may select, by their serde names.
+fn selected_initiators_schema() -> utoipa::openapi::schema::Array {
+    let mut a = utoipa::openapi::schema::Array::new(enum_schema(&LogoutInitiator::SELECTABLE));
+    a.description = Some(
+        "With `custom` only (required then): `rp-logout` (an app's logout), `idp-logout` (GTR, upstream back-channel logout, an upstream SAML LogoutRequest), `session-revoked` (an administrator ended sessions), `account-deactivated` (blocked), `account-deleted` (deleted), `password-changed`, `session-expired`. An empty list: told of nothing."
+            .into(),
+    );
+    a
+}
+
+const INITIATORS_ALL: &str = "all";
+const INITIATORS_CUSTOM: &str = "custom";
+const INITIATORS_FIELD: &str = "oidc_logout.backchannel_logout_initiators";
+
 /// The admin UI's own client is Latch's to manage: an API caller that could change its callbacks
 /// (`update:clients`) could have administrators' codes sent to a URL of its choosing.
 fn not_built_in(id: &ClientId) -> Result<(), ApiError> {
@@ -166,6 +190,66 @@ struct OidcLogoutInput {
     frontchannel_logout_url: Option<Option<String>>,
     #[serde(default)]
     frontchannel_logout_session_required: Option<bool>,
+    /// Which kinds of session end the app is sent a back-channel logout token for (Auth0's);
+    /// replaced whole. Default `{"mode": "all"}`.
+    #[serde(default)]
+    backchannel_logout_initiators: Option<InitiatorsInput>,
+}
+
+/// Auth0's `backchannel_logout_initiators`: `{"mode": "all"}`, or `{"mode": "custom",
+/// "selected_initiators": [...]}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"mode": "custom", "selected_initiators": ["rp-logout", "password-changed"]})))]
+struct InitiatorsInput {
+    /// `all` or `custom` (the schema's description says what each means).
+    #[schema(schema_with = initiator_mode_schema)]
+    mode: String,
+    /// Required with `custom`, refused with `all`.
+    #[serde(default)]
+    #[schema(schema_with = selected_initiators_schema, required = false)]
+    selected_initiators: Option<Vec<String>>,
+}
+
+/// The app's choice of initiators as `input` says, or a 400 naming the member at fault.
+fn initiators(input: InitiatorsInput) -> Result<BackchannelLogoutInitiators, ApiError> {
+    let list_field = format!("{INITIATORS_FIELD}.selected_initiators");
+    match (input.mode.as_str(), input.selected_initiators) {
+        (INITIATORS_ALL, None) => Ok(BackchannelLogoutInitiators::All),
+        (INITIATORS_ALL, Some(_)) => Err(ApiError::bad_request(
+            list_field.clone(),
+            format!("{list_field} applies only to mode custom"),
+        )),
+        (INITIATORS_CUSTOM, None) => Err(ApiError::bad_request(
+            list_field.clone(),
+            format!("{list_field} is required with mode custom"),
+        )),
+        (INITIATORS_CUSTOM, Some(names)) => {
+            let mut selected = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let Some(v) = LogoutInitiator::parse_selectable(name) else {
+                    let known: Vec<&str> = LogoutInitiator::SELECTABLE
+                        .iter()
+                        .map(|i| i.as_str())
+                        .collect();
+                    return Err(ApiError::bad_request(
+                        format!("{list_field}[{i}]"),
+                        format!("{list_field}[{i}] must be one of {}", known.join(", ")),
+                    ));
+                };
+                if !selected.contains(&v) {
+                    selected.push(v);
+                }
+            }
+            Ok(BackchannelLogoutInitiators::Custom {
+                selected_initiators: selected,
+            })
+        }
+        _ => Err(ApiError::bad_request(
+            format!("{INITIATORS_FIELD}.mode"),
+            format!("{INITIATORS_FIELD}.mode must be all or custom"),
+        )),
+    }
 }
 
 /// A member that may be `null`: absent is `None` (unchanged, by `#[serde(default)]`), `null` is
@@ -363,6 +447,9 @@ fn apply(
         if let Some(v) = o.frontchannel_logout_session_required {
             c.oidc_logout.frontchannel_logout_session_required = v;
         }
+        if let Some(v) = o.backchannel_logout_initiators {
+            c.oidc_logout.backchannel_logout_initiators = initiators(v)?;
+        }
     }
     if let Some(a) = input.addons
         && let Some(samlp) = a.samlp
@@ -404,6 +491,34 @@ struct OidcLogoutView {
     #[schema(value_type = Option<String>)]
     frontchannel_logout_url: Option<Url>,
     frontchannel_logout_session_required: bool,
+    backchannel_logout_initiators: InitiatorsView,
+}
+
+/// Which kinds of session end the app is sent a back-channel logout token for.
+#[derive(Serialize, ToSchema)]
+struct InitiatorsView {
+    /// `all` or `custom`.
+    #[schema(schema_with = initiator_mode_schema)]
+    mode: &'static str,
+    /// With `custom` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = selected_initiators_schema, required = false)]
+    selected_initiators: Option<Vec<&'static str>>,
+}
+
+fn initiators_view(i: &BackchannelLogoutInitiators) -> InitiatorsView {
+    match i {
+        BackchannelLogoutInitiators::All => InitiatorsView {
+            mode: INITIATORS_ALL,
+            selected_initiators: None,
+        },
+        BackchannelLogoutInitiators::Custom {
+            selected_initiators,
+        } => InitiatorsView {
+            mode: INITIATORS_CUSTOM,
+            selected_initiators: Some(selected_initiators.iter().map(|i| i.as_str()).collect()),
+        },
+    }
 }
 
 /// A client as the API shows it.
@@ -476,6 +591,9 @@ fn view(c: &Client, secret: Option<&str>) -> ClientView {
             frontchannel_logout_session_required: c
                 .oidc_logout
                 .frontchannel_logout_session_required,
+            backchannel_logout_initiators: initiators_view(
+                &c.oidc_logout.backchannel_logout_initiators,
+            ),
         },
         addons: c.addons.clone(),
         client_secret: secret.map(str::to_owned),

@@ -72,7 +72,9 @@ pub(crate) struct UpdateUser {
     name: Option<String>,
     #[serde(default)]
     email_verified: Option<bool>,
-    /// Needs the `update:passwords` scope; the user must have a database identity.
+    /// Needs the `update:passwords` scope; the user must have a database identity. Setting it
+    /// ends every session of the user and tells the apps (initiator `password-changed`); refresh
+    /// tokens die with their sessions, `offline_access` ones are kept.
     #[serde(default)]
     password: Option<String>,
 }
@@ -307,7 +309,8 @@ async fn get_user(
     Ok(HttpResponse::Ok().json(view(&deps, &u).await?))
 }
 
-/// Changes a user; blocking one ends their sessions and revokes their refresh tokens.
+/// Changes a user; blocking one ends their sessions and revokes their refresh tokens, and a new
+/// password ends their sessions.
 #[utoipa::path(patch, path = "/api/v2/users/{id}", tag = "users",
     params(("id" = String, Path, description = "The `user_id`.")),
     request_body = UpdateUser,
@@ -378,6 +381,7 @@ async fn patch_user(
         }
     }
     let now = deps.clock.now();
+    let password_changed = new_password.is_some();
     if let Some((mut identity, p)) = new_password {
         identity.password_hash = Some(Argon2id.hash(&p).await.map_err(UserError::from)?);
         identity.updated_at = now;
@@ -399,6 +403,7 @@ async fn patch_user(
                     &auth,
                     &b.user.user_id,
                     &b.ended,
+                    LogoutInitiator::AccountDeactivated,
                     "User blocked: signed out everywhere",
                 )
                 .await;
@@ -409,6 +414,30 @@ async fn patch_user(
             u = latch_core::users::unblock(&*deps.store, &*deps.clock, &u.user_id).await?;
         }
         None => {}
+    }
+    // A new password signs the user out everywhere (Auth0 revokes sessions on a password
+    // change), the apps told; refresh tokens die with their sessions, offline ones are kept.
+    // Blocking in the same request has ended everything already.
+    if password_changed && body.blocked != Some(true) {
+        let ended = deps
+            .logout
+            .end(
+                Target::User(u.user_id.clone()),
+                TokenPolicy::SessionBound,
+                LogoutInitiator::PasswordChanged,
+                Urgency::Background,
+            )
+            .await?;
+        log_account_logout(
+            &deps,
+            &req,
+            &auth,
+            &u.user_id,
+            &ended,
+            LogoutInitiator::PasswordChanged,
+            "Password changed: signed out everywhere",
+        )
+        .await;
     }
     audit::record(
         &deps,
@@ -446,6 +475,7 @@ async fn delete_user(
         &auth,
         &id,
         &ended,
+        LogoutInitiator::AccountDeleted,
         "User deleted: signed out everywhere",
     )
     .await;
@@ -453,14 +483,16 @@ async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The `slo` event of blocking or deleting a user (initiator `account-deactivated`): what ended,
-/// whom it told, and the SAML apps no browser could carry a LogoutRequest to.
+/// The `slo` event of blocking or deleting a user (initiator `account-deactivated`), or of
+/// setting their password (`password-changed`): what ended, whom it told, and the SAML apps no
+/// browser could carry a LogoutRequest to.
 async fn log_account_logout(
     deps: &Deps,
     req: &HttpRequest,
     auth: &ManagementAuth,
     user: &UserId,
     out: &latch_core::logout::Ended,
+    initiator: LogoutInitiator,
     description: &str,
 ) {
     let event = LogEvent {
@@ -468,7 +500,7 @@ async fn log_account_logout(
         ip: latch_http::client_ip(req).map(|i| i.to_string()),
         details: json!({
             "actor": auth.actor(),
-            "initiator": LogoutInitiator::AccountDeactivated,
+            "initiator": initiator,
             "sessions_ended": out.sessions.len(),
             "refresh_tokens_revoked": out.revoked_tokens.len(),
             "TotalOidcLogoutRequests": out.deliveries.len(),

@@ -7,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use latch_core::ValidationError;
 use latch_core::model::{
-    ADMIN_CLIENT_ID, Client, Connection, DATABASE_CONNECTION, SamlpAddon, name_id_format,
-    saml_binding,
+    ADMIN_CLIENT_ID, Client, Connection, DATABASE_CONNECTION, LogoutInitiator, SamlpAddon,
+    name_id_format, saml_binding,
 };
 use latch_core::validate::{self, SAML_MAPPABLE};
 use latch_http::ApiError;
@@ -79,6 +79,43 @@ const DIGEST_ALGS: [(&str, &str); 1] = [("sha256", "SHA-256")];
 
 /// The elements the SAML switch shows while on.
 const SAML_CONTROLS: &str = "section-saml-idp section-saml-settings";
+
+/// The switch "only some kinds of session end", and the section of kinds it shows while on.
+const INITIATORS_SWITCH: &str = "backchannel_logout_initiators_custom";
+const INITIATORS_CONTROLS: &str = "section-logout-initiators";
+/// The kinds of session end an app may choose to be told about (Auth0's back-channel logout
+/// initiators), in `LogoutInitiator::SELECTABLE`'s order.
+const INITIATORS: [(LogoutInitiator, &str); 7] = [
+    (LogoutInitiator::RpLogout, "An app's logout (rp-logout)"),
+    (
+        LogoutInitiator::IdpLogout,
+        "The upstream identity provider's logout: Universal Logout, its back-channel or SAML logout (idp-logout)",
+    ),
+    (
+        LogoutInitiator::SessionRevoked,
+        "An administrator ended sessions (session-revoked)",
+    ),
+    (
+        LogoutInitiator::AccountDeactivated,
+        "The user was blocked or deactivated (account-deactivated)",
+    ),
+    (
+        LogoutInitiator::AccountDeleted,
+        "The user was deleted (account-deleted)",
+    ),
+    (
+        LogoutInitiator::PasswordChanged,
+        "The user's password was changed (password-changed)",
+    ),
+    (
+        LogoutInitiator::SessionExpired,
+        "The session expired (session-expired)",
+    ),
+];
+/// What the kinds' boxes start with while the app is told of every kind (Auth0's pick when an
+/// app starts choosing).
+const INITIATORS_PRESET: [LogoutInitiator; 2] =
+    [LogoutInitiator::RpLogout, LogoutInitiator::IdpLogout];
 
 fn name_id_label(format: &str) -> &str {
     match format {
@@ -209,6 +246,27 @@ fn sections(
         Some(f) => f.checked("frontchannel_logout_session_required"),
         None => s["oidc_logout"]["frontchannel_logout_session_required"] != Value::Bool(false),
     };
+    let initiators = &s["oidc_logout"]["backchannel_logout_initiators"];
+    let custom = match form {
+        Some(f) => f.checked(INITIATORS_SWITCH),
+        None => initiators["mode"] == "custom",
+    };
+    let selected: Vec<String> = match form {
+        Some(f) => f.all("selected_initiators"),
+        None if custom => initiators["selected_initiators"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => INITIATORS_PRESET
+            .iter()
+            .map(|i| i.as_str().to_owned())
+            .collect(),
+    };
     let mut out = vec![
         Section {
             id: "general",
@@ -284,6 +342,41 @@ fn sections(
                     "",
                 )
                 .checked(fc_sid),
+                Field::new(
+                    "checkbox",
+                    INITIATORS_SWITCH,
+                    "Send logout tokens only for some kinds of session end",
+                    "",
+                )
+                .checked(custom)
+                .controls(INITIATORS_CONTROLS)
+                .help(
+                    "Off: the app gets a logout token whenever a session it is in ends, for any reason, present or future. On: only for the kinds chosen below (Auth0's back-channel logout initiators).",
+                ),
+            ],
+        },
+        Section {
+            id: "logout-initiators",
+            title: "Back-channel logout initiators".into(),
+            description: "The app is sent a logout token only when one of these ends a session it is in, or one of the user's sessions when the app holds the user's refresh token.".into(),
+            fields: vec![
+                Field::new(
+                    "checkboxes",
+                    "selected_initiators",
+                    "Kinds of session end",
+                    "",
+                )
+                .choices(
+                    INITIATORS
+                        .iter()
+                        .map(|(i, label)| Choice {
+                            value: i.as_str().into(),
+                            label: (*label).into(),
+                            selected: selected.iter().any(|x| x == i.as_str()),
+                        })
+                        .collect(),
+                )
+                .help("None checked: the app is told of no session end."),
             ],
         },
     ];
@@ -627,6 +720,11 @@ fn body(f: &Form) -> (Value, Vec<ApiError>) {
             "backchannel_logout_session_required": f.checked("backchannel_logout_session_required"),
             "frontchannel_logout_url": f.text("frontchannel_logout_url"),
             "frontchannel_logout_session_required": f.checked("frontchannel_logout_session_required"),
+            "backchannel_logout_initiators": if f.checked(INITIATORS_SWITCH) {
+                json!({"mode": "custom", "selected_initiators": f.all("selected_initiators")})
+            } else {
+                json!({"mode": "all"})
+            },
         },
         "addons": { "samlp": samlp },
     });
@@ -920,6 +1018,33 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn the_initiators_a_form_stands_for() {
+        // The switch off: every kind, whatever boxes were left checked.
+        let (b, _) = body(&form(&[("selected_initiators", "rp-logout")]));
+        assert_eq!(
+            b["oidc_logout"]["backchannel_logout_initiators"],
+            json!({"mode": "all"})
+        );
+        // On: the boxes checked, none included.
+        let (b, _) = body(&form(&[
+            (INITIATORS_SWITCH, "true"),
+            ("selected_initiators", "rp-logout"),
+            ("selected_initiators", "password-changed"),
+        ]));
+        assert_eq!(
+            b["oidc_logout"]["backchannel_logout_initiators"],
+            json!({"mode": "custom", "selected_initiators": ["rp-logout", "password-changed"]})
+        );
+        let (b, _) = body(&form(&[(INITIATORS_SWITCH, "true")]));
+        assert_eq!(
+            b["oidc_logout"]["backchannel_logout_initiators"],
+            json!({"mode": "custom", "selected_initiators": []})
+        );
+        // Every kind an app may select has its box, in the model's order.
+        assert_eq!(INITIATORS.map(|(i, _)| i), LogoutInitiator::SELECTABLE);
     }
 
     #[test]

@@ -193,7 +193,7 @@ async fn detail(
         Some("cleared") => Some("Sessions cleared: the tokens of those sessions no longer work; offline tokens kept.".into()),
         Some("cleared-revoked") => Some("Sessions cleared and every token of this user revoked (refresh and access tokens, offline ones included).".into()),
         Some("ended") => Some("Session ended: its tokens no longer work; offline tokens kept.".into()),
-        Some("password") => Some("Password changed.".into()),
+        Some("password") => Some("Password changed: the user was signed out everywhere, and their apps were told.".into()),
         Some("blocked") => Some("User blocked and signed out everywhere.".into()),
         Some("unblocked") => Some("User unblocked.".into()),
         Some("granted") => Some("Admin role granted: this user can now use the admin UI.".into()),

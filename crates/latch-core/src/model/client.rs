@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+use super::LogoutInitiator;
 use crate::{ClientId, TokenDigest};
 
 /// Auth0's application types.
@@ -94,13 +95,44 @@ pub const ADMIN_CLIENT_ID: &str = "latch-admin";
 /// Where the admin UI receives its authorization code (under the issuer).
 pub const ADMIN_CALLBACK_PATH: &str = crate::paths::ADMIN_CALLBACK;
 
-/// How a client wants to hear about logouts.
+/// How a client wants to hear about logouts. Stored whole as JSON with the client (a member
+/// added later reads as its default from rows written before it).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OidcLogout {
     pub backchannel_logout_urls: Vec<Url>,
     pub backchannel_logout_session_required: bool,
     pub frontchannel_logout_url: Option<Url>,
     pub frontchannel_logout_session_required: bool,
+    /// Which kinds of session end the app is sent a back-channel logout token for.
+    #[serde(default)]
+    pub backchannel_logout_initiators: BackchannelLogoutInitiators,
+}
+
+/// Auth0's `oidc_logout.backchannel_logout_initiators`: `{"mode": "all"}` (the default: every
+/// kind of session end, present and future) or `{"mode": "custom", "selected_initiators":
+/// [...]}` (only those; [`LogoutInitiator::SELECTABLE`] names them). Front-channel logout and
+/// SAML Single Logout are not filtered: they happen only with the browser at Latch.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum BackchannelLogoutInitiators {
+    #[default]
+    All,
+    Custom {
+        selected_initiators: Vec<LogoutInitiator>,
+    },
+}
+
+impl BackchannelLogoutInitiators {
+    /// Whether an app with this choice is sent a logout token for a session end `initiator`
+    /// started (Latch's own `session-replaced` counts as `rp-logout`).
+    pub fn allows(&self, initiator: LogoutInitiator) -> bool {
+        match self {
+            Self::All => true,
+            Self::Custom {
+                selected_initiators,
+            } => selected_initiators.contains(&initiator.selected_as()),
+        }
+    }
 }
 
 /// SAML NameID formats Latch issues to SAML apps.
@@ -264,4 +296,61 @@ pub struct ClientGrant {
     pub audience: String,
     pub scope: Vec<String>,
     pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backchannel_logout_initiators_shapes_and_choice() {
+        use LogoutInitiator as I;
+        // Auth0's shapes, both ways.
+        let all: BackchannelLogoutInitiators =
+            serde_json::from_value(serde_json::json!({"mode": "all"})).unwrap();
+        assert_eq!(all, BackchannelLogoutInitiators::All);
+        assert_eq!(
+            serde_json::to_value(&all).ok(),
+            Some(serde_json::json!({"mode": "all"}))
+        );
+        let custom = BackchannelLogoutInitiators::Custom {
+            selected_initiators: vec![I::RpLogout, I::PasswordChanged],
+        };
+        let v = serde_json::json!({"mode": "custom", "selected_initiators": ["rp-logout", "password-changed"]});
+        assert_eq!(serde_json::to_value(&custom).ok(), Some(v.clone()));
+        assert_eq!(
+            serde_json::from_value::<BackchannelLogoutInitiators>(v).ok(),
+            Some(custom.clone())
+        );
+        // A client stored before the member existed reads as `all`.
+        let old: OidcLogout = serde_json::from_value(serde_json::json!({
+            "backchannel_logout_urls": [], "backchannel_logout_session_required": true,
+            "frontchannel_logout_url": null, "frontchannel_logout_session_required": false
+        }))
+        .unwrap();
+        assert_eq!(
+            old.backchannel_logout_initiators,
+            BackchannelLogoutInitiators::All
+        );
+        // `all` allows every kind; `custom` only the selected ones.
+        for i in I::SELECTABLE.into_iter().chain([I::SessionReplaced]) {
+            assert!(all.allows(i));
+        }
+        assert!(custom.allows(I::RpLogout));
+        assert!(custom.allows(I::SessionReplaced), "counted as rp-logout");
+        assert!(custom.allows(I::PasswordChanged));
+        for i in [
+            I::IdpLogout,
+            I::SessionRevoked,
+            I::SessionExpired,
+            I::AccountDeactivated,
+            I::AccountDeleted,
+        ] {
+            assert!(!custom.allows(i), "{i:?}");
+        }
+        let none = BackchannelLogoutInitiators::Custom {
+            selected_initiators: vec![],
+        };
+        assert!(I::SELECTABLE.into_iter().all(|i| !none.allows(i)));
+    }
 }

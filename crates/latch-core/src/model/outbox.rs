@@ -4,18 +4,74 @@ use url::Url;
 
 use crate::{ClientId, DeliveryId, Jti, Sid, UserId};
 
-/// Why a session ended: carried to the app in logs, and to Auth0-style initiator filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a session ended: carried to the app in logs, and to Auth0-style initiator filters
+/// ([`crate::model::BackchannelLogoutInitiators`]). Serialized (and stored in the outbox) as
+/// [`LogoutInitiator::as_str`]: Auth0's kebab-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogoutInitiator {
+    /// An app's logout: OpenID Connect RP-initiated logout, a SAML app's LogoutRequest, the
+    /// admin UI's sign-out.
     RpLogout,
+    /// An upstream IdP's: GTR, upstream back-channel logout, an upstream SAML LogoutRequest.
     IdpLogout,
+    /// An administrator ended sessions (clear sessions, end one session, a deleted connection).
     SessionRevoked,
+    /// A session's lifetime ended.
     SessionExpired,
+    /// The user was blocked (admin, or SCIM `active: false`).
     AccountDeactivated,
+    /// The user was deleted (admin, or SCIM `DELETE`).
+    AccountDeleted,
+    /// The user's database password was set (by an administrator, or by the user).
+    PasswordChanged,
     /// Latch's own: a new sign-in in the same browser replaced the session (Auth0 has no
-    /// initiator for it).
+    /// initiator for it; an app's choice of initiators counts it as `rp-logout`, since an
+    /// app's sign-in request brought it).
     SessionReplaced,
+}
+
+impl LogoutInitiator {
+    /// What an app may select in `oidc_logout.backchannel_logout_initiators` (Auth0's names):
+    /// every initiator but Latch's own [`Self::SessionReplaced`].
+    pub const SELECTABLE: [Self; 7] = [
+        Self::RpLogout,
+        Self::IdpLogout,
+        Self::SessionRevoked,
+        Self::AccountDeactivated,
+        Self::AccountDeleted,
+        Self::PasswordChanged,
+        Self::SessionExpired,
+    ];
+
+    /// The name in logs, logout notices and the client API, e.g. `rp-logout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RpLogout => "rp-logout",
+            Self::IdpLogout => "idp-logout",
+            Self::SessionRevoked => "session-revoked",
+            Self::SessionExpired => "session-expired",
+            Self::AccountDeactivated => "account-deactivated",
+            Self::AccountDeleted => "account-deleted",
+            Self::PasswordChanged => "password-changed",
+            Self::SessionReplaced => "session-replaced",
+        }
+    }
+
+    /// The selectable initiator [`Self::as_str`] names; `None` for any other name (Latch's own
+    /// `session-replaced` included).
+    pub fn parse_selectable(s: &str) -> Option<Self> {
+        Self::SELECTABLE.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The selectable initiator an app's choice is judged by: itself, or `rp-logout` for a
+    /// replaced session.
+    pub fn selected_as(self) -> Self {
+        match self {
+            Self::SessionReplaced => Self::RpLogout,
+            other => other,
+        }
+    }
 }
 
 /// What a back-channel logout token will say.
@@ -108,6 +164,51 @@ pub struct Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initiator_names_are_auth0_s() {
+        let all = [
+            LogoutInitiator::SessionReplaced,
+            LogoutInitiator::RpLogout,
+            LogoutInitiator::IdpLogout,
+            LogoutInitiator::SessionRevoked,
+            LogoutInitiator::SessionExpired,
+            LogoutInitiator::AccountDeactivated,
+            LogoutInitiator::AccountDeleted,
+            LogoutInitiator::PasswordChanged,
+        ];
+        for i in all {
+            // serde, the logs and the API agree on one name.
+            assert_eq!(
+                serde_json::to_value(i).ok(),
+                Some(serde_json::Value::from(i.as_str()))
+            );
+            assert_eq!(
+                serde_json::from_value::<LogoutInitiator>(i.as_str().into()).ok(),
+                Some(i)
+            );
+            assert_eq!(
+                LogoutInitiator::parse_selectable(i.as_str()),
+                (i != LogoutInitiator::SessionReplaced).then_some(i)
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(LogoutInitiator::AccountDeleted).ok(),
+            Some(serde_json::Value::from("account-deleted"))
+        );
+        assert_eq!(
+            serde_json::to_value(LogoutInitiator::PasswordChanged).ok(),
+            Some(serde_json::Value::from("password-changed"))
+        );
+        assert_eq!(
+            LogoutInitiator::parse_selectable("email-identifier-changed"),
+            None
+        );
+        assert_eq!(
+            LogoutInitiator::SessionReplaced.selected_as(),
+            LogoutInitiator::RpLogout
+        );
+    }
 
     #[test]
     fn delivery_kind_names_round_trip() {

@@ -94,6 +94,13 @@ impl SessionStore for Faulty {
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
         self.inner.end_session(id).await
     }
+    async fn expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, SessionError> {
+        self.inner.expired_sessions(now, limit).await
+    }
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         if self.ends_fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SessionError::Unavailable("connection reset".into()));
