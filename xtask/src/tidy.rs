@@ -30,6 +30,7 @@ fn allowed(name: &str) -> Option<&'static [&'static str]> {
         "latch-oidc" => &["latch-core", "latch-jose", "latch-http", "latch-login"],
         "latch-backchannel" => &["latch-core", "latch-jose", "latch-http"],
         "latch-gtr" => &["latch-core", "latch-jose", "latch-remote", "latch-http"],
+        "latch-scim" => &["latch-core", "latch-jose", "latch-http"],
         "latch-samlp" => &["latch-core", "latch-saml", "latch-http", "latch-login"],
         "latch-slo" => &["latch-core", "latch-jose", "latch-saml"],
         "latch-admin" => &["latch-core", "latch-jose", "latch-http"],

@@ -1,6 +1,7 @@
 //! Just-in-time provisioning: the first sign-in through a connection creates the user and the
 //! identity (keyed by connection, upstream issuer, upstream subject; email is only an attribute);
-//! later sign-ins update the profile. A blocked user is refused.
+//! later sign-ins update the profile. A blocked user is refused. A user a SCIM client
+//! provisioned into the connection with the same subject is found instead of a new one made.
 
 use crate::connector::UpstreamIdentity;
 use crate::model::{Connection, Identity, User};
@@ -43,10 +44,20 @@ pub async fn provision(
 ) -> Result<User, ProvisionError> {
     let now = clock.now();
     for _ in 0..2 {
-        if let Some((mut identity, mut user)) = store
+        // A user a SCIM client provisioned with this subject is this one: their identity takes
+        // the upstream issuer now (`ScimRepo::claim_scim_identity`).
+        let found = match store
             .find_identity_with_user(&connection.id, &upstream.issuer, &upstream.subject)
             .await?
         {
+            Some(f) => Some(f),
+            None => {
+                store
+                    .claim_scim_identity(&connection.id, &upstream.issuer, &upstream.subject)
+                    .await?
+            }
+        };
+        if let Some((mut identity, mut user)) = found {
             if user.blocked {
                 return Err(ProvisionError::Blocked);
             }

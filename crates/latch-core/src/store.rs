@@ -243,6 +243,92 @@ pub trait OutboxRepo: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
+/// Inbound SCIM: a connection's configuration and tokens, and its SCIM-provisioned users.
+/// Deleting a connection deletes its configuration, tokens and SCIM records; deleting a user
+/// ([`UserRepo::delete_user`]) deletes their SCIM records.
+#[async_trait]
+pub trait ScimRepo: Send + Sync {
+    /// Creates or replaces the connection's configuration (`created_at` kept on replace).
+    async fn put_scim_config(&self, c: &ScimConfig) -> Result<(), StoreError>;
+    async fn find_scim_config(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<ScimConfig>, StoreError>;
+    /// Turns SCIM off: the configuration and every token of the connection go (its users and
+    /// their SCIM records stay). `false` when there was none.
+    async fn delete_scim_config(&self, connection: &ConnectionId) -> Result<bool, StoreError>;
+
+    async fn insert_scim_token(&self, t: &ScimToken) -> Result<(), StoreError>;
+    /// The connection's tokens, oldest first.
+    async fn list_scim_tokens(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<ScimToken>, StoreError>;
+    /// The token with this digest, whatever its connection or validity.
+    async fn find_scim_token(&self, digest: &TokenDigest) -> Result<Option<ScimToken>, StoreError>;
+    /// `false` when the connection has no such token.
+    async fn delete_scim_token(
+        &self,
+        connection: &ConnectionId,
+        token_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// A new SCIM user: the user, its identity in the connection and its SCIM record, in one
+    /// transaction. A `userName` (case-insensitively) or `externalId` already used in the
+    /// connection, or an identity clash, is [`StoreError::Conflict`] naming `userName`,
+    /// `externalId` or `identity`, and writes nothing.
+    async fn insert_scim_user(
+        &self,
+        user: &User,
+        identity: &Identity,
+        scim: &ScimUser,
+    ) -> Result<(), StoreError>;
+
+    /// A SCIM record for a user who exists already (signed in through the connection before
+    /// SCIM was turned on). Uniqueness as for [`insert_scim_user`](Self::insert_scim_user); a
+    /// user with a record in the connection already is a `Conflict` naming `user`.
+    async fn attach_scim_user(&self, scim: &ScimUser) -> Result<(), StoreError>;
+
+    /// The SCIM record and user of `user` in `connection`.
+    async fn find_scim_user(
+        &self,
+        connection: &ConnectionId,
+        user: &UserId,
+    ) -> Result<Option<(ScimUser, User)>, StoreError>;
+
+    /// A page of the connection's SCIM users matching `lookup`, ordered by creation (then
+    /// user id), from the 0-based `offset`, at most `limit`; and how many match in all.
+    async fn list_scim_users(
+        &self,
+        connection: &ConnectionId,
+        lookup: &ScimLookup,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<(ScimUser, User)>, u64), StoreError>;
+
+    /// Writes the user, its identity (found by `identity.user_id` and `connection_id`; its
+    /// subject may change) and its SCIM record in one transaction, if the stored record's
+    /// `version` is `expected_version` (else [`StoreError::Conflict`] naming `version`, nothing
+    /// written). Uniqueness as for [`insert_scim_user`](Self::insert_scim_user).
+    async fn update_scim_user(
+        &self,
+        user: &User,
+        identity: &Identity,
+        scim: &ScimUser,
+        expected_version: i64,
+    ) -> Result<(), StoreError>;
+
+    /// An identity a SCIM client created (issuer [`SCIM_ISSUER`]) for this subject in this
+    /// connection takes the upstream `issuer` of the first sign-in, so the sign-in finds that
+    /// user. Returns the identity and user when one was claimed.
+    async fn claim_scim_identity(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<(Identity, User)>, StoreError>;
+}
+
 /// The whole relational store.
 #[async_trait]
 pub trait Store:
@@ -254,6 +340,7 @@ pub trait Store:
     + SigningKeyRepo
     + LogRepo
     + OutboxRepo
+    + ScimRepo
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

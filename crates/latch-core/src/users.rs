@@ -13,8 +13,8 @@ use thiserror::Error;
 
 use crate::connector::DATABASE_ISSUER;
 use crate::logout::{Ended, Logout, LogoutError, Target, TokenPolicy, Urgency};
-use crate::model::{Connection, Identity, LogoutInitiator, Strategy, User};
-use crate::store::Store;
+use crate::model::{Connection, Identity, LogoutInitiator, SCIM_ISSUER, ScimUser, Strategy, User};
+use crate::store::{ScimRepo, Store};
 use crate::{Clock, SecretString, StoreError, UserId, ValidationError};
 
 /// Turns a password into the PHC string kept in [`Identity::password_hash`]. Slow on purpose
@@ -34,9 +34,12 @@ pub struct HashError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 #[derive(Debug, Error)]
 pub enum UserError {
     /// Users with passwords live only in database (`auth0`) connections; enterprise users are
-    /// created at their first sign-in.
+    /// created at their first sign-in, or by SCIM.
     #[error("users are created only in database connections")]
     NotDatabase,
+    /// SCIM provisions users into enterprise connections only.
+    #[error("SCIM provisions users into enterprise connections only")]
+    NotEnterprise,
     /// Not an email address (see [`email`]).
     #[error("email must be an email address")]
     InvalidEmail,
@@ -245,7 +248,7 @@ pub async fn unblock(
 }
 
 /// Deletes a user: every session ends and every refresh token is revoked, the apps told
-/// ([`LogoutInitiator::AccountDeactivated`]), then the user goes with their identities, grants
+/// ([`LogoutInitiator::AccountDeleted`]), then the user goes with their identities, grants
 /// and tokens (one transaction). A missing user is [`StoreError::NotFound`] before anything
 /// ends; if ending fails, the user is kept (a retry finishes the job).
 pub async fn delete(store: &dyn Store, logout: &Logout, user: &UserId) -> Result<Ended, UserError> {
@@ -254,12 +257,215 @@ pub async fn delete(store: &dyn Store, logout: &Logout, user: &UserId) -> Result
         .end(
             Target::User(user.clone()),
             TokenPolicy::AllOfUser,
-            LogoutInitiator::AccountDeactivated,
+            LogoutInitiator::AccountDeleted,
             Urgency::Background,
         )
         .await?;
     store.delete_user(user).await?;
     Ok(ended)
+}
+
+/// What a SCIM client's User resource says, as `latch-scim` mapped it: the SCIM record to keep
+/// and the user fields it sets.
+#[derive(Debug, Clone)]
+pub struct ScimWrite {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    /// The resource as sent, without `id`, `meta` and `schemas`.
+    pub resource: Map<String, Value>,
+    /// The identity's subject in the connection: the value of the configuration's
+    /// `user_id_attribute`.
+    pub subject: String,
+    /// Checked by [`email`] (a value that is not an address is [`UserError::InvalidEmail`]).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+}
+
+/// The user fields a SCIM write sets (not `blocked`: see [`scim_update`]). A changed email is
+/// no longer verified.
+fn scim_fields(u: &mut User, w: &ScimWrite) -> Result<(), UserError> {
+    let new = w.email.as_deref().map(email).transpose()?;
+    if new != u.email {
+        u.email_verified = false;
+    }
+    u.email = new;
+    u.name = name(w.name.clone())?;
+    u.given_name.clone_from(&w.given_name);
+    u.family_name.clone_from(&w.family_name);
+    u.nickname.clone_from(&w.nickname);
+    Ok(())
+}
+
+/// Provisions a user into an enterprise connection (SCIM `POST /Users`): the user, its identity
+/// (subject [`ScimWrite::subject`], issuer [`crate::model::SCIM_ISSUER`] until the first sign-in
+/// claims it) and the SCIM record, in one transaction. `id` is the random part of the new
+/// `user_id` (`{strategy}|{id}`).
+pub async fn scim_create<S: Store + ScimRepo + ?Sized>(
+    store: &S,
+    clock: &dyn Clock,
+    connection: &Connection,
+    id: String,
+    w: ScimWrite,
+) -> Result<(ScimUser, User), UserError> {
+    if !connection.strategy.is_enterprise() {
+        return Err(UserError::NotEnterprise);
+    }
+    let now = clock.now();
+    let mut user = User {
+        user_id: UserId::new(format!("{}|{id}", connection.strategy.as_str())),
+        email: None,
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        nickname: None,
+        picture: None,
+        profile: Map::new(),
+        blocked: false,
+        created_at: now,
+        updated_at: now,
+        last_login: None,
+        logins_count: 0,
+        app_metadata: Map::new(),
+    };
+    scim_fields(&mut user, &w)?;
+    user.blocked = !w.active;
+    let identity = Identity {
+        user_id: user.user_id.clone(),
+        connection_id: connection.id.clone(),
+        issuer: SCIM_ISSUER.to_owned(),
+        subject: w.subject.clone(),
+        password_hash: None,
+        profile: Map::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let scim = ScimUser {
+        connection_id: connection.id.clone(),
+        user_id: user.user_id.clone(),
+        user_name: w.user_name,
+        external_id: w.external_id,
+        active: w.active,
+        resource: w.resource,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_scim_user(&user, &identity, &scim).await?;
+    Ok((scim, user))
+}
+
+/// Links a SCIM resource to a user who already signed in through the connection with this
+/// subject (SCIM turned on for a connection in use), instead of making a second user: the SCIM
+/// record is added, then [`scim_update`] makes the user's fields and state follow the resource.
+pub async fn scim_link<S: Store + ScimRepo + ?Sized>(
+    store: &S,
+    clock: &dyn Clock,
+    logout: &Logout,
+    connection: &Connection,
+    existing: User,
+    w: ScimWrite,
+) -> Result<ScimUpdated, UserError> {
+    let now = clock.now();
+    let scim = ScimUser {
+        connection_id: connection.id.clone(),
+        user_id: existing.user_id.clone(),
+        user_name: w.user_name.clone(),
+        external_id: w.external_id.clone(),
+        // As the user is now: the write below blocks them only if the resource says inactive.
+        active: !existing.blocked,
+        resource: w.resource.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    store.attach_scim_user(&scim).await?;
+    scim_update(store, clock, logout, (scim, existing), w).await
+}
+
+/// What [`scim_update`] did.
+#[derive(Debug)]
+pub struct ScimUpdated {
+    pub scim: ScimUser,
+    pub user: User,
+    /// The logout a deactivation ran (`active: false` where it was `true`, or a deactivated
+    /// user written again, so a retry completes a failed logout).
+    pub ended: Option<Ended>,
+}
+
+/// Replaces a SCIM user (SCIM `PUT`, or a `PATCH` applied by `latch-scim`): the user's fields,
+/// its identity's subject (while no sign-in has claimed it) and the SCIM record in one
+/// transaction, if nobody wrote it since `current` was read ([`StoreError::Conflict`] on
+/// `version` otherwise). `active` turning `false` blocks the user, and a blocked, inactive user
+/// then has every session ended and every refresh token and grant revoked through the Logout
+/// service, the apps told ([`LogoutInitiator::AccountDeactivated`]); `active` turning `true`
+/// unblocks. An unchanged `active` leaves `blocked` as an administrator set it.
+pub async fn scim_update<S: Store + ScimRepo + ?Sized>(
+    store: &S,
+    clock: &dyn Clock,
+    logout: &Logout,
+    current: (ScimUser, User),
+    w: ScimWrite,
+) -> Result<ScimUpdated, UserError> {
+    let (old, mut user) = current;
+    let now = clock.now();
+    scim_fields(&mut user, &w)?;
+    // `active` blocks or unblocks only when it changes: an administrator's block outlives the
+    // SCIM client's routine writes, and an unblock its repeated `active: false`.
+    if old.active != w.active {
+        user.blocked = !w.active;
+    }
+    user.updated_at = now;
+    let identity = store
+        .list_identities(&user.user_id)
+        .await?
+        .into_iter()
+        .find(|i| i.connection_id == old.connection_id)
+        .map(|mut i| {
+            // Only an identity no sign-in has claimed follows the SCIM subject: a signed-in
+            // user's identity is the IdP's, and moving it would hand the account to whoever
+            // signs in with the new subject.
+            if i.issuer == SCIM_ISSUER {
+                i.subject.clone_from(&w.subject);
+            }
+            i.updated_at = now;
+            i
+        })
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "identity",
+            id: user.user_id.as_str().to_owned(),
+        })?;
+    let scim = ScimUser {
+        user_name: w.user_name,
+        external_id: w.external_id,
+        active: w.active,
+        resource: w.resource,
+        version: old.version + 1,
+        updated_at: now,
+        ..old.clone()
+    };
+    store
+        .update_scim_user(&user, &identity, &scim, old.version)
+        .await?;
+    let ended = if scim.active || !user.blocked {
+        None
+    } else {
+        Some(
+            logout
+                .end(
+                    Target::User(user.user_id.clone()),
+                    TokenPolicy::AllOfUser,
+                    LogoutInitiator::AccountDeactivated,
+                    Urgency::Background,
+                )
+                .await?,
+        )
+    };
+    Ok(ScimUpdated { scim, user, ended })
 }
 
 #[cfg(test)]

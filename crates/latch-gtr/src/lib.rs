@@ -295,6 +295,15 @@ async fn find_user(deps: &Deps, conn: &Connection, s: &Subject) -> Result<Option
                     .await
                     .map_err(err)?;
             }
+            // A user a SCIM client provisioned who has not signed in yet: their identity's
+            // issuer is still SCIM's (the token's `iss` was checked against the connection's).
+            if found.is_none() {
+                found = deps
+                    .store
+                    .find_identity_with_user(&conn.id, latch_core::model::SCIM_ISSUER, sub)
+                    .await
+                    .map_err(err)?;
+            }
             Ok(found.map(|(_, u)| u))
         }
         Subject::Email(email) => {

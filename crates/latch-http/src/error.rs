@@ -214,6 +214,10 @@ impl From<latch_core::users::UserError> for ApiError {
                 "connection",
                 "connection: users with passwords are created only in database (auth0) connections; enterprise users are created at their first sign-in",
             ),
+            UserError::NotEnterprise => Self::bad_request(
+                "connection",
+                "connection: SCIM provisions users into enterprise connections only",
+            ),
             UserError::InvalidEmail => Self::bad_request("email", "email must be an email address"),
             UserError::InvalidName => Self::bad_request("name", "name must be 1-300 characters"),
             UserError::Password(e) => e.into(),

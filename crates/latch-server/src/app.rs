@@ -50,14 +50,15 @@ impl AppState {
     }
 }
 
-/// Starts the background workers (back-channel delivery, session purge, key reload, retention
-/// of logs and finished deliveries); they stop when the returned handles are aborted or the
+/// Starts the background workers (back-channel delivery, the expiry sweeper, session purge, key
+/// reload, retention of logs and finished deliveries); they stop when the returned handles are aborted or the
 /// runtime ends.
 pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(state.backchannel.clone().run())];
     let (sessions, clock) = (state.sessions.clone(), state.clock.clone());
     handles.push(tokio::spawn(async move {
-        // Embedded stores purge expired records; Redis expires keys on its own.
+        // Records of sessions ended more than EXPIRED_GRACE ago (the sweeper had them), and
+        // other expired records; Redis expires keys on its own.
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
         loop {
             tick.tick().await;
@@ -91,6 +92,11 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }));
+    handles.push(tokio::spawn(crate::expiry::run(
+        state.sessions.clone(),
+        state.logout(),
+        state.clock.clone(),
+    )));
     handles.push(tokio::spawn(crate::retention::run(
         state.store.clone(),
         state.clock.clone(),
@@ -198,6 +204,12 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 sessions: state.sessions.clone(),
                 clock: state.clock.clone(),
                 remote: state.remote.clone(),
+                logout: logout.clone(),
+                issuer: state.config.issuer_str().to_owned(),
+            }))
+            .configure(latch_scim::configure(latch_scim::Deps {
+                store: state.store.clone(),
+                clock: state.clock.clone(),
                 logout: logout.clone(),
                 issuer: state.config.issuer_str().to_owned(),
             }))

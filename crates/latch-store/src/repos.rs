@@ -211,14 +211,26 @@ impl ConnectionRepo for SqlStore {
         let _forget = ForgetConnections(self);
         let id = id.as_str().to_owned();
         self.run_write(move |conn| {
-            let n = diesel::delete(connections::table.find(&id))
-                .execute(conn)
-                .map_err(db_err("connection", "id"))?;
-            if n == 0 {
-                Err(not_found("connection", &id))
-            } else {
-                Ok(())
-            }
+            tx(conn, |conn| {
+                // Explicit, so the result does not depend on foreign-key enforcement.
+                diesel::delete(scim_users::table.filter(scim_users::connection_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("connection", "id"))?;
+                diesel::delete(scim_tokens::table.filter(scim_tokens::connection_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("connection", "id"))?;
+                diesel::delete(scim_configs::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("connection", "id"))?;
+                let n = diesel::delete(connections::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("connection", "id"))?;
+                if n == 0 {
+                    Err(not_found("connection", &id))
+                } else {
+                    Ok(())
+                }
+            })
         })
         .await
     }
@@ -625,10 +637,21 @@ impl UserRepo for SqlStore {
     }
 
     async fn update_user_and_identity(&self, u: &User, i: &Identity) -> Result<(), StoreError> {
-        let user = UserRow::from_domain(u)?;
+        let mut user = UserRow::from_domain(u)?;
         let identity = IdentityRow::from_domain(i)?;
         self.run_write(move |conn| {
             tx(conn, |conn| {
+                // A sign-in's update never writes `blocked`: a block (or a SCIM deactivation)
+                // committed since the user was read stays.
+                let blocked: Option<bool> = users::table
+                    .find(&user.user_id)
+                    .select(users::blocked)
+                    .first(conn)
+                    .optional()
+                    .map_err(db_err("user", "user_id"))?;
+                if let Some(b) = blocked {
+                    user.blocked = b;
+                }
                 write_user(conn, &user)?;
                 write_identity(conn, &identity)
             })
@@ -647,6 +670,9 @@ impl UserRepo for SqlStore {
                     .execute(conn)
                     .map_err(db_err("user", "user_id"))?;
                 diesel::delete(grants::table.filter(grants::user_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                diesel::delete(scim_users::table.filter(scim_users::user_id.eq(&id)))
                     .execute(conn)
                     .map_err(db_err("user", "user_id"))?;
                 let n = diesel::delete(users::table.find(&id))
@@ -1537,6 +1563,401 @@ impl OutboxRepo for SqlStore {
             }
             .map(|n| n as u64)
             .map_err(db_err("delivery", "id"))
+        })
+        .await
+    }
+}
+
+/// Reads the SCIM record of `user` in `connection` with its user.
+fn load_scim_user(
+    conn: &mut DbConnection,
+    connection: &str,
+    user: &str,
+) -> Result<Option<(ScimUser, User)>, StoreError> {
+    let row: Option<(ScimUserRow, UserRow)> = scim_users::table
+        .inner_join(users::table.on(users::user_id.eq(scim_users::user_id)))
+        .filter(scim_users::connection_id.eq(connection))
+        .filter(scim_users::user_id.eq(user))
+        .select((ScimUserRow::as_select(), UserRow::as_select()))
+        .first(conn)
+        .optional()
+        .map_err(scim_user_err)?;
+    match row {
+        Some((s, u)) => Ok(Some((s.into_domain()?, u.into_domain()?))),
+        None => Ok(None),
+    }
+}
+
+/// The user, identity and SCIM record of one write must name one user in one connection.
+fn check_scim_write(user: &User, identity: &Identity, scim: &ScimUser) -> Result<(), StoreError> {
+    if identity.user_id != user.user_id
+        || scim.user_id != user.user_id
+        || identity.connection_id != scim.connection_id
+    {
+        return Err(StoreError::Internal(
+            "a SCIM write names different users or connections".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An identity write of a SCIM user that failed: a clash is named `identity`.
+fn scim_identity_err(e: diesel::result::Error) -> StoreError {
+    db_err("scim user", "identity")(e)
+}
+
+#[async_trait]
+impl ScimRepo for SqlStore {
+    async fn put_scim_config(&self, c: &ScimConfig) -> Result<(), StoreError> {
+        let row = ScimConfigRow::from_domain(c)?;
+        self.run_write(move |conn| {
+            let update = |conn: &mut DbConnection| {
+                diesel::update(scim_configs::table.find(&row.connection_id))
+                    .set((
+                        scim_configs::user_id_attribute.eq(&row.user_id_attribute),
+                        scim_configs::mapping.eq(&row.mapping),
+                        scim_configs::updated_at.eq(row.updated_at),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("scim configuration", "connection_id"))
+            };
+            // Replace (keeping `created_at`), else create; a create that lost a race with
+            // another one replaces what that one wrote.
+            if update(conn)? > 0 {
+                return Ok(());
+            }
+            match diesel::insert_into(scim_configs::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("scim configuration", "connection_id"))
+            {
+                Err(StoreError::Conflict { .. }) => update(conn).map(drop),
+                other => other.map(drop),
+            }
+        })
+        .await
+    }
+
+    async fn find_scim_config(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<ScimConfig>, StoreError> {
+        let id = connection.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<ScimConfigRow> = scim_configs::table
+                .find(&id)
+                .select(ScimConfigRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("scim configuration", "connection_id"))?;
+            row.map(ScimConfigRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn delete_scim_config(&self, connection: &ConnectionId) -> Result<bool, StoreError> {
+        let id = connection.as_str().to_owned();
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                diesel::delete(scim_tokens::table.filter(scim_tokens::connection_id.eq(&id)))
+                    .execute(conn)
+                    .map_err(db_err("scim token", "connection_id"))?;
+                let n = diesel::delete(scim_configs::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("scim configuration", "connection_id"))?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn insert_scim_token(&self, t: &ScimToken) -> Result<(), StoreError> {
+        let row = ScimTokenRow::from_domain(t)?;
+        self.run_write(move |conn| {
+            diesel::insert_into(scim_tokens::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_err("scim token", "token_id"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<ScimToken>, StoreError> {
+        let id = connection.as_str().to_owned();
+        self.run(move |conn| {
+            let rows: Vec<ScimTokenRow> = scim_tokens::table
+                .filter(scim_tokens::connection_id.eq(&id))
+                .select(ScimTokenRow::as_select())
+                .order((scim_tokens::created_at, scim_tokens::token_id))
+                .load(conn)
+                .map_err(db_err("scim token", "connection_id"))?;
+            rows.into_iter().map(ScimTokenRow::into_domain).collect()
+        })
+        .await
+    }
+
+    async fn find_scim_token(&self, digest: &TokenDigest) -> Result<Option<ScimToken>, StoreError> {
+        let digest = digest.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<ScimTokenRow> = scim_tokens::table
+                .filter(scim_tokens::digest.eq(&digest))
+                .select(ScimTokenRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("scim token", "digest"))?;
+            row.map(ScimTokenRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn delete_scim_token(
+        &self,
+        connection: &ConnectionId,
+        token_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (connection, token_id) = (connection.as_str().to_owned(), token_id.to_owned());
+        self.run_write(move |conn| {
+            let n = diesel::delete(
+                scim_tokens::table
+                    .filter(scim_tokens::token_id.eq(&token_id))
+                    .filter(scim_tokens::connection_id.eq(&connection)),
+            )
+            .execute(conn)
+            .map_err(db_err("scim token", "token_id"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn insert_scim_user(
+        &self,
+        user: &User,
+        identity: &Identity,
+        scim: &ScimUser,
+    ) -> Result<(), StoreError> {
+        check_scim_write(user, identity, scim)?;
+        let user = UserRow::from_domain(user)?;
+        let identity = IdentityRow::from_domain(identity)?;
+        let scim = ScimUserRow::from_domain(scim)?;
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                diesel::insert_into(users::table)
+                    .values(&user)
+                    .execute(conn)
+                    .map_err(db_err("user", "user_id"))?;
+                // The SCIM record before the identity: a taken `externalId` (often also the
+                // identity's subject) is named as such.
+                diesel::insert_into(scim_users::table)
+                    .values(&scim)
+                    .execute(conn)
+                    .map_err(scim_user_err)?;
+                diesel::insert_into(identities::table)
+                    .values(&identity)
+                    .execute(conn)
+                    .map_err(scim_identity_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn attach_scim_user(&self, scim: &ScimUser) -> Result<(), StoreError> {
+        let row = ScimUserRow::from_domain(scim)?;
+        self.run_write(move |conn| {
+            diesel::insert_into(scim_users::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(|e| match scim_user_err(e) {
+                    StoreError::Conflict { field, .. }
+                        if field != "userName" && field != "externalId" =>
+                    {
+                        StoreError::Conflict {
+                            entity: "scim user",
+                            field: "user",
+                        }
+                    }
+                    other => other,
+                })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_scim_user(
+        &self,
+        connection: &ConnectionId,
+        user: &UserId,
+    ) -> Result<Option<(ScimUser, User)>, StoreError> {
+        let (connection, user) = (connection.as_str().to_owned(), user.as_str().to_owned());
+        self.run(move |conn| load_scim_user(conn, &connection, &user))
+            .await
+    }
+
+    async fn list_scim_users(
+        &self,
+        connection: &ConnectionId,
+        lookup: &ScimLookup,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<(ScimUser, User)>, u64), StoreError> {
+        let connection = connection.as_str().to_owned();
+        let lookup = lookup.clone();
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            // The connection's SCIM users with their users, matching the lookup (each lookup
+            // is an equality on an indexed column: `scim_users_user_name`,
+            // `scim_users_external_id`, `users_email`).
+            macro_rules! matching {
+                () => {{
+                    let q = scim_users::table
+                        .inner_join(users::table.on(users::user_id.eq(scim_users::user_id)))
+                        .filter(scim_users::connection_id.eq(connection.clone()))
+                        .into_boxed::<Db>();
+                    match &lookup {
+                        ScimLookup::All => q,
+                        ScimLookup::UserName(n) => {
+                            q.filter(scim_users::user_name_key.eq(user_name_key(n)))
+                        }
+                        ScimLookup::ExternalId(e) => {
+                            q.filter(scim_users::external_id.eq(e.clone()))
+                        }
+                        ScimLookup::Email(e) => q.filter(users::email.eq(e.to_lowercase())),
+                    }
+                }};
+            }
+            let total: i64 = matching!()
+                .count()
+                .get_result(conn)
+                .map_err(scim_user_err)?;
+            let total = u64::try_from(total).unwrap_or(0);
+            if limit == 0 || offset >= i64::try_from(total).unwrap_or(i64::MAX) {
+                return Ok((Vec::new(), total));
+            }
+            let rows: Vec<(ScimUserRow, UserRow)> = matching!()
+                .select((ScimUserRow::as_select(), UserRow::as_select()))
+                .order((scim_users::created_at, scim_users::user_id))
+                .offset(offset)
+                .limit(limit)
+                .load(conn)
+                .map_err(scim_user_err)?;
+            let page = rows
+                .into_iter()
+                .map(|(s, u)| Ok((s.into_domain()?, u.into_domain()?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((page, total))
+        })
+        .await
+    }
+
+    async fn update_scim_user(
+        &self,
+        user: &User,
+        identity: &Identity,
+        scim: &ScimUser,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        check_scim_write(user, identity, scim)?;
+        let user = UserRow::from_domain(user)?;
+        let identity = IdentityRow::from_domain(identity)?;
+        let scim = ScimUserRow::from_domain(scim)?;
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                // The version check and the SCIM record's write in one statement: of two
+                // writers that read the same version, one finds it changed.
+                let n = diesel::update(
+                    scim_users::table
+                        .filter(scim_users::connection_id.eq(&scim.connection_id))
+                        .filter(scim_users::user_id.eq(&scim.user_id))
+                        .filter(scim_users::version.eq(expected_version)),
+                )
+                .set((
+                    scim_users::user_name.eq(&scim.user_name),
+                    scim_users::user_name_key.eq(&scim.user_name_key),
+                    scim_users::external_id.eq(&scim.external_id),
+                    scim_users::active.eq(scim.active),
+                    scim_users::resource.eq(&scim.resource),
+                    scim_users::version.eq(scim.version),
+                    scim_users::updated_at.eq(scim.updated_at),
+                ))
+                .execute(conn)
+                .map_err(scim_user_err)?;
+                if n == 0 {
+                    let exists = scim_users::table
+                        .filter(scim_users::connection_id.eq(&scim.connection_id))
+                        .filter(scim_users::user_id.eq(&scim.user_id))
+                        .select(scim_users::version)
+                        .first::<i64>(conn)
+                        .optional()
+                        .map_err(scim_user_err)?;
+                    return Err(match exists {
+                        Some(_) => StoreError::Conflict {
+                            entity: "scim user",
+                            field: "version",
+                        },
+                        None => not_found("scim user", &scim.user_id),
+                    });
+                }
+                write_user(conn, &user)?;
+                // The user's identity in the connection, whatever its issuer and subject were.
+                let n = diesel::update(
+                    identities::table
+                        .filter(identities::connection_id.eq(&identity.connection_id))
+                        .filter(identities::user_id.eq(&identity.user_id)),
+                )
+                .set((
+                    identities::issuer.eq(&identity.issuer),
+                    identities::subject.eq(&identity.subject),
+                    identities::password_hash.eq(&identity.password_hash),
+                    identities::profile.eq(&identity.profile),
+                    identities::updated_at.eq(identity.updated_at),
+                ))
+                .execute(conn)
+                .map_err(scim_identity_err)?;
+                if n == 0 {
+                    return Err(not_found("identity", &identity.user_id));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn claim_scim_identity(
+        &self,
+        connection: &ConnectionId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<(Identity, User)>, StoreError> {
+        let key = (
+            connection.as_str().to_owned(),
+            issuer.to_owned(),
+            subject.to_owned(),
+        );
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                // One conditional UPDATE: of two sign-ins claiming at once, one finds nothing.
+                let n = diesel::update(identities::table.find((&key.0, SCIM_ISSUER, &key.2)))
+                    .set(identities::issuer.eq(&key.1))
+                    .execute(conn)
+                    .map_err(scim_identity_err)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                let (i, u): (IdentityRow, UserRow) = identities::table
+                    .inner_join(users::table.on(users::user_id.eq(identities::user_id)))
+                    .filter(identities::connection_id.eq(&key.0))
+                    .filter(identities::issuer.eq(&key.1))
+                    .filter(identities::subject.eq(&key.2))
+                    .select((IdentityRow::as_select(), UserRow::as_select()))
+                    .first(conn)
+                    .map_err(db_err("identity", "subject"))?;
+                Ok(Some((i.into_domain()?, u.into_domain()?)))
+            })
         })
         .await
     }

@@ -655,3 +655,152 @@ impl GrantRow {
         })
     }
 }
+
+// ---------- SCIM ----------
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = scim_configs)]
+pub(crate) struct ScimConfigRow {
+    pub connection_id: String,
+    pub user_id_attribute: String,
+    pub mapping: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ScimConfigRow {
+    pub fn from_domain(c: &ScimConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            connection_id: c.connection_id.as_str().to_owned(),
+            user_id_attribute: c.user_id_attribute.clone(),
+            mapping: to_json(&c.mapping)?,
+            created_at: to_millis(c.created_at),
+            updated_at: to_millis(c.updated_at),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<ScimConfig, StoreError> {
+        Ok(ScimConfig {
+            connection_id: ConnectionId::new(self.connection_id),
+            user_id_attribute: self.user_id_attribute,
+            mapping: from_json(&self.mapping)?,
+            created_at: from_millis(self.created_at),
+            updated_at: from_millis(self.updated_at),
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = scim_tokens)]
+// Absent values are NULL (no nullable column has a default).
+#[diesel(treat_none_as_default_value = false)]
+pub(crate) struct ScimTokenRow {
+    pub token_id: String,
+    pub connection_id: String,
+    pub digest: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub valid_until: Option<i64>,
+}
+
+impl ScimTokenRow {
+    pub fn from_domain(t: &ScimToken) -> Result<Self, StoreError> {
+        Ok(Self {
+            token_id: t.token_id.clone(),
+            connection_id: t.connection_id.as_str().to_owned(),
+            digest: t.digest.as_str().to_owned(),
+            scopes: to_json(&t.scopes)?,
+            created_at: to_millis(t.created_at),
+            valid_until: ms_opt(t.valid_until),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<ScimToken, StoreError> {
+        Ok(ScimToken {
+            token_id: self.token_id,
+            connection_id: ConnectionId::new(self.connection_id),
+            digest: TokenDigest::new(self.digest),
+            scopes: from_json(&self.scopes)?,
+            created_at: from_millis(self.created_at),
+            valid_until: time_opt(self.valid_until),
+        })
+    }
+}
+
+/// The key `userName` is unique by within a connection (RFC 7643: not case-exact).
+pub(crate) fn user_name_key(user_name: &str) -> String {
+    user_name.to_lowercase()
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = scim_users)]
+// Absent values are NULL (no nullable column has a default).
+#[diesel(treat_none_as_default_value = false)]
+pub(crate) struct ScimUserRow {
+    pub connection_id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub user_name_key: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    pub resource: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ScimUserRow {
+    pub fn from_domain(u: &ScimUser) -> Result<Self, StoreError> {
+        Ok(Self {
+            connection_id: u.connection_id.as_str().to_owned(),
+            user_id: u.user_id.as_str().to_owned(),
+            user_name: u.user_name.clone(),
+            user_name_key: user_name_key(&u.user_name),
+            external_id: u.external_id.clone(),
+            active: u.active,
+            resource: to_json(&u.resource)?,
+            version: u.version,
+            created_at: to_millis(u.created_at),
+            updated_at: to_millis(u.updated_at),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<ScimUser, StoreError> {
+        Ok(ScimUser {
+            connection_id: ConnectionId::new(self.connection_id),
+            user_id: UserId::new(self.user_id),
+            user_name: self.user_name,
+            external_id: self.external_id,
+            active: self.active,
+            resource: from_json(&self.resource)?,
+            version: self.version,
+            created_at: from_millis(self.created_at),
+            updated_at: from_millis(self.updated_at),
+        })
+    }
+}
+
+/// A write to `scim_users` that failed: a uniqueness clash names the SCIM attribute at fault
+/// (`userName`, `externalId`); anything else as [`db_err`] says.
+pub(crate) fn scim_user_err(e: DieselError) -> StoreError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &e {
+        // PostgreSQL names the constraint; SQLite lists the columns in its message.
+        let said = format!(
+            "{} {}",
+            info.constraint_name().unwrap_or_default(),
+            info.message()
+        );
+        let field = if said.contains("user_name") {
+            "userName"
+        } else if said.contains("external_id") {
+            "externalId"
+        } else {
+            "user_id"
+        };
+        return StoreError::Conflict {
+            entity: "scim user",
+            field,
+        };
+    }
+    db_err("scim user", "user_id")(e)
+}

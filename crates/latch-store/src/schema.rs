@@ -169,6 +169,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scim_configs (connection_id) {
+        connection_id -> Text,
+        user_id_attribute -> Text,
+        mapping -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    scim_tokens (token_id) {
+        token_id -> Text,
+        connection_id -> Text,
+        digest -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+        valid_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    scim_users (connection_id, user_id) {
+        connection_id -> Text,
+        user_id -> Text,
+        user_name -> Text,
+        /// `user_name` lower-cased: unique within the connection.
+        user_name_key -> Text,
+        external_id -> Nullable<Text>,
+        active -> Bool,
+        resource -> Text,
+        version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
 diesel::joinable!(identities -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -184,4 +221,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     log_events,
     outbox,
+    scim_configs,
+    scim_tokens,
+    scim_users,
 );

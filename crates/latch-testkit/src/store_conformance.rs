@@ -21,7 +21,10 @@ macro_rules! store_conformance_tests {
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
             outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, logs_purge_in_bounded_batches,
-            outbox_purge_spares_pending_deliveries, client_grants_round_trip
+            outbox_purge_spares_pending_deliveries, client_grants_round_trip,
+            scim_config_round_trip, scim_tokens_round_trip, scim_users_insert_and_uniqueness,
+            scim_users_lookups_and_paging, scim_record_attaches_to_an_existing_user, scim_user_updates_check_the_version,
+            scim_identity_is_claimed_once, scim_rows_go_with_their_user_and_connection
         );
         $crate::__conformance_tests_owned!(store_conformance, store, $make;
             logout_records_before_deleting, logout_targets_end_what_they_name, user_use_cases
@@ -38,7 +41,7 @@ macro_rules! session_conformance_tests {
             user_index_lists_only_live_sessions, end_one_session, end_all_sessions_of_user,
             end_all_is_atomic_under_concurrency, codes_are_single_use, a_session_and_its_first_code_together, login_transactions_are_single_use,
             remember_once_guards_replay, upstream_name_id_finds_its_user, upstream_session_round_trip, upstream_sid_finds_its_user,
-            purge_drops_only_expired,
+            purge_drops_only_expired, expired_sessions_wait_for_the_sweeper,
             rate_counters_count_per_window,
             throttle_delays_double_after_free_failures, throttle_wait_changes_nothing,
             throttle_failures_leak_and_clear, throttle_is_atomic_under_concurrency
@@ -1950,4 +1953,651 @@ pub async fn user_use_cases(s: std::sync::Arc<dyn Store>) {
             "{err:?}"
         );
     }
+}
+
+// ---------- inbound SCIM ----------
+
+/// A SCIM token of `conn`, created `after` seconds from now.
+fn scim_token(conn: &Connection, after: i64) -> ScimToken {
+    let u = crate::env::unique();
+    ScimToken {
+        token_id: format!("tok_{u}"),
+        connection_id: conn.id.clone(),
+        digest: TokenDigest::new(format!("scim-{u}")),
+        scopes: vec!["get:users".into(), "post:users".into()],
+        created_at: now() + Duration::seconds(after),
+        valid_until: None,
+    }
+}
+
+/// A user a SCIM client provisions into `conn`: the user, its identity (issuer [`SCIM_ISSUER`],
+/// the `externalId` as subject when there is one) and its SCIM record, version 1.
+fn scim_user(
+    conn: &Connection,
+    user_name: &str,
+    external_id: Option<&str>,
+) -> (User, Identity, ScimUser) {
+    let user = fixtures::user();
+    let mut identity = fixtures::identity(&user, conn);
+    identity.issuer = SCIM_ISSUER.into();
+    if let Some(e) = external_id {
+        identity.subject = e.into();
+    }
+    let resource = serde_json::json!({
+        "name": {"givenName": "Ada", "familyName": user_name},
+        "emails": [{"type": "work", "value": user.email, "primary": true}],
+    });
+    let scim = ScimUser {
+        connection_id: conn.id.clone(),
+        user_id: user.user_id.clone(),
+        user_name: user_name.into(),
+        external_id: external_id.map(str::to_owned),
+        active: true,
+        resource: resource.as_object().unwrap().clone(),
+        version: 1,
+        created_at: user.created_at,
+        updated_at: user.updated_at,
+    };
+    (user, identity, scim)
+}
+
+/// The field a store error names as clashing, if it is a conflict.
+fn conflict_field(e: &StoreError) -> Option<&'static str> {
+    match e {
+        StoreError::Conflict { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+/// How many SCIM users `conn` has.
+async fn scim_count(s: &dyn Store, conn: &ConnectionId) -> u64 {
+    s.list_scim_users(conn, &ScimLookup::All, 0, 100)
+        .await
+        .unwrap()
+        .1
+}
+
+/// Nothing of a refused SCIM user was written: no user, no identity, no SCIM record.
+async fn nothing_of(s: &dyn Store, user: &User, identity: &Identity) {
+    assert!(s.find_user(&user.user_id).await.unwrap().is_none());
+    assert!(s.list_identities(&user.user_id).await.unwrap().is_empty());
+    assert!(
+        s.find_scim_user(&identity.connection_id, &user.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A connection's SCIM configuration is created, replaced (keeping `created_at`) and deleted with
+/// its tokens; another connection's are untouched.
+pub async fn scim_config_round_trip(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Samlp),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    assert!(s.find_scim_config(&a.id).await.unwrap().is_none());
+    assert!(!s.delete_scim_config(&a.id).await.unwrap());
+
+    let config = |conn: &Connection, attribute: &str| ScimConfig {
+        connection_id: conn.id.clone(),
+        user_id_attribute: attribute.into(),
+        mapping: serde_json::json!([{"auth0": "email", "scim": "emails[primary eq true].value"}]),
+        created_at: now(),
+        updated_at: now(),
+    };
+    let first = config(&a, DEFAULT_SCIM_USER_ID_ATTRIBUTE);
+    s.put_scim_config(&first).await.unwrap();
+    assert_eq!(
+        s.find_scim_config(&a.id).await.unwrap(),
+        Some(first.clone())
+    );
+    let other = config(&b, DEFAULT_SCIM_USER_ID_ATTRIBUTE);
+    s.put_scim_config(&other).await.unwrap();
+
+    // Replaced: everything but `created_at`.
+    let replaced = ScimConfig {
+        user_id_attribute: "userName".into(),
+        mapping: serde_json::json!([{"auth0": "nickname", "scim": "userName"}]),
+        created_at: first.created_at + Duration::seconds(30),
+        updated_at: first.updated_at + Duration::seconds(30),
+        ..first.clone()
+    };
+    s.put_scim_config(&replaced).await.unwrap();
+    assert_eq!(
+        s.find_scim_config(&a.id).await.unwrap(),
+        Some(ScimConfig {
+            created_at: first.created_at,
+            ..replaced.clone()
+        })
+    );
+
+    // Turning SCIM off takes the tokens too, and only this connection's.
+    let (ta, tb) = (scim_token(&a, 0), scim_token(&b, 0));
+    s.insert_scim_token(&ta).await.unwrap();
+    s.insert_scim_token(&tb).await.unwrap();
+    assert!(s.delete_scim_config(&a.id).await.unwrap());
+    assert!(s.find_scim_config(&a.id).await.unwrap().is_none());
+    assert!(s.list_scim_tokens(&a.id).await.unwrap().is_empty());
+    assert!(s.find_scim_token(&ta.digest).await.unwrap().is_none());
+    assert!(!s.delete_scim_config(&a.id).await.unwrap());
+    assert_eq!(s.find_scim_config(&b.id).await.unwrap(), Some(other));
+    assert_eq!(s.list_scim_tokens(&b.id).await.unwrap(), vec![tb]);
+
+    // Put again after a delete: a new configuration.
+    s.put_scim_config(&replaced).await.unwrap();
+    assert_eq!(s.find_scim_config(&a.id).await.unwrap(), Some(replaced));
+}
+
+/// Tokens are listed per connection oldest first, found by digest whatever their connection,
+/// unique by digest, and deleted only through their own connection.
+pub async fn scim_tokens_round_trip(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Oidc),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let mut later = scim_token(&a, 5);
+    later.scopes = SCIM_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    later.valid_until = Some(later.created_at + Duration::days(30));
+    let earlier = scim_token(&a, 0);
+    let theirs = scim_token(&b, 0);
+    for t in [&later, &earlier, &theirs] {
+        s.insert_scim_token(t).await.unwrap();
+    }
+    assert_eq!(
+        s.list_scim_tokens(&a.id).await.unwrap(),
+        vec![earlier.clone(), later.clone()]
+    );
+    assert_eq!(
+        s.find_scim_token(&later.digest).await.unwrap(),
+        Some(later.clone())
+    );
+    assert_eq!(
+        s.find_scim_token(&theirs.digest).await.unwrap(),
+        Some(theirs.clone())
+    );
+    assert!(
+        s.find_scim_token(&TokenDigest::new("no-such-digest"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A digest is one token's.
+    let twin = ScimToken {
+        digest: earlier.digest.clone(),
+        ..scim_token(&b, 0)
+    };
+    let err = s.insert_scim_token(&twin).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        s.list_scim_tokens(&b.id).await.unwrap(),
+        vec![theirs.clone()]
+    );
+
+    // Another connection's token id deletes nothing.
+    assert!(!s.delete_scim_token(&a.id, &theirs.token_id).await.unwrap());
+    assert_eq!(
+        s.find_scim_token(&theirs.digest).await.unwrap(),
+        Some(theirs.clone())
+    );
+    assert!(s.delete_scim_token(&a.id, &earlier.token_id).await.unwrap());
+    assert!(!s.delete_scim_token(&a.id, &earlier.token_id).await.unwrap());
+    assert!(s.find_scim_token(&earlier.digest).await.unwrap().is_none());
+    assert_eq!(s.list_scim_tokens(&a.id).await.unwrap(), vec![later]);
+}
+
+/// A SCIM user is its user, identity and record, written together; `userName` (whatever its
+/// case), `externalId` and the identity are unique within the connection, and a clash writes
+/// nothing. Another connection may use the same values.
+pub async fn scim_users_insert_and_uniqueness(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Okta),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let tag = crate::env::unique();
+    let name = format!("Ada.Lovelace-{tag}@Example.com");
+    let ext = format!("00u-{tag}");
+    let (u, i, r) = scim_user(&a, &name, Some(&ext));
+    s.insert_scim_user(&u, &i, &r).await.unwrap();
+    assert_eq!(
+        s.find_scim_user(&a.id, &u.user_id).await.unwrap(),
+        Some((r.clone(), u.clone()))
+    );
+    assert_eq!(
+        s.find_identity_with_user(&a.id, SCIM_ISSUER, &ext)
+            .await
+            .unwrap(),
+        Some((i.clone(), u.clone()))
+    );
+    assert!(s.find_scim_user(&b.id, &u.user_id).await.unwrap().is_none());
+
+    // The same userName in another case.
+    let (u2, i2, r2) = scim_user(&a, &name.to_uppercase(), Some(&format!("{ext}-2")));
+    let err = s.insert_scim_user(&u2, &i2, &r2).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("userName"), "{err:?}");
+    nothing_of(s, &u2, &i2).await;
+
+    // The same externalId (its identity's subject is taken as well: the externalId is named).
+    let (u3, i3, r3) = scim_user(&a, &format!("other-{tag}"), Some(&ext));
+    let err = s.insert_scim_user(&u3, &i3, &r3).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("externalId"), "{err:?}");
+    nothing_of(s, &u3, &i3).await;
+
+    // The identity alone is taken.
+    let (u4, mut i4, r4) = scim_user(&a, &format!("third-{tag}"), None);
+    i4.subject = ext.clone();
+    let err = s.insert_scim_user(&u4, &i4, &r4).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("identity"), "{err:?}");
+    nothing_of(s, &u4, &i4).await;
+
+    // The user id is taken: no second record for it.
+    let (_, _, mut r5) = scim_user(&a, &format!("fourth-{tag}"), None);
+    r5.user_id = u.user_id.clone();
+    let mut i5 = fixtures::identity(&u, &a);
+    i5.issuer = SCIM_ISSUER.into();
+    assert!(matches!(
+        s.insert_scim_user(&u, &i5, &r5).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        s.find_identity(&a.id, SCIM_ISSUER, &i5.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(scim_count(s, &a.id).await, 1);
+    assert_eq!(
+        s.find_scim_user(&a.id, &u.user_id).await.unwrap(),
+        Some((r.clone(), u.clone()))
+    );
+
+    // externalId is case-exact; users without one do not clash; another connection may reuse
+    // both values.
+    let (u6, i6, r6) = scim_user(&a, &format!("fifth-{tag}"), Some(&ext.to_uppercase()));
+    s.insert_scim_user(&u6, &i6, &r6).await.unwrap();
+    for n in 0..2 {
+        let (u, i, r) = scim_user(&a, &format!("no-external-{n}-{tag}"), None);
+        s.insert_scim_user(&u, &i, &r).await.unwrap();
+    }
+    let (u7, i7, r7) = scim_user(&b, &name, Some(&ext));
+    s.insert_scim_user(&u7, &i7, &r7).await.unwrap();
+    assert_eq!(
+        s.find_scim_user(&b.id, &u7.user_id).await.unwrap(),
+        Some((r7, u7))
+    );
+    assert_eq!(scim_count(s, &a.id).await, 4);
+    assert_eq!(scim_count(s, &b.id).await, 1);
+}
+
+/// Each lookup finds the connection's users by one attribute (userName and email whatever their
+/// case, externalId exactly), ordered by creation then user id, paged from a 0-based offset,
+/// with the total of every page.
+/// A user who signed in before SCIM was on gets a SCIM record of their own (found, listed); a
+/// second record for them, or one reusing another's userName or externalId, is a Conflict.
+pub async fn scim_record_attaches_to_an_existing_user(s: &dyn Store) {
+    let a = fixtures::connection(Strategy::Oidc);
+    s.insert_connection(&a).await.unwrap();
+    let tag = crate::env::unique();
+    let signed_in = fixtures::user();
+    let id = fixtures::identity(&signed_in, &a);
+    s.insert_user_with_identity(&signed_in, &id).await.unwrap();
+    let (_, _, mut r) = scim_user(&a, &format!("early-{tag}"), Some(&format!("ext-{tag}")));
+    r.user_id = signed_in.user_id.clone();
+    s.attach_scim_user(&r).await.unwrap();
+    assert_eq!(
+        s.find_scim_user(&a.id, &signed_in.user_id).await.unwrap(),
+        Some((r.clone(), signed_in.clone()))
+    );
+    let err = s.attach_scim_user(&r).await.unwrap_err();
+    assert!(conflict_field(&err).is_some(), "{err:?}");
+    let other = fixtures::user();
+    s.insert_user(&other).await.unwrap();
+    let mut dup = r.clone();
+    dup.user_id = other.user_id.clone();
+    dup.external_id = None;
+    let err = s.attach_scim_user(&dup).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("userName"), "{err:?}");
+    assert!(
+        s.find_scim_user(&a.id, &other.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn scim_users_lookups_and_paging(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Okta),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let tag = crate::env::unique();
+    let mut made = Vec::new();
+    let start = now();
+    for n in 0..5i64 {
+        let (mut u, i, mut r) = scim_user(
+            &a,
+            &format!("User{n}-{tag}"),
+            Some(&format!("ext{n}-{tag}")),
+        );
+        // The last two were created at the same instant: the user id orders them.
+        let at = start + Duration::seconds(n.min(3));
+        (u.created_at, r.created_at) = (at, at);
+        s.insert_scim_user(&u, &i, &r).await.unwrap();
+        made.push((r, u));
+    }
+    made.sort_by(|x, y| (x.0.created_at, &x.0.user_id).cmp(&(y.0.created_at, &y.0.user_id)));
+    // Another connection's user with the same email and userName as one of these.
+    let (mut u, i, r) = scim_user(&b, &made[1].0.user_name, Some(&format!("ext1-{tag}")));
+    u.email = made[1].1.email.clone();
+    s.insert_scim_user(&u, &i, &r).await.unwrap();
+
+    let list = |lookup: ScimLookup, offset, limit| {
+        let id = a.id.clone();
+        async move {
+            s.list_scim_users(&id, &lookup, offset, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(list(ScimLookup::All, 0, 100).await, (made.clone(), 5));
+    assert_eq!(list(ScimLookup::All, 0, 2).await, (made[0..2].to_vec(), 5));
+    assert_eq!(list(ScimLookup::All, 2, 2).await, (made[2..4].to_vec(), 5));
+    assert_eq!(list(ScimLookup::All, 4, 2).await, (made[4..].to_vec(), 5));
+    assert_eq!(list(ScimLookup::All, 5, 2).await, (vec![], 5));
+    assert_eq!(list(ScimLookup::All, 0, 0).await, (vec![], 5));
+
+    let second = made[1].clone();
+    let by_name = ScimLookup::UserName(second.0.user_name.to_lowercase());
+    assert_eq!(list(by_name, 0, 10).await, (vec![second.clone()], 1));
+    let by_name = ScimLookup::UserName(second.0.user_name.to_uppercase());
+    assert_eq!(
+        list(by_name.clone(), 0, 10).await,
+        (vec![second.clone()], 1)
+    );
+    assert_eq!(list(by_name, 1, 10).await, (vec![], 1));
+    let ext = second.0.external_id.clone().unwrap();
+    assert_eq!(
+        list(ScimLookup::ExternalId(ext.clone()), 0, 10).await,
+        (vec![second.clone()], 1)
+    );
+    assert_eq!(
+        list(ScimLookup::ExternalId(ext.to_uppercase()), 0, 10).await,
+        (vec![], 0)
+    );
+    let email = second.1.email.clone().unwrap();
+    assert_eq!(
+        list(ScimLookup::Email(email.to_uppercase()), 0, 10).await,
+        (vec![second.clone()], 1)
+    );
+    assert_eq!(
+        list(ScimLookup::UserName(format!("nobody-{tag}")), 0, 10).await,
+        (vec![], 0)
+    );
+    assert_eq!(
+        list(
+            ScimLookup::Email(format!("nobody-{tag}@example.com")),
+            0,
+            10
+        )
+        .await,
+        (vec![], 0)
+    );
+    // The other connection sees only its own.
+    let (page, total) = s
+        .list_scim_users(&b.id, &ScimLookup::Email(email), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(page[0].1.user_id, u.user_id);
+}
+
+/// An update writes the user, identity (its subject may change) and record together when the
+/// stored version is the one expected; a stale version or a clash writes nothing.
+pub async fn scim_user_updates_check_the_version(s: &dyn Store) {
+    let conn = fixtures::connection(Strategy::Okta);
+    s.insert_connection(&conn).await.unwrap();
+    let tag = crate::env::unique();
+    let (u, i, r) = scim_user(&conn, &format!("grace-{tag}"), Some(&format!("ext-{tag}")));
+    s.insert_scim_user(&u, &i, &r).await.unwrap();
+    let (ou, oi, or) = scim_user(
+        &conn,
+        &format!("Other-{tag}"),
+        Some(&format!("other-{tag}")),
+    );
+    s.insert_scim_user(&ou, &oi, &or).await.unwrap();
+
+    let later = now() + Duration::seconds(10);
+    let mut u2 = u.clone();
+    u2.name = Some("Grace Hopper".into());
+    u2.blocked = true;
+    u2.updated_at = later;
+    let mut i2 = i.clone();
+    i2.subject = format!("new-ext-{tag}");
+    i2.updated_at = later;
+    let mut r2 = r.clone();
+    r2.user_name = format!("Grace.Hopper-{tag}");
+    r2.external_id = Some(i2.subject.clone());
+    r2.active = false;
+    r2.resource
+        .insert("displayName".into(), "Grace Hopper".into());
+    r2.version = 2;
+    r2.updated_at = later;
+    s.update_scim_user(&u2, &i2, &r2, 1).await.unwrap();
+    assert_eq!(
+        s.find_scim_user(&conn.id, &u.user_id).await.unwrap(),
+        Some((r2.clone(), u2.clone()))
+    );
+    assert_eq!(
+        s.list_identities(&u.user_id).await.unwrap(),
+        vec![i2.clone()]
+    );
+    assert!(
+        s.find_identity(&conn.id, SCIM_ISSUER, &i.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Whoever read version 1 is too late now.
+    let stored = || async {
+        (
+            s.find_scim_user(&conn.id, &u.user_id).await.unwrap(),
+            s.list_identities(&u.user_id).await.unwrap(),
+        )
+    };
+    let before = stored().await;
+    let mut u3 = u2.clone();
+    u3.name = Some("Stale".into());
+    let mut i3 = i2.clone();
+    i3.subject = format!("stale-{tag}");
+    let mut r3 = r2.clone();
+    r3.user_name = format!("stale-{tag}");
+    r3.version = 3;
+    let err = s.update_scim_user(&u3, &i3, &r3, 1).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("version"), "{err:?}");
+    assert_eq!(stored().await, before);
+
+    // Another user's userName (in another case) or externalId: refused, nothing written.
+    let mut clash = r3.clone();
+    clash.user_name = or.user_name.to_uppercase();
+    let err = s.update_scim_user(&u3, &i3, &clash, 2).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("userName"), "{err:?}");
+    assert_eq!(stored().await, before);
+    let mut clash = r3.clone();
+    clash.external_id = or.external_id.clone();
+    let err = s.update_scim_user(&u3, &i3, &clash, 2).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("externalId"), "{err:?}");
+    assert_eq!(stored().await, before);
+    // The other user's identity subject.
+    let mut taken = i3.clone();
+    taken.subject = oi.subject.clone();
+    let err = s.update_scim_user(&u3, &taken, &r3, 2).await.unwrap_err();
+    assert_eq!(conflict_field(&err), Some("identity"), "{err:?}");
+    assert_eq!(stored().await, before);
+
+    // The right version, and a userName that differs only in case from its own.
+    r3.user_name = r2.user_name.to_lowercase();
+    s.update_scim_user(&u3, &i3, &r3, 2).await.unwrap();
+    assert_eq!(
+        s.find_scim_user(&conn.id, &u.user_id).await.unwrap(),
+        Some((r3, u3.clone()))
+    );
+    assert_eq!(
+        s.list_identities(&u.user_id).await.unwrap(),
+        vec![i3.clone()]
+    );
+
+    // No such SCIM user.
+    let (gu, gi, gr) = scim_user(&conn, &format!("ghost-{tag}"), None);
+    let err = s.update_scim_user(&gu, &gi, &gr, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    // The other user is as it was.
+    assert_eq!(
+        s.find_scim_user(&conn.id, &ou.user_id).await.unwrap(),
+        Some((or, ou))
+    );
+}
+
+/// The first sign-in through the connection claims the identity a SCIM client created for its
+/// subject, once.
+pub async fn scim_identity_is_claimed_once(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Okta),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let tag = crate::env::unique();
+    let subject = format!("00u-{tag}");
+    let (u, i, r) = scim_user(&a, &format!("claim-{tag}"), Some(&subject));
+    s.insert_scim_user(&u, &i, &r).await.unwrap();
+    // A sign-in identity of another user in the connection is not a SCIM one.
+    let other = fixtures::user();
+    let signed_in = fixtures::identity(&other, &a);
+    s.insert_user_with_identity(&other, &signed_in)
+        .await
+        .unwrap();
+    let issuer = "https://acme.okta.com";
+
+    assert!(
+        s.claim_scim_identity(&b.id, issuer, &subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.claim_scim_identity(&a.id, issuer, &format!("nobody-{tag}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.claim_scim_identity(&a.id, issuer, &signed_in.subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let claimed = Identity {
+        issuer: issuer.into(),
+        ..i.clone()
+    };
+    assert_eq!(
+        s.claim_scim_identity(&a.id, issuer, &subject)
+            .await
+            .unwrap(),
+        Some((claimed.clone(), u.clone()))
+    );
+    assert_eq!(
+        s.find_identity_with_user(&a.id, issuer, &subject)
+            .await
+            .unwrap(),
+        Some((claimed.clone(), u.clone()))
+    );
+    assert!(
+        s.find_identity(&a.id, SCIM_ISSUER, &subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nothing left to claim.
+    assert!(
+        s.claim_scim_identity(&a.id, issuer, &subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.list_identities(&u.user_id).await.unwrap(), vec![claimed]);
+    // The SCIM record is the same user's still.
+    assert_eq!(
+        s.find_scim_user(&a.id, &u.user_id).await.unwrap(),
+        Some((r, u))
+    );
+}
+
+/// Deleting a user deletes their SCIM records; deleting a connection deletes its SCIM
+/// configuration, tokens and records: a connection made again with the same id has none.
+pub async fn scim_rows_go_with_their_user_and_connection(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Okta),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let tag = crate::env::unique();
+    s.put_scim_config(&ScimConfig {
+        connection_id: a.id.clone(),
+        user_id_attribute: DEFAULT_SCIM_USER_ID_ATTRIBUTE.into(),
+        mapping: serde_json::json!([]),
+        created_at: now(),
+        updated_at: now(),
+    })
+    .await
+    .unwrap();
+    let token = scim_token(&a, 0);
+    s.insert_scim_token(&token).await.unwrap();
+    let name = format!("gone-{tag}");
+    let (u1, i1, r1) = scim_user(&a, &name, Some(&format!("ext1-{tag}")));
+    s.insert_scim_user(&u1, &i1, &r1).await.unwrap();
+    let (u2, i2, r2) = scim_user(&a, &format!("stays-{tag}"), Some(&format!("ext2-{tag}")));
+    s.insert_scim_user(&u2, &i2, &r2).await.unwrap();
+    let (other, oi, or) = scim_user(&b, &format!("other-{tag}"), None);
+    s.insert_scim_user(&other, &oi, &or).await.unwrap();
+
+    s.delete_user(&u1.user_id).await.unwrap();
+    assert!(
+        s.find_scim_user(&a.id, &u1.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(scim_count(s, &a.id).await, 1);
+    // Its userName and externalId are free again.
+    let (u3, i3, r3) = scim_user(&a, &name, r1.external_id.as_deref());
+    s.insert_scim_user(&u3, &i3, &r3).await.unwrap();
+
+    s.delete_connection(&a.id).await.unwrap();
+    assert!(s.find_scim_token(&token.digest).await.unwrap().is_none());
+    s.insert_connection(&a).await.unwrap();
+    assert!(s.find_scim_config(&a.id).await.unwrap().is_none());
+    assert!(s.list_scim_tokens(&a.id).await.unwrap().is_empty());
+    assert_eq!(scim_count(s, &a.id).await, 0);
+    for u in [&u2, &u3] {
+        assert!(s.find_scim_user(&a.id, &u.user_id).await.unwrap().is_none());
+    }
+    // The other connection's are untouched.
+    assert_eq!(
+        s.find_scim_user(&b.id, &other.user_id).await.unwrap(),
+        Some((or, other))
+    );
+    assert_eq!(scim_count(s, &b.id).await, 1);
 }

@@ -27,6 +27,15 @@ pub const SCOPES: &[&str] = &[
     "create:connections",
     "update:connections",
     "delete:connections",
+    // SCIM configuration and tokens (Auth0's): a SCIM token creates and deletes users, so
+    // these are their own scopes, not the connections' ones.
+    "read:scim_config",
+    "create:scim_config",
+    "update:scim_config",
+    "delete:scim_config",
+    "read:scim_token",
+    "create:scim_token",
+    "delete:scim_token",
     "read:users",
     "create:users",
     "update:users",

@@ -1,4 +1,5 @@
-//! `/api/v2/connections`: create, list, get, update, delete, and the enabled clients.
+//! `/api/v2/connections`: create, list, get, update, delete, the enabled clients, and SCIM
+//! ([`scim`]).
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -31,6 +32,9 @@ pub(crate) fn routes() -> Vec<Op> {
             patch_connection_clients,
         ),
     ]
+    .into_iter()
+    .chain(scim::routes())
+    .collect()
 }
 
 /// A connection to create.
@@ -519,6 +523,7 @@ async fn patch_connection_clients(
     Ok(HttpResponse::NoContent().finish())
 }
 
+pub(crate) mod scim;
 pub(crate) mod ui_ops;
 
 /// The admin UI's writes go through the API's own handlers (same checks, same audit events).

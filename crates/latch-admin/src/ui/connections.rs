@@ -1,5 +1,8 @@
 //! Connections: list, create and edit per strategy (each form shows only its strategy's fields),
-//! enabled applications, the Universal Logout section, SAML's SP settings, delete.
+//! enabled applications, the Universal Logout section, SAML's SP settings, delete; an enterprise
+//! connection's SCIM tab ([`scim`]).
+
+mod scim;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,7 +29,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/connections/new", web::get().to(new))
         .route("/connections/{id}", web::get().to(edit))
         .route("/connections/{id}", web::post().to(update))
-        .route("/connections/{id}/delete", web::post().to(delete));
+        .route("/connections/{id}/delete", web::post().to(delete))
+        .configure(scim::routes);
 }
 
 struct Row {
@@ -554,7 +558,38 @@ async fn edit(
         Some(_) => Some("Changes saved.".into()),
         None => None,
     };
-    html(StatusCode::OK, &p)
+    html(StatusCode::OK, &EditPage::of(p, &c))
+}
+
+/// An existing connection's form; an enterprise connection's has the tabs to its SCIM page.
+#[derive(Template)]
+#[template(path = "admin/connections_edit.html")]
+struct EditPage {
+    form: FormPage,
+    tabs: bool,
+    tab: &'static str,
+    conn_id: String,
+    name: String,
+}
+
+/// The template reads the form page's own fields (`c`, `title`, `sections`, …) through this.
+impl std::ops::Deref for EditPage {
+    type Target = FormPage;
+    fn deref(&self) -> &FormPage {
+        &self.form
+    }
+}
+
+impl EditPage {
+    fn of(form: FormPage, c: &latch_core::model::Connection) -> Self {
+        Self {
+            form,
+            tabs: c.strategy.is_enterprise(),
+            tab: "settings",
+            conn_id: c.id.as_str().to_owned(),
+            name: c.name.as_str().to_owned(),
+        }
+    }
 }
 
 fn edit_page(a: &Admin, c: &latch_core::model::Connection, sections: Vec<Section>) -> FormPage {
@@ -631,7 +666,7 @@ async fn update(
                 e,
                 ui_ops::problems(&deps, c.strategy, Some(&c), &b),
             ));
-            html(status, &p)
+            html(status, &EditPage::of(p, &c))
         }
     }
 }

@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PER_PAGE: u32 = 50;
 
 /// The event types Latch records (`docs/events.md`), for the type filter.
-const TYPES: [(&str, &str); 22] = [
+const TYPES: [(&str, &str); 23] = [
     ("s", "Sign-in succeeded"),
     ("f", "Sign-in failed"),
     ("limit_wc", "Sign-in refused: account waiting out a delay"),
@@ -35,6 +35,7 @@ const TYPES: [(&str, &str); 22] = [
     ("flo", "Upstream IdP's logout request refused"),
     ("saml_logout_response", "SAML app's logout answer"),
     ("sapi", "Management API change"),
+    ("sscim", "SCIM change"),
     ("seacft", "Code exchanged for tokens"),
     ("feacft", "Used code came back (tokens revoked)"),
     ("sertft", "Refresh token exchanged"),

@@ -5,6 +5,7 @@ mod connection;
 mod key;
 mod log;
 mod outbox;
+mod scim;
 mod token;
 mod user;
 
@@ -13,5 +14,6 @@ pub use connection::*;
 pub use key::*;
 pub use log::*;
 pub use outbox::*;
+pub use scim::*;
 pub use token::*;
 pub use user::*;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Backends, TOKEN, env_for};
 
-const ADMIN_PASSWORD: &str = "Admin-Passw0rd-for-body-limits";
+pub(crate) const ADMIN_PASSWORD: &str = "Admin-Passw0rd-for-body-limits";
 
 /// What a route reads, and up to how many bytes.
 #[derive(Debug, Clone, Copy)]
@@ -29,17 +29,20 @@ enum Body {
     None,
 }
 
-/// Who calls: the management token, an admin's browser session, or nobody.
+/// Who calls: the management token, an admin's browser session, a SCIM client with its
+/// connection's token, or nobody.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
     Token,
     Admin,
+    Scim,
     Anonymous,
 }
 
 struct Route {
     method: &'static str,
-    /// `{conn}`, `{client}`, `{user}`, `{grant}` are filled in with live objects.
+    /// `{conn}`, `{client}`, `{user}`, `{grant}`, `{scim_token}` (a SCIM token's id),
+    /// `{scim_user}` (a user SCIM provisioned into `{conn}`) are filled in with live objects.
     path: &'static str,
     body: Body,
     caller: Caller,
@@ -49,6 +52,7 @@ struct Route {
 
 const KIB: usize = 1024;
 const API_CONNECTIONS: &str = "crates/latch-admin/src/api/connections.rs";
+const API_SCIM: &str = "crates/latch-admin/src/api/connections/scim.rs";
 const API_CLIENTS: &str = "crates/latch-admin/src/api/clients.rs";
 const API_USERS: &str = "crates/latch-admin/src/api/users.rs";
 const API_KEYS: &str = "crates/latch-admin/src/api/keys.rs";
@@ -56,6 +60,7 @@ const API_GRANTS: &str = "crates/latch-admin/src/api/client_grants.rs";
 const API_DELIVERIES: &str = "crates/latch-admin/src/api/deliveries.rs";
 const UI: &str = "crates/latch-admin/src/ui/mod.rs";
 const UI_CONNECTIONS: &str = "crates/latch-admin/src/ui/connections.rs";
+const UI_SCIM: &str = "crates/latch-admin/src/ui/connections/scim.rs";
 const UI_APPLICATIONS: &str = "crates/latch-admin/src/ui/applications.rs";
 const UI_USERS: &str = "crates/latch-admin/src/ui/users.rs";
 const UI_KEYS: &str = "crates/latch-admin/src/ui/keys.rs";
@@ -65,6 +70,7 @@ const LOGIN: &str = "crates/latch-login/src/lib.rs";
 const FEDERATION_BCL: &str = "crates/latch-federation/src/backchannel_in.rs";
 const GTR: &str = "crates/latch-gtr/src/lib.rs";
 const SAMLP: &str = "crates/latch-samlp/src/lib.rs";
+const SCIM: &str = "crates/latch-scim/src/lib.rs";
 
 #[rustfmt::skip]
 fn routes() -> Vec<Route> {
@@ -73,10 +79,14 @@ fn routes() -> Vec<Route> {
     let ui = Form(256 * KIB);
     let oidc_form = Form(16 * KIB);
     let gtr = Bytes(latch_gtr::MAX_BODY, "application/json");
+    let scim = Bytes(latch_scim::MAX_BODY, latch_scim::CONTENT_TYPE);
     [
         ("POST", "/api/v2/connections", Json, Token, API_CONNECTIONS),
         ("PATCH", "/api/v2/connections/{conn}", Json, Token, API_CONNECTIONS),
         ("PATCH", "/api/v2/connections/{conn}/clients", Json, Token, API_CONNECTIONS),
+        ("POST", "/api/v2/connections/{conn}/scim-configuration", Json, Token, API_SCIM),
+        ("PATCH", "/api/v2/connections/{conn}/scim-configuration", Json, Token, API_SCIM),
+        ("POST", "/api/v2/connections/{conn}/scim-configuration/tokens", Json, Token, API_SCIM),
         ("POST", "/api/v2/clients", Json, Token, API_CLIENTS),
         ("PATCH", "/api/v2/clients/{client}", Json, Token, API_CLIENTS),
         ("POST", "/api/v2/clients/{client}/rotate-secret", None, Anonymous, API_CLIENTS),
@@ -90,6 +100,10 @@ fn routes() -> Vec<Route> {
         ("POST", "/admin/connections", ui, Admin, UI_CONNECTIONS),
         ("POST", "/admin/connections/{conn}", ui, Admin, UI_CONNECTIONS),
         ("POST", "/admin/connections/{conn}/delete", ui, Admin, UI_CONNECTIONS),
+        ("POST", "/admin/connections/{conn}/scim", ui, Admin, UI_SCIM),
+        ("POST", "/admin/connections/{conn}/scim/delete", ui, Admin, UI_SCIM),
+        ("POST", "/admin/connections/{conn}/scim/tokens", ui, Admin, UI_SCIM),
+        ("POST", "/admin/connections/{conn}/scim/tokens/{scim_token}/delete", ui, Admin, UI_SCIM),
         ("POST", "/admin/applications", ui, Admin, UI_APPLICATIONS),
         ("POST", "/admin/applications/{client}", ui, Admin, UI_APPLICATIONS),
         ("POST", "/admin/applications/{client}/rotate-secret", ui, Admin, UI_APPLICATIONS),
@@ -116,6 +130,11 @@ fn routes() -> Vec<Route> {
         ("POST", "/oauth/global-token-revocation/connection/okta", gtr, Anonymous, GTR),
         ("POST", "/samlp/{client}", Form(latch_samlp::MAX_FORM), Anonymous, SAMLP),
         ("POST", "/samlp/{client}/logout", Form(latch_samlp::MAX_FORM), Anonymous, SAMLP),
+        ("POST", "/scim/v2/connections/{conn}/Users", scim, Scim, SCIM),
+        ("POST", "/scim/v2/connections/{conn}/.search", scim, Scim, SCIM),
+        ("POST", "/scim/v2/connections/{conn}/Users/.search", scim, Scim, SCIM),
+        ("PUT", "/scim/v2/connections/{conn}/Users/{scim_user}", scim, Scim, SCIM),
+        ("PATCH", "/scim/v2/connections/{conn}/Users/{scim_user}", scim, Scim, SCIM),
     ]
     .into_iter()
     .map(|(method, path, body, caller, file)| Route { method, path, body, caller, file })
@@ -211,10 +230,10 @@ async fn start(test: &str, backends: Backends) -> Option<Latch> {
 
 /// Cookies set by the answers, sent back as a browser would (names and values only).
 #[derive(Default)]
-struct Jar(BTreeMap<String, String>);
+pub(crate) struct Jar(BTreeMap<String, String>);
 
 impl Jar {
-    fn take<B>(&mut self, res: &actix_web::dev::ServiceResponse<B>) {
+    pub(crate) fn take<B>(&mut self, res: &actix_web::dev::ServiceResponse<B>) {
         for c in res.response().cookies() {
             if c.value().is_empty() {
                 self.0.remove(c.name());
@@ -224,7 +243,7 @@ impl Jar {
         }
     }
 
-    fn header(&self) -> String {
+    pub(crate) fn header(&self) -> String {
         self.0
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -248,8 +267,9 @@ fn location<B>(res: &actix_web::dev::ServiceResponse<B>) -> String {
         .to_owned()
 }
 
-/// Signs in to the admin UI as the bootstrap `admin`, through the real pages.
-async fn admin_cookies<S, B>(app: &S) -> Jar
+/// Signs in to the admin UI as the bootstrap `admin` (password [`ADMIN_PASSWORD`]), through the
+/// real pages.
+pub(crate) async fn admin_cookies<S, B>(app: &S) -> Jar
 where
     S: actix_web::dev::Service<
             actix_http::Request,
@@ -366,6 +386,37 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
         )
     );
     let grant_id = grant["id"].as_str().unwrap().to_owned();
+    // SCIM on, with a token: a refused body must neither turn it off nor revoke the token.
+    call_json!(
+        "POST",
+        &format!("/api/v2/connections/{conn_id}/scim-configuration"),
+        None
+    );
+    let scim_token = call_json!(
+        "POST",
+        &format!("/api/v2/connections/{conn_id}/scim-configuration/tokens"),
+        None
+    );
+    let scim_token_id = scim_token["token_id"].as_str().unwrap().to_owned();
+    let scim_secret = scim_token["token"].as_str().unwrap().to_owned();
+    // A user the SCIM client provisioned, for the PUT and PATCH a refused body must not change.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri(&format!("/scim/v2/connections/{conn_id}/Users"))
+            .insert_header(("Authorization", format!("Bearer {scim_secret}")))
+            .insert_header(("content-type", latch_scim::CONTENT_TYPE))
+            .set_payload(
+                json!({"schemas": [latch_scim::USER_SCHEMA], "userName": "bob@example.com",
+                    "externalId": "00u-bob", "displayName": "Bob"})
+                .to_string(),
+            )
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let scim_user: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    let scim_user_id = scim_user["id"].as_str().unwrap().to_owned();
     let jar = admin_cookies(&app).await;
 
     // Everything a refused request could have changed.
@@ -380,6 +431,9 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
             "/api/v2/keys/signing".to_owned(),
             "/api/v2/logs?per_page=100".to_owned(),
             format!("/api/v2/users/{user_id}/sessions"),
+            format!("/api/v2/connections/{conn_id}/scim-configuration"),
+            format!("/api/v2/connections/{conn_id}/scim-configuration/tokens"),
+            format!("/api/v2/users/{scim_user_id}"),
         ] {
             all.push(call_json!("GET", &path, None));
         }
@@ -392,7 +446,9 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
             .replace("{conn}", &conn_id)
             .replace("{client}", &client_id)
             .replace("{user}", &user_id)
-            .replace("{grant}", &grant_id);
+            .replace("{grant}", &grant_id)
+            .replace("{scim_token}", &scim_token_id)
+            .replace("{scim_user}", &scim_user_id);
         let what = format!("{} {}", route.method, route.path);
         let request = |body: Vec<u8>, content_type: &str| {
             let mut r = test::TestRequest::default()
@@ -405,6 +461,9 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
                     r = r.insert_header(("Authorization", format!("Bearer {TOKEN}")));
                 }
                 Caller::Admin => r = r.insert_header(("cookie", admin_sessions(&jar))),
+                Caller::Scim => {
+                    r = r.insert_header(("Authorization", format!("Bearer {scim_secret}")));
+                }
                 Caller::Anonymous => {}
             }
             r.to_request()

@@ -1,0 +1,3 @@
+DROP TABLE scim_users;
+DROP TABLE scim_tokens;
+DROP TABLE scim_configs;
