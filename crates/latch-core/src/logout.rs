@@ -548,9 +548,10 @@ pub async fn terminate(
         Step::User(u) => sessions.end_user_sessions(u).await?,
     };
     // A session created between steps 1 and 3 ended too: record its notifications now.
+    // (One past its end is the expiry sweeper's to tell, with its own initiator.)
     let raced: Vec<Session> = ended
         .iter()
-        .filter(|s| !doomed.iter().any(|d| d.id == s.id))
+        .filter(|s| !doomed.iter().any(|d| d.id == s.id) && s.is_live(now))
         .cloned()
         .collect();
     if !raced.is_empty() {

@@ -14,6 +14,22 @@ use crate::{ScimError, USER_SCHEMA};
 /// password for an enterprise user): never stored from a client's body.
 const SERVED: [&str; 5] = ["id", "meta", "schemas", "groups", "password"];
 
+/// The core User attributes Latch reads, in the schema's case.
+const CORE: [&str; 12] = [
+    "userName",
+    "externalId",
+    "active",
+    "name",
+    "displayName",
+    "nickName",
+    "emails",
+    "phoneNumbers",
+    "title",
+    "userType",
+    "locale",
+    "timezone",
+];
+
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str)
         .map(str::trim)
@@ -80,6 +96,18 @@ pub fn read(body: Value, config: &ScimConfig) -> Result<ScimWrite, ScimError> {
         }
     }
     m.retain(|k, _| !SERVED.iter().any(|s| s.eq_ignore_ascii_case(k)));
+    // Attribute names are case-insensitive (RFC 7643 §2.1): the core ones are kept in the
+    // schema's case, so a served resource never holds two spellings of one attribute.
+    for canon in CORE {
+        if let Some(k) = m
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(canon) && k.as_str() != canon)
+            .cloned()
+            && let Some(v) = m.remove(&k)
+        {
+            m.insert(canon.to_owned(), v);
+        }
+    }
     let resource = Value::Object(m);
     let user_name = text(member(&resource, "userName"))
         .ok_or_else(|| ScimError::invalid_value("userName is required"))?;

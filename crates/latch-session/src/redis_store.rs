@@ -67,7 +67,7 @@ local keep = string.format('%d', nie + tonumber(ARGV[4]))
 nie = string.format('%d', nie)
 v = 'v1\n' .. ARGV[1] .. '\n' .. nie .. '\n' .. ae .. '\n' .. rest
 redis.call('SET', KEYS[1], v, 'PXAT', keep)
-redis.call('ZADD', KEYS[2], 'XX', nie, ARGV[3])
+redis.call('ZADD', KEYS[2], nie, ARGV[3])
 return v
 ";
 
@@ -744,12 +744,17 @@ impl SessionStore for RedisSessionStore {
         let mut out = Vec::new();
         let mut gone = Vec::new();
         for (id, v) in ids.iter().zip(values) {
-            match v {
-                Some(v) => {
-                    let s = decode(id, &v)?;
+            match v.map(|v| decode(id, &v)) {
+                Some(Ok(s)) => {
                     if !s.is_live(now) {
                         out.push(s);
                     }
+                }
+                // A record that cannot be read must not hold the others up: dropped from the
+                // set (its own TTL removes it).
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "an unreadable session record left the expiry set");
+                    gone.push(id.clone());
                 }
                 None => gone.push(id.clone()),
             }
