@@ -2,7 +2,10 @@
 //! with 20 sessions, and the back-channel fan-out of 10,000 logout tokens to 100 local receiver
 //! endpoints (time until all are delivered), each beside the raw signing/verification rate of
 //! the algorithm measured in the same run; and the logout page of a session 5 apps of mixed
-//! kinds joined (RP-initiated logout to the rendered page, median and p99; target ≤ 10 ms p99).
+//! kinds joined (RP-initiated logout to the rendered page, median and p99; target ≤ 10 ms p99);
+//! and SCIM (issue 16): bulk provisioning (10,000 `POST /Users`, target ≥ 1,000/s) and Okta's
+//! deactivation `PATCH` of users with 5 sessions in 5 apps (target: within 20% of the 1-session
+//! GTR rate at the same caller count).
 //!
 //! `cargo xtask bench` runs it on the embedded default, and on PostgreSQL + Redis when
 //! `LATCH_BENCH_DATABASE_URL` / `LATCH_BENCH_REDIS_URL` (or the LATCH_TEST_* ones) are set.
@@ -96,6 +99,9 @@ fn rate(f: impl Fn() + Send + Sync + 'static, threads: usize, dur: Duration) -> 
     n.load(Ordering::Relaxed) as f64 / dur.as_secs_f64()
 }
 
+/// GTR of `users` users with `sessions_per_user` sessions each, `callers` callers: prints and
+/// returns the requests/s. With `apps` empty the sessions are joined by one app without a
+/// back-channel logout URL (nothing to deliver); else session `i` is joined by `apps[i]`.
 async fn gtr(
     label: &str,
     state: &AppState,
@@ -103,7 +109,8 @@ async fn gtr(
     sessions_per_user: usize,
     users: usize,
     callers: usize,
-) {
+    apps: &[ClientId],
+) -> f64 {
     // The "Okta org": discovery and JWKS on loopback.
     let key = Arc::new(Signer::generate(SigningAlg::RS256).expect("key"));
     // The "Okta org": one loopback server answering every path with a document that is both
@@ -162,11 +169,14 @@ async fn gtr(
         id.issuer = org.clone();
         id.subject = format!("00u{i}");
         state.store.insert_identity(&id).await.expect("identity");
-        for _ in 0..sessions_per_user {
+        for k in 0..sessions_per_user {
             let mut s = fixtures::session(&user.user_id);
             s.connection = name.clone();
             s.clients = vec![SessionClient {
-                client_id: client.client_id.clone(),
+                client_id: apps
+                    .get(k % apps.len().max(1))
+                    .unwrap_or(&client.client_id)
+                    .clone(),
                 sid: s.sid.clone(),
                 joined_at: now,
                 saml: None,
@@ -199,9 +209,18 @@ async fn gtr(
     let n = measured.len();
     marker(&format!("{label:<16} GTR starting ({callers} callers)"));
     let (hist, bad, secs) = drive(&http, &url, measured, callers).await;
+    let per_sec = n as f64 / secs;
     println!(
-        "{label:<16} GTR, {sessions_per_user:>2} session(s)/user, {callers:>2} callers: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({n} users after {} warm-up{})",
-        n as f64 / secs,
+        "{label:<16} GTR, {sessions_per_user:>2} session(s)/user{}, {callers:>2} callers: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({n} users after {} warm-up{})",
+        if apps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " in {} apps with back-channel logout",
+                apps.len().min(sessions_per_user)
+            )
+        },
+        per_sec,
         hist.value_at_quantile(0.5) as f64 / 1000.0,
         hist.value_at_quantile(0.99) as f64 / 1000.0,
         users - n,
@@ -211,6 +230,7 @@ async fn gtr(
             String::new()
         }
     );
+    per_sec
 }
 
 /// `callers` concurrent callers work through `work` (token, body) against the GTR endpoint:
@@ -221,27 +241,49 @@ async fn drive(
     work: Vec<(String, String)>,
     callers: usize,
 ) -> (Histogram<u64>, u64, f64) {
+    let (http, url) = (http.clone(), url.to_owned());
+    drive_with(work, callers, 204, move |(token, body)| {
+        http.post(&url)
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body)
+    })
+    .await
+}
+
+/// `callers` concurrent callers work through `work`, each item made a request by `request`
+/// (sent, its whole answer read): latencies, the calls not answered `expect`, and the seconds it
+/// took.
+async fn drive_with<W: Send + 'static>(
+    work: Vec<W>,
+    callers: usize,
+    expect: u16,
+    request: impl Fn(W) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> (Histogram<u64>, u64, f64) {
     let work = Arc::new(std::sync::Mutex::new(work));
+    let request = Arc::new(request);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..callers {
-        let (work, http, url) = (work.clone(), http.clone(), url.to_owned());
+        let (work, request) = (work.clone(), request.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).expect("hist");
             let mut bad = 0u64;
             loop {
-                let Some((token, body)) = work.lock().expect("lock").pop() else {
+                let Some(item) = work.lock().expect("lock").pop() else {
                     break;
                 };
                 let t0 = Instant::now();
-                let r = http
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                if r.map(|r| r.status().as_u16()).unwrap_or(0) != 204 {
+                let status = match request(item).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        // The whole answer: the connection goes back to the pool for the next.
+                        let _ = r.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                if status != expect {
                     bad += 1;
                 }
                 let _ = h.record(t0.elapsed().as_micros() as u64);
@@ -489,6 +531,361 @@ async fn page(label: &str, state: &AppState, base: &str) {
     );
 }
 
+/// SCIM's media type, the core User schema and the PatchOp message schema.
+const SCIM_JSON: &str = "application/scim+json";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Users bulk-provisioned (measured), after a tenth as many unmeasured.
+const SCIM_POSTS: usize = 10_000;
+/// Users deactivated per caller count (the first tenth unmeasured), each with
+/// `SCIM_SESSIONS` sessions, one in each of as many apps.
+const SCIM_PATCH_USERS: usize = 2_000;
+const SCIM_SESSIONS: usize = 5;
+
+/// SCIM on an `okta` connection, set up through the store port (not the management API): the
+/// connection, its SCIM configuration (`user_id_attribute` `externalId`) and a bearer token
+/// holding every scope (stored as its digest only); and the apps the users' sessions are in.
+struct ScimSetup {
+    conn: Connection,
+    token: String,
+    /// `{base}/scim/v2/connections/{connection_id}`.
+    url: String,
+    /// `SCIM_SESSIONS` apps (RS256), each with its own loopback back-channel receiver...
+    apps: Vec<ClientId>,
+    /// ...counting the logout tokens they all received.
+    received: Arc<AtomicU64>,
+}
+
+async fn scim_setup(state: &AppState, base: &str) -> ScimSetup {
+    let now = state.clock.now();
+    let mut options = serde_json::Map::new();
+    options.insert("domain".into(), json!("bench.okta.example"));
+    options.insert("client_id".into(), json!("0oaSCIMBENCH"));
+    let conn = Connection {
+        id: ConnectionId::new(format!("con_{}", unique())),
+        name: ConnectionName::new(format!("okta-scim-{}", unique())),
+        display_name: None,
+        strategy: Strategy::Okta,
+        options,
+        secrets: [("client_secret".to_owned(), SecretString::new("x"))]
+            .into_iter()
+            .collect(),
+        enabled_clients: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .insert_connection(&conn)
+        .await
+        .expect("connection");
+    state
+        .store
+        .put_scim_config(&ScimConfig {
+            connection_id: conn.id.clone(),
+            user_id_attribute: DEFAULT_SCIM_USER_ID_ATTRIBUTE.to_owned(),
+            mapping: json!([]),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .expect("scim configuration");
+    let token = latch_jose::random_token(32);
+    state
+        .store
+        .insert_scim_token(&ScimToken {
+            token_id: format!("tok_{}", unique()),
+            connection_id: conn.id.clone(),
+            digest: latch_jose::token_digest(&token),
+            scopes: SCIM_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            created_at: now,
+            valid_until: None,
+        })
+        .await
+        .expect("scim token");
+    let url = format!("{base}/scim/v2/connections/{}", conn.id);
+    let received = Arc::new(AtomicU64::new(0));
+    let mut apps = Vec::new();
+    for _ in 0..SCIM_SESSIONS {
+        let receiver = serve(None, received.clone()).await;
+        let mut c = fixtures::client();
+        c.oidc_logout.backchannel_logout_urls =
+            vec![url::Url::parse(&format!("{receiver}/backchannel")).expect("url")];
+        c.signing_alg = SigningAlg::RS256;
+        state.store.insert_client(&c).await.expect("client");
+        apps.push(c.client_id);
+    }
+    ScimSetup {
+        conn,
+        token,
+        url,
+        apps,
+        received,
+    }
+}
+
+/// The User resource Okta POSTs ("Create Users"): `userName` the login, `externalId` Okta's id
+/// of the user.
+fn okta_user(n: &str) -> Value {
+    let email = format!("user.{n}@bench.example.com");
+    json!({
+        "schemas": [USER_SCHEMA],
+        "userName": email,
+        "externalId": format!("00u{n}"),
+        "name": {"givenName": "Bench", "familyName": format!("User {n}")},
+        "emails": [{"primary": true, "value": email, "type": "work"}],
+        "active": true
+    })
+}
+
+/// Bulk provisioning: `SCIM_POSTS` `POST /Users` of new users, 32 callers, after a tenth as
+/// many unmeasured (token lookup, pools, caches). Counts the answers that are not 201 and the
+/// users the connection then has.
+async fn scim_provisioning(label: &str, state: &AppState, scim: &ScimSetup) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(TASKS)
+        .build()
+        .expect("client");
+    let run = unique();
+    let mut work: Vec<String> = (0..SCIM_POSTS + SCIM_POSTS / 10)
+        .map(|i| okta_user(&format!("{run}x{i}")).to_string())
+        .collect();
+    let measured = work.split_off(SCIM_POSTS / 10);
+    let post = {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/Users", scim.url),
+            scim.token.clone(),
+        );
+        move |body: String| {
+            http.post(&url)
+                .bearer_auth(&token)
+                .header("Content-Type", SCIM_JSON)
+                .body(body)
+        }
+    };
+    let (_, warm_bad, _) = drive_with(work, TASKS, 201, post.clone()).await;
+    marker(&format!("{label:<16} SCIM provisioning starting"));
+    let (hist, bad, secs) = drive_with(measured, TASKS, 201, post).await;
+    let (_, total) = state
+        .store
+        .list_scim_users(&scim.conn.id, &ScimLookup::All, 0, 1)
+        .await
+        .expect("count");
+    let per_sec = SCIM_POSTS as f64 / secs;
+    println!(
+        "{label:<16} SCIM POST /Users (bulk provisioning), {TASKS} callers: {per_sec:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({SCIM_POSTS} users after {} warm-up; {total} users in the connection{}) (target >= 1,000/s: {})",
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        SCIM_POSTS / 10,
+        if bad + warm_bad > 0 {
+            format!(", {} not 201", bad + warm_bad)
+        } else {
+            String::new()
+        },
+        if per_sec >= 1000.0 { "met" } else { "NOT met" },
+    );
+}
+
+/// `users` provisioned users of the connection (written through the store port as a SCIM
+/// `POST` leaves them), each with `SCIM_SESSIONS` live sessions, session `i` joined by app `i`.
+async fn scim_users_with_sessions(state: &AppState, scim: &ScimSetup, users: usize) -> Vec<UserId> {
+    let now = state.clock.now();
+    let run = unique();
+    let mut ids = Vec::with_capacity(users);
+    for i in 0..users {
+        let n = format!("{run}p{i}");
+        let Value::Object(mut resource) = okta_user(&n) else {
+            unreachable!("an object")
+        };
+        resource.remove("schemas");
+        let user_name = resource["userName"].as_str().expect("userName").to_owned();
+        let external_id = resource["externalId"]
+            .as_str()
+            .expect("externalId")
+            .to_owned();
+        let user = User {
+            user_id: UserId::new(format!(
+                "okta|{}",
+                latch_jose::random_alnum(24).to_lowercase()
+            )),
+            email: Some(user_name.clone()),
+            email_verified: false,
+            name: Some(format!("Bench User {n}")),
+            given_name: Some("Bench".into()),
+            family_name: Some(format!("User {n}")),
+            nickname: None,
+            picture: None,
+            profile: serde_json::Map::new(),
+            blocked: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            logins_count: 0,
+            app_metadata: serde_json::Map::new(),
+        };
+        let identity = Identity {
+            user_id: user.user_id.clone(),
+            connection_id: scim.conn.id.clone(),
+            issuer: SCIM_ISSUER.to_owned(),
+            subject: external_id.clone(),
+            password_hash: None,
+            profile: serde_json::Map::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let record = ScimUser {
+            connection_id: scim.conn.id.clone(),
+            user_id: user.user_id.clone(),
+            user_name,
+            external_id: Some(external_id),
+            active: true,
+            resource,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        state
+            .store
+            .insert_scim_user(&user, &identity, &record)
+            .await
+            .expect("scim user");
+        for app in &scim.apps {
+            let mut s = fixtures::session(&user.user_id);
+            s.connection = scim.conn.name.clone();
+            s.clients = vec![SessionClient {
+                client_id: app.clone(),
+                sid: s.sid.clone(),
+                joined_at: now,
+                saml: None,
+            }];
+            state.sessions.insert_session(&s).await.expect("session");
+        }
+        ids.push(user.user_id);
+    }
+    ids
+}
+
+/// Deactivation: Okta's `PATCH /Users/{id}` (`replace` `{"active": false}`, no `path`) of users
+/// each holding `SCIM_SESSIONS` sessions in as many apps whose back-channel logout URLs are
+/// loopback receivers (the workers deliver every logout token), `callers` callers; beside the
+/// 1-session GTR rate `gtr_rate` and the rate `gtr_same` of GTRs of users with the same
+/// sessions in the same apps, both measured just before at the same caller count.
+async fn scim_deactivation(
+    label: &str,
+    state: &AppState,
+    scim: &ScimSetup,
+    callers: usize,
+    gtr_rate: f64,
+    gtr_same: f64,
+) {
+    let received = &*scim.received;
+    let users = scim_users_with_sessions(state, scim, SCIM_PATCH_USERS).await;
+    let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]})
+        .to_string();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(callers)
+        .build()
+        .expect("client");
+    let patch = {
+        let (http, base, token) = (http.clone(), scim.url.clone(), scim.token.clone());
+        move |user: UserId| {
+            http.patch(format!("{base}/Users/{user}"))
+                .bearer_auth(&token)
+                .header("Content-Type", SCIM_JSON)
+                .body(body.clone())
+        }
+    };
+    let before = received.load(Ordering::Relaxed);
+    let mut work = users.clone();
+    let measured = work.split_off(SCIM_PATCH_USERS / 10);
+    let n = measured.len();
+    let (_, warm_bad, _) = drive_with(work, callers, 200, patch.clone()).await;
+    marker(&format!(
+        "{label:<16} SCIM deactivation starting ({callers} callers)"
+    ));
+    let start = Instant::now();
+    let (hist, bad, secs) = drive_with(measured, callers, 200, patch).await;
+    // Every logout token delivered (the warm-up's too): the time from the measured start.
+    delivered(received, before + (SCIM_PATCH_USERS * SCIM_SESSIONS) as u64).await;
+    let delivered_in = start.elapsed().as_secs_f64();
+    let tokens = received.load(Ordering::Relaxed) - before;
+    // Every session ended.
+    let now = state.clock.now();
+    let mut left = 0;
+    for u in &users {
+        left += state
+            .sessions
+            .list_user_sessions(u, now)
+            .await
+            .expect("sessions")
+            .len();
+    }
+    let per_sec = n as f64 / secs;
+    let ratio = per_sec / gtr_rate;
+    println!(
+        "{label:<16} SCIM PATCH active:false, {SCIM_SESSIONS} sessions in {SCIM_SESSIONS} apps, {callers:>2} callers: {per_sec:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({n} users after {} warm-up{}) | GTR 1 session, {callers} callers: {gtr_rate:.0} req/s -> ratio {ratio:.2} (target >= 0.80: {}) | GTR of the same {SCIM_SESSIONS} sessions in {SCIM_SESSIONS} apps: {gtr_same:.0} req/s -> ratio {:.2} | {tokens} logout tokens delivered {:.2} s after the start{}",
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        SCIM_PATCH_USERS - n,
+        if bad + warm_bad > 0 {
+            format!(", {} not 200", bad + warm_bad)
+        } else {
+            String::new()
+        },
+        if ratio >= 0.8 { "met" } else { "NOT met" },
+        per_sec / gtr_same,
+        delivered_in,
+        if left > 0 {
+            format!(", {left} sessions NOT ended")
+        } else {
+            String::new()
+        },
+    );
+}
+
+/// Waits (at most 2 minutes) until `received` reaches `expected`.
+async fn delivered(received: &AtomicU64, expected: u64) {
+    let start = Instant::now();
+    while received.load(Ordering::Relaxed) < expected && start.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 16's SCIM figures: bulk provisioning, then deactivation at 32, 16 and 8 callers, each
+/// beside a 1-session GTR run at the same caller count (the target's reference) and a GTR of
+/// users with the same sessions in the same apps (the same logout, its tokens delivered too).
+async fn scim(label: &str, state: &AppState, base: &str) {
+    let setup = scim_setup(state, base).await;
+    scim_provisioning(label, state, &setup).await;
+    let received = &setup.received;
+    // The deliveries are real: this instance's workers send them (idle during the 1-session
+    // GTR runs, which record none).
+    let workers = latch_server::app::spawn_workers(state);
+    for callers in [32, 16, 8] {
+        let gtr_rate = gtr(label, state, base, 1, 4000, callers, &[]).await;
+        // The same logout as the PATCH's, started by a GTR: its logout tokens delivered
+        // before the PATCH run starts.
+        let before = received.load(Ordering::Relaxed);
+        let gtr_same = gtr(
+            label,
+            state,
+            base,
+            SCIM_SESSIONS,
+            SCIM_PATCH_USERS,
+            callers,
+            &setup.apps,
+        )
+        .await;
+        delivered(received, before + (SCIM_PATCH_USERS * SCIM_SESSIONS) as u64).await;
+        scim_deactivation(label, state, &setup, callers, gtr_rate, gtr_same).await;
+    }
+    for w in workers {
+        w.abort();
+    }
+}
+
 /// Verification rate of the GTR tokens' algorithm.
 fn verification_rate(label: &str) {
     let key = Signer::generate(SigningAlg::RS256).expect("key");
@@ -531,7 +928,7 @@ async fn run(label: &str, env: Vec<(String, String)>) {
     let handle = running.handle();
     tokio::spawn(running);
     let base = format!("http://{addr}");
-    // LATCH_BENCH_ONLY=gtr, =fanout or =page runs one part (for profiling); unset runs all.
+    // LATCH_BENCH_ONLY=gtr, =fanout, =page or =scim runs one part (for profiling); unset runs all.
     let only = std::env::var("LATCH_BENCH_ONLY").unwrap_or_default();
     let wants = |part: &str| only.is_empty() || only == part;
     if wants("page") {
@@ -544,12 +941,15 @@ async fn run(label: &str, env: Vec<(String, String)>) {
     // several caller counts.
     if wants("gtr") {
         for callers in [32, 16, 8] {
-            gtr(label, &state, &base, 1, 4000, callers).await;
+            gtr(label, &state, &base, 1, 4000, callers, &[]).await;
         }
-        gtr(label, &state, &base, 20, 500, TASKS).await;
+        gtr(label, &state, &base, 20, 500, TASKS, &[]).await;
     }
     if wants("fanout") {
         fanout(label, &state).await;
+    }
+    if wants("scim") {
+        scim(label, &state, &base).await;
     }
     handle.stop(true).await;
 }
