@@ -173,25 +173,6 @@ fn idp_slo(o: &SamlOptions, idp: &IdpConfig, posted: bool) -> Option<(url::Url, 
     }
 }
 
-/// An outbound message as the browser carries it.
-fn to_continue(out: latch_saml::idp::Outbound) -> Continue {
-    match out {
-        latch_saml::idp::Outbound::Redirect(u) => Continue::Get(u.into()),
-        latch_saml::idp::Outbound::Post {
-            action,
-            field,
-            value,
-            relay_state,
-        } => {
-            let mut fields = vec![(field.to_owned(), value)];
-            if let Some(rs) = relay_state {
-                fields.push(("RelayState".to_owned(), rs));
-            }
-            Continue::Post { action, fields }
-        }
-    }
-}
-
 impl SamlConnector {
     pub fn new(
         http: Outbound,
@@ -579,7 +560,7 @@ impl UpstreamLogout for SamlConnector {
             request.relay_state.as_deref(),
         )
         .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
-        Ok(to_continue(out))
+        Ok(out.into_continue())
     }
 
     /// A signed LogoutRequest naming the upstream session (NameID with its Format, and the
@@ -637,7 +618,7 @@ impl UpstreamLogout for SamlConnector {
         )
         .map_err(|e| FederationError::Misconfigured(e.to_string()))?;
         Ok(LogoutStart::Send {
-            to: to_continue(out),
+            to: out.into_continue(),
             saved: json!({ "request_id": id }),
             via: "saml_logout_request",
         })

@@ -629,6 +629,29 @@ impl Outbound {
     }
 }
 
+impl Outbound {
+    /// Where a logout page or answer sends the browser next: the signed redirect, or the form
+    /// (the message field, then `RelayState` when there is one).
+    pub fn into_continue(self) -> latch_core::logout::Continue {
+        use latch_core::logout::Continue;
+        match self {
+            Self::Redirect(u) => Continue::Get(u.into()),
+            Self::Post {
+                action,
+                field,
+                value,
+                relay_state,
+            } => {
+                let mut fields = vec![(field.to_owned(), value)];
+                if let Some(rs) = relay_state {
+                    fields.push(("RelayState".to_owned(), rs));
+                }
+                Continue::Post { action, fields }
+            }
+        }
+    }
+}
+
 /// How a message came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {

@@ -309,21 +309,7 @@ async fn logout_request(
                 relay_state.as_deref(),
             )
             .map_err(server_error)?;
-            Some(match out {
-                Outbound::Redirect(u) => Continue::Get(u.into()),
-                Outbound::Post {
-                    action,
-                    field,
-                    value,
-                    relay_state,
-                } => {
-                    let mut fields = vec![(field.to_owned(), value)];
-                    if let Some(rs) = relay_state {
-                        fields.push(("RelayState".to_owned(), rs));
-                    }
-                    Continue::Post { action, fields }
-                }
-            })
+            Some(out.into_continue())
         }
         None => None,
     };

@@ -495,19 +495,12 @@ async fn log_account_logout(
     initiator: LogoutInitiator,
     description: &str,
 ) {
+    let mut details = out.background_event_details(initiator);
+    details.insert("actor".into(), json!(auth.actor()));
     let event = LogEvent {
         user_id: Some(user.clone()),
         ip: latch_http::client_ip(req).map(|i| i.to_string()),
-        details: json!({
-            "actor": auth.actor(),
-            "initiator": initiator,
-            "sessions_ended": out.sessions.len(),
-            "refresh_tokens_revoked": out.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": out.deliveries.len(),
-            "delivery_ids": out.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            "TotalSamlLogoutRequests": 0,
-            "saml_unreachable": out.saml_unreachable_without_browser(),
-        }),
+        details: serde_json::Value::Object(details),
         ..LogEvent::new(deps.clock.now(), "slo", description)
     };
     if let Err(e) = deps.store.insert_log(&event).await {
