@@ -319,24 +319,32 @@ impl Backchannel {
     /// run dry while a claim is on its way to the database, and one claim serves many.
     pub async fn run(self: Arc<Self>) {
         let cap = self.settings.concurrency.max(1);
-        // The last claim found fewer than it asked for: claim again once the queue is empty or
-        // new deliveries were recorded here, not for every delivery handed out.
+        // The last claim found fewer than it asked for: claim again when deliveries were
+        // recorded here without a reservation, or once the queue is empty and a poll interval
+        // has passed since that claim; not for every delivery handed out, nor after every
+        // logout whose deliveries came reserved (they are in the queue already).
         let mut drained = false;
+        let mut last_claim: Option<tokio::time::Instant> = None;
         loop {
             if self.fresh.swap(false, Ordering::AcqRel) {
                 drained = false;
             }
             let waiting = self.queue().len();
-            if waiting <= cap / 2 && (!drained || waiting == 0) {
+            let poll_due = last_claim.is_none_or(|t| t.elapsed() >= self.settings.poll);
+            if waiting <= cap / 2 && (!drained || (waiting == 0 && poll_due)) {
                 let want = 2 * cap - waiting;
                 let claimed = self.claim(want).await;
+                last_claim = Some(tokio::time::Instant::now());
                 drained = claimed.len() < want;
                 self.queue().extend(claimed);
             }
             let next = self.queue().pop_front();
             let Some(d) = next else {
+                let until = last_claim.map_or_else(tokio::time::Instant::now, |t| {
+                    t + self.settings.poll
+                });
                 tokio::select! {
-                    () = tokio::time::sleep(self.settings.poll) => {}
+                    () = tokio::time::sleep_until(until) => {}
                     () = self.due.notified() => {}
                 }
                 continue;
@@ -407,9 +415,15 @@ impl Notifier for OutboxNotifier {
         }
         let now = bc.clock.now();
         // Reserved ones go straight to the queue; the others are claimed from the store.
-        bc.queue()
-            .extend(deliveries.iter().filter(|d| reserved_here(d, now)).cloned());
-        bc.fresh.store(true, Ordering::Release);
+        let reserved: Vec<Delivery> = deliveries
+            .iter()
+            .filter(|d| reserved_here(d, now))
+            .cloned()
+            .collect();
+        if reserved.len() < deliveries.len() {
+            bc.fresh.store(true, Ordering::Release);
+        }
+        bc.queue().extend(reserved);
         // Wakes the idle worker, or lets its next wait end at once (the permit is kept).
         bc.due.notify_one();
     }

@@ -266,6 +266,12 @@ pub trait ScimRepo: Send + Sync {
     ) -> Result<Vec<ScimToken>, StoreError>;
     /// The token with this digest, whatever its connection or validity.
     async fn find_scim_token(&self, digest: &TokenDigest) -> Result<Option<ScimToken>, StoreError>;
+    /// The token with this digest and its connection's SCIM configuration, read together (one
+    /// round trip per SCIM request); `None` when there is no such token or SCIM is off.
+    async fn find_scim_caller(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(ScimToken, ScimConfig)>, StoreError>;
     /// `false` when the connection has no such token.
     async fn delete_scim_token(
         &self,

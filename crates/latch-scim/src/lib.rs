@@ -274,22 +274,21 @@ async fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 512)
         .ok_or_else(ScimError::unauthorized)?;
-    let found = deps
+    // The token and its connection's configuration in one read; the connection from the
+    // store's cache (its id is fixed, and a deleted connection takes its configuration along).
+    let (found, config) = deps
         .store
-        .find_scim_token(&latch_jose::token_digest(token))
+        .find_scim_caller(&latch_jose::token_digest(token))
         .await?
-        .filter(|t| t.connection_id.as_str() == connection_id && t.is_valid(deps.clock.now()))
+        .filter(|(t, _)| {
+            t.connection_id.as_str() == connection_id && t.is_valid(deps.clock.now())
+        })
         .ok_or_else(ScimError::unauthorized)?;
     let connection = match deps.store.get_connection(&found.connection_id).await {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => return Err(ScimError::unauthorized()),
         Err(e) => return Err(e.into()),
     };
-    let config = deps
-        .store
-        .find_scim_config(&found.connection_id)
-        .await?
-        .ok_or_else(ScimError::unauthorized)?;
     if let Some(s) = scope
         && !found.allows(s)
     {

@@ -188,7 +188,7 @@ pub fn apply(resource: &mut Map<String, Value>, ops: Vec<Operation>) -> Result<(
                 }
             }
             (Some(p), _) => {
-                let parsed: PatchPath = p.parse().map_err(|_| {
+                let parsed: PatchPath = crate::resource::parse_path(p).ok_or_else(|| {
                     ScimError::invalid_path("the path is not a SCIM attribute path")
                 })?;
                 match parsed {

@@ -37,10 +37,34 @@ fn text(v: Option<&Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A SCIM attribute path (RFC 7644 §3.5.2). A plain `name` or `name.sub` (RFC 7643 §2.1
+/// names; the common case) is read here; anything else goes to `scim_v2`'s parser, which builds
+/// its lexer anew on every call.
+pub(crate) fn parse_path(path: &str) -> Option<PatchPath> {
+    fn attr_name(s: &str) -> bool {
+        s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+    let p = path.trim();
+    let (name, sub) = match p.split_once('.') {
+        Some((n, s)) => (n, Some(s)),
+        None => (p, None),
+    };
+    if attr_name(name) && sub.is_none_or(attr_name) {
+        return Some(PatchPath::Attr(scim_v2::filter::AttrPath {
+            uri: None,
+            name: name.to_owned(),
+            sub_attr: sub.map(str::to_owned),
+        }));
+    }
+    p.parse().ok()
+}
+
 /// The string value at a SCIM attribute path (`externalId`, `name.givenName`,
 /// `emails[type eq "work"].value`) of `resource`.
 pub fn at_path(resource: &Value, path: &str) -> Option<String> {
-    match path.parse::<PatchPath>().ok()? {
+    match parse_path(path)? {
         PatchPath::Attr(a) => {
             let top = member(resource, &a.name)?;
             match &a.sub_attr {
@@ -307,6 +331,34 @@ pub fn project(mut v: Value, attributes: Option<&str>, excluded: Option<&str>) -
 mod tests {
     use super::*;
     use latch_core::ConnectionId;
+
+    /// The short way reads a plain path exactly as the parser does, and leaves every other
+    /// path (URNs, filters, nonsense) to it.
+    #[test]
+    fn plain_paths_read_as_the_parser_reads_them() {
+        for p in [
+            "externalId",
+            " userName ",
+            "name.givenName",
+            "x-y_z9",
+            "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+            "emails[type eq \"work\"].value",
+            "emails[type eq \"work\"]",
+            "name.",
+            ".name",
+            "a.b.c",
+            "9lives",
+            "",
+            "user name",
+        ] {
+            let parsed: Option<PatchPath> = p.trim().parse().ok();
+            assert_eq!(
+                format!("{:?}", parse_path(p)),
+                format!("{parsed:?}"),
+                "{p:?}"
+            );
+        }
+    }
 
     fn config(attr: &str) -> ScimConfig {
         ScimConfig {

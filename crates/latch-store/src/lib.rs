@@ -41,8 +41,9 @@ pub struct SqlStore {
     /// Clients by id, kept [`CLIENT_TTL`]: every token request reads its client. This store's
     /// own writes drop the entry at once; another instance's are seen within the TTL.
     clients: Arc<TtlCache<String, latch_core::model::Client>>,
-    /// Connections by name, kept [`CLIENT_TTL`] too: every sign-in step reads its connection
-    /// (and decrypts its secrets). Any connection or client write here empties it.
+    /// Connections by name and by id, kept [`CLIENT_TTL`] too: every sign-in step and SCIM
+    /// request reads its connection (and decrypts its secrets). Any connection or client write
+    /// here empties it.
     connections: Arc<TtlCache<String, latch_core::model::Connection>>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
@@ -154,9 +155,16 @@ impl SqlStore {
         self.connections.get(name)
     }
 
+    /// The connection with this id, cached beside the names (under a key no name can be).
+    pub(crate) fn cached_connection_by_id(&self, id: &str) -> Option<latch_core::model::Connection> {
+        self.connections.get(&format!("\0{id}"))
+    }
+
     pub(crate) fn cache_connection(&self, c: &latch_core::model::Connection) {
         self.connections
             .insert(c.name.as_str().to_owned(), c.clone());
+        self.connections
+            .insert(format!("\0{}", c.id.as_str()), c.clone());
     }
 
     /// After any write to connections or to the clients they list.

@@ -103,20 +103,26 @@ impl ConnectionRepo for SqlStore {
     }
 
     async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        if let Some(c) = self.cached_connection_by_id(id.as_str()) {
+            return Ok(c);
+        }
         let id = id.as_str().to_owned();
         let cipher = self.cipher.clone();
-        self.run(move |conn| {
-            let row: Option<ConnectionRow> = connections::table
-                .find(&id)
-                .select(ConnectionRow::as_select())
-                .first(conn)
-                .optional()
-                .map_err(db_err("connection", "id"))?;
-            let row = row.ok_or_else(|| not_found("connection", &id))?;
-            let enabled = enabled_clients_of(conn, &id)?;
-            row.into_domain(enabled, &cipher)
-        })
-        .await
+        let c = self
+            .run(move |conn| {
+                let row: Option<ConnectionRow> = connections::table
+                    .find(&id)
+                    .select(ConnectionRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(db_err("connection", "id"))?;
+                let row = row.ok_or_else(|| not_found("connection", &id))?;
+                let enabled = enabled_clients_of(conn, &id)?;
+                row.into_domain(enabled, &cipher)
+            })
+            .await?;
+        self.cache_connection(&c);
+        Ok(c)
     }
 
     async fn find_connection_by_name(
@@ -1710,6 +1716,28 @@ impl ScimRepo for SqlStore {
                 .optional()
                 .map_err(db_err("scim token", "digest"))?;
             row.map(ScimTokenRow::into_domain).transpose()
+        })
+        .await
+    }
+
+    async fn find_scim_caller(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(ScimToken, ScimConfig)>, StoreError> {
+        let digest = digest.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<(ScimTokenRow, ScimConfigRow)> = scim_tokens::table
+                .inner_join(
+                    scim_configs::table
+                        .on(scim_configs::connection_id.eq(scim_tokens::connection_id)),
+                )
+                .filter(scim_tokens::digest.eq(&digest))
+                .select((ScimTokenRow::as_select(), ScimConfigRow::as_select()))
+                .first(conn)
+                .optional()
+                .map_err(db_err("scim token", "digest"))?;
+            row.map(|(t, c)| Ok((t.into_domain()?, c.into_domain()?)))
+                .transpose()
         })
         .await
     }

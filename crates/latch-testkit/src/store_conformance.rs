@@ -2078,7 +2078,29 @@ pub async fn scim_config_round_trip(s: &dyn Store) {
     let (ta, tb) = (scim_token(&a, 0), scim_token(&b, 0));
     s.insert_scim_token(&ta).await.unwrap();
     s.insert_scim_token(&tb).await.unwrap();
+    // A caller is its token with its own connection's configuration.
+    assert_eq!(
+        s.find_scim_caller(&ta.digest).await.unwrap(),
+        Some((
+            ta.clone(),
+            ScimConfig {
+                created_at: first.created_at,
+                ..replaced.clone()
+            }
+        ))
+    );
+    assert_eq!(
+        s.find_scim_caller(&tb.digest).await.unwrap(),
+        Some((tb.clone(), other.clone()))
+    );
+    assert!(
+        s.find_scim_caller(&TokenDigest::new("no-such-digest"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(s.delete_scim_config(&a.id).await.unwrap());
+    assert!(s.find_scim_caller(&ta.digest).await.unwrap().is_none());
     assert!(s.find_scim_config(&a.id).await.unwrap().is_none());
     assert!(s.list_scim_tokens(&a.id).await.unwrap().is_empty());
     assert!(s.find_scim_token(&ta.digest).await.unwrap().is_none());
