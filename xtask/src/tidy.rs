@@ -29,6 +29,7 @@ fn allowed(name: &str) -> Option<&'static [&'static str]> {
         "latch-login" => &["latch-core", "latch-jose", "latch-http"],
         "latch-oidc" => &["latch-core", "latch-jose", "latch-http", "latch-login"],
         "latch-backchannel" => &["latch-core", "latch-jose", "latch-http"],
+        "latch-logstream" => &["latch-core", "latch-http"],
         "latch-gtr" => &["latch-core", "latch-jose", "latch-remote", "latch-http"],
         "latch-scim" => &["latch-core", "latch-jose", "latch-http"],
         "latch-samlp" => &["latch-core", "latch-saml", "latch-http", "latch-login"],

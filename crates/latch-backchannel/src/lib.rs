@@ -7,6 +7,10 @@
 //! with exponential backoff and jitter on network errors, 408, 429 and 5xx until the delivery is
 //! older than `Settings::retry_for`. A delivery whose worker died is claimed again when its
 //! lease runs out.
+//!
+//! The same workers send Global Token Revocation to apps (`DeliveryKind::Gtr`): Okta's request,
+//! a bearer token `typ: global-token-revocation+jwt` signed afresh for each attempt (own `jti`,
+//! 5 minutes) and `{"subject": …}`; retried on network errors and 5xx, never on a 4xx.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +25,16 @@ use latch_core::store::Store;
 use latch_core::{ClientId, Clock};
 use latch_http::client::Outbound;
 use latch_jose::KeyRing;
-use serde_json::json;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Semaphore;
 
 /// The back-channel logout event (OIDC Back-Channel Logout 1.0 §2.4).
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// How long a GTR request token lives (Okta's: 5 minutes).
+pub const GTR_TOKEN_LIFETIME: Duration = Duration::minutes(5);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -154,39 +162,126 @@ impl Backchannel {
             .map_err(|e| e.to_string())
     }
 
+    /// One attempt's Global Token Revocation request, as Okta sends it: the bearer token
+    /// (`typ: global-token-revocation+jwt`, signed with the current RS256 key; `iss` Latch,
+    /// `sub` the app's `client_id`, `aud` the endpoint, `iat`, `nbf`, `exp` 5 minutes later and
+    /// a fresh `jti`, since each attempt is a new token) and the JSON body naming the user.
+    pub fn gtr_request(
+        &self,
+        d: &Delivery,
+        endpoint: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, Value), String> {
+        let iat = now.unix_timestamp();
+        let claims = json!({
+            "iss": self.issuer,
+            "sub": d.client_id,
+            "aud": endpoint,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + GTR_TOKEN_LIFETIME.whole_seconds(),
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let subject = match (&d.notice.email, &d.notice.sub) {
+            (Some(email), _) => json!({"format": "email", "email": email}),
+            (None, Some(sub)) => json!({"format": "iss_sub", "iss": self.issuer, "sub": sub}),
+            (None, None) => return Err("the delivery names no user".into()),
+        };
+        let token = self
+            .keys
+            .sign(SigningAlg::RS256, "global-token-revocation+jwt", &claims)
+            .map_err(|e| e.to_string())?;
+        Ok((token, json!({ "subject": subject })))
+    }
+
     /// Sends one attempt of a delivery the way its kind is sent. A new kind adds its arm (and
     /// its sender) here; the claim, lease, backoff and recording around it are shared.
     async fn send(&self, d: &Delivery, now: OffsetDateTime) -> Outcome {
         match d.kind {
             DeliveryKind::BackchannelLogout => match self.logout_token(d, now).await {
-                Ok(token) => self.post(d, &token).await,
+                Ok(token) => {
+                    // A compact JWS is base64url and dots, which form encoding leaves as they
+                    // are.
+                    debug_assert!(
+                        token
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    );
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    );
+                    self.post(
+                        d.target.as_str(),
+                        d.kind,
+                        headers,
+                        format!("logout_token={token}").into_bytes(),
+                    )
+                    .await
+                }
                 Err(e) => Outcome::Retry(e),
             },
+            DeliveryKind::Gtr => {
+                // Sent where the app takes it now: an app that stopped taking GTR (or was
+                // deleted) is not sent one, and one whose endpoint an administrator corrected
+                // gets a retry or replay at the new one.
+                let endpoint = match self.store.find_client(&d.client_id).await {
+                    Ok(Some(c)) => match c.global_token_revocation {
+                        Some(g) => g.endpoint,
+                        None => {
+                            return Outcome::Rejected(
+                                "the app no longer takes Global Token Revocation".into(),
+                            );
+                        }
+                    },
+                    Ok(None) => return Outcome::Rejected("the app was deleted".into()),
+                    Err(e) => return Outcome::Retry(format!("store: {e}")),
+                };
+                self.send_gtr(d, endpoint.as_str(), now).await
+            }
         }
     }
 
-    async fn post(&self, d: &Delivery, token: &str) -> Outcome {
-        // A compact JWS is base64url and dots, which form encoding leaves as they are.
-        debug_assert!(
-            token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        );
+    async fn send_gtr(&self, d: &Delivery, endpoint: &str, now: OffsetDateTime) -> Outcome {
+        {
+            match self.gtr_request(d, endpoint, now) {
+                Ok((token, body)) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    match HeaderValue::from_str(&format!("Bearer {token}")) {
+                        Ok(v) => {
+                            headers.insert(AUTHORIZATION, v);
+                        }
+                        Err(e) => return Outcome::Retry(e.to_string()),
+                    }
+                    self.post(endpoint, d.kind, headers, body.to_string().into_bytes())
+                        .await
+                }
+                Err(e) => Outcome::Retry(e),
+            }
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        kind: DeliveryKind,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Outcome {
         // Only the status matters: at most a few KiB of the answer are read.
-        let res = self
-            .http
-            .post_for_status(
-                d.target.as_str(),
-                "application/x-www-form-urlencoded",
-                format!("logout_token={token}"),
-            )
-            .await;
+        let res = self.http.post_for_status_with(url, headers, body).await;
         match res {
             Ok(status) => {
                 let s = status.as_u16();
                 match s {
                     200..=299 => Outcome::Delivered(s),
-                    408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {s}")),
+                    // GTR is retried on 5xx only: Okta's senders never retry a 4xx.
+                    408 | 429 if kind == DeliveryKind::BackchannelLogout => {
+                        Outcome::Retry(format!("HTTP {s}"))
+                    }
+                    500..=599 => Outcome::Retry(format!("HTTP {s}")),
                     300..=399 => Outcome::Rejected(format!("HTTP {s}: redirects are not followed")),
                     _ => Outcome::Rejected(format!("HTTP {s}")),
                 }
@@ -257,33 +352,49 @@ impl Backchannel {
         if self.outcomes.send(d.clone()).is_err() {
             tracing::error!(delivery = %d.id, "back-channel outcome recorder stopped");
         }
-        let (kind, description) = match d.state {
-            DeliveryState::Delivered => (
+        let (kind, description) = match (d.kind, d.state) {
+            (DeliveryKind::BackchannelLogout, DeliveryState::Delivered) => (
                 "oidc_backchannel_logout_succeeded",
                 "Back-channel logout delivered",
             ),
-            DeliveryState::Failed => (
+            (DeliveryKind::BackchannelLogout, DeliveryState::Failed) => (
                 "oidc_backchannel_logout_failed",
                 "Back-channel logout failed",
             ),
-            DeliveryState::Pending => (
+            (DeliveryKind::BackchannelLogout, DeliveryState::Pending) => (
                 "oidc_backchannel_logout_failed",
                 "Back-channel logout attempt failed; will retry",
             ),
+            (DeliveryKind::Gtr, DeliveryState::Delivered) => (
+                "gtr_delivery_succeeded",
+                "Global Token Revocation delivered",
+            ),
+            (DeliveryKind::Gtr, DeliveryState::Failed) => {
+                ("gtr_delivery_failed", "Global Token Revocation failed")
+            }
+            (DeliveryKind::Gtr, DeliveryState::Pending) => (
+                "gtr_delivery_failed",
+                "Global Token Revocation attempt failed; will retry",
+            ),
         };
-        tracing::info!(delivery = %d.id, client = %d.client_id, outcome = ?outcome, attempts = d.attempts, "back-channel logout");
+        tracing::info!(delivery = %d.id, kind = d.kind.as_str(), client = %d.client_id, outcome = ?outcome, attempts = d.attempts, "logout delivery");
+        let mut details = json!({
+            "delivery_id": d.id,
+            "kind": d.kind.as_str(),
+            "target": d.target.as_str(),
+            "attempts": d.attempts,
+            "state": d.state.as_str(),
+            "error": d.last_error,
+            "initiator": d.notice.initiator,
+        });
+        match d.kind {
+            DeliveryKind::BackchannelLogout => details["sid"] = json!(d.notice.sid),
+            DeliveryKind::Gtr => details["endpoint"] = json!(d.target.as_str()),
+        }
         let event = LogEvent {
             user_id: d.notice.sub.clone(),
             client_id: Some(d.client_id.clone()),
-            details: json!({
-                "delivery_id": d.id,
-                "target": d.target.as_str(),
-                "attempts": d.attempts,
-                "state": d.state.as_str(),
-                "error": d.last_error,
-                "sid": d.notice.sid,
-                "initiator": d.notice.initiator,
-            }),
+            details,
             ..LogEvent::new(finished, kind, description)
         };
         let _ = self.store.insert_log(&event).await;
@@ -340,9 +451,8 @@ impl Backchannel {
             }
             let next = self.queue().pop_front();
             let Some(d) = next else {
-                let until = last_claim.map_or_else(tokio::time::Instant::now, |t| {
-                    t + self.settings.poll
-                });
+                let until =
+                    last_claim.map_or_else(tokio::time::Instant::now, |t| t + self.settings.poll);
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => {}
                     () = self.due.notified() => {}

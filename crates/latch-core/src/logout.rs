@@ -16,7 +16,8 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Delivery, DeliveryState, LogoutInitiator, LogoutNotice, RefreshToken, RevokeScope,
+    Delivery, DeliveryState, GtrSubjectFormat, LogoutInitiator, LogoutNotice, RefreshToken,
+    RevokeScope,
 };
 use crate::session::{SamlParticipant, Session, SessionStore};
 use crate::store::Store;
@@ -289,7 +290,8 @@ impl Ended {
             "initiator": initiator,
             "sessions_ended": self.sessions.len(),
             "refresh_tokens_revoked": self.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": self.deliveries.len() + framed.len(),
+            "TotalOidcLogoutRequests": oidc_logout_requests(&self.deliveries) + framed.len(),
+            "TotalGtrRequests": gtr_requests(&self.deliveries),
             "TotalSamlLogoutRequests": saml.len(),
             "delivery_ids": self.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "frontchannel": framed.iter().map(ClientId::as_str).collect::<Vec<_>>(),
@@ -317,7 +319,8 @@ impl Ended {
             "initiator": initiator,
             "sessions_ended": self.sessions.len(),
             "refresh_tokens_revoked": self.revoked_tokens.len(),
-            "TotalOidcLogoutRequests": self.deliveries.len(),
+            "TotalOidcLogoutRequests": oidc_logout_requests(&self.deliveries),
+            "TotalGtrRequests": gtr_requests(&self.deliveries),
             "TotalSamlLogoutRequests": 0,
             "delivery_ids": self.deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             "saml_unreachable": self.saml_unreachable_without_browser(),
@@ -531,6 +534,10 @@ pub async fn terminate(
         &mut deliveries,
     )
     .await?;
+    // A user-wide logout also tells every app of the user that takes Global Token Revocation.
+    if let (TokenPolicy::AllOfUser, Step::User(u)) = (req.tokens, &req.target) {
+        plan_gtr(store, u, &doomed, &token_holders, req, now, &mut deliveries).await?;
+    }
     store.insert_deliveries(&deliveries).await?;
 
     // 3. End the sessions.
@@ -589,6 +596,103 @@ pub async fn terminate(
     })
 }
 
+/// How many of `deliveries` are back-channel logout tokens (the OIDC logout requests of Okta's
+/// `TotalOidcLogoutRequests`).
+pub fn oidc_logout_requests(deliveries: &[Delivery]) -> usize {
+    deliveries
+        .iter()
+        .filter(|d| d.kind == crate::model::DeliveryKind::BackchannelLogout)
+        .count()
+}
+
+/// How many of `deliveries` are Global Token Revocation requests to apps.
+pub fn gtr_requests(deliveries: &[Delivery]) -> usize {
+    deliveries
+        .iter()
+        .filter(|d| d.kind == crate::model::DeliveryKind::Gtr)
+        .count()
+}
+
+/// One GTR delivery per app with a `global_token_revocation` endpoint with which the user has a
+/// session, a live grant or a live refresh token (the apps' choice of back-channel initiators
+/// does not apply: GTR is sent on every user-wide logout). An app that names users by email is
+/// skipped, with a warning, for a user without a verified one.
+async fn plan_gtr(
+    store: &dyn Store,
+    user: &UserId,
+    sessions: &[Session],
+    token_holders: &[RefreshToken],
+    req: &Terminate,
+    now: OffsetDateTime,
+    out: &mut Vec<Delivery>,
+) -> Result<(), StoreError> {
+    let mut clients: Vec<ClientId> = sessions
+        .iter()
+        .flat_map(|s| s.clients.iter().map(|c| c.client_id.clone()))
+        .collect();
+    clients.extend(token_holders.iter().map(|t| t.client_id.clone()));
+    clients.extend(store.list_user_grant_clients(user, now).await?);
+    let mut seen = HashSet::new();
+    // Read once, and only when an app names users by email.
+    let mut email: Option<Option<String>> = None;
+    for id in clients {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(client) = store.find_client(&id).await? else {
+            continue;
+        };
+        let Some(gtr) = &client.global_token_revocation else {
+            continue;
+        };
+        let email = match gtr.subject_format {
+            GtrSubjectFormat::IssSub => None,
+            GtrSubjectFormat::Email => {
+                // Only a verified email names the user: an unverified one may be someone
+                // else's, whose tokens the app would revoke.
+                if email.is_none() {
+                    email = Some(
+                        store
+                            .find_user(user)
+                            .await?
+                            .filter(|u| u.email_verified)
+                            .and_then(|u| u.email),
+                    );
+                }
+                match email.clone().flatten() {
+                    Some(e) => Some(e),
+                    None => {
+                        tracing::warn!(client = %id, user = %user, "no Global Token Revocation for an app that names users by email: the user has no verified email");
+                        continue;
+                    }
+                }
+            }
+        };
+        out.push(Delivery {
+            kind: crate::model::DeliveryKind::Gtr,
+            id: DeliveryId::new(uuid::Uuid::now_v7().to_string()),
+            client_id: client.client_id.clone(),
+            target: gtr.endpoint.clone(),
+            notice: LogoutNotice {
+                sub: Some(user.clone()),
+                sid: None,
+                initiator: req.initiator,
+                email,
+            },
+            // Each attempt's request token gets its own `jti`; this one names the delivery.
+            jti: Jti::new(uuid::Uuid::new_v4().to_string()),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            locked_until: req.reserved_until,
+            last_error: None,
+            finished_at: None,
+        });
+    }
+    Ok(())
+}
+
 /// One delivery per (client, session) for clients with a back-channel URL, plus one `sub`-only
 /// delivery per other client that holds a refresh token of the user; each only to a client whose
 /// `oidc_logout.backchannel_logout_initiators` allows the request's initiator.
@@ -642,6 +746,7 @@ async fn plan_deliveries(
                 sub: Some(s.user_id.clone()),
                 sid: Some(joined.sid.clone()),
                 initiator: req.initiator,
+                email: None,
             };
             push(&client, notice, out);
         }
@@ -662,6 +767,7 @@ async fn plan_deliveries(
             sub: Some(t.user_id.clone()),
             sid: None,
             initiator: req.initiator,
+            email: None,
         };
         push(&client, notice, out);
     }

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use crate::model::*;
 use crate::{
-    ClientId, ConnectionId, ConnectionName, DeliveryId, FamilyId, Kid, RefreshTokenId, StoreError,
-    TokenDigest, UserId,
+    ClientId, ConnectionId, ConnectionName, DeliveryId, FamilyId, Jti, Kid, RefreshTokenId,
+    StoreError, TokenDigest, UserId,
 };
 
 #[async_trait]
@@ -162,6 +162,14 @@ pub trait RefreshTokenRepo: Send + Sync {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError>;
+    /// The clients with which the user holds a live (not revoked, not expired) grant, each once,
+    /// in no particular order: the apps a user-wide logout sends Global Token Revocation to,
+    /// besides those of the user's sessions.
+    async fn list_user_grant_clients(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ClientId>, StoreError>;
     async fn list_family(&self, family: &FamilyId) -> Result<Vec<RefreshToken>, StoreError>;
     /// Retention: deletes up to `limit` grants that expired before `before`, with their refresh
     /// tokens; returns how many grants it deleted. Safe with several instances purging at once.
@@ -220,17 +228,20 @@ pub trait OutboxRepo: Send + Sync {
     async fn record_attempts(&self, d: &[Delivery]) -> Result<(), StoreError>;
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Delivery, StoreError>;
     /// An administrator's "retry now": a `failed` delivery, or a `pending` one no worker holds,
-    /// becomes `pending` and due at `now` (`finished_at` and any expired lease cleared; the
-    /// attempts so far and the `jti` kept). `None` when it is delivered or a worker holds it;
-    /// [`StoreError::NotFound`] when there is no such delivery.
+    /// becomes `pending` and due at `now` with the new `jti` (a fresh logout token: an app that
+    /// remembers the old one's `jti` would refuse it as a replay), `finished_at` and any expired
+    /// lease cleared, the attempts so far kept. `None` when it is delivered or a worker holds
+    /// it; [`StoreError::NotFound`] when there is no such delivery.
     async fn retry_delivery(
         &self,
         id: &DeliveryId,
         now: OffsetDateTime,
+        jti: &Jti,
     ) -> Result<Option<Delivery>, StoreError>;
+    /// Deliveries matching `q`, newest first, at most `limit` (1 to 1000).
     async fn list_deliveries(
         &self,
-        state: Option<DeliveryState>,
+        q: &DeliveryQuery,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Retention: deletes up to `limit` delivered or failed deliveries finished before `before`
@@ -335,6 +346,54 @@ pub trait ScimRepo: Send + Sync {
     ) -> Result<Option<(Identity, User)>, StoreError>;
 }
 
+/// Log streams (Auth0's) and their queues. The log writer queues each event it writes for every
+/// stream whose filters it passes and that was created by the event's date (paused and suspended
+/// streams included: their events are held), in the same transaction as the event; a worker
+/// sends a stream's queue in order.
+#[async_trait]
+pub trait LogStreamRepo: Send + Sync {
+    /// Conflict on `id`. Events written after this call returns are queued for it.
+    async fn insert_log_stream(&self, s: &LogStream) -> Result<(), StoreError>;
+    /// Oldest first.
+    async fn list_log_streams(&self) -> Result<Vec<LogStream>, StoreError>;
+    async fn find_log_stream(&self, id: &str) -> Result<Option<LogStream>, StoreError>;
+    /// Writes `name`, `status`, `sink`, `filters`, `suspended_reason` and `updated_at` (the
+    /// delivery state is the workers'); a stream set `active` from another status is due at once,
+    /// its failures forgotten. [`StoreError::NotFound`] when there is no such stream.
+    async fn update_log_stream(&self, s: &LogStream) -> Result<(), StoreError>;
+    /// Deletes the stream and its queue; `false` when there was none.
+    async fn delete_log_stream(&self, id: &str) -> Result<bool, StoreError>;
+    /// Leases one `active` stream that is due at `now`, not held by a live lease and has queued
+    /// events, until `lease_until`, with its oldest `limit` queued events (in order). Only one
+    /// worker anywhere holds a stream at a time. `None` when no stream is ready.
+    async fn claim_log_stream(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Option<(LogStream, Vec<LogStreamEvent>)>, StoreError>;
+    /// The events up to `up_to_seq` were delivered: they leave the queue, the lease is given back
+    /// and the failures are forgotten.
+    async fn ack_log_stream(&self, id: &str, up_to_seq: i64) -> Result<(), StoreError>;
+    /// An attempt failed: records it and gives the lease back; the queue is kept (the same events
+    /// go first next time).
+    async fn fail_log_stream(&self, id: &str, f: &LogStreamFailure) -> Result<(), StoreError>;
+    /// How many events wait in the stream's queue (events recorded before the call included).
+    async fn count_log_stream_events(&self, id: &str) -> Result<u64, StoreError>;
+    /// Deletes queued events of streams that no longer exist (an instance whose view of the
+    /// streams was a few seconds old may queue events for a stream just deleted); how many.
+    async fn purge_orphan_log_stream_events(&self) -> Result<u64, StoreError>;
+    /// Retention: deletes up to `limit` queued events, of any stream, dated before `before`
+    /// (events recorded before the call included), so a stream left paused or suspended holds
+    /// no more than the log keeps; returns how many it deleted. Safe with several instances
+    /// purging at once.
+    async fn purge_log_stream_events(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+}
+
 /// The whole relational store.
 #[async_trait]
 pub trait Store:
@@ -347,6 +406,7 @@ pub trait Store:
     + LogRepo
     + OutboxRepo
     + ScimRepo
+    + LogStreamRepo
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -129,11 +129,24 @@ impl Outbound {
         content_type: &'static str,
         body: String,
     ) -> Result<StatusCode, FetchError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self.post_for_status_with(url, headers, body.into_bytes())
+            .await
+    }
+
+    /// [`Self::post_for_status`] with any headers (`Content-Type`, `Authorization`, …).
+    pub async fn post_for_status_with(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<StatusCode, FetchError> {
         let url = self.check(url)?;
         let mut res = self
             .http
             .post(url)
-            .header(CONTENT_TYPE, content_type)
+            .headers(headers)
             .body(body)
             .send()
             .await

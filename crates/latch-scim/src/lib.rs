@@ -280,9 +280,7 @@ async fn authorize(
         .store
         .find_scim_caller(&latch_jose::token_digest(token))
         .await?
-        .filter(|(t, _)| {
-            t.connection_id.as_str() == connection_id && t.is_valid(deps.clock.now())
-        })
+        .filter(|(t, _)| t.connection_id.as_str() == connection_id && t.is_valid(deps.clock.now()))
         .ok_or_else(ScimError::unauthorized)?;
     let connection = match deps.store.get_connection(&found.connection_id).await {
         Ok(c) => c,

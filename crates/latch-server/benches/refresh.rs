@@ -76,6 +76,7 @@ async fn seed(state: &AppState, alg: SigningAlg) -> (Client, String, Vec<String>
         lifetimes: TokenLifetimes::default(),
         oidc_logout: OidcLogout::default(),
         addons: Default::default(),
+        global_token_revocation: None,
         secrets: vec![ClientSecret {
             digest: latch_jose::token_digest(&secret),
             created_at: now,

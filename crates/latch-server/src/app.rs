@@ -50,8 +50,8 @@ impl AppState {
     }
 }
 
-/// Starts the background workers (back-channel delivery, the expiry sweeper, session purge, key
-/// reload, retention of logs and finished deliveries); they stop when the returned handles are aborted or the
+/// Starts the background workers (back-channel delivery, log streams, the expiry sweeper, session
+/// purge, key reload, retention of logs and finished deliveries); they stop when the returned handles are aborted or the
 /// runtime ends.
 pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(state.backchannel.clone().run())];
@@ -97,6 +97,18 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         state.logout(),
         state.clock.clone(),
     )));
+    // Log streams: each stream's queued events to its sink, in order.
+    handles.push(tokio::spawn(
+        Arc::new(latch_logstream::LogStreams::new(
+            state.store.clone(),
+            state.clock.clone(),
+            latch_logstream::Settings {
+                outbound: state.config.outbound_policy(),
+                ..Default::default()
+            },
+        ))
+        .run(),
+    ));
     handles.push(tokio::spawn(crate::retention::run(
         state.store.clone(),
         state.clock.clone(),

@@ -302,6 +302,7 @@ pub async fn ensure_admin_client(
                 lifetimes: TokenLifetimes::default(),
                 oidc_logout: OidcLogout::default(),
                 addons: Default::default(),
+                global_token_revocation: None,
                 secrets: vec![],
                 created_at: now,
                 updated_at: now,

@@ -1,9 +1,10 @@
-//! Retention: log events older than `LATCH_LOG_RETENTION_DAYS` and delivered or failed
-//! back-channel deliveries finished more than `LATCH_OUTBOX_RETENTION_DAYS` ago, and grants (with
-//! their refresh tokens) expired more than [`GRANT_GRACE`] ago are deleted, in
-//! bounded batches, by every instance (the store's purges are safe to run concurrently: on
-//! PostgreSQL each instance skips the rows another is deleting). Pending deliveries are never
-//! purged.
+//! Retention: log events older than `LATCH_LOG_RETENTION_DAYS` (and the events log streams hold
+//! for their sinks, by the same date: a stream left paused or suspended keeps no more than the
+//! log), delivered or failed back-channel deliveries finished more than
+//! `LATCH_OUTBOX_RETENTION_DAYS` ago, and grants (with their refresh tokens) expired more than
+//! [`GRANT_GRACE`] ago are deleted, in bounded batches, by every instance (the store's purges
+//! are safe to run concurrently: on PostgreSQL each instance skips the rows another is deleting).
+//! Pending deliveries are never purged.
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub const GRANT_GRACE: time::Duration = time::Duration::days(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purged {
     pub logs: u64,
+    /// Events queued for log streams (held by a paused, suspended or failing stream).
+    pub log_stream_events: u64,
     pub deliveries: u64,
     /// Expired grants (with their refresh tokens).
     pub grants: u64,
@@ -44,6 +47,7 @@ pub async fn purge(
     let outbox_cut = now - config.outbox_retention;
     let mut purged = Purged {
         logs: 0,
+        log_stream_events: 0,
         deliveries: 0,
         grants: 0,
     };
@@ -57,6 +61,13 @@ pub async fn purge(
     loop {
         let n = store.purge_logs(log_cut, batch).await?;
         purged.logs += n;
+        if n < u64::from(batch) {
+            break;
+        }
+    }
+    loop {
+        let n = store.purge_log_stream_events(log_cut, batch).await?;
+        purged.log_stream_events += n;
         if n < u64::from(batch) {
             break;
         }
@@ -80,11 +91,13 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Arc<Confi
         match purge(&*store, &config, clock.now(), BATCH).await {
             Ok(Purged {
                 logs: 0,
+                log_stream_events: 0,
                 deliveries: 0,
                 grants: 0,
             }) => {}
             Ok(p) => tracing::info!(
                 log_events = p.logs,
+                log_stream_events = p.log_stream_events,
                 deliveries = p.deliveries,
                 grants = p.grants,
                 "retention: old log events and finished deliveries purged"

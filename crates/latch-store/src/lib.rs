@@ -156,7 +156,10 @@ impl SqlStore {
     }
 
     /// The connection with this id, cached beside the names (under a key no name can be).
-    pub(crate) fn cached_connection_by_id(&self, id: &str) -> Option<latch_core::model::Connection> {
+    pub(crate) fn cached_connection_by_id(
+        &self,
+        id: &str,
+    ) -> Option<latch_core::model::Connection> {
         self.connections.get(&format!("\0{id}"))
     }
 

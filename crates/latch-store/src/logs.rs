@@ -1,22 +1,33 @@
 //! Log events are many and small: a writer thread takes them from a queue and writes each batch
 //! in one transaction, so a sign-in or a token exchange does not wait for its log row's commit.
 //! Reading the log first waits until everything queued before the read is written.
+//!
+//! Log streams: in the same transaction, the writer queues each event for every stream whose
+//! filters it passes and that was created when it occurred (`log_stream_events`), from a list of the streams it reads again every
+//! [`STREAMS_TTL`] and at once after this store's own stream writes ([`LogQueue::streams_changed`]),
+//! so a batch costs one more insert and no read per event.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
 
 use crate::conn::{Backend, DbConnection, Manager};
-use crate::rows::LogRow;
-use crate::schema::log_events;
+use crate::rows::{LogRow, NewLogStreamEventRow, StreamFilterRow};
+use crate::schema::{log_events, log_stream_events, log_streams};
 
 /// How long the writer waits after the first event of a batch.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
+
+/// How long the writer uses its list of log streams before reading it again: a stream another
+/// instance created gets this instance's events within it (this instance's own at once).
+pub(crate) const STREAMS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Msg {
     Event(Box<LogRow>),
@@ -26,17 +37,26 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct LogQueue {
     tx: Sender<Msg>,
+    /// Set by this store's stream writes: the writer reads the streams again before its next batch.
+    streams_stale: Arc<AtomicBool>,
 }
 
 impl LogQueue {
     pub fn start(pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, backend: Backend) -> Self {
         let (tx, rx) = channel();
+        let streams_stale = Arc::new(AtomicBool::new(true));
+        let stale = streams_stale.clone();
         std::thread::Builder::new()
             .name("latch-log-writer".into())
-            .spawn(move || writer(rx, pool, write_lock, backend))
+            .spawn(move || writer(rx, pool, write_lock, backend, stale))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the log writer"));
-        Self { tx }
+        Self { tx, streams_stale }
+    }
+
+    /// A log stream was created, changed or deleted here: events queued from now on see it.
+    pub fn streams_changed(&self) {
+        self.streams_stale.store(true, Ordering::SeqCst);
     }
 
     pub fn push(&self, row: LogRow) {
@@ -54,7 +74,102 @@ impl LogQueue {
     }
 }
 
-fn writer(rx: Receiver<Msg>, pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, backend: Backend) {
+/// The writer's view of the log streams: each one's id, filters and creation (events dated
+/// before a stream was created are not queued for it).
+#[derive(Default)]
+struct Streams {
+    list: Vec<(String, Vec<String>, i64)>,
+    read_at: Option<Instant>,
+}
+
+impl Streams {
+    /// Reads the streams again when this store changed them or the list is older than
+    /// [`STREAMS_TTL`]; on failure the old list stays (and is read again next batch).
+    fn refresh(&mut self, conn: &mut DbConnection, stale: &AtomicBool) {
+        let expired = self.read_at.is_none_or(|t| t.elapsed() >= STREAMS_TTL);
+        // Cleared before the read: a change during it marks the list stale again.
+        if !stale.swap(false, Ordering::SeqCst) && !expired {
+            return;
+        }
+        let read = log_streams::table
+            .select(StreamFilterRow::as_select())
+            .load(conn)
+            .map_err(|e| e.to_string())
+            .and_then(|rows| {
+                rows.into_iter()
+                    .map(|r| {
+                        serde_json::from_str::<Vec<String>>(&r.filters)
+                            .map(|f| (r.id, f, r.created_at))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        match read {
+            Ok(list) => {
+                self.list = list;
+                self.read_at = Some(Instant::now());
+            }
+            Err(e) => {
+                stale.store(true, Ordering::SeqCst);
+                tracing::warn!(error = %e, "could not read the log streams; using the last list");
+            }
+        }
+    }
+
+    /// One queue row per (event, stream whose filters it passes), events in order.
+    fn queue(&self, rows: &[LogRow]) -> Vec<NewLogStreamEventRow> {
+        let mut out = Vec::new();
+        if self.list.is_empty() {
+            return out;
+        }
+        for r in rows {
+            let mut payload = None;
+            for (id, filters, created_at) in &self.list {
+                if r.date < *created_at || !latch_core::model::accepts(filters, &r.event_type) {
+                    continue;
+                }
+                let Some(p) = payload.get_or_insert_with(|| api_payload(r)) else {
+                    continue;
+                };
+                out.push(NewLogStreamEventRow {
+                    stream_id: id.clone(),
+                    log_id: r.log_id.clone(),
+                    date: r.date,
+                    payload: p.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The event as `GET /api/v2/logs` shows it (what was stored: times to the millisecond).
+fn api_payload(r: &LogRow) -> Option<String> {
+    let e = LogRow {
+        log_id: r.log_id.clone(),
+        date: r.date,
+        event_type: r.event_type.clone(),
+        description: r.description.clone(),
+        user_id: r.user_id.clone(),
+        client_id: r.client_id.clone(),
+        connection: r.connection.clone(),
+        ip: r.ip.clone(),
+        details: r.details.clone(),
+    }
+    .into_domain()
+    .map_err(|e| tracing::error!(error = %e, "log event not queued for the log streams"))
+    .ok()?;
+    Some(e.api_json().to_string())
+}
+
+fn writer(
+    rx: Receiver<Msg>,
+    pool: Pool<Manager>,
+    write_lock: Arc<Mutex<()>>,
+    backend: Backend,
+    streams_stale: Arc<AtomicBool>,
+) {
+    let mut streams = Streams::default();
     while let Ok(first) = rx.recv() {
         // Let a batch gather: one wake-up and one commit for many events.
         if matches!(first, Msg::Event(_)) {
@@ -78,6 +193,8 @@ fn writer(rx: Receiver<Msg>, pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, ba
             let _turn = (backend == Backend::Sqlite)
                 .then(|| write_lock.lock().unwrap_or_else(|p| p.into_inner()));
             let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                streams.refresh(&mut conn, &streams_stale);
+                let queued = streams.queue(&rows);
                 conn.transaction::<_, diesel::result::Error, _>(|c| {
                     match &mut **c {
                         // COPY: the batch in one round trip, with nothing to parse or plan
@@ -86,12 +203,22 @@ fn writer(rx: Receiver<Msg>, pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, ba
                             diesel::copy_from(log_events::table)
                                 .from_insertable(&rows)
                                 .execute(pg)?;
+                            if !queued.is_empty() {
+                                diesel::copy_from(log_stream_events::table)
+                                    .from_insertable(&queued)
+                                    .execute(pg)?;
+                            }
                         }
                         // In-process: a prepared statement per row costs no round trip.
                         DbConnection::Sqlite(lite) => {
                             for r in &rows {
                                 diesel::insert_into(log_events::table)
                                     .values(r)
+                                    .execute(lite)?;
+                            }
+                            for q in &queued {
+                                diesel::insert_into(log_stream_events::table)
+                                    .values(q)
                                     .execute(lite)?;
                             }
                         }

@@ -1086,6 +1086,27 @@ impl RefreshTokenRepo for SqlStore {
         .await
     }
 
+    async fn list_user_grant_clients(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ClientId>, StoreError> {
+        let user = user.as_str().to_owned();
+        let now = to_millis(now);
+        self.run(move |conn| {
+            let ids: Vec<String> = grants::table
+                .filter(grants::user_id.eq(&user))
+                .filter(grants::revoked_at.is_null())
+                .filter(grants::expires_at.gt(now))
+                .select(grants::client_id)
+                .distinct()
+                .load(conn)
+                .map_err(db_err("grant", "user_id"))?;
+            Ok(ids.into_iter().map(ClientId::new).collect())
+        })
+        .await
+    }
+
     async fn purge_expired_grants(
         &self,
         before: OffsetDateTime,
@@ -1330,25 +1351,32 @@ impl OutboxRepo for SqlStore {
             // PostgreSQL takes them in no set order: with an ORDER BY, a table whose statistics
             // lag behind a burst of thousands of deliveries is planned as "read and sort every
             // pending row" on each claim; without one, the scan stops at the first `limit` rows.
+            // Only the kinds this binary can send: during a rolling upgrade an older instance
+            // leaves a newer kind to the newer instances instead of holding it unsent.
+            let kinds = DeliveryKind::ALL
+                .iter()
+                .map(|k| format!("'{}'", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
             let rows: Vec<DeliveryRow> = match &mut **conn {
-                DbConnection::Pg(pg) => diesel::sql_query(
+                DbConnection::Pg(pg) => diesel::sql_query(format!(
                     "UPDATE outbox SET locked_until = $1 WHERE id IN (\
                        SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
-                       AND (locked_until IS NULL OR locked_until <= $2) \
+                       AND (locked_until IS NULL OR locked_until <= $2) AND kind IN ({kinds}) \
                        LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     RETURNING *",
-                )
+                     RETURNING *"
+                ))
                 .bind::<BigInt, _>(lease)
                 .bind::<BigInt, _>(now)
                 .bind::<BigInt, _>(i64::from(limit))
                 .load(pg),
-                DbConnection::Sqlite(lite) => diesel::sql_query(
+                DbConnection::Sqlite(lite) => diesel::sql_query(format!(
                     "UPDATE outbox SET locked_until = ?1 WHERE id IN (\
                        SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?2 \
-                       AND (locked_until IS NULL OR locked_until <= ?2) \
+                       AND (locked_until IS NULL OR locked_until <= ?2) AND kind IN ({kinds}) \
                        ORDER BY next_attempt_at, id LIMIT ?3) \
-                     RETURNING *",
-                )
+                     RETURNING *"
+                ))
                 .bind::<BigInt, _>(lease)
                 .bind::<BigInt, _>(now)
                 .bind::<BigInt, _>(i64::from(limit))
@@ -1477,8 +1505,10 @@ impl OutboxRepo for SqlStore {
         &self,
         id: &DeliveryId,
         now: OffsetDateTime,
+        jti: &Jti,
     ) -> Result<Option<Delivery>, StoreError> {
         let id = id.as_str().to_owned();
+        let jti = jti.as_str().to_owned();
         let now = to_millis(now);
         self.run_write(move |conn| {
             // One conditional UPDATE: a worker claiming the row at the same moment either
@@ -1500,6 +1530,7 @@ impl OutboxRepo for SqlStore {
                 outbox::next_attempt_at.eq(now),
                 outbox::locked_until.eq(None::<i64>),
                 outbox::finished_at.eq(None::<i64>),
+                outbox::jti.eq(&jti),
             ))
             .execute(conn)
             .map_err(db_err("delivery", "id"))?;
@@ -1520,13 +1551,20 @@ impl OutboxRepo for SqlStore {
 
     async fn list_deliveries(
         &self,
-        state: Option<DeliveryState>,
+        query: &DeliveryQuery,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let query = query.clone();
         self.run(move |conn| {
             let mut q = outbox::table.select(DeliveryRow::as_select()).into_boxed();
-            if let Some(s) = state {
+            if let Some(s) = query.state {
                 q = q.filter(outbox::state.eq(s.as_str()));
+            }
+            if let Some(u) = &query.user_id {
+                q = q.filter(outbox::user_id.eq(u.as_str().to_owned()));
+            }
+            if let Some(c) = &query.client_id {
+                q = q.filter(outbox::client_id.eq(c.as_str().to_owned()));
             }
             let rows: Vec<DeliveryRow> = q
                 .order((outbox::created_at.desc(), outbox::id.desc()))
@@ -1986,6 +2024,303 @@ impl ScimRepo for SqlStore {
                     .map_err(db_err("identity", "subject"))?;
                 Ok(Some((i.into_domain()?, u.into_domain()?)))
             })
+        })
+        .await
+    }
+}
+
+/// Leases one ready stream (see `LogStreamRepo::claim_log_stream`): `active`, due, not held,
+/// with queued events; the one whose oldest queued event is oldest first. On PostgreSQL a stream
+/// another instance is claiming is skipped, not waited for; SQLite has one writer.
+const CLAIM_LOG_STREAM_PG: &str = "UPDATE log_streams SET locked_until = $1 WHERE id IN (\
+    SELECT s.id FROM log_streams s WHERE s.status = 'active' \
+    AND (s.locked_until IS NULL OR s.locked_until <= $2) \
+    AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= $2) \
+    AND EXISTS (SELECT 1 FROM log_stream_events e WHERE e.stream_id = s.id) \
+    ORDER BY (SELECT MIN(e.seq) FROM log_stream_events e WHERE e.stream_id = s.id), s.id \
+    LIMIT 1 FOR UPDATE SKIP LOCKED) \
+    RETURNING *";
+const CLAIM_LOG_STREAM_SQLITE: &str = "UPDATE log_streams SET locked_until = ?1 WHERE id IN (\
+    SELECT s.id FROM log_streams s WHERE s.status = 'active' \
+    AND (s.locked_until IS NULL OR s.locked_until <= ?2) \
+    AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?2) \
+    AND EXISTS (SELECT 1 FROM log_stream_events e WHERE e.stream_id = s.id) \
+    ORDER BY (SELECT MIN(e.seq) FROM log_stream_events e WHERE e.stream_id = s.id), s.id \
+    LIMIT 1) \
+    RETURNING *";
+
+#[async_trait]
+impl LogStreamRepo for SqlStore {
+    async fn insert_log_stream(&self, st: &LogStream) -> Result<(), StoreError> {
+        let row = LogStreamRow::from_domain(st, &self.cipher)?;
+        self.run_write(move |conn| {
+            diesel::insert_into(log_streams::table)
+                .values(&row)
+                .execute(conn)
+                .map(|_| ())
+                .map_err(db_err("log stream", "id"))
+        })
+        .await?;
+        self.logs.streams_changed();
+        Ok(())
+    }
+
+    async fn list_log_streams(&self) -> Result<Vec<LogStream>, StoreError> {
+        let cipher = self.cipher.clone();
+        self.run(move |conn| {
+            let rows: Vec<LogStreamRow> = log_streams::table
+                .select(LogStreamRow::as_select())
+                .order((log_streams::created_at, log_streams::id))
+                .load(conn)
+                .map_err(db_err("log stream", "id"))?;
+            rows.into_iter().map(|r| r.into_domain(&cipher)).collect()
+        })
+        .await
+    }
+
+    async fn find_log_stream(&self, id: &str) -> Result<Option<LogStream>, StoreError> {
+        let (id, cipher) = (id.to_owned(), self.cipher.clone());
+        self.run(move |conn| {
+            let row: Option<LogStreamRow> = log_streams::table
+                .find(&id)
+                .select(LogStreamRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_err("log stream", "id"))?;
+            row.map(|r| r.into_domain(&cipher)).transpose()
+        })
+        .await
+    }
+
+    async fn update_log_stream(&self, st: &LogStream) -> Result<(), StoreError> {
+        let row = LogStreamRow::from_domain(st, &self.cipher)?;
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                let was: Option<String> = log_streams::table
+                    .find(&row.id)
+                    .select(log_streams::status)
+                    .first(conn)
+                    .optional()
+                    .map_err(db_err("log stream", "id"))?;
+                let Some(was) = was else {
+                    return Err(not_found("log stream", &row.id));
+                };
+                let target = log_streams::table.find(&row.id);
+                diesel::update(target)
+                    .set((
+                        log_streams::name.eq(&row.name),
+                        log_streams::status.eq(&row.status),
+                        log_streams::sink.eq(&row.sink),
+                        log_streams::filters.eq(&row.filters),
+                        log_streams::suspended_reason.eq(&row.suspended_reason),
+                        log_streams::updated_at.eq(row.updated_at),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                let resumed = row.status == LogStreamStatus::Active.as_str() && was != row.status;
+                if resumed {
+                    diesel::update(target)
+                        .set((
+                            log_streams::failures.eq(0),
+                            log_streams::failing_since.eq(None::<i64>),
+                            log_streams::last_error.eq(None::<String>),
+                            log_streams::next_attempt_at.eq(None::<i64>),
+                        ))
+                        .execute(conn)
+                        .map_err(db_err("log stream", "id"))?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.logs.streams_changed();
+        Ok(())
+    }
+
+    async fn delete_log_stream(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let deleted = self
+            .run_write(move |conn| {
+                tx(conn, |conn| {
+                    diesel::delete(
+                        log_stream_events::table.filter(log_stream_events::stream_id.eq(&id)),
+                    )
+                    .execute(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                    let n = diesel::delete(log_streams::table.find(&id))
+                        .execute(conn)
+                        .map_err(db_err("log stream", "id"))?;
+                    Ok(n > 0)
+                })
+            })
+            .await?;
+        self.logs.streams_changed();
+        Ok(deleted)
+    }
+
+    async fn claim_log_stream(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Option<(LogStream, Vec<LogStreamEvent>)>, StoreError> {
+        let (now, lease) = (to_millis(now), to_millis(lease_until));
+        let cipher = self.cipher.clone();
+        self.run_write(move |conn| {
+            use diesel::sql_types::BigInt;
+            tx(conn, |conn| {
+                let rows: Vec<LogStreamRow> = match conn {
+                    DbConnection::Pg(pg) => diesel::sql_query(CLAIM_LOG_STREAM_PG)
+                        .bind::<BigInt, _>(lease)
+                        .bind::<BigInt, _>(now)
+                        .load(pg),
+                    DbConnection::Sqlite(lite) => diesel::sql_query(CLAIM_LOG_STREAM_SQLITE)
+                        .bind::<BigInt, _>(lease)
+                        .bind::<BigInt, _>(now)
+                        .load(lite),
+                }
+                .map_err(db_err("log stream", "id"))?;
+                let Some(row) = rows.into_iter().next() else {
+                    return Ok(None);
+                };
+                let events: Vec<LogStreamEventRow> = log_stream_events::table
+                    .filter(log_stream_events::stream_id.eq(&row.id))
+                    .select(LogStreamEventRow::as_select())
+                    .order(log_stream_events::seq)
+                    .limit(i64::from(limit.max(1)))
+                    .load(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                let stream = row.into_domain(&cipher)?;
+                Ok(Some((
+                    stream,
+                    events
+                        .into_iter()
+                        .map(LogStreamEventRow::into_domain)
+                        .collect(),
+                )))
+            })
+        })
+        .await
+    }
+
+    async fn ack_log_stream(&self, id: &str, up_to_seq: i64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                diesel::delete(
+                    log_stream_events::table
+                        .filter(log_stream_events::stream_id.eq(&id))
+                        .filter(log_stream_events::seq.le(up_to_seq)),
+                )
+                .execute(conn)
+                .map_err(db_err("log stream", "id"))?;
+                diesel::update(log_streams::table.find(&id))
+                    .set((
+                        log_streams::locked_until.eq(None::<i64>),
+                        log_streams::failures.eq(0),
+                        log_streams::failing_since.eq(None::<i64>),
+                        log_streams::last_error.eq(None::<String>),
+                        log_streams::next_attempt_at.eq(None::<i64>),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fail_log_stream(&self, id: &str, f: &LogStreamFailure) -> Result<(), StoreError> {
+        let (id, f) = (id.to_owned(), f.clone());
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                let target = log_streams::table.find(&id);
+                diesel::update(target)
+                    .set((
+                        log_streams::locked_until.eq(None::<i64>),
+                        log_streams::failures.eq(f.failures),
+                        log_streams::failing_since.eq(Some(to_millis(f.failing_since))),
+                        log_streams::last_error.eq(Some(&f.error)),
+                        log_streams::next_attempt_at.eq(Some(to_millis(f.next_attempt_at))),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                if f.suspend {
+                    // Unless an admin paused it meanwhile.
+                    diesel::update(
+                        target.filter(log_streams::status.eq(LogStreamStatus::Active.as_str())),
+                    )
+                    .set((
+                        log_streams::status.eq(LogStreamStatus::Suspended.as_str()),
+                        log_streams::suspended_reason.eq(Some(&f.error)),
+                    ))
+                    .execute(conn)
+                    .map_err(db_err("log stream", "id"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn count_log_stream_events(&self, id: &str) -> Result<u64, StoreError> {
+        self.logs.flush().await;
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let n: i64 = log_stream_events::table
+                .filter(log_stream_events::stream_id.eq(&id))
+                .count()
+                .get_result(conn)
+                .map_err(db_err("log stream", "id"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn purge_orphan_log_stream_events(&self) -> Result<u64, StoreError> {
+        self.run_write(move |conn| {
+            diesel::sql_query(
+                "DELETE FROM log_stream_events WHERE stream_id NOT IN (SELECT id FROM log_streams)",
+            )
+            .execute(conn)
+            .map(|n| n as u64)
+            .map_err(db_err("log stream", "id"))
+        })
+        .await
+    }
+
+    async fn purge_log_stream_events(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // Events still queued for the writer are queued (and purged) too when old enough.
+        self.logs.flush().await;
+        let (before, limit) = (to_millis(before), i64::from(limit));
+        self.run_write(move |conn| {
+            use diesel::sql_types::BigInt;
+            // One bounded batch (`log_stream_events_date` finds it), as for the log itself: on
+            // PostgreSQL rows another instance is deleting (or a worker is acknowledging) are
+            // skipped, not waited for, and the ids go to the delete as an array.
+            match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(
+                    "DELETE FROM log_stream_events WHERE seq = ANY(ARRAY(\
+                       SELECT seq FROM log_stream_events WHERE date < $1 \
+                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(
+                    "DELETE FROM log_stream_events WHERE seq IN (\
+                       SELECT seq FROM log_stream_events WHERE date < ?1 ORDER BY date LIMIT ?2)",
+                )
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit)
+                .execute(lite),
+            }
+            .map(|n| n as u64)
+            .map_err(db_err("log stream", "id"))
         })
         .await
     }

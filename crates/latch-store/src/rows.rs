@@ -159,6 +159,7 @@ pub(crate) struct ClientRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub addons: String,
+    pub global_token_revocation: Option<String>,
 }
 
 fn enum_str<T: Serialize>(v: &T) -> Result<String, StoreError> {
@@ -192,6 +193,11 @@ impl ClientRow {
             created_at: to_millis(c.created_at),
             updated_at: to_millis(c.updated_at),
             addons: to_json(&c.addons)?,
+            global_token_revocation: c
+                .global_token_revocation
+                .as_ref()
+                .map(to_json)
+                .transpose()?,
         })
     }
 
@@ -214,6 +220,11 @@ impl ClientRow {
             lifetimes: from_json(&self.lifetimes)?,
             oidc_logout: from_json(&self.oidc_logout)?,
             addons: from_json(&self.addons)?,
+            global_token_revocation: self
+                .global_token_revocation
+                .as_deref()
+                .map(from_json)
+                .transpose()?,
             secrets: secrets
                 .into_iter()
                 .map(|s| ClientSecret {
@@ -580,6 +591,8 @@ pub(crate) struct DeliveryRow {
     pub finished_at: Option<i64>,
     /// [`DeliveryKind::as_str`]; last, as the migration that added it left the table.
     pub kind: String,
+    /// The notice's `sub`, for listing a user's deliveries.
+    pub user_id: Option<String>,
 }
 
 impl DeliveryRow {
@@ -598,6 +611,7 @@ impl DeliveryRow {
             last_error: d.last_error.clone(),
             finished_at: ms_opt(d.finished_at),
             kind: d.kind.as_str().to_owned(),
+            user_id: d.notice.sub.as_ref().map(|u| u.as_str().to_owned()),
         })
     }
 
@@ -803,4 +817,154 @@ pub(crate) fn scim_user_err(e: DieselError) -> StoreError {
         };
     }
     db_err("scim user", "user_id")(e)
+}
+
+// ---------- log streams ----------
+
+/// A stream's sink as stored: the authorization sealed under the master key (bound to the
+/// stream's id).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SinkJson {
+    endpoint: String,
+    content_type: String,
+    content_format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorization: Option<String>,
+}
+
+/// What a stream's authorization is sealed with: its id, under a label no other sealed value uses.
+fn sink_context(id: &str) -> String {
+    format!("log_stream:{id}")
+}
+
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
+#[diesel(table_name = log_streams)]
+#[diesel(treat_none_as_null = true)]
+pub(crate) struct LogStreamRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub sink: String,
+    pub filters: String,
+    pub suspended_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub locked_until: Option<i64>,
+    pub failures: i32,
+    pub failing_since: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+}
+
+impl LogStreamRow {
+    pub fn from_domain(s: &LogStream, cipher: &Cipher) -> Result<Self, StoreError> {
+        let authorization = s
+            .sink
+            .authorization
+            .as_ref()
+            .map(|a| {
+                cipher
+                    .seal(&sink_context(&s.id), a.expose().as_bytes())
+                    .map_err(|e| StoreError::Internal(Box::new(e)))
+            })
+            .transpose()?;
+        let sink = SinkJson {
+            endpoint: s.sink.endpoint.clone(),
+            content_type: s.sink.content_type.clone(),
+            content_format: s.sink.content_format.as_str().to_owned(),
+            authorization,
+        };
+        Ok(Self {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            status: s.status.as_str().to_owned(),
+            sink: to_json(&sink)?,
+            filters: to_json(&s.filters)?,
+            suspended_reason: s.suspended_reason.clone(),
+            created_at: to_millis(s.created_at),
+            updated_at: to_millis(s.updated_at),
+            locked_until: None,
+            failures: s.failures,
+            failing_since: ms_opt(s.failing_since),
+            last_error: s.last_error.clone(),
+            next_attempt_at: ms_opt(s.next_attempt_at),
+        })
+    }
+
+    pub fn into_domain(self, cipher: &Cipher) -> Result<LogStream, StoreError> {
+        let sink: SinkJson = from_json(&self.sink)?;
+        let authorization = sink
+            .authorization
+            .map(|sealed| {
+                cipher
+                    .open(&sink_context(&self.id), &sealed)
+                    .map_err(|e| StoreError::Internal(Box::new(e)))
+                    .and_then(|plain| {
+                        String::from_utf8(plain).map_err(|e| StoreError::Internal(Box::new(e)))
+                    })
+                    .map(SecretString::new)
+            })
+            .transpose()?;
+        Ok(LogStream {
+            status: LogStreamStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("log stream status", &self.status))?,
+            sink: LogStreamSink {
+                content_format: ContentFormat::parse(&sink.content_format)
+                    .ok_or_else(|| corrupt("log stream format", &sink.content_format))?,
+                endpoint: sink.endpoint,
+                content_type: sink.content_type,
+                authorization,
+            },
+            filters: from_json(&self.filters)?,
+            id: self.id,
+            name: self.name,
+            suspended_reason: self.suspended_reason,
+            created_at: from_millis(self.created_at),
+            updated_at: from_millis(self.updated_at),
+            failures: self.failures,
+            failing_since: time_opt(self.failing_since),
+            last_error: self.last_error,
+            next_attempt_at: time_opt(self.next_attempt_at),
+        })
+    }
+}
+
+/// A queued event of one stream, as written (the sequence number is the database's).
+#[derive(Insertable)]
+#[diesel(table_name = log_stream_events)]
+// Needed by PostgreSQL's COPY.
+#[diesel(treat_none_as_default_value = false)]
+pub(crate) struct NewLogStreamEventRow {
+    pub stream_id: String,
+    pub log_id: String,
+    /// The event's date (millis), which retention purges by.
+    pub date: i64,
+    pub payload: String,
+}
+
+#[derive(Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = log_stream_events)]
+pub(crate) struct LogStreamEventRow {
+    pub seq: i64,
+    pub log_id: String,
+    pub payload: String,
+}
+
+impl LogStreamEventRow {
+    pub fn into_domain(self) -> LogStreamEvent {
+        LogStreamEvent {
+            seq: self.seq,
+            log_id: self.log_id,
+            payload: self.payload,
+        }
+    }
+}
+
+/// The filters of a stream as stored, for the log writer (which reads nothing else of it).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = log_streams)]
+pub(crate) struct StreamFilterRow {
+    pub id: String,
+    pub filters: String,
+    pub created_at: i64,
 }

@@ -31,6 +31,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         addons -> Text,
+        global_token_revocation -> Nullable<Text>,
     }
 }
 
@@ -166,6 +167,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         finished_at -> Nullable<BigInt>,
         kind -> Text,
+        user_id -> Nullable<Text>,
     }
 }
 
@@ -206,6 +208,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    log_streams (id) {
+        id -> Text,
+        name -> Text,
+        status -> Text,
+        sink -> Text,
+        filters -> Text,
+        suspended_reason -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        locked_until -> Nullable<BigInt>,
+        failures -> Integer,
+        failing_since -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    log_stream_events (seq) {
+        seq -> BigInt,
+        stream_id -> Text,
+        log_id -> Text,
+        date -> BigInt,
+        payload -> Text,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
 diesel::joinable!(identities -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -224,4 +254,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_configs,
     scim_tokens,
     scim_users,
+    log_streams,
+    log_stream_events,
 );

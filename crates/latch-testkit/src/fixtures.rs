@@ -71,6 +71,7 @@ pub fn client() -> Client {
             backchannel_logout_initiators: Default::default(),
         },
         addons: Default::default(),
+        global_token_revocation: None,
         secrets: vec![ClientSecret {
             digest: TokenDigest::new(format!("digest-{u}")),
             created_at: now,

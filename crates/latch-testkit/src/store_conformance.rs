@@ -20,11 +20,13 @@ macro_rules! store_conformance_tests {
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
-            outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, logs_purge_in_bounded_batches,
+            outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, logs_purge_in_bounded_batches,
             outbox_purge_spares_pending_deliveries, client_grants_round_trip,
             scim_config_round_trip, scim_tokens_round_trip, scim_users_insert_and_uniqueness,
             scim_users_lookups_and_paging, scim_record_attaches_to_an_existing_user, scim_user_updates_check_the_version,
-            scim_identity_is_claimed_once, scim_rows_go_with_their_user_and_connection
+            scim_identity_is_claimed_once, scim_rows_go_with_their_user_and_connection,
+            log_streams_round_trip, log_stream_queues_are_leased_in_order,
+            log_stream_queues_purge_in_bounded_batches
         );
         $crate::__conformance_tests_owned!(store_conformance, store, $make;
             logout_records_before_deleting, logout_targets_end_what_they_name, user_use_cases
@@ -815,6 +817,7 @@ fn delivery(tag: &str, n: usize) -> Delivery {
             sub: Some(UserId::new("auth0|x")),
             sid: Some(Sid::new("sid-x")),
             initiator: LogoutInitiator::RpLogout,
+            email: None,
         },
         jti: Jti::new(format!("jti-{tag}-{n}")),
         state: DeliveryState::Pending,
@@ -954,11 +957,14 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
         DeliveryState::Delivered
     );
     assert!(
-        s.list_deliveries(Some(DeliveryState::Delivered), 1000)
-            .await
-            .unwrap()
-            .iter()
-            .any(|x| x.id == d.id)
+        s.list_deliveries(
+            &latch_core::model::DeliveryQuery::in_state(DeliveryState::Delivered),
+            1000
+        )
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.id == d.id)
     );
 }
 
@@ -1008,7 +1014,11 @@ pub async fn outbox_kind_round_trips(s: &dyn Store) {
         assert_eq!((stored.kind, stored.state), (kind, DeliveryState::Failed));
     }
     let retried = s
-        .retry_delivery(&single.id, t0)
+        .retry_delivery(
+            &single.id,
+            t0,
+            &Jti::new(format!("jti-retry-{}", crate::env::unique())),
+        )
         .await
         .unwrap()
         .expect("a failed delivery can be retried");
@@ -1020,7 +1030,10 @@ pub async fn outbox_kind_round_trips(s: &dyn Store) {
         .expect("due again");
     assert_eq!(again.kind, kind);
     let listed = s
-        .list_deliveries(Some(DeliveryState::Failed), 1000)
+        .list_deliveries(
+            &latch_core::model::DeliveryQuery::in_state(DeliveryState::Failed),
+            1000,
+        )
         .await
         .unwrap();
     let mine: Vec<_> = listed
@@ -1029,6 +1042,50 @@ pub async fn outbox_kind_round_trips(s: &dyn Store) {
         .collect();
     assert_eq!(mine.len(), 3);
     assert!(mine.iter().all(|d| d.kind == kind));
+}
+
+/// Deliveries are listed by user (the notice's `sub`), client and state together, newest first;
+/// a GTR delivery's email travels with it.
+pub async fn outbox_listed_by_user_and_client(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let user = UserId::new(format!("auth0|{tag}"));
+    let other = ClientId::new(format!("other-{tag}"));
+    let mut ds: Vec<Delivery> = (0..4).map(|n| delivery(&tag, n)).collect();
+    for (n, d) in ds.iter_mut().enumerate() {
+        d.created_at += Duration::seconds(n as i64);
+        if n < 3 {
+            d.notice.sub = Some(user.clone());
+        }
+    }
+    ds[2].client_id = other.clone();
+    ds[1].kind = DeliveryKind::Gtr;
+    ds[1].notice.sid = None;
+    ds[1].notice.email = Some(format!("{tag}@example.com"));
+    s.insert_deliveries(&ds).await.unwrap();
+    let ids = |v: Vec<Delivery>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let mine = DeliveryQuery {
+        user_id: Some(user.clone()),
+        ..DeliveryQuery::default()
+    };
+    assert_eq!(
+        ids(s.list_deliveries(&mine, 100).await.unwrap()),
+        vec![ds[2].id.clone(), ds[1].id.clone(), ds[0].id.clone()]
+    );
+    let at_other = DeliveryQuery {
+        client_id: Some(other),
+        ..mine.clone()
+    };
+    assert_eq!(
+        ids(s.list_deliveries(&at_other, 100).await.unwrap()),
+        vec![ds[2].id.clone()]
+    );
+    let failed = DeliveryQuery {
+        state: Some(DeliveryState::Failed),
+        ..mine.clone()
+    };
+    assert!(s.list_deliveries(&failed, 100).await.unwrap().is_empty());
+    assert_eq!(s.list_deliveries(&mine, 1).await.unwrap().len(), 1);
+    assert_eq!(s.get_delivery(&ds[1].id).await.unwrap(), ds[1]);
 }
 
 /// An administrator's "retry now": a failed delivery, or a pending one nobody holds, is due at
@@ -1055,7 +1112,11 @@ pub async fn outbox_retry_now(s: &dyn Store) {
     ));
     let later = t0 + Duration::seconds(5);
     let retried = s
-        .retry_delivery(&failed.id, later)
+        .retry_delivery(
+            &failed.id,
+            later,
+            &Jti::new(format!("jti-retry-{}", crate::env::unique())),
+        )
         .await
         .unwrap()
         .expect("a failed delivery can be retried");
@@ -1063,11 +1124,9 @@ pub async fn outbox_retry_now(s: &dyn Store) {
     assert_eq!(retried.next_attempt_at, later);
     assert_eq!(retried.finished_at, None);
     assert_eq!(retried.locked_until, None);
-    assert_eq!(
-        (retried.attempts, &retried.jti),
-        (3, &failed.jti),
-        "attempts and jti kept"
-    );
+    assert_eq!(retried.attempts, 3, "attempts kept");
+    assert_ne!(retried.jti, failed.jti, "a fresh token");
+    assert!(retried.jti.as_str().starts_with("jti-retry-"));
     assert_eq!(s.get_delivery(&failed.id).await.unwrap(), retried);
     let mut taken = s
         .claim_deliveries(later, later + Duration::seconds(30), 1000)
@@ -1077,7 +1136,16 @@ pub async fn outbox_retry_now(s: &dyn Store) {
         .find(|x| x.id == failed.id)
         .expect("claimed once due");
     // …and a worker holds it now: a second retry changes nothing.
-    assert_eq!(s.retry_delivery(&failed.id, later).await.unwrap(), None);
+    assert_eq!(
+        s.retry_delivery(
+            &failed.id,
+            later,
+            &Jti::new(format!("jti-retry-{}", crate::env::unique()))
+        )
+        .await
+        .unwrap(),
+        None
+    );
     assert!(
         s.get_delivery(&failed.id)
             .await
@@ -1090,7 +1158,16 @@ pub async fn outbox_retry_now(s: &dyn Store) {
     taken.state = DeliveryState::Delivered;
     taken.finished_at = Some(later);
     s.record_attempt(&taken).await.unwrap();
-    assert_eq!(s.retry_delivery(&taken.id, later).await.unwrap(), None);
+    assert_eq!(
+        s.retry_delivery(
+            &taken.id,
+            later,
+            &Jti::new(format!("jti-retry-{}", crate::env::unique()))
+        )
+        .await
+        .unwrap(),
+        None
+    );
     assert_eq!(
         s.get_delivery(&taken.id).await.unwrap().state,
         DeliveryState::Delivered
@@ -1108,7 +1185,15 @@ pub async fn outbox_retry_now(s: &dyn Store) {
         &s.claim_deliveries(t0, in_a_minute, 1000).await.unwrap(),
         &waiting.id
     ));
-    let due = s.retry_delivery(&waiting.id, t0).await.unwrap().unwrap();
+    let due = s
+        .retry_delivery(
+            &waiting.id,
+            t0,
+            &Jti::new(format!("jti-retry-{}", crate::env::unique())),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(due.next_attempt_at, t0);
     assert!(claimed(
         &s.claim_deliveries(t0, in_a_minute, 1000).await.unwrap(),
@@ -1117,8 +1202,12 @@ pub async fn outbox_retry_now(s: &dyn Store) {
 
     // Unknown: an error, not a silent nothing.
     assert!(matches!(
-        s.retry_delivery(&DeliveryId::new(format!("dlv-{tag}-none")), t0)
-            .await,
+        s.retry_delivery(
+            &DeliveryId::new(format!("dlv-{tag}-none")),
+            t0,
+            &Jti::new("jti-none")
+        )
+        .await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -1331,12 +1420,15 @@ pub async fn logout_records_before_deleting(s: std::sync::Arc<dyn Store>) {
     let pending_for = |sid: Sid| {
         let s = s.clone();
         async move {
-            s.list_deliveries(Some(DeliveryState::Pending), 10_000)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|d| d.notice.sid.as_ref() == Some(&sid))
-                .collect::<Vec<_>>()
+            s.list_deliveries(
+                &latch_core::model::DeliveryQuery::in_state(DeliveryState::Pending),
+                10_000,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.notice.sid.as_ref() == Some(&sid))
+            .collect::<Vec<_>>()
         }
     };
 
@@ -2622,4 +2714,363 @@ pub async fn scim_rows_go_with_their_user_and_connection(s: &dyn Store) {
         Some((or, other))
     );
     assert_eq!(scim_count(s, &b.id).await, 1);
+}
+
+fn log_stream(tag: &str, filters: &[&str], status: LogStreamStatus) -> LogStream {
+    LogStream {
+        id: format!("lst_{tag}"),
+        name: format!("stream {tag}"),
+        status,
+        sink: LogStreamSink {
+            endpoint: format!("https://sink.example/{tag}"),
+            content_type: DEFAULT_CONTENT_TYPE.into(),
+            content_format: ContentFormat::JsonLines,
+            authorization: Some(SecretString::new(format!("Bearer secret-{tag}"))),
+        },
+        filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+        suspended_reason: None,
+        created_at: now(),
+        updated_at: now(),
+        failures: 0,
+        failing_since: None,
+        last_error: None,
+        next_attempt_at: None,
+    }
+}
+
+/// Streams are stored (the authorization read back as written), listed, changed and deleted.
+pub async fn log_streams_round_trip(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let a = log_stream(
+        &format!("a{tag}"),
+        &["auth.login.success"],
+        LogStreamStatus::Active,
+    );
+    let mut b = log_stream(&format!("b{tag}"), &[], LogStreamStatus::Active);
+    b.sink.authorization = None;
+    b.sink.content_format = ContentFormat::JsonArray;
+    b.created_at = now() + Duration::milliseconds(1);
+    s.insert_log_stream(&a).await.unwrap();
+    s.insert_log_stream(&b).await.unwrap();
+    assert!(matches!(
+        s.insert_log_stream(&a).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(s.find_log_stream(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        s.list_log_streams().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    let mut changed = a.clone();
+    changed.name = "renamed".into();
+    changed.status = LogStreamStatus::Paused;
+    changed.filters = vec!["auth.logout.success".into(), "other".into()];
+    changed.sink.authorization = Some(SecretString::new("Basic other"));
+    changed.updated_at = now() + Duration::seconds(1);
+    s.update_log_stream(&changed).await.unwrap();
+    assert_eq!(s.find_log_stream(&a.id).await.unwrap(), Some(changed));
+
+    let missing = log_stream(&format!("missing{tag}"), &[], LogStreamStatus::Active);
+    assert!(matches!(
+        s.update_log_stream(&missing).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.find_log_stream(&missing.id).await.unwrap().is_none());
+    assert!(s.delete_log_stream(&a.id).await.unwrap());
+    assert!(!s.delete_log_stream(&a.id).await.unwrap());
+    assert_eq!(s.list_log_streams().await.unwrap(), vec![b]);
+}
+
+/// Waits for the log writer: a read of the log sees everything recorded before it.
+async fn flush_log(s: &dyn Store) {
+    s.list_logs(&LogQuery {
+        per_page: 1,
+        ..LogQuery::default()
+    })
+    .await
+    .unwrap();
+}
+
+/// Events are queued per stream by its filters (paused streams too), in order, as `GET
+/// /api/v2/logs` shows them; a claim leases one stream with its oldest events; an ack drops
+/// them, a failure keeps them (the same events come first again) until the stream is due;
+/// suspension stops claims until the stream is active again; a lease that lapses is taken again.
+pub async fn log_stream_queues_are_leased_in_order(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let logins = log_stream(
+        &format!("l{tag}"),
+        &["auth.login.success"],
+        LogStreamStatus::Active,
+    );
+    let all = log_stream(&format!("x{tag}"), &[], LogStreamStatus::Active);
+    let paused = log_stream(&format!("p{tag}"), &[], LogStreamStatus::Paused);
+    for st in [&logins, &all, &paused] {
+        s.insert_log_stream(st).await.unwrap();
+    }
+    let t0 = now();
+    let mut sent = Vec::new();
+    for (n, kind) in ["s", "slo", "sapi", "s"].iter().enumerate() {
+        let e = LogEvent {
+            user_id: Some(UserId::new(format!("auth0|{tag}"))),
+            details: serde_json::json!({"n": n}),
+            ..LogEvent::new(t0 + Duration::milliseconds(n as i64), kind, "event")
+        };
+        s.insert_log(&e).await.unwrap();
+        sent.push(e);
+    }
+    flush_log(s).await;
+    let listed = s
+        .list_logs(&LogQuery {
+            user_id: Some(UserId::new(format!("auth0|{tag}"))),
+            per_page: 100,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    let as_listed = |id: &str| {
+        listed
+            .iter()
+            .find(|e| e.log_id.as_str() == id)
+            .map(LogEvent::api_json)
+            .unwrap()
+    };
+    assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 2);
+    assert_eq!(s.count_log_stream_events(&all.id).await.unwrap(), 4);
+    assert_eq!(s.count_log_stream_events(&paused.id).await.unwrap(), 4);
+
+    let lease = t0 + Duration::seconds(30);
+    // The stream whose oldest event is oldest first: both have the first event; then by id.
+    let (first, first_events) = s.claim_log_stream(t0, lease, 100).await.unwrap().unwrap();
+    let (second, second_events) = s.claim_log_stream(t0, lease, 100).await.unwrap().unwrap();
+    assert!(
+        s.claim_log_stream(t0, lease, 100).await.unwrap().is_none(),
+        "paused: never"
+    );
+    let (l_events, x_events) = if first.id == logins.id {
+        assert_eq!(second.id, all.id);
+        (first_events, second_events)
+    } else {
+        assert_eq!(
+            (first.id.as_str(), second.id.as_str()),
+            (all.id.as_str(), logins.id.as_str())
+        );
+        (second_events, first_events)
+    };
+    let ids = |ev: &[LogStreamEvent]| ev.iter().map(|e| e.log_id.clone()).collect::<Vec<_>>();
+    let sent_ids = |which: &[usize]| {
+        which
+            .iter()
+            .map(|i| sent[*i].log_id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&l_events), sent_ids(&[0, 3]));
+    assert_eq!(ids(&x_events), sent_ids(&[0, 1, 2, 3]));
+    assert!(x_events.windows(2).all(|w| w[0].seq < w[1].seq));
+    for e in &x_events {
+        let data: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+        assert_eq!(data, as_listed(&e.log_id));
+        let item: serde_json::Value = serde_json::from_str(&e.item()).unwrap();
+        assert_eq!(item["log_id"], e.log_id.as_str());
+        assert_eq!(item["data"], data);
+    }
+
+    // Delivered: gone from the queue.
+    s.ack_log_stream(&logins.id, l_events[1].seq).await.unwrap();
+    assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 0);
+
+    // A limit takes the oldest; a failure keeps them for the next attempt, when due.
+    s.fail_log_stream(
+        &all.id,
+        &LogStreamFailure {
+            failures: 1,
+            failing_since: t0,
+            error: "HTTP 503".into(),
+            next_attempt_at: t0 + Duration::seconds(2),
+            suspend: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.claim_log_stream(t0 + Duration::seconds(1), lease, 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (again, events) = s
+        .claim_log_stream(t0 + Duration::seconds(2), lease, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.failures, again.last_error.as_deref()),
+        (1, Some("HTTP 503"))
+    );
+    assert_eq!(again.failing_since, Some(t0));
+    assert_eq!(ids(&events), sent_ids(&[0, 1]));
+    assert_eq!(events[0].seq, x_events[0].seq);
+    // Held by the lease until it lapses.
+    assert!(
+        s.claim_log_stream(t0 + Duration::seconds(3), lease, 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (lapsed, _) = s
+        .claim_log_stream(lease, lease + Duration::seconds(30), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lapsed.id, all.id);
+    s.ack_log_stream(&all.id, events[1].seq).await.unwrap();
+    assert_eq!(s.count_log_stream_events(&all.id).await.unwrap(), 2);
+
+    // Failing too long: suspended with the reason, never claimed, until set active again.
+    let later = lease + Duration::seconds(60);
+    let (_, rest) = s
+        .claim_log_stream(later, later + Duration::seconds(30), 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&rest), sent_ids(&[2, 3]));
+    s.fail_log_stream(
+        &all.id,
+        &LogStreamFailure {
+            failures: 9,
+            failing_since: t0,
+            error: "connection refused".into(),
+            next_attempt_at: later,
+            suspend: true,
+        },
+    )
+    .await
+    .unwrap();
+    let suspended = s.find_log_stream(&all.id).await.unwrap().unwrap();
+    assert_eq!(suspended.status, LogStreamStatus::Suspended);
+    assert_eq!(
+        suspended.suspended_reason.as_deref(),
+        Some("connection refused")
+    );
+    assert!(
+        s.claim_log_stream(later + Duration::hours(1), later + Duration::hours(2), 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let resumed = LogStream {
+        status: LogStreamStatus::Active,
+        suspended_reason: None,
+        ..suspended
+    };
+    s.update_log_stream(&resumed).await.unwrap();
+    let stored = s.find_log_stream(&all.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.failures,
+            stored.failing_since,
+            stored.next_attempt_at
+        ),
+        (0, None, None)
+    );
+    let (back, events) = s
+        .claim_log_stream(later, later + Duration::seconds(30), 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.id, all.id);
+    assert_eq!(ids(&events), sent_ids(&[2, 3]));
+
+    // Deleting a stream deletes its queue; nothing is left to purge.
+    assert!(s.delete_log_stream(&paused.id).await.unwrap());
+    assert_eq!(s.count_log_stream_events(&paused.id).await.unwrap(), 0);
+    assert_eq!(s.purge_orphan_log_stream_events().await.unwrap(), 0);
+    // An event written after a stream is deleted is not queued for it.
+    s.insert_log(&LogEvent::new(now(), "s", "after"))
+        .await
+        .unwrap();
+    flush_log(s).await;
+    assert_eq!(s.count_log_stream_events(&paused.id).await.unwrap(), 0);
+    assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 1);
+}
+
+/// Retention of the log streams' queues: queued events dated before the cut go, whichever stream
+/// holds them (paused ones included), in batches of at most `limit`, events still on their way
+/// to the database included; the rest stay, in order. Two instances purging at once delete each
+/// event once between them, without error.
+pub async fn log_stream_queues_purge_in_bounded_batches(s: &dyn Store) {
+    let tag = crate::env::unique();
+    // Far back (2001), as for the log; the streams are older still, so they queue these events.
+    let cut = time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+    let mut held = log_stream(&format!("h{tag}"), &[], LogStreamStatus::Paused);
+    let mut logins = log_stream(
+        &format!("l{tag}"),
+        &["auth.login.success"],
+        LogStreamStatus::Active,
+    );
+    for st in [&mut held, &mut logins] {
+        st.created_at = cut - Duration::days(365);
+        st.updated_at = st.created_at;
+        s.insert_log_stream(st).await.unwrap();
+    }
+    let event = |n: i64, kind: &str, date| LogEvent {
+        user_id: Some(UserId::new(format!("auth0|{tag}"))),
+        log_id: LogId::new(format!("log-{tag}-{n}")),
+        ..LogEvent::new(date, kind, "retention")
+    };
+    // 12 sign-ins for both streams and one sign-out for the paused one: 25 queued before the cut.
+    for n in 0..12 {
+        s.insert_log(&event(n, "s", cut - Duration::seconds(n + 1)))
+            .await
+            .unwrap();
+    }
+    s.insert_log(&event(50, "slo", cut - Duration::days(1)))
+        .await
+        .unwrap();
+    // At the cut, and after it: kept.
+    s.insert_log(&event(100, "s", cut)).await.unwrap();
+    s.insert_log(&event(101, "s", cut + Duration::days(1)))
+        .await
+        .unwrap();
+    // No flush first: the purge sees what was recorded before it.
+    assert_eq!(s.purge_log_stream_events(cut, 10).await.unwrap(), 10);
+    let (a, b) = tokio::join!(
+        drain(async || s.purge_log_stream_events(cut, 4).await.unwrap(), 4),
+        drain(async || s.purge_log_stream_events(cut, 4).await.unwrap(), 4),
+    );
+    assert_eq!(a + b, 15, "every old queued event deleted once");
+    assert_eq!(s.purge_log_stream_events(cut, 10).await.unwrap(), 0);
+    assert_eq!(s.count_log_stream_events(&held.id).await.unwrap(), 2);
+    assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 2);
+    // The log itself is not the queue's business (it has its own purge).
+    let logged = s
+        .list_logs(&LogQuery {
+            user_id: Some(UserId::new(format!("auth0|{tag}"))),
+            per_page: 100,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 15);
+
+    // What is left is sent as before: the kept events, in order (the paused stream: never).
+    let (stream, events) = s
+        .claim_log_stream(now(), now() + Duration::seconds(30), 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stream.id, logins.id);
+    assert_eq!(
+        events.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+        vec![format!("log-{tag}-100"), format!("log-{tag}-101")]
+    );
+    s.ack_log_stream(&logins.id, events[1].seq).await.unwrap();
+    assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 0);
+    assert!(
+        s.claim_log_stream(now(), now() + Duration::seconds(30), 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -48,6 +48,11 @@ pub const SCOPES: &[&str] = &[
     "read:signing_keys",
     "create:signing_keys",
     "read:logs",
+    // Log streams (Auth0's).
+    "read:log_streams",
+    "create:log_streams",
+    "update:log_streams",
+    "delete:log_streams",
 ];
 
 pub(crate) fn routes() -> Vec<Op> {

@@ -132,6 +132,23 @@ struct ClientInput {
     refresh_token: Option<RefreshTokenConfig>,
     oidc_logout: Option<OidcLogoutInput>,
     addons: Option<AddonsInput>,
+    /// Where Latch sends Global Token Revocation for this app on every user-wide logout;
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<GtrInput>)]
+    global_token_revocation: Option<Option<GtrInput>>,
+}
+
+/// Latch's `global_token_revocation` client field.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct GtrInput {
+    /// The app's GTR endpoint (`https://`, or `http://` on loopback; no query or fragment):
+    /// the request is POSTed there, and it is the token's `aud`.
+    endpoint: String,
+    /// `iss_sub` (the default: Latch's issuer and the `user_id`) or `email`.
+    #[serde(default)]
+    subject_format: Option<String>,
 }
 
 /// Auth0's addons: `samlp` makes the client a SAML app (Latch is its SAML IdP).
@@ -295,6 +312,33 @@ fn urls(
     Ok(out)
 }
 
+/// A GTR endpoint is fetched (the outbound policy) and is the token's exact `aud`: no query,
+/// no fragment.
+fn gtr_target(g: GtrInput, policy: &OutboundPolicy) -> Result<GtrTarget, ApiError> {
+    const FIELD: &str = "global_token_revocation.endpoint";
+    let endpoint = validate::outbound_url(FIELD, &g.endpoint, policy)?;
+    if endpoint.query().is_some() || endpoint.fragment().is_some() {
+        return Err(ApiError::bad_request(
+            FIELD,
+            format!("{FIELD} must have no query or fragment"),
+        ));
+    }
+    let subject_format = match g.subject_format.as_deref() {
+        None | Some("iss_sub") => GtrSubjectFormat::IssSub,
+        Some("email") => GtrSubjectFormat::Email,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "global_token_revocation.subject_format",
+                "global_token_revocation.subject_format must be iss_sub or email",
+            ));
+        }
+    };
+    Ok(GtrTarget {
+        endpoint,
+        subject_format,
+    })
+}
+
 fn lifetime(field: &str, v: i64, max: i64) -> Result<i64, ApiError> {
     if (60..=max).contains(&v) {
         Ok(v)
@@ -456,6 +500,9 @@ fn apply(
     {
         c.addons.samlp = samlp;
     }
+    if let Some(g) = input.global_token_revocation {
+        c.global_token_revocation = g.map(|g| gtr_target(g, policy)).transpose()?;
+    }
     // Rules across fields.
     if let Some(samlp) = &c.addons.samlp {
         validate::samlp_addon(samlp, &c.callbacks)?;
@@ -547,6 +594,10 @@ pub(crate) struct ClientView {
     /// `samlp` for a SAML app (its IdP metadata: `GET /samlp/metadata/{client_id}`).
     #[schema(value_type = Object)]
     addons: ClientAddons,
+    /// Where Latch sends Global Token Revocation (`endpoint`, `subject_format`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    global_token_revocation: Option<GtrTarget>,
     /// Shown only when made: on creation, rotation, or a public client turned confidential.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
@@ -596,6 +647,7 @@ fn view(c: &Client, secret: Option<&str>) -> ClientView {
             ),
         },
         addons: c.addons.clone(),
+        global_token_revocation: c.global_token_revocation.clone(),
         client_secret: secret.map(str::to_owned),
     }
 }
@@ -666,6 +718,7 @@ async fn post_client(
             ..OidcLogout::default()
         },
         addons: ClientAddons::default(),
+        global_token_revocation: None,
         secrets: vec![],
         created_at: now,
         updated_at: now,

@@ -3,6 +3,7 @@ pub mod clients;
 pub mod connections;
 pub mod deliveries;
 pub mod keys;
+pub mod log_streams;
 pub mod logs;
 pub mod users;
 
@@ -44,6 +45,7 @@ pub(crate) fn routes() -> Vec<Op> {
         keys::routes(),
         client_grants::routes(),
         logs::routes(),
+        log_streams::routes(),
         deliveries::routes(),
         crate::openapi::routes(),
     ]

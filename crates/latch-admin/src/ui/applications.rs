@@ -69,6 +69,10 @@ const AUTH_METHODS: [(&str, &str); 3] = [
     ("none", "None (public client, PKCE)"),
 ];
 const ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+const SUBJECT_FORMATS: [(&str, &str); 2] = [
+    ("iss_sub", "Issuer and user ID (iss_sub)"),
+    ("email", "Email"),
+];
 const BINDINGS: [(&str, &str); 2] = [
     (saml_binding::HTTP_REDIRECT, "HTTP-Redirect"),
     (saml_binding::HTTP_POST, "HTTP-POST"),
@@ -246,6 +250,16 @@ fn sections(
         Some(f) => f.checked("frontchannel_logout_session_required"),
         None => s["oidc_logout"]["frontchannel_logout_session_required"] != Value::Bool(false),
     };
+    let gtr_endpoint = s["global_token_revocation"]["endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let gtr_format = one(
+        "subject_format",
+        s["global_token_revocation"]["subject_format"]
+            .as_str()
+            .or(Some("iss_sub")),
+    );
     let initiators = &s["oidc_logout"]["backchannel_logout_initiators"];
     let custom = match form {
         Some(f) => f.checked(INITIATORS_SWITCH),
@@ -342,6 +356,22 @@ fn sections(
                     "",
                 )
                 .checked(fc_sid),
+                Field::new(
+                    "url",
+                    "endpoint",
+                    "Global Token Revocation endpoint",
+                    text("endpoint", gtr_endpoint),
+                )
+                .help(
+                    "When a user is logged out everywhere (Universal Logout received, an administrator's clear with revoke, blocked, deleted, SCIM deactivation), Latch POSTs the Global Token Revocation request Okta sends, signed with its current key, to this URL.",
+                ),
+                Field::new(
+                    "select",
+                    "subject_format",
+                    "Global Token Revocation names the user by",
+                    "",
+                )
+                .choices(choices(&SUBJECT_FORMATS, &gtr_format)),
                 Field::new(
                     "checkbox",
                     INITIATORS_SWITCH,
@@ -727,6 +757,10 @@ fn body(f: &Form) -> (Value, Vec<ApiError>) {
             },
         },
         "addons": { "samlp": samlp },
+        "global_token_revocation": f.text("endpoint").map(|e| json!({
+            "endpoint": e,
+            "subject_format": f.get("subject_format").unwrap_or("iss_sub"),
+        })),
     });
     (b, unread)
 }

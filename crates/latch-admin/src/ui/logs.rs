@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PER_PAGE: u32 = 50;
 
 /// The event types Latch records (`docs/events.md`), for the type filter.
-const TYPES: [(&str, &str); 23] = [
+const TYPES: [(&str, &str); 26] = [
     ("s", "Sign-in succeeded"),
     ("f", "Sign-in failed"),
     ("limit_wc", "Sign-in refused: account waiting out a delay"),
@@ -52,6 +52,11 @@ const TYPES: [(&str, &str); 23] = [
         "oidc_backchannel_logout_failed",
         "Back-channel logout failed",
     ),
+    (
+        "gtr_delivery_succeeded",
+        "Global Token Revocation delivered",
+    ),
+    ("gtr_delivery_failed", "Global Token Revocation failed"),
     ("universal_logout_succeeded", "Universal Logout accepted"),
     ("universal_logout_failed", "Universal Logout refused"),
     (
@@ -62,14 +67,16 @@ const TYPES: [(&str, &str); 23] = [
         "federated_logout_failed",
         "Upstream logout refused or failed",
     ),
+    ("log_stream_failed", "Log stream delivery failed"),
 ];
 
-/// Events that are attempts of one back-channel delivery (`details.delivery_id`).
+/// Events that are attempts of one logout delivery (`details.delivery_id`): back-channel
+/// logout tokens and Global Token Revocation requests.
 fn delivery_of(e: &LogEvent) -> Option<&str> {
-    e.event_type
-        .starts_with("oidc_backchannel_logout_")
-        .then(|| e.details["delivery_id"].as_str())
-        .flatten()
+    (e.event_type.starts_with("oidc_backchannel_logout_")
+        || e.event_type.starts_with("gtr_delivery_"))
+    .then(|| e.details["delivery_id"].as_str())
+    .flatten()
 }
 
 #[derive(Deserialize, Default)]

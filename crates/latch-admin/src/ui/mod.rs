@@ -26,6 +26,7 @@ macro_rules! or_page {
 mod applications;
 mod connections;
 mod keys;
+mod log_streams;
 mod logs;
 mod problems;
 mod users;
@@ -69,6 +70,7 @@ pub fn scope() -> actix_web::Scope {
         .configure(applications::routes)
         .configure(users::routes)
         .configure(logs::routes)
+        .configure(log_streams::routes)
         .configure(keys::routes)
 }
 

@@ -258,6 +258,37 @@ pub struct ClientAddons {
     pub samlp: Option<SamlpAddon>,
 }
 
+/// Latch's `global_token_revocation` client field: where, and how, Latch sends the app a Global
+/// Token Revocation request (the one Okta Universal Logout sends) when a user is logged out
+/// everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GtrTarget {
+    /// The app's GTR endpoint; also the request token's `aud`.
+    pub endpoint: Url,
+    #[serde(default)]
+    pub subject_format: GtrSubjectFormat,
+}
+
+/// How the request names the user (the GTR draft's subject identifier formats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GtrSubjectFormat {
+    /// `{"format": "iss_sub", "iss": Latch's issuer, "sub": the user_id}`.
+    #[default]
+    IssSub,
+    /// `{"format": "email", "email": the user's email}`.
+    Email,
+}
+
+impl GtrSubjectFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IssSub => "iss_sub",
+            Self::Email => "email",
+        }
+    }
+}
+
 /// A stored client secret: only its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSecret {
@@ -281,6 +312,8 @@ pub struct Client {
     pub lifetimes: TokenLifetimes,
     pub oidc_logout: OidcLogout,
     pub addons: ClientAddons,
+    /// Where Latch sends Global Token Revocation for this app, if anywhere.
+    pub global_token_revocation: Option<GtrTarget>,
     /// Digests of the client's secrets (none for public clients).
     pub secrets: Vec<ClientSecret>,
     pub created_at: OffsetDateTime,

@@ -80,6 +80,10 @@ pub struct LogoutNotice {
     pub sub: Option<UserId>,
     pub sid: Option<Sid>,
     pub initiator: LogoutInitiator,
+    /// A GTR delivery to an app that names users by email: the user's email when the logout
+    /// was recorded (the user may be deleted before it is sent). `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,30 +109,51 @@ impl DeliveryState {
     }
 }
 
+/// Which deliveries to list (every given field must match), newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<ClientId>,
+}
+
+impl DeliveryQuery {
+    /// The deliveries in `state`.
+    pub fn in_state(state: DeliveryState) -> Self {
+        Self {
+            state: Some(state),
+            ..Self::default()
+        }
+    }
+}
+
 /// What a delivery is, and so how a worker sends it: the outbox's extension point. Every kind
 /// rides the same durable queue, leases and retries; each has its own sender in
 /// latch-backchannel (one `match` arm there). Stored as [`DeliveryKind::as_str`] in the outbox's
 /// `kind` column, whose default (for rows written before kinds existed) is
 /// `backchannel_logout`.
 ///
-/// Planned kinds: `saml_logout` (a SAML LogoutRequest over SOAP), `gtr` (a Global Token
-/// Revocation call to an app), `log_stream` (a batch of log events for a stream).
+/// Planned kind: `saml_logout` (a SAML LogoutRequest over SOAP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryKind {
     /// An OpenID Connect Back-Channel Logout token POSTed to the app; the payload is the
     /// delivery's [`LogoutNotice`].
     BackchannelLogout,
+    /// A Global Token Revocation request POSTed to the app's `global_token_revocation`
+    /// endpoint (the target), naming the user by the notice's `sub` (`iss_sub`) or `email`.
+    Gtr,
 }
 
 impl DeliveryKind {
     /// Every kind, for parsing.
-    const ALL: [Self; 1] = [Self::BackchannelLogout];
+    pub const ALL: [Self; 2] = [Self::BackchannelLogout, Self::Gtr];
 
     /// The stored (and serialized) name, e.g. `backchannel_logout`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BackchannelLogout => "backchannel_logout",
+            Self::Gtr => "gtr",
         }
     }
 

@@ -290,7 +290,12 @@ async fn retries_while_down_and_not_after_a_rejection(h: Harness) {
     // The app that said 400 is not asked again: once both deliveries have reached their end
     // state (recorded in a batch just after the attempt), no worker claims them any more.
     let all = eventually("both deliveries finished", async || {
-        let all = h.state.store.list_deliveries(None, 1000).await.unwrap();
+        let all = h
+            .state
+            .store
+            .list_deliveries(&Default::default(), 1000)
+            .await
+            .unwrap();
         let finished = all
             .iter()
             .filter(|d| d.state != latch_core::model::DeliveryState::Pending)
@@ -357,6 +362,7 @@ async fn a_dead_instances_reservation_runs_out(h: Harness) {
             sub: Some(latch_core::UserId::new("auth0|dead-instance")),
             sid: None,
             initiator: LogoutInitiator::IdpLogout,
+            email: None,
         },
         jti: latch_core::Jti::new(uuid::Uuid::new_v4().to_string()),
         state: DeliveryState::Pending,

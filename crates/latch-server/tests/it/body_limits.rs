@@ -42,7 +42,8 @@ enum Caller {
 struct Route {
     method: &'static str,
     /// `{conn}`, `{client}`, `{user}`, `{grant}`, `{scim_token}` (a SCIM token's id),
-    /// `{scim_user}` (a user SCIM provisioned into `{conn}`) are filled in with live objects.
+    /// `{scim_user}` (a user SCIM provisioned into `{conn}`), `{stream}` (a log stream) are
+    /// filled in with live objects.
     path: &'static str,
     body: Body,
     caller: Caller,
@@ -58,6 +59,7 @@ const API_USERS: &str = "crates/latch-admin/src/api/users.rs";
 const API_KEYS: &str = "crates/latch-admin/src/api/keys.rs";
 const API_GRANTS: &str = "crates/latch-admin/src/api/client_grants.rs";
 const API_DELIVERIES: &str = "crates/latch-admin/src/api/deliveries.rs";
+const API_LOG_STREAMS: &str = "crates/latch-admin/src/api/log_streams.rs";
 const UI: &str = "crates/latch-admin/src/ui/mod.rs";
 const UI_CONNECTIONS: &str = "crates/latch-admin/src/ui/connections.rs";
 const UI_SCIM: &str = "crates/latch-admin/src/ui/connections/scim.rs";
@@ -65,6 +67,7 @@ const UI_APPLICATIONS: &str = "crates/latch-admin/src/ui/applications.rs";
 const UI_USERS: &str = "crates/latch-admin/src/ui/users.rs";
 const UI_KEYS: &str = "crates/latch-admin/src/ui/keys.rs";
 const UI_LOGS: &str = "crates/latch-admin/src/ui/logs.rs";
+const UI_LOG_STREAMS: &str = "crates/latch-admin/src/ui/log_streams.rs";
 const OIDC: &str = "crates/latch-oidc/src/lib.rs";
 const LOGIN: &str = "crates/latch-login/src/lib.rs";
 const FEDERATION_BCL: &str = "crates/latch-federation/src/backchannel_in.rs";
@@ -96,6 +99,7 @@ fn routes() -> Vec<Route> {
         ("POST", "/api/v2/client-grants", Json, Token, API_GRANTS),
         ("PATCH", "/api/v2/client-grants/{grant}", Json, Token, API_GRANTS),
         ("POST", "/api/v2/logs/deliveries/d/retry", None, Anonymous, API_DELIVERIES),
+        ("POST", "/api/v2/logout-deliveries/d/retry", None, Anonymous, API_DELIVERIES),
         ("POST", "/admin/logout", ui, Admin, UI),
         ("POST", "/admin/connections", ui, Admin, UI_CONNECTIONS),
         ("POST", "/admin/connections/{conn}", ui, Admin, UI_CONNECTIONS),
@@ -118,6 +122,11 @@ fn routes() -> Vec<Route> {
         ("POST", "/admin/users/{user}/admin-role", ui, Admin, UI_USERS),
         ("POST", "/admin/keys/rotate", ui, Admin, UI_KEYS),
         ("POST", "/admin/deliveries/d/retry", ui, Admin, UI_LOGS),
+        ("POST", "/api/v2/log-streams", Json, Token, API_LOG_STREAMS),
+        ("PATCH", "/api/v2/log-streams/{stream}", Json, Token, API_LOG_STREAMS),
+        ("POST", "/admin/log-streams", ui, Admin, UI_LOG_STREAMS),
+        ("POST", "/admin/log-streams/{stream}/status", ui, Admin, UI_LOG_STREAMS),
+        ("POST", "/admin/log-streams/{stream}/delete", ui, Admin, UI_LOG_STREAMS),
         ("POST", "/login", oidc_form, Anonymous, LOGIN),
         ("POST", "/login/callback?connection=saml", Form(512 * KIB), Anonymous, LOGIN),
         ("POST", "/logout?connection=saml", Form(64 * KIB), Anonymous, LOGIN),
@@ -417,6 +426,14 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
     assert_eq!(res.status(), 201);
     let scim_user: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
     let scim_user_id = scim_user["id"].as_str().unwrap().to_owned();
+    // A log stream: a refused body must neither change nor pause nor delete it.
+    let stream = call_json!(
+        "POST",
+        "/api/v2/log-streams",
+        Some(json!({"name": "SIEM", "type": "http",
+            "sink": {"httpEndpoint": "https://siem.example.com/in"}}))
+    );
+    let stream_id = stream["id"].as_str().unwrap().to_owned();
     let jar = admin_cookies(&app).await;
 
     // Everything a refused request could have changed.
@@ -434,6 +451,7 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
             format!("/api/v2/connections/{conn_id}/scim-configuration"),
             format!("/api/v2/connections/{conn_id}/scim-configuration/tokens"),
             format!("/api/v2/users/{scim_user_id}"),
+            "/api/v2/log-streams".to_owned(),
         ] {
             all.push(call_json!("GET", &path, None));
         }
@@ -448,7 +466,8 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
             .replace("{user}", &user_id)
             .replace("{grant}", &grant_id)
             .replace("{scim_token}", &scim_token_id)
-            .replace("{scim_user}", &scim_user_id);
+            .replace("{scim_user}", &scim_user_id)
+            .replace("{stream}", &stream_id);
         let what = format!("{} {}", route.method, route.path);
         let request = |body: Vec<u8>, content_type: &str| {
             let mut r = test::TestRequest::default()

@@ -42,7 +42,10 @@ async fn expired_sessions_end_through_the_logout_service(h: Harness) {
     // Its app is told, with the initiator and the app's sid; the live session is untouched.
     let mine: Vec<_> = s
         .store
-        .list_deliveries(Some(DeliveryState::Pending), 1000)
+        .list_deliveries(
+            &latch_core::model::DeliveryQuery::in_state(DeliveryState::Pending),
+            1000,
+        )
         .await
         .unwrap()
         .into_iter()
@@ -66,7 +69,10 @@ async fn expired_sessions_end_through_the_logout_service(h: Harness) {
         .unwrap();
     let again = s
         .store
-        .list_deliveries(Some(DeliveryState::Pending), 1000)
+        .list_deliveries(
+            &latch_core::model::DeliveryQuery::in_state(DeliveryState::Pending),
+            1000,
+        )
         .await
         .unwrap()
         .into_iter()

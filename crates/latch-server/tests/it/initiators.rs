@@ -117,7 +117,13 @@ async fn offline_token(h: &Harness, user: &UserId, client: &str) {
 /// The outbox's deliveries of `initiator`: per app, whether each names a session (`sid`).
 async fn recorded(h: &Harness, initiator: LogoutInitiator) -> BTreeMap<String, Vec<bool>> {
     let mut out: BTreeMap<String, Vec<bool>> = BTreeMap::new();
-    for d in h.state.store.list_deliveries(None, 1000).await.unwrap() {
+    for d in h
+        .state
+        .store
+        .list_deliveries(&Default::default(), 1000)
+        .await
+        .unwrap()
+    {
         if d.notice.initiator == initiator {
             out.entry(d.client_id.as_str().to_owned())
                 .or_default()
@@ -892,6 +898,44 @@ async fn the_application_page_sets_the_choice(backends: Backends, test_name: &st
     let hop = post(&mut b, form(false, &["rp-logout"])).await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     assert_eq!(stored().await, json!({"mode": "all"}));
+
+    // Global Token Revocation: set by the same page, refused with the field named, removed
+    // when the endpoint is left empty.
+    let gtr = async || {
+        api(&app, "GET", &format!("/api/v2/clients/{cid}"), None).await["global_token_revocation"]
+            .clone()
+    };
+    let with_gtr = |endpoint: &str, format: &str| {
+        let mut v = form(false, &[]);
+        v.push(("endpoint", endpoint.to_owned()));
+        v.push(("subject_format", format.to_owned()));
+        v
+    };
+    let page = b.get(&app, &page_path).await;
+    assert!(
+        page.body.contains("name=\"endpoint\"") && page.body.contains("name=\"subject_format\""),
+        "{}",
+        page.body
+    );
+    let hop = post(&mut b, with_gtr("http://127.0.0.1:9/gtr", "email")).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert_eq!(
+        gtr().await,
+        json!({"endpoint": "http://127.0.0.1:9/gtr", "subject_format": "email"})
+    );
+    let page = b.get(&app, &page_path).await;
+    assert!(
+        page.body.contains("value=\"http://127.0.0.1:9/gtr\""),
+        "{}",
+        page.body
+    );
+    let hop = post(&mut b, with_gtr("http://gtr.example.com/g", "iss_sub")).await;
+    assert_eq!(hop.status, 400);
+    assert!(hop.body.contains("id=\"f-endpoint-error\""), "{}", hop.body);
+    assert_eq!(gtr().await["subject_format"], "email", "unchanged");
+    let hop = post(&mut b, with_gtr("", "iss_sub")).await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    assert_eq!(gtr().await, Value::Null);
 
     // The user page's password form says what a new password does.
     let user_page = b.get(&app, &format!("/admin/users/{}", f.user_id)).await;

@@ -697,6 +697,7 @@ async fn backchannel_deliveries_pass_the_policy(h: Harness) {
             sub: Some(latch_testkit::fixtures::user_id()),
             sid: None,
             initiator: LogoutInitiator::SessionRevoked,
+            email: None,
         },
         jti: Jti::new(latch_jose::random_token(16)),
         state: DeliveryState::Pending,

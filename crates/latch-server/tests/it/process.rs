@@ -276,7 +276,10 @@ impl Outbox {
     }
 
     async fn deliveries(&self) -> Vec<Delivery> {
-        self.0.list_deliveries(None, 100).await.unwrap()
+        self.0
+            .list_deliveries(&Default::default(), 100)
+            .await
+            .unwrap()
     }
 }
 

@@ -1,19 +1,20 @@
-//! Retention: log events and finished back-channel deliveries older than their settings are
-//! purged, by a direct pass and by the background worker every instance runs; pending
-//! deliveries never are.
+//! Retention: log events (and the events a paused log stream holds) and finished back-channel
+//! deliveries older than their settings are purged, by a direct pass and by the background worker
+//! every instance runs; pending deliveries never are.
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use latch_core::model::{
-    Delivery, DeliveryKind, DeliveryState, LogEvent, LogQuery, LogoutInitiator, LogoutNotice,
+    ContentFormat, DEFAULT_CONTENT_TYPE, Delivery, DeliveryKind, DeliveryState, LogEvent, LogQuery,
+    LogStream, LogStreamSink, LogStreamStatus, LogoutInitiator, LogoutNotice,
 };
 use latch_core::{ClientId, DeliveryId, Jti, LogId, StoreError, UserId};
 use latch_server::retention::{Purged, purge};
 use time::{Duration, OffsetDateTime};
 
-use crate::on_all_backends;
-use crate::support::Harness;
+use crate::support::{Harness, api};
+use crate::{app, on_all_backends};
 
 fn delivery(
     tag: &str,
@@ -31,6 +32,7 @@ fn delivery(
             sub: Some(UserId::new("auth0|retention")),
             sid: None,
             initiator: LogoutInitiator::RpLogout,
+            email: None,
         },
         jti: Jti::new(format!("jti-{tag}-{n}")),
         state,
@@ -71,6 +73,28 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
     // The defaults: 30 days of log, 7 days of finished deliveries.
     assert_eq!(s.config.log_retention, Duration::days(30));
     assert_eq!(s.config.outbox_retention, Duration::days(7));
+    // A stream paused since before all of it holds the sign-ins for its sink: no longer than the
+    // log keeps them.
+    let held = LogStream {
+        id: format!("lst_{tag}"),
+        name: "held".into(),
+        status: LogStreamStatus::Paused,
+        sink: LogStreamSink {
+            endpoint: "http://127.0.0.1:9/sink".into(),
+            content_type: DEFAULT_CONTENT_TYPE.into(),
+            content_format: ContentFormat::JsonLines,
+            authorization: None,
+        },
+        filters: vec!["auth.login.success".into()],
+        suspended_reason: None,
+        created_at: now - Duration::days(40),
+        updated_at: now - Duration::days(40),
+        failures: 0,
+        failing_since: None,
+        last_error: None,
+        next_attempt_at: None,
+    };
+    s.store.insert_log_stream(&held).await.unwrap();
     for n in 0..5 {
         s.store
             .insert_log(&log(n, Duration::days(31) + Duration::minutes(n)))
@@ -130,6 +154,7 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
         purged,
         Purged {
             logs: 5,
+            log_stream_events: 5,
             deliveries: 2,
             grants: 1,
         }
@@ -141,6 +166,16 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
     );
     assert!(s.store.find_grant(&young_grant.id).await.unwrap().is_some());
     assert_eq!(mine().await, vec![format!("log-{tag}-100")]);
+    assert_eq!(s.store.count_log_stream_events(&held.id).await.unwrap(), 1);
+    let app = app!(h);
+    let shown = api(
+        &app,
+        "GET",
+        &format!("/api/v2/log-streams/{}", held.id),
+        None,
+    )
+    .await;
+    assert_eq!(shown["events_waiting"], 1, "{shown}");
     for gone in [&delivered, &failed] {
         assert!(matches!(
             s.store.get_delivery(&gone.id).await,
@@ -158,7 +193,10 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
     state.config = Arc::new(config);
     let workers = latch_server::app::spawn_workers(&state);
     let deadline = Instant::now() + StdDuration::from_secs(10);
-    while !(mine().await.is_empty() && s.store.get_delivery(&recent.id).await.is_err()) {
+    while !(mine().await.is_empty()
+        && s.store.count_log_stream_events(&held.id).await.unwrap() == 0
+        && s.store.get_delivery(&recent.id).await.is_err())
+    {
         assert!(
             Instant::now() < deadline,
             "the retention worker purged nothing"

@@ -285,7 +285,9 @@ mod delivery_kind {
                 .claim_deliveries(now, now + time::Duration::minutes(1), 10)
                 .await
         ));
-        assert!(unknown(store.list_deliveries(None, 10).await));
+        assert!(unknown(
+            store.list_deliveries(&Default::default(), 10).await
+        ));
     }
 
     /// The store's error for the row holding the unknown kind.

@@ -26,6 +26,7 @@ pub(crate) fn problems(
         lifetimes: TokenLifetimes::default(),
         oidc_logout: OidcLogout::default(),
         addons: Default::default(),
+        global_token_revocation: None,
         secrets: vec![],
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         updated_at: time::OffsetDateTime::UNIX_EPOCH,

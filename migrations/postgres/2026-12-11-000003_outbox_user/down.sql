@@ -1,0 +1,3 @@
+DROP INDEX outbox_client;
+DROP INDEX outbox_user;
+ALTER TABLE outbox DROP COLUMN user_id;
