@@ -357,31 +357,61 @@ pub trait LogStreamRepo: Send + Sync {
     /// Oldest first.
     async fn list_log_streams(&self) -> Result<Vec<LogStream>, StoreError>;
     async fn find_log_stream(&self, id: &str) -> Result<Option<LogStream>, StoreError>;
-    /// Writes `name`, `status`, `sink`, `filters`, `suspended_reason` and `updated_at` (the
-    /// delivery state is the workers'); a stream set `active` from another status is due at once,
-    /// its failures forgotten. [`StoreError::NotFound`] when there is no such stream.
-    async fn update_log_stream(&self, s: &LogStream) -> Result<(), StoreError>;
+    /// Writes `name`, `sink`, `filters` and `updated_at` (the delivery state is the workers'),
+    /// and the status only when `status` is given (`s.status` and `s.suspended_reason` are not
+    /// read): then `suspended_reason` is cleared, and a stream set `active` from another status
+    /// (the stored one, decided in the same statement) is due at once, its failures forgotten.
+    /// A change that leaves the status out never undoes a suspension the workers wrote
+    /// meanwhile. [`StoreError::NotFound`] when there is no such stream.
+    async fn update_log_stream(
+        &self,
+        s: &LogStream,
+        status: Option<LogStreamStatus>,
+    ) -> Result<(), StoreError>;
     /// Deletes the stream and its queue; `false` when there was none.
     async fn delete_log_stream(&self, id: &str) -> Result<bool, StoreError>;
     /// Leases one `active` stream that is due at `now`, not held by a live lease and has queued
     /// events, until `lease_until`, with its oldest `limit` queued events (in order). Only one
-    /// worker anywhere holds a stream at a time. `None` when no stream is ready.
+    /// worker anywhere holds a stream at a time. `None` when no stream is ready. The lease is
+    /// `lease_until` (to the millisecond): the worker gives it to
+    /// [`ack_log_stream`](Self::ack_log_stream) and [`fail_log_stream`](Self::fail_log_stream),
+    /// which do nothing once another worker has taken the stream over.
     async fn claim_log_stream(
         &self,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> Result<Option<(LogStream, Vec<LogStreamEvent>)>, StoreError>;
-    /// The events up to `up_to_seq` were delivered: they leave the queue, the lease is given back
-    /// and the failures are forgotten.
-    async fn ack_log_stream(&self, id: &str, up_to_seq: i64) -> Result<(), StoreError>;
+    /// The events `seqs` (exactly the ones sent) were delivered: they leave the queue, and no
+    /// other (an event below the highest of them that the claim did not see stays), the lease is
+    /// given back and the failures are forgotten. All of this only while `lease_until` is still
+    /// the stream's lease (the claim's); otherwise nothing changes and `false`. With no `seqs`,
+    /// only gives the lease back.
+    async fn ack_log_stream(
+        &self,
+        id: &str,
+        lease_until: OffsetDateTime,
+        seqs: &[i64],
+    ) -> Result<bool, StoreError>;
     /// An attempt failed: records it and gives the lease back; the queue is kept (the same events
-    /// go first next time).
-    async fn fail_log_stream(&self, id: &str, f: &LogStreamFailure) -> Result<(), StoreError>;
+    /// go first next time). Only while `lease_until` is still the stream's lease (otherwise
+    /// nothing changes), and the failure is recorded only when the stream still has the
+    /// failures it had when claimed (`f.failures - 1`): an administrator who set it `active`
+    /// meanwhile had them forgotten, and that stands (the lease is given back all the same).
+    /// `true` when the failure was recorded.
+    async fn fail_log_stream(
+        &self,
+        id: &str,
+        lease_until: OffsetDateTime,
+        f: &LogStreamFailure,
+    ) -> Result<bool, StoreError>;
     /// How many events wait in the stream's queue (events recorded before the call included).
     async fn count_log_stream_events(&self, id: &str) -> Result<u64, StoreError>;
     /// Deletes queued events of streams that no longer exist (an instance whose view of the
     /// streams was a few seconds old may queue events for a stream just deleted); how many.
+    /// Cheap enough to run every minute on a large queue: it finds the streams the queue holds
+    /// events of through the `(stream_id, seq)` index (one probe per stream, not a scan of the
+    /// queue) and deletes by stream.
     async fn purge_orphan_log_stream_events(&self) -> Result<u64, StoreError>;
     /// Retention: deletes up to `limit` queued events, of any stream, dated before `before`
     /// (events recorded before the call included), so a stream left paused or suspended holds

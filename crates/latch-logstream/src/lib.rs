@@ -15,7 +15,13 @@
 //!
 //! Each event is sent as `{"log_id": …, "data": {…}}`, `data` being the event as `GET
 //! /api/v2/logs` returns it; `JSONLINES` sends one per line, `JSONARRAY` an array of them, with
-//! the stream's `httpContentType` and its `httpAuthorization` as the `Authorization` header.
+//! the stream's `httpContentType`, its `httpAuthorization` as the `Authorization` header and its
+//! `httpCustomHeaders`.
+//!
+//! A worker's outcome is fenced by its lease: its ack (exactly the events it sent) and its
+//! failure are recorded only while the stream's lease is still the one it claimed with, so a
+//! worker whose lease lapsed and was taken over changes nothing; and a failure is not recorded
+//! over an administrator's resume that came while the attempt ran.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -28,8 +34,8 @@ use latch_core::model::{
 use latch_core::net::OutboundPolicy;
 use latch_core::store::Store;
 use latch_http::client::Outbound;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
-use time::Duration;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use time::{Duration, OffsetDateTime};
 use tokio::sync::Semaphore;
 
 /// How the workers send.
@@ -103,15 +109,16 @@ impl LogStreams {
                 return;
             };
             let now = self.clock.now();
+            let lease = now + self.settings.lease;
             match self
                 .store
-                .claim_log_stream(now, now + self.settings.lease, self.settings.batch)
+                .claim_log_stream(now, lease, self.settings.batch)
                 .await
             {
                 Ok(Some((stream, events))) => {
                     let this = self.clone();
                     tokio::spawn(async move {
-                        this.deliver(stream, events).await;
+                        this.deliver(stream, events, lease).await;
                         drop(slot);
                     });
                     // Another stream may be ready too.
@@ -139,26 +146,42 @@ impl LogStreams {
         }
     }
 
-    /// Sends one claimed batch and records the outcome (an ack, or a failure with its backoff).
-    pub async fn deliver(&self, stream: LogStream, events: Vec<LogStreamEvent>) {
-        let Some(last) = events.last().map(|e| e.seq) else {
-            // Claimed with nothing queued (another worker's ack came between): give it back.
-            let _ = self.store.ack_log_stream(&stream.id, 0).await;
+    /// Sends one batch claimed with the lease `lease` (`claim_log_stream`'s `lease_until`) and
+    /// records the outcome: an ack of exactly the events sent, or a failure with its backoff.
+    /// Either is recorded only while the lease is still this worker's.
+    pub async fn deliver(
+        &self,
+        stream: LogStream,
+        events: Vec<LogStreamEvent>,
+        lease: OffsetDateTime,
+    ) {
+        if events.is_empty() {
+            // Claimed with nothing queued (retention purged it in between): give it back.
+            let _ = self.store.ack_log_stream(&stream.id, lease, &[]).await;
             return;
-        };
+        }
         match self.send(&stream, &events).await {
             Ok(()) => {
-                if let Err(e) = self.store.ack_log_stream(&stream.id, last).await {
+                let sent: Vec<i64> = events.iter().map(|e| e.seq).collect();
+                match self.store.ack_log_stream(&stream.id, lease, &sent).await {
+                    Ok(true) => {}
+                    // The lease lapsed and another worker took the stream: it sends these
+                    // events again (at least once).
+                    Ok(false) => {
+                        tracing::info!(stream = %stream.id, "log stream lease lost before its ack")
+                    }
                     // Sent but not acknowledged: the lease lapses and the batch is sent again
                     // (at least once).
-                    tracing::warn!(error = %e, stream = %stream.id, "could not record a log stream delivery");
+                    Err(e) => {
+                        tracing::warn!(error = %e, stream = %stream.id, "could not record a log stream delivery")
+                    }
                 }
             }
-            Err(error) => self.failed(&stream, error).await,
+            Err(error) => self.failed(&stream, lease, error).await,
         }
     }
 
-    async fn failed(&self, stream: &LogStream, error: String) {
+    async fn failed(&self, stream: &LogStream, lease: OffsetDateTime, error: String) {
         let now = self.clock.now();
         let failures = stream.failures.saturating_add(1);
         let failing_since = stream.failing_since.unwrap_or(now);
@@ -171,9 +194,15 @@ impl LogStreams {
             suspend,
         };
         tracing::info!(stream = %stream.id, failures, suspend, error = %error, "log stream delivery failed");
-        if let Err(e) = self.store.fail_log_stream(&stream.id, &f).await {
-            tracing::warn!(error = %e, stream = %stream.id, "could not record a log stream failure");
-            return;
+        match self.store.fail_log_stream(&stream.id, lease, &f).await {
+            Ok(true) => {}
+            // Another worker took the stream over, or an administrator set it `active` (its
+            // failures forgotten) while this attempt ran: theirs stands.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, stream = %stream.id, "could not record a log stream failure");
+                return;
+            }
         }
         // Logged once per streak and on suspension, not per retry: the event streams too.
         if failures == 1 || suspend {
@@ -220,6 +249,14 @@ impl LogStreams {
                 .map_err(|_| "httpAuthorization is not a valid header value".to_owned())?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
+        }
+        for (name, value) in &stream.sink.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| "httpCustomHeaders has an invalid header name".to_owned())?;
+            let mut v = HeaderValue::from_str(value.expose())
+                .map_err(|_| "httpCustomHeaders has an invalid header value".to_owned())?;
+            v.set_sensitive(true);
+            headers.append(n, v);
         }
         let status = self
             .http

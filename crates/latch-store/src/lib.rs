@@ -6,6 +6,8 @@
 
 mod cipher;
 mod conn;
+#[cfg(test)]
+mod log_stream_plans;
 mod logs;
 mod repos;
 mod rows;
@@ -19,6 +21,7 @@ use latch_core::{Clock, StoreError, SystemClock};
 
 pub use cipher::{Cipher, CipherError};
 pub use conn::{Backend, DbConnection, Manager};
+pub use logs::LOG_STREAM_QUEUE_LOCK;
 
 /// How long a cached client (or connection) record is used before it is read again.
 pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(5);

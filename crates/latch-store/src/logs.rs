@@ -5,7 +5,9 @@
 //! Log streams: in the same transaction, the writer queues each event for every stream whose
 //! filters it passes and that was created when it occurred (`log_stream_events`), from a list of the streams it reads again every
 //! [`STREAMS_TTL`] and at once after this store's own stream writes ([`LogQueue::streams_changed`]),
-//! so a batch costs one more insert and no read per event.
+//! so a batch costs one more insert and no read per event. On PostgreSQL the queue inserts of all
+//! instances commit in `seq` order ([`LOG_STREAM_QUEUE_LOCK`]), so a worker never sees a later
+//! event of a stream before an earlier one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -28,6 +30,13 @@ const BATCH: usize = 512;
 /// How long the writer uses its list of log streams before reading it again: a stream another
 /// instance created gets this instance's events within it (this instance's own at once).
 pub(crate) const STREAMS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The PostgreSQL advisory lock (`pg_advisory_xact_lock`) every instance's writer takes, in the
+/// batch's transaction, just before it queues events for the log streams, and holds until the
+/// commit. A queued event's `seq` is drawn when it is inserted, not when it commits: without
+/// the lock a reader could see another instance's seq 101 committed while seq 100 is still
+/// uncommitted, and send 101 first. With it, queue inserts commit in `seq` order. ("latch_ls".)
+pub const LOG_STREAM_QUEUE_LOCK: i64 = 0x6c61_7463_685f_6c73;
 
 enum Msg {
     Event(Box<LogRow>),
@@ -204,6 +213,10 @@ fn writer(
                                 .from_insertable(&rows)
                                 .execute(pg)?;
                             if !queued.is_empty() {
+                                // Held from here to the commit: queue rows commit in seq order.
+                                diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                                    .bind::<diesel::sql_types::BigInt, _>(LOG_STREAM_QUEUE_LOCK)
+                                    .execute(pg)?;
                                 diesel::copy_from(log_stream_events::table)
                                     .from_insertable(&queued)
                                     .execute(pg)?;

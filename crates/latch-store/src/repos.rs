@@ -2049,6 +2049,38 @@ const CLAIM_LOG_STREAM_SQLITE: &str = "UPDATE log_streams SET locked_until = ?1 
     LIMIT 1) \
     RETURNING *";
 
+/// Most streams the orphan purge looks at in one pass (each one index probe): far more than
+/// anyone runs; past it, the rest wait for the next pass.
+const ORPHAN_PROBES: i64 = 10_000;
+
+/// The ids the queue holds events of that no stream has (`purge_orphan_log_stream_events`),
+/// found by a loose index scan of `log_stream_events (stream_id, seq)`: each step asks the
+/// index for the next id above the last one, so the cost is one probe per stream the queue
+/// holds, not a read of every queued event. At most `$1` steps.
+pub(crate) const ORPHAN_LOG_STREAMS_PG: &str = "WITH RECURSIVE ids(id, n) AS (\
+    SELECT (SELECT stream_id FROM log_stream_events ORDER BY stream_id LIMIT 1), 1 \
+    UNION ALL \
+    SELECT (SELECT e.stream_id FROM log_stream_events e WHERE e.stream_id > ids.id \
+            ORDER BY e.stream_id LIMIT 1), ids.n + 1 \
+    FROM ids WHERE ids.id IS NOT NULL AND ids.n < $1) \
+    SELECT id FROM ids WHERE id IS NOT NULL \
+    AND NOT EXISTS (SELECT 1 FROM log_streams s WHERE s.id = ids.id)";
+pub(crate) const ORPHAN_LOG_STREAMS_SQLITE: &str = "WITH RECURSIVE ids(id, n) AS (\
+    SELECT (SELECT stream_id FROM log_stream_events ORDER BY stream_id LIMIT 1), 1 \
+    UNION ALL \
+    SELECT (SELECT e.stream_id FROM log_stream_events e WHERE e.stream_id > ids.id \
+            ORDER BY e.stream_id LIMIT 1), ids.n + 1 \
+    FROM ids WHERE ids.id IS NOT NULL AND ids.n < ?1) \
+    SELECT id FROM ids WHERE id IS NOT NULL \
+    AND NOT EXISTS (SELECT 1 FROM log_streams s WHERE s.id = ids.id)";
+
+/// One stream id, from raw SQL.
+#[derive(diesel::QueryableByName)]
+struct StreamIdRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
 #[async_trait]
 impl LogStreamRepo for SqlStore {
     async fn insert_log_stream(&self, st: &LogStream) -> Result<(), StoreError> {
@@ -2092,42 +2124,54 @@ impl LogStreamRepo for SqlStore {
         .await
     }
 
-    async fn update_log_stream(&self, st: &LogStream) -> Result<(), StoreError> {
+    async fn update_log_stream(
+        &self,
+        st: &LogStream,
+        status: Option<LogStreamStatus>,
+    ) -> Result<(), StoreError> {
         let row = LogStreamRow::from_domain(st, &self.cipher)?;
         self.run_write(move |conn| {
             tx(conn, |conn| {
-                let was: Option<String> = log_streams::table
-                    .find(&row.id)
-                    .select(log_streams::status)
-                    .first(conn)
-                    .optional()
-                    .map_err(db_err("log stream", "id"))?;
-                let Some(was) = was else {
-                    return Err(not_found("log stream", &row.id));
-                };
                 let target = log_streams::table.find(&row.id);
-                diesel::update(target)
+                let n = diesel::update(target)
                     .set((
                         log_streams::name.eq(&row.name),
-                        log_streams::status.eq(&row.status),
                         log_streams::sink.eq(&row.sink),
                         log_streams::filters.eq(&row.filters),
-                        log_streams::suspended_reason.eq(&row.suspended_reason),
                         log_streams::updated_at.eq(row.updated_at),
                     ))
                     .execute(conn)
                     .map_err(db_err("log stream", "id"))?;
-                let resumed = row.status == LogStreamStatus::Active.as_str() && was != row.status;
-                if resumed {
-                    diesel::update(target)
-                        .set((
-                            log_streams::failures.eq(0),
-                            log_streams::failing_since.eq(None::<i64>),
-                            log_streams::last_error.eq(None::<String>),
-                            log_streams::next_attempt_at.eq(None::<i64>),
-                        ))
-                        .execute(conn)
-                        .map_err(db_err("log stream", "id"))?;
+                if n == 0 {
+                    return Err(not_found("log stream", &row.id));
+                }
+                match status {
+                    None => {}
+                    // A resume, decided on the stored status by the statement itself: a
+                    // suspension written meanwhile is resumed whole (its failures forgotten).
+                    Some(LogStreamStatus::Active) => {
+                        let active = LogStreamStatus::Active.as_str();
+                        diesel::update(target.filter(log_streams::status.ne(active)))
+                            .set((
+                                log_streams::status.eq(active),
+                                log_streams::suspended_reason.eq(None::<String>),
+                                log_streams::failures.eq(0),
+                                log_streams::failing_since.eq(None::<i64>),
+                                log_streams::last_error.eq(None::<String>),
+                                log_streams::next_attempt_at.eq(None::<i64>),
+                            ))
+                            .execute(conn)
+                            .map_err(db_err("log stream", "id"))?;
+                    }
+                    Some(other) => {
+                        diesel::update(target)
+                            .set((
+                                log_streams::status.eq(other.as_str()),
+                                log_streams::suspended_reason.eq(None::<String>),
+                            ))
+                            .execute(conn)
+                            .map_err(db_err("log stream", "id"))?;
+                    }
                 }
                 Ok(())
             })
@@ -2203,18 +2247,28 @@ impl LogStreamRepo for SqlStore {
         .await
     }
 
-    async fn ack_log_stream(&self, id: &str, up_to_seq: i64) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    async fn ack_log_stream(
+        &self,
+        id: &str,
+        lease_until: OffsetDateTime,
+        seqs: &[i64],
+    ) -> Result<bool, StoreError> {
+        let (id, lease, seqs) = (id.to_owned(), to_millis(lease_until), seqs.to_vec());
         self.run_write(move |conn| {
             tx(conn, |conn| {
-                diesel::delete(
-                    log_stream_events::table
-                        .filter(log_stream_events::stream_id.eq(&id))
-                        .filter(log_stream_events::seq.le(up_to_seq)),
-                )
-                .execute(conn)
-                .map_err(db_err("log stream", "id"))?;
-                diesel::update(log_streams::table.find(&id))
+                // Only the lease's holder: a worker whose lease lapsed and was taken over changes
+                // nothing (and does not release the new holder's lease).
+                let mine = log_streams::table
+                    .find(&id)
+                    .filter(log_streams::locked_until.eq(Some(lease)));
+                if seqs.is_empty() {
+                    let n = diesel::update(mine)
+                        .set(log_streams::locked_until.eq(None::<i64>))
+                        .execute(conn)
+                        .map_err(db_err("log stream", "id"))?;
+                    return Ok(n > 0);
+                }
+                let n = diesel::update(mine)
                     .set((
                         log_streams::locked_until.eq(None::<i64>),
                         log_streams::failures.eq(0),
@@ -2224,31 +2278,66 @@ impl LogStreamRepo for SqlStore {
                     ))
                     .execute(conn)
                     .map_err(db_err("log stream", "id"))?;
-                Ok(())
+                if n == 0 {
+                    return Ok(false);
+                }
+                // Exactly the events sent: one queued below the highest of them that the claim
+                // did not see (committed late by another instance) must stay.
+                diesel::delete(
+                    log_stream_events::table
+                        .filter(log_stream_events::stream_id.eq(&id))
+                        .filter(log_stream_events::seq.eq_any(&seqs)),
+                )
+                .execute(conn)
+                .map_err(db_err("log stream", "id"))?;
+                Ok(true)
             })
         })
         .await
     }
 
-    async fn fail_log_stream(&self, id: &str, f: &LogStreamFailure) -> Result<(), StoreError> {
-        let (id, f) = (id.to_owned(), f.clone());
+    async fn fail_log_stream(
+        &self,
+        id: &str,
+        lease_until: OffsetDateTime,
+        f: &LogStreamFailure,
+    ) -> Result<bool, StoreError> {
+        let (id, lease, f) = (id.to_owned(), to_millis(lease_until), f.clone());
         self.run_write(move |conn| {
             tx(conn, |conn| {
-                let target = log_streams::table.find(&id);
-                diesel::update(target)
-                    .set((
-                        log_streams::locked_until.eq(None::<i64>),
-                        log_streams::failures.eq(f.failures),
-                        log_streams::failing_since.eq(Some(to_millis(f.failing_since))),
-                        log_streams::last_error.eq(Some(&f.error)),
-                        log_streams::next_attempt_at.eq(Some(to_millis(f.next_attempt_at))),
-                    ))
-                    .execute(conn)
-                    .map_err(db_err("log stream", "id"))?;
+                let mine = log_streams::table
+                    .find(&id)
+                    .filter(log_streams::locked_until.eq(Some(lease)));
+                // Counted from the failures the claim saw: when an administrator set the stream
+                // `active` meanwhile (failures forgotten), this late failure is not recorded
+                // over it.
+                let recorded = diesel::update(
+                    mine.filter(log_streams::failures.eq(f.failures.saturating_sub(1))),
+                )
+                .set((
+                    log_streams::locked_until.eq(None::<i64>),
+                    log_streams::failures.eq(f.failures),
+                    log_streams::failing_since.eq(Some(to_millis(f.failing_since))),
+                    log_streams::last_error.eq(Some(&f.error)),
+                    log_streams::next_attempt_at.eq(Some(to_millis(f.next_attempt_at))),
+                ))
+                .execute(conn)
+                .map_err(db_err("log stream", "id"))?
+                    > 0;
+                if !recorded {
+                    // Still the holder: the lease is given back all the same.
+                    diesel::update(mine)
+                        .set(log_streams::locked_until.eq(None::<i64>))
+                        .execute(conn)
+                        .map_err(db_err("log stream", "id"))?;
+                    return Ok(false);
+                }
                 if f.suspend {
                     // Unless an admin paused it meanwhile.
                     diesel::update(
-                        target.filter(log_streams::status.eq(LogStreamStatus::Active.as_str())),
+                        log_streams::table
+                            .find(&id)
+                            .filter(log_streams::status.eq(LogStreamStatus::Active.as_str())),
                     )
                     .set((
                         log_streams::status.eq(LogStreamStatus::Suspended.as_str()),
@@ -2257,7 +2346,7 @@ impl LogStreamRepo for SqlStore {
                     .execute(conn)
                     .map_err(db_err("log stream", "id"))?;
                 }
-                Ok(())
+                Ok(true)
             })
         })
         .await
@@ -2278,15 +2367,41 @@ impl LogStreamRepo for SqlStore {
     }
 
     async fn purge_orphan_log_stream_events(&self) -> Result<u64, StoreError> {
-        self.run_write(move |conn| {
-            diesel::sql_query(
-                "DELETE FROM log_stream_events WHERE stream_id NOT IN (SELECT id FROM log_streams)",
-            )
-            .execute(conn)
-            .map(|n| n as u64)
-            .map_err(db_err("log stream", "id"))
-        })
-        .await
+        use diesel::sql_types::BigInt;
+        // A read (no write turn on SQLite); most of the time it finds nothing to delete.
+        let orphans: Vec<StreamIdRow> = self
+            .run(move |conn| {
+                match &mut **conn {
+                    DbConnection::Pg(pg) => diesel::sql_query(ORPHAN_LOG_STREAMS_PG)
+                        .bind::<BigInt, _>(ORPHAN_PROBES)
+                        .load(pg),
+                    DbConnection::Sqlite(lite) => diesel::sql_query(ORPHAN_LOG_STREAMS_SQLITE)
+                        .bind::<BigInt, _>(ORPHAN_PROBES)
+                        .load(lite),
+                }
+                .map_err(db_err("log stream", "id"))
+            })
+            .await?;
+        let mut purged = 0;
+        for StreamIdRow { id } in orphans {
+            // By the index; and only while the stream is still gone (ids are never used again,
+            // so this is belt and braces).
+            purged += self
+                .run_write(move |conn| {
+                    diesel::delete(
+                        log_stream_events::table
+                            .filter(log_stream_events::stream_id.eq(&id))
+                            .filter(diesel::dsl::not(diesel::dsl::exists(
+                                log_streams::table.find(&id),
+                            ))),
+                    )
+                    .execute(conn)
+                    .map(|n| n as u64)
+                    .map_err(db_err("log stream", "id"))
+                })
+                .await?;
+        }
+        Ok(purged)
     }
 
     async fn purge_log_stream_events(

@@ -830,11 +830,20 @@ struct SinkJson {
     content_format: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     authorization: Option<String>,
+    /// The custom headers, `[[name, value], …]` as JSON, sealed whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    headers: Option<String>,
 }
 
 /// What a stream's authorization is sealed with: its id, under a label no other sealed value uses.
 fn sink_context(id: &str) -> String {
     format!("log_stream:{id}")
+}
+
+/// What a stream's custom headers are sealed with (not the authorization's: one cannot be
+/// passed off as the other).
+fn headers_context(id: &str) -> String {
+    format!("log_stream:{id}:headers")
 }
 
 #[derive(Queryable, QueryableByName, Selectable, Insertable)]
@@ -868,11 +877,28 @@ impl LogStreamRow {
                     .map_err(|e| StoreError::Internal(Box::new(e)))
             })
             .transpose()?;
+        let headers = if s.sink.headers.is_empty() {
+            None
+        } else {
+            let plain: Vec<(&str, &str)> = s
+                .sink
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.expose()))
+                .collect();
+            let plain = to_json(&plain)?;
+            Some(
+                cipher
+                    .seal(&headers_context(&s.id), plain.as_bytes())
+                    .map_err(|e| StoreError::Internal(Box::new(e)))?,
+            )
+        };
         let sink = SinkJson {
             endpoint: s.sink.endpoint.clone(),
             content_type: s.sink.content_type.clone(),
             content_format: s.sink.content_format.as_str().to_owned(),
             authorization,
+            headers,
         };
         Ok(Self {
             id: s.id.clone(),
@@ -905,6 +931,20 @@ impl LogStreamRow {
                     .map(SecretString::new)
             })
             .transpose()?;
+        let headers = match sink.headers {
+            None => Vec::new(),
+            Some(sealed) => {
+                let plain = cipher
+                    .open(&headers_context(&self.id), &sealed)
+                    .map_err(|e| StoreError::Internal(Box::new(e)))?;
+                let pairs: Vec<(String, String)> = serde_json::from_slice(&plain)
+                    .map_err(|e| StoreError::Internal(Box::new(e)))?;
+                pairs
+                    .into_iter()
+                    .map(|(n, v)| (n, SecretString::new(v)))
+                    .collect()
+            }
+        };
         Ok(LogStream {
             status: LogStreamStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("log stream status", &self.status))?,
@@ -914,6 +954,7 @@ impl LogStreamRow {
                 endpoint: sink.endpoint,
                 content_type: sink.content_type,
                 authorization,
+                headers,
             },
             filters: from_json(&self.filters)?,
             id: self.id,

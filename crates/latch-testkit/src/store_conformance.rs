@@ -26,7 +26,8 @@ macro_rules! store_conformance_tests {
             scim_users_lookups_and_paging, scim_record_attaches_to_an_existing_user, scim_user_updates_check_the_version,
             scim_identity_is_claimed_once, scim_rows_go_with_their_user_and_connection,
             log_streams_round_trip, log_stream_queues_are_leased_in_order,
-            log_stream_queues_purge_in_bounded_batches
+            log_stream_queues_purge_in_bounded_batches, log_stream_acks_only_what_was_sent,
+            log_stream_outcomes_are_fenced_by_the_lease
         );
         $crate::__conformance_tests_owned!(store_conformance, store, $make;
             logout_records_before_deleting, logout_targets_end_what_they_name, user_use_cases
@@ -2726,6 +2727,10 @@ fn log_stream(tag: &str, filters: &[&str], status: LogStreamStatus) -> LogStream
             content_type: DEFAULT_CONTENT_TYPE.into(),
             content_format: ContentFormat::JsonLines,
             authorization: Some(SecretString::new(format!("Bearer secret-{tag}"))),
+            headers: vec![
+                ("X-Api-Key".into(), SecretString::new(format!("key-{tag}"))),
+                ("X-Tenant".into(), SecretString::new("t1")),
+            ],
         },
         filters: filters.iter().map(|f| (*f).to_owned()).collect(),
         suspended_reason: None,
@@ -2748,6 +2753,7 @@ pub async fn log_streams_round_trip(s: &dyn Store) {
     );
     let mut b = log_stream(&format!("b{tag}"), &[], LogStreamStatus::Active);
     b.sink.authorization = None;
+    b.sink.headers.clear();
     b.sink.content_format = ContentFormat::JsonArray;
     b.created_at = now() + Duration::milliseconds(1);
     s.insert_log_stream(&a).await.unwrap();
@@ -2767,13 +2773,16 @@ pub async fn log_streams_round_trip(s: &dyn Store) {
     changed.status = LogStreamStatus::Paused;
     changed.filters = vec!["auth.logout.success".into(), "other".into()];
     changed.sink.authorization = Some(SecretString::new("Basic other"));
+    changed.sink.headers = vec![("X-Other".into(), SecretString::new("v2"))];
     changed.updated_at = now() + Duration::seconds(1);
-    s.update_log_stream(&changed).await.unwrap();
+    s.update_log_stream(&changed, Some(changed.status))
+        .await
+        .unwrap();
     assert_eq!(s.find_log_stream(&a.id).await.unwrap(), Some(changed));
 
     let missing = log_stream(&format!("missing{tag}"), &[], LogStreamStatus::Active);
     assert!(matches!(
-        s.update_log_stream(&missing).await,
+        s.update_log_stream(&missing, None).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(s.find_log_stream(&missing.id).await.unwrap().is_none());
@@ -2859,6 +2868,7 @@ pub async fn log_stream_queues_are_leased_in_order(s: &dyn Store) {
         (second_events, first_events)
     };
     let ids = |ev: &[LogStreamEvent]| ev.iter().map(|e| e.log_id.clone()).collect::<Vec<_>>();
+    let seqs = |ev: &[LogStreamEvent]| ev.iter().map(|e| e.seq).collect::<Vec<_>>();
     let sent_ids = |which: &[usize]| {
         which
             .iter()
@@ -2877,22 +2887,29 @@ pub async fn log_stream_queues_are_leased_in_order(s: &dyn Store) {
     }
 
     // Delivered: gone from the queue.
-    s.ack_log_stream(&logins.id, l_events[1].seq).await.unwrap();
+    assert!(
+        s.ack_log_stream(&logins.id, lease, &seqs(&l_events))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 0);
 
     // A limit takes the oldest; a failure keeps them for the next attempt, when due.
-    s.fail_log_stream(
-        &all.id,
-        &LogStreamFailure {
-            failures: 1,
-            failing_since: t0,
-            error: "HTTP 503".into(),
-            next_attempt_at: t0 + Duration::seconds(2),
-            suspend: false,
-        },
-    )
-    .await
-    .unwrap();
+    assert!(
+        s.fail_log_stream(
+            &all.id,
+            lease,
+            &LogStreamFailure {
+                failures: 1,
+                failing_since: t0,
+                error: "HTTP 503".into(),
+                next_attempt_at: t0 + Duration::seconds(2),
+                suspend: false,
+            },
+        )
+        .await
+        .unwrap()
+    );
     assert!(
         s.claim_log_stream(t0 + Duration::seconds(1), lease, 2)
             .await
@@ -2918,35 +2935,48 @@ pub async fn log_stream_queues_are_leased_in_order(s: &dyn Store) {
             .unwrap()
             .is_none()
     );
-    let (lapsed, _) = s
-        .claim_log_stream(lease, lease + Duration::seconds(30), 2)
-        .await
-        .unwrap()
-        .unwrap();
+    let lease2 = lease + Duration::seconds(30);
+    let (lapsed, lapsed_events) = s.claim_log_stream(lease, lease2, 2).await.unwrap().unwrap();
     assert_eq!(lapsed.id, all.id);
-    s.ack_log_stream(&all.id, events[1].seq).await.unwrap();
+    assert_eq!(ids(&lapsed_events), sent_ids(&[0, 1]));
+    // The first lease is over: its holder's ack changes nothing.
+    assert!(
+        !s.ack_log_stream(&all.id, lease, &seqs(&events))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.count_log_stream_events(&all.id).await.unwrap(), 4);
+    assert!(
+        s.ack_log_stream(&all.id, lease2, &seqs(&lapsed_events))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.count_log_stream_events(&all.id).await.unwrap(), 2);
 
     // Failing too long: suspended with the reason, never claimed, until set active again.
     let later = lease + Duration::seconds(60);
+    let lease3 = later + Duration::seconds(30);
     let (_, rest) = s
-        .claim_log_stream(later, later + Duration::seconds(30), 100)
+        .claim_log_stream(later, lease3, 100)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ids(&rest), sent_ids(&[2, 3]));
-    s.fail_log_stream(
-        &all.id,
-        &LogStreamFailure {
-            failures: 9,
-            failing_since: t0,
-            error: "connection refused".into(),
-            next_attempt_at: later,
-            suspend: true,
-        },
-    )
-    .await
-    .unwrap();
+    assert!(
+        s.fail_log_stream(
+            &all.id,
+            lease3,
+            &LogStreamFailure {
+                failures: 1,
+                failing_since: t0,
+                error: "connection refused".into(),
+                next_attempt_at: later,
+                suspend: true,
+            },
+        )
+        .await
+        .unwrap()
+    );
     let suspended = s.find_log_stream(&all.id).await.unwrap().unwrap();
     assert_eq!(suspended.status, LogStreamStatus::Suspended);
     assert_eq!(
@@ -2964,7 +2994,9 @@ pub async fn log_stream_queues_are_leased_in_order(s: &dyn Store) {
         suspended_reason: None,
         ..suspended
     };
-    s.update_log_stream(&resumed).await.unwrap();
+    s.update_log_stream(&resumed, Some(LogStreamStatus::Active))
+        .await
+        .unwrap();
     let stored = s.find_log_stream(&all.id).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -3055,8 +3087,9 @@ pub async fn log_stream_queues_purge_in_bounded_batches(s: &dyn Store) {
     assert_eq!(logged.len(), 15);
 
     // What is left is sent as before: the kept events, in order (the paused stream: never).
+    let lease = now() + Duration::seconds(30);
     let (stream, events) = s
-        .claim_log_stream(now(), now() + Duration::seconds(30), 100)
+        .claim_log_stream(now(), lease, 100)
         .await
         .unwrap()
         .unwrap();
@@ -3065,10 +3098,203 @@ pub async fn log_stream_queues_purge_in_bounded_batches(s: &dyn Store) {
         events.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
         vec![format!("log-{tag}-100"), format!("log-{tag}-101")]
     );
-    s.ack_log_stream(&logins.id, events[1].seq).await.unwrap();
+    let sent: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert!(s.ack_log_stream(&logins.id, lease, &sent).await.unwrap());
     assert_eq!(s.count_log_stream_events(&logins.id).await.unwrap(), 0);
     assert!(
         s.claim_log_stream(now(), now() + Duration::seconds(30), 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Records `kinds` as events of test `tag`, a millisecond apart from `t0`, and waits for the log
+/// writer; the events, in order.
+async fn stream_events(
+    s: &dyn Store,
+    tag: &str,
+    t0: time::OffsetDateTime,
+    kinds: &[&str],
+) -> Vec<LogEvent> {
+    let mut out = Vec::new();
+    for (n, kind) in kinds.iter().enumerate() {
+        let e = LogEvent {
+            user_id: Some(UserId::new(format!("auth0|{tag}"))),
+            ..LogEvent::new(t0 + Duration::milliseconds(n as i64), kind, "event")
+        };
+        s.insert_log(&e).await.unwrap();
+        out.push(e);
+    }
+    flush_log(s).await;
+    out
+}
+
+fn stream_log_ids(events: &[LogStreamEvent]) -> Vec<String> {
+    events.iter().map(|e| e.log_id.clone()).collect()
+}
+
+fn event_log_ids(events: &[&LogEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.log_id.as_str().to_owned())
+        .collect()
+}
+
+/// An ack deletes exactly the events that were sent: an event the claim did not see stays, even
+/// below the highest acknowledged one (on PostgreSQL another instance's event can commit after
+/// a later one was read), and goes out next, in order. An ack of nothing only gives the lease
+/// back: the failures stay.
+pub async fn log_stream_acks_only_what_was_sent(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let st = log_stream(&format!("k{tag}"), &[], LogStreamStatus::Active);
+    s.insert_log_stream(&st).await.unwrap();
+    let t0 = now();
+    let sent = stream_events(s, &tag, t0, &["s", "s", "s", "s", "s"]).await;
+    let lease = t0 + Duration::seconds(30);
+    let (_, events) = s.claim_log_stream(t0, lease, 100).await.unwrap().unwrap();
+    assert_eq!(events.len(), 5);
+    // The first, third and fifth were sent; the second and fourth, as if not yet seen, were not.
+    let acked = [events[0].seq, events[2].seq, events[4].seq];
+    assert!(s.ack_log_stream(&st.id, lease, &acked).await.unwrap());
+    assert_eq!(s.count_log_stream_events(&st.id).await.unwrap(), 2);
+    let (_, left) = s.claim_log_stream(t0, lease, 100).await.unwrap().unwrap();
+    assert_eq!(stream_log_ids(&left), event_log_ids(&[&sent[1], &sent[3]]));
+
+    // A failure, then a claim that finds nothing to send: the lease goes back, the streak stays.
+    assert!(
+        s.fail_log_stream(
+            &st.id,
+            lease,
+            &LogStreamFailure {
+                failures: 1,
+                failing_since: t0,
+                error: "HTTP 503".into(),
+                next_attempt_at: t0,
+                suspend: false,
+            },
+        )
+        .await
+        .unwrap()
+    );
+    let lease2 = lease + Duration::seconds(30);
+    let (held, _) = s.claim_log_stream(t0, lease2, 100).await.unwrap().unwrap();
+    assert_eq!(held.failures, 1);
+    assert!(s.ack_log_stream(&st.id, lease2, &[]).await.unwrap());
+    let stored = s.find_log_stream(&st.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.failures, stored.last_error.as_deref()),
+        (1, Some("HTTP 503"))
+    );
+    assert_eq!(s.count_log_stream_events(&st.id).await.unwrap(), 2);
+    assert!(
+        s.claim_log_stream(t0, lease2, 100).await.unwrap().is_some(),
+        "the lease was given back"
+    );
+}
+
+/// Only the holder of a stream's current lease records an outcome: a worker whose lease lapsed
+/// and was taken over changes nothing (no ack, no failure, no release of the new holder's
+/// lease). A failure of an attempt that began before an administrator set the stream `active`
+/// does not undo that; a change that leaves the status out does not undo a suspension the
+/// workers wrote after the change's read.
+pub async fn log_stream_outcomes_are_fenced_by_the_lease(s: &dyn Store) {
+    let tag = crate::env::unique();
+    let st = log_stream(&format!("f{tag}"), &[], LogStreamStatus::Active);
+    s.insert_log_stream(&st).await.unwrap();
+    let t0 = now();
+    stream_events(s, &tag, t0, &["s", "slo"]).await;
+    let failure = |failures: i32, error: &str, suspend: bool| LogStreamFailure {
+        failures,
+        failing_since: t0,
+        error: error.into(),
+        next_attempt_at: t0,
+        suspend,
+    };
+
+    // A claims; its lease lapses and B takes the stream.
+    let l1 = t0 + Duration::seconds(30);
+    let (_, a_events) = s.claim_log_stream(t0, l1, 100).await.unwrap().unwrap();
+    let l2 = l1 + Duration::seconds(30);
+    let (_, b_events) = s.claim_log_stream(l1, l2, 100).await.unwrap().unwrap();
+    assert_eq!(a_events, b_events);
+    // A's late outcomes change nothing.
+    let a_seqs: Vec<i64> = a_events.iter().map(|e| e.seq).collect();
+    assert!(!s.ack_log_stream(&st.id, l1, &a_seqs).await.unwrap());
+    assert!(
+        !s.fail_log_stream(&st.id, l1, &failure(1, "late", false))
+            .await
+            .unwrap()
+    );
+    assert!(!s.ack_log_stream(&st.id, l1, &[]).await.unwrap());
+    assert_eq!(s.count_log_stream_events(&st.id).await.unwrap(), 2);
+    let stored = s.find_log_stream(&st.id).await.unwrap().unwrap();
+    assert_eq!((stored.failures, stored.last_error), (0, None));
+    // B still holds it.
+    assert!(
+        s.claim_log_stream(l1 + Duration::seconds(1), l2, 100)
+            .await
+            .unwrap()
+            .is_none(),
+        "a stale outcome released the new holder's lease"
+    );
+    assert!(
+        s.fail_log_stream(&st.id, l2, &failure(1, "HTTP 503", false))
+            .await
+            .unwrap()
+    );
+
+    // C claims (one failure so far); an administrator pauses and resumes the stream while C
+    // sends. C's failure, which would suspend it, comes after: the resume stands.
+    let l3 = l2 + Duration::seconds(30);
+    let (c, _) = s.claim_log_stream(l2, l3, 100).await.unwrap().unwrap();
+    assert_eq!(c.failures, 1);
+    s.update_log_stream(&c, Some(LogStreamStatus::Paused))
+        .await
+        .unwrap();
+    s.update_log_stream(&c, Some(LogStreamStatus::Active))
+        .await
+        .unwrap();
+    assert!(
+        !s.fail_log_stream(&st.id, l3, &failure(2, "HTTP 500", true))
+            .await
+            .unwrap()
+    );
+    let stored = s.find_log_stream(&st.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, LogStreamStatus::Active);
+    assert_eq!(
+        (stored.failures, stored.failing_since, stored.last_error),
+        (0, None, None)
+    );
+    assert!(stored.suspended_reason.is_none());
+
+    // C's lease was given back all the same: D claims at once. A change read before D's failure
+    // suspends the stream, and written after it with no status, leaves it suspended.
+    let l4 = l3 + Duration::seconds(30);
+    let (_, _) = s.claim_log_stream(l2, l4, 100).await.unwrap().unwrap();
+    let read = s.find_log_stream(&st.id).await.unwrap().unwrap();
+    assert!(
+        s.fail_log_stream(&st.id, l4, &failure(1, "HTTP 500", true))
+            .await
+            .unwrap()
+    );
+    let renamed = LogStream {
+        name: "renamed".into(),
+        filters: vec!["auth.login.success".into()],
+        ..read
+    };
+    s.update_log_stream(&renamed, None).await.unwrap();
+    let stored = s.find_log_stream(&st.id).await.unwrap().unwrap();
+    assert_eq!(stored.name, "renamed");
+    assert_eq!(stored.filters, vec!["auth.login.success".to_owned()]);
+    assert_eq!(stored.status, LogStreamStatus::Suspended);
+    assert_eq!(stored.suspended_reason.as_deref(), Some("HTTP 500"));
+    assert_eq!(
+        (stored.failures, stored.last_error.as_deref()),
+        (1, Some("HTTP 500"))
+    );
+    assert!(
+        s.claim_log_stream(l4 + Duration::hours(1), l4 + Duration::hours(2), 100)
             .await
             .unwrap()
             .is_none()

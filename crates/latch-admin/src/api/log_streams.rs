@@ -3,7 +3,15 @@
 //! batches, in order, at least once (`latch-logstream`).
 //!
 //! `sink.httpAuthorization` is a secret: stored encrypted and never answered (Auth0 returns it;
-//! Latch leaves it out). A `PATCH` that leaves it out keeps it; `null` removes it. Scopes are
+//! Latch leaves it out). A `PATCH` that leaves it out keeps it; `null` removes it; a `PATCH`
+//! that moves `httpEndpoint` to another origin (scheme, host or port) must give it (a value or
+//! `null`), so a stored secret never goes to a host it was not given for. `sink.httpCustomHeaders`
+//! (Auth0's `[{"header", "value"}]`) are secrets too: their values are stored encrypted and never
+//! answered (the answer lists the names), and a `PATCH` that moves the endpoint must restate them
+//! when the stream has any. Auth0's `isPriority` is accepted and ignored; `JSONOBJECT` is not
+//! accepted (only `JSONLINES` and `JSONARRAY` are sent). A `PATCH` changes the
+//! status only when it gives one. Each write's `sapi` event names the stream
+//! (`details.stream_id`; for a `PATCH`, `details.changed` lists the members given). Scopes are
 //! Auth0's: `read:log_streams`, `create:log_streams`, `update:log_streams`,
 //! `delete:log_streams`.
 
@@ -53,15 +61,57 @@ struct SinkInput {
     #[serde(default)]
     http_content_format: Option<String>,
     /// Sent verbatim as the `Authorization` header (`Bearer …`, `Basic …`). Stored encrypted and
-    /// never answered; in a `PATCH`, `null` removes it.
+    /// never answered; in a `PATCH`, left out keeps it, `null` removes it, and it is required
+    /// (a value or `null`) when `httpEndpoint` moves to another scheme, host or port.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     http_authorization: Option<Option<String>>,
+    /// More headers sent with every request (`[{"header": "X-Api-Key", "value": "…"}]`, at most
+    /// 20; not `Authorization`, `Content-Type`, `Host`, `Content-Length` or a hop-by-hop
+    /// header). The values are stored encrypted and never answered (the answer lists the
+    /// names); in a `PATCH`, a list replaces them all, `null` or `[]` removes them, and it is
+    /// required when `httpEndpoint` moves to another scheme, host or port while the stream has
+    /// any.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<CustomHeader>>)]
+    http_custom_headers: Option<Option<Vec<CustomHeader>>>,
+}
+
+/// One custom header (Auth0's `{"header", "value"}`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CustomHeader {
+    header: String,
+    value: String,
+}
+
+/// A custom header as answered: its name only.
+#[derive(Serialize, ToSchema)]
+struct CustomHeaderView {
+    header: String,
+}
+
+impl SinkInput {
+    /// The members given, as the API names them.
+    fn members(&self) -> Vec<&'static str> {
+        [
+            (self.http_endpoint.is_some(), "sink.httpEndpoint"),
+            (self.http_content_type.is_some(), "sink.httpContentType"),
+            (self.http_content_format.is_some(), "sink.httpContentFormat"),
+            (self.http_authorization.is_some(), "sink.httpAuthorization"),
+            (self.http_custom_headers.is_some(), "sink.httpCustomHeaders"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
+    }
 }
 
 /// `Some(value)` for a member that is there, `null` included.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// One filter: `{"type": "category", "name": "auth.login.success"}`.
@@ -94,6 +144,9 @@ struct CreateLogStream {
     /// Categories of events to send; none (or left out): every event.
     #[serde(default)]
     filters: Option<Vec<Filter>>,
+    /// Accepted for Auth0 compatibility and ignored: every Latch stream is sent the same way.
+    #[serde(default, rename = "isPriority")]
+    _is_priority: Option<bool>,
 }
 
 /// What to change; a member left out keeps its value.
@@ -110,6 +163,9 @@ struct UpdateLogStream {
     /// Replaces the filters whole (`[]`: every event).
     #[serde(default)]
     filters: Option<Vec<Filter>>,
+    /// Accepted for Auth0 compatibility and ignored.
+    #[serde(default, rename = "isPriority")]
+    _is_priority: Option<bool>,
 }
 
 /// The sink as answered: never the authorization.
@@ -122,6 +178,9 @@ struct SinkView {
     /// `JSONLINES` or `JSONARRAY`.
     #[serde(rename = "httpContentFormat")]
     content_format: String,
+    /// The custom headers' names (their values are never answered); left out when none.
+    #[serde(rename = "httpCustomHeaders", skip_serializing_if = "Vec::is_empty")]
+    custom_headers: Vec<CustomHeaderView>,
 }
 
 /// A log stream (Auth0's shape; `httpAuthorization` is never shown).
@@ -157,6 +216,12 @@ fn view(s: &LogStream, events_waiting: u64) -> LogStreamView {
             endpoint: s.sink.endpoint.clone(),
             content_type: s.sink.content_type.clone(),
             content_format: s.sink.content_format.as_str().to_owned(),
+            custom_headers: s
+                .sink
+                .headers
+                .iter()
+                .map(|(n, _)| CustomHeaderView { header: n.clone() })
+                .collect(),
         },
         filters: s
             .filters
@@ -243,7 +308,79 @@ fn apply_sink(deps: &Deps, sink: &mut LogStreamSink, input: SinkInput) -> Result
             )?));
         }
     }
+    match input.http_custom_headers {
+        None => {}
+        Some(None) => sink.headers.clear(),
+        Some(Some(list)) => sink.headers = custom_headers(list)?,
+    }
     Ok(())
+}
+
+/// Headers a custom header may not be: Latch sets them, or they belong to the connection.
+const RESERVED_HEADERS: [&str; 13] = [
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "host",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Most custom headers, and the longest name.
+const MAX_HEADERS: usize = 20;
+const MAX_HEADER_NAME: usize = 64;
+
+/// `httpCustomHeaders` as stored: names are tokens, each once, none Latch sets itself; values
+/// as `httpAuthorization`'s.
+fn custom_headers(list: Vec<CustomHeader>) -> Result<Vec<(String, SecretString)>, ApiError> {
+    if list.len() > MAX_HEADERS {
+        return Err(ApiError::bad_request(
+            "sink.httpCustomHeaders",
+            format!("sink.httpCustomHeaders: at most {MAX_HEADERS}"),
+        ));
+    }
+    let mut out: Vec<(String, SecretString)> = Vec::with_capacity(list.len());
+    for (i, h) in list.into_iter().enumerate() {
+        let field = format!("sink.httpCustomHeaders[{i}].header");
+        let name = h.header.trim();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || name.len() > MAX_HEADER_NAME || !name.bytes().all(token) {
+            return Err(ApiError::bad_request(
+                field.clone(),
+                format!("{field}: 1-{MAX_HEADER_NAME} characters of an HTTP header name"),
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            return Err(ApiError::bad_request(
+                field.clone(),
+                format!(
+                    "{field}: {name} is set by Latch or the connection (use httpAuthorization \
+                     or httpContentType for those)"
+                ),
+            ));
+        }
+        if out.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(ApiError::bad_request(
+                field.clone(),
+                format!("{field}: {name} is given twice"),
+            ));
+        }
+        let value = header_value(
+            &format!("sink.httpCustomHeaders[{i}].value"),
+            &h.value,
+            MAX_AUTHORIZATION,
+        )?;
+        out.push((name.to_owned(), SecretString::new(value)));
+    }
+    Ok(out)
 }
 
 /// The filters as stored: categories, each once.
@@ -279,6 +416,29 @@ fn filters(list: Vec<Filter>) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(out)
+}
+
+/// Do two endpoints have the same origin (scheme, host and port)? An endpoint that does not
+/// parse has none.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin() && a.origin().is_tuple(),
+        _ => false,
+    }
+}
+
+/// The audit event's `details` members for a write to stream `id`: its id, and for a `PATCH`
+/// the members it gave (names only: never a value, the authorization's least of all).
+fn stream_details(
+    id: &str,
+    changed: Option<&[&str]>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("stream_id".into(), id.into());
+    if let Some(c) = changed {
+        m.insert("changed".into(), c.iter().copied().collect());
+    }
+    m
 }
 
 async fn find(deps: &Deps, id: &str) -> Result<LogStream, ApiError> {
@@ -321,6 +481,7 @@ async fn post_log_stream(
         content_type: DEFAULT_CONTENT_TYPE.into(),
         content_format: ContentFormat::JsonLines,
         authorization: None,
+        headers: Vec::new(),
     };
     apply_sink(&deps, &mut sink, body.sink)?;
     let filters = filters(body.filters.unwrap_or_default())?;
@@ -340,7 +501,16 @@ async fn post_log_stream(
         next_attempt_at: None,
     };
     deps.store.insert_log_stream(&s).await?;
-    audit::record(&deps, &req, &auth, "Create a log stream", None, None).await;
+    audit::record_with(
+        &deps,
+        &req,
+        &auth,
+        "Create a log stream",
+        None,
+        None,
+        stream_details(&s.id, None),
+    )
+    .await;
     Ok(HttpResponse::Created().json(view_with_queue(&deps, &s).await?))
 }
 
@@ -392,31 +562,74 @@ async fn patch_log_stream(
 ) -> Result<HttpResponse, ApiError> {
     auth.require("update:log_streams")?;
     let mut s = find(&deps, &id).await?;
+    // What the PATCH names (never a value), for the audit event.
+    let mut changed: Vec<&str> = Vec::new();
     if let Some(n) = &body.name {
         s.name = name(n)?;
+        changed.push("name");
     }
-    if let Some(st) = &body.status {
-        s.status = match st.as_str() {
-            "active" => LogStreamStatus::Active,
-            "paused" => LogStreamStatus::Paused,
-            other => {
-                return Err(ApiError::bad_request(
-                    "status",
-                    format!("status: {other} cannot be set; use active or paused"),
-                ));
-            }
-        };
-        s.suspended_reason = None;
+    let status = match body.status.as_deref() {
+        None => None,
+        Some("active") => Some(LogStreamStatus::Active),
+        Some("paused") => Some(LogStreamStatus::Paused),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "status",
+                format!("status: {other} cannot be set; use active or paused"),
+            ));
+        }
+    };
+    if status.is_some() {
+        changed.push("status");
     }
     if let Some(sink) = body.sink {
+        changed.extend(sink.members());
+        let was = s.sink.endpoint.clone();
+        let had_headers = !s.sink.headers.is_empty();
+        let restated = (
+            sink.http_authorization.is_some(),
+            sink.http_custom_headers.is_some(),
+        );
         apply_sink(&deps, &mut s.sink, sink)?;
+        // The stored secrets were given for the old endpoint's host: they are never sent to
+        // another unless the same PATCH says so (a value, or null for none).
+        if !same_origin(&was, &s.sink.endpoint) {
+            if !restated.0 {
+                return Err(ApiError::bad_request(
+                    "sink.httpAuthorization",
+                    "sink.httpAuthorization: required (a value, or null for none) when \
+                     sink.httpEndpoint moves to another scheme, host or port; the stored one \
+                     was given for the old endpoint",
+                ));
+            }
+            if had_headers && !restated.1 {
+                return Err(ApiError::bad_request(
+                    "sink.httpCustomHeaders",
+                    "sink.httpCustomHeaders: required (a list, or null for none) when \
+                     sink.httpEndpoint moves to another scheme, host or port; the stored \
+                     values were given for the old endpoint",
+                ));
+            }
+        }
     }
     if let Some(f) = body.filters {
         s.filters = filters(f)?;
+        changed.push("filters");
     }
     s.updated_at = deps.clock.now();
-    deps.store.update_log_stream(&s).await?;
-    audit::record(&deps, &req, &auth, "Update a log stream", None, None).await;
+    // The status only when the PATCH gives one: a suspension the workers wrote since the read
+    // above stands through a change of name, sink or filters.
+    deps.store.update_log_stream(&s, status).await?;
+    audit::record_with(
+        &deps,
+        &req,
+        &auth,
+        "Update a log stream",
+        None,
+        None,
+        stream_details(&s.id, Some(&changed)),
+    )
+    .await;
     let s = find(&deps, &s.id).await?;
     Ok(HttpResponse::Ok().json(view_with_queue(&deps, &s).await?))
 }
@@ -436,7 +649,16 @@ async fn delete_log_stream(
     if !deps.store.delete_log_stream(&id).await? {
         return Err(ApiError::not_found("log stream"));
     }
-    audit::record(&deps, &req, &auth, "Delete a log stream", None, None).await;
+    audit::record_with(
+        &deps,
+        &req,
+        &auth,
+        "Delete a log stream",
+        None,
+        None,
+        stream_details(&id, None),
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -527,6 +749,29 @@ mod tests {
             .err()
             .map(|e| e.field);
         assert_eq!(e, Some(Some("filters[0].type".to_owned())));
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin(
+            "https://a.example/x",
+            "https://A.example:443/y?z"
+        ));
+        assert!(same_origin(
+            "http://127.0.0.1:8080/a",
+            "http://127.0.0.1:8080/b"
+        ));
+        assert!(!same_origin("https://a.example/x", "http://a.example/x"));
+        assert!(!same_origin(
+            "https://a.example/x",
+            "https://a.example:8443/x"
+        ));
+        assert!(!same_origin("https://a.example/x", "https://b.example/x"));
+        assert!(!same_origin(
+            "https://a.example/x",
+            "https://a.example.b.example/x"
+        ));
+        assert!(!same_origin("not a url", "not a url"));
     }
 
     #[test]

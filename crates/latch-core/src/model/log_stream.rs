@@ -165,6 +165,10 @@ pub struct LogStreamSink {
     /// `httpAuthorization`: the `Authorization` header's value, sent verbatim. Stored encrypted,
     /// never shown by the API.
     pub authorization: Option<SecretString>,
+    /// `httpCustomHeaders`: more headers sent with every request, as (name, value), in order.
+    /// The values are stored encrypted and never shown by the API (they often hold a key); the
+    /// names are shown.
+    pub headers: Vec<(String, SecretString)>,
 }
 
 /// A log stream.

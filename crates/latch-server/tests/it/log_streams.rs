@@ -35,6 +35,8 @@ enum Mode {
 struct Request {
     authorization: Option<String>,
     content_type: Option<String>,
+    /// `X-Api-Key` (a custom header).
+    api_key: Option<String>,
     body: String,
     /// What it answered (0: nothing, the connection was dropped).
     answered: u16,
@@ -105,6 +107,7 @@ impl Sink {
                     me.got.lock().unwrap().push(Request {
                         authorization: value("authorization"),
                         content_type: value("content-type"),
+                        api_key: value("x-api-key"),
                         body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
                         answered,
                     });
@@ -274,8 +277,9 @@ async fn sign_in_and_out_in_order(h: Harness) {
         &app,
         &lines,
         json!({"name": "lines", "sink": {"httpContentFormat": "JSONLINES",
-            "httpContentType": "application/x-ndjson", "httpAuthorization": "Bearer lines-s3cret"},
-            "filters": filters}),
+            "httpContentType": "application/x-ndjson", "httpAuthorization": "Bearer lines-s3cret",
+            "httpCustomHeaders": [{"header": "X-Api-Key", "value": "Key-s3cret"}]},
+            "filters": filters, "isPriority": true}),
     )
     .await;
     create_stream(
@@ -332,9 +336,14 @@ async fn sign_in_and_out_in_order(h: Harness) {
             .collect::<Vec<_>>(),
         ["s", "slo"]
     );
-    for (sink, auth, ct) in [
-        (&lines, "Bearer lines-s3cret", "application/x-ndjson"),
-        (&array, "Basic YXJyYXk6czNjcmV0", "application/json"),
+    for (sink, auth, ct, key) in [
+        (
+            &lines,
+            "Bearer lines-s3cret",
+            "application/x-ndjson",
+            Some("Key-s3cret"),
+        ),
+        (&array, "Basic YXJyYXk6czNjcmV0", "application/json", None),
     ] {
         let got = eventually("the sink has both events", async || {
             let got = sink.events();
@@ -353,6 +362,7 @@ async fn sign_in_and_out_in_order(h: Harness) {
         for r in sink.requests() {
             assert_eq!(r.authorization.as_deref(), Some(auth));
             assert_eq!(r.content_type.as_deref(), Some(ct));
+            assert_eq!(r.api_key.as_deref(), key);
         }
     }
     assert!(array.requests().iter().all(|r| r.body.starts_with('[')));
@@ -666,6 +676,38 @@ async fn api_checks_and_redacts(h: Harness) {
         "filters[0].type",
     )
     .await;
+    for (headers, field) in [
+        (
+            json!([{"header": "Authorization", "value": "x"}]),
+            "sink.httpCustomHeaders[0].header",
+        ),
+        (
+            json!([{"header": "X-Ok", "value": "1"}, {"header": "host", "value": "x"}]),
+            "sink.httpCustomHeaders[1].header",
+        ),
+        (
+            json!([{"header": "Bad Name", "value": "x"}]),
+            "sink.httpCustomHeaders[0].header",
+        ),
+        (
+            json!([{"header": "X-A", "value": "1"}, {"header": "x-a", "value": "2"}]),
+            "sink.httpCustomHeaders[1].header",
+        ),
+        (
+            json!([{"header": "X-A", "value": "a\r\nX-Evil: 1"}]),
+            "sink.httpCustomHeaders[0].value",
+        ),
+        (
+            json!(
+                (0..21)
+                    .map(|i| json!({"header": format!("X-{i}"), "value": "v"}))
+                    .collect::<Vec<_>>()
+            ),
+            "sink.httpCustomHeaders",
+        ),
+    ] {
+        refused(with(&["sink", "httpCustomHeaders"], headers), field).await;
+    }
     refused(with(&["type"], json!("datadog")), "type").await;
     refused(with(&["name"], json!("")), "name").await;
     let mut no_endpoint = good();
@@ -840,15 +882,17 @@ async fn api_checks_and_redacts(h: Harness) {
         StatusCode::NOT_FOUND
     );
 
-    // Each write is a `sapi` event naming its caller.
-    let sapi: Vec<String> = log(&app, "sapi")
+    // Each write is a `sapi` event naming its caller and the stream; a PATCH's names the
+    // members it gave, never a value.
+    let sapi: Vec<Value> = log(&app, "sapi")
         .await
-        .iter()
-        .map(|e| e["description"].as_str().unwrap().to_owned())
-        .filter(|d| d.contains("log stream"))
+        .into_iter()
+        .filter(|e| e["description"].as_str().unwrap().contains("log stream"))
         .collect();
     assert_eq!(
-        sapi,
+        sapi.iter()
+            .map(|e| e["description"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         [
             "Create a log stream",
             "Update a log stream",
@@ -857,8 +901,238 @@ async fn api_checks_and_redacts(h: Harness) {
             "Delete a log stream"
         ]
     );
+    for e in &sapi {
+        assert_eq!(e["details"]["stream_id"], id.as_str(), "{e}");
+        assert!(!e.to_string().contains("top-s3cret-value"), "{e}");
+    }
+    assert!(sapi[0]["details"].get("changed").is_none());
+    assert_eq!(
+        sapi[1]["details"]["changed"],
+        json!(["name", "sink.httpContentFormat", "filters"])
+    );
+    assert_eq!(
+        sapi[2]["details"]["changed"],
+        json!(["sink.httpAuthorization"])
+    );
+    assert_eq!(sapi[3]["details"]["changed"], json!(["status"]));
+    assert!(sapi[4]["details"].get("changed").is_none());
 }
 on_all_backends!(api_checks_and_redacts, api_checks_and_redacts);
+
+/// A PATCH that moves the endpoint to another origin must say what becomes of the stored
+/// authorization (so it is never sent to a host it was not given for); a PATCH that gives no
+/// status leaves the one the workers set.
+async fn patches_guard_the_secret_and_the_status(h: Harness) {
+    let app = app!(h);
+    let token = Some(crate::support::TOKEN);
+    let (status, s) = call(
+        &app,
+        "POST",
+        "/api/v2/log-streams",
+        Some(json!({"name": "SIEM", "type": "http",
+            "sink": {"httpEndpoint": "https://siem.example.com/in",
+                "httpAuthorization": "Bearer kept-s3cret"}})),
+        token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v2/log-streams/{id}");
+    let stored = async || h.state.store.find_log_stream(&id).await.unwrap().unwrap();
+    let authorization = async || {
+        stored()
+            .await
+            .sink
+            .authorization
+            .map(|a| a.expose().to_owned())
+    };
+
+    // Another host or port, the authorization left out: refused, nothing changed.
+    for endpoint in [
+        "https://attacker.example/in",
+        "https://siem.example.com:8443/in",
+        "https://siem.example.com.attacker.example/in",
+    ] {
+        let (status, e) = call(
+            &app,
+            "PATCH",
+            &path,
+            Some(json!({"name": "moved", "sink": {"httpEndpoint": endpoint}})),
+            token,
+        )
+        .await;
+        assert_eq!(
+            (status, e["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("sink.httpAuthorization")),
+            "{endpoint}: {e}"
+        );
+    }
+    let kept = stored().await;
+    assert_eq!(
+        (kept.name.as_str(), kept.sink.endpoint.as_str()),
+        ("SIEM", "https://siem.example.com/in")
+    );
+    // The same origin (another path, the host in capitals, the default port spelled out): the
+    // authorization stays.
+    for endpoint in [
+        "https://SIEM.example.com/v2/in",
+        "https://siem.example.com:443/in",
+    ] {
+        api(
+            &app,
+            "PATCH",
+            &path,
+            Some(json!({"sink": {"httpEndpoint": endpoint}})),
+        )
+        .await;
+        assert_eq!(authorization().await.as_deref(), Some("Bearer kept-s3cret"));
+    }
+    assert_eq!(stored().await.sink.endpoint, "https://siem.example.com/in");
+    // Another host with its own authorization, or with none.
+    let moved = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(
+            json!({"sink": {"httpEndpoint": "https://logs.example.net/in",
+            "httpAuthorization": "Bearer new-s3cret"}}),
+        ),
+    )
+    .await;
+    assert_eq!(moved["sink"]["httpEndpoint"], "https://logs.example.net/in");
+    assert_eq!(authorization().await.as_deref(), Some("Bearer new-s3cret"));
+    api(
+        &app,
+        "PATCH",
+        &path,
+        Some(
+            json!({"sink": {"httpEndpoint": "https://siem.example.com/in",
+            "httpAuthorization": null}}),
+        ),
+    )
+    .await;
+    assert_eq!(authorization().await, None);
+    assert_eq!(stored().await.sink.endpoint, "https://siem.example.com/in");
+
+    // A worker suspends the stream (it has failed for a day). A PATCH with no status keeps that,
+    // reason and all; `active` resumes it.
+    assert!(h.state.store.count_log_stream_events(&id).await.unwrap() > 0);
+    let now = h.state.clock.now();
+    let lease = now + time::Duration::seconds(60);
+    let (claimed, _) = h
+        .state
+        .store
+        .claim_log_stream(now, lease, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    assert!(
+        h.state
+            .store
+            .fail_log_stream(
+                &id,
+                lease,
+                &latch_core::model::LogStreamFailure {
+                    failures: 1,
+                    failing_since: now - time::Duration::days(1),
+                    error: "HTTP 500".into(),
+                    next_attempt_at: now,
+                    suspend: true,
+                },
+            )
+            .await
+            .unwrap()
+    );
+    let renamed = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(json!({"name": "renamed", "filters": [], "sink": {"httpContentFormat": "JSONARRAY"}})),
+    )
+    .await;
+    assert_eq!(renamed["name"], "renamed");
+    assert_eq!(renamed["status"], "suspended", "{renamed}");
+    assert_eq!(renamed["suspended_reason"], "HTTP 500");
+    let resumed = api(&app, "PATCH", &path, Some(json!({"status": "active"}))).await;
+    assert_eq!(resumed["status"], "active");
+    assert!(
+        resumed.get("suspended_reason").is_none() && resumed.get("last_error").is_none(),
+        "{resumed}"
+    );
+    let back = stored().await;
+    assert_eq!((back.failures, back.next_attempt_at), (0, None));
+
+    // Custom headers: their names are answered, their values never (nor stored as they are);
+    // moving the endpoint needs them restated too.
+    let with_headers = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(json!({"isPriority": false, "sink": {"httpCustomHeaders": [
+            {"header": "X-Api-Key", "value": "hdr-s3cret-value"},
+            {"header": "X-Tenant", "value": "acme"}]}})),
+    )
+    .await;
+    let one = api(&app, "GET", &path, None).await;
+    for answer in [&with_headers, &one] {
+        assert_eq!(
+            answer["sink"]["httpCustomHeaders"],
+            json!([{"header": "X-Api-Key"}, {"header": "X-Tenant"}]),
+            "{answer}"
+        );
+        assert!(!answer.to_string().contains("hdr-s3cret-value"));
+    }
+    let headers = stored().await.sink.headers;
+    assert_eq!(
+        headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.expose()))
+            .collect::<Vec<_>>(),
+        [("X-Api-Key", "hdr-s3cret-value"), ("X-Tenant", "acme")]
+    );
+    let mut at_rest = Vec::new();
+    for place in h.at_rest() {
+        at_rest.extend(place.read().await);
+    }
+    assert!(
+        !contains(&at_rest, "hdr-s3cret-value"),
+        "a custom header's value is stored as it is"
+    );
+    let (status, e) = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(
+            json!({"sink": {"httpEndpoint": "https://logs.example.net/in",
+            "httpAuthorization": null}}),
+        ),
+        token,
+    )
+    .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sink.httpCustomHeaders")),
+        "{e}"
+    );
+    assert_eq!(stored().await.sink.headers.len(), 2);
+    let moved = api(
+        &app,
+        "PATCH",
+        &path,
+        Some(
+            json!({"sink": {"httpEndpoint": "https://logs.example.net/in",
+            "httpAuthorization": null, "httpCustomHeaders": null}}),
+        ),
+    )
+    .await;
+    assert!(moved["sink"].get("httpCustomHeaders").is_none(), "{moved}");
+    assert!(stored().await.sink.headers.is_empty());
+}
+on_all_backends!(
+    patches_guard_the_secret_and_the_status,
+    patches_guard_the_secret_and_the_status
+);
 
 /// An admin's request to the UI: the status, the `Location` and the page.
 async fn ui<S, B>(

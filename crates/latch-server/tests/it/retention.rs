@@ -84,6 +84,7 @@ async fn old_logs_and_finished_deliveries_are_purged(h: Harness) {
             content_type: DEFAULT_CONTENT_TYPE.into(),
             content_format: ContentFormat::JsonLines,
             authorization: None,
+            headers: Vec::new(),
         },
         filters: vec!["auth.login.success".into()],
         suspended_reason: None,
