@@ -17,7 +17,14 @@ use crate::{
 pub trait ConnectionRepo: Send + Sync {
     /// Conflict on `name`.
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError>;
+    /// The connection as stored now: what a read-modify-write starts from.
     async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError>;
+    /// The connection, possibly from a short-lived cache (another instance's write is seen
+    /// within the adapter's TTL). For hot read-only paths (a SCIM request); never for a
+    /// read-modify-write, which would write a stale copy back.
+    async fn get_connection_cached(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        self.get_connection(id).await
+    }
     async fn find_connection_by_name(
         &self,
         name: &ConnectionName,
@@ -26,6 +33,14 @@ pub trait ConnectionRepo: Send + Sync {
     /// Replaces everything but `id` and `created_at`, including `enabled_clients`.
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError>;
     async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
+    /// Adds one client to a connection's enabled clients, in place (no read-modify-write of
+    /// the whole list, so two instances enabling two clients at once both stay); `false` when
+    /// it was enabled already. [`StoreError::NotFound`] when there is no such connection.
+    async fn enable_client_on_connection(
+        &self,
+        connection: &ConnectionId,
+        client: &ClientId,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

@@ -282,7 +282,7 @@ async fn authorize(
         .await?
         .filter(|(t, _)| t.connection_id.as_str() == connection_id && t.is_valid(deps.clock.now()))
         .ok_or_else(ScimError::unauthorized)?;
-    let connection = match deps.store.get_connection(&found.connection_id).await {
+    let connection = match deps.store.get_connection_cached(&found.connection_id).await {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => return Err(ScimError::unauthorized()),
         Err(e) => return Err(e.into()),

@@ -166,24 +166,41 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let url = database_url(config)?;
     let key = master_key(config)?;
     let cipher = Cipher::new(&key)?;
+    // The setting an operator fixes: LATCH_DATABASE_URL, or the data dir's SQLite file.
+    let setting = if config.database_url.is_some() {
+        "LATCH_DATABASE_URL"
+    } else {
+        "database"
+    };
     let store = SqlStore::open(StoreOptions::new(&url), cipher)
         .await
-        .map_err(|e| describe(&url, e))?;
-    let applied = store.migrate().await.map_err(|e| describe(&url, e))?;
+        .map_err(|e| describe(setting, &url, e))?;
+    let applied = store
+        .migrate()
+        .await
+        .map_err(|e| describe(setting, &url, e))?;
     for m in &applied {
         tracing::info!(migration = %m, "applied migration");
     }
     Ok(store)
 }
 
-fn describe(url: &str, e: StoreError) -> anyhow::Error {
-    let mut msg = format!("database {}: {e}", redact_url(url));
+/// One line naming the setting, the URL without its password, and what failed (the driver's
+/// own multi-line messages folded into it).
+fn describe(setting: &str, url: &str, e: StoreError) -> anyhow::Error {
+    let mut msg = format!("{setting} {}: {e}", redact_url(url));
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    anyhow::anyhow!(msg)
+    let line = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    anyhow::anyhow!(line)
 }
 
 async fn open_sessions(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {

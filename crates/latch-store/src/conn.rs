@@ -115,11 +115,33 @@ impl ManageConnection for Manager {
     }
 }
 
+/// The PostgreSQL advisory lock migrations run under: instances started together on one
+/// database take turns, and the later ones find the schema done (two `CREATE TYPE`s at once
+/// fail on `pg_type_typname_nsp_index`).
+const MIGRATION_LOCK: i64 = 0x4c61_7463_685f_6d67; // "Latch_mg"
+
 pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
     let done = match conn {
-        DbConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Pg(c) => {
+            use diesel::RunQueryDsl;
+            let lock = |c: &mut diesel::PgConnection, f: &str| {
+                diesel::sql_query(format!("SELECT {f}({MIGRATION_LOCK})"))
+                    .execute(c)
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))
+            };
+            lock(c, "pg_advisory_lock")?;
+            let done = c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>());
+            // Released on this connection whatever the outcome (a session lock outlives an
+            // error); a connection that cannot release it is closed by the pool's check.
+            let _ = lock(c, "pg_advisory_unlock");
+            done
+        }
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>()),
     }
     .map_err(StoreError::Internal)?;
-    Ok(done.into_iter().map(|v| v.to_string()).collect())
+    Ok(done)
 }

@@ -90,6 +90,16 @@ impl SqlStore {
             Backend::Sqlite => opts.max_connections.min(8),
             Backend::Postgres => opts.max_connections,
         };
+        // One connection first, so an unreachable or refusing database fails at once with the
+        // driver's own reason rather than after the pool's timeout with its own.
+        {
+            use diesel::r2d2::ManageConnection;
+            let probe = manager.clone();
+            tokio::task::spawn_blocking(move || probe.connect())
+                .await
+                .map_err(|e| StoreError::Internal(Box::new(e)))?
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        }
         let spare = Arc::new(manager.clone());
         let pool = tokio::task::spawn_blocking(move || {
             Pool::builder()

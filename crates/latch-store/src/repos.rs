@@ -102,10 +102,14 @@ impl ConnectionRepo for SqlStore {
         .await
     }
 
-    async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
-        if let Some(c) = self.cached_connection_by_id(id.as_str()) {
-            return Ok(c);
+    async fn get_connection_cached(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        match self.cached_connection_by_id(id.as_str()) {
+            Some(c) => Ok(c),
+            None => self.get_connection(id).await,
         }
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
         let id = id.as_str().to_owned();
         let cipher = self.cipher.clone();
         let c = self
@@ -183,6 +187,53 @@ impl ConnectionRepo for SqlStore {
                     r.into_domain(enabled, &cipher)
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn enable_client_on_connection(
+        &self,
+        connection: &ConnectionId,
+        client: &ClientId,
+    ) -> Result<bool, StoreError> {
+        let _forget = ForgetConnections(self);
+        let (connection, client) = (connection.as_str().to_owned(), client.as_str().to_owned());
+        self.run_write(move |conn| {
+            tx(conn, |conn| {
+                let exists = connections::table
+                    .find(&connection)
+                    .select(connections::id)
+                    .first::<String>(conn)
+                    .optional()
+                    .map_err(db_err("connection", "id"))?;
+                if exists.is_none() {
+                    return Err(not_found("connection", &connection));
+                }
+                let enabled = connection_clients::table
+                    .find((&connection, &client))
+                    .select(connection_clients::client_id)
+                    .first::<String>(conn)
+                    .optional()
+                    .map_err(db_err("connection", "enabled_clients"))?;
+                if enabled.is_some() {
+                    return Ok(false);
+                }
+                match diesel::insert_into(connection_clients::table)
+                    .values((
+                        connection_clients::connection_id.eq(&connection),
+                        connection_clients::client_id.eq(&client),
+                    ))
+                    .execute(conn)
+                {
+                    Ok(n) => Ok(n > 0),
+                    // Enabled by another instance between the read and the insert.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Ok(false),
+                    Err(e) => Err(db_err("connection", "enabled_clients")(e)),
+                }
+            })
         })
         .await
     }

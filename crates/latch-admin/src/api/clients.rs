@@ -733,15 +733,16 @@ async fn post_client(
     };
     deps.store.insert_client(&c).await?;
     // The built-in database connection serves every new client unless an admin turns it off.
-    if let Some(mut db) = deps
+    // One row added in place: another instance enabling its own new client at the same moment
+    // keeps its row too (a whole-list write from a cached copy lost one).
+    if let Some(db) = deps
         .store
         .find_connection_by_name(&ConnectionName::new(DATABASE_CONNECTION))
         .await?
     {
-        db.enabled_clients.push(c.client_id.clone());
-        db.enabled_clients.sort();
-        db.enabled_clients.dedup();
-        deps.store.update_connection(&db).await?;
+        deps.store
+            .enable_client_on_connection(&db.id, &c.client_id)
+            .await?;
     }
     audit::record(
         &deps,

@@ -170,6 +170,7 @@ fn bad_configuration_stops_start_up_naming_the_key() {
 
 #[test]
 fn unreachable_database_stops_start_up() {
+    let started = Instant::now();
     let (code, err) = run_expecting_failure(
         &[(
             "LATCH_DATABASE_URL",
@@ -178,11 +179,22 @@ fn unreachable_database_stops_start_up() {
         &["serve"],
     );
     assert_eq!(code, 1, "{err}");
+    // One line naming the setting and what failed, at once (not after the pool's timeout).
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("database") && err.contains("127.0.0.1:1"),
+        err.contains("LATCH_DATABASE_URL") && err.contains("127.0.0.1:1"),
         "{err}"
     );
+    assert!(
+        err.to_ascii_lowercase().contains("refused"),
+        "says what failed: {err}"
+    );
     assert!(!err.contains("hunter2"), "password printed: {err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

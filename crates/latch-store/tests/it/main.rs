@@ -322,6 +322,100 @@ mod delivery_kind {
     }
 }
 
+/// Three instances started at the same moment on one fresh PostgreSQL database all migrate:
+/// they take turns under an advisory lock instead of racing to create the same types.
+#[tokio::test]
+async fn concurrent_first_starts_all_migrate() {
+    let Some(base) = latch_testkit::env::postgres_url("concurrent_first_starts_all_migrate") else {
+        return;
+    };
+    let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+        .await
+        .unwrap();
+    let opened = |_| SqlStore::open(StoreOptions::new(&schema.url), Cipher::new(&KEY).unwrap());
+    let (a, b, c) = tokio::join!(opened(0), opened(1), opened(2));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let (x, y, z) = tokio::join!(a.migrate(), b.migrate(), c.migrate());
+    let applied = [x.unwrap(), y.unwrap(), z.unwrap()];
+    // One instance applied every migration; the others found nothing left to do.
+    let mut counts: Vec<usize> = applied.iter().map(Vec::len).collect();
+    counts.sort_unstable();
+    assert_eq!(counts[..2], [0, 0], "{applied:?}");
+    assert!(counts[2] > 10, "{applied:?}");
+}
+
+/// Two instances on one database: a connection read for a read-modify-write is the stored one,
+/// whatever the other instance's cache holds; only the explicitly cached read may lag, and by
+/// at most the TTL.
+mod shared_connections {
+    use latch_core::ConnectionId;
+    use latch_core::store::{ClientRepo, ConnectionRepo};
+
+    use super::*;
+
+    async fn run(url: String) {
+        let (a, b) = (open(&url).await, open(&url).await);
+        let mut c = latch_testkit::fixtures::connection(latch_core::model::Strategy::Oidc);
+        a.insert_connection(&c).await.unwrap();
+        let id: ConnectionId = c.id.clone();
+        // Instance A reads the connection (and caches it).
+        assert_eq!(a.get_connection_cached(&id).await.unwrap(), c);
+        // Instance B changes it.
+        let before = c.display_name.clone();
+        c.display_name = Some("Changed at B".into());
+        b.update_connection(&c).await.unwrap();
+        // A's read for a write sees B's change at once.
+        assert_eq!(
+            a.get_connection(&id).await.unwrap().display_name.as_deref(),
+            Some("Changed at B")
+        );
+        // Both instances enable a client at once: both stay enabled (a whole-list write of a
+        // copy would lose one).
+        let (cx, cy) = (
+            latch_testkit::fixtures::client(),
+            latch_testkit::fixtures::client(),
+        );
+        a.insert_client(&cx).await.unwrap();
+        b.insert_client(&cy).await.unwrap();
+        let (x, y) = (cx.client_id.clone(), cy.client_id.clone());
+        let (rx, ry) = tokio::join!(
+            a.enable_client_on_connection(&id, &x),
+            b.enable_client_on_connection(&id, &y)
+        );
+        assert!(rx.unwrap() && ry.unwrap());
+        assert!(!a.enable_client_on_connection(&id, &x).await.unwrap());
+        let enabled = b.get_connection(&id).await.unwrap().enabled_clients;
+        assert!(enabled.contains(&x) && enabled.contains(&y), "{enabled:?}");
+        assert!(matches!(
+            a.enable_client_on_connection(&ConnectionId::new("con_none"), &x)
+                .await,
+            Err(latch_core::StoreError::NotFound { .. })
+        ));
+        // A's cached read may still be the old one, never older than the TTL.
+        let cached = a.get_connection_cached(&id).await.unwrap();
+        assert!(
+            cached.display_name == before || cached.display_name.as_deref() == Some("Changed at B")
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = TempDir::new();
+        run(dir.path().join("latch.db").to_string_lossy().into_owned()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(base) = latch_testkit::env::postgres_url("shared_connections::postgres") else {
+            return;
+        };
+        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+            .await
+            .unwrap();
+        run(schema.url.clone()).await;
+    }
+}
+
 /// Refresh tokens recorded the session's secret as `session_id` before session ids became its
 /// digest. The upgrade forgets every such value and revokes the tokens bound to one (their
 /// sessions are gone), except `offline_access` grants, which outlive sessions anyway.
