@@ -20,7 +20,121 @@ use crate::api::deliveries;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/logs", web::get().to(list))
         .route("/logs/{id}", web::get().to(detail))
+        .route("/deliveries", web::get().to(delivery_list))
         .route("/deliveries/{id}/retry", web::post().to(retry));
+}
+
+#[derive(Deserialize, Default)]
+struct DeliveryFilters {
+    user_id: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+    done: Option<String>,
+}
+
+struct DeliveryLine {
+    id: String,
+    created: String,
+    kind: String,
+    client: String,
+    client_name: String,
+    user: String,
+    initiator: String,
+    target: String,
+    state: String,
+    error: String,
+    attempts: i32,
+    retry: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/deliveries.html")]
+struct DeliveriesPage {
+    c: Chrome,
+    clients: Vec<super::Choice>,
+    states: Vec<super::Choice>,
+    f_user: String,
+    rows: Vec<DeliveryLine>,
+}
+
+/// Logout deliveries of every kind, filtered by user, app and state, with "retry now" (the
+/// management API's `GET /api/v2/logout-deliveries`).
+async fn delivery_list(
+    a: Admin,
+    deps: web::Data<Deps>,
+    f: web::Query<DeliveryFilters>,
+) -> HttpResponse {
+    let mut c = a.chrome("deliveries");
+    match f.done.as_deref() {
+        Some("retried") => {
+            c.notice = Some("Delivery queued again: it is being sent now.".into());
+        }
+        Some("busy") => {
+            c.error =
+                Some("That delivery succeeded already, or is being attempted right now.".into());
+        }
+        _ => {}
+    }
+    let state = some(&f.state).and_then(|s| latch_core::model::DeliveryState::parse(&s));
+    let q = latch_core::model::DeliveryQuery {
+        state,
+        user_id: some(&f.user_id).map(UserId::new),
+        client_id: some(&f.client_id).map(ClientId::new),
+    };
+    let found = or_page!(deps.store.list_deliveries(&q, 200).await);
+    let mut clients = deps.store.list_clients().await.unwrap_or_default();
+    clients.sort_by(|x, y| x.name.cmp(&y.name));
+    let client_filter = some(&f.client_id).unwrap_or_default();
+    let rows = found
+        .iter()
+        .map(|d| DeliveryLine {
+            id: d.id.as_str().to_owned(),
+            created: when(d.created_at),
+            kind: d.kind.as_str().to_owned(),
+            client: d.client_id.as_str().to_owned(),
+            client_name: clients
+                .iter()
+                .find(|c| c.client_id == d.client_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            user: d
+                .notice
+                .sub
+                .as_ref()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default(),
+            initiator: d.notice.initiator.as_str().to_owned(),
+            target: d.target.to_string(),
+            state: d.state.as_str().to_owned(),
+            error: d.last_error.clone().unwrap_or_default(),
+            attempts: d.attempts,
+            retry: d.state != latch_core::model::DeliveryState::Delivered,
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &DeliveriesPage {
+            c,
+            clients: clients
+                .iter()
+                .map(|x| super::Choice {
+                    value: x.client_id.as_str().to_owned(),
+                    label: x.name.clone(),
+                    selected: x.client_id.as_str() == client_filter,
+                })
+                .collect(),
+            states: ["pending", "delivered", "failed"]
+                .iter()
+                .map(|s| super::Choice {
+                    value: (*s).to_owned(),
+                    label: (*s).to_owned(),
+                    selected: state.is_some_and(|x| x.as_str() == *s),
+                })
+                .collect(),
+            f_user: some(&f.user_id).unwrap_or_default(),
+            rows,
+        },
+    )
 }
 
 const PER_PAGE: u32 = 50;
@@ -640,6 +754,9 @@ async fn retry(
         return r;
     }
     let back = |done: &str| {
+        if form.get("from") == Some("deliveries") {
+            return redirect(&format!("/admin/deliveries?done={done}"));
+        }
         let event: String =
             url::form_urlencoded::byte_serialize(form.get("event").unwrap_or_default().as_bytes())
                 .collect();

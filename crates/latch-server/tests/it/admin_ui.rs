@@ -1061,6 +1061,24 @@ async fn actions(backends: Backends, test: &str) {
         .as_str()
         .unwrap()
         .to_owned();
+    // The deliveries page lists it, failed, with its error and "Retry now".
+    let listed = eventually("listed as failed", async || {
+        let p = admin
+            .send(
+                &format!("{base}/admin/deliveries?client_id={cid}&state=failed"),
+                None,
+            )
+            .await;
+        p.body
+            .contains(&format!("/admin/deliveries/{delivery}/retry"))
+            .then_some(p)
+    })
+    .await;
+    assert!(
+        listed.body.contains("backchannel_logout") && listed.body.contains("HTTP 400"),
+        "{}",
+        listed.body
+    );
     let event_page = format!("{base}/admin/logs/{}", failed["log_id"].as_str().unwrap());
     // (Attempts' outcomes are written in batches, just after their log events.)
     eventually("the failure recorded", async || {
@@ -1103,6 +1121,20 @@ async fn actions(backends: Backends, test: &str) {
     })
     .await;
     assert!(!page.body.contains("Retry now"));
+    let listed = admin
+        .send(
+            &format!("{base}/admin/deliveries?client_id={cid}&state=delivered"),
+            None,
+        )
+        .await;
+    assert!(
+        listed.body.contains(&delivery)
+            && !listed
+                .body
+                .contains(&format!("/admin/deliveries/{delivery}/retry")),
+        "{}",
+        listed.body
+    );
     // The log folds the two attempts of that delivery into one row, and names the user and app.
     let logs = admin
         .send(
