@@ -199,41 +199,44 @@ impl ConnectionRepo for SqlStore {
         let _forget = ForgetConnections(self);
         let (connection, client) = (connection.as_str().to_owned(), client.as_str().to_owned());
         self.run_write(move |conn| {
-            tx(conn, |conn| {
-                let exists = connections::table
-                    .find(&connection)
-                    .select(connections::id)
-                    .first::<String>(conn)
-                    .optional()
-                    .map_err(db_err("connection", "id"))?;
-                if exists.is_none() {
-                    return Err(not_found("connection", &connection));
+            // One statement, no transaction: the row is written or already there, and the write
+            // lock is the first thing taken (a read upgraded to a write inside a transaction is
+            // refused at once on SQLite when another process wrote in between, and a failed
+            // insert would abort a PostgreSQL transaction).
+            macro_rules! insert {
+                ($c:expr) => {
+                    diesel::insert_into(connection_clients::table)
+                        .values((
+                            connection_clients::connection_id.eq(&connection),
+                            connection_clients::client_id.eq(&client),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute($c)
+                };
+            }
+            let inserted = match &mut **conn {
+                DbConnection::Pg(pg) => insert!(pg),
+                DbConnection::Sqlite(lite) => insert!(lite),
+            };
+            match inserted {
+                Ok(n) => Ok(n > 0),
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                )) => {
+                    let exists = connections::table
+                        .find(&connection)
+                        .select(connections::id)
+                        .first::<String>(conn)
+                        .optional()
+                        .map_err(db_err("connection", "id"))?;
+                    Err(match exists {
+                        None => not_found("connection", &connection),
+                        Some(_) => not_found("client", &client),
+                    })
                 }
-                let enabled = connection_clients::table
-                    .find((&connection, &client))
-                    .select(connection_clients::client_id)
-                    .first::<String>(conn)
-                    .optional()
-                    .map_err(db_err("connection", "enabled_clients"))?;
-                if enabled.is_some() {
-                    return Ok(false);
-                }
-                match diesel::insert_into(connection_clients::table)
-                    .values((
-                        connection_clients::connection_id.eq(&connection),
-                        connection_clients::client_id.eq(&client),
-                    ))
-                    .execute(conn)
-                {
-                    Ok(n) => Ok(n > 0),
-                    // Enabled by another instance between the read and the insert.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => Ok(false),
-                    Err(e) => Err(db_err("connection", "enabled_clients")(e)),
-                }
-            })
+                Err(e) => Err(db_err("connection", "enabled_clients")(e)),
+            }
         })
         .await
     }

@@ -389,7 +389,18 @@ mod shared_connections {
         assert!(matches!(
             a.enable_client_on_connection(&ConnectionId::new("con_none"), &x)
                 .await,
-            Err(latch_core::StoreError::NotFound { .. })
+            Err(latch_core::StoreError::NotFound {
+                entity: "connection",
+                ..
+            })
+        ));
+        assert!(matches!(
+            a.enable_client_on_connection(&id, &latch_core::ClientId::new("cli_none"))
+                .await,
+            Err(latch_core::StoreError::NotFound {
+                entity: "client",
+                ..
+            })
         ));
         // A's cached read may still be the old one, never older than the TTL.
         let cached = a.get_connection_cached(&id).await.unwrap();
