@@ -198,6 +198,10 @@ pub trait RefreshTokenRepo: Send + Sync {
 #[async_trait]
 pub trait SigningKeyRepo: Send + Sync {
     async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError>;
+    /// Stores `k` unless a key of its algorithm in its state is stored already, atomically
+    /// across instances (instances started together make one first key, not one each). `true`
+    /// if `k` was stored.
+    async fn insert_signing_key_if_absent(&self, k: &SigningKey) -> Result<bool, StoreError>;
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
     async fn update_signing_key(&self, k: &SigningKey) -> Result<(), StoreError>;
     async fn get_signing_key(&self, kid: &Kid) -> Result<SigningKey, StoreError>;

@@ -8,7 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
-use futures_util::future::{Ready, ready};
+use futures_util::future::ready;
 
 use crate::ApiError;
 
@@ -49,7 +49,11 @@ impl AdminToken {
 
 /// Checks a bearer token that is not the admin token (a JWT access token for the management
 /// API audience); `None` = not acceptable.
-pub type TokenVerifier = std::sync::Arc<dyn Fn(&str) -> Option<ManagementAuth> + Send + Sync>;
+pub type TokenVerifier = std::sync::Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ManagementAuth>>>>
+        + Send
+        + Sync,
+>;
 
 /// What the management API accepts as credentials; registered as app data.
 #[derive(Clone, Default)]
@@ -121,10 +125,11 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 
 impl FromRequest for ManagementAuth {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let config = req.app_data::<web::Data<ManagementAuthConfig>>();
+        let invalid = || ApiError::unauthorized("Invalid token.");
         let result = match (bearer(req), config) {
             (None, _) => Err(ApiError::unauthorized(
                 "Missing authentication: send Authorization: Bearer <token>.",
@@ -132,14 +137,17 @@ impl FromRequest for ManagementAuth {
             (Some(t), Some(c)) if c.admin_token.as_ref().is_some_and(|a| a.matches(t)) => {
                 Ok(ManagementAuth::AdminToken)
             }
-            (Some(t), Some(c)) => c
-                .verify_token
-                .as_ref()
-                .and_then(|v| v(t))
-                .ok_or_else(|| ApiError::unauthorized("Invalid token.")),
-            (Some(_), None) => Err(ApiError::unauthorized("Invalid token.")),
+            (Some(t), Some(c)) => match c.verify_token.as_ref() {
+                // A signed token may need the keys read again (another instance's new key).
+                Some(v) => {
+                    let verified = v(t.to_owned());
+                    return Box::pin(async move { verified.await.ok_or_else(invalid) });
+                }
+                None => Err(invalid()),
+            },
+            (Some(_), None) => Err(invalid()),
         };
-        ready(result)
+        Box::pin(ready(result))
     }
 }
 

@@ -11,6 +11,6 @@ mod ring;
 mod sealed;
 pub mod token;
 
-pub use ring::{JoseError, KeyRing, VerifyOptions};
+pub use ring::{JoseError, KeyRing, RELOAD_EVERY, UNKNOWN_KID_RELOAD_GAP, VerifyOptions};
 pub use sealed::TokenSealer;
 pub use token::{constant_eq, pkce_s256, random_alnum, random_token, token_digest, verify_token};

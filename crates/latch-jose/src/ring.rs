@@ -23,6 +23,9 @@ pub enum JoseError {
     NoKey(&'static str),
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// Signed by a key this instance has not loaded (see [`KeyRing::verify_reloading`]).
+    #[error("invalid token: unknown kid")]
+    UnknownKid,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,7 +52,17 @@ pub struct KeyRing {
     loaded: RwLock<Arc<Loaded>>,
     /// One next-key generation at a time in this process.
     generating: tokio::sync::Mutex<()>,
+    /// When the keys were last read from the store (one reload at a time).
+    reloaded: tokio::sync::Mutex<std::time::Instant>,
 }
+
+/// How often every instance re-reads the keys (the composition root's timer): a rotation, on
+/// any instance, is served in every instance's JWKS and signs there within this.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A token naming a `kid` this instance has not loaded makes it read the keys again at once,
+/// at most once per this interval (unknown kids cannot turn into a stream of store reads).
+pub const UNKNOWN_KID_RELOAD_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What to check when verifying one of Latch's own tokens.
 #[derive(Debug, Clone)]
@@ -95,6 +108,7 @@ impl KeyRing {
             clock,
             loaded: RwLock::new(Arc::default()),
             generating: tokio::sync::Mutex::new(()),
+            reloaded: tokio::sync::Mutex::new(std::time::Instant::now()),
         };
         let keys = ring.store.list_signing_keys().await?;
         for alg in ALGORITHMS {
@@ -102,7 +116,9 @@ impl KeyRing {
                 .iter()
                 .any(|k| k.alg == alg && k.state == KeyState::Current)
             {
-                ring.insert_new(alg, KeyState::Current).await?;
+                // Instances started together on a fresh store: one key is stored, the others
+                // read it below.
+                ring.insert_new_if_absent(alg, KeyState::Current).await?;
             }
         }
         ring.reload().await?;
@@ -120,8 +136,7 @@ impl KeyRing {
                 .iter()
                 .any(|k| k.alg == alg && k.state == KeyState::Next)
             {
-                self.insert_new(alg, KeyState::Next).await?;
-                added = true;
+                added |= self.insert_new_if_absent(alg, KeyState::Next).await?;
             }
         }
         if added {
@@ -131,6 +146,28 @@ impl KeyRing {
     }
 
     async fn insert_new(&self, alg: SigningAlg, state: KeyState) -> Result<SigningKey, JoseError> {
+        let key = self.generate(alg, state).await?;
+        self.store.insert_signing_key(&key).await?;
+        tracing::info!(kid = %key.kid, alg = alg.as_str(), state = state.as_str(), "generated signing key");
+        Ok(key)
+    }
+
+    /// Stores a new key unless the store already holds one of `alg` in `state` (another
+    /// instance made it first); `true` if this one was stored.
+    async fn insert_new_if_absent(
+        &self,
+        alg: SigningAlg,
+        state: KeyState,
+    ) -> Result<bool, JoseError> {
+        let key = self.generate(alg, state).await?;
+        let stored = self.store.insert_signing_key_if_absent(&key).await?;
+        if stored {
+            tracing::info!(kid = %key.kid, alg = alg.as_str(), state = state.as_str(), "generated signing key");
+        }
+        Ok(stored)
+    }
+
+    async fn generate(&self, alg: SigningAlg, state: KeyState) -> Result<SigningKey, JoseError> {
         // Tens to hundreds of milliseconds for RSA: off the async workers.
         let signer = tokio::task::spawn_blocking(move || Signer::generate(alg))
             .await
@@ -146,13 +183,50 @@ impl KeyRing {
             updated_at: now,
             publish_until: None,
         };
-        self.store.insert_signing_key(&key).await?;
-        tracing::info!(kid = %key.kid, alg = alg.as_str(), state = state.as_str(), "generated signing key");
         Ok(key)
     }
 
     /// Re-reads the keys from the store (after a rotation here or on another instance).
     pub async fn reload(&self) -> Result<(), JoseError> {
+        let mut reloaded = self.reloaded.lock().await;
+        let started = std::time::Instant::now();
+        self.read_keys().await?;
+        *reloaded = started;
+        Ok(())
+    }
+
+    /// [`verify`](Self::verify), reading the keys again first when the token names a `kid`
+    /// this instance has not loaded (made or rotated on another instance moments ago), at most
+    /// once per [`UNKNOWN_KID_RELOAD_GAP`].
+    pub async fn verify_reloading(
+        &self,
+        token: &str,
+        opts: &VerifyOptions<'_>,
+    ) -> Result<Value, JoseError> {
+        let arrived = std::time::Instant::now();
+        match self.verify(token, opts) {
+            Err(JoseError::UnknownKid) => {}
+            other => return other,
+        }
+        {
+            let mut reloaded = self.reloaded.lock().await;
+            // A read that began after this token arrived has every key stored before it; else
+            // read again, waiting out the gap since the last read (a token with an unknown kid
+            // waits at most that long; the keys are read at most once per gap whatever comes).
+            if *reloaded < arrived {
+                let since = reloaded.elapsed();
+                if since < UNKNOWN_KID_RELOAD_GAP {
+                    tokio::time::sleep(UNKNOWN_KID_RELOAD_GAP - since).await;
+                }
+                let started = std::time::Instant::now();
+                self.read_keys().await?;
+                *reloaded = started;
+            }
+        }
+        self.verify(token, opts)
+    }
+
+    async fn read_keys(&self) -> Result<(), JoseError> {
         let now = self.clock.now();
         let keys = self.store.list_signing_keys().await?;
         let mut loaded = Loaded::default();
@@ -235,10 +309,7 @@ impl KeyRing {
             .as_deref()
             .ok_or_else(|| JoseError::Invalid("no kid".into()))?;
         let snap = self.snapshot();
-        let (alg, key) = snap
-            .verifiers
-            .get(kid)
-            .ok_or_else(|| JoseError::Invalid("unknown kid".into()))?;
+        let (alg, key) = snap.verifiers.get(kid).ok_or(JoseError::UnknownKid)?;
         if !opts.algs.contains(alg) || header.alg != to_jwt_alg(*alg) {
             return Err(JoseError::Invalid("algorithm not allowed".into()));
         }
@@ -337,6 +408,14 @@ mod tests {
         async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
             self.0.lock().unwrap().push(k.clone());
             Ok(())
+        }
+        async fn insert_signing_key_if_absent(&self, k: &SigningKey) -> Result<bool, StoreError> {
+            let mut v = self.0.lock().unwrap();
+            if v.iter().any(|x| x.alg == k.alg && x.state == k.state) {
+                return Ok(false);
+            }
+            v.push(k.clone());
+            Ok(true)
         }
         async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
             Ok(self.0.lock().unwrap().clone())
@@ -518,5 +597,56 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    /// Two instances on one store: started together they sign with the same first keys; a
+    /// token signed after a rotation at one verifies at the other before its timer reloads.
+    #[tokio::test]
+    async fn instances_share_keys_and_reload_on_an_unknown_kid() {
+        let clock = ManualClock::new(OffsetDateTime::now_utc());
+        let repo = Arc::new(MemKeys::default());
+        let (a, b) = tokio::join!(
+            KeyRing::load_current(repo.clone(), Arc::new(clock.clone())),
+            KeyRing::load_current(repo.clone(), Arc::new(clock.clone()))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        for alg in ALGORITHMS {
+            assert_eq!(a.current_kid(alg), b.current_kid(alg));
+        }
+        assert_eq!(repo.0.lock().unwrap().len(), 3);
+        a.rotate(Duration::days(1)).await.unwrap();
+        let t = a.sign(SigningAlg::ES256, "JWT", &claims(&clock)).unwrap();
+        assert!(matches!(
+            b.verify(&t, &opts(&[SigningAlg::ES256])),
+            Err(JoseError::UnknownKid)
+        ));
+        let got = b
+            .verify_reloading(&t, &opts(&[SigningAlg::ES256]))
+            .await
+            .unwrap();
+        assert_eq!(got["sub"], "auth0|1");
+        assert_eq!(b.jwks(), a.jwks());
+        // A kid no store holds stays unknown.
+        let forged = {
+            let (h, rest) = t.split_once('.').unwrap();
+            let mut header: Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, h)
+                    .unwrap(),
+            )
+            .unwrap();
+            header["kid"] = json!("nobody");
+            let h = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                serde_json::to_vec(&header).unwrap(),
+            );
+            format!("{h}.{rest}")
+        };
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            b.verify_reloading(&forged, &opts(&[SigningAlg::ES256]))
+                .await,
+            Err(JoseError::UnknownKid)
+        ));
+        assert!(started.elapsed() <= UNKNOWN_KID_RELOAD_GAP + std::time::Duration::from_secs(1));
     }
 }

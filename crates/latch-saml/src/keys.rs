@@ -19,7 +19,7 @@ use crate::SamlError;
 use crate::idp::IdpKey;
 
 /// How often the server re-reads the keys: a rotation reaches SAML signing within this.
-pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What signs now, and what is published.
 #[derive(Debug, Clone)]

@@ -71,8 +71,9 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     }));
     let keys = state.keys.clone();
     handles.push(tokio::spawn(async move {
-        // Keys rotated by another instance (or `latch keys rotate`) are picked up within a minute.
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        // Keys rotated by another instance (or `latch keys rotate`) are signed with and served
+        // within RELOAD_EVERY; a token naming an unknown kid reads them at once.
+        let mut tick = tokio::time::interval(latch_jose::RELOAD_EVERY);
         tick.tick().await;
         loop {
             tick.tick().await;
@@ -258,27 +259,30 @@ fn management_token_verifier(state: &AppState) -> latch_http::auth::TokenVerifie
     let keys = state.keys.clone();
     let issuer = state.config.issuer_str().to_owned();
     let audience = format!("{issuer}/api/v2/");
-    Arc::new(move |token: &str| {
-        use latch_core::model::SigningAlg;
-        let opts = latch_jose::VerifyOptions {
-            algs: &[SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA],
-            issuer: &issuer,
-            audience: Some(&audience),
-            check_expiry: true,
-            typ: Some("at+jwt"),
-        };
-        let claims = keys.verify(token, &opts).ok()?;
-        if claims["gty"] != "client-credentials" {
-            return None;
-        }
-        Some(latch_http::ManagementAuth::Client {
-            client_id: claims["client_id"].as_str()?.to_owned(),
-            scopes: claims["scope"]
-                .as_str()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+    Arc::new(move |token: String| {
+        let (keys, issuer, audience) = (keys.clone(), issuer.clone(), audience.clone());
+        Box::pin(async move {
+            use latch_core::model::SigningAlg;
+            let opts = latch_jose::VerifyOptions {
+                algs: &[SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA],
+                issuer: &issuer,
+                audience: Some(&audience),
+                check_expiry: true,
+                typ: Some("at+jwt"),
+            };
+            let claims = keys.verify_reloading(&token, &opts).await.ok()?;
+            if claims["gty"] != "client-credentials" {
+                return None;
+            }
+            Some(latch_http::ManagementAuth::Client {
+                client_id: claims["client_id"].as_str()?.to_owned(),
+                scopes: claims["scope"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            })
         })
     })
 }

@@ -1209,6 +1209,10 @@ impl RefreshTokenRepo for SqlStore {
     }
 }
 
+/// The PostgreSQL advisory lock under which a first key of an algorithm and state is stored
+/// ("Latch_ky").
+const SIGNING_KEYS_LOCK: i64 = 0x4c61_7463_685f_6b79;
+
 #[async_trait]
 impl SigningKeyRepo for SqlStore {
     async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
@@ -1219,6 +1223,61 @@ impl SigningKeyRepo for SqlStore {
                 .execute(conn)
                 .map_err(db_err("signing key", "kid"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn insert_signing_key_if_absent(&self, k: &SigningKey) -> Result<bool, StoreError> {
+        let row = KeyRow::from_domain(k, &self.cipher)?;
+        self.run_write(move |conn| {
+            // One statement: on SQLite it holds the write lock from the check to the insert.
+            // On PostgreSQL two such statements could both find nothing, so they run under a
+            // transaction-scoped advisory lock and take turns.
+            macro_rules! insert {
+                ($c:expr) => {
+                    diesel::insert_into(signing_keys::table)
+                        .values(
+                            diesel::select((
+                                row.kid.as_str().into_sql::<diesel::sql_types::Text>(),
+                                row.alg.as_str().into_sql::<diesel::sql_types::Text>(),
+                                row.state.as_str().into_sql::<diesel::sql_types::Text>(),
+                                row.private_key.as_str().into_sql::<diesel::sql_types::Text>(),
+                                row.public_jwk.as_str().into_sql::<diesel::sql_types::Text>(),
+                                row.created_at.into_sql::<diesel::sql_types::BigInt>(),
+                                row.updated_at.into_sql::<diesel::sql_types::BigInt>(),
+                                row.publish_until
+                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
+                            ))
+                            .filter(diesel::dsl::not(diesel::dsl::exists(
+                                signing_keys::table
+                                    .filter(signing_keys::alg.eq(&row.alg))
+                                    .filter(signing_keys::state.eq(&row.state)),
+                            ))),
+                        )
+                        .into_columns((
+                            signing_keys::kid,
+                            signing_keys::alg,
+                            signing_keys::state,
+                            signing_keys::private_key,
+                            signing_keys::public_jwk,
+                            signing_keys::created_at,
+                            signing_keys::updated_at,
+                            signing_keys::publish_until,
+                        ))
+                        .execute($c)
+                };
+            }
+            let n = match &mut **conn {
+                DbConnection::Pg(pg) => pg.transaction(|pg| {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                        .bind::<diesel::sql_types::BigInt, _>(SIGNING_KEYS_LOCK)
+                        .execute(pg)?;
+                    insert!(pg)
+                }),
+                DbConnection::Sqlite(lite) => insert!(lite),
+            }
+            .map_err(db_err("signing key", "kid"))?;
+            Ok(n > 0)
         })
         .await
     }

@@ -634,6 +634,40 @@ pub async fn signing_keys_round_trip(s: &dyn Store) {
     s.update_signing_key(&cur).await.unwrap();
     assert!(s.list_signing_keys().await.unwrap().contains(&cur));
     assert!(s.insert_signing_key(&k).await.is_err());
+
+    // A first key of an algorithm and state is stored once: the second is refused, another
+    // state or algorithm is not.
+    let first = |kid: &str, alg: SigningAlg, state: KeyState| SigningKey {
+        kid: Kid::new(format!("{kid}-{u}")),
+        alg,
+        state,
+        ..k.clone()
+    };
+    let a = first("a", SigningAlg::RS256, KeyState::Current);
+    assert!(s.insert_signing_key_if_absent(&a).await.unwrap());
+    assert!(
+        !s.insert_signing_key_if_absent(&first("b", SigningAlg::RS256, KeyState::Current))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.insert_signing_key_if_absent(&first("c", SigningAlg::RS256, KeyState::Next))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.insert_signing_key_if_absent(&first("d", SigningAlg::EdDSA, KeyState::Current))
+            .await
+            .unwrap()
+    );
+    let current: Vec<_> = s
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.alg == SigningAlg::RS256 && x.state == KeyState::Current)
+        .collect();
+    assert_eq!(current, [a]);
 }
 
 pub async fn logs_filter_newest_first(s: &dyn Store) {

@@ -90,7 +90,7 @@ async fn handle(
                 check_expiry: false,
                 typ: Some("JWT"),
             };
-            match deps.keys.verify(h, &opts) {
+            match deps.keys.verify_reloading(h, &opts).await {
                 Ok(c) => Some(c),
                 Err(_) => {
                     return Ok(bad(

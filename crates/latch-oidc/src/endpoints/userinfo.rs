@@ -45,7 +45,7 @@ pub async fn verify_access_token(deps: &Deps, token: &str) -> Option<Value> {
             check_expiry: true,
             typ: Some("at+jwt"),
         };
-        deps.keys.verify(token, &opts).ok()?
+        deps.keys.verify_reloading(token, &opts).await.ok()?
     };
     // A user's token stands only while its grant does: a logout, a refresh token's reuse, a
     // code's replay or a revocation ends the grant and, with it, every token carrying its id.

@@ -402,6 +402,26 @@ mod shared_connections {
                 ..
             })
         ));
+        // Both instances make their first signing key at once: one is stored, the other
+        // finds it.
+        let key = |kid: &str| latch_core::model::SigningKey {
+            kid: latch_core::Kid::new(kid),
+            alg: latch_core::model::SigningAlg::ES256,
+            state: latch_core::model::KeyState::Current,
+            private_pem: latch_core::secret::SecretString::new("pem"),
+            public_jwk: serde_json::json!({"kid": kid}),
+            created_at: time::OffsetDateTime::now_utc(),
+            updated_at: time::OffsetDateTime::now_utc(),
+            publish_until: None,
+        };
+        use latch_core::store::SigningKeyRepo;
+        let (first_a, first_b) = (key("first-a"), key("first-b"));
+        let (ka, kb) = tokio::join!(
+            a.insert_signing_key_if_absent(&first_a),
+            b.insert_signing_key_if_absent(&first_b)
+        );
+        assert!(ka.unwrap() ^ kb.unwrap());
+        assert_eq!(a.list_signing_keys().await.unwrap().len(), 1);
         // A's cached read may still be the old one, never older than the TTL.
         let cached = a.get_connection_cached(&id).await.unwrap();
         assert!(
