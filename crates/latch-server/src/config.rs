@@ -59,9 +59,15 @@ pub struct FileConfig {
     /// `LATCH_LOG_RETENTION_DAYS`: days log events are kept (1 to 3650); older ones are purged.
     /// Default 30.
     pub log_retention_days: Option<String>,
-    /// `LATCH_OUTBOX_RETENTION_DAYS`: days delivered and failed back-channel deliveries are kept
-    /// after they finish (1 to 3650); pending ones are never purged. Default 7.
+    /// `LATCH_OUTBOX_RETENTION_HOURS`: hours delivered and failed logout deliveries are kept
+    /// after they finish (1 to 87600); pending ones are never purged. Default 168 (7 days).
+    pub outbox_retention_hours: Option<String>,
+    /// `LATCH_OUTBOX_RETENTION_DAYS`: the same in days (1 to 3650), the setting's earlier name;
+    /// not both.
     pub outbox_retention_days: Option<String>,
+    /// `LATCH_METRICS_TOKEN`: when set, `GET /metrics` requires `Authorization: Bearer` it.
+    /// Default: unset (the metrics are open to whoever reaches the listener).
+    pub metrics_token: Option<String>,
 }
 
 /// The validated configuration.
@@ -106,7 +112,9 @@ pub const KEYS: &[&str] = &[
     "outbound_allow",
     "backchannel_retry_for",
     "log_retention_days",
+    "outbox_retention_hours",
     "outbox_retention_days",
+    "metrics_token",
 ];
 
 /// `LATCH_*` variables that are not settings: `LATCH_CONFIG` names the file (read by the CLI);
@@ -474,7 +482,34 @@ impl Config {
                 },
             };
         let log_retention = days("LATCH_LOG_RETENTION_DAYS", fc.log_retention_days, 30);
-        let outbox_retention = days("LATCH_OUTBOX_RETENTION_DAYS", fc.outbox_retention_days, 7);
+        let outbox_days = get(
+            "LATCH_OUTBOX_RETENTION_DAYS",
+            fc.outbox_retention_days.clone(),
+        )
+        .is_some()
+        .then(|| days("LATCH_OUTBOX_RETENTION_DAYS", fc.outbox_retention_days, 7));
+        let outbox_retention = match (
+            get("LATCH_OUTBOX_RETENTION_HOURS", fc.outbox_retention_hours),
+            outbox_days,
+        ) {
+            (Some((key, _)), Some(_)) => {
+                errors.push(format!(
+                    "{key}: set either it or LATCH_OUTBOX_RETENTION_DAYS, not both"
+                ));
+                time::Duration::days(7)
+            }
+            (Some((key, v)), None) => match v.trim().parse::<i64>() {
+                Ok(n) if (1..=87_600).contains(&n) => time::Duration::hours(n),
+                _ => {
+                    errors.push(format!(
+                        "{key}: {v:?} must be a number of hours from 1 to 87600"
+                    ));
+                    time::Duration::days(7)
+                }
+            },
+            (None, Some(d)) => d,
+            (None, None) => time::Duration::days(7),
+        };
         let outbound_allow = match get("LATCH_OUTBOUND_ALLOW", fc.outbound_allow) {
             None => Vec::new(),
             Some((key, v)) => {
@@ -730,6 +765,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.log_retention, time::Duration::days(90));
         assert_eq!(c.outbox_retention, time::Duration::days(1));
+        let c = Config::from_sources(None, &env(&[("LATCH_OUTBOX_RETENTION_HOURS", "6")])).unwrap();
+        assert_eq!(c.outbox_retention, time::Duration::hours(6));
+        for bad in ["0", "87601", "6h", ""] {
+            let e = Config::from_sources(None, &env(&[("LATCH_OUTBOX_RETENTION_HOURS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("LATCH_OUTBOX_RETENTION_HOURS"), "{e}");
+        }
+        let e = Config::from_sources(
+            None,
+            &env(&[
+                ("LATCH_OUTBOX_RETENTION_HOURS", "6"),
+                ("LATCH_OUTBOX_RETENTION_DAYS", "1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
         for bad in ["0", "-3", "3651", "30d", ""] {
             let e = Config::from_sources(None, &env(&[("LATCH_LOG_RETENTION_DAYS", bad)]))
                 .unwrap_err()

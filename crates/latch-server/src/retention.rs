@@ -1,7 +1,7 @@
 //! Retention: log events older than `LATCH_LOG_RETENTION_DAYS` (and the events log streams hold
 //! for their sinks, by the same date: a stream left paused or suspended keeps no more than the
 //! log), delivered or failed back-channel deliveries finished more than
-//! `LATCH_OUTBOX_RETENTION_DAYS` ago, and grants (with their refresh tokens) expired more than
+//! `LATCH_OUTBOX_RETENTION_HOURS` ago, and grants (with their refresh tokens) expired more than
 //! [`GRANT_GRACE`] ago are deleted, in bounded batches, by every instance (the store's purges
 //! are safe to run concurrently: on PostgreSQL each instance skips the rows another is deleting).
 //! Pending deliveries are never purged.
@@ -17,8 +17,9 @@ use crate::config::Config;
 /// Rows deleted per statement: short transactions, so other writers are barely held up.
 pub const BATCH: u32 = 1000;
 
-/// How often a pass runs (the first one right at start, which catches up after a downtime).
-pub const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often a pass runs (the first one right at start, which catches up after a downtime); a
+/// row outlives its retention by at most this.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Grants are kept this long past their expiry: an access token issued late in a refresh family
 /// may outlive the family's end by its own lifetime (at most 30 days), and a token whose grant
