@@ -35,6 +35,10 @@ pub struct AppState {
     pub upstream_logout: Arc<dyn latch_core::connector::UpstreamLogout>,
     /// What Latch signs SAML with (its RS256 key, with a certificate).
     pub saml_keys: Arc<latch_saml::keys::IdpKeys>,
+    /// What `GET /metrics` scrapes share (the last pending-delivery count).
+    pub scrape: Arc<crate::metrics::Scrape>,
+    /// The instance's request slots (`LATCH_MAX_CONCURRENT_REQUESTS`), shared by its workers.
+    pub shed: crate::shed::Shed,
 }
 
 impl AppState {
@@ -299,11 +303,18 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let shed = state.shed.clone();
     App::new()
+        // Innermost: a shed request's 503 still gets the security headers and a request id.
+        .wrap(from_fn(move |req, next| {
+            let shed = shed.clone();
+            async move { shed.handle(req, next).await }
+        }))
         .wrap(latch_http::headers::security_headers(
             state.config.issuer_str().starts_with("https://"),
         ))
         .wrap(from_fn(latch_http::headers::request_id_header))
+        .wrap(from_fn(crate::metrics::record_http))
         .wrap(tracing_actix_web::TracingLogger::<
             latch_http::client_ip::RootSpan,
         >::new())

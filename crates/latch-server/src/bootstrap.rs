@@ -607,6 +607,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             saml_keys.clone(),
         ),
     });
+    let shed = crate::shed::Shed::new(config.max_concurrent_requests);
     Ok(Started {
         state: AppState {
             config: Arc::new(config),
@@ -621,6 +622,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             remote,
             keys,
             saml_keys,
+            scrape: Default::default(),
+            shed,
         },
         new_admin_token,
         new_admin_password,

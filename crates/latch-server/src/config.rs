@@ -68,6 +68,9 @@ pub struct FileConfig {
     /// `LATCH_METRICS_TOKEN`: when set, `GET /metrics` requires `Authorization: Bearer` it.
     /// Default: unset (the metrics are open to whoever reaches the listener).
     pub metrics_token: Option<String>,
+    /// `LATCH_MAX_CONCURRENT_REQUESTS`: requests an instance handles at once (1 to 100000);
+    /// one more is answered 503 with `Retry-After` at once. Default 1024.
+    pub max_concurrent_requests: Option<String>,
 }
 
 /// The validated configuration.
@@ -92,9 +95,17 @@ pub struct Config {
     pub log_retention: time::Duration,
     /// How long finished (delivered or failed) deliveries are kept.
     pub outbox_retention: time::Duration,
+    /// The bearer token `GET /metrics` requires, if any (`LATCH_METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
+    /// Requests handled at once before more are shed (`LATCH_MAX_CONCURRENT_REQUESTS`).
+    pub max_concurrent_requests: usize,
     /// What deserves a warning but does not stop a start (an unknown `LATCH_*` variable).
     pub warnings: Vec<String>,
 }
+
+/// Requests an instance handles at once by default: far above what two cores serve (a few
+/// hundred callers keep them busy), so only a stalled dependency reaches it.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 /// Every setting's file key; its environment variable is `LATCH_` and the key upper-cased.
 pub const KEYS: &[&str] = &[
@@ -115,6 +126,7 @@ pub const KEYS: &[&str] = &[
     "outbox_retention_hours",
     "outbox_retention_days",
     "metrics_token",
+    "max_concurrent_requests",
 ];
 
 /// `LATCH_*` variables that are not settings: `LATCH_CONFIG` names the file (read by the CLI);
@@ -231,7 +243,12 @@ impl std::fmt::Debug for Config {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "[redacted]"),
             )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("outbound_allow", &self.outbound_allow)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }
@@ -510,6 +527,19 @@ impl Config {
             (None, Some(d)) => d,
             (None, None) => time::Duration::days(7),
         };
+        let max_concurrent_requests =
+            match get("LATCH_MAX_CONCURRENT_REQUESTS", fc.max_concurrent_requests) {
+                None => DEFAULT_MAX_CONCURRENT_REQUESTS,
+                Some((key, v)) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=100_000).contains(&n) => n,
+                    _ => {
+                        errors.push(format!(
+                            "{key}: {v:?} must be a number of requests from 1 to 100000"
+                        ));
+                        DEFAULT_MAX_CONCURRENT_REQUESTS
+                    }
+                },
+            };
         let outbound_allow = match get("LATCH_OUTBOUND_ALLOW", fc.outbound_allow) {
             None => Vec::new(),
             Some((key, v)) => {
@@ -545,6 +575,8 @@ impl Config {
                 outbound_allow,
                 log_retention,
                 outbox_retention,
+                metrics_token,
+                max_concurrent_requests,
                 warnings,
             }),
             _ => Err(ConfigErrors(errors)),
@@ -748,6 +780,21 @@ mod tests {
             .to_string();
         assert!(e.contains("log_format (config file, line 1)"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn max_concurrent_requests() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.max_concurrent_requests, DEFAULT_MAX_CONCURRENT_REQUESTS);
+        let c =
+            Config::from_sources(None, &env(&[("LATCH_MAX_CONCURRENT_REQUESTS", "8")])).unwrap();
+        assert_eq!(c.max_concurrent_requests, 8);
+        for bad in ["0", "100001", "many", ""] {
+            let e = Config::from_sources(None, &env(&[("LATCH_MAX_CONCURRENT_REQUESTS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("LATCH_MAX_CONCURRENT_REQUESTS"), "{e}");
+        }
     }
 
     #[test]

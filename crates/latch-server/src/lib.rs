@@ -5,7 +5,9 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod expiry;
+pub mod metrics;
 pub mod retention;
+pub mod shed;
 pub mod telemetry;
 
 pub use app::{AppState, configure};

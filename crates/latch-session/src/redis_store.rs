@@ -404,9 +404,11 @@ impl RedisSessionStore {
         let client =
             redis::Client::open(url).map_err(|e| SessionError::Unavailable(Box::new(e)))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(2);
+            // Fail fast when Redis is down or stalls (the request answers 503 with Retry-After);
+            // the manager reconnects by itself when it returns.
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
         let conn = client
             .get_connection_manager_with_config(config)
             .await

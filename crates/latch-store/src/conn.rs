@@ -44,7 +44,7 @@ impl Manager {
     pub fn new(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self {
-                url: url.to_owned(),
+                url: with_connect_timeout(url),
                 backend: Backend::Postgres,
             });
         }
@@ -68,6 +68,19 @@ impl Manager {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+}
+
+/// How long opening a PostgreSQL connection may take unless the URL says (libpq's
+/// `connect_timeout`): an unreachable server fails a request in seconds, not after the system's
+/// TCP timeout of minutes.
+pub const PG_CONNECT_TIMEOUT_SECS: u32 = 3;
+
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={PG_CONNECT_TIMEOUT_SECS}")
 }
 
 /// A URL with any password replaced, fit for messages.

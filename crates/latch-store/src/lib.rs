@@ -74,7 +74,9 @@ impl StoreOptions {
         Self {
             url: url.into(),
             max_connections: 16,
-            connect_timeout: std::time::Duration::from_secs(5),
+            // Also how long a request waits for a pooled connection: a database that is down or
+            // saturated sheds requests with 503 in seconds instead of queueing them.
+            connect_timeout: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -248,6 +250,11 @@ fn checked<T>(
             Ok(fresh) => **conn = fresh,
             Err(e) => tracing::warn!(error = %e, "database connection lost; reconnecting failed"),
         }
+        // The database went away under the query: unavailable (503), not a bug (500).
+        return out.map_err(|e| match e {
+            StoreError::Internal(source) => StoreError::Unavailable(source),
+            other => other,
+        });
     }
     out
 }

@@ -9,8 +9,9 @@
 //! instances commit in `seq` order ([`LOG_STREAM_QUEUE_LOCK`]), so a worker never sees a later
 //! event of a stream before an earlier one.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,16 +44,25 @@ enum Msg {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
+/// Events waiting for the writer, at most: when the database stalls, the queue stops growing
+/// here and further events are dropped (counted, and reported at most once a minute) rather than
+/// held in memory without bound or making requests wait.
+pub(crate) const QUEUE_LIMIT: usize = 50_000;
+
 #[derive(Clone)]
 pub(crate) struct LogQueue {
-    tx: Sender<Msg>,
+    tx: SyncSender<Msg>,
+    /// Events dropped because the queue was full, over the process's life.
+    dropped: Arc<AtomicU64>,
+    /// When a drop was last reported.
+    reported: Arc<Mutex<Option<Instant>>>,
     /// Set by this store's stream writes: the writer reads the streams again before its next batch.
     streams_stale: Arc<AtomicBool>,
 }
 
 impl LogQueue {
     pub fn start(pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, backend: Backend) -> Self {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(QUEUE_LIMIT);
         let streams_stale = Arc::new(AtomicBool::new(true));
         let stale = streams_stale.clone();
         std::thread::Builder::new()
@@ -60,7 +70,17 @@ impl LogQueue {
             .spawn(move || writer(rx, pool, write_lock, backend, stale))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the log writer"));
-        Self { tx, streams_stale }
+        Self {
+            tx,
+            dropped: Arc::default(),
+            reported: Arc::default(),
+            streams_stale,
+        }
+    }
+
+    /// Events dropped because the writer fell [`QUEUE_LIMIT`] behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// A log stream was created, changed or deleted here: events queued from now on see it.
@@ -69,15 +89,32 @@ impl LogQueue {
     }
 
     pub fn push(&self, row: LogRow) {
-        if self.tx.send(Msg::Event(Box::new(row))).is_err() {
-            tracing::error!("log writer stopped; event dropped");
+        match self.tx.try_send(Msg::Event(Box::new(row))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+                if reported.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                    *reported = Some(Instant::now());
+                    tracing::error!(
+                        dropped_total = total,
+                        limit = QUEUE_LIMIT,
+                        "log writer behind (database slow or down); log events dropped"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("log writer stopped; event dropped");
+            }
         }
     }
 
     /// Waits until every event queued so far is written.
     pub async fn flush(&self) {
         let (ack, done) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::Flush(ack)).is_ok() {
+        // A full queue makes the send wait for room: off the async workers.
+        let tx = self.tx.clone();
+        if let Ok(Ok(())) = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack))).await {
             let _ = done.await;
         }
     }

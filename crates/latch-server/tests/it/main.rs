@@ -34,6 +34,7 @@ mod samlp;
 mod samlp_e2e;
 mod scim;
 mod scim_api;
+mod shed;
 mod support;
 mod throttle;
 mod upstream_slo;
