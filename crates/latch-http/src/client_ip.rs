@@ -210,6 +210,50 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     }
 }
 
+/// The scheme a trusted proxy says the client used: `X-Forwarded-Proto` (its last value, which
+/// the nearest proxy wrote), else RFC 7239 `Forwarded`'s `proto` (its last element). `None` when
+/// the request did not come from a trusted proxy or the proxy named no scheme; `Some(None)` when
+/// it named one that is neither `http` nor `https`.
+#[allow(clippy::disallowed_methods)] // reads the socket peer, as `client_ip` does
+pub fn forwarded_scheme(req: &HttpRequest) -> Option<Option<&'static str>> {
+    let trusted = req.app_data::<web::Data<TrustedProxies>>()?;
+    if !trusted.contains(req.peer_addr()?.ip()) {
+        return None;
+    }
+    let named = match joined(
+        req.headers(),
+        &header::HeaderName::from_static("x-forwarded-proto"),
+    ) {
+        Some(v) => v.and_then(|v| v.rsplit(',').next().map(|s| s.trim().to_ascii_lowercase())),
+        None => joined(req.headers(), &header::FORWARDED)?.and_then(|v| {
+            v.rsplit(',').next().and_then(|last| {
+                last.split(';').find_map(|pair| {
+                    let (k, val) = pair.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("proto")
+                        .then(|| val.trim().trim_matches('"').to_ascii_lowercase())
+                })
+            })
+        }),
+    };
+    Some(match named.as_deref() {
+        Some("https") => Some("https"),
+        Some("http") => Some("http"),
+        _ => None,
+    })
+}
+
+/// The scheme the client used, for logs: what a trusted proxy says ([`forwarded_scheme`]),
+/// else the connection's own, plain HTTP (Latch does not terminate TLS; not
+/// `ConnectionInfo::scheme`, which believes forwarding headers from anyone).
+pub fn client_scheme(req: &HttpRequest) -> &'static str {
+    match forwarded_scheme(req) {
+        Some(Some(s)) => s,
+        Some(None) => "unknown",
+        None => "http",
+    }
+}
+
 /// Without `LATCH_TRUSTED_PROXIES`, `X-Forwarded-For` from a private or loopback peer usually
 /// means a load balancer nobody told Latch about: every user then shares its address (one
 /// address's throttling, one `ip` in the logs). Said once per process.
@@ -259,9 +303,11 @@ impl RootSpanBuilder for RootSpan {
             .get(header::USER_AGENT)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
+        let scheme = client_scheme(request.request());
         tracing::info_span!(
             "HTTP request",
             http.method = %method,
+            http.scheme = %scheme,
             http.route = %route,
             http.flavor = ?request.version(),
             http.client_ip = %ip,

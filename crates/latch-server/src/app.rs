@@ -304,11 +304,18 @@ pub fn app(
     >,
 > {
     let shed = state.shed.clone();
+    let https_origin: Option<Arc<str>> = (state.config.issuer.scheme() == "https")
+        .then(|| state.config.issuer.origin().ascii_serialization().into());
     App::new()
         // Innermost: a shed request's 503 still gets the security headers and a request id.
         .wrap(from_fn(move |req, next| {
             let shed = shed.clone();
             async move { shed.handle(req, next).await }
+        }))
+        // A trusted proxy saying the client came over plain HTTP, to an https issuer: redirected
+        // or refused before anything is read.
+        .wrap(from_fn(move |req, next| {
+            latch_http::headers::require_https(https_origin.clone(), req, next)
         }))
         .wrap(latch_http::headers::security_headers(
             state.config.issuer_str().starts_with("https://"),
