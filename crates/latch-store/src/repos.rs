@@ -39,6 +39,80 @@ fn tx<T>(
         })
 }
 
+/// What one retention purge deletes: rows of `table` (key `key`) whose `date` is before the
+/// cut and which meet `also` (an SQL condition followed by `AND`, or nothing). The statements
+/// are made from these constants only.
+struct Purge {
+    table: &'static str,
+    key: &'static str,
+    date: &'static str,
+    also: &'static str,
+    entity: &'static str,
+}
+
+const LOG_EVENTS_PURGE: Purge = Purge {
+    table: "log_events",
+    key: "log_id",
+    date: "date",
+    also: "",
+    entity: "log event",
+};
+
+const FINISHED_DELIVERIES_PURGE: Purge = Purge {
+    table: "outbox",
+    key: "id",
+    date: "finished_at",
+    also: "state <> 'pending' AND ",
+    entity: "delivery",
+};
+
+const LOG_STREAM_EVENTS_PURGE: Purge = Purge {
+    table: "log_stream_events",
+    key: "seq",
+    date: "date",
+    also: "",
+    entity: "log stream event",
+};
+
+/// One bounded batch of a retention purge (an index on the date finds it), at most `limit`
+/// rows. On PostgreSQL rows another instance is deleting (or a worker holds) are skipped, not
+/// waited for, and the ids go to the delete as an array: with `IN (SELECT …)` the planner may
+/// hash-join against the whole table. SQLite deletes the oldest first.
+fn purge_batch(
+    conn: &mut DbConnection,
+    p: &Purge,
+    before: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    use diesel::sql_types::BigInt;
+    let Purge {
+        table,
+        key,
+        date,
+        also,
+        entity,
+    } = p;
+    match conn {
+        DbConnection::Pg(pg) => diesel::sql_query(format!(
+            "DELETE FROM {table} WHERE {key} = ANY(ARRAY(\
+               SELECT {key} FROM {table} WHERE {also}{date} < $1 \
+               LIMIT $2 FOR UPDATE SKIP LOCKED))"
+        ))
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(limit)
+        .execute(pg),
+        DbConnection::Sqlite(lite) => diesel::sql_query(format!(
+            "DELETE FROM {table} WHERE {key} IN (\
+               SELECT {key} FROM {table} WHERE {also}{date} < ?1 ORDER BY {date} LIMIT ?2)"
+        ))
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(limit)
+        .execute(lite),
+    }
+    .map(|n| n as u64)
+    .map_err(db_err(entity, key))
+}
+
 fn not_found(entity: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         entity,
@@ -1369,32 +1443,8 @@ impl LogRepo for SqlStore {
         // Events still queued for the writer are purged too when they are old enough.
         self.logs.flush().await;
         let (before, limit) = (to_millis(before), i64::from(limit));
-        self.run_write(move |conn| {
-            use diesel::sql_types::BigInt;
-            // One bounded batch (`log_events_date` finds it). On PostgreSQL rows another
-            // instance is deleting are skipped, not waited for, and the ids go to the delete as
-            // an array: with `IN (SELECT …)` the planner may hash-join against the whole table.
-            match &mut **conn {
-                DbConnection::Pg(pg) => diesel::sql_query(
-                    "DELETE FROM log_events WHERE log_id = ANY(ARRAY(\
-                       SELECT log_id FROM log_events WHERE date < $1 \
-                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(pg),
-                DbConnection::Sqlite(lite) => diesel::sql_query(
-                    "DELETE FROM log_events WHERE log_id IN (\
-                       SELECT log_id FROM log_events WHERE date < ?1 ORDER BY date LIMIT ?2)",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(lite),
-            }
-            .map(|n| n as u64)
-            .map_err(db_err("log event", "log_id"))
-        })
-        .await
+        self.run_write(move |conn| purge_batch(conn, &LOG_EVENTS_PURGE, before, limit))
+            .await
     }
 }
 
@@ -1695,33 +1745,10 @@ impl OutboxRepo for SqlStore {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let (before, limit) = (to_millis(before), i64::from(limit));
-        self.run_write(move |conn| {
-            use diesel::sql_types::BigInt;
-            // One bounded batch of finished rows (the partial index `outbox_finished` holds only
-            // them); a pending delivery is never deleted. On PostgreSQL rows another instance is
-            // deleting are skipped, not waited for (and the ids go as an array, as for logs).
-            match &mut **conn {
-                DbConnection::Pg(pg) => diesel::sql_query(
-                    "DELETE FROM outbox WHERE id = ANY(ARRAY(\
-                       SELECT id FROM outbox WHERE state <> 'pending' AND finished_at < $1 \
-                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(pg),
-                DbConnection::Sqlite(lite) => diesel::sql_query(
-                    "DELETE FROM outbox WHERE id IN (\
-                       SELECT id FROM outbox WHERE state <> 'pending' AND finished_at < ?1 \
-                       ORDER BY finished_at LIMIT ?2)",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(lite),
-            }
-            .map(|n| n as u64)
-            .map_err(db_err("delivery", "id"))
-        })
-        .await
+        // A pending delivery is never deleted: only finished rows (the partial index
+        // `outbox_finished` holds only them).
+        self.run_write(move |conn| purge_batch(conn, &FINISHED_DELIVERIES_PURGE, before, limit))
+            .await
     }
 }
 
@@ -2525,32 +2552,8 @@ impl LogStreamRepo for SqlStore {
         // Events still queued for the writer are queued (and purged) too when old enough.
         self.logs.flush().await;
         let (before, limit) = (to_millis(before), i64::from(limit));
-        self.run_write(move |conn| {
-            use diesel::sql_types::BigInt;
-            // One bounded batch (`log_stream_events_date` finds it), as for the log itself: on
-            // PostgreSQL rows another instance is deleting (or a worker is acknowledging) are
-            // skipped, not waited for, and the ids go to the delete as an array.
-            match &mut **conn {
-                DbConnection::Pg(pg) => diesel::sql_query(
-                    "DELETE FROM log_stream_events WHERE seq = ANY(ARRAY(\
-                       SELECT seq FROM log_stream_events WHERE date < $1 \
-                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(pg),
-                DbConnection::Sqlite(lite) => diesel::sql_query(
-                    "DELETE FROM log_stream_events WHERE seq IN (\
-                       SELECT seq FROM log_stream_events WHERE date < ?1 ORDER BY date LIMIT ?2)",
-                )
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit)
-                .execute(lite),
-            }
-            .map(|n| n as u64)
-            .map_err(db_err("log stream", "id"))
-        })
-        .await
+        self.run_write(move |conn| purge_batch(conn, &LOG_STREAM_EVENTS_PURGE, before, limit))
+            .await
     }
 }
 
