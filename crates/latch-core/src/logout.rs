@@ -626,6 +626,10 @@ async fn plan_gtr(
     now: OffsetDateTime,
     out: &mut Vec<Delivery>,
 ) -> Result<(), StoreError> {
+    // Most deployments have no app taking GTR: then nothing is read for it.
+    if !store.any_client_takes_gtr().await? {
+        return Ok(());
+    }
     let mut clients: Vec<ClientId> = sessions
         .iter()
         .flat_map(|s| s.clients.iter().map(|c| c.client_id.clone()))

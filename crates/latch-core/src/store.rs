@@ -54,6 +54,9 @@ pub trait ClientRepo: Send + Sync {
     async fn update_client(&self, c: &Client) -> Result<(), StoreError>;
     /// Also removes the client from every connection's enabled clients.
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError>;
+    /// Whether any client has a `global_token_revocation` endpoint. May lag another instance's
+    /// client write by as long as a cached client does.
+    async fn any_client_takes_gtr(&self) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

@@ -48,6 +48,10 @@ pub struct SqlStore {
     /// request reads its connection (and decrypts its secrets). Any connection or client write
     /// here empties it.
     connections: Arc<TtlCache<String, latch_core::model::Connection>>,
+    /// Whether any client has a `global_token_revocation` endpoint (one entry), kept
+    /// [`CLIENT_TTL`]: a user-wide logout looks for the user's apps that take GTR only when
+    /// some app does. This store's client writes drop it.
+    gtr_clients: Arc<TtlCache<String, bool>>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
 }
@@ -134,6 +138,7 @@ impl SqlStore {
                 CLIENT_TTL,
                 CACHED_CONNECTIONS,
             )),
+            gtr_clients: Arc::new(TtlCache::new(Arc::new(SystemClock), CLIENT_TTL, 1)),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
     }
@@ -142,7 +147,8 @@ impl SqlStore {
     /// default), emptied.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clients = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, CACHED_CLIENTS));
-        self.connections = Arc::new(TtlCache::new(clock, CLIENT_TTL, CACHED_CONNECTIONS));
+        self.connections = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, CACHED_CONNECTIONS));
+        self.gtr_clients = Arc::new(TtlCache::new(clock, CLIENT_TTL, 1));
         self
     }
 
@@ -153,6 +159,10 @@ impl SqlStore {
     /// Runs the pending migrations of this backend; returns their names.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         self.run(|c| conn::run_migrations(c)).await
+    }
+
+    pub(crate) fn gtr_clients(&self) -> &TtlCache<String, bool> {
+        &self.gtr_clients
     }
 
     pub(crate) fn cached_client(&self, id: &str) -> Option<latch_core::model::Client> {

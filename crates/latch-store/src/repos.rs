@@ -416,7 +416,26 @@ impl ClientRepo for SqlStore {
                 write_secrets(conn, &c)
             })
         })
-        .await
+        .await?;
+        self.gtr_clients().clear();
+        Ok(())
+    }
+
+    async fn any_client_takes_gtr(&self) -> Result<bool, StoreError> {
+        if let Some(any) = self.gtr_clients().get("") {
+            return Ok(any);
+        }
+        let any = self
+            .run(|conn| {
+                diesel::select(diesel::dsl::exists(
+                    clients::table.filter(clients::global_token_revocation.is_not_null()),
+                ))
+                .get_result::<bool>(conn)
+                .map_err(db_err("client", "global_token_revocation"))
+            })
+            .await?;
+        self.gtr_clients().insert(String::new(), any);
+        Ok(any)
     }
 
     async fn get_client(&self, id: &ClientId) -> Result<Client, StoreError> {
@@ -480,7 +499,9 @@ impl ClientRepo for SqlStore {
                 write_secrets(conn, &c)
             })
         })
-        .await
+        .await?;
+        self.gtr_clients().clear();
+        Ok(())
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
@@ -514,7 +535,9 @@ impl ClientRepo for SqlStore {
                 }
             })
         })
-        .await
+        .await?;
+        self.gtr_clients().clear();
+        Ok(())
     }
 }
 

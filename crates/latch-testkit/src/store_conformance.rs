@@ -15,12 +15,12 @@ macro_rules! store_conformance_tests {
     ($make:path) => {
         $crate::__conformance_tests!(store_conformance, store, $make;
             connections_round_trip, connection_name_conflict_changes_nothing, connection_secrets_round_trip,
-            clients_round_trip, client_delete_unlinks_connections, missing_rows,
+            clients_round_trip, client_delete_unlinks_connections, clients_taking_gtr_are_noticed, missing_rows,
             users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
-            outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, logs_purge_in_bounded_batches,
+            outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, outbox_pending_count_is_bounded, logs_purge_in_bounded_batches,
             outbox_purge_spares_pending_deliveries, client_grants_round_trip,
             scim_config_round_trip, scim_tokens_round_trip, scim_users_insert_and_uniqueness,
             scim_users_lookups_and_paging, scim_record_attaches_to_an_existing_user, scim_user_updates_check_the_version,
@@ -161,6 +161,28 @@ pub async fn connection_secrets_round_trip(s: &dyn Store) {
     none.secrets.clear();
     s.update_connection(&none).await.unwrap();
     assert!(s.get_connection(&c.id).await.unwrap().secrets.is_empty());
+}
+
+/// Whether any app takes GTR follows this store's own client writes at once (no other check
+/// makes such an app).
+pub async fn clients_taking_gtr_are_noticed(s: &dyn Store) {
+    assert!(!s.any_client_takes_gtr().await.unwrap());
+    let mut c = fixtures::client();
+    s.insert_client(&c).await.unwrap();
+    assert!(!s.any_client_takes_gtr().await.unwrap());
+    c.global_token_revocation = Some(GtrTarget {
+        endpoint: url::Url::parse("https://app.example.com/gtr").unwrap(),
+        subject_format: GtrSubjectFormat::IssSub,
+    });
+    s.update_client(&c).await.unwrap();
+    assert!(s.any_client_takes_gtr().await.unwrap());
+    s.delete_client(&c.client_id).await.unwrap();
+    assert!(!s.any_client_takes_gtr().await.unwrap());
+    let mut d = fixtures::client();
+    d.global_token_revocation = c.global_token_revocation.clone();
+    s.insert_client(&d).await.unwrap();
+    assert!(s.any_client_takes_gtr().await.unwrap());
+    s.delete_client(&d.client_id).await.unwrap();
 }
 
 pub async fn clients_round_trip(s: &dyn Store) {
