@@ -352,6 +352,20 @@ impl Backchannel {
         if self.outcomes.send(d.clone()).is_err() {
             tracing::error!(delivery = %d.id, "back-channel outcome recorder stopped");
         }
+        {
+            use latch_core::metrics::{Channel, Outcome};
+            latch_core::metrics::delivery(
+                match d.kind {
+                    DeliveryKind::BackchannelLogout => Channel::Backchannel,
+                    DeliveryKind::Gtr => Channel::Gtr,
+                },
+                match d.state {
+                    DeliveryState::Delivered => Outcome::Delivered,
+                    DeliveryState::Pending => Outcome::Retry,
+                    DeliveryState::Failed => Outcome::Failed,
+                },
+            );
+        }
         let (kind, description) = match (d.kind, d.state) {
             (DeliveryKind::BackchannelLogout, DeliveryState::Delivered) => (
                 "oidc_backchannel_logout_succeeded",

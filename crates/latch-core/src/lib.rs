@@ -12,6 +12,7 @@ pub mod connector;
 pub mod error;
 pub mod ids;
 pub mod logout;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod paths;

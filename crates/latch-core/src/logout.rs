@@ -403,6 +403,8 @@ impl Logout {
                 }
             }
         }
+        // Those the finished steps ended are gone whether or not a later step failed.
+        crate::metrics::sessions_ended(initiator, ended.sessions.len());
         // What the finished steps recorded goes out even when a later step failed: those
         // sessions are gone, and their deliveries are reserved for this instance.
         match (urgency, &failed) {

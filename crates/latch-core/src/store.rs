@@ -260,6 +260,9 @@ pub trait OutboxRepo: Send + Sync {
         now: OffsetDateTime,
         jti: &Jti,
     ) -> Result<Option<Delivery>, StoreError>;
+    /// How many deliveries are pending (due or not, leased or not), counting no further than
+    /// `limit`: a bounded read of the pending index, for the `latch_outbox_pending` gauge.
+    async fn count_pending_deliveries(&self, limit: u64) -> Result<u64, StoreError>;
     /// Deliveries matching `q`, newest first, at most `limit` (1 to 1000).
     async fn list_deliveries(
         &self,
@@ -464,4 +467,21 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Answers when the database is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's state now, without I/O; `None` when the adapter has no pool.
+    fn pool_state(&self) -> Option<PoolState> {
+        None
+    }
+    /// Log events dropped over the process's life because the log writer fell too far behind
+    /// (its queue is bounded), without I/O.
+    fn log_events_dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// A connection pool's state: connections open (`in_use` + `idle`) and its size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
 }

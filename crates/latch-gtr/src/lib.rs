@@ -52,11 +52,38 @@ pub fn configure(deps: Deps) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
             web::resource(PATH)
+                .wrap(actix_web::middleware::from_fn(count_request))
                 .app_data(web::Data::new(deps))
                 .app_data(web::Data::new(UnknownConnections::default()))
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .route(web::post().to(post_global_token_revocation)),
         );
+    }
+}
+
+/// Counts every request the endpoint answers (`latch_gtr_requests_total`), by its status: those
+/// refused before the handler runs (a body over [`MAX_BODY`], another method) included.
+async fn count_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    latch_core::metrics::gtr_request(gtr_result(status));
+    res
+}
+
+/// The `result` label of an answer's status.
+pub fn gtr_result(status: StatusCode) -> latch_core::metrics::GtrResult {
+    use latch_core::metrics::GtrResult;
+    match status.as_u16() {
+        200..=299 => GtrResult::Accepted,
+        404 => GtrResult::UnknownUser,
+        500..=599 => GtrResult::Error,
+        _ => GtrResult::Rejected,
     }
 }
 

@@ -66,20 +66,25 @@ pub(crate) async fn begin(
             .is_none_or(|m| now - session.auth_time <= time::Duration::seconds(m));
         // Auth0's rule: a session serves any app its connection is enabled for, unless the app
         // named another connection. When Latch chose the connection, the session's decides.
-        let same_connection = session.connection == r.connection
-            || (r.chosen
-                && deps
-                    .store
-                    .find_connection_by_name(&session.connection)
-                    .await?
-                    .is_some_and(|c| c.enabled_clients.contains(&client.client_id)));
+        // The strategy of the session's connection when it may serve, `None` when not.
+        let serving = if session.connection == r.connection {
+            Some(connection.strategy)
+        } else if r.chosen {
+            deps.store
+                .find_connection_by_name(&session.connection)
+                .await?
+                .filter(|c| c.enabled_clients.contains(&client.client_id))
+                .map(|c| c.strategy)
+        } else {
+            None
+        };
         let user = deps.store.find_user(&session.user_id).await?;
         if let Some(user) = user.filter(|u| !u.blocked)
             && fresh
-            && same_connection
+            && let Some(strategy) = serving
             && !r.prompt.login
         {
-            return single_sign_on(deps, req, &r, &session, &user).await;
+            return single_sign_on(deps, req, &r, &session, &user, strategy).await;
         }
     }
     if r.prompt.none {
@@ -117,6 +122,7 @@ async fn single_sign_on(
     r: &LoginRequest,
     session: &Session,
     user: &User,
+    strategy: Strategy,
 ) -> Result<HttpResponse, ApiError> {
     let now = deps.clock.now();
     let completion = deps.completion(r)?;
@@ -146,6 +152,7 @@ async fn single_sign_on(
     if let Some(code) = &issued.code {
         deps.sessions.insert_code(code).await?;
     }
+    latch_core::metrics::signin(strategy, latch_core::metrics::SigninResult::Sso);
     log(
         deps,
         "s",
@@ -315,6 +322,10 @@ pub(crate) async fn upstream_redirect(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(connection = %connection.name, error = %e, "upstream sign-in could not start");
+            latch_core::metrics::signin(
+                connection.strategy,
+                latch_core::metrics::SigninResult::Error,
+            );
             log(
                 deps,
                 "f",
@@ -353,7 +364,7 @@ pub(crate) async fn complete_sign_in(
     req: &HttpRequest,
     r: &LoginRequest,
     user: &User,
-    connection: &ConnectionName,
+    connection: &Connection,
     upstream: UpstreamSession,
     details: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
@@ -377,7 +388,7 @@ pub(crate) async fn complete_sign_in(
         id: secret.id(),
         sid: sid.clone(),
         user_id: user.user_id.clone(),
-        connection: connection.clone(),
+        connection: connection.name.clone(),
         created_at: now,
         auth_time: now,
         last_seen_at: now,
@@ -405,13 +416,17 @@ pub(crate) async fn complete_sign_in(
         }
         None => deps.sessions.insert_session(&session).await?,
     }
+    latch_core::metrics::signin(
+        connection.strategy,
+        latch_core::metrics::SigninResult::Success,
+    );
     log(
         deps,
         "s",
         "Successful login",
         Some(&user.user_id),
         Some(&r.client_id),
-        Some(connection),
+        Some(&connection.name),
         client_ip(req),
         details,
     )

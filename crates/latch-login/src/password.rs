@@ -149,14 +149,18 @@ pub(crate) async fn post_login(
                     json!({"reason": reason, "email": email}),
                 )
             };
+            use latch_core::metrics::{SigninResult, signin};
             match &e {
                 SignInError::InvalidCredentials | SignInError::Blocked => {
+                    signin(connection.strategy, SigninResult::Failure);
                     failed(e.to_string()).await
                 }
                 SignInError::Store(_) | SignInError::Session(_) => {
+                    signin(connection.strategy, SigninResult::Error);
                     failed("unavailable".into()).await
                 }
                 SignInError::TooManyAttempts { until, limit, .. } => {
+                    signin(connection.strategy, SigninResult::Throttled);
                     throttled(&deps, &client, &connection.name, &email, ip, *limit, *until).await
                 }
             }
@@ -181,7 +185,7 @@ pub(crate) async fn post_login(
         &req,
         &r,
         &user,
-        &connection.name,
+        &connection,
         Default::default(),
         json!({}),
     )

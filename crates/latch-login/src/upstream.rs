@@ -45,7 +45,7 @@ pub(crate) async fn get_callback(
         return Ok(pages::expired());
     };
     let ip = client_ip(&req);
-    let fail = |reason: String| upstream_failed(&deps, &r, &connection.name, ip, reason);
+    let fail = |reason: String| upstream_failed(&deps, &r, &connection, ip, reason);
     // A SAML answer was checked when the IdP posted it (see `post_callback`).
     let verified = tx
         .payload
@@ -84,7 +84,7 @@ pub(crate) async fn get_callback(
         &req,
         &r,
         &user,
-        &connection.name,
+        &connection,
         identity.session.clone(),
         json!({"upstream_issuer": identity.issuer}),
     )
@@ -120,6 +120,8 @@ pub(crate) async fn post_callback(
     let now = deps.clock.now();
     let state = form.relay_state.as_str();
     if state.is_empty() || state.len() > 128 {
+        // Only SAML IdPs post here.
+        latch_core::metrics::signin(Strategy::Samlp, latch_core::metrics::SigninResult::Failure);
         log(
             &deps,
             "f",
@@ -146,8 +148,7 @@ pub(crate) async fn post_callback(
     let Some(connection) = deps.store.find_connection_by_name(&r.connection).await? else {
         return Ok(pages::expired());
     };
-    let fail =
-        |reason: String| upstream_failed(&deps, &r, &connection.name, client_ip(&req), reason);
+    let fail = |reason: String| upstream_failed(&deps, &r, &connection, client_ip(&req), reason);
     if connection.strategy != Strategy::Samlp
         || q.connection
             .as_deref()
@@ -187,17 +188,21 @@ pub(crate) async fn post_callback(
 async fn upstream_failed(
     deps: &Deps,
     r: &LoginRequest,
-    connection: &ConnectionName,
+    connection: &latch_core::model::Connection,
     ip: Option<std::net::IpAddr>,
     reason: String,
 ) -> HttpResponse {
+    latch_core::metrics::signin(
+        connection.strategy,
+        latch_core::metrics::SigninResult::Failure,
+    );
     log(
         deps,
         "f",
         "Failed login",
         None,
         Some(&r.client_id),
-        Some(connection),
+        Some(&connection.name),
         ip,
         json!({"reason": reason}),
     )

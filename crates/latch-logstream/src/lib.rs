@@ -11,7 +11,8 @@
 //! for [`Settings::suspend_after`] (24 hours) is `suspended` with the last error as the reason,
 //! until an admin sets it `active` again. Paused and suspended streams are not sent; their
 //! events wait. The first failure of a streak and a suspension are logged as
-//! `log_stream_failed`.
+//! `log_stream_failed`. Each attempt is counted as a delivery of channel `log_stream`:
+//! `delivered` on a 2xx, `retry` on a failure, `failed` on the one that suspends the stream.
 //!
 //! Each event is sent as `{"log_id": …, "data": {…}}`, `data` being the event as `GET
 //! /api/v2/logs` returns it; `JSONLINES` sends one per line, `JSONARRAY` an array of them, with
@@ -162,6 +163,10 @@ impl LogStreams {
         }
         match self.send(&stream, &events).await {
             Ok(()) => {
+                latch_core::metrics::delivery(
+                    latch_core::metrics::Channel::LogStream,
+                    latch_core::metrics::Outcome::Delivered,
+                );
                 let sent: Vec<i64> = events.iter().map(|e| e.seq).collect();
                 match self.store.ack_log_stream(&stream.id, lease, &sent).await {
                     Ok(true) => {}
@@ -194,6 +199,14 @@ impl LogStreams {
             suspend,
         };
         tracing::info!(stream = %stream.id, failures, suspend, error = %error, "log stream delivery failed");
+        latch_core::metrics::delivery(
+            latch_core::metrics::Channel::LogStream,
+            if suspend {
+                latch_core::metrics::Outcome::Failed
+            } else {
+                latch_core::metrics::Outcome::Retry
+            },
+        );
         match self.store.fail_log_stream(&stream.id, lease, &f).await {
             Ok(true) => {}
             // Another worker took the stream over, or an administrator set it `active` (its

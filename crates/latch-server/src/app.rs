@@ -119,6 +119,7 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         state.clock.clone(),
         state.config.clone(),
     )));
+    handles.push(tokio::spawn(crate::metrics::upkeep()));
     handles
 }
 
@@ -178,6 +179,11 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             clock: state.clock.clone(),
         }));
     let login = login(&state, &oidc_settings, &logout, &front_channel);
+    // The process's metrics recorder, installed before anything is counted.
+    crate::metrics::handle();
+    if state.sessions.backend() == "redis" {
+        latch_core::metrics::register_redis();
+    }
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(ManagementAuthConfig {
@@ -189,6 +195,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(state.config.trusted_proxies.clone()))
             .route("/healthz", web::get().to(get_healthz))
             .route("/readyz", web::get().to(get_readyz))
+            .route(
+                crate::metrics::PATH,
+                web::get().to(crate::metrics::get_metrics),
+            )
             .configure(latch_admin::configure(latch_admin::Deps {
                 store: state.store.clone(),
                 sessions: state.sessions.clone(),

@@ -451,6 +451,17 @@ impl Config {
                 Some(v)
             }
         };
+        let metrics_token = match get("LATCH_METRICS_TOKEN", fc.metrics_token) {
+            None => None,
+            Some((key, v)) => {
+                if v.len() < 16 || v.contains(char::is_whitespace) {
+                    errors.push(format!(
+                        "{key}: must be at least 16 characters without spaces (use a long random value)"
+                    ));
+                }
+                Some(v)
+            }
+        };
         let secret_key = match get("LATCH_SECRET_KEY", fc.secret_key) {
             None => None,
             Some((key, v)) => {
@@ -739,6 +750,7 @@ mod tests {
                 ("LATCH_SECRET_KEY", "abc"),
                 ("LATCH_LOG_RETENTION_DAYS", "0"),
                 ("LATCH_OUTBOX_RETENTION_DAYS", "a week"),
+                ("LATCH_METRICS_TOKEN", "short"),
             ]),
         )
         .unwrap_err();
@@ -753,6 +765,7 @@ mod tests {
             "LATCH_SECRET_KEY",
             "LATCH_LOG_RETENTION_DAYS",
             "LATCH_OUTBOX_RETENTION_DAYS",
+            "LATCH_METRICS_TOKEN",
         ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
@@ -905,6 +918,26 @@ mod tests {
             .to_string();
         assert!(e.contains("trusted_proxies (config file, line 1)"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn metrics_token_is_read_and_never_shown() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.metrics_token.is_none());
+        let token = "scrape-token-0123456789";
+        let c = Config::from_sources(None, &env(&[("LATCH_METRICS_TOKEN", token)])).unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+        let (_d, path) = file(&format!("metrics_token = \"{token}\"\n"));
+        let c = Config::from_sources(Some(&path), &[]).unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some(token));
+        let e = Config::from_sources(
+            None,
+            &env(&[("LATCH_METRICS_TOKEN", "with spaces in the token")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("LATCH_METRICS_TOKEN"), "{e}");
     }
 
     #[test]

@@ -390,8 +390,12 @@ impl std::fmt::Debug for RedisSessionStore {
     }
 }
 
+/// Every failed command's error goes through here, and is counted (`latch_redis_errors_total`).
 fn unavailable(e: redis::RedisError) -> SessionError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+    let down =
+        e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal();
+    latch_core::metrics::redis_error(down);
+    if down {
         SessionError::Unavailable(Box::new(e))
     } else {
         SessionError::Internal(Box::new(e))

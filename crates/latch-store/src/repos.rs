@@ -1735,6 +1735,25 @@ impl OutboxRepo for SqlStore {
         .await
     }
 
+    async fn count_pending_deliveries(&self, limit: u64) -> Result<u64, StoreError> {
+        // `state = 'pending'` written out, so both backends read the partial index
+        // `outbox_pending`; the inner LIMIT stops the read there.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM \
+             (SELECT 1 AS one FROM outbox WHERE state = 'pending' LIMIT {limit}) AS p"
+        );
+        self.run(move |conn| {
+            let row: CountRow = match &mut **conn {
+                DbConnection::Pg(pg) => diesel::sql_query(&sql).get_result(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(&sql).get_result(lite),
+            }
+            .map_err(db_err("delivery", "id"))?;
+            Ok(u64::try_from(row.n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn list_deliveries(
         &self,
         query: &DeliveryQuery,
@@ -2237,6 +2256,13 @@ pub(crate) const ORPHAN_LOG_STREAMS_SQLITE: &str = "WITH RECURSIVE ids(id, n) AS
     SELECT id FROM ids WHERE id IS NOT NULL \
     AND NOT EXISTS (SELECT 1 FROM log_streams s WHERE s.id = ids.id)";
 
+/// A count, from raw SQL.
+#[derive(diesel::QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// One stream id, from raw SQL.
 #[derive(diesel::QueryableByName)]
 struct StreamIdRow {
@@ -2593,5 +2619,18 @@ impl Store for SqlStore {
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))
         })
         .await
+    }
+
+    fn pool_state(&self) -> Option<PoolState> {
+        let s = self.pool.state();
+        Some(PoolState {
+            in_use: s.connections.saturating_sub(s.idle_connections),
+            idle: s.idle_connections,
+            max: self.pool.max_size(),
+        })
+    }
+
+    fn log_events_dropped(&self) -> u64 {
+        self.logs.dropped()
     }
 }

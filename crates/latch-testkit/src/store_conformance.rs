@@ -1025,6 +1025,38 @@ pub async fn outbox_lease_expiry_and_outcomes(s: &dyn Store) {
     );
 }
 
+/// The pending count (the `latch_outbox_pending` gauge): every pending delivery, due or not,
+/// leased or not, of any kind; no finished one; and no more than the limit asked.
+pub async fn outbox_pending_count_is_bounded(s: &dyn Store) {
+    let before = s.count_pending_deliveries(u64::MAX).await.unwrap();
+    let tag = crate::env::unique();
+    let mut ds: Vec<_> = (0..6).map(|n| delivery(&tag, n)).collect();
+    ds[1].next_attempt_at = now() + Duration::hours(1);
+    ds[2].locked_until = Some(now() + Duration::minutes(1));
+    ds[3].kind = DeliveryKind::Gtr;
+    s.insert_deliveries(&ds).await.unwrap();
+    assert_eq!(
+        s.count_pending_deliveries(u64::MAX).await.unwrap(),
+        before + 6
+    );
+    let mut delivered = ds[4].clone();
+    delivered.state = DeliveryState::Delivered;
+    delivered.attempts = 1;
+    delivered.finished_at = Some(now());
+    let mut failed = ds[5].clone();
+    failed.state = DeliveryState::Failed;
+    failed.attempts = 1;
+    failed.finished_at = Some(now());
+    failed.last_error = Some("HTTP 400".into());
+    s.record_attempts(&[delivered, failed]).await.unwrap();
+    assert_eq!(
+        s.count_pending_deliveries(u64::MAX).await.unwrap(),
+        before + 4
+    );
+    assert_eq!(s.count_pending_deliveries(3).await.unwrap(), 3);
+    assert_eq!(s.count_pending_deliveries(0).await.unwrap(), 0);
+}
+
 /// A delivery's kind is written with it (one row, and a batch: PostgreSQL's `COPY`) and read back
 /// by every read: by id, a claim of due rows, a claim by id, after attempts are recorded (one,
 /// and a batch), a retry, a listing.

@@ -21,6 +21,7 @@ mod health;
 mod hostile;
 mod initiators;
 mod log_streams;
+mod metrics;
 mod no_panic;
 mod oidc;
 mod openapi;
