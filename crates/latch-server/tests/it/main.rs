@@ -22,6 +22,7 @@ mod hostile;
 mod initiators;
 mod log_streams;
 mod metrics;
+mod multi_instance;
 mod no_panic;
 mod oidc;
 mod openapi;
