@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::browser::Browser;
 use crate::oidc::{PASSWORD, authorize_uri, fixture, sign_in, verify_id_token};
-use crate::support::{Harness, TOKEN, Target, api, call, eventually};
+use crate::support::{Harness, TOKEN, Target, api, call, eventually, read_request};
 use crate::{app, on_all_backends};
 
 /// A loopback app endpoint that records every `logout_token` it is sent and answers with the
@@ -41,36 +41,11 @@ impl Receiver {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let me = me.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (head_end, len) = loop {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
+                    let Some(req) = read_request(&mut sock).await else {
+                        return;
                     };
-                    while buf.len() < head_end + len {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+                    let path = req.path.clone();
+                    let body = req.body_text();
                     let token = url::form_urlencoded::parse(body.as_bytes())
                         .find(|(k, _)| k == "logout_token")
                         .map(|(_, v)| v.into_owned());

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::browser::Browser;
 use crate::oidc::{PASSWORD, authorize_uri, fixture, sign_in};
 use crate::peers::{peers_dir, require_peers};
-use crate::support::{Harness, TOKEN, Target, api, call, eventually};
+use crate::support::{Harness, TOKEN, Target, api, call, eventually, read_request};
 use crate::{app, on_all_backends};
 
 /// One request a [`Sink`] received.
@@ -51,49 +51,15 @@ impl Sink {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let me = me.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (head_end, len) = loop {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
+                    let Some(req) = read_request(&mut sock).await else {
+                        return;
                     };
-                    while buf.len() < head_end + len {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.trim()
-                                    .eq_ignore_ascii_case(name)
-                                    .then(|| v.trim().to_owned())
-                            })
-                            .unwrap_or_default()
-                    };
+                    let header = |name: &str| req.header(name).unwrap_or_default().to_owned();
                     let r = Received {
-                        path: head.split_whitespace().nth(1).unwrap_or("/").to_owned(),
+                        path: req.path.clone(),
                         authorization: header("authorization"),
                         content_type: header("content-type"),
-                        body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+                        body: req.body_text(),
                     };
                     me.got.lock().unwrap().push(r);
                     let (status, location) = me

@@ -12,11 +12,11 @@ use actix_web::http::StatusCode;
 use latch_core::model::SigningAlg;
 use latch_testkit::at_rest::contains;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::browser::Browser;
 use crate::oidc::{CB, PASSWORD, authorize_uri, exchange, fixture, sign_in};
-use crate::support::{Harness, Target, api, call, eventually};
+use crate::support::{Harness, Target, api, call, eventually, read_request};
 use crate::{app, on_all_backends};
 
 /// How the sink answers.
@@ -64,41 +64,10 @@ impl Sink {
                 let me = me.clone();
                 tokio::spawn(async move {
                     let mode = *me.mode.lock().unwrap();
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (head_end, len) = loop {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = header(&head, "content-length")
-                                .and_then(|v| v.parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
+                    let Some(req) = read_request(&mut sock).await else {
+                        return;
                     };
-                    while buf.len() < head_end + len {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let lower = head.to_ascii_lowercase();
-                    // Header values as sent (names matched case-insensitively).
-                    let value = |name: &str| {
-                        header(&lower, name).map(|_| {
-                            head.lines()
-                                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
-                                .and_then(|l| l.split_once(':'))
-                                .map(|(_, v)| v.trim().to_owned())
-                                .unwrap_or_default()
-                        })
-                    };
+                    let value = |name: &str| req.header(name).map(str::to_owned);
                     let answered = match mode {
                         Mode::Up => 200,
                         Mode::Status(s) => s,
@@ -108,7 +77,7 @@ impl Sink {
                         authorization: value("authorization"),
                         content_type: value("content-type"),
                         api_key: value("x-api-key"),
-                        body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+                        body: req.body_text(),
                         answered,
                     });
                     if answered != 0 {
@@ -158,12 +127,6 @@ impl Sink {
         }
         out
     }
-}
-
-fn header<'a>(lower_head: &'a str, name: &str) -> Option<&'a str> {
-    lower_head
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::trim))
 }
 
 /// A body's items: JSON lines or a JSON array.

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::oidc::{PASSWORD, urlencode};
 use crate::peers::peers_dir;
 use crate::process::{Latch, free_port};
-use crate::support::{Backends, Remote, api, env_for, eventually};
+use crate::support::{Backends, Remote, api, env_for, eventually, read_request};
 
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
@@ -138,7 +138,7 @@ struct Recorder {
 
 impl Recorder {
     async fn start() -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -147,35 +147,13 @@ impl Recorder {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (head_end, len) = loop {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
+                    let Some(req) = read_request(&mut sock).await else {
+                        return;
                     };
-                    while buf.len() < head_end + len {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let mut words = head.split_whitespace();
                     let hit = Hit {
-                        method: words.next().unwrap_or("").to_owned(),
-                        target: words.next().unwrap_or("").to_owned(),
-                        body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+                        body: req.body_text(),
+                        method: req.method,
+                        target: req.path,
                     };
                     log.lock().unwrap().push(hit);
                     let body = "<!doctype html><title>app</title><p>app";
