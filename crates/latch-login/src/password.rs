@@ -164,6 +164,11 @@ pub(crate) async fn post_login(
                     throttled(&deps, &client, &connection.name, &email, ip, *limit, *until).await
                 }
             }
+            if let SignInError::Session(_) = &e {
+                // A new form needs a new login transaction, in the store that just failed:
+                // answer at once rather than wait for it a second time.
+                return Ok(pages::error(status, "Sign-in unavailable", &msg));
+            }
             let mut res =
                 login_form(&deps, &req, &r, &client, &email, Some(&msg), status, &[]).await?;
             if let SignInError::TooManyAttempts { retry_after, .. } = &e {

@@ -26,6 +26,7 @@ mod multi_instance;
 mod no_panic;
 mod oidc;
 mod openapi;
+mod outage;
 mod outbound;
 mod packaging;
 mod peers;

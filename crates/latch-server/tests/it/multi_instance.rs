@@ -22,12 +22,12 @@ use latch_core::{ClientId, ConnectionId, ConnectionName};
 use latch_jose::keys::{Signer, sign_jws};
 use latch_testkit::env::{TempDir, unique};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::backchannel::verify_logout_token;
 use crate::oidc::verify_id_token;
 use crate::process::{Latch, free_port};
-use crate::support::{Remote, TOKEN, api, call};
+use crate::support::{Remote, TOKEN, api, call, read_request};
 
 const TEST: &str = "multi_instance::three_instances_share_one_database";
 /// LATCH_SECRET_KEY of all three (and of the store this test opens beside them).
@@ -121,11 +121,11 @@ impl Receiver {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let tokens = tokens.clone();
                 tokio::spawn(async move {
-                    let Some(body) = read_request(&mut sock).await else {
+                    let Some(req) = read_request(&mut sock).await else {
                         return;
                     };
                     if let Some((_, t)) =
-                        url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token")
+                        url::form_urlencoded::parse(&req.body).find(|(k, _)| k == "logout_token")
                     {
                         tokens.lock().unwrap().push(t.into_owned());
                     }
@@ -143,29 +143,6 @@ impl Receiver {
 
     fn received(&self) -> Vec<String> {
         self.tokens.lock().unwrap().clone()
-    }
-}
-
-/// The body of one HTTP/1.1 request (by its Content-Length), or `None` when the peer left.
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < i + 4 + len {
-                let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(buf[i + 4..i + 4 + len].to_vec());
-        }
     }
 }
 
