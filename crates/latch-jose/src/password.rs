@@ -1,14 +1,75 @@
 //! User passwords: argon2id with OWASP's parameters (m = 19 MiB, t = 2, p = 1), stored as PHC
 //! strings. Slow on purpose: never use it for high-entropy tokens (see [`crate::token`]).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use latch_core::SecretString;
 
-fn hasher() -> Argon2<'static> {
+fn params() -> Params {
     #[allow(clippy::expect_used)]
-    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Params::new(19_456, 2, 1, None).expect("valid argon2 parameters")
+}
+
+/// argon2id's working memory (19 MiB per hash), kept and reused instead of allocated per hash:
+/// glibc's allocator keeps large blocks it has freed in per-thread arenas, so an allocation per
+/// hash made an instance's resident memory climb by 19 MiB steps under steady sign-ins. At most
+/// one block per core exists; a hash beyond that waits for one (hashing is CPU-bound: more at
+/// once would not finish sooner).
+struct Memory {
+    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    returned: Condvar,
+}
+
+fn memory() -> &'static Memory {
+    static MEMORY: OnceLock<Memory> = OnceLock::new();
+    MEMORY.get_or_init(|| Memory {
+        state: Mutex::new((Vec::new(), 0)),
+        returned: Condvar::new(),
+    })
+}
+
+/// Hands a block back to the pool however the hash ended.
+struct Lease(Option<Vec<Block>>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(blocks) = self.0.take() {
+            let m = memory();
+            m.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .push(blocks);
+            m.returned.notify_one();
+        }
+    }
+}
+
+/// Runs `f` over `count` blocks of pooled memory.
+fn with_memory<T>(count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    let m = memory();
+    let limit = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let blocks = {
+        let mut state = m.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(b) = state.0.pop() {
+                break b;
+            }
+            if state.1 < limit {
+                state.1 += 1;
+                break Vec::new();
+            }
+            state = m.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    };
+    let mut lease = Lease(Some(blocks));
+    let blocks = lease.0.get_or_insert_with(Vec::new);
+    if blocks.len() < count {
+        blocks.resize(count, Block::new());
+    }
+    f(&mut blocks[..count])
 }
 
 /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) for `password`.
@@ -16,11 +77,20 @@ pub fn hash(password: &str) -> Result<SecretString, argon2::password_hash::Error
     let mut raw = [0u8; 16];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| argon2::password_hash::Error::Crypto)?;
     let salt = SaltString::encode_b64(&raw)?;
-    Ok(SecretString::new(
-        hasher()
-            .hash_password(password.as_bytes(), &salt)?
-            .to_string(),
-    ))
+    let params = params();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    with_memory(params.block_count(), |m| {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password_into_with_memory(password.as_bytes(), &raw, &mut out, m)
+    })?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(SecretString::new(phc.to_string()))
 }
 
 /// [`hash`] as core's [`latch_core::users::PasswordHasher`] port: on a blocking thread, so the
@@ -42,7 +112,7 @@ impl latch_core::users::PasswordHasher for Argon2id {
 /// Checks `password` against a stored PHC string. With `None` (no such account) it still does
 /// the work of one check, so timing does not tell whether an account exists.
 pub fn verify(password: &str, stored: Option<&SecretString>) -> bool {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static DUMMY: OnceLock<String> = OnceLock::new();
     let dummy = DUMMY.get_or_init(|| {
         hash("latch-dummy-password")
             .map(|h| h.expose().to_owned())
@@ -55,10 +125,46 @@ pub fn verify(password: &str, stored: Option<&SecretString>) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    hasher()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
-        && real
+    verify_parsed(password, &parsed) && real
+}
+
+fn verify_parsed(password: &str, parsed: &PasswordHash<'_>) -> bool {
+    let ours = params();
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    if params.block_count() > ours.block_count() {
+        // A hash made with more memory than Latch uses (imported): the library's own path.
+        return Argon2::new(algorithm, version, params)
+            .verify_password(password.as_bytes(), parsed)
+            .is_ok();
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let count = params.block_count();
+    let made = with_memory(count, |m| {
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            m,
+        )
+    });
+    // `Output`'s equality is constant-time.
+    made.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 #[cfg(test)]
@@ -81,5 +187,48 @@ mod tests {
         let h = Argon2id.hash("correct horse battery staple").await.unwrap();
         assert!(h.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify("correct horse battery staple", Some(&h)));
+    }
+
+    #[test]
+    fn hashes_from_the_library_verify_and_the_pool_is_bounded() {
+        use argon2::password_hash::PasswordHasher;
+        // A PHC string argon2's own path made (as stored before the pool) still verifies.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let lib = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("pw", Some(&SecretString::new(lib.clone()))));
+        assert!(!verify("pW", Some(&SecretString::new(lib))));
+        // And the pooled path makes what the library makes, byte for byte.
+        let ours = hash("pw").unwrap();
+        let parsed = PasswordHash::new(ours.expose()).unwrap();
+        let again = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+            .hash_password(b"pw", parsed.salt.unwrap())
+            .unwrap();
+        assert_eq!(again.hash, parsed.hash);
+        // Smaller parameters (another deployment's) verify too; a malformed string does not.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify("pw", Some(&SecretString::new(small))));
+        assert!(!verify(
+            "pw",
+            Some(&SecretString::new("$argon2id$v=19$m=19456"))
+        ));
+        // Many hashes at once never hold more blocks than the limit.
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| assert!(verify("pw", Some(&ours))));
+            }
+        });
+        let made = memory().state.lock().unwrap().1;
+        let limit = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        assert!(made <= limit, "{made} > {limit}");
     }
 }
