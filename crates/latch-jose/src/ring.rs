@@ -54,7 +54,12 @@ pub struct KeyRing {
     generating: tokio::sync::Mutex<()>,
     /// When the keys were last read from the store (one reload at a time).
     reloaded: tokio::sync::Mutex<std::time::Instant>,
+    /// Tokens with an unknown kid waiting for a read of the keys.
+    unknown_kid_waiters: tokio::sync::Semaphore,
 }
+
+/// Tokens with an unknown kid that may wait for a read of the keys at once.
+const UNKNOWN_KID_WAITERS: usize = 4;
 
 /// How often every instance re-reads the keys (the composition root's timer): a rotation, on
 /// any instance, is served in every instance's JWKS and signs there within this.
@@ -109,6 +114,7 @@ impl KeyRing {
             loaded: RwLock::new(Arc::default()),
             generating: tokio::sync::Mutex::new(()),
             reloaded: tokio::sync::Mutex::new(std::time::Instant::now()),
+            unknown_kid_waiters: tokio::sync::Semaphore::new(UNKNOWN_KID_WAITERS),
         };
         let keys = ring.store.list_signing_keys().await?;
         for alg in ALGORITHMS {
@@ -190,9 +196,9 @@ impl KeyRing {
     pub async fn reload(&self) -> Result<(), JoseError> {
         let mut reloaded = self.reloaded.lock().await;
         let started = std::time::Instant::now();
-        self.read_keys().await?;
+        let read = self.read_keys().await;
         *reloaded = started;
-        Ok(())
+        read
     }
 
     /// [`verify`](Self::verify), reading the keys again first when the token names a `kid`
@@ -208,19 +214,26 @@ impl KeyRing {
             Err(JoseError::UnknownKid) => {}
             other => return other,
         }
-        {
+        // Few wait at once: forged tokens with made-up kids cannot hold many requests (and
+        // their slots) here; beyond that an unknown kid is refused at once.
+        let Ok(_waiter) = self.unknown_kid_waiters.try_acquire() else {
+            return Err(JoseError::UnknownKid);
+        };
+        // A read that began after this token arrived has every key stored before it; else
+        // read again, once the gap since the last read has passed (waiting for it with no lock
+        // held). The keys are read at most once per gap, whether the read succeeds or not.
+        let last = *self.reloaded.lock().await;
+        if last < arrived {
+            let since = last.elapsed();
+            if since < UNKNOWN_KID_RELOAD_GAP {
+                tokio::time::sleep(UNKNOWN_KID_RELOAD_GAP - since).await;
+            }
             let mut reloaded = self.reloaded.lock().await;
-            // A read that began after this token arrived has every key stored before it; else
-            // read again, waiting out the gap since the last read (a token with an unknown kid
-            // waits at most that long; the keys are read at most once per gap whatever comes).
             if *reloaded < arrived {
-                let since = reloaded.elapsed();
-                if since < UNKNOWN_KID_RELOAD_GAP {
-                    tokio::time::sleep(UNKNOWN_KID_RELOAD_GAP - since).await;
-                }
                 let started = std::time::Instant::now();
-                self.read_keys().await?;
+                let read = self.read_keys().await;
                 *reloaded = started;
+                read?;
             }
         }
         self.verify(token, opts)

@@ -70,17 +70,30 @@ impl Manager {
     }
 }
 
-/// How long opening a PostgreSQL connection may take unless the URL says (libpq's
-/// `connect_timeout`): an unreachable server fails a request in seconds, not after the system's
-/// TCP timeout of minutes.
-pub const PG_CONNECT_TIMEOUT_SECS: u32 = 3;
+/// libpq settings added to a PostgreSQL URL that does not set them: a connection may take 3 s
+/// to open (`connect_timeout`), and a server that stops answering (a dead host, a
+/// network partition) is noticed within about 10 s by TCP keepalives and `tcp_user_timeout`
+/// (unacknowledged data), so a query fails (503) instead of hanging until the system's TCP
+/// timeout of minutes.
+const PG_DEFAULTS: [(&str, &str); 6] = [
+    ("connect_timeout", "3"),
+    ("keepalives", "1"),
+    ("keepalives_idle", "5"),
+    ("keepalives_interval", "2"),
+    ("keepalives_count", "2"),
+    ("tcp_user_timeout", "10000"),
+];
 
 fn with_connect_timeout(url: &str) -> String {
-    if url.contains("connect_timeout=") {
-        return url.to_owned();
+    let mut out = url.to_owned();
+    for (key, value) in PG_DEFAULTS {
+        if url.contains(&format!("{key}=")) {
+            continue;
+        }
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(&format!("{key}={value}"));
     }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}connect_timeout={PG_CONNECT_TIMEOUT_SECS}")
+    out
 }
 
 /// A URL with any password replaced, fit for messages.
@@ -157,4 +170,23 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
     }
     .map_err(StoreError::Internal)?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_urls_get_timeouts_they_do_not_set() {
+        let u = super::with_connect_timeout("postgres://u@h/db?sslmode=disable&connect_timeout=9");
+        assert!(
+            u.contains("connect_timeout=9") && !u.contains("connect_timeout=3"),
+            "{u}"
+        );
+        assert!(u.contains("&keepalives=1&keepalives_idle=5"), "{u}");
+        assert!(u.contains("tcp_user_timeout=10000"), "{u}");
+        let u = super::with_connect_timeout("postgres://u@h/db");
+        assert!(
+            u.starts_with("postgres://u@h/db?connect_timeout=3&keepalives=1"),
+            "{u}"
+        );
+    }
 }

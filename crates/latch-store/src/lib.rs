@@ -52,6 +52,8 @@ pub struct SqlStore {
     /// [`CLIENT_TTL`]: a user-wide logout looks for the user's apps that take GTR only when
     /// some app does. This store's client writes drop it.
     gtr_clients: Arc<TtlCache<String, bool>>,
+    /// Client writes through this store, counted: a cached answer read across one is dropped.
+    client_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
 }
@@ -139,6 +141,7 @@ impl SqlStore {
                 CACHED_CONNECTIONS,
             )),
             gtr_clients: Arc::new(TtlCache::new(Arc::new(SystemClock), CLIENT_TTL, 1)),
+            client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
     }
@@ -163,6 +166,18 @@ impl SqlStore {
 
     pub(crate) fn gtr_clients(&self) -> &TtlCache<String, bool> {
         &self.gtr_clients
+    }
+
+    pub(crate) fn client_writes(&self) -> u64 {
+        self.client_writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A client was written here: answers cached from before are dropped, and reads under way
+    /// do not cache theirs.
+    pub(crate) fn client_written(&self) {
+        self.client_writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gtr_clients.clear();
     }
 
     pub(crate) fn cached_client(&self, id: &str) -> Option<latch_core::model::Client> {

@@ -49,6 +49,9 @@ enum Msg {
 /// held in memory without bound or making requests wait.
 pub(crate) const QUEUE_LIMIT: usize = 50_000;
 
+/// How long [`LogQueue::flush`] waits for the writer at most.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub(crate) struct LogQueue {
     tx: SyncSender<Msg>,
@@ -114,9 +117,15 @@ impl LogQueue {
         let (ack, done) = tokio::sync::oneshot::channel();
         // A full queue makes the send wait for room: off the async workers.
         let tx = self.tx.clone();
-        if let Ok(Ok(())) = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack))).await {
-            let _ = done.await;
-        }
+        // Bounded: with the database down the writer may be far behind, and a caller (a log
+        // search, a purge) goes on with what is written rather than wait for all of it.
+        let _ = tokio::time::timeout(FLUSH_WAIT, async {
+            if let Ok(Ok(())) = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack))).await
+            {
+                let _ = done.await;
+            }
+        })
+        .await;
     }
 }
 

@@ -417,7 +417,7 @@ impl ClientRepo for SqlStore {
             })
         })
         .await?;
-        self.gtr_clients().clear();
+        self.client_written();
         Ok(())
     }
 
@@ -425,6 +425,8 @@ impl ClientRepo for SqlStore {
         if let Some(any) = self.gtr_clients().get("") {
             return Ok(any);
         }
+        // A client written here while this read ran makes its answer stale: then it is not kept.
+        let generation = self.client_writes();
         let any = self
             .run(|conn| {
                 diesel::select(diesel::dsl::exists(
@@ -434,7 +436,9 @@ impl ClientRepo for SqlStore {
                 .map_err(db_err("client", "global_token_revocation"))
             })
             .await?;
-        self.gtr_clients().insert(String::new(), any);
+        if self.client_writes() == generation {
+            self.gtr_clients().insert(String::new(), any);
+        }
         Ok(any)
     }
 
@@ -500,7 +504,7 @@ impl ClientRepo for SqlStore {
             })
         })
         .await?;
-        self.gtr_clients().clear();
+        self.client_written();
         Ok(())
     }
 
@@ -536,7 +540,7 @@ impl ClientRepo for SqlStore {
             })
         })
         .await?;
-        self.gtr_clients().clear();
+        self.client_written();
         Ok(())
     }
 }
@@ -1365,7 +1369,9 @@ impl SigningKeyRepo for SqlStore {
                 };
             }
             let n = match &mut **conn {
-                DbConnection::Pg(pg) => pg.transaction(|pg| {
+                // READ COMMITTED whatever the database's default: the check must see a key
+                // committed while this transaction waited for the lock.
+                DbConnection::Pg(pg) => pg.build_transaction().read_committed().run(|pg| {
                     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                         .bind::<diesel::sql_types::BigInt, _>(SIGNING_KEYS_LOCK)
                         .execute(pg)?;

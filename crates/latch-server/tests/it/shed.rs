@@ -1,6 +1,6 @@
 //! Load shedding with the real binary: past `LATCH_MAX_CONCURRENT_REQUESTS` requests in progress,
-//! one more is answered 503 with `Retry-After` at once; probes are never shed; the slots come
-//! back when the requests holding them end.
+//! one more is answered 503 with `Retry-After` at once; probes have slots of their own; a body
+//! that never arrives is given up after the body deadline, and its slot comes back.
 
 use std::time::Duration;
 
@@ -72,11 +72,22 @@ async fn requests_past_the_limit_are_shed_with_retry_after() {
         assert_eq!(r.status(), 200, "{probe}");
     }
 
-    // One stalled request gives up: its slot serves the next request.
-    drop(first);
+    // A body that never comes is given up after the body deadline: the stalled requests are
+    // answered 400 and their slots serve the next requests.
+    for mut stalled in [first, second] {
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            latch_server::shed::BODY_DEADLINE + Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut answer),
+        )
+        .await
+        .expect("the stalled request is answered within the body deadline")
+        .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
     eventually("a slot is free again", async || {
         (http.get(&discovery).send().await.unwrap().status() == 200).then_some(())
     })
     .await;
-    drop(second);
 }
