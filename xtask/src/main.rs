@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask test`, `cargo xtask bench`, `cargo xtask fuzz`. The dependency
+//! Project tasks: `cargo xtask test`, `cargo xtask bench`, `cargo xtask soak`, `cargo xtask
+//! fuzz`. The dependency
 //! rules are checked by `tidy`, a test module run by `cargo test --workspace`.
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,13 @@ tasks:
           packages and test peers it needs; PostgreSQL and Redis tests run
           when LATCH_TEST_DATABASE_URL / LATCH_TEST_REDIS_URL are set, and are reported skipped otherwise
   bench   the benchmarks, printing their figures (Redis from LATCH_BENCH_REDIS_URL or LATCH_TEST_REDIS_URL)
+  soak [--minutes N]
+          a bounded mixed load (sign-in, refresh, userinfo, logout, GTR) against three instances on
+          PostgreSQL + Redis for N minutes (default LATCH_SOAK_MINUTES, else 30); fails if a request
+          fails, an instance's RSS grows more than 10% after the first minute, or the outbox does
+          not drain. Needs LATCH_BENCH_DATABASE_URL / LATCH_BENCH_REDIS_URL (or the LATCH_TEST_*
+          ones); LATCH_SOAK_RATE (requests/s, 60), LATCH_SOAK_WORKERS (8), LATCH_SOAK_GTR_EVERY (4),
+          LATCH_SOAK_BASELINE_SECONDS (60). Not part of `bench` or CI
   fuzz [--seconds N] [--sanitizer address|none] [target...]
           builds the cargo-fuzz targets (fuzz/) and runs each (default: all) for N seconds (default
           60), seeded from fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/.
@@ -428,7 +436,22 @@ fn read_report(target: &str, ok: bool, log: PathBuf) -> FuzzReport {
     }
 }
 
+/// LATCH_BENCH_* from LATCH_TEST_* where only those are set.
+fn bench_services(cmd: &mut Command) {
+    for (bench_var, test_var) in [
+        ("LATCH_BENCH_REDIS_URL", "LATCH_TEST_REDIS_URL"),
+        ("LATCH_BENCH_DATABASE_URL", "LATCH_TEST_DATABASE_URL"),
+    ] {
+        if std::env::var_os(bench_var).is_none()
+            && let Ok(url) = std::env::var(test_var)
+        {
+            cmd.env(bench_var, url);
+        }
+    }
+}
+
 fn bench() -> bool {
+    // `soak` is not listed: it runs for half an hour (`cargo xtask soak`).
     let mut ok = true;
     for (package, bench) in [
         ("latch-session", "sessions"),
@@ -440,19 +463,44 @@ fn bench() -> bool {
         let mut cmd = cargo();
         cmd.args(["bench", "--locked", "-p", package, "--bench", bench])
             .env("RUST_LOG", "error");
-        for (bench_var, test_var) in [
-            ("LATCH_BENCH_REDIS_URL", "LATCH_TEST_REDIS_URL"),
-            ("LATCH_BENCH_DATABASE_URL", "LATCH_TEST_DATABASE_URL"),
-        ] {
-            if std::env::var_os(bench_var).is_none()
-                && let Ok(url) = std::env::var(test_var)
-            {
-                cmd.env(bench_var, url);
-            }
-        }
+        bench_services(&mut cmd);
         ok &= run(cmd);
     }
     ok
+}
+
+/// `cargo xtask soak [--minutes N]`: the soak bench (crates/latch-server/benches/soak.rs).
+fn soak(args: &[String]) -> bool {
+    let mut minutes = None;
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--minutes" => match args
+                .next()
+                .filter(|n| n.parse::<f64>().is_ok_and(|n| n > 0.0))
+            {
+                Some(n) => minutes = Some(n.clone()),
+                None => {
+                    eprintln!("xtask: --minutes takes a number above 0");
+                    return false;
+                }
+            },
+            other => {
+                eprintln!("xtask: unknown argument {other:?}\n\n{HELP}");
+                return false;
+            }
+        }
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .args(["bench", "--locked", "-p", "latch-server", "--bench", "soak"])
+        .env("LATCH_SOAK", "1")
+        .env("RUST_LOG", "error");
+    if let Some(m) = minutes {
+        cmd.env("LATCH_SOAK_MINUTES", m);
+    }
+    bench_services(&mut cmd);
+    run(cmd)
 }
 
 fn main() -> ExitCode {
@@ -461,6 +509,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("soak") => soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
