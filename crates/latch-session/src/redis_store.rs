@@ -392,8 +392,16 @@ impl std::fmt::Debug for RedisSessionStore {
 
 /// Every failed command's error goes through here, and is counted (`latch_redis_errors_total`).
 fn unavailable(e: redis::RedisError) -> SessionError {
-    let down =
-        e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal();
+    // Down (503) unless retrying could not help: a connection lost, refused or timed out, a
+    // server shutting down or still loading its data, a reply cut off, the client's own
+    // connection state. Only a permanent answer (a script's error reply, an unexpected type)
+    // is Latch's fault (500).
+    let down = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
+        || matches!(e.kind(), redis::ErrorKind::Client);
     latch_core::metrics::redis_error(down);
     if down {
         SessionError::Unavailable(Box::new(e))
