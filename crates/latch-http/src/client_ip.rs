@@ -225,9 +225,10 @@ pub fn forwarded_scheme(req: &HttpRequest) -> Option<Option<&'static str>> {
         &header::HeaderName::from_static("x-forwarded-proto"),
     ) {
         Some(v) => v.and_then(|v| v.rsplit(',').next().map(|s| s.trim().to_ascii_lowercase())),
+        // Split as `forwarded_hops` splits (quoted commas and semicolons are not separators).
         None => joined(req.headers(), &header::FORWARDED)?.and_then(|v| {
-            v.rsplit(',').next().and_then(|last| {
-                last.split(';').find_map(|pair| {
+            split_unquoted(&v, ',').last().and_then(|last| {
+                split_unquoted(last, ';').into_iter().find_map(|pair| {
                     let (k, val) = pair.split_once('=')?;
                     k.trim()
                         .eq_ignore_ascii_case("proto")
