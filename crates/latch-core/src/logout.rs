@@ -508,18 +508,33 @@ pub async fn terminate(
 ) -> Result<Outcome, LogoutError> {
     let now = clock.now();
 
-    // 1. What is about to end.
-    let doomed = match &req.target {
-        Step::Session(id) => sessions.find_session(id, now).await?.into_iter().collect(),
-        Step::User(user) => sessions.list_user_sessions(user, now).await?,
-        Step::Expired(s) => vec![(**s).clone()],
+    // 1. What is about to end. A user's sessions and refresh tokens are read at the same time
+    // (two stores, two round trips side by side).
+    let (doomed, token_holders) = match &req.target {
+        Step::User(u) => {
+            let tokens = async {
+                match req.tokens {
+                    TokenPolicy::AllOfUser => store.list_user_refresh_tokens(u, now).await,
+                    TokenPolicy::SessionBound => Ok(Vec::new()),
+                }
+            };
+            let (doomed, tokens) =
+                futures_util::future::join(sessions.list_user_sessions(u, now), tokens).await;
+            (doomed?, tokens?)
+        }
+        Step::Session(id) => (
+            sessions.find_session(id, now).await?.into_iter().collect(),
+            Vec::new(),
+        ),
+        Step::Expired(s) => (vec![(**s).clone()], Vec::new()),
     };
     let user = match &req.target {
         Step::User(u) => Some(u.clone()),
         Step::Session(_) | Step::Expired(_) => doomed.first().map(|s| s.user_id.clone()),
     };
-    let token_holders = match (req.tokens, &user) {
-        (TokenPolicy::AllOfUser, Some(u)) => store.list_user_refresh_tokens(u, now).await?,
+    let token_holders = match (req.tokens, &req.target, &user) {
+        (_, Step::User(_), _) => token_holders,
+        (TokenPolicy::AllOfUser, _, Some(u)) => store.list_user_refresh_tokens(u, now).await?,
         _ => Vec::new(),
     };
 
@@ -542,8 +557,20 @@ pub async fn terminate(
     }
     store.insert_deliveries(&deliveries).await?;
 
-    // 3. End the sessions.
+    // 3. End the sessions. A user-wide logout that takes all their tokens revokes them at the
+    // same time (both are deletions, after the recording).
+    let mut revoked_early = None;
     let ended = match &req.target {
+        Step::User(u) if req.tokens == TokenPolicy::AllOfUser => {
+            let scope = RevokeScope::User(u.clone());
+            let (ended, revoked) = futures_util::future::join(
+                sessions.end_user_sessions(u),
+                store.revoke_refresh_tokens(&scope, now),
+            )
+            .await;
+            revoked_early = Some(revoked?);
+            ended?
+        }
         Step::Session(id) => sessions
             .end_session(id)
             .await?
@@ -573,6 +600,9 @@ pub async fn terminate(
     // 4. Refresh tokens die with the sessions.
     let mut revoked_tokens = Vec::new();
     match req.tokens {
+        TokenPolicy::AllOfUser if revoked_early.is_some() => {
+            revoked_tokens = revoked_early.unwrap_or_default();
+        }
         TokenPolicy::AllOfUser => {
             if let Some(u) = &user {
                 revoked_tokens = store

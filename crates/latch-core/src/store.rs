@@ -152,6 +152,12 @@ pub trait RefreshTokenRepo: Send + Sync {
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<RefreshToken>, StoreError>;
+    /// [`Self::find_refresh_token`] and the token's user in one read (the refresh grant's first
+    /// step); the user is `None` when it no longer exists.
+    async fn find_refresh_token_with_user(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(RefreshToken, Option<User>)>, StoreError>;
     /// Marks a token rotated if, and only if, it is still usable at `now`; `false` means another
     /// request got there first (or it was revoked): the caller treats that as reuse.
     async fn mark_refresh_token_rotated(

@@ -532,11 +532,20 @@ async fn handle(
     let remember_until = time::OffsetDateTime::from_unix_timestamp(exp.saturating_add(SKEW))
         .unwrap_or(deps.clock.now());
     let replay_scope = format!("gtr-jti:{}", conn.id);
-    let first = deps
-        .sessions
-        .remember_once(&replay_scope, jti, remember_until, deps.clock.now())
-        .await
-        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let format = match &subject {
+        Subject::IssSub { .. } => "iss_sub",
+        Subject::Email(_) => "email",
+    };
+    // The replay check and the user's read (a read only: nothing changes before both are
+    // known) at the same time.
+    let remember = async {
+        deps.sessions
+            .remember_once(&replay_scope, jti, remember_until, deps.clock.now())
+            .await
+            .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+    };
+    let (first, found) = tokio::join!(remember, find_user(deps, conn, &subject));
+    let first = first?;
     // Past this point a 503 is Latch's failure, not the token's: the `jti` is forgotten again so
     // Okta's retry of the same token is not refused as a replay.
     let unavailable = |why: String| async {
@@ -546,11 +555,7 @@ async fn handle(
     if !first {
         return Err(refuse(StatusCode::UNAUTHORIZED, "replayed jti"));
     }
-    let format = match &subject {
-        Subject::IssSub { .. } => "iss_sub",
-        Subject::Email(_) => "email",
-    };
-    let found = match find_user(deps, conn, &subject).await {
+    let found = match found {
         Err(Refusal(status, why)) if status == StatusCode::SERVICE_UNAVAILABLE => {
             return Err(unavailable(why).await);
         }

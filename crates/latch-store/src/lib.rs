@@ -52,6 +52,9 @@ pub struct SqlStore {
     /// [`CLIENT_TTL`]: a user-wide logout looks for the user's apps that take GTR only when
     /// some app does. This store's client writes drop it.
     gtr_clients: Arc<TtlCache<String, bool>>,
+    /// Client grants by client and audience, kept [`CLIENT_TTL`]: every `client_credentials`
+    /// request reads its grant. This store's client and client grant writes empty it.
+    client_grants: Arc<TtlCache<String, latch_core::model::ClientGrant>>,
     /// Client writes through this store, counted: a cached answer read across one is dropped.
     client_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
@@ -141,6 +144,11 @@ impl SqlStore {
                 CACHED_CONNECTIONS,
             )),
             gtr_clients: Arc::new(TtlCache::new(Arc::new(SystemClock), CLIENT_TTL, 1)),
+            client_grants: Arc::new(TtlCache::new(
+                Arc::new(SystemClock),
+                CLIENT_TTL,
+                CACHED_CLIENTS,
+            )),
             client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
         })
@@ -151,7 +159,8 @@ impl SqlStore {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clients = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, CACHED_CLIENTS));
         self.connections = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, CACHED_CONNECTIONS));
-        self.gtr_clients = Arc::new(TtlCache::new(clock, CLIENT_TTL, 1));
+        self.gtr_clients = Arc::new(TtlCache::new(clock.clone(), CLIENT_TTL, 1));
+        self.client_grants = Arc::new(TtlCache::new(clock, CLIENT_TTL, CACHED_CLIENTS));
         self
     }
 
@@ -178,6 +187,11 @@ impl SqlStore {
         self.client_writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.gtr_clients.clear();
+        self.client_grants.clear();
+    }
+
+    pub(crate) fn client_grants(&self) -> &TtlCache<String, latch_core::model::ClientGrant> {
+        &self.client_grants
     }
 
     pub(crate) fn cached_client(&self, id: &str) -> Option<latch_core::model::Client> {

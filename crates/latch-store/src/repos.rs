@@ -549,14 +549,17 @@ impl ClientRepo for SqlStore {
 impl ClientGrantRepo for SqlStore {
     async fn insert_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
         let row = GrantRow::from_domain(g)?;
-        self.run_write(move |conn| {
-            diesel::insert_into(client_grants::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(db_err("client grant", "audience"))?;
-            Ok(())
-        })
-        .await
+        let out = self
+            .run_write(move |conn| {
+                diesel::insert_into(client_grants::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map_err(db_err("client grant", "audience"))?;
+                Ok(())
+            })
+            .await;
+        self.client_written();
+        out
     }
 
     async fn list_client_grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
@@ -576,49 +579,70 @@ impl ClientGrantRepo for SqlStore {
         client: &ClientId,
         audience: &str,
     ) -> Result<Option<ClientGrant>, StoreError> {
+        // Cached like clients (a client id cannot hold NUL, so the key is unambiguous).
+        let key = format!("{}\0{audience}", client.as_str());
+        if let Some(g) = self.client_grants().get(&key) {
+            return Ok(Some(g));
+        }
+        // A client or grant written here while this read ran makes its answer stale: then it is
+        // not kept.
+        let generation = self.client_writes();
         let (client, audience) = (client.as_str().to_owned(), audience.to_owned());
-        self.run(move |conn| {
-            let row: Option<GrantRow> = client_grants::table
-                .filter(client_grants::client_id.eq(&client))
-                .filter(client_grants::audience.eq(&audience))
-                .select(GrantRow::as_select())
-                .first(conn)
-                .optional()
-                .map_err(db_err("client grant", "id"))?;
-            row.map(GrantRow::into_domain).transpose()
-        })
-        .await
+        let found = self
+            .run(move |conn| {
+                let row: Option<GrantRow> = client_grants::table
+                    .filter(client_grants::client_id.eq(&client))
+                    .filter(client_grants::audience.eq(&audience))
+                    .select(GrantRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(db_err("client grant", "id"))?;
+                row.map(GrantRow::into_domain).transpose()
+            })
+            .await?;
+        if let Some(g) = &found
+            && self.client_writes() == generation
+        {
+            self.client_grants().insert(key, g.clone());
+        }
+        Ok(found)
     }
 
     async fn update_client_grant(&self, g: &ClientGrant) -> Result<(), StoreError> {
         let row = GrantRow::from_domain(g)?;
-        self.run_write(move |conn| {
-            let n = diesel::update(client_grants::table.find(&row.id))
-                .set(client_grants::scope.eq(&row.scope))
-                .execute(conn)
-                .map_err(db_err("client grant", "id"))?;
-            if n == 0 {
-                Err(not_found("client grant", &row.id))
-            } else {
-                Ok(())
-            }
-        })
-        .await
+        let out = self
+            .run_write(move |conn| {
+                let n = diesel::update(client_grants::table.find(&row.id))
+                    .set(client_grants::scope.eq(&row.scope))
+                    .execute(conn)
+                    .map_err(db_err("client grant", "id"))?;
+                if n == 0 {
+                    Err(not_found("client grant", &row.id))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        self.client_written();
+        out
     }
 
     async fn delete_client_grant(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.run_write(move |conn| {
-            let n = diesel::delete(client_grants::table.find(&id))
-                .execute(conn)
-                .map_err(db_err("client grant", "id"))?;
-            if n == 0 {
-                Err(not_found("client grant", &id))
-            } else {
-                Ok(())
-            }
-        })
-        .await
+        let out = self
+            .run_write(move |conn| {
+                let n = diesel::delete(client_grants::table.find(&id))
+                    .execute(conn)
+                    .map_err(db_err("client grant", "id"))?;
+                if n == 0 {
+                    Err(not_found("client grant", &id))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        self.client_written();
+        out
     }
 }
 
@@ -979,6 +1003,16 @@ fn write_identity(conn: &mut DbConnection, row: &IdentityRow) -> Result<(), Stor
     }
 }
 
+/// [`RefreshTokenRepo::rotate_refresh_token`] on PostgreSQL: the conditional UPDATE of the old
+/// token and the INSERT of its successor in one statement.
+const ROTATE_REFRESH_TOKEN_PG: &str = "WITH old AS (\
+    UPDATE refresh_tokens SET rotated_at = $2 \
+    WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+    RETURNING id) \
+    INSERT INTO refresh_tokens (id, digest, family_id, user_id, client_id, session_id, scope, \
+    offline, created_at, expires_at, family_expires_at, rotated_at, revoked_at) \
+    SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL FROM old";
+
 #[async_trait]
 impl RefreshTokenRepo for SqlStore {
     async fn insert_grant(
@@ -1064,6 +1098,38 @@ impl RefreshTokenRepo for SqlStore {
         .await
     }
 
+    async fn find_refresh_token_with_user(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(RefreshToken, Option<User>)>, StoreError> {
+        let digest = digest.as_str().to_owned();
+        self.run(move |conn| {
+            let row: Option<(RefreshRow, Option<i64>, Option<UserRow>)> = refresh_tokens::table
+                .left_join(grants::table.on(grants::id.eq(refresh_tokens::family_id)))
+                .left_join(users::table.on(users::user_id.eq(refresh_tokens::user_id)))
+                .filter(refresh_tokens::digest.eq(&digest))
+                .select((
+                    RefreshRow::as_select(),
+                    grants::revoked_at.nullable(),
+                    Option::<UserRow>::as_select(),
+                ))
+                .first(conn)
+                .optional()
+                .map_err(db_err("refresh token", "digest"))?;
+            let Some((r, grant_revoked, user)) = row else {
+                return Ok(None);
+            };
+            let mut t = r.into_domain();
+            if t.revoked_at.is_none()
+                && let Some(at) = grant_revoked
+            {
+                t.revoked_at = Some(latch_core::clock::from_millis(at));
+            }
+            Ok(Some((t, user.map(UserRow::into_domain).transpose()?)))
+        })
+        .await
+    }
+
     async fn mark_refresh_token_rotated(
         &self,
         id: &RefreshTokenId,
@@ -1098,6 +1164,28 @@ impl RefreshTokenRepo for SqlStore {
         let row = RefreshRow::from_domain(new);
         let now = to_millis(now);
         self.run_write(move |conn| {
+            // PostgreSQL: one statement (one round trip, one commit). The successor is inserted
+            // only if the conditional UPDATE changed the old row.
+            if let DbConnection::Pg(pg) = &mut **conn {
+                use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+                let n = diesel::sql_query(ROTATE_REFRESH_TOKEN_PG)
+                    .bind::<Text, _>(&old)
+                    .bind::<BigInt, _>(now)
+                    .bind::<Text, _>(&row.id)
+                    .bind::<Text, _>(&row.digest)
+                    .bind::<Text, _>(&row.family_id)
+                    .bind::<Text, _>(&row.user_id)
+                    .bind::<Text, _>(&row.client_id)
+                    .bind::<Nullable<Text>, _>(&row.session_id)
+                    .bind::<Text, _>(&row.scope)
+                    .bind::<Bool, _>(row.offline)
+                    .bind::<BigInt, _>(row.created_at)
+                    .bind::<BigInt, _>(row.expires_at)
+                    .bind::<BigInt, _>(row.family_expires_at)
+                    .execute(pg)
+                    .map_err(db_err("refresh token", "digest"))?;
+                return Ok(n == 1);
+            }
             tx(conn, |conn| {
                 let n = diesel::update(
                     refresh_tokens::table

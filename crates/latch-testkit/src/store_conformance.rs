@@ -18,7 +18,7 @@ macro_rules! store_conformance_tests {
             clients_round_trip, client_delete_unlinks_connections, clients_taking_gtr_are_noticed, missing_rows,
             users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
-            grants_are_revoked_with_their_tokens,
+            refresh_tokens_rotate_in_one_step, grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
             outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, outbox_pending_count_is_bounded, logs_purge_in_bounded_batches,
             outbox_purge_spares_pending_deliveries, client_grants_round_trip,
@@ -426,6 +426,81 @@ pub async fn user_count_matches_the_search(s: &dyn Store) {
     assert_eq!(s.count_users(&q(format!("{tag}%"), 0)).await.unwrap(), 0);
     // No search: every user, at least these three.
     assert!(s.count_users(&UserQuery::default()).await.unwrap() >= 3);
+}
+
+/// The refresh grant's two store steps: the token read with its user, then the rotation that
+/// stores the successor only when it spends the old token.
+pub async fn refresh_tokens_rotate_in_one_step(s: &dyn Store) {
+    let (u, c) = (fixtures::user(), fixtures::client());
+    s.insert_user(&u).await.unwrap();
+    s.insert_client(&c).await.unwrap();
+    let old = fixtures::refresh_token(&u, &c, None, false);
+    s.insert_grant(&fixtures::grant_of(&old), Some(&old))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_refresh_token_with_user(&old.digest).await.unwrap(),
+        Some((old.clone(), Some(u.clone())))
+    );
+    assert_eq!(
+        s.find_refresh_token_with_user(&TokenDigest::new("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mut next = fixtures::refresh_token(&u, &c, None, false);
+    next.family_id = old.family_id.clone();
+    assert!(s.rotate_refresh_token(&old.id, &next, now()).await.unwrap());
+    let (spent, _) = s
+        .find_refresh_token_with_user(&old.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(spent.rotated_at.is_some());
+    assert_eq!(
+        s.find_refresh_token(&next.digest).await.unwrap().as_ref(),
+        Some(&next)
+    );
+    // The second rotation of the same token writes nothing: its successor is not stored.
+    let mut loser = fixtures::refresh_token(&u, &c, None, false);
+    loser.family_id = old.family_id.clone();
+    assert!(
+        !s.rotate_refresh_token(&old.id, &loser, now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.find_refresh_token(&loser.digest).await.unwrap(), None);
+    assert_eq!(s.list_family(&old.family_id).await.unwrap().len(), 2);
+
+    // Neither an expired nor a revoked token rotates.
+    let mut expired = fixtures::refresh_token(&u, &c, None, false);
+    expired.expires_at = now() - time::Duration::seconds(1);
+    s.insert_grant(&fixtures::grant_of(&expired), Some(&expired))
+        .await
+        .unwrap();
+    let successor = fixtures::refresh_token(&u, &c, None, false);
+    assert!(
+        !s.rotate_refresh_token(&expired.id, &successor, now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.find_refresh_token(&successor.digest).await.unwrap(), None);
+    s.revoke_refresh_tokens(&RevokeScope::Family(next.family_id.clone()), now())
+        .await
+        .unwrap();
+    let (revoked, _) = s
+        .find_refresh_token_with_user(&next.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(
+        !s.rotate_refresh_token(&next.id, &successor, now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.find_refresh_token(&successor.digest).await.unwrap(), None);
 }
 
 pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {

@@ -200,9 +200,10 @@ async fn refresh(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required."))?;
     let now = deps.clock.now();
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
-    let Some(rt) = deps
+    // The token and its user in one read.
+    let Some((rt, user)) = deps
         .store
-        .find_refresh_token(&latch_jose::token_digest(&token))
+        .find_refresh_token_with_user(&latch_jose::token_digest(&token))
         .await?
     else {
         return Err(invalid());
@@ -259,19 +260,58 @@ async fn refresh(
             s.split_whitespace().collect::<Vec<_>>().join(" ")
         }
     };
-    let user = deps
-        .store
-        .find_user(&rt.user_id)
-        .await?
-        .filter(|u| !u.blocked)
-        .ok_or_else(invalid)?;
-    // The sid stays while the session lives.
-    let session = match &rt.session_id {
-        Some(id) => deps.sessions.find_session(id, now).await?,
-        None => None,
+    let user = user.filter(|u| !u.blocked).ok_or_else(invalid)?;
+    let mut grant = Grant {
+        client,
+        user: &user,
+        scope: &scope,
+        nonce: None,
+        auth_time: rt.created_at,
+        session_id: rt.session_id.as_ref(),
+        sid: None,
+        family: rt.family_id.clone(),
+        family_expires_at: Some(rt.family_expires_at),
     };
+    let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
+        return Err(invalid());
+    };
+    // The rotation (the successor stored with it; of two concurrent exchanges of the same token
+    // only one wins, the other is reuse) and the session's read at the same time: one database
+    // round trip beside one session-store round trip.
+    let find_session = async {
+        match &rt.session_id {
+            Some(id) => deps
+                .sessions
+                .find_session(id, now)
+                .await
+                .map_err(OAuthError::from),
+            None => Ok(None),
+        }
+    };
+    let rotate = async {
+        deps.store
+            .rotate_refresh_token(&rt.id, &record, now)
+            .await
+            .map_err(OAuthError::from)
+    };
+    let (session, rotated) = tokio::join!(find_session, rotate);
+    if !rotated? {
+        return reuse(rt.clone()).await;
+    }
     // A session-bound grant ends with its session, also when the session simply expired (no
-    // logout came to revoke it).
+    // logout came to revoke it): the family dies, the successor just stored with it.
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            // The successor was stored but is never handed out; the old token is spent. Revoke
+            // the family rather than leave the client without a usable token and no reason.
+            let _ = deps
+                .store
+                .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
+                .await;
+            return Err(e);
+        }
+    };
     if session.is_none() && rt.session_id.is_some() && !rt.offline {
         deps.store
             .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
@@ -289,33 +329,15 @@ async fn refresh(
         .await;
         return Err(invalid());
     }
+    // The sid stays while the session lives.
     let sid = session
         .as_ref()
         .and_then(|s| s.clients.iter().find(|c| c.client_id == client.client_id))
         .map(|c| c.sid.clone());
-    let grant = Grant {
-        client,
-        user: &user,
-        scope: &scope,
-        nonce: None,
-        auth_time: session.as_ref().map_or(rt.created_at, |s| s.auth_time),
-        session_id: rt.session_id.as_ref(),
-        sid: sid.as_ref(),
-        family: rt.family_id.clone(),
-        family_expires_at: Some(rt.family_expires_at),
-    };
-    // Rotation and the successor in one step; of two concurrent exchanges of the same token
-    // only one wins, the other is reuse.
-    let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
-        return Err(invalid());
-    };
-    if !deps
-        .store
-        .rotate_refresh_token(&rt.id, &record, now)
-        .await?
-    {
-        return reuse(rt.clone()).await;
+    if let Some(s) = &session {
+        grant.auth_time = s.auth_time;
     }
+    grant.sid = sid.as_ref();
     let body = issue::token_response(deps, &grant, Some(&new_token))?;
     issue::log(
         deps,
