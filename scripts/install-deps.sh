@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Latch needs to build and test on Debian (bookworm).
 # Idempotent: installs only what is missing. Run as root (CI is root), or with sudo.
+# `--bench` also installs what `cargo xtask bench --peer` needs (`bench_packages`).
 set -euo pipefail
 
 # Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config;
@@ -11,7 +12,15 @@ set -euo pipefail
 build_packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev)
 # g++: libfuzzer-sys builds libFuzzer for the fuzz targets, which `cargo xtask test` builds.
 test_packages=(xmlsec1 chromium g++)
+# wrk: the HTTP load generator `cargo xtask bench --peer` drives Latch and oidc-provider with.
+bench_packages=(wrk)
 packages=("${build_packages[@]}" "${test_packages[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=("${bench_packages[@]}") ;;
+    *) echo "install-deps: unknown argument $arg (known: --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -21,7 +21,14 @@ tasks:
   test    the whole suite, as CI runs it (cargo test --workspace), after installing the system
           packages and test peers it needs; PostgreSQL and Redis tests run
           when LATCH_TEST_DATABASE_URL / LATCH_TEST_REDIS_URL are set, and are reported skipped otherwise
-  bench   the benchmarks, printing their figures (Redis from LATCH_BENCH_REDIS_URL or LATCH_TEST_REDIS_URL)
+  bench [--peer]
+          the benchmarks, printing their figures (Redis from LATCH_BENCH_REDIS_URL or LATCH_TEST_REDIS_URL).
+          --peer instead runs Latch side by side with npm oidc-provider under wrk (refresh,
+          client_credentials; then GTR on Latch alone): the release binary on PostgreSQL + Redis
+          (LATCH_BENCH_DATABASE_URL / LATCH_BENCH_REDIS_URL, or the LATCH_TEST_* ones) and on the
+          embedded default, interleaved rounds of LATCH_BENCH_SECONDS (10) x LATCH_BENCH_ROUNDS
+          (3), medians and ratios beside the RS256 signing rate. Installs wrk
+          (scripts/install-deps.sh --bench) and the peers (scripts/install-peers.sh) when missing
   soak [--minutes N]
           a bounded mixed load (sign-in, refresh, userinfo, logout, GTR) against three instances on
           PostgreSQL + Redis for N minutes (default LATCH_SOAK_MINUTES, else 30); fails if a request
@@ -450,8 +457,17 @@ fn bench_services(cmd: &mut Command) {
     }
 }
 
-fn bench() -> bool {
-    // `soak` is not listed: it runs for half an hour (`cargo xtask soak`).
+fn bench(args: &[String]) -> bool {
+    match args {
+        [] => {}
+        [p] if p == "--peer" => return bench_peer(),
+        _ => {
+            eprintln!("xtask: unknown arguments {args:?}\n\n{HELP}");
+            return false;
+        }
+    }
+    // `soak` is not listed: it runs for half an hour (`cargo xtask soak`); nor `peer`
+    // (`cargo xtask bench --peer`).
     let mut ok = true;
     for (package, bench) in [
         ("latch-session", "sessions"),
@@ -467,6 +483,34 @@ fn bench() -> bool {
         ok &= run(cmd);
     }
     ok
+}
+
+/// `cargo xtask bench --peer`: the side-by-side bench (crates/latch-server/benches/peer.rs),
+/// after installing wrk and the peers when they are missing.
+fn bench_peer() -> bool {
+    let root = root();
+    let mut deps = Command::new("bash");
+    deps.arg(root.join("scripts/install-deps.sh"))
+        .arg("--bench");
+    if !run(deps) {
+        eprintln!(
+            "xtask: could not install wrk (scripts/install-deps.sh --bench; root or sudo needed)"
+        );
+        return false;
+    }
+    let mut peers = Command::new("bash");
+    peers.arg(root.join("scripts/install-peers.sh"));
+    if !run(peers) {
+        eprintln!("xtask: could not install the peers (scripts/install-peers.sh)");
+        return false;
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .args(["bench", "--locked", "-p", "latch-server", "--bench", "peer"])
+        .env("LATCH_BENCH_PEER", "1")
+        .env("RUST_LOG", "error");
+    bench_services(&mut cmd);
+    run(cmd)
 }
 
 /// `cargo xtask soak [--minutes N]`: the soak bench (crates/latch-server/benches/soak.rs).
@@ -508,7 +552,7 @@ fn main() -> ExitCode {
     let ok = match task.as_deref() {
         Some("serve") => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("test") => test(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("soak") => soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help" | "help") | None => {

@@ -157,6 +157,49 @@ async fn keys(config: Config, action: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How much lower the background runtime's threads run than requests (Linux `nice`; CFS weight
+/// 110 against 1,024): under load a request waiting for a core takes it from background work.
+const BACKGROUND_NICE: i32 = 10;
+
+/// The runtime of the background workers ([`app::spawn_workers`]): the back-channel fan-out
+/// (an RS256 signature per logout token), log streams, the sweepers, key reloads. Its threads,
+/// and the threads they start, run at [`BACKGROUND_NICE`], so a burst of logout fan-out does not
+/// queue sign-ins, refreshes and GTR calls behind its signatures; on an idle core it runs at full
+/// speed. Deliveries are durable in the outbox whatever their pace (and leased, so a delivery
+/// whose lease ran out under load is claimed again, by any instance).
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Background {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("latch-background")
+            .on_thread_start(|| {
+                // This thread only (Linux: a thread's own nice value); refused where lowering
+                // is not permitted, which changes nothing else.
+                if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
+                    tracing::debug!(error = %e, "background thread priority unchanged");
+                }
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the background runtime: {e}"))?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(tokio::runtime::Runtime::enter)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Dropped inside the main runtime: a plain drop would block there.
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting");
     let bind = config.bind;
@@ -173,7 +216,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .shutdown_timeout(10)
         .run();
 
-    let _workers = app::spawn_workers(&started.state);
+    // Background work runs on a runtime of its own, at a lower CPU priority than requests.
+    let background = Background::start()?;
+    let _workers = {
+        let _on = background.enter();
+        app::spawn_workers(&started.state)
+    };
 
     let issuer = started.state.config.issuer_str().to_owned();
     // The banner is for the person who started Latch. With JSON logs, stdout carries only log
