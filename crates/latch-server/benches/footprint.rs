@@ -1,7 +1,10 @@
 //! The real `latch` binary (bench profile) on the embedded default, started on a fresh data dir:
 //! the time from the process start to `/readyz` answering 200 (target ≤ 200 ms: a first start
 //! generates the signing keys that must sign now), and its resident memory once idle (target
-//! ≤ 30 MiB). Five starts; the median and the range are printed.
+//! ≤ 30 MiB). Five starts; the median and the range are printed, with where the idle RSS lives
+//! (from `/proc/<pid>/smaps`): the binary's own pages (its text and read-only data, file-backed),
+//! the shared libraries' file-backed pages, anonymous memory (heap, thread stacks, relocated
+//! data), and the thread count.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +46,55 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Idle RSS split by where it lives, KiB.
+#[derive(Default, Clone, Copy)]
+struct Breakdown {
+    /// File-backed pages of the `latch` binary itself.
+    binary: u64,
+    /// File-backed pages of every other mapped file (the shared libraries).
+    libraries: u64,
+    /// Anonymous pages: heap, thread stacks, and copied-on-write relocated data.
+    anonymous: u64,
+}
+
+fn breakdown(pid: u32) -> Breakdown {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return Breakdown::default();
+    };
+    let binary = std::fs::canonicalize(BIN).unwrap_or_else(|_| BIN.into());
+    let mut b = Breakdown::default();
+    let (mut own, mut file, mut rss) = (false, false, 0);
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if !first.ends_with(':') {
+            // A mapping's header: address range, perms, offset, device, inode, path.
+            let path = words.nth(4);
+            own = path.is_some_and(|p| std::path::Path::new(p) == binary);
+            file = path.is_some_and(|p| p.starts_with('/'));
+            continue;
+        }
+        let kib = words
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        match first {
+            "Rss:" => rss = kib,
+            "Anonymous:" => {
+                b.anonymous += kib;
+                let backed = rss.saturating_sub(kib);
+                if own {
+                    b.binary += backed;
+                } else if file {
+                    b.libraries += backed;
+                }
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -50,6 +102,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let (mut starts, mut rss, mut anon) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut binary, mut libraries, mut anonymous, mut threads) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let dir = std::env::temp_dir().join(format!(
             "latch-footprint-{}-{}",
@@ -79,6 +133,11 @@ fn main() {
         std::thread::sleep(Duration::from_secs(3));
         rss.push(rss_kib(child.id(), "VmRSS:") as f64 / 1024.0);
         anon.push(rss_kib(child.id(), "RssAnon:") as f64 / 1024.0);
+        let b = breakdown(child.id());
+        binary.push(b.binary as f64 / 1024.0);
+        libraries.push(b.libraries as f64 / 1024.0);
+        anonymous.push(b.anonymous as f64 / 1024.0);
+        threads.push(rss_kib(child.id(), "Threads:") as f64);
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&dir);
@@ -100,5 +159,13 @@ fn main() {
         median(&mut rss.clone()),
         range(&rss),
         median(&mut anon.clone())
+    );
+    println!(
+        "  where it lives (medians): the binary {:.1} MiB, shared libraries {:.1} MiB, \
+         anonymous {:.1} MiB; {:.0} threads",
+        median(&mut binary),
+        median(&mut libraries),
+        median(&mut anonymous),
+        median(&mut threads)
     );
 }
