@@ -275,43 +275,14 @@ async fn refresh(
     let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
         return Err(invalid());
     };
-    // The rotation (the successor stored with it; of two concurrent exchanges of the same token
-    // only one wins, the other is reuse) and the session's read at the same time: one database
-    // round trip beside one session-store round trip.
-    let find_session = async {
-        match &rt.session_id {
-            Some(id) => deps
-                .sessions
-                .find_session(id, now)
-                .await
-                .map_err(OAuthError::from),
-            None => Ok(None),
-        }
+    // The session first: a session store that cannot answer is a 503 that changes nothing (the
+    // token is not spent), so the app's retry works once it is back.
+    let session = match &rt.session_id {
+        Some(id) => deps.sessions.find_session(id, now).await?,
+        None => None,
     };
-    let rotate = async {
-        deps.store
-            .rotate_refresh_token(&rt.id, &record, now)
-            .await
-            .map_err(OAuthError::from)
-    };
-    let (session, rotated) = tokio::join!(find_session, rotate);
-    if !rotated? {
-        return reuse(rt.clone()).await;
-    }
     // A session-bound grant ends with its session, also when the session simply expired (no
-    // logout came to revoke it): the family dies, the successor just stored with it.
-    let session = match session {
-        Ok(s) => s,
-        Err(e) => {
-            // The successor was stored but is never handed out; the old token is spent. Revoke
-            // the family rather than leave the client without a usable token and no reason.
-            let _ = deps
-                .store
-                .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
-                .await;
-            return Err(e);
-        }
-    };
+    // logout came to revoke it).
     if session.is_none() && rt.session_id.is_some() && !rt.offline {
         deps.store
             .revoke_refresh_tokens(&RevokeScope::Family(rt.family_id.clone()), now)
@@ -328,6 +299,15 @@ async fn refresh(
         )
         .await;
         return Err(invalid());
+    }
+    // Rotation and the successor in one step; of two concurrent exchanges of the same token
+    // only one wins, the other is reuse.
+    if !deps
+        .store
+        .rotate_refresh_token(&rt.id, &record, now)
+        .await?
+    {
+        return reuse(rt.clone()).await;
     }
     // The sid stays while the session lives.
     let sid = session
