@@ -508,34 +508,31 @@ pub async fn terminate(
 ) -> Result<Outcome, LogoutError> {
     let now = clock.now();
 
-    // 1. What is about to end. A user's sessions and refresh tokens are read at the same time
-    // (two stores, two round trips side by side).
-    let (doomed, token_holders) = match &req.target {
+    // 1. What is about to end, and the refresh tokens whose apps are told. A user's sessions and
+    // tokens are read at the same time (two stores, two round trips side by side).
+    let (doomed, user_tokens) = match &req.target {
         Step::User(u) => {
-            let tokens = async {
-                match req.tokens {
-                    TokenPolicy::AllOfUser => store.list_user_refresh_tokens(u, now).await,
-                    TokenPolicy::SessionBound => Ok(Vec::new()),
-                }
-            };
-            let (doomed, tokens) =
-                futures_util::future::join(sessions.list_user_sessions(u, now), tokens).await;
-            (doomed?, tokens?)
+            let (doomed, tokens) = futures_util::future::join(
+                sessions.list_user_sessions(u, now),
+                tokens_to_notify(store, req.tokens, u, now),
+            )
+            .await;
+            (doomed?, Some(tokens?))
         }
         Step::Session(id) => (
             sessions.find_session(id, now).await?.into_iter().collect(),
-            Vec::new(),
+            None,
         ),
-        Step::Expired(s) => (vec![(**s).clone()], Vec::new()),
+        Step::Expired(s) => (vec![(**s).clone()], None),
     };
     let user = match &req.target {
         Step::User(u) => Some(u.clone()),
         Step::Session(_) | Step::Expired(_) => doomed.first().map(|s| s.user_id.clone()),
     };
-    let token_holders = match (req.tokens, &req.target, &user) {
-        (_, Step::User(_), _) => token_holders,
-        (TokenPolicy::AllOfUser, _, Some(u)) => store.list_user_refresh_tokens(u, now).await?,
-        _ => Vec::new(),
+    let token_holders = match (user_tokens, &user) {
+        (Some(tokens), _) => tokens,
+        (None, Some(u)) => tokens_to_notify(store, req.tokens, u, now).await?,
+        (None, None) => Vec::new(),
     };
 
     // 2. Record every notification before deleting anything.
@@ -559,16 +556,16 @@ pub async fn terminate(
 
     // 3. End the sessions. A user-wide logout that takes all their tokens revokes them at the
     // same time (both are deletions, after the recording).
-    let mut revoked_early = None;
+    let mut revoked = None;
     let ended = match &req.target {
         Step::User(u) if req.tokens == TokenPolicy::AllOfUser => {
             let scope = RevokeScope::User(u.clone());
-            let (ended, revoked) = futures_util::future::join(
+            let (ended, tokens) = futures_util::future::join(
                 sessions.end_user_sessions(u),
                 store.revoke_refresh_tokens(&scope, now),
             )
             .await;
-            revoked_early = Some(revoked?);
+            revoked = Some(tokens?);
             ended?
         }
         Step::Session(id) => sessions
@@ -597,35 +594,47 @@ pub async fn terminate(
         deliveries.extend(late);
     }
 
-    // 4. Refresh tokens die with the sessions.
-    let mut revoked_tokens = Vec::new();
-    match req.tokens {
-        TokenPolicy::AllOfUser if revoked_early.is_some() => {
-            revoked_tokens = revoked_early.unwrap_or_default();
+    // 4. Refresh tokens die with the sessions (a user-wide logout's went in step 3).
+    let revoked_tokens = match (revoked, req.tokens, &user) {
+        (Some(tokens), _, _) => tokens,
+        (None, TokenPolicy::AllOfUser, Some(u)) => {
+            store
+                .revoke_refresh_tokens(&RevokeScope::User(u.clone()), now)
+                .await?
         }
-        TokenPolicy::AllOfUser => {
-            if let Some(u) = &user {
-                revoked_tokens = store
-                    .revoke_refresh_tokens(&RevokeScope::User(u.clone()), now)
-                    .await?;
-            }
-        }
-        TokenPolicy::SessionBound => {
+        (None, TokenPolicy::AllOfUser, None) => Vec::new(),
+        (None, TokenPolicy::SessionBound, _) => {
+            let mut tokens = Vec::new();
             for s in &ended {
                 let scope = RevokeScope::Session {
                     session_id: s.id.clone(),
                     include_offline: false,
                 };
-                revoked_tokens.extend(store.revoke_refresh_tokens(&scope, now).await?);
+                tokens.extend(store.revoke_refresh_tokens(&scope, now).await?);
             }
+            tokens
         }
-    }
+    };
 
     Ok(Outcome {
         sessions: ended,
         revoked_tokens,
         deliveries,
     })
+}
+
+/// The live refresh tokens of `user` whose apps a logout tells (`sub`-only logout tokens): all
+/// of them under [`TokenPolicy::AllOfUser`], none otherwise.
+async fn tokens_to_notify(
+    store: &dyn Store,
+    tokens: TokenPolicy,
+    user: &UserId,
+    now: OffsetDateTime,
+) -> Result<Vec<RefreshToken>, StoreError> {
+    match tokens {
+        TokenPolicy::AllOfUser => store.list_user_refresh_tokens(user, now).await,
+        TokenPolicy::SessionBound => Ok(Vec::new()),
+    }
 }
 
 /// How many of `deliveries` are back-channel logout tokens (the OIDC logout requests of Okta's

@@ -261,22 +261,8 @@ async fn refresh(
         }
     };
     let user = user.filter(|u| !u.blocked).ok_or_else(invalid)?;
-    let mut grant = Grant {
-        client,
-        user: &user,
-        scope: &scope,
-        nonce: None,
-        auth_time: rt.created_at,
-        session_id: rt.session_id.as_ref(),
-        sid: None,
-        family: rt.family_id.clone(),
-        family_expires_at: Some(rt.family_expires_at),
-    };
-    let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
-        return Err(invalid());
-    };
-    // The session first: a session store that cannot answer is a 503 that changes nothing (the
-    // token is not spent), so the app's retry works once it is back.
+    // The sid stays while the session lives. A session store that cannot answer is a 503 that
+    // changes nothing (the token is not spent), so the app's retry works once it is back.
     let session = match &rt.session_id {
         Some(id) => deps.sessions.find_session(id, now).await?,
         None => None,
@@ -300,8 +286,26 @@ async fn refresh(
         .await;
         return Err(invalid());
     }
+    let sid = session
+        .as_ref()
+        .and_then(|s| s.clients.iter().find(|c| c.client_id == client.client_id))
+        .map(|c| c.sid.clone());
+    let grant = Grant {
+        client,
+        user: &user,
+        scope: &scope,
+        nonce: None,
+        auth_time: session.as_ref().map_or(rt.created_at, |s| s.auth_time),
+        session_id: rt.session_id.as_ref(),
+        sid: sid.as_ref(),
+        family: rt.family_id.clone(),
+        family_expires_at: Some(rt.family_expires_at),
+    };
     // Rotation and the successor in one step; of two concurrent exchanges of the same token
     // only one wins, the other is reuse.
+    let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
+        return Err(invalid());
+    };
     if !deps
         .store
         .rotate_refresh_token(&rt.id, &record, now)
@@ -309,15 +313,6 @@ async fn refresh(
     {
         return reuse(rt.clone()).await;
     }
-    // The sid stays while the session lives.
-    let sid = session
-        .as_ref()
-        .and_then(|s| s.clients.iter().find(|c| c.client_id == client.client_id))
-        .map(|c| c.sid.clone());
-    if let Some(s) = &session {
-        grant.auth_time = s.auth_time;
-    }
-    grant.sid = sid.as_ref();
     let body = issue::token_response(deps, &grant, Some(&new_token))?;
     issue::log(
         deps,
