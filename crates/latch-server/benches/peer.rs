@@ -31,15 +31,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use diesel::Connection as _;
-use diesel::connection::SimpleConnection;
-use diesel::pg::PgConnection;
 use latch_core::model::{Identity, SigningAlg};
 use latch_core::session::{SessionClient, SessionStore};
 use latch_core::store::Store;
 use latch_core::{ClientId, ConnectionId, ConnectionName, SystemClock, UserId};
 use latch_jose::keys::{Signer, sign_jws};
-use latch_testkit::env::{TempDir, unique};
+use latch_testkit::env::{PgDatabase, TempDir, unique};
 use latch_testkit::fixtures;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -118,46 +115,19 @@ impl Drop for Proc {
     }
 }
 
-/// A fresh database on the server, dropped (connections and all) with the guard.
-struct FreshDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl FreshDb {
-    fn create(base: &str) -> Self {
-        let name = format!("latch_peer_{}", unique());
-        let mut c = PgConnection::establish(base).expect("connect to the PostgreSQL server");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let mut url = url::Url::parse(base).expect("the database URL is a URL");
-        url.set_path(&format!("/{name}"));
-        // On loopback, TLS to PostgreSQL (libpq's default `sslmode=prefer` takes it when the
-        // server offers it) only costs CPU: it was 10% of PostgreSQL's and 9% of Latch's
-        // database threads' CPU in the profiles. Redis is plaintext here too. A URL that names
-        // its `sslmode` keeps it.
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if loopback && !url.query_pairs().any(|(k, _)| k == "sslmode") {
-            url.query_pairs_mut().append_pair("sslmode", "disable");
-        }
-        Self {
-            base: base.to_owned(),
-            name,
-            url: url.into(),
-        }
+/// A fresh database for the run, reached without TLS when on loopback. libpq's default
+/// `sslmode=prefer` takes TLS when the server offers it, which only costs CPU on loopback: it
+/// was 10% of PostgreSQL's and 9% of Latch's database threads' CPU in the profiles (Redis is
+/// plaintext here too). A URL that names its `sslmode` keeps it.
+fn fresh_database(base: &str) -> PgDatabase {
+    let mut db = PgDatabase::create(base, "latch_peer");
+    let mut url = url::Url::parse(&db.url).expect("the database URL is a URL");
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if loopback && !url.query_pairs().any(|(k, _)| k == "sslmode") {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        db.url = url.into();
     }
-}
-
-impl Drop for FreshDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&self.base) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
+    db
 }
 
 /// What one wrk run reports (peers/bench/common.lua's `BENCH` line).
@@ -1363,7 +1333,7 @@ fn main() {
     let ok = rt.block_on(async {
         let fresh = match (db, redis) {
             (Some(db), Some(redis)) => Some((
-                tokio::task::spawn_blocking(move || FreshDb::create(&db))
+                tokio::task::spawn_blocking(move || fresh_database(&db))
                     .await
                     .expect("database"),
                 redis,

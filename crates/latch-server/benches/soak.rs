@@ -29,15 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use diesel::Connection as _;
-use diesel::connection::SimpleConnection;
-use diesel::pg::PgConnection;
 use hdrhistogram::Histogram;
 use latch_core::model::{DeliveryQuery, DeliveryState, Identity, SigningAlg};
 use latch_core::store::Store;
 use latch_core::{ConnectionId, ConnectionName, UserId};
 use latch_jose::keys::{Signer, sign_jws};
-use latch_testkit::env::{TempDir, unique};
+use latch_testkit::env::{PgDatabase, TempDir, unique};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,40 +119,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-/// A fresh database on the server, dropped (connections and all) with the guard.
-struct FreshDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl FreshDb {
-    fn create(base: &str) -> Self {
-        let name = format!("latch_soak_{}", unique());
-        let mut c = PgConnection::establish(base).expect("connect to the PostgreSQL server");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let mut url = url::Url::parse(base).expect("the database URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Self {
-            base: base.to_owned(),
-            name,
-            url: url.into(),
-        }
-    }
-}
-
-impl Drop for FreshDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&self.base) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
 }
 
 /// One `latch serve`, killed on drop.
@@ -1175,7 +1138,7 @@ fn main() {
         .build()
         .expect("runtime");
     let passed = rt.block_on(async {
-        let fresh = tokio::task::spawn_blocking(move || FreshDb::create(&db))
+        let fresh = tokio::task::spawn_blocking(move || PgDatabase::create(&db, "latch_soak"))
             .await
             .expect("database");
         let passed = soak(&settings, &fresh.url, &redis).await;

@@ -91,6 +91,43 @@ impl Drop for PgSchema {
     }
 }
 
+/// A fresh PostgreSQL database on the server of `base` (named `{prefix}_{unique}`), dropped,
+/// connections and all, with the guard: for tests and benches that run `latch` processes of
+/// their own, which migrate a database from scratch.
+pub struct PgDatabase {
+    base: String,
+    pub name: String,
+    /// `base` with the new database's name as its path (its query kept).
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create(base: &str, prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", unique());
+        let mut c = PgConnection::establish(base).expect("connect to the PostgreSQL server");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let mut url = url::Url::parse(base).expect("the database URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            base: base.to_owned(),
+            name,
+            url: url.into(),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&self.base) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
 /// A fresh temporary directory path (created) for SQLite files; removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -12,15 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel::Connection as _;
-use diesel::connection::SimpleConnection;
-use diesel::pg::PgConnection;
 use latch_core::model::{DeliveryQuery, DeliveryState, SigningAlg};
 use latch_core::session::{SessionClient, SessionStore};
 use latch_core::store::Store;
 use latch_core::{ClientId, ConnectionId, ConnectionName};
 use latch_jose::keys::{Signer, sign_jws};
-use latch_testkit::env::{TempDir, unique};
+use latch_testkit::env::{PgDatabase, TempDir, unique};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -47,40 +44,6 @@ const SLOW: Duration = Duration::from_millis(300);
 /// A delivery held by an instance that dies is sent by another within 60 s (its 30 s lease,
 /// then a claim).
 const TAKEOVER: Duration = Duration::from_secs(60);
-
-/// A fresh database on the test server, dropped (connections and all) with the guard.
-struct FreshDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl FreshDb {
-    fn create(base: &str) -> Self {
-        let name = format!("latch_multi_{}", unique());
-        let mut c = PgConnection::establish(base).expect("connect to LATCH_TEST_DATABASE_URL");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let mut url = url::Url::parse(base).expect("LATCH_TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Self {
-            base: base.to_owned(),
-            name,
-            url: url.into(),
-        }
-    }
-}
-
-impl Drop for FreshDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&self.base) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
 
 /// A loopback round-robin TCP proxy: each connection goes to the next backend in turn, past any
 /// that refuses it.
@@ -377,7 +340,7 @@ async fn three_instances_share_one_database() {
     ) else {
         return;
     };
-    let db = tokio::task::spawn_blocking(move || FreshDb::create(&db_base))
+    let db = tokio::task::spawn_blocking(move || PgDatabase::create(&db_base, "latch_multi"))
         .await
         .unwrap();
     let prefix = format!("latch-multi:{}:", unique());
@@ -656,7 +619,7 @@ async fn three_instances_share_one_database() {
 /// A GTR at instance 0 ending a user's 100 sessions, each joined by 10 apps (one slow): 1,000
 /// logout tokens recorded and reserved for instance 0, which is SIGKILLed as soon as it
 /// answers. Every token arrives (the others take over once the lease runs out), under 1% twice.
-async fn gtr_survives_sigkill(mut c: Cluster, db: &FreshDb, redis: &str, prefix: &str) {
+async fn gtr_survives_sigkill(mut c: Cluster, db: &PgDatabase, redis: &str, prefix: &str) {
     let via_proxy = Remote(&c.http, &c.issuer);
     let mut receivers = vec![Receiver::start(SLOW).await];
     for _ in 1..APPS {
