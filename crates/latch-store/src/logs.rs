@@ -9,9 +9,8 @@
 //! instances commit in `seq` order ([`LOG_STREAM_QUEUE_LOCK`]), so a worker never sees a later
 //! event of a stream before an earlier one.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,7 +45,9 @@ enum Msg {
 
 /// Events waiting for the writer, at most: when the database stalls, the queue stops growing
 /// here and further events are dropped (counted, and reported at most once a minute) rather than
-/// held in memory without bound or making requests wait.
+/// held in memory without bound or making requests wait. The queue is a channel that grows and
+/// shrinks in small blocks with what waits in it (a bounded channel of this size would reserve
+/// 1.2 MiB for its slots from the start), with a count of the events in it.
 pub(crate) const QUEUE_LIMIT: usize = 50_000;
 
 /// How long [`LogQueue::flush`] waits for the writer at most.
@@ -54,7 +55,9 @@ const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(crate) struct LogQueue {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    /// Events sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     /// Events dropped because the queue was full, over the process's life.
     dropped: Arc<AtomicU64>,
     /// When a drop was last reported.
@@ -65,16 +68,18 @@ pub(crate) struct LogQueue {
 
 impl LogQueue {
     pub fn start(pool: Pool<Manager>, write_lock: Arc<Mutex<()>>, backend: Backend) -> Self {
-        let (tx, rx) = sync_channel(QUEUE_LIMIT);
+        let (tx, rx) = channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let streams_stale = Arc::new(AtomicBool::new(true));
-        let stale = streams_stale.clone();
+        let (stale, taken) = (streams_stale.clone(), queued.clone());
         std::thread::Builder::new()
             .name("latch-log-writer".into())
-            .spawn(move || writer(rx, pool, write_lock, backend, stale))
+            .spawn(move || writer(rx, taken, pool, write_lock, backend, stale))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the log writer"));
         Self {
             tx,
+            queued,
             dropped: Arc::default(),
             reported: Arc::default(),
             streams_stale,
@@ -92,40 +97,34 @@ impl LogQueue {
     }
 
     pub fn push(&self, row: LogRow) {
-        match self.tx.try_send(Msg::Event(Box::new(row))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-                if reported.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
-                    *reported = Some(Instant::now());
-                    tracing::error!(
-                        dropped_total = total,
-                        limit = QUEUE_LIMIT,
-                        "log writer behind (database slow or down); log events dropped"
-                    );
-                }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_LIMIT {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            if reported.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                *reported = Some(Instant::now());
+                tracing::error!(
+                    dropped_total = total,
+                    limit = QUEUE_LIMIT,
+                    "log writer behind (database slow or down); log events dropped"
+                );
             }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("log writer stopped; event dropped");
-            }
+            return;
+        }
+        if self.tx.send(Msg::Event(Box::new(row))).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!("log writer stopped; event dropped");
         }
     }
 
     /// Waits until every event queued so far is written.
     pub async fn flush(&self) {
         let (ack, done) = tokio::sync::oneshot::channel();
-        // A full queue makes the send wait for room: off the async workers.
-        let tx = self.tx.clone();
         // Bounded: with the database down the writer may be far behind, and a caller (a log
         // search, a purge) goes on with what is written rather than wait for all of it.
-        let _ = tokio::time::timeout(FLUSH_WAIT, async {
-            if let Ok(Ok(())) = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack))).await
-            {
-                let _ = done.await;
-            }
-        })
-        .await;
+        if self.tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = tokio::time::timeout(FLUSH_WAIT, done).await;
+        }
     }
 }
 
@@ -219,6 +218,7 @@ fn api_payload(r: &LogRow) -> Option<String> {
 
 fn writer(
     rx: Receiver<Msg>,
+    queued: Arc<AtomicUsize>,
     pool: Pool<Manager>,
     write_lock: Arc<Mutex<()>>,
     backend: Backend,
@@ -235,7 +235,10 @@ fn writer(
         let mut next = Some(first);
         while let Some(m) = next {
             match m {
-                Msg::Event(r) => rows.push(*r),
+                Msg::Event(r) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    rows.push(*r);
+                }
                 Msg::Flush(a) => acks.push(a),
             }
             next = if rows.len() < BATCH {
@@ -293,5 +296,54 @@ fn writer(
         for a in acks {
             let _ = a.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> LogRow {
+        LogRow {
+            log_id: format!("log-{i}"),
+            date: 0,
+            event_type: "s".into(),
+            description: String::new(),
+            user_id: None,
+            client_id: None,
+            connection: None,
+            ip: None,
+            details: "{}".into(),
+        }
+    }
+
+    /// With the writer stalled, the queue holds `QUEUE_LIMIT` events and drops (and counts) the
+    /// rest; as the writer takes events, room comes back.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, rx) = channel();
+        let q = LogQueue {
+            tx,
+            queued: Arc::default(),
+            dropped: Arc::default(),
+            reported: Arc::default(),
+            streams_stale: Arc::default(),
+        };
+        for i in 0..QUEUE_LIMIT + 3 {
+            q.push(row(i));
+        }
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(q.queued.load(Ordering::Acquire), QUEUE_LIMIT);
+        // The writer's side: taking an event makes room for one more.
+        let Ok(Msg::Event(first)) = rx.try_recv() else {
+            panic!("the first event")
+        };
+        assert_eq!(first.log_id, "log-0");
+        q.queued.fetch_sub(1, Ordering::AcqRel);
+        q.push(row(0));
+        assert_eq!(q.dropped(), 3);
+        q.push(row(0));
+        assert_eq!(q.dropped(), 4);
+        assert_eq!(rx.try_iter().count(), QUEUE_LIMIT);
     }
 }
