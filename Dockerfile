@@ -3,7 +3,7 @@
 # the build stage installs scripts/install-deps.sh's `build_packages`, the runtime stage every
 # library the binary links.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends pkg-config libssl-dev libpq-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config libssl-dev \
     libclang-dev libxml2-dev libxmlsec1-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -11,7 +11,7 @@ COPY . .
 RUN cargo build --release --locked -p latch-server
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libpq5 libssl3 libxml2 \
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 libxml2 \
     libxslt1.1 libxmlsec1 libxmlsec1-openssl ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* && useradd --system --home /var/lib/latch latch \
     && mkdir -p /var/lib/latch && chown latch /var/lib/latch && chmod 0700 /var/lib/latch

@@ -4,12 +4,13 @@
 # `--bench` also installs what `cargo xtask bench --peer` needs (`bench_packages`).
 set -euo pipefail
 
-# Build: diesel's PostgreSQL driver links libpq; openssl-sys and pq-sys use pkg-config;
+# Build: diesel's PostgreSQL driver links libpq, built from source into the binary (pq-sys
+# `bundled`: cc and the OpenSSL headers, no libpq-dev); openssl-sys uses pkg-config;
 # samael (SAML) runs bindgen (libclang) over libxml2 and xmlsec1.
 # Test: the xmlsec1 command signs SAML for the pysaml2 IdP peer; Debian's Chromium runs the
 # admin UI's browser tests (driven by npm playwright-core, which never downloads a browser).
 # The Dockerfile's build stage installs `build_packages` (a test checks it).
-build_packages=(pkg-config libssl-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev)
+build_packages=(pkg-config libssl-dev libclang-dev libxml2-dev libxmlsec1-dev)
 # g++: libfuzzer-sys builds libFuzzer for the fuzz targets, which `cargo xtask test` builds.
 test_packages=(xmlsec1 chromium g++)
 # wrk: the HTTP load generator `cargo xtask bench --peer` drives Latch and oidc-provider with.

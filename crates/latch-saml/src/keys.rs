@@ -6,12 +6,15 @@
 //! [`IdpKeys::snapshot`] is synchronous and cheap (pages that sign LogoutRequests call it while
 //! rendering); [`IdpKeys::refresh`] re-reads the store, and the server calls it every
 //! [`REFRESH_EVERY`]: a rotation, even on this instance, reaches SAML signing within that.
-//! Certificates are made once per key id.
+//! Certificates are made once per key id, by OpenSSL, when SAML first needs them: an instance
+//! that serves no SAML never starts OpenSSL, whose initialised library is about 3 MiB of
+//! resident memory (the same RS256 keys are parsed at start by `latch-jose`, which would refuse
+//! a damaged one there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use latch_core::model::{KeyState, SigningAlg};
+use latch_core::model::{KeyState, SigningAlg, SigningKey};
 use latch_core::store::SigningKeyRepo;
 use samael::crypto::CertificateDer;
 
@@ -29,33 +32,90 @@ pub struct Snapshot {
     pub published: Vec<CertificateDer>,
 }
 
+/// The RS256 key rows that sign now and come next, as last read.
+#[derive(Clone)]
+struct Chosen {
+    signing: SigningKey,
+    next: Option<SigningKey>,
+}
+
 pub struct IdpKeys {
     repo: Arc<dyn SigningKeyRepo>,
     common_name: String,
     made: RwLock<HashMap<String, Arc<IdpKey>>>,
-    current: RwLock<Option<Arc<Snapshot>>>,
+    chosen: RwLock<Option<Chosen>>,
+    /// The snapshot made from `chosen`, with the key ids it was made from.
+    current: RwLock<Option<Made>>,
 }
 
+/// A snapshot and the ids of the keys (signing, next) it was made from.
+type Made = (String, Option<String>, Arc<Snapshot>);
+
 impl IdpKeys {
-    /// Loads the keys now; `common_name` names the certificates (the issuer's host).
+    /// Reads the keys now; `common_name` names the certificates (the issuer's host).
     pub async fn load(repo: Arc<dyn SigningKeyRepo>, common_name: &str) -> Result<Self, SamlError> {
         let keys = Self {
             repo,
             common_name: common_name.to_owned(),
             made: RwLock::default(),
+            chosen: RwLock::default(),
             current: RwLock::default(),
         };
         keys.refresh().await?;
         Ok(keys)
     }
 
-    /// The keys as last loaded.
+    /// The keys as last read, with their certificates (made on first use of each key).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, SamlError> {
-        self.current
+        let Some(chosen) = self
+            .chosen
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| SamlError::Config("no RS256 signing key".into()))
+        else {
+            return Err(SamlError::Config("no RS256 signing key".into()));
+        };
+        let ids = (
+            chosen.signing.kid.as_str().to_owned(),
+            chosen.next.as_ref().map(|k| k.kid.as_str().to_owned()),
+        );
+        if let Some((s, n, snap)) = &*self.current.read().unwrap_or_else(|p| p.into_inner())
+            && (s, n) == (&ids.0, &ids.1)
+        {
+            return Ok(snap.clone());
+        }
+        let signing = self.made(&chosen.signing)?;
+        let mut published = vec![signing.cert.clone()];
+        if let Some(n) = &chosen.next {
+            published.push(self.made(n)?.cert.clone());
+        }
+        let snap = Arc::new(Snapshot { signing, published });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((ids.0, ids.1, snap.clone()));
+        Ok(snap)
+    }
+
+    /// The key with its certificate, made once per key id.
+    fn made(&self, k: &SigningKey) -> Result<Arc<IdpKey>, SamlError> {
+        if let Some(key) = self
+            .made
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k.kid.as_str())
+        {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(IdpKey::from_pem(
+            k.private_pem.expose(),
+            k.kid.as_str(),
+            k.created_at,
+            &self.common_name,
+        )?);
+        self.made
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k.kid.as_str().to_owned(), key.clone());
+        Ok(key)
     }
 
     /// Re-reads the RS256 keys from the store.
@@ -65,50 +125,23 @@ impl IdpKeys {
             .list_signing_keys()
             .await
             .map_err(|e| SamlError::Config(format!("signing keys: {e}")))?;
-        let mut signing = None;
-        let mut next = None;
-        for k in all.iter().filter(|k| k.alg == SigningAlg::RS256) {
+        let mut signing: Option<SigningKey> = None;
+        let mut next: Option<SigningKey> = None;
+        for k in all.into_iter().filter(|k| k.alg == SigningAlg::RS256) {
             let slot = match k.state {
                 KeyState::Current => &mut signing,
                 KeyState::Next => &mut next,
                 _ => continue,
             };
-            let known = self
-                .made
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(k.kid.as_str())
-                .cloned();
-            let key = match known {
-                Some(key) => key,
-                None => {
-                    let key = Arc::new(IdpKey::from_pem(
-                        k.private_pem.expose(),
-                        k.kid.as_str(),
-                        k.created_at,
-                        &self.common_name,
-                    )?);
-                    self.made
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(k.kid.as_str().to_owned(), key.clone());
-                    key
-                }
-            };
             // Several rows in one state (mid-rotation elsewhere): the newest wins.
-            if slot.as_ref().is_none_or(|(at, _)| *at < k.created_at) {
-                *slot = Some((k.created_at, key));
+            if slot.as_ref().is_none_or(|s| s.created_at < k.created_at) {
+                *slot = Some(k);
             }
         }
-        let Some((_, signing)) = signing else {
+        let Some(signing) = signing else {
             return Err(SamlError::Config("no current RS256 signing key".into()));
         };
-        let mut published = vec![signing.cert.clone()];
-        if let Some((_, n)) = next {
-            published.push(n.cert.clone());
-        }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
-            Some(Arc::new(Snapshot { signing, published }));
+        *self.chosen.write().unwrap_or_else(|p| p.into_inner()) = Some(Chosen { signing, next });
         Ok(())
     }
 }
