@@ -475,6 +475,7 @@ fn bench(args: &[String]) -> bool {
         ("latch-server", "logout"),
         ("latch-server", "signin"),
         ("latch-server", "footprint"),
+        ("latch-server", "redis_footprint"),
     ] {
         let mut cmd = cargo();
         cmd.args(["bench", "--locked", "-p", package, "--bench", bench])

@@ -18,6 +18,37 @@ use crate::{
 /// digest, the [`SessionId`].
 pub const SESSION_COOKIE: &str = "latch_session";
 
+/// The cookie that carries a session's sealed upstream ID token (the `id_token_hint` of a
+/// federated logout) in the browser instead of the session store, named `__Host-latch_upstream`
+/// when cookies are `Secure` ([`upstream_cookie_name`]). The session keeps only the value's
+/// digest ([`UpstreamSession::id_token_cookie`]), so the only value taken back is the one set
+/// with it.
+pub const UPSTREAM_COOKIE: &str = "latch_upstream";
+/// [`UPSTREAM_COOKIE`]'s name when cookies are `Secure`: the `__Host-` prefix makes browsers
+/// refuse it from a sibling subdomain.
+pub const UPSTREAM_COOKIE_HOST: &str = "__Host-latch_upstream";
+/// The longest sealed ID token the browser carries. Browsers keep cookies of up to 4,096 bytes
+/// (name and value); a longer token (an IdP that puts many groups in its ID tokens) stays in the
+/// session record.
+pub const UPSTREAM_COOKIE_MAX: usize = 3_800;
+
+/// The upstream ID token cookie's name for this deployment.
+pub fn upstream_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        UPSTREAM_COOKIE_HOST
+    } else {
+        UPSTREAM_COOKIE
+    }
+}
+
+/// What a session keeps of the upstream ID token cookie's value: the first 16 bytes of its
+/// SHA-256, base64url (22 characters).
+pub fn upstream_cookie_digest(value: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..16])
+}
+
 /// How long a session is kept after its end for the expiry sweeper (which runs every 30
 /// seconds on every instance); `purge_expired` deletes it after that.
 pub const EXPIRED_GRACE: time::Duration = time::Duration::hours(1);
@@ -36,6 +67,15 @@ pub struct UpstreamSession {
         skip_serializing_if = "Option::is_none"
     )]
     pub sealed_id_token: Option<String>,
+    /// When the browser carries the sealed ID token (the [`UPSTREAM_COOKIE`]) instead: the
+    /// digest of that cookie's value ([`upstream_cookie_digest`]). A sealed Okta ID token is
+    /// over 1 KB, more than all the rest of a session in Redis.
+    #[serde(
+        default,
+        rename = "id_token_cookie",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id_token_cookie: Option<String>,
     /// SAML NameID, its Format and SessionIndex, for SAML single logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_id: Option<String>,

@@ -384,6 +384,10 @@ pub(crate) async fn complete_sign_in(
     let s = &deps.settings;
     let sid = Sid::new(latch_jose::random_token(16));
     let secret = SessionSecret::new(latch_jose::random_token(32));
+    // A sealed upstream ID token rides in the browser beside the session cookie, not in the
+    // session store (see `cookies::upstream_to_browser`).
+    let (upstream, upstream_cookie) =
+        cookies::upstream_to_browser(req, upstream, deps.settings.secure_cookies);
     let session = Session {
         id: secret.id(),
         sid: sid.clone(),
@@ -439,5 +443,8 @@ pub(crate) async fn complete_sign_in(
         None,
     );
     let _ = res.add_cookie(&cookie);
+    if let Some(c) = upstream_cookie {
+        let _ = res.add_cookie(&c);
+    }
     Ok(res)
 }

@@ -90,12 +90,14 @@ impl Login {
             }
         };
         let handle = latch_jose::random_token(24);
+        let upstream =
+            cookies::upstream_from_browser(req, &session.upstream, deps.settings.secure_cookies);
         // Names this federated logout in the `slo` event and in the answer's event (the
         // handle itself is a one-time secret and stays out of the log).
         let logout_id = latch_jose::random_token(12);
         let started = deps
             .upstream_logout
-            .start_logout(&conn, &deps.issuer, &session.upstream, &handle)
+            .start_logout(&conn, &deps.issuer, &upstream, &handle)
             .await;
         let (to, saved, via) = match started {
             Ok(LogoutStart::Send { to, saved, via }) => (to, saved, via),
@@ -425,9 +427,7 @@ async fn idp_logout(
     )
     .await;
     let own = cookies::session(req).map(|s| s.id());
-    let clear = own
-        .filter(|id| ended.sessions.iter().any(|s| s.id == *id))
-        .map(|_| cookies::clear(cookies::SESSION, deps.settings.secure_cookies));
+    let clear = own.is_some_and(|id| ended.sessions.iter().any(|s| s.id == id));
     let mut res = match page {
         Some(page) => HttpResponse::Ok()
             .insert_header(("Content-Security-Policy", page.content_security_policy))
@@ -448,8 +448,8 @@ async fn idp_logout(
     {
         framed_by(&mut res, &origin);
     }
-    if let Some(c) = clear {
-        let _ = res.add_cookie(&c);
+    if clear {
+        cookies::clear_session(&mut res, deps.settings.secure_cookies);
     }
     Ok(res)
 }

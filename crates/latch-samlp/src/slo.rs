@@ -389,9 +389,7 @@ async fn logout_request(
     .await;
     // The browser's own session cookie goes when its session ended.
     let own = latch_login::cookies::session(req).map(|s| s.id());
-    let clear = own
-        .filter(|id| ended.sessions.iter().any(|s| s.id == *id))
-        .map(|_| latch_login::cookies::clear(latch_login::cookies::SESSION, deps.secure_cookies));
+    let clear = own.is_some_and(|id| ended.sessions.iter().any(|s| s.id == id));
     let mut res = match (page, answer) {
         (Some(page), _) => HttpResponse::Ok()
             .insert_header(("Content-Security-Policy", page.content_security_policy))
@@ -407,8 +405,8 @@ async fn logout_request(
         }
         (None, None) => signed_out("You are signed out. You can close this window."),
     };
-    if let Some(c) = clear {
-        let _ = res.add_cookie(&c);
+    if clear {
+        latch_login::cookies::clear_session(&mut res, deps.secure_cookies);
     }
     Ok(res)
 }

@@ -4,9 +4,10 @@
 //! - [`EmbeddedSessionStore`]: the default; a SQLite file of its own (`sessions.db`), so
 //!   sessions survive a restart with nothing else installed. One instance only.
 //! - [`RedisSessionStore`]: production; shared by every instance, expiry by Redis TTLs, a
-//!   per-user index set, every multi-key change in one Lua script.
+//!   per-user index hash, every multi-key change in one Lua script.
 
 mod embedded;
+mod redis_record;
 mod redis_store;
 
 pub use embedded::EmbeddedSessionStore;

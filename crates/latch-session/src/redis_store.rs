@@ -3,24 +3,30 @@
 //! Key schema (every key starts with the configured prefix, `latch:` by default). A session id is
 //! the digest of the session's secret (the cookie's value), which is never stored.
 //! - `{p}sd:{session id}` STRING, TTL = the session's end (`PXAT min(idle, absolute)`) plus
-//!   `EXPIRED_GRACE`:
-//!   `v1\n{last seen}\n{idle expiry}\n{absolute expiry}\n{user id}\n{core JSON}\n` followed by one
-//!   `c{client JSON}\n` line per app that joined. Instants are Unix ms. The mutable parts are lines
-//!   the Lua scripts rewrite or append without parsing JSON, and one compact string per session
-//!   keeps it near 500 bytes of Redis memory (a hash would leave its compact encoding as soon as a
-//!   value passed 64 bytes).
+//!   `EXPIRED_GRACE`: the record (`crate::redis_record`), `v2\n{last seen}\n{idle expiry}\n
+//!   {absolute expiry}\n{user id}\n{core JSON}\n` followed by one `c{client JSON}\n` line per app
+//!   that joined, and a sealed upstream ID token's raw bytes after a NUL. Instants are Unix ms.
+//!   The mutable parts are lines the Lua scripts rewrite or insert without parsing JSON; one
+//!   compact string per session (a hash would leave its compact encoding as soon as a value
+//!   passed 64 bytes). Records of the previous format (`v1`) are read and changed alike.
 //! - `{p}sx` SORTED SET of session ids scored by their end (Unix ms), moved by use: the expiry
 //!   sweeper reads the ended ones (`expired_sessions`); a record is kept `EXPIRED_GRACE` past its
 //!   end for it, never found as live (its TTL is `PXAT end + EXPIRED_GRACE`).
-//! - `{p}ud:{user id}` SET of the user's session ids; TTL = the latest absolute expiry among them.
-//!   Entries whose session expired are dropped when the set is read.
+//! - `{p}uh:{user id}` HASH of the user's session ids (fields; values empty), which Redis keeps
+//!   as a listpack (about 47 bytes per session) up to `hash-max-listpack-entries` (512) fields;
+//!   TTL = the latest absolute expiry among them. Entries whose session expired are dropped when
+//!   the index is read, and the expiry sweeper's `end_session` drops them as it ends them.
+//!   Releases before this one kept a SET under `{p}ud:{user id}` (a hash table of about 280
+//!   bytes for one session on Redis 7.0): the scripts read it beside the hash, and the next
+//!   sign-in of that user moves its ids into the hash.
 //! - `{p}us:{connection}:{key}` the user whose session carries that upstream `sid` or SAML NameID
 //!   (`UpstreamSession::index_key`).
 //! - `{p}r:{key}` rate-limit counters (`INCR`, TTL = the window's end).
 //! - `{p}th:{key}` HASH of a sign-in throttle key: `n` failures, `m` leak mark, `u` end of its
 //!   delay (Unix ms); TTL = when it means nothing any more (`latch_core::throttle`).
 //! - `{p}c:{code digest}` authorization code JSON; `{p}t:{tx id}` login transaction JSON;
-//!   `{p}o:{scope}:{key}` replay guards. Each with its own TTL; taken with `GETDEL`.
+//!   `{p}o:{scope}:{key}` replay guards. Each with its own TTL; taken with `GETDEL`, so a code
+//!   or a transaction is gone once used.
 //!
 //! Releases before session ids were digests kept sessions under `{p}s:{secret}` and their index
 //! under `{p}u:{user id}`; nothing reads those keys, and [`RedisSessionStore::drop_legacy_sessions`]
@@ -39,25 +45,37 @@ use latch_core::throttle::{Throttle, ThrottleCheck, ThrottleKey};
 use latch_core::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::internal;
+use crate::redis_record::{client_line, client_markers, decode, encode, sid_json};
 
+/// KEYS: record, user index, upstream index, expiry set, the user's legacy index set, and the
+/// first code's key when there is one. ARGV: record, its `PXAT`, session id, absolute expiry,
+/// the user for the upstream index (or ''), the session's end, then the code and its `PXAT`.
 const INSERT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
+local keep = tonumber(ARGV[4])
+local old = redis.call('SMEMBERS', KEYS[5])
+if #old > 0 then
+  for _, id in ipairs(old) do redis.call('HSET', KEYS[2], id, '') end
+  local ot = redis.call('PEXPIRETIME', KEYS[5])
+  if ot > keep then keep = ot end
+  redis.call('DEL', KEYS[5])
+end
+redis.call('HSET', KEYS[2], ARGV[3], '')
 local t = redis.call('PEXPIRETIME', KEYS[2])
-if t == -1 or t < tonumber(ARGV[4]) then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
+if t == -1 or t < keep then redis.call('PEXPIREAT', KEYS[2], string.format('%d', keep)) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[4]) end
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[3])
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[7], 'PXAT', ARGV[8]) end
 return 1
 ";
 
 const TOUCH: &str = r"
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-local ie, ae, rest = string.match(v, '^v1\n%d+\n(%d+)\n(%d+)\n(.*)$')
+local ver, ie, ae, rest = string.match(v, '^(v[12])\n%d+\n(%d+)\n(%d+)\n(.*)$')
 if not ie then return redis.error_reply('corrupt session record') end
 local now = tonumber(ARGV[1])
 if tonumber(ie) <= now or tonumber(ae) <= now then return false end
@@ -65,38 +83,69 @@ local nie = now + tonumber(ARGV[2])
 if nie > tonumber(ae) then nie = tonumber(ae) end
 local keep = string.format('%d', nie + tonumber(ARGV[4]))
 nie = string.format('%d', nie)
-v = 'v1\n' .. ARGV[1] .. '\n' .. nie .. '\n' .. ae .. '\n' .. rest
+v = ver .. '\n' .. ARGV[1] .. '\n' .. nie .. '\n' .. ae .. '\n' .. rest
 redis.call('SET', KEYS[1], v, 'PXAT', keep)
 redis.call('ZADD', KEYS[2], nie, ARGV[3])
 return v
 ";
 
-const ADD_CLIENT: &str = r"
+/// ARGV: the client's markers (its line's start in `v2` and in `v1`), its line without and with
+/// its `s` (the first when its sid is the session's), its sid as JSON, now. The line goes after
+/// the last one, before the raw bytes (after a NUL) when the record has them.
+const ADD_CLIENT: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-local ie, ae = string.match(v, '^v1\n%d+\n(%d+)\n(%d+)\n')
+local ie, ae = string.match(v, '^v[12]\n%d+\n(%d+)\n(%d+)\n')
 if not ie then return redis.error_reply('corrupt session record') end
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[6])
 if tonumber(ie) <= now or tonumber(ae) <= now then return false end
-if not string.find(v, ARGV[1], 1, true) then
-  v = v .. ARGV[2]
-  redis.call('SET', KEYS[1], v, 'KEEPTTL')
+local text, raw = v, ''
+local z = string.find(v, '\0', 1, true)
+if z then text, raw = string.sub(v, 1, z - 1), string.sub(v, z) end
+if string.find(text, ARGV[1], 1, true) or string.find(text, ARGV[2], 1, true) then return v end
+local sid = string.match(text, '^v[12]\n%d+\n%d+\n%d+\n[^\n]*\n{"s":("[^"\\]*")')
+local line = ARGV[4]
+if sid == ARGV[5] then line = ARGV[3] end
+v = text .. line .. raw
+redis.call('SET', KEYS[1], v, 'KEEPTTL')
+return v
+"#;
+
+/// ARGV: the user index's and the legacy index's key prefixes, the session id.
+const END_ONE: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[3])
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+redis.call('DEL', KEYS[1])
+local u = string.match(v, '^v[12]\n%d+\n%d+\n%d+\n([^\n]*)\n')
+if u then
+  redis.call('HDEL', ARGV[1] .. u, ARGV[3])
+  redis.call('SREM', ARGV[2] .. u, ARGV[3])
 end
 return v
 ";
 
-const END_ONE: &str = r"
-redis.call('ZREM', KEYS[2], ARGV[2])
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-redis.call('DEL', KEYS[1])
-local u = string.match(v, '^v1\n%d+\n%d+\n%d+\n([^\n]*)\n')
-if u then redis.call('SREM', ARGV[1] .. u, ARGV[2]) end
-return v
-";
+/// The session ids of a user's index hash (KEYS[1]) and legacy set (KEYS[2]), once each.
+macro_rules! user_ids_lua {
+    ($body:literal) => {
+        concat!(
+            r"
+local ids, seen = {}, {}
+for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+end
+",
+            $body
+        )
+    };
+}
 
-const END_USER: &str = r"
-local ids = redis.call('SMEMBERS', KEYS[1])
+/// ARGV: the record key prefix, the expiry set.
+const END_USER: &str = user_ids_lua!(
+    r"
 local out = {}
 for _, id in ipairs(ids) do
   local k = ARGV[1] .. id
@@ -108,27 +157,29 @@ for _, id in ipairs(ids) do
     redis.call('DEL', k)
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return out
-";
+"
+);
 
 /// The user's sessions in one round trip; ids whose record expired are dropped from the index.
-const LIST_USER: &str = r"
-local ids = redis.call('SMEMBERS', KEYS[1])
+/// ARGV: the record key prefix.
+const LIST_USER: &str = user_ids_lua!(
+    r"
 local out = {}
-local gone = {}
 for _, id in ipairs(ids) do
   local v = redis.call('GET', ARGV[1] .. id)
   if v then
     out[#out + 1] = id
     out[#out + 1] = v
   else
-    gone[#gone + 1] = id
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('SREM', KEYS[2], id)
   end
 end
-if #gone > 0 then redis.call('SREM', KEYS[1], unpack(gone)) end
 return out
-";
+"
+);
 
 const COUNT_HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -218,9 +269,11 @@ return out
 );
 
 /// Key namespaces of sessions (by session id, the digest of the secret) and of the per-user
-/// index. Releases that keyed sessions by the secret itself used `s:` and `u:`.
+/// index (a hash; releases before this one kept a set under `ud:`, still read). Releases that
+/// keyed sessions by the secret itself used `s:` and `u:`.
 const SESSION_NS: &str = "sd:";
-const USER_NS: &str = "ud:";
+const USER_NS: &str = "uh:";
+const USER_SET_NS: &str = "ud:";
 const LEGACY_NS: [&str; 2] = ["s:", "u:"];
 
 /// `s` with Redis glob characters escaped, for `SCAN MATCH`.
@@ -233,137 +286,6 @@ fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// The immutable part of a session, with short keys (it is stored once per session).
-#[derive(Serialize, Deserialize)]
-struct Core {
-    s: Sid,
-    c: ConnectionName,
-    t: i64,
-    a: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    i: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    g: Option<String>,
-    #[serde(default, skip_serializing_if = "is_default")]
-    p: UpstreamSession,
-}
-
-fn is_default(u: &UpstreamSession) -> bool {
-    *u == UpstreamSession::default()
-}
-
-/// One joined app, as a `c…` line.
-#[derive(Serialize, Deserialize)]
-struct Joined {
-    client_id: ClientId,
-    s: Sid,
-    j: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    m: Option<SamlParticipant>,
-}
-
-fn corrupt() -> SessionError {
-    SessionError::Internal("corrupt session record".into())
-}
-
-fn client_line(c: &SessionClient) -> Result<String, SessionError> {
-    let j = Joined {
-        client_id: c.client_id.clone(),
-        s: c.sid.clone(),
-        j: to_millis(c.joined_at),
-        m: c.saml.clone(),
-    };
-    Ok(format!(
-        "c{}\n",
-        serde_json::to_string(&j).map_err(internal)?
-    ))
-}
-
-/// The substring that marks a client as already joined.
-fn client_marker(c: &ClientId) -> Result<String, SessionError> {
-    Ok(format!(
-        "\nc{{\"client_id\":{}",
-        serde_json::to_string(c).map_err(internal)?
-    ))
-}
-
-fn encode(s: &Session) -> Result<String, SessionError> {
-    if s.user_id.as_str().contains('\n') {
-        return Err(SessionError::Internal("user id contains a newline".into()));
-    }
-    let core = Core {
-        s: s.sid.clone(),
-        c: s.connection.clone(),
-        t: to_millis(s.created_at),
-        a: to_millis(s.auth_time),
-        i: s.ip.clone(),
-        g: s.user_agent.clone(),
-        p: s.upstream.clone(),
-    };
-    let mut out = format!(
-        "v1\n{}\n{}\n{}\n{}\n{}\n",
-        to_millis(s.last_seen_at),
-        to_millis(s.idle_expires_at),
-        to_millis(s.expires_at),
-        s.user_id,
-        serde_json::to_string(&core).map_err(internal)?
-    );
-    for c in &s.clients {
-        out.push_str(&client_line(c)?);
-    }
-    Ok(out)
-}
-
-fn decode(id: &str, v: &str) -> Result<Session, SessionError> {
-    let mut lines = v.split('\n');
-    if lines.next() != Some("v1") {
-        return Err(corrupt());
-    }
-    let mut num = || -> Result<OffsetDateTime, SessionError> {
-        let n: i64 = lines
-            .next()
-            .ok_or_else(corrupt)?
-            .parse()
-            .map_err(|_| corrupt())?;
-        Ok(from_millis(n))
-    };
-    let (ls, ie, ae) = (num()?, num()?, num()?);
-    let user = lines.next().ok_or_else(corrupt)?;
-    let core: Core = serde_json::from_str(lines.next().ok_or_else(corrupt)?).map_err(internal)?;
-    let mut clients = Vec::new();
-    for line in lines {
-        if let Some(json) = line.strip_prefix('c') {
-            let j: Joined = serde_json::from_str(json).map_err(internal)?;
-            clients.push(SessionClient {
-                client_id: j.client_id,
-                sid: j.s,
-                joined_at: from_millis(j.j),
-                saml: j.m,
-            });
-        }
-    }
-    clients.sort_by(|a, b| {
-        a.joined_at
-            .cmp(&b.joined_at)
-            .then_with(|| a.client_id.cmp(&b.client_id))
-    });
-    Ok(Session {
-        id: SessionId::new(id),
-        sid: core.s,
-        user_id: UserId::new(user),
-        connection: core.c,
-        created_at: from_millis(core.t),
-        auth_time: from_millis(core.a),
-        last_seen_at: ls,
-        idle_expires_at: ie,
-        expires_at: ae,
-        ip: core.i,
-        user_agent: core.g,
-        upstream: core.p,
-        clients,
-    })
 }
 
 /// The production session store.
@@ -456,6 +378,11 @@ impl RedisSessionStore {
         format!("{}{USER_NS}{id}", self.prefix)
     }
 
+    /// The user's index set as releases before this one kept it.
+    fn user_set_key(&self, id: &str) -> String {
+        format!("{}{USER_SET_NS}{id}", self.prefix)
+    }
+
     fn throttle_key(&self, key: &str) -> String {
         format!("{}th:{key}", self.prefix)
     }
@@ -493,7 +420,7 @@ impl RedisSessionStore {
         Ok(n.unwrap_or(0))
     }
 
-    /// Bytes of a user's index set.
+    /// Bytes of a user's index (its hash; a legacy set is not counted).
     pub async fn user_index_memory(&self, user: &UserId) -> Result<u64, SessionError> {
         let mut c = self.conn.clone();
         let n: Option<u64> = redis::cmd("MEMORY")
@@ -544,6 +471,43 @@ impl RedisSessionStore {
         Ok(gone)
     }
 
+    /// A new session, and its first code when there is one, in one script.
+    async fn insert(&self, s: &Session, code: Option<&AuthCode>) -> Result<(), SessionError> {
+        let mut c = self.conn.clone();
+        // The upstream index entry (`us:` key: the upstream `sid` or SAML NameID), when the
+        // session has one; it lives until the session's absolute expiry (use moves the idle
+        // one), and a lookup checks that a live session still carries it.
+        let key = s.upstream.index_key();
+        let sid = key.as_deref();
+        let mut inv = self.insert.prepare_invoke();
+        inv.key(self.session_key(s.id.as_str()))
+            .key(self.user_key(s.user_id.as_str()))
+            .key(self.upstream_sid_key(&s.connection, sid.unwrap_or("-")))
+            .key(self.expiry_key())
+            .key(self.user_set_key(s.user_id.as_str()))
+            .arg(encode(s)?)
+            .arg(to_millis(s.ends_at() + EXPIRED_GRACE).max(1))
+            .arg(s.id.as_str())
+            .arg(to_millis(s.expires_at).max(1))
+            .arg(if sid.is_some() {
+                s.user_id.as_str()
+            } else {
+                ""
+            })
+            .arg(to_millis(s.ends_at()));
+        if let Some(code) = code {
+            inv.key(self.code_key(&code.digest))
+                .arg(serde_json::to_string(code).map_err(internal)?)
+                .arg(to_millis(code.expires_at).max(1));
+        }
+        let _: i64 = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn code_key(&self, digest: &TokenDigest) -> String {
+        format!("{}c:{digest}", self.prefix)
+    }
+
     async fn take(&self, key: String) -> Result<Option<String>, SessionError> {
         let mut c = self.conn.clone();
         redis::cmd("GETDEL")
@@ -588,32 +552,15 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn insert_session(&self, s: &Session) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
-        // The upstream index entry (`us:` key: the upstream `sid` or SAML NameID), when the
-        // session has one; it lives until the session's absolute expiry (use moves the idle
-        // one), and a lookup checks that a live session still carries it.
-        let key = s.upstream.index_key();
-        let sid = key.as_deref();
-        let _: i64 = self
-            .insert
-            .key(self.session_key(s.id.as_str()))
-            .key(self.user_key(s.user_id.as_str()))
-            .key(self.upstream_sid_key(&s.connection, sid.unwrap_or("-")))
-            .key(self.expiry_key())
-            .arg(encode(s)?)
-            .arg(to_millis(s.ends_at() + EXPIRED_GRACE).max(1))
-            .arg(s.id.as_str())
-            .arg(to_millis(s.expires_at).max(1))
-            .arg(if sid.is_some() {
-                s.user_id.as_str()
-            } else {
-                ""
-            })
-            .arg(to_millis(s.ends_at()))
-            .invoke_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.insert(s, None).await
+    }
+
+    async fn insert_session_with_code(
+        &self,
+        session: &Session,
+        code: &AuthCode,
+    ) -> Result<(), SessionError> {
+        self.insert(session, Some(code)).await
     }
 
     async fn find_session(
@@ -622,7 +569,7 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = c
+        let v: Option<Vec<u8>> = c
             .get(self.session_key(id.as_str()))
             .await
             .map_err(unavailable)?;
@@ -638,7 +585,7 @@ impl SessionStore for RedisSessionStore {
         idle: time::Duration,
     ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = self
+        let v: Option<Vec<u8>> = self
             .touch
             .key(self.session_key(id.as_str()))
             .key(self.expiry_key())
@@ -659,11 +606,15 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = self
+        let (marker, v1_marker) = client_markers(&client.client_id)?;
+        let v: Option<Vec<u8>> = self
             .add_client
             .key(self.session_key(id.as_str()))
-            .arg(client_marker(&client.client_id)?)
-            .arg(client_line(client)?)
+            .arg(marker)
+            .arg(v1_marker)
+            .arg(client_line(client, Some(&client.sid))?)
+            .arg(client_line(client, None)?)
+            .arg(sid_json(&client.sid)?)
             .arg(to_millis(now))
             .invoke_async(&mut c)
             .await
@@ -698,9 +649,10 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let flat: Vec<String> = self
+        let flat: Vec<Vec<u8>> = self
             .list_user
             .key(self.user_key(user.as_str()))
+            .key(self.user_set_key(user.as_str()))
             .arg(self.session_key(""))
             .invoke_async(&mut c)
             .await
@@ -708,7 +660,7 @@ impl SessionStore for RedisSessionStore {
         let mut out = Vec::new();
         for pair in flat.chunks(2) {
             if let [id, v] = pair {
-                let s = decode(id, v)?;
+                let s = decode(&String::from_utf8_lossy(id), v)?;
                 if s.is_live(now) {
                     out.push(s);
                 }
@@ -724,11 +676,12 @@ impl SessionStore for RedisSessionStore {
 
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = self
+        let v: Option<Vec<u8>> = self
             .end_one
             .key(self.session_key(id.as_str()))
             .key(self.expiry_key())
-            .arg(format!("{}{USER_NS}", self.prefix))
+            .arg(self.user_key(""))
+            .arg(self.user_set_key(""))
             .arg(id.as_str())
             .invoke_async(&mut c)
             .await
@@ -750,7 +703,7 @@ impl SessionStore for RedisSessionStore {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut c)
             .await
@@ -784,9 +737,10 @@ impl SessionStore for RedisSessionStore {
 
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
         let mut c = self.conn.clone();
-        let flat: Vec<String> = self
+        let flat: Vec<Vec<u8>> = self
             .end_user
             .key(self.user_key(user.as_str()))
+            .key(self.user_set_key(user.as_str()))
             .arg(self.session_key(""))
             .arg(self.expiry_key())
             .invoke_async(&mut c)
@@ -795,7 +749,7 @@ impl SessionStore for RedisSessionStore {
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks(2) {
             if let [id, v] = pair {
-                out.push(decode(id, v)?);
+                out.push(decode(&String::from_utf8_lossy(id), v)?);
             }
         }
         out.sort_by(|a, b| {
@@ -808,12 +762,8 @@ impl SessionStore for RedisSessionStore {
 
     async fn insert_code(&self, code: &AuthCode) -> Result<(), SessionError> {
         let v = serde_json::to_string(code).map_err(internal)?;
-        self.put(
-            format!("{}c:{}", self.prefix, code.digest),
-            v,
-            code.expires_at,
-        )
-        .await
+        self.put(self.code_key(&code.digest), v, code.expires_at)
+            .await
     }
 
     async fn take_code(
@@ -821,7 +771,7 @@ impl SessionStore for RedisSessionStore {
         digest: &TokenDigest,
         now: OffsetDateTime,
     ) -> Result<Option<AuthCode>, SessionError> {
-        let Some(v) = self.take(format!("{}c:{digest}", self.prefix)).await? else {
+        let Some(v) = self.take(self.code_key(digest)).await? else {
             return Ok(None);
         };
         let code: AuthCode = serde_json::from_str(&v).map_err(internal)?;

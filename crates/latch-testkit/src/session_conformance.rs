@@ -347,6 +347,7 @@ pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
     x.upstream = UpstreamSession {
         sid: Some("upstream-sid".into()),
         sealed_id_token: Some("lat1.c2VhbGVk".into()),
+        id_token_cookie: None,
         name_id: Some("alice@example.com".into()),
         name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
         session_index: Some("_be9967abd904ddcae3c0eb4189adbe3f71e327cf93".into()),
@@ -354,6 +355,16 @@ pub async fn upstream_session_round_trip(s: &dyn SessionStore) {
     x.connection = ConnectionName::new("acme-okta");
     s.insert_session(&x).await.unwrap();
     assert_eq!(s.find_session(&x.id, now()).await.unwrap(), Some(x));
+    // A session whose browser carries the ID token keeps the cookie's digest instead.
+    let mut y = fixtures::session(&fixtures::user_id());
+    y.connection = ConnectionName::new("acme-okta");
+    y.upstream = UpstreamSession {
+        sid: Some("upstream-sid-2".into()),
+        id_token_cookie: Some(latch_core::session::upstream_cookie_digest("lat1.c2VhbGVk")),
+        ..Default::default()
+    };
+    s.insert_session(&y).await.unwrap();
+    assert_eq!(s.find_session(&y.id, now()).await.unwrap(), Some(y));
 }
 
 pub async fn upstream_sid_finds_its_user(s: &dyn SessionStore) {

@@ -671,13 +671,22 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
         Err(e) => return error_page(e.into()),
     };
     let secure = deps.issuer.starts_with("https://");
-    let mut gone = Cookie::build(SESSION_COOKIE, "")
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .finish();
-    gone.make_removal();
+    // The session cookie goes, and the upstream ID token cookie beside it.
+    let gone = [
+        SESSION_COOKIE,
+        latch_core::session::upstream_cookie_name(secure),
+    ]
+    .map(|name| {
+        let mut c = Cookie::build(name, "")
+            .path("/")
+            .http_only(true)
+            .secure(secure)
+            .same_site(SameSite::Lax)
+            .finish();
+        c.make_removal();
+        c
+    });
+    let [gone, gone_upstream] = gone;
     // Other apps of the session with a front-channel logout URL: a page loads them in hidden
     // frames, then continues to the signed-out page.
     let admin = latch_core::ClientId::new(ADMIN_CLIENT_ID);
@@ -706,12 +715,14 @@ async fn logout(a: Admin, deps: web::Data<Deps>, form: web::Form<Form>) -> HttpR
     match page {
         Some(page) => HttpResponse::Ok()
             .cookie(gone)
+            .cookie(gone_upstream)
             .insert_header(("Content-Security-Policy", page.content_security_policy))
             .insert_header(("Cache-Control", "no-store"))
             .content_type("text/html; charset=utf-8")
             .body(page.html),
         None => HttpResponse::SeeOther()
             .cookie(gone)
+            .cookie(gone_upstream)
             .insert_header((LOCATION, "/admin/signed-out"))
             .finish(),
     }

@@ -271,24 +271,21 @@ async fn end(
     )
     .await;
     Ok(match (page, federated) {
-        (Some(page), _) => HttpResponse::Ok()
-            .cookie(cookies::clear(
-                cookies::SESSION,
-                deps.settings.secure_cookies,
-            ))
-            .insert_header(("Content-Security-Policy", page.content_security_policy))
-            .insert_header(("Cache-Control", "no-store"))
-            .content_type("text/html; charset=utf-8")
-            .body(page.html),
+        (Some(page), _) => {
+            let mut res = HttpResponse::Ok()
+                .insert_header(("Content-Security-Policy", page.content_security_policy))
+                .insert_header(("Cache-Control", "no-store"))
+                .content_type("text/html; charset=utf-8")
+                .body(page.html);
+            cookies::clear_session(&mut res, deps.settings.secure_cookies);
+            res
+        }
         (None, Some(_)) => {
             let mut res = latch_login::logout::go(
                 next.as_ref(),
                 "You are signed out. You can close this window.",
             );
-            let _ = res.add_cookie(&cookies::clear(
-                cookies::SESSION,
-                deps.settings.secure_cookies,
-            ));
+            cookies::clear_session(&mut res, deps.settings.secure_cookies);
             res
         }
         (None, None) => finish(deps, after),
@@ -305,32 +302,28 @@ fn continue_to(after: &After) -> Option<String> {
     Some(u.into())
 }
 
-/// Clears the cookie and sends the browser on.
+/// Clears the cookies and sends the browser on.
 fn finish(deps: &Deps, after: &After) -> HttpResponse {
-    let clear = cookies::clear(cookies::SESSION, deps.settings.secure_cookies);
-    match &after.redirect {
+    let mut res = match &after.redirect {
         Some(_) => {
             let Some(u) = continue_to(after) else {
                 return bad("The post_logout_redirect_uri is invalid.");
             };
             HttpResponse::Found()
-                .cookie(clear)
                 .insert_header((LOCATION, u))
                 .insert_header(("Cache-Control", "no-store"))
                 .finish()
         }
-        None => {
-            let mut b = pages::builder(StatusCode::OK);
-            b.cookie(clear);
-            pages::render(
-                b,
-                &MessagePage {
-                    title: "Signed out",
-                    message: "You are signed out. You can close this window.",
-                    detail: None,
-                    is_error: false,
-                },
-            )
-        }
-    }
+        None => pages::render(
+            pages::builder(StatusCode::OK),
+            &MessagePage {
+                title: "Signed out",
+                message: "You are signed out. You can close this window.",
+                detail: None,
+                is_error: false,
+            },
+        ),
+    };
+    cookies::clear_session(&mut res, deps.settings.secure_cookies);
+    res
 }

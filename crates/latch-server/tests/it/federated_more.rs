@@ -730,18 +730,33 @@ async fn upstream_id_token_sealed_at_rest(backends: Backends, test: &str) {
         .unwrap_or_else(|| panic!("no upstream sid: {sessions}"))
         .to_owned();
 
-    // What is at rest now. The session store holds the session (its upstream sid, its sealed
-    // ID token): the scan sees it.
+    // What is at rest now. The session store holds the session (its upstream sid): the scan
+    // sees it. The sealed ID token rides in the browser's `latch_upstream` cookie, and the
+    // session keeps that value's digest, not the token.
     let after_sign_in = at_rest(&env).await;
     let store = session_store(&after_sign_in, backends);
     assert!(
         contains(&store, &upstream_sid),
         "the scan does not see the session's upstream sid"
     );
+    let carried = agent
+        .cookie(&latch.base, "latch_upstream")
+        .unwrap_or_else(|| panic!("the browser carries no upstream ID token cookie"))
+        .to_owned();
+    assert!(carried.starts_with("lat1."), "{carried}");
     assert!(
-        contains(&store, "id_token_sealed"),
-        "the session keeps no sealed ID token"
+        contains(
+            &store,
+            &latch_core::session::upstream_cookie_digest(&carried)
+        ),
+        "the session does not keep the cookie's digest"
     );
+    for sealed in ["id_token_sealed", "\0k", &carried[5..40]] {
+        assert!(
+            !contains(&store, sealed),
+            "the session store keeps the sealed ID token too ({sealed})"
+        );
+    }
 
     // The federated logout sends the IdP the ID token it issued at this sign-in.
     let out = agent
@@ -797,7 +812,9 @@ async fn upstream_id_token_sealed_at_rest(backends: Backends, test: &str) {
         Some(format!("{app_bye}?state=app-state").as_str())
     );
 
-    // Nor is it at rest after the whole logout.
+    // The logout removed the cookie with the session's. Nor is it at rest after the whole
+    // logout.
+    assert_eq!(agent.cookie(&latch.base, "latch_upstream"), None);
     let after_logout = at_rest(&env).await;
     assert_not_at_rest(&after_logout, &hint, &idp.base, "after the logout");
 }

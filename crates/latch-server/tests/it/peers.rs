@@ -138,6 +138,15 @@ impl Agent {
         )
     }
 
+    /// The cookie `name` the browser holds for the origin of `url`.
+    pub(crate) fn cookie(&self, url: &str, name: &str) -> Option<&str> {
+        let u = url::Url::parse(url).unwrap();
+        self.jars
+            .get(&Self::origin(&u))?
+            .get(name)
+            .map(String::as_str)
+    }
+
     pub(crate) async fn send(&mut self, url: &str, form: Option<&[(String, String)]>) -> Hop {
         let u = url::Url::parse(url).unwrap();
         let jar = self.jars.entry(Self::origin(&u)).or_default();

@@ -9,6 +9,8 @@ use latch_testkit::SessionHarness;
 use latch_testkit::at_rest::AtRest;
 use latch_testkit::env::{TempDir, unique};
 
+mod redis_format;
+
 mod embedded {
     use super::*;
 
