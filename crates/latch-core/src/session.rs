@@ -27,10 +27,12 @@ pub const UPSTREAM_COOKIE: &str = "latch_upstream";
 /// [`UPSTREAM_COOKIE`]'s name when cookies are `Secure`: the `__Host-` prefix makes browsers
 /// refuse it from a sibling subdomain.
 pub const UPSTREAM_COOKIE_HOST: &str = "__Host-latch_upstream";
-/// The longest sealed ID token the browser carries. Browsers keep cookies of up to 4,096 bytes
-/// (name and value); a longer token (an IdP that puts many groups in its ID tokens) stays in the
-/// session record.
-pub const UPSTREAM_COOKIE_MAX: usize = 3_800;
+/// The longest sealed ID token the browser carries (a sealed Okta ID token is about 1,460
+/// characters). A longer one (an IdP that puts many groups in its ID tokens) stays in the session
+/// record: browsers keep cookies of up to 4,096 bytes, and proxies read a response's headers
+/// into a buffer of their own (nginx's default is 4 KiB), which a sign-in's redirect, session
+/// cookie and security headers share with it.
+pub const UPSTREAM_COOKIE_MAX: usize = 2_048;
 
 /// The upstream ID token cookie's name for this deployment.
 pub fn upstream_cookie_name(secure: bool) -> &'static str {

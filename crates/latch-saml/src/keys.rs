@@ -8,8 +8,9 @@
 //! [`REFRESH_EVERY`]: a rotation, even on this instance, reaches SAML signing within that.
 //! Certificates are made once per key id, by OpenSSL, when SAML first needs them: an instance
 //! that serves no SAML never starts OpenSSL, whose initialised library is about 3 MiB of
-//! resident memory (the same RS256 keys are parsed at start by `latch-jose`, which would refuse
-//! a damaged one there).
+//! resident memory. The current RS256 key is parsed at start by `latch-jose`, which would refuse
+//! a damaged one there; a next key that makes no certificate is logged and left out of the
+//! metadata, and signing goes on with the current one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -87,7 +88,17 @@ impl IdpKeys {
         let signing = self.made(&chosen.signing)?;
         let mut published = vec![signing.cert.clone()];
         if let Some(n) = &chosen.next {
-            published.push(self.made(n)?.cert.clone());
+            // A next key that makes no certificate must not stop SAML signing with the current
+            // one: the metadata publishes the current certificate alone (logged once per pair
+            // of keys, as the snapshot is kept).
+            match self.made(n) {
+                Ok(k) => published.push(k.cert.clone()),
+                Err(e) => tracing::error!(
+                    kid = n.kid.as_str(),
+                    error = %e,
+                    "the next RS256 key makes no SAML certificate; the IdP metadata publishes the current one only"
+                ),
+            }
         }
         let snap = Arc::new(Snapshot { signing, published });
         *self.current.write().unwrap_or_else(|p| p.into_inner()) =
