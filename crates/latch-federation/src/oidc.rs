@@ -508,9 +508,14 @@ impl UpstreamLogout for OidcConnector {
     ) -> Result<LogoutStart, FederationError> {
         let o = options(c)?;
         let Some(id_token) = self.open_id_token(upstream) else {
-            return Ok(LogoutStart::NotSent(
-                "no upstream ID token is kept for the session".into(),
-            ));
+            let reason = match (&upstream.sealed_id_token, &upstream.id_token_cookie) {
+                (None, Some(_)) => {
+                    "the browser did not bring the session's upstream ID token cookie"
+                }
+                (Some(_), _) => "the session's upstream ID token could not be opened",
+                (None, None) => "no upstream ID token is kept for the session",
+            };
+            return Ok(LogoutStart::NotSent(reason.into()));
         };
         let p = self.metadata(&o.issuer, false).await?;
         let Some(end_session) = &p.end_session else {
