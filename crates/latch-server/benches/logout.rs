@@ -19,12 +19,13 @@ use latch_core::model::*;
 use latch_core::session::{SESSION_COOKIE, SamlParticipant, SessionClient};
 use latch_core::*;
 use latch_jose::keys::{Signer, sign_jws};
-use latch_server::config::Config;
-use latch_server::{AppState, bootstrap};
-use latch_testkit::env::{PgSchema, TempDir, unique};
+use latch_server::AppState;
+use latch_testkit::env::unique;
 use latch_testkit::fixtures;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 /// Latch runs in this process: the same allocator as the `latch` binary.
 #[cfg(feature = "mimalloc")]
@@ -916,18 +917,7 @@ fn verification_rate(label: &str) {
 }
 
 async fn run(label: &str, env: Vec<(String, String)>) {
-    let config = Config::from_sources(None, &env).expect("config");
-    let state = bootstrap::start(config).await.expect("start").state;
-    let s2 = state.clone();
-    let server = actix_web::HttpServer::new(move || latch_server::app::app(s2.clone()))
-        .workers(2)
-        .bind("127.0.0.1:0")
-        .expect("bind");
-    let addr = server.addrs()[0];
-    let running = server.run();
-    let handle = running.handle();
-    tokio::spawn(running);
-    let base = format!("http://{addr}");
+    let (state, base, handle) = common::serve(&env).await;
     // LATCH_BENCH_ONLY=gtr, =fanout, =page or =scim runs one part (for profiling); unset runs all.
     let only = std::env::var("LATCH_BENCH_ONLY").unwrap_or_default();
     let wants = |part: &str| only.is_empty() || only == part;
@@ -956,55 +946,5 @@ async fn run(label: &str, env: Vec<(String, String)>) {
 
 #[tokio::main]
 async fn main() {
-    let dir = TempDir::new();
-    let env = vec![
-        (
-            "LATCH_DATA_DIR".to_owned(),
-            dir.path().to_string_lossy().into_owned(),
-        ),
-        (
-            "LATCH_ADMIN_TOKEN".to_owned(),
-            "bench-admin-token-0123456789".to_owned(),
-        ),
-    ];
-    run("sqlite+embedded", env).await;
-    let db = std::env::var("LATCH_BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("LATCH_TEST_DATABASE_URL"))
-        .ok();
-    let redis = std::env::var("LATCH_BENCH_REDIS_URL")
-        .or_else(|_| std::env::var("LATCH_TEST_REDIS_URL"))
-        .ok();
-    match (db, redis) {
-        (Some(db), Some(redis)) => {
-            let schema = tokio::task::spawn_blocking(move || PgSchema::create(&db))
-                .await
-                .expect("schema");
-            let dir2 = TempDir::new();
-            let env = vec![
-                (
-                    "LATCH_DATA_DIR".to_owned(),
-                    dir2.path().to_string_lossy().into_owned(),
-                ),
-                (
-                    "LATCH_ADMIN_TOKEN".to_owned(),
-                    "bench-admin-token-0123456789".to_owned(),
-                ),
-                ("LATCH_DATABASE_URL".to_owned(), schema.url.clone()),
-                ("LATCH_REDIS_URL".to_owned(), redis),
-                (
-                    "LATCH_REDIS_PREFIX".to_owned(),
-                    format!("latch-bench:{}:", unique()),
-                ),
-                (
-                    "LATCH_SECRET_KEY".to_owned(),
-                    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
-                ),
-            ];
-            run("postgres+redis", env).await;
-            drop(schema);
-        }
-        _ => println!(
-            "SKIPPED postgres+redis: set LATCH_BENCH_DATABASE_URL and LATCH_BENCH_REDIS_URL (or the LATCH_TEST_* ones)"
-        ),
-    }
+    common::each_backend(run).await;
 }

@@ -42,9 +42,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
+mod common;
+use common::{ADMIN_TOKEN as TOKEN, SECRET_KEY, api, cookies, free_port, okta_org};
+
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
-const TOKEN: &str = "bench-admin-token-0123456789";
-const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PASSWORD: &str = "Bench-Password-3";
 const CB: &str = "http://127.0.0.1:9/cb";
 const SCOPE: &str = "openid offline_access email profile";
@@ -88,13 +89,6 @@ fn setting(name: &str, default: u64) -> u64 {
         },
         _ => default,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn peers_dir() -> PathBuf {
@@ -230,31 +224,6 @@ fn write_split(prefix: &Path, lines: &[String]) {
         }
         std::fs::write(format!("{}.{t}", prefix.display()), s).expect("write wrk input");
     }
-}
-
-/// A management API call with the admin token; panics on an error status (setup only).
-async fn api(http: &reqwest::Client, base: &str, method: &str, path: &str, body: Value) -> Value {
-    let res = http
-        .request(method.parse().expect("method"), format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("management API");
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-fn cookies(res: &reqwest::Response) -> String {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .filter(|c| c.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// One sign-in at Latch (form, password, code exchange): the refresh token.
@@ -396,32 +365,6 @@ impl Sink {
             }
         }
     }
-}
-
-/// A loopback "Okta org": every path answers one document that is both its discovery and its
-/// JWKS.
-async fn okta_org(key: &Signer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let org = format!("http://{}", listener.local_addr().expect("addr"));
-    let doc = json!({"issuer": org, "jwks_uri": format!("{org}/oauth2/v1/keys"),
-        "keys": [key.public_jwk(SigningAlg::RS256)]})
-    .to_string();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let doc = doc.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                if sock.read(&mut buf).await.is_ok_and(|n| n > 0) {
-                    let _ = sock
-                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len()).as_bytes())
-                        .await;
-                }
-            });
-        }
-    });
-    org
 }
 
 /// What the bench keeps of a Latch instance beyond its HTTP side.
@@ -589,6 +532,7 @@ async fn start_latch(
     let app = api(
         http,
         &base,
+        TOKEN,
         "POST",
         "/api/v2/clients",
         json!({"name": "Bench app", "app_type": "regular_web", "callbacks": [CB],
@@ -604,6 +548,7 @@ async fn start_latch(
     api(
         http,
         &base,
+        TOKEN,
         "POST",
         "/api/v2/client-grants",
         json!({"client_id": client.0, "audience": audience, "scope": [LATCH_API_SCOPE]}),
@@ -616,6 +561,7 @@ async fn start_latch(
         api(
             http,
             &base,
+            TOKEN,
             "POST",
             "/api/v2/users",
             json!({"connection": "database", "email": email, "password": PASSWORD}),
@@ -631,6 +577,7 @@ async fn start_latch(
         let a = api(
             http,
             &base,
+            TOKEN,
             "POST",
             "/api/v2/clients",
             json!({"name": format!("Back-channel app {k}"), "callbacks": [CB],
@@ -645,6 +592,7 @@ async fn start_latch(
     let conn = api(
         http,
         &base,
+        TOKEN,
         "POST",
         "/api/v2/connections",
         json!({"name": okta_name.as_str(), "strategy": "okta", "options": {
@@ -1325,11 +1273,7 @@ fn main() {
     };
     let db = var("LATCH_BENCH_DATABASE_URL", "LATCH_TEST_DATABASE_URL");
     let redis = var("LATCH_BENCH_REDIS_URL", "LATCH_TEST_REDIS_URL");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let ok = rt.block_on(async {
         let fresh = match (db, redis) {
             (Some(db), Some(redis)) => Some((

@@ -21,19 +21,18 @@
 //! them it is skipped, loudly. The keys it made are deleted at the end (kept with
 //! `LATCH_FOOTPRINT_KEEP=1`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use latch_core::model::SigningAlg;
-use latch_jose::keys::{Signer, sign_jws};
+use actix_web::HttpServer;
 use latch_server::bootstrap;
 use latch_server::config::Config;
 use latch_testkit::env::{PgSchema, TempDir, unique};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "bench-admin-token-0123456789";
-const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+mod common;
+use common::{ADMIN_TOKEN as TOKEN, Op, SECRET_KEY, cookies, free_listener, location, query};
+
 const PASSWORD: &str = "Footprint-Password-7";
 const CB: &str = "http://127.0.0.1:9/cb";
 /// Users of each kind, each signed in once per round.
@@ -44,86 +43,25 @@ const TARGET: f64 = 1024.0;
 /// A browser's User-Agent, as a real sign-in sends one (sessions keep it).
 const USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 
-fn free_listener() -> std::net::TcpListener {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind")
-}
-
 /// The loopback "Okta org": discovery, JWKS, and a token endpoint that answers a code with the
 /// ID token minted for it.
-struct Org {
-    base: String,
-    codes: Arc<Mutex<HashMap<String, String>>>,
-    key: Arc<Signer>,
-}
-
-fn start_org() -> Org {
-    let listener = free_listener();
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let key = Arc::new(Signer::generate(SigningAlg::RS256).expect("key"));
-    let codes: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let discovery = json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/oauth2/v1/authorize"),
-        "token_endpoint": format!("{base}/oauth2/v1/token"),
-        "userinfo_endpoint": format!("{base}/oauth2/v1/userinfo"),
-        "jwks_uri": format!("{base}/oauth2/v1/keys"),
-        "end_session_endpoint": format!("{base}/oauth2/v1/logout"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    });
-    let jwks = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
-    let c = codes.clone();
-    let server = HttpServer::new(move || {
-        let (discovery, jwks, codes) = (discovery.clone(), jwks.clone(), c.clone());
-        App::new()
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(move || {
-                    let d = discovery.clone();
-                    async move { HttpResponse::Ok().json(d) }
-                }),
-            )
-            .route(
-                "/oauth2/v1/keys",
-                web::get().to(move || {
-                    let j = jwks.clone();
-                    async move { HttpResponse::Ok().json(j) }
-                }),
-            )
-            .route(
-                "/oauth2/v1/token",
-                web::post().to(move |form: web::Form<HashMap<String, String>>| {
-                    let codes = codes.clone();
-                    async move {
-                        let token = form
-                            .get("code")
-                            .and_then(|c| codes.lock().expect("codes").remove(c));
-                        match token {
-                            Some(t) => HttpResponse::Ok().json(json!({
-                                "access_token": "upstream-at", "token_type": "Bearer",
-                                "expires_in": 3600, "scope": "openid email profile",
-                                "id_token": t})),
-                            None => {
-                                HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}))
-                            }
-                        }
-                    }
-                }),
-            )
-    })
-    .workers(1)
-    .listen(listener)
-    .expect("listen")
-    .run();
-    tokio::spawn(server);
-    Org { base, codes, key }
+fn start_org() -> Op {
+    Op::start(
+        &[
+            ("authorization_endpoint", "/oauth2/v1/authorize"),
+            ("token_endpoint", "/oauth2/v1/token"),
+            ("userinfo_endpoint", "/oauth2/v1/userinfo"),
+            ("jwks_uri", "/oauth2/v1/keys"),
+            ("end_session_endpoint", "/oauth2/v1/logout"),
+        ],
+        json!({"expires_in": 3600, "scope": "openid email profile"}),
+    )
 }
 
 /// What an Okta org authorization server puts in an ID token for a code flow with
 /// `openid email profile`, for an app with back-channel logout on (its `sid`, which Latch indexes
 /// for upstream logout: the `us:` key).
-fn okta_claims(org: &Org, user: usize, nonce: &str) -> Value {
+fn okta_claims(org: &Op, user: usize, nonce: &str) -> Value {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     json!({
         "sub": format!("00u{user:05}abcdEFGH5d7"),
@@ -143,32 +81,6 @@ fn okta_claims(org: &Org, user: usize, nonce: &str) -> Value {
         "at_hash": latch_jose::random_token(16),
         "sid": format!("102{}", latch_jose::random_token(18)),
     })
-}
-
-fn location(res: &reqwest::Response) -> String {
-    res.headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_else(|| panic!("no redirect: {}", res.status()))
-        .to_owned()
-}
-
-fn cookies(res: &reqwest::Response) -> String {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .filter(|c| c.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    url::Url::parse(url)
-        .expect("url")
-        .query_pairs()
-        .into_owned()
-        .collect()
 }
 
 struct Rp {
@@ -194,21 +106,7 @@ impl Rp {
 
     /// The app's code exchange, as an app would do it.
     async fn redeem(&self, back: &str) {
-        assert!(back.starts_with(CB), "not back at the app: {back}");
-        let code = query(back).remove("code").expect("code");
-        let res = self
-            .http
-            .post(format!("{}/oauth/token", self.base))
-            .basic_auth(&self.cid, Some(&self.secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", CB),
-            ])
-            .send()
-            .await
-            .expect("token");
-        assert_eq!(res.status(), 200, "code exchange");
+        common::redeem(&self.http, &self.base, (&self.cid, &self.secret), CB, back).await;
     }
 
     async fn database_sign_in(&self, user: usize, n: usize, trace: Option<&Tracer>) {
@@ -245,7 +143,7 @@ impl Rp {
 
     async fn okta_sign_in(
         &self,
-        org: &Org,
+        org: &Op,
         connection: &str,
         user: usize,
         n: usize,
@@ -261,16 +159,7 @@ impl Rp {
         let q = query(&location(&res));
         step(trace, "GET /authorize (to the Okta org)").await;
         let claims = okta_claims(org, user, &q["nonce"]);
-        let token = sign_jws(
-            &org.key,
-            SigningAlg::RS256,
-            &org.key.thumbprint(),
-            "JWT",
-            &claims,
-        )
-        .expect("sign");
-        let code = latch_jose::random_token(24);
-        org.codes.lock().expect("codes").insert(code.clone(), token);
+        let code = org.code_for(&claims, 24);
         let res = self
             .http
             .get(format!(
@@ -570,16 +459,15 @@ async fn run(kind: Kind, db: &str, redis_url: &str) {
         .pool_max_idle_per_host(CONCURRENCY * 2)
         .build()
         .expect("client");
-    let app: Value = http
-        .post(format!("{base}/api/v2/clients"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Footprint app", "callbacks": [CB]}))
-        .send()
-        .await
-        .expect("client")
-        .json()
-        .await
-        .expect("client json");
+    let app = common::api(
+        &http,
+        &base,
+        TOKEN,
+        "POST",
+        "/api/v2/clients",
+        json!({"name": "Footprint app", "callbacks": [CB]}),
+    )
+    .await;
     let rp = Arc::new(Rp {
         http: http.clone(),
         base: base.clone(),
@@ -708,23 +596,13 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let db = std::env::var("LATCH_BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("LATCH_TEST_DATABASE_URL"))
-        .ok();
-    let redis = std::env::var("LATCH_BENCH_REDIS_URL")
-        .or_else(|_| std::env::var("LATCH_TEST_REDIS_URL"))
-        .ok();
-    let (Some(db), Some(redis)) = (db, redis) else {
+    let (Some(db), Some(redis)) = common::database_and_redis() else {
         println!(
             "redis_footprint: SKIPPED (set LATCH_BENCH_DATABASE_URL and LATCH_BENCH_REDIS_URL, or the LATCH_TEST_* ones)"
         );
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     rt.block_on(async {
         println!(
             "Redis bytes per signed-in session (MEMORY USAGE of every key the sign-ins left, SAMPLES 0), {USERS} users of each kind"

@@ -16,30 +16,20 @@
 //! Targets: ≤ 2 ms of Latch CPU per OpenID Connect sign-in, ≤ 2.5 ms per SAML app sign-in.
 //! `LATCH_BENCH_SIGNIN=oidc` (or `samlp`, `saml`) runs one kind only, e.g. under `perf record`.
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use latch_core::model::SigningAlg;
-use latch_jose::keys::{Signer, sign_jws};
 use latch_testkit::env::TempDir;
 use latch_testkit::saml::{Spec, TestIdp};
 use serde_json::{Value, json};
 
+mod common;
+use common::{ADMIN_TOKEN as TOKEN, Op, cookies, free_port, location, query};
+
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
-const TOKEN: &str = "bench-admin-token-0123456789";
 const CONCURRENCY: usize = 8;
 const USERS: usize = 200;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Clock ticks of CPU (user + system) the process has used.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -111,105 +101,15 @@ async fn start_latch(env: &[(String, String)]) -> Latch {
 
 /// The upstream OpenID provider: discovery, JWKS, and a token endpoint that answers a code with
 /// the ID token the driver minted for it.
-struct Op {
-    base: String,
-    codes: Arc<Mutex<HashMap<String, String>>>,
-    key: Arc<Signer>,
-}
-
 fn start_op() -> Op {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let key = Arc::new(Signer::generate(SigningAlg::RS256).expect("key"));
-    let codes: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let discovery = json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/authorize"),
-        "token_endpoint": format!("{base}/token"),
-        "jwks_uri": format!("{base}/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    });
-    let jwks = json!({"keys": [key.public_jwk(SigningAlg::RS256)]});
-    let c = codes.clone();
-    let server = HttpServer::new(move || {
-        let (discovery, jwks, codes) = (discovery.clone(), jwks.clone(), c.clone());
-        App::new()
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(move || {
-                    let d = discovery.clone();
-                    async move { HttpResponse::Ok().json(d) }
-                }),
-            )
-            .route(
-                "/jwks",
-                web::get().to(move || {
-                    let j = jwks.clone();
-                    async move { HttpResponse::Ok().json(j) }
-                }),
-            )
-            .route(
-                "/token",
-                web::post().to(move |form: web::Form<HashMap<String, String>>| {
-                    let codes = codes.clone();
-                    async move {
-                        let token = form
-                            .get("code")
-                            .and_then(|c| codes.lock().expect("codes").remove(c));
-                        match token {
-                            Some(t) => HttpResponse::Ok().json(json!({
-                                "access_token": "upstream-at", "token_type": "Bearer",
-                                "expires_in": 300, "id_token": t})),
-                            None => {
-                                HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}))
-                            }
-                        }
-                    }
-                }),
-            )
-    })
-    .workers(1)
-    .bind(("127.0.0.1", port))
-    .expect("bind")
-    .run();
-    tokio::spawn(server);
-    Op { base, codes, key }
-}
-
-fn cookies(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
-    for c in res.headers().get_all("set-cookie") {
-        if let Some((k, rest)) = c.to_str().unwrap_or("").split_once('=') {
-            jar.insert(
-                k.to_owned(),
-                rest.split(';').next().unwrap_or("").to_owned(),
-            );
-        }
-    }
-}
-
-fn jar_header(jar: &HashMap<String, String>) -> String {
-    jar.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn location(res: &reqwest::Response) -> String {
-    res.headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_else(|| panic!("no redirect: {}", res.status()))
-        .to_owned()
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    url::Url::parse(url)
-        .expect("url")
-        .query_pairs()
-        .into_owned()
-        .collect()
+    Op::start(
+        &[
+            ("authorization_endpoint", "/authorize"),
+            ("token_endpoint", "/token"),
+            ("jwks_uri", "/jwks"),
+        ],
+        json!({"expires_in": 300}),
+    )
 }
 
 struct Rp {
@@ -236,21 +136,8 @@ impl Rp {
     }
 
     async fn redeem(&self, back: &str) {
-        assert!(back.starts_with(&self.callback), "{back}");
-        let code = query(back).remove("code").expect("code");
-        let res = self
-            .http
-            .post(format!("{}/oauth/token", self.base))
-            .basic_auth(&self.cid, Some(&self.secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", self.callback.as_str()),
-            ])
-            .send()
-            .await
-            .expect("token");
-        assert_eq!(res.status(), 200);
+        let app = (self.cid.as_str(), self.secret.as_str());
+        common::redeem(&self.http, &self.base, app, &self.callback, back).await;
     }
 }
 
@@ -262,43 +149,33 @@ async fn upstream_oidc(
     op: &Op,
     user: usize,
     to_idp: &str,
-    jar: &HashMap<String, String>,
+    jar: &str,
 ) -> reqwest::Response {
     let q = query(to_idp);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = json!({"iss": op.base, "sub": format!("user-{user}"), "aud": "latch-bench",
         "iat": now, "exp": now + 300, "nonce": q["nonce"],
         "email": format!("user-{user}@example.com"), "email_verified": true, "name": format!("User {user}")});
-    let token = sign_jws(
-        &op.key,
-        SigningAlg::RS256,
-        &op.key.thumbprint(),
-        "JWT",
-        &claims,
-    )
-    .expect("sign");
-    let code = latch_jose::random_token(16);
-    op.codes.lock().expect("codes").insert(code.clone(), token);
+    let code = op.code_for(&claims, 16);
     app.http
         .get(format!(
             "{}/login/callback?code={code}&state={}",
             app.base, q["state"]
         ))
-        .header("Cookie", jar_header(jar))
+        .header("Cookie", jar)
         .send()
         .await
         .expect("callback")
 }
 
 async fn oidc_sign_in(app: &Rp, op: &Op, user: usize) {
-    let mut jar = HashMap::new();
     let res = app
         .http
         .get(app.authorize("bench-oidc"))
         .send()
         .await
         .expect("authorize");
-    cookies(&res, &mut jar);
+    let jar = cookies(&res);
     let res = upstream_oidc(app, op, user, &location(&res), &jar).await;
     app.redeem(&location(&res)).await;
 }
@@ -330,7 +207,6 @@ fn authn_request_query(app: &Rp) -> String {
 }
 
 async fn samlp_sign_in(app: &Rp, op: &Op, user: usize) {
-    let mut jar = HashMap::new();
     // The SP names the connection, as the OIDC app does (`connection` is Auth0's parameter).
     let res = app
         .http
@@ -343,7 +219,7 @@ async fn samlp_sign_in(app: &Rp, op: &Op, user: usize) {
         .send()
         .await
         .expect("SSO");
-    cookies(&res, &mut jar);
+    let jar = cookies(&res);
     let res = upstream_oidc(app, op, user, &location(&res), &jar).await;
     assert_eq!(res.status(), 200, "the SAML app's answer");
     let page = res.text().await.expect("page");
@@ -354,14 +230,13 @@ async fn samlp_sign_in(app: &Rp, op: &Op, user: usize) {
 }
 
 async fn saml_sign_in(app: &Rp, idp: &TestIdp, user: usize) {
-    let mut jar = HashMap::new();
     let res = app
         .http
         .get(app.authorize("bench-saml"))
         .send()
         .await
         .expect("authorize");
-    cookies(&res, &mut jar);
+    let jar = cookies(&res);
     let to_idp = location(&res);
     let relay = query(&to_idp).remove("RelayState").expect("RelayState");
     let request_id = latch_testkit::saml::authn_request_id(&to_idp);
@@ -386,7 +261,7 @@ async fn saml_sign_in(app: &Rp, idp: &TestIdp, user: usize) {
     let res = app
         .http
         .get(location(&res))
-        .header("Cookie", jar_header(&jar))
+        .header("Cookie", jar)
         .send()
         .await
         .expect("callback");
@@ -446,16 +321,15 @@ async fn bench(label: &str, env: Vec<(String, String)>) {
         .build()
         .expect("client");
     let callback = "http://127.0.0.1:9/cb".to_owned();
-    let c: Value = http
-        .post(format!("{}/api/v2/clients", latch.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Bench app", "callbacks": [callback]}))
-        .send()
-        .await
-        .expect("client")
-        .json()
-        .await
-        .expect("client json");
+    let c = common::api(
+        &http,
+        &latch.base,
+        TOKEN,
+        "POST",
+        "/api/v2/clients",
+        json!({"name": "Bench app", "callbacks": [callback]}),
+    )
+    .await;
     let cid = c["client_id"].as_str().expect("client_id").to_owned();
     let r = http
         .post(format!("{}/api/v2/clients", latch.base))
@@ -544,11 +418,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     rt.block_on(async {
         bench("embedded", Vec::new()).await;
         match (
@@ -564,10 +434,7 @@ fn main() {
                         "LATCH_REDIS_PREFIX".to_owned(),
                         format!("latch-bench:{}:", latch_testkit::env::unique()),
                     ),
-                    (
-                        "LATCH_SECRET_KEY".to_owned(),
-                        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
-                    ),
+                    ("LATCH_SECRET_KEY".to_owned(), common::SECRET_KEY.to_owned()),
                 ];
                 bench("postgres+redis", env).await;
             }

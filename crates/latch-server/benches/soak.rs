@@ -37,12 +37,14 @@ use latch_jose::keys::{Signer, sign_jws};
 use latch_testkit::env::{PgDatabase, TempDir, unique};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+
+mod common;
+use common::{SECRET_KEY, api, free_port, okta_org, read_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latch");
 const TOKEN: &str = "soak-admin-token-0123456789";
-const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PASSWORD: &str = "Soak-Password-3";
 const CB: &str = "http://127.0.0.1:9/cb";
 const BYE: &str = "http://127.0.0.1:9/bye";
@@ -112,13 +114,6 @@ impl Settings {
             baseline,
         })
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One `latch serve`, killed on drop.
@@ -211,29 +206,6 @@ async fn proxy(listener: tokio::net::TcpListener, backends: Vec<SocketAddr>) {
     }
 }
 
-/// The body of one HTTP/1.1 request (by its Content-Length), or `None` when the peer left.
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < i + 4 + len {
-                let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(buf[i + 4..i + 4 + len].to_vec());
-        }
-    }
-}
-
 /// The claims of a JWT, unverified (`None` when it is not one).
 fn claims(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
@@ -292,31 +264,6 @@ impl Receiver {
         let m = self.by_sid.lock().expect("receiver");
         expected.iter().filter(|s| !m.contains_key(*s)).count()
     }
-}
-
-/// A loopback "Okta org": every path answers one document that is both its discovery and its
-/// JWKS.
-async fn okta_org(key: &Signer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let org = format!("http://{}", listener.local_addr().expect("addr"));
-    let doc = json!({"issuer": org, "jwks_uri": format!("{org}/oauth2/v1/keys"),
-        "keys": [key.public_jwk(SigningAlg::RS256)]})
-    .to_string();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let doc = doc.clone();
-            tokio::spawn(async move {
-                if read_request(&mut sock).await.is_some() {
-                    let _ = sock
-                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len()).as_bytes())
-                        .await;
-                }
-            });
-        }
-    });
-    org
 }
 
 /// Spaces requests `gap` apart across all workers; a late request does not make the next ones
@@ -684,22 +631,6 @@ async fn worker(load: Arc<Load>, users: Vec<User>) {
     }
 }
 
-/// A management API call with the admin token, through the proxy; panics on an error status
-/// (setup only).
-async fn api(http: &reqwest::Client, base: &str, method: &str, path: &str, body: Value) -> Value {
-    let res = http
-        .request(method.parse().expect("method"), format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("management API");
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -748,6 +679,7 @@ async fn soak(settings: &Settings, db_url: &str, redis: &str) -> bool {
     let app = api(
         &setup_http,
         &issuer,
+        TOKEN,
         "POST",
         "/api/v2/clients",
         json!({"name": "Soak app", "callbacks": [CB], "allowed_logout_urls": [BYE],
@@ -765,6 +697,7 @@ async fn soak(settings: &Settings, db_url: &str, redis: &str) -> bool {
     let conn = api(
         &setup_http,
         &issuer,
+        TOKEN,
         "POST",
         "/api/v2/connections",
         json!({"name": okta_name, "strategy": "okta", "options": {
@@ -796,6 +729,7 @@ async fn soak(settings: &Settings, db_url: &str, redis: &str) -> bool {
             let u = api(
                 &setup_http,
                 &issuer,
+                TOKEN,
                 "POST",
                 "/api/v2/users",
                 json!({"connection": "database", "email": email, "password": PASSWORD}),
@@ -1132,11 +1066,7 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let passed = rt.block_on(async {
         let fresh = tokio::task::spawn_blocking(move || PgDatabase::create(&db, "latch_soak"))
             .await
