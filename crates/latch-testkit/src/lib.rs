@@ -11,6 +11,7 @@
 pub mod at_rest;
 pub mod env;
 pub mod fixtures;
+pub mod http;
 pub mod saml;
 pub mod session_conformance;
 pub mod store_conformance;

@@ -13,7 +13,6 @@ use latch_core::model::SigningAlg;
 use latch_jose::keys::{Signer, sign_jws};
 use latch_testkit::env::{PgSchema, TempDir, unique};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The admin token the in-process benches give Latch (`LATCH_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -315,50 +314,15 @@ impl Op {
     }
 }
 
-/// The body of one HTTP/1.1 request (by its Content-Length), or `None` when the peer left.
+/// The body of one HTTP/1.1 request read off `sock` (`None` when the peer closed first).
 pub async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < i + 4 + len {
-                let n = sock.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(buf[i + 4..i + 4 + len].to_vec());
-        }
-    }
+    latch_testkit::http::read_request(sock)
+        .await
+        .map(|r| r.body)
 }
 
-/// A loopback "Okta org" for Global Token Revocation: every path answers one document that is
-/// both its discovery and its JWKS (`key`'s public half). Returns its base URL.
+/// A loopback "Okta org" for Global Token Revocation, holding `key`'s public half
+/// (`latch_testkit::http::okta_org`). Returns its base URL.
 pub async fn okta_org(key: &Signer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let org = format!("http://{}", listener.local_addr().expect("addr"));
-    let doc = json!({"issuer": org, "jwks_uri": format!("{org}/oauth2/v1/keys"),
-        "keys": [key.public_jwk(SigningAlg::RS256)]})
-    .to_string();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let doc = doc.clone();
-            tokio::spawn(async move {
-                if read_request(&mut sock).await.is_some() {
-                    let _ = sock
-                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len()).as_bytes())
-                        .await;
-                }
-            });
-        }
-    });
-    org
+    latch_testkit::http::okta_org(key.public_jwk(SigningAlg::RS256)).await
 }

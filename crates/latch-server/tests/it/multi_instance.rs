@@ -109,29 +109,6 @@ impl Receiver {
     }
 }
 
-/// A loopback "Okta org": every path answers one document that is both its discovery and its
-/// JWKS.
-async fn okta_org(key: &Signer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let org = format!("http://{}", listener.local_addr().unwrap());
-    let doc = json!({"issuer": org, "jwks_uri": format!("{org}/oauth2/v1/keys"),
-        "keys": [key.public_jwk(SigningAlg::RS256)]})
-    .to_string();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let doc = doc.clone();
-            tokio::spawn(async move {
-                if read_request(&mut sock).await.is_some() {
-                    let _ = sock
-                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len()).as_bytes())
-                        .await;
-                }
-            });
-        }
-    });
-    org
-}
-
 /// Polls `f` until it answers `Some`, for at most `within`; fails naming `what` after that.
 async fn until<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
@@ -638,7 +615,7 @@ async fn gtr_survives_sigkill(mut c: Cluster, db: &PgDatabase, redis: &str, pref
         app_ids.push(a["client_id"].as_str().unwrap().to_owned());
     }
     let org_key = Signer::generate(SigningAlg::RS256).unwrap();
-    let org = okta_org(&org_key).await;
+    let org = latch_testkit::http::okta_org(org_key.public_jwk(SigningAlg::RS256)).await;
     let name = format!("okta-{}", unique());
     let conn = api(
         &via_proxy,
