@@ -817,6 +817,63 @@ async fn upstream_id_token_sealed_at_rest(backends: Backends, test: &str) {
     assert_eq!(agent.cookie(&latch.base, "latch_upstream"), None);
     let after_logout = at_rest(&env).await;
     assert_not_at_rest(&after_logout, &hint, &idp.base, "after the logout");
+
+    // A browser that lost the token's cookie (but kept the session's): the federated logout
+    // ends Latch's session and goes on to the app, telling the IdP nothing and saying why.
+    let back = agent.browse_until(&start, app_cb, "erin").await;
+    let code = query(&back)
+        .remove("code")
+        .unwrap_or_else(|| panic!("{back}"));
+    let tokens = redeem(&http, &latch.base, (&cid, &csecret), &code, app_cb).await;
+    let id_token = tokens["id_token"].as_str().unwrap().to_owned();
+    assert!(agent.cookie(&latch.base, "latch_upstream").is_some());
+    agent.forget_cookie(&latch.base, "latch_upstream");
+    let out = agent
+        .send(
+            &format!(
+                "{}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={byeq}&state=again&federated",
+                latch.base
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    assert_eq!(
+        out.location.as_deref(),
+        Some(format!("{app_bye}?state=again").as_str()),
+        "the browser goes on to the app, not to the IdP"
+    );
+    assert_eq!(end_session_requests(&http, &idp).await.len(), 1);
+    let logs = api(
+        &at,
+        "GET",
+        &format!("/api/v2/logs?type=slo&user_id={user_id}&per_page=10"),
+        None,
+    )
+    .await;
+    let logs = logs
+        .as_array()
+        .or_else(|| logs["logs"].as_array())
+        .unwrap_or_else(|| panic!("logs: {logs}"))
+        .clone();
+    let upstream = &logs[0]["details"]["upstream"];
+    assert_eq!(upstream["told"], false, "{logs:?}");
+    assert_eq!(
+        upstream["reason"], "the browser did not bring the session's upstream ID token cookie",
+        "{upstream}"
+    );
+    assert!(
+        api(
+            &at,
+            "GET",
+            &format!("/api/v2/users/{user_id}/sessions"),
+            None
+        )
+        .await["sessions"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "Latch's session ended"
+    );
 }
 
 #[tokio::test]

@@ -505,7 +505,13 @@ async fn failing_too_long_suspends(h: Harness) {
     })
     .await;
     assert_eq!(suspended["suspended_reason"], "HTTP 500");
-    let failures = log(&app, "log_stream_failed").await;
+    // The worker records the suspension, then logs it: the event may follow the status a moment
+    // later.
+    let failures = eventually("the suspension is logged", async || {
+        let f = log(&app, "log_stream_failed").await;
+        (f.len() >= 2).then_some(f)
+    })
+    .await;
     assert_eq!(
         failures
             .iter()

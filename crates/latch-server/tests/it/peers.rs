@@ -138,6 +138,14 @@ impl Agent {
         )
     }
 
+    /// Forgets the cookie `name` for the origin of `url` (a browser that lost it).
+    pub(crate) fn forget_cookie(&mut self, url: &str, name: &str) {
+        let u = url::Url::parse(url).unwrap();
+        if let Some(jar) = self.jars.get_mut(&Self::origin(&u)) {
+            jar.remove(name);
+        }
+    }
+
     /// The cookie `name` the browser holds for the origin of `url`.
     pub(crate) fn cookie(&self, url: &str, name: &str) -> Option<&str> {
         let u = url::Url::parse(url).unwrap();
