@@ -34,7 +34,6 @@ pub struct Snapshot {
 }
 
 /// The RS256 key rows that sign now and come next, as last read.
-#[derive(Clone)]
 struct Chosen {
     signing: SigningKey,
     next: Option<SigningKey>,
@@ -68,20 +67,19 @@ impl IdpKeys {
 
     /// The keys as last read, with their certificates (made on first use of each key).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, SamlError> {
-        let Some(chosen) = self
-            .chosen
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
+        // Read under the lock, not cloned: the rows hold the keys' PEMs, and this runs on every
+        // SAML request. A refresh waits for the lock while a first snapshot makes certificates.
+        let chosen = self.chosen.read().unwrap_or_else(|p| p.into_inner());
+        let Some(chosen) = chosen.as_ref() else {
             return Err(SamlError::Config("no RS256 signing key".into()));
         };
-        let ids = (
-            chosen.signing.kid.as_str().to_owned(),
-            chosen.next.as_ref().map(|k| k.kid.as_str().to_owned()),
+        let (signing_kid, next_kid) = (
+            chosen.signing.kid.as_str(),
+            chosen.next.as_ref().map(|k| k.kid.as_str()),
         );
         if let Some((s, n, snap)) = &*self.current.read().unwrap_or_else(|p| p.into_inner())
-            && (s, n) == (&ids.0, &ids.1)
+            && s == signing_kid
+            && n.as_deref() == next_kid
         {
             return Ok(snap.clone());
         }
@@ -101,8 +99,11 @@ impl IdpKeys {
             }
         }
         let snap = Arc::new(Snapshot { signing, published });
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
-            Some((ids.0, ids.1, snap.clone()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some((
+            signing_kid.to_owned(),
+            next_kid.map(str::to_owned),
+            snap.clone(),
+        ));
         Ok(snap)
     }
 
