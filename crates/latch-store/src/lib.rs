@@ -10,6 +10,7 @@ mod conn;
 mod log_stream_plans;
 mod logs;
 mod repos;
+mod rotations;
 mod rows;
 mod schema;
 
@@ -59,6 +60,8 @@ pub struct SqlStore {
     client_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
+    /// Refresh token rotations are written in batches by rotation threads (see [`rotations`]).
+    rotations: Arc<rotations::Rotations>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -127,6 +130,7 @@ impl SqlStore {
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
         let pool_for_logs = pool.clone();
+        let (pool_rotations, rotations_manager) = (pool.clone(), spare.clone());
         Ok(Self {
             pool,
             manager: spare,
@@ -150,7 +154,13 @@ impl SqlStore {
                 CACHED_CLIENTS,
             )),
             client_writes: Arc::default(),
-            logs: logs::LogQueue::start(pool_for_logs, write_lock, backend),
+            logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
+            rotations: Arc::new(rotations::Rotations::start(
+                pool_rotations,
+                rotations_manager,
+                write_lock,
+                backend,
+            )),
         })
     }
 
@@ -277,7 +287,7 @@ impl SqlStore {
 /// Runs `f` on a pooled connection. When it fails and the connection does not answer a ping
 /// either (the server restarted, the network dropped it), the connection is replaced in place by
 /// a new one, so the pool does not keep handing out a dead connection.
-fn checked<T>(
+pub(crate) fn checked<T>(
     manager: &Manager,
     conn: &mut PooledConnection<Manager>,
     f: impl FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError>,

@@ -1003,67 +1003,6 @@ fn write_identity(conn: &mut DbConnection, row: &IdentityRow) -> Result<(), Stor
     }
 }
 
-/// [`RefreshTokenRepo::rotate_refresh_token`] on PostgreSQL: the conditional UPDATE of the old
-/// token and the INSERT of its successor in one statement. A query type of its own (not
-/// `sql_query`) so that diesel prepares it once per connection: parsing and planning the
-/// statement on every call was a fifth of PostgreSQL's CPU in the refresh profile.
-struct RotatePg<'a> {
-    old: &'a str,
-    now: i64,
-    new: &'a RefreshRow,
-}
-
-impl diesel::query_builder::QueryId for RotatePg<'_> {
-    type QueryId = RotatePg<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotatePg<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{BigInt, Bool, Nullable, Text};
-        let n = self.new;
-        out.push_sql("WITH old AS (UPDATE refresh_tokens SET rotated_at = ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<Text, _>(self.old)?;
-        out.push_sql(" AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
-        out.push_sql(
-            " RETURNING id) INSERT INTO refresh_tokens (id, digest, family_id, user_id, \
-             client_id, session_id, scope, offline, created_at, expires_at, family_expires_at, \
-             rotated_at, revoked_at) SELECT ",
-        );
-        out.push_bind_param::<Text, _>(&n.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&n.digest)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&n.family_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&n.user_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&n.client_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&n.session_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&n.scope)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Bool, _>(&n.offline)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&n.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&n.expires_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&n.family_expires_at)?;
-        out.push_sql(", NULL, NULL FROM old");
-        Ok(())
-    }
-}
-
-impl diesel::RunQueryDsl<diesel::pg::PgConnection> for RotatePg<'_> {}
-
 #[async_trait]
 impl RefreshTokenRepo for SqlStore {
     async fn insert_grant(
@@ -1211,44 +1150,15 @@ impl RefreshTokenRepo for SqlStore {
         new: &RefreshToken,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let old = old.as_str().to_owned();
-        let row = RefreshRow::from_domain(new);
-        let now = to_millis(now);
-        self.run_write(move |conn| {
-            // PostgreSQL: one statement (one round trip, one commit). The successor is inserted
-            // only if the conditional UPDATE changed the old row.
-            if let DbConnection::Pg(pg) = &mut **conn {
-                let n = RotatePg {
-                    old: &old,
-                    now,
-                    new: &row,
-                }
-                .execute(pg)
-                .map_err(db_err("refresh token", "digest"))?;
-                return Ok(n == 1);
-            }
-            tx(conn, |conn| {
-                let n = diesel::update(
-                    refresh_tokens::table
-                        .find(&old)
-                        .filter(refresh_tokens::rotated_at.is_null())
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .filter(refresh_tokens::expires_at.gt(now)),
-                )
-                .set(refresh_tokens::rotated_at.eq(Some(now)))
-                .execute(conn)
-                .map_err(db_err("refresh token", "id"))?;
-                if n != 1 {
-                    return Ok(false);
-                }
-                diesel::insert_into(refresh_tokens::table)
-                    .values(&row)
-                    .execute(conn)
-                    .map_err(db_err("refresh token", "digest"))?;
-                Ok(true)
-            })
-        })
-        .await
+        // Group commit: written with the other rotations waiting at that moment (see
+        // `rotations`); answered after their commit.
+        self.rotations
+            .rotate(
+                old.as_str().to_owned(),
+                to_millis(now),
+                RefreshRow::from_domain(new),
+            )
+            .await
     }
 
     async fn revoke_refresh_tokens(

@@ -18,7 +18,8 @@ macro_rules! store_conformance_tests {
             clients_round_trip, client_delete_unlinks_connections, clients_taking_gtr_are_noticed, missing_rows,
             users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
-            refresh_tokens_rotate_in_one_step, grants_are_revoked_with_their_tokens,
+            refresh_tokens_rotate_in_one_step, refresh_tokens_rotate_concurrently,
+            grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
             outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, outbox_pending_count_is_bounded, logs_purge_in_bounded_batches,
             outbox_purge_spares_pending_deliveries, client_grants_round_trip,
@@ -501,6 +502,86 @@ pub async fn refresh_tokens_rotate_in_one_step(s: &dyn Store) {
             .unwrap()
     );
     assert_eq!(s.find_refresh_token(&successor.digest).await.unwrap(), None);
+}
+
+/// Rotations arriving together (written in one batch where the adapter groups them) keep their
+/// own outcomes: distinct live tokens all rotate, with a session-bound successor keeping its
+/// session; of concurrent exchanges of one token exactly one wins; an expired token among them
+/// rotates nothing, and a rotation that cannot be written (its successor's digest is taken) fails
+/// alone and changes nothing.
+pub async fn refresh_tokens_rotate_concurrently(s: &dyn Store) {
+    let (u, c) = (fixtures::user(), fixtures::client());
+    s.insert_user(&u).await.unwrap();
+    s.insert_client(&c).await.unwrap();
+    let session = SessionId::new(format!("sess-{}", crate::env::unique()));
+    let mut olds = Vec::new();
+    for i in 0..12 {
+        let t = fixtures::refresh_token(&u, &c, (i % 2 == 0).then_some(&session), false);
+        s.insert_grant(&fixtures::grant_of(&t), Some(&t))
+            .await
+            .unwrap();
+        olds.push(t);
+    }
+    let mut expired = fixtures::refresh_token(&u, &c, None, false);
+    expired.expires_at = now() - time::Duration::seconds(1);
+    s.insert_grant(&fixtures::grant_of(&expired), Some(&expired))
+        .await
+        .unwrap();
+    let successor_of = |old: &RefreshToken| {
+        let mut n = fixtures::refresh_token(&u, &c, old.session_id.as_ref(), false);
+        n.family_id = old.family_id.clone();
+        n
+    };
+    // Each live token once, the first one four more times, and the expired one.
+    let mut work: Vec<(RefreshToken, RefreshToken)> =
+        olds.iter().map(|o| (o.clone(), successor_of(o))).collect();
+    for _ in 0..4 {
+        work.push((olds[0].clone(), successor_of(&olds[0])));
+    }
+    work.push((expired.clone(), successor_of(&expired)));
+    let stuck = fixtures::refresh_token(&u, &c, None, false);
+    s.insert_grant(&fixtures::grant_of(&stuck), Some(&stuck))
+        .await
+        .unwrap();
+    let mut clash = successor_of(&stuck);
+    clash.digest = olds[2].digest.clone();
+    work.push((stuck.clone(), clash));
+    let at = now();
+    let outcomes = futures_util::future::join_all(
+        work.iter()
+            .map(|(old, new)| s.rotate_refresh_token(&old.id, new, at)),
+    )
+    .await;
+    let mut outcomes = outcomes;
+    let failed = outcomes.pop().unwrap();
+    assert!(
+        matches!(failed, Err(StoreError::Conflict { .. })),
+        "{failed:?}"
+    );
+    let won: Vec<bool> = outcomes.into_iter().map(|r| r.unwrap()).collect();
+    for (i, old) in olds.iter().enumerate().skip(1) {
+        assert!(won[i], "token {i} rotates");
+        let stored = s.find_refresh_token(&work[i].1.digest).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&work[i].1));
+        assert_eq!(stored.unwrap().session_id, old.session_id);
+        let spent = s.find_refresh_token(&old.digest).await.unwrap().unwrap();
+        assert!(spent.rotated_at.is_some());
+    }
+    // The first token: one of its five exchanges won, and only the winner's successor exists.
+    let first: Vec<usize> = std::iter::once(0).chain(12..16).collect();
+    let winners: Vec<usize> = first.iter().copied().filter(|&i| won[i]).collect();
+    assert_eq!(winners.len(), 1, "one exchange of a token wins: {won:?}");
+    for &i in &first {
+        let stored = s.find_refresh_token(&work[i].1.digest).await.unwrap();
+        assert_eq!(stored.is_some(), i == winners[0]);
+    }
+    assert_eq!(s.list_family(&olds[0].family_id).await.unwrap().len(), 2);
+    // The expired token: refused, nothing stored.
+    assert!(!won[16]);
+    assert_eq!(
+        s.find_refresh_token(&work[16].1.digest).await.unwrap(),
+        None
+    );
 }
 
 pub async fn refresh_token_rotation_and_revocation(s: &dyn Store) {
