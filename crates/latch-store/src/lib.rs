@@ -4,13 +4,14 @@
 //! **Boundary:** nothing outside this crate sees diesel. Callers use the `latch_core::store`
 //! traits, which [`SqlStore`] implements; every query runs on a blocking thread.
 
+mod batch;
 mod cipher;
 mod conn;
 #[cfg(test)]
 mod log_stream_plans;
 mod logs;
+mod refresh_batches;
 mod repos;
-mod rotations;
 mod rows;
 mod schema;
 
@@ -60,8 +61,8 @@ pub struct SqlStore {
     client_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Log events are written in batches by a writer thread (see [`logs`]).
     logs: logs::LogQueue,
-    /// Refresh token rotations are written in batches by rotation threads (see [`rotations`]).
-    rotations: Arc<rotations::Rotations>,
+    /// Refresh token lookups and rotations go in batches (see [`refresh_batches`]).
+    refresh: Arc<refresh_batches::RefreshBatches>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -155,7 +156,7 @@ impl SqlStore {
             )),
             client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
-            rotations: Arc::new(rotations::Rotations::start(
+            refresh: Arc::new(refresh_batches::RefreshBatches::start(
                 pool_rotations,
                 rotations_manager,
                 write_lock,

@@ -1092,32 +1092,10 @@ impl RefreshTokenRepo for SqlStore {
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<(RefreshToken, Option<User>)>, StoreError> {
-        let digest = digest.as_str().to_owned();
-        self.run(move |conn| {
-            let row: Option<(RefreshRow, Option<i64>, Option<UserRow>)> = refresh_tokens::table
-                .left_join(grants::table.on(grants::id.eq(refresh_tokens::family_id)))
-                .left_join(users::table.on(users::user_id.eq(refresh_tokens::user_id)))
-                .filter(refresh_tokens::digest.eq(&digest))
-                .select((
-                    RefreshRow::as_select(),
-                    grants::revoked_at.nullable(),
-                    Option::<UserRow>::as_select(),
-                ))
-                .first(conn)
-                .optional()
-                .map_err(db_err("refresh token", "digest"))?;
-            let Some((r, grant_revoked, user)) = row else {
-                return Ok(None);
-            };
-            let mut t = r.into_domain();
-            if t.revoked_at.is_none()
-                && let Some(at) = grant_revoked
-            {
-                t.revoked_at = Some(latch_core::clock::from_millis(at));
-            }
-            Ok(Some((t, user.map(UserRow::into_domain).transpose()?)))
-        })
-        .await
+        // Looked up with the other lookups waiting at that moment (see `refresh_batches`).
+        self.refresh
+            .find_with_user(digest.as_str().to_owned())
+            .await
     }
 
     async fn mark_refresh_token_rotated(
@@ -1151,8 +1129,8 @@ impl RefreshTokenRepo for SqlStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         // Group commit: written with the other rotations waiting at that moment (see
-        // `rotations`); answered after their commit.
-        self.rotations
+        // `refresh_batches`); answered after their commit.
+        self.refresh
             .rotate(
                 old.as_str().to_owned(),
                 to_millis(now),

@@ -1009,3 +1009,18 @@ pub(crate) struct StreamFilterRow {
     pub filters: String,
     pub created_at: i64,
 }
+
+/// A refresh token row read with its grant's revocation and its user: a token whose grant is
+/// revoked is answered as revoked (at the grant's time); the user is `None` when it no longer
+/// exists.
+pub(crate) fn token_with_user(
+    (r, grant_revoked, user): (RefreshRow, Option<i64>, Option<UserRow>),
+) -> Result<(RefreshToken, Option<User>), StoreError> {
+    let mut t = r.into_domain();
+    if t.revoked_at.is_none()
+        && let Some(at) = grant_revoked
+    {
+        t.revoked_at = Some(latch_core::clock::from_millis(at));
+    }
+    Ok((t, user.map(UserRow::into_domain).transpose()?))
+}

@@ -19,6 +19,7 @@ macro_rules! store_conformance_tests {
             users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
             refresh_tokens_rotate_in_one_step, refresh_tokens_rotate_concurrently,
+            refresh_tokens_are_found_concurrently,
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
             outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, outbox_pending_count_is_bounded, logs_purge_in_bounded_batches,
@@ -581,6 +582,45 @@ pub async fn refresh_tokens_rotate_concurrently(s: &dyn Store) {
     assert_eq!(
         s.find_refresh_token(&work[16].1.digest).await.unwrap(),
         None
+    );
+}
+
+/// Lookups arriving together (read in one query where the adapter groups them) each get their
+/// own token, with its user and its grant's revocation; an unknown digest among them is `None`.
+pub async fn refresh_tokens_are_found_concurrently(s: &dyn Store) {
+    let c = fixtures::client();
+    s.insert_client(&c).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        let u = fixtures::user();
+        s.insert_user(&u).await.unwrap();
+        let t = fixtures::refresh_token(&u, &c, None, false);
+        s.insert_grant(&fixtures::grant_of(&t), Some(&t))
+            .await
+            .unwrap();
+        tokens.push((t, u));
+    }
+    s.revoke_refresh_tokens(&RevokeScope::Family(tokens[3].0.family_id.clone()), now())
+        .await
+        .unwrap();
+    let unknown = TokenDigest::new(format!("rtd-unknown-{}", crate::env::unique()));
+    let mut digests: Vec<TokenDigest> = tokens.iter().map(|(t, _)| t.digest.clone()).collect();
+    digests.push(unknown);
+    digests.push(tokens[5].0.digest.clone());
+    let found =
+        futures_util::future::join_all(digests.iter().map(|d| s.find_refresh_token_with_user(d)))
+            .await;
+    let found: Vec<_> = found.into_iter().map(|r| r.unwrap()).collect();
+    for (i, (t, u)) in tokens.iter().enumerate() {
+        let (got, user) = found[i].clone().unwrap();
+        assert_eq!(got.id, t.id);
+        assert_eq!(user.as_ref(), Some(u));
+        assert_eq!(got.revoked_at.is_some(), i == 3, "token {i}");
+    }
+    assert_eq!(found[10], None);
+    assert_eq!(
+        found[11].as_ref().map(|(t, _)| &t.id),
+        Some(&tokens[5].0.id)
     );
 }
 

@@ -1,0 +1,141 @@
+//! Threads that serve a queue of jobs in batches: a thread waits for the first job, takes every
+//! other job waiting at that moment (up to a limit) and hands them to the batch's function. A
+//! job that arrives while the database is idle is served at once; those that arrive while a batch
+//! is under way make the next one. Used where many requests would each pay a thread hand-off, a
+//! round trip and a commit for a few rows (refresh token lookups and rotations).
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use latch_core::StoreError;
+use tokio::sync::oneshot;
+
+/// Where a job's answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A job queue and its threads. The threads end when the batcher is dropped.
+pub(crate) struct Batcher<J> {
+    tx: Mutex<Sender<J>>,
+    what: &'static str,
+}
+
+impl<J: Send + 'static> Batcher<J> {
+    /// Starts `threads` threads named `{name}-{n}`, each running `run` on batches of at most
+    /// `max` jobs. `run` answers every job of its batch.
+    pub fn start(
+        name: &'static str,
+        what: &'static str,
+        threads: usize,
+        max: usize,
+        run: impl Fn(Vec<J>) + Send + Sync + 'static,
+    ) -> Self {
+        let (tx, rx) = channel::<J>();
+        let rx = Arc::new(Mutex::new(rx));
+        let run = Arc::new(run);
+        for n in 0..threads {
+            let (rx, run) = (rx.clone(), run.clone());
+            // A thread that cannot start leaves the others; with none, every job is dropped and
+            // answered "unavailable".
+            if let Err(e) = std::thread::Builder::new()
+                .name(format!("{name}-{n}"))
+                .spawn(move || serve(&rx, max, &*run))
+            {
+                tracing::error!(error = %e, thread = name, "could not start a batch thread");
+            }
+        }
+        Self {
+            tx: Mutex::new(tx),
+            what,
+        }
+    }
+
+    /// Queues the job `make` builds around its reply, and waits for the answer.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> J) -> Result<T, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(make(done))
+            .is_ok();
+        if !sent {
+            return Err(self.gone());
+        }
+        answer.await.unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    fn gone(&self) -> StoreError {
+        StoreError::Unavailable(format!("the {} threads stopped", self.what).into())
+    }
+}
+
+fn serve<J>(rx: &Mutex<Receiver<J>>, max: usize, run: &dyn Fn(Vec<J>)) {
+    loop {
+        // One thread at a time gathers: it waits for the first job, then takes what else is
+        // queued.
+        let jobs = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            let Ok(first) = rx.recv() else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < max {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        run(jobs);
+    }
+}
+
+/// Copies of a batch's error for each of its jobs: the first gets `e` itself.
+pub(crate) fn answer_all<T>(replies: Vec<Reply<T>>, e: StoreError) {
+    let mut replies = replies.into_iter();
+    let first = replies.next();
+    for r in replies {
+        let copy: Box<dyn std::error::Error + Send + Sync> = e.to_string().into();
+        let _ = r.send(Err(match e {
+            StoreError::Unavailable(_) => StoreError::Unavailable(copy),
+            _ => StoreError::Internal(copy),
+        }));
+    }
+    if let Some(r) = first {
+        let _ = r.send(Err(e));
+    }
+}
+
+/// A query diesel does not keep prepared: PostgreSQL plans it at each execution, with the
+/// table's size and the batch's length at that time. A prepared statement's generic plan, made
+/// while a table was small, scans it sequentially and keeps doing so as it grows (measured on
+/// the batched refresh queries: the rate fell by half within 30 seconds); the planning is
+/// shared by the batch's jobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Planned<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for Planned<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Planned<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, DB> diesel::query_builder::QueryFragment<DB> for Planned<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out)
+    }
+}
+
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for Planned<Q> {}
