@@ -15,7 +15,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A job queue and its threads. The threads end when the batcher is dropped.
 pub(crate) struct Batcher<J> {
-    tx: Mutex<Sender<J>>,
+    tx: Sender<J>,
     what: &'static str,
 }
 
@@ -43,21 +43,13 @@ impl<J: Send + 'static> Batcher<J> {
                 tracing::error!(error = %e, thread = name, "could not start a batch thread");
             }
         }
-        Self {
-            tx: Mutex::new(tx),
-            what,
-        }
+        Self { tx, what }
     }
 
     /// Queues the job `make` builds around its reply, and waits for the answer.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> J) -> Result<T, StoreError> {
         let (done, answer) = oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(make(done))
-            .is_ok();
+        let sent = self.tx.send(make(done)).is_ok();
         if !sent {
             return Err(self.gone());
         }

@@ -63,6 +63,8 @@ pub struct SqlStore {
     logs: logs::LogQueue,
     /// Refresh token lookups and rotations go in batches (see [`refresh_batches`]).
     refresh: Arc<refresh_batches::RefreshBatches>,
+    /// Dropped with the last clone: stops the SQLite checkpoint thread.
+    _checkpoints: Arc<std::sync::mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -130,6 +132,11 @@ impl SqlStore {
         .map_err(|e| StoreError::Internal(Box::new(e)))?
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
+        // SQLite's WAL is checkpointed by a thread of its own, which stops with the store.
+        let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
+        if backend == Backend::Sqlite {
+            conn::checkpoints(pool.clone(), stop);
+        }
         let pool_for_logs = pool.clone();
         let (pool_rotations, rotations_manager) = (pool.clone(), spare.clone());
         Ok(Self {
@@ -156,6 +163,7 @@ impl SqlStore {
             )),
             client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
+            _checkpoints: Arc::new(stop_checkpoints),
             refresh: Arc::new(refresh_batches::RefreshBatches::start(
                 pool_rotations,
                 rotations_manager,
