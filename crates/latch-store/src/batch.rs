@@ -21,29 +21,26 @@ pub(crate) struct Batcher<J> {
 
 impl<J: Send + 'static> Batcher<J> {
     /// Starts `threads` threads named `{name}-{n}`, each running `run` on batches of at most
-    /// `max` jobs. `run` answers every job of its batch.
+    /// `max` jobs. `run` answers every job of its batch; a batch whose `run` panics is answered
+    /// "unavailable" and the thread goes on with the next.
     pub fn start(
         name: &'static str,
         what: &'static str,
         threads: usize,
         max: usize,
         run: impl Fn(Vec<J>) + Send + Sync + 'static,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = channel::<J>();
         let rx = Arc::new(Mutex::new(rx));
         let run = Arc::new(run);
         for n in 0..threads {
             let (rx, run) = (rx.clone(), run.clone());
-            // A thread that cannot start leaves the others; with none, every job is dropped and
-            // answered "unavailable".
-            if let Err(e) = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
                 .spawn(move || serve(&rx, max, &*run))
-            {
-                tracing::error!(error = %e, thread = name, "could not start a batch thread");
-            }
+                .map_err(|e| StoreError::Internal(Box::new(e)))?;
         }
-        Self { tx, what }
+        Ok(Self { tx, what })
     }
 
     /// Queues the job `make` builds around its reply, and waits for the answer.
@@ -79,16 +76,22 @@ fn serve<J>(rx: &Mutex<Receiver<J>>, max: usize, run: &dyn Fn(Vec<J>)) {
             }
             jobs
         };
-        run(jobs);
+        // The jobs' replies are dropped with a panicking batch: its callers get "unavailable".
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs)));
+        if ran.is_err() {
+            tracing::error!("a batch thread's batch panicked; its jobs were answered unavailable");
+        }
     }
 }
 
-/// Copies of a batch's error for each of its jobs: the first gets `e` itself.
+/// A batch's error for each of its jobs: the first gets `e` itself, the others a copy that
+/// keeps its cause's text.
 pub(crate) fn answer_all<T>(replies: Vec<Reply<T>>, e: StoreError) {
     let mut replies = replies.into_iter();
     let first = replies.next();
+    let text = describe(&e);
     for r in replies {
-        let copy: Box<dyn std::error::Error + Send + Sync> = e.to_string().into();
+        let copy: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
         let _ = r.send(Err(match e {
             StoreError::Unavailable(_) => StoreError::Unavailable(copy),
             _ => StoreError::Internal(copy),
@@ -97,6 +100,19 @@ pub(crate) fn answer_all<T>(replies: Vec<Reply<T>>, e: StoreError) {
     if let Some(r) = first {
         let _ = r.send(Err(e));
     }
+}
+
+/// An error with its chain of causes, for copies and logs (`StoreError`'s own text is only
+/// "database error").
+pub(crate) fn describe(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A query diesel does not keep prepared: PostgreSQL plans it at each execution, with the
@@ -131,3 +147,41 @@ where
 }
 
 impl<Q, Conn> diesel::RunQueryDsl<Conn> for Planned<Q> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs waiting together are served together, each gets its own answer, and a batch that
+    /// panics costs only its own jobs an "unavailable": the thread serves the next one.
+    #[tokio::test]
+    async fn batches_answer_each_job_and_survive_a_panic() {
+        let b: Batcher<(u32, Reply<u32>)> = Batcher::start(
+            "test-batch",
+            "test",
+            1,
+            8,
+            |jobs: Vec<(u32, Reply<u32>)>| {
+                if jobs.iter().any(|(n, _)| *n == 13) {
+                    panic!("unlucky batch");
+                }
+                let size = u32::try_from(jobs.len()).unwrap();
+                for (n, reply) in jobs {
+                    let _ = reply.send(Ok(n * 100 + size));
+                }
+            },
+        )
+        .unwrap();
+        let answers =
+            futures_util::future::join_all((1..=5).map(|n| b.call(move |done| (n, done)))).await;
+        for (n, a) in (1..=5).zip(answers) {
+            let a = a.unwrap();
+            assert_eq!(a / 100, n, "job {n} got its own answer");
+        }
+        assert!(matches!(
+            b.call(|done| (13, done)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(b.call(|done| (2, done)).await.unwrap(), 201);
+    }
+}

@@ -120,13 +120,14 @@ impl ManageConnection for Manager {
                 let mut c = SqliteConnection::establish(&self.url)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // Several pooled connections share one file: wait for the writer instead of
-                // failing with "database is locked", and let readers run beside it. No
-                // checkpoint after a commit: the store's checkpoint thread does them
-                // (`checkpoints`), so a writer never waits for a checkpoint's fsync.
+                // failing with "database is locked", and let readers run beside it. The store's
+                // checkpoint thread does the checkpoints (`checkpoints`), so a writer does not
+                // wait for a checkpoint's fsync; a commit checkpoints only if the WAL has grown
+                // past 10,000 pages (40 MiB) regardless, should that thread fall behind.
                 c.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 0;",
+                     PRAGMA wal_autocheckpoint = 10000;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
@@ -179,13 +180,16 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until
-/// `stop` is dropped. A `PASSIVE` checkpoint runs beside readers and the writer and never waits
+/// `stop` is dropped (connections leave checkpoints to it up to 10,000 WAL pages). A `PASSIVE` checkpoint runs beside readers and the writer and never waits
 /// for them; left to SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
 /// and its fsync itself, and every write queued behind it waits (the refresh bench saw the
 /// machine a sixth idle while rotations queued).
-pub(crate) fn checkpoints(pool: diesel::r2d2::Pool<Manager>, stop: std::sync::mpsc::Receiver<()>) {
+pub(crate) fn checkpoints(
+    pool: diesel::r2d2::Pool<Manager>,
+    stop: std::sync::mpsc::Receiver<()>,
+) -> Result<(), StoreError> {
     use std::sync::mpsc::RecvTimeoutError;
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("latch-checkpoint".into())
         .spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
@@ -197,10 +201,9 @@ pub(crate) fn checkpoints(pool: diesel::r2d2::Pool<Manager>, stop: std::sync::mp
                     tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
                 }
             }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the SQLite checkpoint thread");
-    }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -236,7 +239,7 @@ mod tests {
             .build(manager)
             .unwrap();
         let (stop, rx) = std::sync::mpsc::channel();
-        super::checkpoints(pool, rx);
+        super::checkpoints(pool, rx).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
             assert!(

@@ -135,10 +135,15 @@ impl SqlStore {
         // SQLite's WAL is checkpointed by a thread of its own, which stops with the store.
         let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
         if backend == Backend::Sqlite {
-            conn::checkpoints(pool.clone(), stop);
+            conn::checkpoints(pool.clone(), stop)?;
         }
         let pool_for_logs = pool.clone();
-        let (pool_rotations, rotations_manager) = (pool.clone(), spare.clone());
+        let refresh = Arc::new(refresh_batches::RefreshBatches::start(
+            pool.clone(),
+            spare.clone(),
+            write_lock.clone(),
+            backend,
+        )?);
         Ok(Self {
             pool,
             manager: spare,
@@ -164,12 +169,7 @@ impl SqlStore {
             client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
             _checkpoints: Arc::new(stop_checkpoints),
-            refresh: Arc::new(refresh_batches::RefreshBatches::start(
-                pool_rotations,
-                rotations_manager,
-                write_lock,
-                backend,
-            )),
+            refresh,
         })
     }
 

@@ -4,8 +4,8 @@
 //! **Lookups:** every lookup waiting at that moment is one query (`digest = ANY(…)` on
 //! PostgreSQL; one connection and thread hand-off for all on SQLite).
 //!
-//! **Rotations** (group commit): the old token marked rotated and its successor stored,
-//! durably, before the answer. Alone, each is a hand-off to a blocking thread, a pooled
+//! **Rotations** (group commit): the old token marked rotated and its successor stored and
+//! committed before the answer. Alone, each is a hand-off to a blocking thread, a pooled
 //! connection, a statement and a commit (on PostgreSQL a WAL flush); together they are one
 //! statement and one commit on PostgreSQL (`unnest` of one array per column), one transaction on
 //! SQLite.
@@ -13,9 +13,9 @@
 //! Each rotation keeps its own outcome: the conditional UPDATE decides per old token, and a
 //! batch never holds the same old token twice (a second exchange of the same token goes to the
 //! next batch, where it finds the token rotated: reuse, as when the two were written one by one).
-//! Nobody is answered before the commit that holds their rotation; a batch that fails changes
-//! nothing (the transaction rolls back) and is written again one rotation at a time, so that a
-//! rotation fails only for its own reason.
+//! Nobody is answered before the commit that holds their rotation. A batch that one rotation
+//! made fail is written again one rotation at a time, so the others do not fail with it; any
+//! other failure is every rotation's answer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -70,7 +70,7 @@ impl RefreshBatches {
         manager: Arc<Manager>,
         write_lock: Arc<Mutex<()>>,
         backend: Backend,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let db = Db {
             pool,
             manager,
@@ -84,15 +84,15 @@ impl RefreshBatches {
             1,
             BATCH,
             move |jobs| rotate_jobs(jobs, &w),
-        );
+        )?;
         let lookups = Batcher::start(
             "latch-lookup",
             "refresh token lookup",
             1,
             BATCH,
             move |jobs| look_up(jobs, &db),
-        );
-        Self { rotations, lookups }
+        )?;
+        Ok(Self { rotations, lookups })
     }
 
     /// Rotates `old` into `new` at `now` (milliseconds) in the next batch; see
@@ -122,9 +122,12 @@ fn rotate_jobs(jobs: Vec<Rotation>, db: &Db) {
     while !pending.is_empty() {
         // The same old token twice: the second waits for the next batch.
         let mut seen = HashSet::new();
-        let (batch, again): (Vec<Rotation>, Vec<Rotation>) = pending
+        let (mut batch, again): (Vec<Rotation>, Vec<Rotation>) = pending
             .into_iter()
             .partition(|j| seen.insert(j.old.clone()));
+        // Rows locked in one order on every instance: two batches never wait on each other in
+        // a cycle.
+        batch.sort_by(|a, b| a.old.cmp(&b.old));
         write(batch, db);
         pending = again;
     }
@@ -168,12 +171,13 @@ fn look_up(jobs: Vec<Lookup>, db: &Db) {
         }
         .map_err(crate::rows::db_err("refresh token", "digest"))?;
         let mut found = HashMap::with_capacity(rows.len());
-        // A row that does not read back fails only the lookups of its digest.
+        // A row whose values do not make a token (or a user) fails only the lookups of its
+        // digest; a row the driver cannot decode at all fails the batch.
         for row in rows {
             let digest = row.0.digest.clone();
             found.insert(
                 digest,
-                crate::rows::token_with_user(row).map_err(|e| e.to_string()),
+                crate::rows::token_with_user(row).map_err(|e| crate::batch::describe(&e)),
             );
         }
         Ok(found)
@@ -192,18 +196,20 @@ fn look_up(jobs: Vec<Lookup>, db: &Db) {
     }
 }
 
-/// Writes one batch and answers each of its rotations. A batch that fails for a reason other
-/// than an unreachable database is written again one rotation at a time.
+/// Writes one batch and answers each of its rotations. A batch that one of its rotations made
+/// fail (a successor that clashes with a stored row) is written again one rotation at a time, so
+/// the others do not fail with it; any other failure (the database unreachable, locked, full)
+/// is every rotation's answer.
 fn write(batch: Vec<Rotation>, db: &Db) {
     match with_conn(db, true, |c| rotate_batch(c, &batch)) {
         Ok(rotated) => {
             for j in batch {
-                let won = rotated.contains(&j.old);
+                let won = rotated.contains(&j.new.id);
                 let _ = j.done.send(Ok(won));
             }
         }
-        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-            tracing::warn!(error = %e, rotations = batch.len(), "a refresh token rotation batch failed; writing its rotations one by one");
+        Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) if batch.len() > 1 => {
+            tracing::warn!(error = %crate::batch::describe(&e), rotations = batch.len(), "a refresh token rotation batch failed; writing its rotations one by one");
             for j in batch {
                 write(vec![j], db);
             }
@@ -212,7 +218,7 @@ fn write(batch: Vec<Rotation>, db: &Db) {
     }
 }
 
-/// The old ids of the batch that were rotated (their successors stored), in one transaction.
+/// The ids of the successors stored (their old tokens rotated), in one transaction.
 fn rotate_batch(
     conn: &mut PooledConnection<Manager>,
     batch: &[Rotation],
@@ -239,7 +245,7 @@ fn rotate_batch(
                 diesel::insert_into(refresh_tokens::table)
                     .values(&j.new)
                     .execute(c)?;
-                rotated.insert(j.old.clone());
+                rotated.insert(j.new.id.clone());
             }
         }
         Ok(rotated)
@@ -248,8 +254,10 @@ fn rotate_batch(
 }
 
 /// A batch of rotations on PostgreSQL as one statement: the rotations arrive as one array per
-/// column (`unnest`). Returns the ids of the old tokens it rotated. Run as [`Planned`]: with
-/// the table's size at the time, each old token is looked up by its primary key.
+/// column (`unnest`). Returns the ids of the successors it stored: an old token that two
+/// rotations named (the batch never does) is updated once, and only the successor of the input
+/// row that updated it is stored. Run as [`Planned`]: with the table's size at the time, each
+/// old token is looked up by its primary key.
 struct RotateBatchPg {
     old: Vec<String>,
     now: Vec<i64>,
@@ -333,13 +341,13 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg {
              offline, created_at, expires_at, family_expires_at)), \
              old AS (UPDATE refresh_tokens r SET rotated_at = i.now FROM i \
              WHERE r.id = i.old AND r.rotated_at IS NULL AND r.revoked_at IS NULL \
-             AND r.expires_at > i.now RETURNING r.id), \
+             AND r.expires_at > i.now RETURNING i.id AS new_id), \
              new AS (INSERT INTO refresh_tokens (id, digest, family_id, user_id, client_id, \
              session_id, scope, offline, created_at, expires_at, family_expires_at, rotated_at, \
              revoked_at) SELECT i.id, i.digest, i.family_id, i.user_id, i.client_id, \
              i.session_id, i.scope, i.offline, i.created_at, i.expires_at, i.family_expires_at, \
-             NULL, NULL FROM i JOIN old ON old.id = i.old) \
-             SELECT id FROM old",
+             NULL, NULL FROM i JOIN old ON old.new_id = i.id) \
+             SELECT new_id FROM old",
         );
         Ok(())
     }
