@@ -123,11 +123,11 @@ impl ManageConnection for Manager {
                 // failing with "database is locked", and let readers run beside it. The store's
                 // checkpoint thread does the checkpoints (`checkpoints`), so a writer does not
                 // wait for a checkpoint's fsync; a commit checkpoints only if the WAL has grown
-                // past 10,000 pages (40 MiB) regardless, should that thread fall behind.
+                // past 100,000 pages (about 400 MB) regardless, should that thread stop.
                 c.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 10000;",
+                     PRAGMA wal_autocheckpoint = 100000;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
@@ -180,7 +180,7 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until
-/// `stop` is dropped (connections leave checkpoints to it up to 10,000 WAL pages). A `PASSIVE` checkpoint runs beside readers and the writer and never waits
+/// `stop` is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A `PASSIVE` checkpoint runs beside readers and the writer and never waits
 /// for them; left to SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
 /// and its fsync itself, and every write queued behind it waits (the refresh bench saw the
 /// machine a sixth idle while rotations queued).
