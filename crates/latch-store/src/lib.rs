@@ -139,7 +139,6 @@ impl SqlStore {
         }
         let pool_for_logs = pool.clone();
         let refresh = Arc::new(refresh_batches::RefreshBatches::start(
-            pool.clone(),
             spare.clone(),
             write_lock.clone(),
             backend,

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
-use diesel::r2d2::{Pool, PooledConnection};
 use latch_core::StoreError;
 use latch_core::model::{RefreshToken, User};
 
@@ -45,14 +44,23 @@ pub(crate) struct Lookup {
     done: Reply<Option<(RefreshToken, Option<User>)>>,
 }
 
-/// What the store needs to reach the database from a batch thread.
+/// What a batch thread needs to reach the database.
 #[derive(Clone)]
 struct Db {
-    pool: Pool<Manager>,
     manager: Arc<Manager>,
     write_lock: Arc<Mutex<()>>,
     backend: Backend,
 }
+
+/// Limits on a batch thread's own PostgreSQL connection. One thread serves every rotation of
+/// the instance, so a statement that waits on a row lock held elsewhere (an open transaction in
+/// psql, a long delete) would hold up all of them: past these it fails with 503 and changes
+/// nothing, and the apps retry.
+const PG_LIMITS: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s';";
+
+/// A batch thread's own connection, opened at first use and again after one stops answering.
+/// (Not from the pool: its limits would be left on a connection other queries use.)
+type OwnConn = Mutex<Option<DbConnection>>;
 
 /// The refresh grant's batchers.
 pub(crate) struct RefreshBatches {
@@ -66,32 +74,24 @@ impl RefreshBatches {
     /// smaller batches (2.4 lookups and 3.0 rotations on average) and 5–10% fewer refreshes per
     /// second at a higher p99 than one each.
     pub fn start(
-        pool: Pool<Manager>,
         manager: Arc<Manager>,
         write_lock: Arc<Mutex<()>>,
         backend: Backend,
     ) -> Result<Self, StoreError> {
         let db = Db {
-            pool,
             manager,
             write_lock,
             backend,
         };
         let w = db.clone();
-        let rotations = Batcher::start(
-            "latch-rotate",
-            "refresh token rotation",
-            1,
-            BATCH,
-            move |jobs| rotate_jobs(jobs, &w),
-        )?;
-        let lookups = Batcher::start(
-            "latch-lookup",
-            "refresh token lookup",
-            1,
-            BATCH,
-            move |jobs| look_up(jobs, &db),
-        )?;
+        let rotations = Batcher::start("latch-rotate", "refresh token rotation", 1, BATCH, {
+            let own = OwnConn::default();
+            move |jobs| rotate_jobs(jobs, &w, &own)
+        })?;
+        let lookups = Batcher::start("latch-lookup", "refresh token lookup", 1, BATCH, {
+            let own = OwnConn::default();
+            move |jobs| look_up(jobs, &db, &own)
+        })?;
         Ok(Self { rotations, lookups })
     }
 
@@ -117,7 +117,7 @@ impl RefreshBatches {
     }
 }
 
-fn rotate_jobs(jobs: Vec<Rotation>, db: &Db) {
+fn rotate_jobs(jobs: Vec<Rotation>, db: &Db, own: &OwnConn) {
     let mut pending = jobs;
     while !pending.is_empty() {
         // The same old token twice: the second waits for the next batch.
@@ -128,29 +128,66 @@ fn rotate_jobs(jobs: Vec<Rotation>, db: &Db) {
         // Rows locked in one order on every instance: two batches never wait on each other in
         // a cycle.
         batch.sort_by(|a, b| a.old.cmp(&b.old));
-        write(batch, db);
+        write(batch, db, own);
         pending = again;
     }
 }
 
-/// Runs `f` on a pooled connection (after the write turn on SQLite when `write`).
+/// Runs `f` on the thread's own connection (after the write turn on SQLite when `write`). A
+/// failure after which the connection does not answer drops it (the next batch opens another)
+/// and is "unavailable", as is a statement PostgreSQL cancelled at [`PG_LIMITS`].
 fn with_conn<T>(
     db: &Db,
+    own: &OwnConn,
     write: bool,
-    f: impl FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError>,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    use diesel::connection::SimpleConnection;
+    use diesel::r2d2::ManageConnection;
     let _turn = (write && db.backend == Backend::Sqlite)
         .then(|| db.write_lock.lock().unwrap_or_else(|p| p.into_inner()));
-    match db.pool.get() {
-        Ok(mut conn) => crate::checked(&db.manager, &mut conn, f),
-        Err(e) => Err(StoreError::Unavailable(Box::new(e))),
+    let mut slot = own.lock().unwrap_or_else(|p| p.into_inner());
+    let conn = match &mut *slot {
+        Some(conn) => conn,
+        None => {
+            let mut conn = db
+                .manager
+                .connect()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            if let DbConnection::Pg(pg) = &mut conn {
+                pg.batch_execute(PG_LIMITS)
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            }
+            slot.insert(conn)
+        }
+    };
+    let out = f(conn);
+    match out {
+        Err(StoreError::Internal(e)) if db.manager.is_valid(conn).is_err() => {
+            *slot = None;
+            Err(StoreError::Unavailable(e))
+        }
+        Err(StoreError::Internal(e)) if cancelled(&*e) => Err(StoreError::Unavailable(e)),
+        other => other,
     }
 }
 
+/// PostgreSQL cancelled the statement at its lock or statement timeout (SQLSTATE 55P03 or
+/// 57014, which diesel does not name).
+fn cancelled(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<diesel::result::Error>()
+        .is_some_and(|e| match e {
+            diesel::result::Error::DatabaseError(_, info) => {
+                info.message().starts_with("canceling statement due to")
+            }
+            _ => false,
+        })
+}
+
 /// One lookup batch: every digest in one query.
-fn look_up(jobs: Vec<Lookup>, db: &Db) {
+fn look_up(jobs: Vec<Lookup>, db: &Db, own: &OwnConn) {
     let digests: Vec<String> = jobs.iter().map(|j| j.digest.clone()).collect();
-    let found = with_conn(db, false, |conn| {
+    let found = with_conn(db, own, false, |conn| {
         // The token with its grant's revocation and its user, for every digest of the batch.
         macro_rules! query {
             () => {
@@ -165,7 +202,7 @@ fn look_up(jobs: Vec<Lookup>, db: &Db) {
                     ))
             };
         }
-        let rows: Vec<(RefreshRow, Option<i64>, Option<UserRow>)> = match &mut **conn {
+        let rows: Vec<(RefreshRow, Option<i64>, Option<UserRow>)> = match conn {
             DbConnection::Pg(pg) => Planned(query!()).load(pg),
             DbConnection::Sqlite(lite) => query!().load(lite),
         }
@@ -200,8 +237,8 @@ fn look_up(jobs: Vec<Lookup>, db: &Db) {
 /// fail (a successor that clashes with a stored row) is written again one rotation at a time, so
 /// the others do not fail with it; any other failure (the database unreachable, locked, full)
 /// is every rotation's answer.
-fn write(batch: Vec<Rotation>, db: &Db) {
-    match with_conn(db, true, |c| rotate_batch(c, &batch)) {
+fn write(batch: Vec<Rotation>, db: &Db, own: &OwnConn) {
+    match with_conn(db, own, true, |c| rotate_batch(c, &batch)) {
         Ok(rotated) => {
             for j in batch {
                 let won = rotated.contains(&j.new.id);
@@ -211,7 +248,7 @@ fn write(batch: Vec<Rotation>, db: &Db) {
         Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) if batch.len() > 1 => {
             tracing::warn!(error = %crate::batch::describe(&e), rotations = batch.len(), "a refresh token rotation batch failed; writing its rotations one by one");
             for j in batch {
-                write(vec![j], db);
+                write(vec![j], db, own);
             }
         }
         Err(e) => answer_all(batch.into_iter().map(|j| j.done).collect(), e),
@@ -220,11 +257,11 @@ fn write(batch: Vec<Rotation>, db: &Db) {
 
 /// The ids of the successors stored (their old tokens rotated), in one transaction.
 fn rotate_batch(
-    conn: &mut PooledConnection<Manager>,
+    conn: &mut DbConnection,
     batch: &[Rotation],
 ) -> Result<HashSet<String>, StoreError> {
     let err = crate::rows::db_err("refresh token", "digest");
-    if let DbConnection::Pg(pg) = &mut **conn {
+    if let DbConnection::Pg(pg) = conn {
         let q = RotateBatchPg::new(batch);
         let rotated: Vec<String> = Planned(q).load(pg).map_err(err)?;
         return Ok(rotated.into_iter().collect());

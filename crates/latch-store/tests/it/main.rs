@@ -165,6 +165,81 @@ async fn a_connection_the_server_dropped_is_replaced() {
     );
 }
 
+/// One thread writes every rotation of an instance, so a rotation must not wait without end on
+/// a row lock held elsewhere (here: an open transaction): it fails as "unavailable" (503) at
+/// the batch connection's lock timeout, changes nothing, and the same rotation succeeds once
+/// the lock is gone. (PostgreSQL only: SQLite's writers take turns in the process.)
+#[tokio::test]
+async fn a_rotation_behind_a_held_row_lock_is_unavailable_not_stuck() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    use latch_core::store::{ClientRepo, RefreshTokenRepo, UserRepo};
+    use latch_testkit::fixtures;
+    let Some(base) = latch_testkit::env::postgres_url(
+        "a_rotation_behind_a_held_row_lock_is_unavailable_not_stuck",
+    ) else {
+        return;
+    };
+    let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
+        .await
+        .unwrap();
+    let store = open(&schema.url).await;
+    let (u, c) = (fixtures::user(), fixtures::client());
+    store.insert_user(&u).await.unwrap();
+    store.insert_client(&c).await.unwrap();
+    let old = fixtures::refresh_token(&u, &c, None, false);
+    store
+        .insert_grant(&fixtures::grant_of(&old), Some(&old))
+        .await
+        .unwrap();
+    let mut next = fixtures::refresh_token(&u, &c, None, false);
+    next.family_id = old.family_id.clone();
+
+    let url = schema.url.clone();
+    let id = old.id.as_str().to_owned();
+    let mut holder = tokio::task::spawn_blocking(move || {
+        let mut h = diesel::PgConnection::establish(&url).unwrap();
+        h.batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM refresh_tokens WHERE id = '{id}' FOR UPDATE;"
+        ))
+        .unwrap();
+        h
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .rotate_refresh_token(&old.id, &next, fixtures::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, latch_core::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(9));
+    assert_eq!(store.find_refresh_token(&next.digest).await.unwrap(), None);
+    let unchanged = store
+        .find_refresh_token(&old.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.rotated_at, None);
+
+    holder = tokio::task::spawn_blocking(move || {
+        holder.batch_execute("ROLLBACK;").unwrap();
+        holder
+    })
+    .await
+    .unwrap();
+    assert!(
+        store
+            .rotate_refresh_token(&old.id, &next, fixtures::now())
+            .await
+            .unwrap()
+    );
+    drop(holder);
+}
+
 #[derive(diesel::QueryableByName, Debug)]
 struct PgBackend {
     #[diesel(sql_type = diesel::sql_types::Integer)]
