@@ -180,8 +180,9 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until
-/// `stop` is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A `PASSIVE` checkpoint runs beside readers and the writer and never waits
-/// for them; left to SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
+/// `stop` is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A
+/// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them; left to
+/// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
 /// and its fsync itself, and every write queued behind it waits (the refresh bench saw the
 /// machine a sixth idle while rotations queued).
 pub(crate) fn checkpoints(

@@ -295,7 +295,7 @@ impl SqlStore {
 /// Runs `f` on a pooled connection. When it fails and the connection does not answer a ping
 /// either (the server restarted, the network dropped it), the connection is replaced in place by
 /// a new one, so the pool does not keep handing out a dead connection.
-pub(crate) fn checked<T>(
+fn checked<T>(
     manager: &Manager,
     conn: &mut PooledConnection<Manager>,
     f: impl FnOnce(&mut PooledConnection<Manager>) -> Result<T, StoreError>,

@@ -1075,15 +1075,7 @@ impl RefreshTokenRepo for SqlStore {
                 .first(conn)
                 .optional()
                 .map_err(db_err("refresh token", "digest"))?;
-            Ok(row.map(|(r, grant_revoked)| {
-                let mut t = r.into_domain();
-                if t.revoked_at.is_none()
-                    && let Some(at) = grant_revoked
-                {
-                    t.revoked_at = Some(latch_core::clock::from_millis(at));
-                }
-                t
-            }))
+            Ok(row.map(|(r, grant_revoked)| token_of_grant(r, grant_revoked)))
         })
         .await
     }

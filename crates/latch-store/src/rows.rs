@@ -1016,11 +1016,20 @@ pub(crate) struct StreamFilterRow {
 pub(crate) fn token_with_user(
     (r, grant_revoked, user): (RefreshRow, Option<i64>, Option<UserRow>),
 ) -> Result<(RefreshToken, Option<User>), StoreError> {
+    Ok((
+        token_of_grant(r, grant_revoked),
+        user.map(UserRow::into_domain).transpose()?,
+    ))
+}
+
+/// A refresh token row read with its grant's revocation (`grants.revoked_at`): a token that
+/// escaped its grant's revocation (rotated in concurrently) is revoked at the grant's time.
+pub(crate) fn token_of_grant(r: RefreshRow, grant_revoked: Option<i64>) -> RefreshToken {
     let mut t = r.into_domain();
     if t.revoked_at.is_none()
         && let Some(at) = grant_revoked
     {
         t.revoked_at = Some(latch_core::clock::from_millis(at));
     }
-    Ok((t, user.map(UserRow::into_domain).transpose()?))
+    t
 }
