@@ -5,6 +5,13 @@ dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
 local lines, next_line = {}, 1
 
+-- LATCH_BENCH_DELAY_MS: a pause before each request of a connection (not counted in its
+-- latency), to measure at a rate below saturation.
+local pause = tonumber(os.getenv("LATCH_BENCH_DELAY_MS") or "") or 0
+if pause > 0 then
+  function delay() return pause end
+end
+
 function init(args)
   lines = lines_of(os.getenv("BENCH_INPUT") .. "." .. id)
 end

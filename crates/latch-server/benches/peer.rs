@@ -19,6 +19,10 @@
 //!   sessions are written straight into Latch's store and session store before each round, as
 //!   many as the warm-up's rate says the round needs; a round whose requests run out is invalid.
 //!
+//! `LATCH_BENCH_CONNECTIONS` (16) sets wrk's connections, and `LATCH_BENCH_DELAY_MS` a pause
+//! before each GTR request of a connection: latency below saturation (the targets are at 16
+//! connections, unpaced).
+//!
 //! Any answer with another status fails its round (printed loudly, with the first bodies).
 //! `cargo xtask bench --peer` runs it (it runs only with `LATCH_BENCH_PEER=1`). PostgreSQL and
 //! Redis: `LATCH_BENCH_DATABASE_URL` / `LATCH_BENCH_REDIS_URL` (or the `LATCH_TEST_*` ones);
@@ -62,8 +66,14 @@ const LATCH_API_SCOPE: &str = "read:clients";
 const REFRESH_TOKENS: usize = 64;
 /// Latch's database users the refresh tokens are signed in as.
 const USERS: usize = 8;
-const CONNECTIONS: usize = 16;
-const THREADS: usize = 2;
+/// wrk's connections (`LATCH_BENCH_CONNECTIONS`, 16: the targets are at 16; fewer
+/// measure latency under a lighter load) and threads (2, or 1 for one connection).
+fn connections() -> usize {
+    setting("LATCH_BENCH_CONNECTIONS", 16) as usize
+}
+fn threads() -> usize {
+    connections().min(2)
+}
 const WARMUP_SECS: u64 = 2;
 /// The 20-session GTR case: sessions per user, and the apps (with back-channel logout) they
 /// joined.
@@ -178,7 +188,12 @@ impl Run {
 async fn wrk(script: &str, base: &str, secs: u64, env: &[(&str, String)]) -> Run {
     let lua = peers_dir().join("bench");
     let out = tokio::process::Command::new("wrk")
-        .args(["-t", &THREADS.to_string(), "-c", &CONNECTIONS.to_string()])
+        .args([
+            "-t",
+            &threads().to_string(),
+            "-c",
+            &connections().to_string(),
+        ])
         .args(["-d", &format!("{secs}s"), "--timeout", "10s", "-s"])
         .arg(lua.join(script))
         .arg(base)
@@ -214,11 +229,12 @@ async fn wrk(script: &str, base: &str, secs: u64, env: &[(&str, String)]) -> Run
     }
 }
 
-/// Writes `lines` to `<prefix>.<thread>`, line `i` to thread `i % THREADS`.
+/// Writes `lines` to `<prefix>.<thread>`, line `i` to thread `i % threads()`.
 fn write_split(prefix: &Path, lines: &[String]) {
-    for t in 0..THREADS {
+    let threads = threads();
+    for t in 0..threads {
         let mut s = String::new();
-        for l in lines.iter().skip(t).step_by(THREADS) {
+        for l in lines.iter().skip(t).step_by(threads) {
             s.push_str(l);
             s.push('\n');
         }
@@ -1096,7 +1112,8 @@ async fn gtr_scenario(
     let mut notes_ok = true;
     for round in 1..=s.rounds {
         for (i, t) in targets.iter().enumerate() {
-            let users = (estimate[i] * s.seconds as f64 * GTR_HEADROOM) as usize + 2 * CONNECTIONS;
+            let users =
+                (estimate[i] * s.seconds as f64 * GTR_HEADROOM) as usize + 2 * connections();
             let (r, note) = gtr_round(t, users, per_user, s.seconds, dir).await;
             println!("  round {round}  {:<16} {} {note}", t.label, r.text());
             notes_ok &= !note.contains("***");
@@ -1121,6 +1138,12 @@ async fn gtr_scenario(
             verdict = format!(
                 ">= {want:.0}/s: {}; {verdict}",
                 met(rate.is_some_and(|r| r >= want))
+            );
+        }
+        if connections() != 16 {
+            verdict = format!(
+                "{verdict} (the targets are at 16 connections; this run: {})",
+                connections()
             );
         }
         println!(
@@ -1181,11 +1204,18 @@ async fn bench(s: &Settings, pg: Option<(String, String)>) -> bool {
             .join(", ")
     );
     println!(
-        "peer: wrk -t{THREADS} -c{CONNECTIONS}, {} s rounds, {} rounds per target, one {WARMUP_SECS}-s warm-up per target; {} machine cores",
+        "peer: wrk -t{} -c{}, {} s rounds, {} rounds per target, one {WARMUP_SECS}-s warm-up per target; {} machine cores",
+        threads(),
+        connections(),
         s.seconds,
         s.rounds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if let Ok(ms) = std::env::var("LATCH_BENCH_DELAY_MS") {
+        println!(
+            "peer: GTR requests paced: {ms} ms before each request of a connection (LATCH_BENCH_DELAY_MS)"
+        );
+    }
     let mut rows = Vec::new();
     let mut ok = true;
     let mut signs = Vec::new();
