@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use latch_core::StoreError;
 use tokio::sync::oneshot;
 
+use crate::conn::{Backend, DbConnection, Manager};
+
 /// Where a job's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -82,6 +84,75 @@ fn serve<J>(rx: &Mutex<Receiver<J>>, max: usize, run: &dyn Fn(Vec<J>)) {
             tracing::error!("a batch thread's batch panicked; its jobs were answered unavailable");
         }
     }
+}
+
+/// What a batch thread needs to reach the database.
+#[derive(Clone)]
+pub(crate) struct Db {
+    pub manager: Arc<Manager>,
+    pub write_lock: Arc<Mutex<()>>,
+    pub backend: Backend,
+}
+
+/// Limits on a batch thread's own PostgreSQL connection. One thread serves every rotation (or
+/// read) of its kind on the instance, so a statement that waits on a row lock held elsewhere (an
+/// open transaction in psql, a long delete) would hold up all of them: past these it fails with
+/// 503 and changes nothing, and the callers retry.
+const PG_LIMITS: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s';";
+
+/// A batch thread's own connection, opened at first use and again after one stops answering.
+/// (Not from the pool: its limits would be left on a connection other queries use.)
+pub(crate) type OwnConn = Mutex<Option<DbConnection>>;
+
+/// Runs `f` on the thread's own connection (after the write turn on SQLite when `write`). A
+/// failure after which the connection does not answer drops it (the next batch opens another)
+/// and is "unavailable", as is a statement PostgreSQL cancelled at [`PG_LIMITS`].
+pub(crate) fn with_conn<T>(
+    db: &Db,
+    own: &OwnConn,
+    write: bool,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use diesel::connection::SimpleConnection;
+    use diesel::r2d2::ManageConnection;
+    let _turn = (write && db.backend == Backend::Sqlite)
+        .then(|| db.write_lock.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut slot = own.lock().unwrap_or_else(|p| p.into_inner());
+    let conn = match &mut *slot {
+        Some(conn) => conn,
+        None => {
+            let mut conn = db
+                .manager
+                .connect()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            if let DbConnection::Pg(pg) = &mut conn {
+                pg.batch_execute(PG_LIMITS)
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            }
+            slot.insert(conn)
+        }
+    };
+    let out = f(conn);
+    match out {
+        Err(StoreError::Internal(e)) if db.manager.is_valid(conn).is_err() => {
+            *slot = None;
+            Err(StoreError::Unavailable(e))
+        }
+        Err(StoreError::Internal(e)) if cancelled(&*e) => Err(StoreError::Unavailable(e)),
+        other => other,
+    }
+}
+
+/// PostgreSQL cancelled the statement at its lock or statement timeout (SQLSTATE 55P03 or
+/// 57014, which diesel does not name).
+fn cancelled(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<diesel::result::Error>()
+        .is_some_and(|e| match e {
+            diesel::result::Error::DatabaseError(_, info) => {
+                info.message().starts_with("canceling statement due to")
+            }
+            _ => false,
+        })
 }
 
 /// A batch's error for each of its jobs: the first gets `e` itself, the others a copy that

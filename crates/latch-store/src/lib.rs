@@ -14,6 +14,7 @@ mod refresh_batches;
 mod repos;
 mod rows;
 mod schema;
+mod user_reads;
 
 use std::sync::Arc;
 
@@ -63,6 +64,9 @@ pub struct SqlStore {
     logs: logs::LogQueue,
     /// Refresh token lookups and rotations go in batches (see [`refresh_batches`]).
     refresh: Arc<refresh_batches::RefreshBatches>,
+    /// A user's identity, live refresh tokens and live grants are read in batches (see
+    /// [`user_reads`]).
+    user_reads: Arc<user_reads::UserReads>,
     /// Dropped with the last clone: stops the SQLite checkpoint thread.
     _checkpoints: Arc<std::sync::mpsc::Sender<()>>,
 }
@@ -138,11 +142,13 @@ impl SqlStore {
             conn::checkpoints(pool.clone(), stop)?;
         }
         let pool_for_logs = pool.clone();
-        let refresh = Arc::new(refresh_batches::RefreshBatches::start(
-            spare.clone(),
-            write_lock.clone(),
+        let db = batch::Db {
+            manager: spare.clone(),
+            write_lock: write_lock.clone(),
             backend,
-        )?);
+        };
+        let refresh = Arc::new(refresh_batches::RefreshBatches::start(db.clone())?);
+        let user_reads = Arc::new(user_reads::UserReads::start(db)?);
         Ok(Self {
             pool,
             manager: spare,
@@ -169,6 +175,7 @@ impl SqlStore {
             logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
             _checkpoints: Arc::new(stop_checkpoints),
             refresh,
+            user_reads,
         })
     }
 

@@ -18,14 +18,13 @@
 //! other failure is every rotation's answer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use latch_core::StoreError;
 use latch_core::model::{RefreshToken, User};
 
-use crate::batch::{Batcher, Planned, Reply, answer_all};
-use crate::conn::{Backend, DbConnection, Manager};
+use crate::batch::{Batcher, Db, OwnConn, Planned, Reply, answer_all, with_conn};
+use crate::conn::DbConnection;
 use crate::rows::{RefreshRow, UserRow};
 use crate::schema::{grants, refresh_tokens, users};
 
@@ -44,24 +43,6 @@ pub(crate) struct Lookup {
     done: Reply<Option<(RefreshToken, Option<User>)>>,
 }
 
-/// What a batch thread needs to reach the database.
-#[derive(Clone)]
-struct Db {
-    manager: Arc<Manager>,
-    write_lock: Arc<Mutex<()>>,
-    backend: Backend,
-}
-
-/// Limits on a batch thread's own PostgreSQL connection. One thread serves every rotation of
-/// the instance, so a statement that waits on a row lock held elsewhere (an open transaction in
-/// psql, a long delete) would hold up all of them: past these it fails with 503 and changes
-/// nothing, and the apps retry.
-const PG_LIMITS: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s';";
-
-/// A batch thread's own connection, opened at first use and again after one stops answering.
-/// (Not from the pool: its limits would be left on a connection other queries use.)
-type OwnConn = Mutex<Option<DbConnection>>;
-
 /// The refresh grant's batchers.
 pub(crate) struct RefreshBatches {
     rotations: Batcher<Rotation>,
@@ -73,16 +54,7 @@ impl RefreshBatches {
     /// written. Measured on the refresh bench (PostgreSQL + Redis): two threads each made
     /// smaller batches (2.4 lookups and 3.0 rotations on average) and 5–10% fewer refreshes per
     /// second at a higher p99 than one each.
-    pub fn start(
-        manager: Arc<Manager>,
-        write_lock: Arc<Mutex<()>>,
-        backend: Backend,
-    ) -> Result<Self, StoreError> {
-        let db = Db {
-            manager,
-            write_lock,
-            backend,
-        };
+    pub fn start(db: Db) -> Result<Self, StoreError> {
         let w = db.clone();
         let rotations = Batcher::start("latch-rotate", "refresh token rotation", 1, BATCH, {
             let own = OwnConn::default();
@@ -131,57 +103,6 @@ fn rotate_jobs(jobs: Vec<Rotation>, db: &Db, own: &OwnConn) {
         write(batch, db, own);
         pending = again;
     }
-}
-
-/// Runs `f` on the thread's own connection (after the write turn on SQLite when `write`). A
-/// failure after which the connection does not answer drops it (the next batch opens another)
-/// and is "unavailable", as is a statement PostgreSQL cancelled at [`PG_LIMITS`].
-fn with_conn<T>(
-    db: &Db,
-    own: &OwnConn,
-    write: bool,
-    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    use diesel::connection::SimpleConnection;
-    use diesel::r2d2::ManageConnection;
-    let _turn = (write && db.backend == Backend::Sqlite)
-        .then(|| db.write_lock.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut slot = own.lock().unwrap_or_else(|p| p.into_inner());
-    let conn = match &mut *slot {
-        Some(conn) => conn,
-        None => {
-            let mut conn = db
-                .manager
-                .connect()
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            if let DbConnection::Pg(pg) = &mut conn {
-                pg.batch_execute(PG_LIMITS)
-                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            }
-            slot.insert(conn)
-        }
-    };
-    let out = f(conn);
-    match out {
-        Err(StoreError::Internal(e)) if db.manager.is_valid(conn).is_err() => {
-            *slot = None;
-            Err(StoreError::Unavailable(e))
-        }
-        Err(StoreError::Internal(e)) if cancelled(&*e) => Err(StoreError::Unavailable(e)),
-        other => other,
-    }
-}
-
-/// PostgreSQL cancelled the statement at its lock or statement timeout (SQLSTATE 55P03 or
-/// 57014, which diesel does not name).
-fn cancelled(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    e.downcast_ref::<diesel::result::Error>()
-        .is_some_and(|e| match e {
-            diesel::result::Error::DatabaseError(_, info) => {
-                info.message().starts_with("canceling statement due to")
-            }
-            _ => false,
-        })
 }
 
 /// One lookup batch: every digest in one query.

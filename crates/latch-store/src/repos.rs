@@ -914,27 +914,14 @@ impl UserRepo for SqlStore {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<(Identity, User)>, StoreError> {
-        let key = (
-            connection.as_str().to_owned(),
-            issuer.to_owned(),
-            subject.to_owned(),
-        );
-        self.run(move |conn| {
-            let row: Option<(IdentityRow, UserRow)> = identities::table
-                .inner_join(users::table.on(users::user_id.eq(identities::user_id)))
-                .filter(identities::connection_id.eq(&key.0))
-                .filter(identities::issuer.eq(&key.1))
-                .filter(identities::subject.eq(&key.2))
-                .select((IdentityRow::as_select(), UserRow::as_select()))
-                .first(conn)
-                .optional()
-                .map_err(db_err("identity", "subject"))?;
-            match row {
-                Some((i, u)) => Ok(Some((i.into_domain()?, u.into_domain()?))),
-                None => Ok(None),
-            }
-        })
-        .await
+        // Read with the other reads waiting at that moment (see `user_reads`).
+        self.user_reads
+            .identity_with_user(
+                connection.as_str().to_owned(),
+                issuer.to_owned(),
+                subject.to_owned(),
+            )
+            .await
     }
 
     async fn list_identities(&self, user: &UserId) -> Result<Vec<Identity>, StoreError> {
@@ -1163,24 +1150,35 @@ impl RefreshTokenRepo for SqlStore {
         // Most logouts have nothing to revoke: they look first, with a prepared read (diesel
         // parses the update on every call) that on SQLite does not wait for a writer's turn.
         // Every refresh token belongs to a grant, revoked with it: live grants are what to find.
-        let s = scope.clone();
-        let any = self
-            .run(move |conn| {
-                macro_rules! first {
-                    ($filter:expr) => {
-                        grants::table
-                            .filter(grants::revoked_at.is_null())
-                            .filter($filter)
-                            .select(grants::id)
-                            .first::<String>(conn)
-                    };
-                }
-                in_scope!(grants, id, &s, first)
-                    .optional()
-                    .map_err(db_err("grant", "id"))
-            })
-            .await?;
-        if any.is_none() {
+        // A user's (every user-wide logout) with the other reads waiting at that moment (see
+        // `user_reads`).
+        let any = match scope {
+            RevokeScope::User(u) => {
+                self.user_reads
+                    .any_live_grant(u.as_str().to_owned())
+                    .await?
+            }
+            _ => {
+                let s = scope.clone();
+                self.run(move |conn| {
+                    macro_rules! first {
+                        ($filter:expr) => {
+                            grants::table
+                                .filter(grants::revoked_at.is_null())
+                                .filter($filter)
+                                .select(grants::id)
+                                .first::<String>(conn)
+                        };
+                    }
+                    in_scope!(grants, id, &s, first)
+                        .optional()
+                        .map_err(db_err("grant", "id"))
+                })
+                .await?
+                .is_some()
+            }
+        };
+        if !any {
             return Ok(Vec::new());
         }
         // One transaction: the grants, then their tokens; only the statement that flips a row
@@ -1233,21 +1231,10 @@ impl RefreshTokenRepo for SqlStore {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<RefreshToken>, StoreError> {
-        let user = user.as_str().to_owned();
-        let now = to_millis(now);
-        self.run(move |conn| {
-            let rows: Vec<RefreshRow> = refresh_tokens::table
-                .filter(refresh_tokens::user_id.eq(&user))
-                .filter(refresh_tokens::revoked_at.is_null())
-                .filter(refresh_tokens::rotated_at.is_null())
-                .filter(refresh_tokens::expires_at.gt(now))
-                .select(RefreshRow::as_select())
-                .order(refresh_tokens::created_at)
-                .load(conn)
-                .map_err(db_err("refresh token", "user_id"))?;
-            Ok(rows.into_iter().map(RefreshRow::into_domain).collect())
-        })
-        .await
+        // Read with the other reads waiting at that moment (see `user_reads`).
+        self.user_reads
+            .live_tokens(user.as_str().to_owned(), to_millis(now))
+            .await
     }
 
     async fn list_user_grant_clients(

@@ -19,7 +19,7 @@ macro_rules! store_conformance_tests {
             users_and_identities, users_and_identities_are_inserted_together, blocking_writes_only_a_change,
             user_search_and_paging, user_count_matches_the_search, refresh_token_rotation_and_revocation,
             refresh_tokens_rotate_in_one_step, refresh_tokens_rotate_concurrently,
-            refresh_tokens_are_found_concurrently,
+            refresh_tokens_are_found_concurrently, user_reads_are_answered_concurrently,
             grants_are_revoked_with_their_tokens,
             signing_keys_round_trip, logs_filter_newest_first, log_count_matches_the_filters, outbox_claims_are_exclusive,
             outbox_lease_expiry_and_outcomes, outbox_kind_round_trips, outbox_retry_now, outbox_listed_by_user_and_client, outbox_pending_count_is_bounded, logs_purge_in_bounded_batches,
@@ -621,6 +621,122 @@ pub async fn refresh_tokens_are_found_concurrently(s: &dyn Store) {
     assert_eq!(
         found[11].as_ref().map(|(t, _)| &t.id),
         Some(&tokens[5].0.id)
+    );
+}
+
+/// A user-wide logout's reads arriving together (read in one query per kind where the adapter
+/// groups them) each get their own answer: the identity a subject names (none for another
+/// issuer, or for a subject of another connection), the user's live tokens at that read's own
+/// `now`, and a user's revocation only when they hold a live grant.
+pub async fn user_reads_are_answered_concurrently(s: &dyn Store) {
+    let (a, b) = (
+        fixtures::connection(Strategy::Okta),
+        fixtures::connection(Strategy::Okta),
+    );
+    s.insert_connection(&a).await.unwrap();
+    s.insert_connection(&b).await.unwrap();
+    let c = fixtures::client();
+    s.insert_client(&c).await.unwrap();
+    let mut people = Vec::new();
+    for n in 0..6 {
+        let u = fixtures::user();
+        s.insert_user(&u).await.unwrap();
+        let i = fixtures::identity(&u, if n % 2 == 0 { &a } else { &b });
+        s.insert_identity(&i).await.unwrap();
+        people.push((u, i));
+    }
+    // Users 0 and 1: a token expiring in one hour and one in 15 days; user 2: a grant without
+    // tokens; users 3 to 5: nothing.
+    let mut tokens = Vec::new();
+    for (u, _) in &people[..2] {
+        let mut soon = fixtures::refresh_token(u, &c, None, false);
+        soon.expires_at = now() + Duration::hours(1);
+        let later = fixtures::refresh_token(u, &c, None, true);
+        for t in [&soon, &later] {
+            s.insert_grant(&fixtures::grant_of(t), Some(t))
+                .await
+                .unwrap();
+        }
+        tokens.push((soon, later));
+    }
+    let mut bare = fixtures::grant_of(&fixtures::refresh_token(&people[2].0, &c, None, false));
+    bare.expires_at = now() + Duration::hours(24);
+    s.insert_grant(&bare, None).await.unwrap();
+
+    let finds = futures_util::future::join_all(
+        people
+            .iter()
+            .map(|(_, i)| s.find_identity_with_user(&i.connection_id, &i.issuer, &i.subject))
+            .chain([
+                // Another issuer; a subject of `b` asked of `a`.
+                s.find_identity_with_user(&a.id, "https://other.example", &people[0].1.subject),
+                s.find_identity_with_user(&a.id, &people[1].1.issuer, &people[1].1.subject),
+            ]),
+    );
+    // User 0 read now and in two hours (its first token expired by then); user 1 now.
+    let later = now() + Duration::hours(2);
+    let lists = futures_util::future::join_all([
+        s.list_user_refresh_tokens(&people[0].0.user_id, now()),
+        s.list_user_refresh_tokens(&people[0].0.user_id, later),
+        s.list_user_refresh_tokens(&people[1].0.user_id, now()),
+        s.list_user_refresh_tokens(&people[3].0.user_id, now()),
+    ]);
+    let scopes: Vec<RevokeScope> = people[2..]
+        .iter()
+        .map(|(u, _)| RevokeScope::User(u.user_id.clone()))
+        .collect();
+    let revokes =
+        futures_util::future::join_all(scopes.iter().map(|r| s.revoke_refresh_tokens(r, now())));
+    let (finds, lists, revokes) = tokio::join!(finds, lists, revokes);
+
+    let finds: Vec<_> = finds.into_iter().map(|r| r.unwrap()).collect();
+    for (n, (u, i)) in people.iter().enumerate() {
+        assert_eq!(finds[n], Some((i.clone(), u.clone())), "identity {n}");
+    }
+    assert_eq!(finds[6], None, "another issuer");
+    assert_eq!(finds[7], None, "another connection");
+
+    let ids = |r: &Result<Vec<RefreshToken>, StoreError>| -> Vec<RefreshTokenId> {
+        r.as_ref().unwrap().iter().map(|t| t.id.clone()).collect()
+    };
+    let (soon0, later0) = &tokens[0];
+    let (soon1, later1) = &tokens[1];
+    let mut want = vec![soon0.id.clone(), later0.id.clone()];
+    let mut got = ids(&lists[0]);
+    want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    got.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(got, want, "user 0 now");
+    assert_eq!(
+        ids(&lists[1]),
+        vec![later0.id.clone()],
+        "user 0 in two hours"
+    );
+    let mut got = ids(&lists[2]);
+    got.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    let mut want = vec![soon1.id.clone(), later1.id.clone()];
+    want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(got, want, "user 1 now");
+    assert!(ids(&lists[3]).is_empty(), "user 3 has none");
+
+    for r in revokes {
+        assert!(r.unwrap().is_empty(), "no refresh token among users 2 to 5");
+    }
+    assert!(
+        s.find_grant(&bare.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "user 2's grant without tokens was revoked"
+    );
+    // User 0's were not touched by the others' revocations.
+    assert_eq!(
+        s.list_user_refresh_tokens(&people[0].0.user_id, now())
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }
 
