@@ -416,7 +416,10 @@ async fn refused_gtr_is_not_retried_and_an_admin_replays_it(h: Harness) {
     assert_eq!(s, 200, "{again}");
     assert_eq!(again["state"], "pending");
     let got = refusing.wait_for(2, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 2);
+    // At least once: the 400 above was not retried (exactly one request then), but a replay
+    // whose answer the sender did not see within its timeout (a loaded CI machine stalling this
+    // test's one runtime thread, which serves the receiver too) is sent again.
+    assert!(got.len() >= 2, "the replay arrived: {}", got.len());
     let jti = |r: &Received| {
         let t = r.authorization.strip_prefix("Bearer ").unwrap();
         jsonwebtoken::dangerous::insecure_decode::<Value>(t)
