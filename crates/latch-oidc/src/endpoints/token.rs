@@ -1,6 +1,8 @@
 //! `POST /oauth/token`: `authorization_code` (single use, PKCE), `refresh_token` (rotation with
 //! reuse detection).
 
+use std::task::Poll;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use latch_core::model::{GrantType, RevokeScope};
 use latch_http::{OAuthError, OAuthErrorCode, client_ip};
@@ -306,14 +308,20 @@ async fn refresh(
     let Some((new_token, record)) = issue::new_refresh_token(deps, &grant) else {
         return Err(invalid());
     };
-    if !deps
-        .store
-        .rotate_refresh_token(&rt.id, &record, now)
-        .await?
-    {
+    // The tokens are signed while the rotation's batch is written: its first poll queues it,
+    // the signature takes this thread meanwhile, and the answer leaves only once the rotation
+    // has committed and won (a lost race throws the signed tokens away).
+    let mut rotation = std::pin::pin!(deps.store.rotate_refresh_token(&rt.id, &record, now));
+    let queued = std::future::poll_fn(|cx| Poll::Ready(rotation.as_mut().poll(cx))).await;
+    let body = issue::token_response(deps, &grant, Some(&new_token));
+    let rotated = match queued {
+        Poll::Ready(rotated) => rotated,
+        Poll::Pending => rotation.await,
+    };
+    if !rotated? {
         return reuse(rt.clone()).await;
     }
-    let body = issue::token_response(deps, &grant, Some(&new_token))?;
+    let body = body?;
     issue::log(
         deps,
         "sertft",

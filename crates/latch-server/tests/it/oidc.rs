@@ -510,6 +510,71 @@ async fn code_replay_and_refresh_reuse(h: Harness) {
 }
 on_all_backends!(code_replay_and_refresh_reuse, code_replay_and_refresh_reuse);
 
+/// The same refresh token sent eight times at once: the exchanges pass the lookup together and
+/// race at the rotation. Exactly one answer carries tokens (they are signed while the rotation
+/// commits, and only the winner's leave); the others are reuse, which revokes the family, so
+/// the winner's new refresh token is refused too.
+async fn concurrent_refreshes_of_one_token_have_one_winner(h: Harness) {
+    let app = app!(h);
+    let f = fixture(&app).await;
+    let mut b = Browser::new();
+    let done = sign_in(
+        &app,
+        &mut b,
+        &authorize_uri(&f.web.0, CB, ""),
+        &f.email,
+        PASSWORD,
+    )
+    .await;
+    let code = done.param("code").unwrap();
+    let t = exchange(&app, &mut b, &code, CB, &f.web).await.json();
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt.as_str()),
+    ];
+    let basic = Some((f.web.0.as_str(), f.web.1.as_str()));
+    let mut browsers: Vec<Browser> = (0..8).map(|_| Browser::new()).collect();
+    let answers = futures_util::future::join_all(
+        browsers
+            .iter_mut()
+            .map(|b| b.post_form_with(&app, "/oauth/token", &form, basic)),
+    )
+    .await;
+    let won: Vec<&Page> = answers.iter().filter(|p| p.status == 200).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "one winner: {:?}",
+        answers.iter().map(|p| &p.body).collect::<Vec<_>>()
+    );
+    for p in answers.iter().filter(|p| p.status != 200) {
+        assert_eq!(
+            (p.status, p.json()["error"].clone()),
+            (400, json!("invalid_grant"))
+        );
+    }
+    let next = won[0].json()["refresh_token"].as_str().unwrap().to_owned();
+    assert!(won[0].json()["id_token"].is_string());
+    let after = b
+        .post_form_with(
+            &app,
+            "/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &next)],
+            basic,
+        )
+        .await;
+    assert_eq!(
+        after.json()["error"],
+        "invalid_grant",
+        "the losers' reuse revoked the family, the winner's new token with it"
+    );
+}
+on_all_backends!(
+    concurrent_refreshes_of_one_token_have_one_winner,
+    concurrent_refreshes_of_one_token_have_one_winner
+);
+
 async fn rejections(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
