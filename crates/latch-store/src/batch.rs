@@ -2,8 +2,7 @@
 //! other job waiting at that moment (up to a limit) and hands them to the batch's function. A
 //! job that arrives while the database is idle is served at once; those that arrive while a batch
 //! is under way make the next one. Used where many requests would each pay a thread hand-off, a
-//! round trip and a commit for a few rows (refresh token lookups and rotations, a user-wide
-//! logout's reads).
+//! round trip and a commit for a few rows (refresh token lookups and rotations).
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -101,19 +100,6 @@ pub(crate) struct Db {
 /// 503 and changes nothing, and the callers retry.
 const PG_LIMITS: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s';";
 
-/// How a batch connection's statements are planned: once per connection, not per execution.
-/// Its statements are batches of point lookups and writes by key (`= ANY(…)` of digests, ids or
-/// users; `unnest` of one array per column), whose right plan is index scans joined by nested
-/// loops whatever the tables' sizes. Parsed and planned per execution, they took over 40% of
-/// PostgreSQL's CPU in the refresh rounds (a batch planned again for every few rows); a generic
-/// plan made
-/// with the planner's defaults, while a table is small, scans it sequentially and keeps doing so
-/// as it grows (measured: the refresh rate halved within 30 s). So the connection keeps its
-/// prepared statements' generic plans and steers them to index scans and nested loops; a
-/// statement with no index to use still gets its sequential scan.
-const PG_PLANS: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
-                        SET enable_hashjoin = off; SET enable_mergejoin = off;";
-
 /// A batch thread's own connection, opened at first use and again after one stops answering.
 /// (Not from the pool: its limits would be left on a connection other queries use.)
 pub(crate) type OwnConn = Mutex<Option<DbConnection>>;
@@ -141,7 +127,6 @@ pub(crate) fn with_conn<T>(
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             if let DbConnection::Pg(pg) = &mut conn {
                 pg.batch_execute(PG_LIMITS)
-                    .and_then(|()| pg.batch_execute(PG_PLANS))
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             }
             slot.insert(conn)
@@ -200,6 +185,39 @@ pub(crate) fn describe(e: &StoreError) -> String {
     }
     text
 }
+
+/// A query diesel does not keep prepared: PostgreSQL plans it at each execution, with the
+/// table's size and the batch's length at that time. A prepared statement's generic plan, made
+/// while a table was small, scans it sequentially and keeps doing so as it grows (measured on
+/// the batched refresh queries: the rate fell by half within 30 seconds); the planning is
+/// shared by the batch's jobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Planned<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for Planned<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Planned<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, DB> diesel::query_builder::QueryFragment<DB> for Planned<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out)
+    }
+}
+
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for Planned<Q> {}
 
 #[cfg(test)]
 mod tests {

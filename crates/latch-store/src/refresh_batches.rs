@@ -23,7 +23,7 @@ use diesel::prelude::*;
 use latch_core::StoreError;
 use latch_core::model::{RefreshToken, User};
 
-use crate::batch::{Batcher, Db, OwnConn, Reply, answer_all, with_conn};
+use crate::batch::{Batcher, Db, OwnConn, Planned, Reply, answer_all, with_conn};
 use crate::conn::DbConnection;
 use crate::rows::{RefreshRow, UserRow};
 use crate::schema::{grants, refresh_tokens, users};
@@ -124,7 +124,7 @@ fn look_up(jobs: Vec<Lookup>, db: &Db, own: &OwnConn) {
             };
         }
         let rows: Vec<(RefreshRow, Option<i64>, Option<UserRow>)> = match conn {
-            DbConnection::Pg(pg) => query!().load(pg),
+            DbConnection::Pg(pg) => Planned(query!()).load(pg),
             DbConnection::Sqlite(lite) => query!().load(lite),
         }
         .map_err(crate::rows::db_err("refresh token", "digest"))?;
@@ -184,7 +184,7 @@ fn rotate_batch(
     let err = crate::rows::db_err("refresh token", "digest");
     if let DbConnection::Pg(pg) = conn {
         let q = RotateBatchPg::new(batch);
-        let rotated: Vec<String> = q.load(pg).map_err(err)?;
+        let rotated: Vec<String> = Planned(q).load(pg).map_err(err)?;
         return Ok(rotated.into_iter().collect());
     }
     conn.transaction::<_, diesel::result::Error, _>(|c| {
@@ -214,8 +214,8 @@ fn rotate_batch(
 /// A batch of rotations on PostgreSQL as one statement: the rotations arrive as one array per
 /// column (`unnest`). Returns the ids of the successors it stored: an old token that two
 /// rotations named (the batch never does) is updated once, and only the successor of the input
-/// row that updated it is stored. Prepared once per batch connection, whose generic plan looks
-/// each old token up by its primary key (see `batch::PG_PLANS`).
+/// row that updated it is stored. Run as [`Planned`]: with the table's size at the time, each
+/// old token is looked up by its primary key.
 struct RotateBatchPg {
     old: Vec<String>,
     now: Vec<i64>,
@@ -261,8 +261,6 @@ impl diesel::query_builder::QueryId for RotateBatchPg {
 impl diesel::query_builder::Query for RotateBatchPg {
     type SqlType = diesel::sql_types::Text;
 }
-
-impl<Conn> diesel::RunQueryDsl<Conn> for RotateBatchPg {}
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg {
     fn walk_ast<'b>(
@@ -310,192 +308,5 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg {
              SELECT new_id FROM old",
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use diesel::sql_types::{BigInt, Text};
-    use latch_core::model::Strategy;
-    use latch_core::store::*;
-    use latch_testkit::env::PgSchema;
-    use latch_testkit::fixtures::{self, now};
-    use tokio::sync::oneshot;
-
-    use super::*;
-    use crate::conn::DbConnection;
-    use crate::user_reads::Read;
-    use crate::{Cipher, SqlStore, StoreOptions};
-
-    #[derive(QueryableByName)]
-    struct Prepared {
-        #[diesel(sql_type = Text)]
-        name: String,
-        #[diesel(sql_type = Text)]
-        statement: String,
-        #[diesel(sql_type = BigInt)]
-        params: i64,
-        #[diesel(sql_type = BigInt)]
-        generic_plans: i64,
-        #[diesel(sql_type = BigInt)]
-        custom_plans: i64,
-    }
-
-    #[derive(QueryableByName)]
-    struct PlanLine {
-        #[diesel(sql_type = Text)]
-        #[diesel(column_name = "QUERY PLAN")]
-        line: String,
-    }
-
-    /// Every statement a batch thread runs on PostgreSQL is prepared once on its connection and
-    /// keeps a generic plan (none is planned again per execution), and that plan reads through
-    /// the indexes, though it was made against tiny, freshly analyzed tables: there a plan chosen
-    /// on cost alone scans sequentially, and keeps doing so as the tables grow.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batch_statements_keep_generic_plans_that_use_the_indexes() {
-        let Some(base) = latch_testkit::env::postgres_url(
-            "refresh_batches::batch_statements_keep_generic_plans_that_use_the_indexes",
-        ) else {
-            return;
-        };
-        let schema = tokio::task::spawn_blocking(move || PgSchema::create(&base))
-            .await
-            .unwrap();
-        let store = SqlStore::open(
-            StoreOptions::new(&schema.url),
-            Cipher::new(&[7; 32]).unwrap(),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        let conn = fixtures::connection(Strategy::Okta);
-        store.insert_connection(&conn).await.unwrap();
-        let client = fixtures::client();
-        store.insert_client(&client).await.unwrap();
-        let user = fixtures::user();
-        store.insert_user(&user).await.unwrap();
-        let identity = fixtures::identity(&user, &conn);
-        store.insert_identity(&identity).await.unwrap();
-        let old = fixtures::refresh_token(&user, &client, None, false);
-        store
-            .insert_grant(&fixtures::grant_of(&old), Some(&old))
-            .await
-            .unwrap();
-        let mut next = fixtures::refresh_token(&user, &client, None, false);
-        next.family_id = old.family_id.clone();
-        let db = Db {
-            manager: store.manager.clone(),
-            write_lock: store.write_lock.clone(),
-            backend: store.backend,
-        };
-        let at = i64::try_from(now().unix_timestamp_nanos() / 1_000_000).unwrap();
-
-        let plans = tokio::task::spawn_blocking(move || {
-            let own = OwnConn::default();
-            with_conn(&db, &own, false, |c| {
-                use diesel::connection::SimpleConnection;
-                c.batch_execute("ANALYZE")
-                    .map_err(crate::rows::db_err("table", "name"))
-            })
-            .unwrap();
-            // Each statement twice: a plan chosen per execution would show as a custom plan.
-            for round in 0..2 {
-                let (done, found) = oneshot::channel();
-                look_up(
-                    vec![Lookup {
-                        digest: old.digest.as_str().to_owned(),
-                        done,
-                    }],
-                    &db,
-                    &own,
-                );
-                assert!(found.blocking_recv().unwrap().unwrap().is_some());
-                let (done, rotated) = oneshot::channel();
-                rotate_jobs(
-                    vec![Rotation {
-                        old: old.id.as_str().to_owned(),
-                        now: at,
-                        new: RefreshRow::from_domain(&next),
-                        done,
-                    }],
-                    &db,
-                    &own,
-                );
-                assert_eq!(
-                    rotated.blocking_recv().unwrap().unwrap(),
-                    round == 0,
-                    "the first rotation wins, the second finds the token rotated"
-                );
-                let (a, identity_read) = oneshot::channel();
-                let (b, tokens_read) = oneshot::channel();
-                let (c, grant_read) = oneshot::channel();
-                crate::user_reads::read(
-                    vec![
-                        Read::Identity {
-                            connection: identity.connection_id.as_str().to_owned(),
-                            issuer: identity.issuer.clone(),
-                            subject: identity.subject.clone(),
-                            done: a,
-                        },
-                        Read::Tokens {
-                            user: user.user_id.as_str().to_owned(),
-                            now: at,
-                            done: b,
-                        },
-                        Read::LiveGrant {
-                            user: user.user_id.as_str().to_owned(),
-                            done: c,
-                        },
-                    ],
-                    &db,
-                    &own,
-                );
-                assert!(identity_read.blocking_recv().unwrap().unwrap().is_some());
-                assert_eq!(tokens_read.blocking_recv().unwrap().unwrap().len(), 1);
-                assert!(grant_read.blocking_recv().unwrap().unwrap());
-            }
-            with_conn(&db, &own, false, |c| {
-                let DbConnection::Pg(pg) = c else {
-                    unreachable!("a PostgreSQL store");
-                };
-                let err = crate::rows::db_err("prepared statement", "name");
-                let prepared: Vec<Prepared> = diesel::sql_query(
-                    "SELECT name, statement, cardinality(parameter_types)::bigint AS params, \
-                     generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name",
-                )
-                .load(pg)
-                .map_err(err)?;
-                let mut plans = Vec::new();
-                for p in prepared {
-                    let nulls = vec!["NULL"; usize::try_from(p.params).unwrap()].join(", ");
-                    let plan: Vec<PlanLine> =
-                        diesel::sql_query(format!("EXPLAIN EXECUTE {}({nulls})", p.name))
-                            .load(pg)
-                            .map_err(crate::rows::db_err("plan", "name"))?;
-                    let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
-                    plans.push((p.statement, p.generic_plans, p.custom_plans, plan));
-                }
-                Ok(plans)
-            })
-            .unwrap()
-        })
-        .await
-        .unwrap();
-        // The lookup, the rotation and the three user reads.
-        assert_eq!(plans.len(), 5, "every batch statement is prepared");
-        for (statement, generic, custom, plan) in plans {
-            assert_eq!(
-                (generic, custom),
-                (2, 0),
-                "planned once, not per execution: {statement}"
-            );
-            assert!(
-                !plan.iter().any(|l| l.contains("Seq Scan")),
-                "{statement}\n{}",
-                plan.join("\n")
-            );
-        }
-        drop(schema);
     }
 }

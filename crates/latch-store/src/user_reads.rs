@@ -3,8 +3,8 @@
 //! all three (other user-wide logouts the last two; sign-ins, SCIM and the admin API read through
 //! the same thread); alone, each is a hand-off to a blocking thread, a pooled connection and a
 //! statement. One thread takes every read waiting at that moment and makes one query per kind
-//! for all of them (`= ANY(…)` on PostgreSQL, prepared once per connection with a plan that uses
-//! the indexes, see `batch::PG_PLANS`; `IN (…)` on SQLite).
+//! for all of them (`= ANY(…)` on PostgreSQL, planned per execution, see [`Planned`]; `IN (…)` on
+//! SQLite).
 //!
 //! Each read keeps its own answer: a query's rows are a superset of what each read asked for
 //! (the identities matching any of the batch's connections, issuers and subjects; the tokens
@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use latch_core::StoreError;
 use latch_core::model::{Identity, RefreshToken, User};
 
-use crate::batch::{Batcher, Db, OwnConn, Reply, answer_all, describe, with_conn};
+use crate::batch::{Batcher, Db, OwnConn, Planned, Reply, answer_all, describe, with_conn};
 use crate::conn::DbConnection;
 use crate::rows::{IdentityRow, RefreshRow, UserRow, db_err};
 use crate::schema::{grants, identities, refresh_tokens, users};
@@ -98,7 +98,7 @@ type IdentityJob = (String, String, String, Reply<Option<(Identity, User)>>);
 type TokensJob = (String, i64, Reply<Vec<RefreshToken>>);
 type GrantJob = (String, Reply<bool>);
 
-pub(crate) fn read(jobs: Vec<Read>, db: &Db, own: &OwnConn) {
+fn read(jobs: Vec<Read>, db: &Db, own: &OwnConn) {
     let (mut ids, mut tokens, mut grants) = (Vec::new(), Vec::new(), Vec::new());
     for j in jobs {
         match j {
@@ -169,7 +169,7 @@ fn identities_of(jobs: Vec<IdentityJob>, db: &Db, own: &OwnConn) -> Option<Strin
             };
         }
         let rows: Vec<(IdentityRow, UserRow)> = match conn {
-            DbConnection::Pg(pg) => query!().load(pg),
+            DbConnection::Pg(pg) => Planned(query!()).load(pg),
             DbConnection::Sqlite(lite) => query!().load(lite),
         }
         .map_err(db_err("identity", "subject"))?;
@@ -222,7 +222,7 @@ fn tokens_of(jobs: Vec<TokensJob>, db: &Db, own: &OwnConn) -> Option<String> {
             };
         }
         match conn {
-            DbConnection::Pg(pg) => query!().load::<RefreshRow>(pg),
+            DbConnection::Pg(pg) => Planned(query!()).load::<RefreshRow>(pg),
             DbConnection::Sqlite(lite) => query!().load::<RefreshRow>(lite),
         }
         .map_err(db_err("refresh token", "user_id"))
@@ -270,7 +270,7 @@ fn grants_of(jobs: Vec<GrantJob>, db: &Db, own: &OwnConn) -> Option<String> {
             };
         }
         match conn {
-            DbConnection::Pg(pg) => query!().load::<String>(pg),
+            DbConnection::Pg(pg) => Planned(query!()).load::<String>(pg),
             DbConnection::Sqlite(lite) => query!().load::<String>(lite),
         }
         .map_err(db_err("grant", "user_id"))
