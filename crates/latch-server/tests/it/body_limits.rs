@@ -231,6 +231,14 @@ async fn start(test: &str, backends: Backends) -> Option<Latch> {
     env.push(("LATCH_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
     let config = Config::from_sources(None, &env).unwrap();
     let started = bootstrap::start(config).await.unwrap();
+    // The next signing keys a start generates in the background, done before the first
+    // snapshot: published during the loop, they would read as a change a refused body made.
+    started
+        .state
+        .keys
+        .publish_missing_next_keys()
+        .await
+        .unwrap();
     Some(Latch {
         state: started.state,
         _keep: (dir, schema),
@@ -532,10 +540,10 @@ async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends
                 assert!(!text.is_empty(), "{what}: a 413 says why");
             }
         }
-        assert!(
-            snapshot().await == before,
-            "{what}: a refused body changed something"
-        );
+        let after = snapshot().await;
+        if let Some((b, a)) = before.iter().zip(&after).find(|(b, a)| b != a) {
+            panic!("{what}: a refused body changed something:\nbefore: {b}\nafter:  {a}");
+        }
         // And the limit is the one listed, not lower: a body of exactly that size is read (and
         // refused for what it says; it is no valid request).
         let limit = match route.body {
