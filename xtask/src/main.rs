@@ -251,23 +251,20 @@ enum FuzzBuild {
 
 /// The build flags of `cargo fuzz build` and `run`: one target dir per sanitizer so `test`
 /// (none) and `fuzz` (address) do not rebuild each other.
-fn fuzz_build_flags(sanitizer: &str, build: FuzzBuild) -> Vec<String> {
-    let mut flags: Vec<String> = vec![
+fn fuzz_build_flags(sanitizer: &str, build: FuzzBuild) -> [String; 7] {
+    [
         "--fuzz-dir".into(),
         "fuzz".into(),
-        "--sanitizer".into(),
-        sanitizer.into(),
-        "--target-dir".into(),
-        format!("fuzz/target/{sanitizer}"),
-    ];
-    flags.push(
         match build {
             FuzzBuild::Search => "--debug-assertions",
             FuzzBuild::Smoke => "--dev",
         }
         .into(),
-    );
-    flags
+        "--sanitizer".into(),
+        sanitizer.into(),
+        "--target-dir".into(),
+        format!("fuzz/target/{sanitizer}"),
+    ]
 }
 
 /// cargo-fuzz on the PATH, installed from crates.io when missing.

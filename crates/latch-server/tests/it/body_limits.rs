@@ -6,13 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use actix_web::test;
-use latch_server::AppState;
-use latch_server::bootstrap;
-use latch_server::config::Config;
-use latch_testkit::env::{PgSchema, TempDir};
 use serde_json::{Value, json};
 
-use crate::support::{Backends, TOKEN, env_for};
+use crate::support::{Backends, TOKEN, harness_with};
 
 pub(crate) const ADMIN_PASSWORD: &str = "Admin-Passw0rd-for-body-limits";
 
@@ -215,36 +211,6 @@ fn the_route_list_matches_the_route_table() {
     );
 }
 
-/// A Latch on `backends` with an admin password, in-process.
-struct Latch {
-    state: AppState,
-    _keep: (TempDir, Option<PgSchema>),
-}
-
-async fn start(test: &str, backends: Backends) -> Option<Latch> {
-    let (mut env, dir, schema) = tokio::task::spawn_blocking({
-        let test = test.to_owned();
-        move || env_for(&test, backends)
-    })
-    .await
-    .unwrap()?;
-    env.push(("LATCH_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
-    let config = Config::from_sources(None, &env).unwrap();
-    let started = bootstrap::start(config).await.unwrap();
-    // The next signing keys a start generates in the background, done before the first
-    // snapshot: published during the loop, they would read as a change a refused body made.
-    started
-        .state
-        .keys
-        .publish_missing_next_keys()
-        .await
-        .unwrap();
-    Some(Latch {
-        state: started.state,
-        _keep: (dir, schema),
-    })
-}
-
 /// Cookies set by the answers, sent back as a browser would (names and values only).
 #[derive(Default)]
 pub(crate) struct Jar(BTreeMap<String, String>);
@@ -337,7 +303,11 @@ where
 }
 
 async fn each_route_refuses_a_body_over_its_limit(test: &str, backends: Backends) {
-    let Some(latch) = start(test, backends).await else {
+    // The shared harness, whose start also publishes the next signing keys a start leaves to the
+    // background: published during the loop, they would read as a change a refused body made.
+    let Some(latch) =
+        harness_with(test, backends, &[("LATCH_ADMIN_PASSWORD", ADMIN_PASSWORD)]).await
+    else {
         return;
     };
     let app = test::init_service(latch_server::app::app(latch.state.clone())).await;
