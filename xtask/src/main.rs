@@ -345,7 +345,15 @@ fn fuzz_targets(targets: &[String], seconds: u64, sanitizer: &str, mode: FuzzBui
     }
     let logs = root.join("fuzz/target/logs");
     let _ = std::fs::create_dir_all(&logs);
+    // libFuzzer runs on one thread: one target per core at a time.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut running: std::collections::VecDeque<(String, std::process::Child, PathBuf)> =
+        std::collections::VecDeque::new();
     let mut reports = Vec::new();
+    let finish = |(t, mut child, log): (String, std::process::Child, PathBuf)| {
+        let ok = child.wait().is_ok_and(|s| s.success());
+        read_report(&t, ok, log)
+    };
     for t in &targets {
         let work = root.join("fuzz/target/corpus").join(t);
         let _ = std::fs::create_dir_all(&work);
@@ -377,9 +385,20 @@ fn fuzz_targets(targets: &[String], seconds: u64, sanitizer: &str, mode: FuzzBui
             "xtask: fuzzing {t} for {seconds} s (log: {})",
             log.display()
         );
-        let ok = cmd.status().is_ok_and(|s| s.success());
-        reports.push(read_report(t, ok, log));
+        if running.len() == cores
+            && let Some(oldest) = running.pop_front()
+        {
+            reports.push(finish(oldest));
+        }
+        match cmd.spawn() {
+            Ok(child) => running.push_back((t.clone(), child, log)),
+            Err(e) => {
+                eprintln!("xtask: could not start cargo fuzz run {t}: {e}");
+                reports.push(read_report(t, false, log));
+            }
+        }
     }
+    reports.extend(running.into_iter().map(finish));
     eprintln!();
     eprintln!(
         "xtask: {:<26} {:>10} {:>8} {:>8}  result",
