@@ -518,8 +518,16 @@ async fn start_latch(
         .env("LATCH_DATA_DIR", dir)
         .env("LATCH_SECRET_KEY", SECRET_KEY)
         .env("LATCH_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
+        // LATCH_BENCH_LOG: the servers' RUST_LOG, their log (on stdout) shown (profiling).
+        .env(
+            "RUST_LOG",
+            std::env::var("LATCH_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .stdout(if std::env::var_os("LATCH_BENCH_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit());
     if let Some((db, redis)) = pg {
         cmd.env("LATCH_DATABASE_URL", db)

@@ -23,7 +23,7 @@ use diesel::prelude::*;
 use latch_core::StoreError;
 use latch_core::model::{RefreshToken, User};
 
-use crate::batch::{Batcher, Db, OwnConn, Planned, Reply, answer_all, with_conn};
+use crate::batch::{Batcher, Db, GenericPlans, OwnConn, Reply, answer_all, with_conn};
 use crate::conn::DbConnection;
 use crate::rows::{RefreshRow, UserRow};
 use crate::schema::{grants, refresh_tokens, users};
@@ -108,7 +108,7 @@ fn rotate_jobs(jobs: Vec<Rotation>, db: &Db, own: &OwnConn) {
 /// One lookup batch: every digest in one query.
 fn look_up(jobs: Vec<Lookup>, db: &Db, own: &OwnConn) {
     let digests: Vec<String> = jobs.iter().map(|j| j.digest.clone()).collect();
-    let found = with_conn(db, own, false, |conn| {
+    let found = with_conn(db, own, false, |conn, plans| {
         // The token with its grant's revocation and its user, for every digest of the batch.
         macro_rules! query {
             () => {
@@ -124,7 +124,7 @@ fn look_up(jobs: Vec<Lookup>, db: &Db, own: &OwnConn) {
             };
         }
         let rows: Vec<(RefreshRow, Option<i64>, Option<UserRow>)> = match conn {
-            DbConnection::Pg(pg) => Planned(query!()).load(pg),
+            DbConnection::Pg(pg) => plans.load(pg, query!()),
             DbConnection::Sqlite(lite) => query!().load(lite),
         }
         .map_err(crate::rows::db_err("refresh token", "digest"))?;
@@ -159,7 +159,7 @@ fn look_up(jobs: Vec<Lookup>, db: &Db, own: &OwnConn) {
 /// the others do not fail with it; any other failure (the database unreachable, locked, full)
 /// is every rotation's answer.
 fn write(batch: Vec<Rotation>, db: &Db, own: &OwnConn) {
-    match with_conn(db, own, true, |c| rotate_batch(c, &batch)) {
+    match with_conn(db, own, true, |c, plans| rotate_batch(c, plans, &batch)) {
         Ok(rotated) => {
             for j in batch {
                 let won = rotated.contains(&j.new.id);
@@ -179,12 +179,13 @@ fn write(batch: Vec<Rotation>, db: &Db, own: &OwnConn) {
 /// The ids of the successors stored (their old tokens rotated), in one transaction.
 fn rotate_batch(
     conn: &mut DbConnection,
+    plans: &mut GenericPlans,
     batch: &[Rotation],
 ) -> Result<HashSet<String>, StoreError> {
     let err = crate::rows::db_err("refresh token", "digest");
     if let DbConnection::Pg(pg) = conn {
         let q = RotateBatchPg::new(batch);
-        let rotated: Vec<String> = Planned(q).load(pg).map_err(err)?;
+        let rotated: Vec<String> = plans.load(pg, q).map_err(err)?;
         return Ok(rotated.into_iter().collect());
     }
     conn.transaction::<_, diesel::result::Error, _>(|c| {
@@ -214,8 +215,8 @@ fn rotate_batch(
 /// A batch of rotations on PostgreSQL as one statement: the rotations arrive as one array per
 /// column (`unnest`). Returns the ids of the successors it stored: an old token that two
 /// rotations named (the batch never does) is updated once, and only the successor of the input
-/// row that updated it is stored. Run as [`Planned`]: with the table's size at the time, each
-/// old token is looked up by its primary key.
+/// row that updated it is stored. Run through [`GenericPlans`]: each old token is looked up by
+/// its primary key.
 struct RotateBatchPg {
     old: Vec<String>,
     now: Vec<i64>,
@@ -261,6 +262,8 @@ impl diesel::query_builder::QueryId for RotateBatchPg {
 impl diesel::query_builder::Query for RotateBatchPg {
     type SqlType = diesel::sql_types::Text;
 }
+
+impl<Conn> diesel::RunQueryDsl<Conn> for RotateBatchPg {}
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg {
     fn walk_ast<'b>(

@@ -3,8 +3,8 @@
 //! all three (other user-wide logouts the last two; sign-ins, SCIM and the admin API read through
 //! the same thread); alone, each is a hand-off to a blocking thread, a pooled connection and a
 //! statement. One thread takes every read waiting at that moment and makes one query per kind
-//! for all of them (`= ANY(…)` on PostgreSQL, planned per execution, see [`Planned`]; `IN (…)` on
-//! SQLite).
+//! for all of them (`= ANY(…)` on PostgreSQL, run through [`crate::batch::GenericPlans`]; `IN (…)`
+//! on SQLite).
 //!
 //! Each read keeps its own answer: a query's rows are a superset of what each read asked for
 //! (the identities matching any of the batch's connections, issuers and subjects; the tokens
@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use latch_core::StoreError;
 use latch_core::model::{Identity, RefreshToken, User};
 
-use crate::batch::{Batcher, Db, OwnConn, Planned, Reply, answer_all, describe, with_conn};
+use crate::batch::{Batcher, Db, OwnConn, Reply, answer_all, describe, with_conn};
 use crate::conn::DbConnection;
 use crate::rows::{IdentityRow, RefreshRow, UserRow, db_err};
 use crate::schema::{grants, identities, refresh_tokens, users};
@@ -157,7 +157,7 @@ fn identities_of(jobs: Vec<IdentityJob>, db: &Db, own: &OwnConn) -> Option<Strin
     let issuers = distinct(jobs.iter().map(|j| &j.1));
     let subjects = distinct(jobs.iter().map(|j| &j.2));
     type Found = HashMap<(String, String, String), Result<(Identity, User), String>>;
-    let found = with_conn(db, own, false, |conn| -> Result<Found, StoreError> {
+    let found = with_conn(db, own, false, |conn, plans| -> Result<Found, StoreError> {
         macro_rules! query {
             () => {
                 identities::table
@@ -169,7 +169,7 @@ fn identities_of(jobs: Vec<IdentityJob>, db: &Db, own: &OwnConn) -> Option<Strin
             };
         }
         let rows: Vec<(IdentityRow, UserRow)> = match conn {
-            DbConnection::Pg(pg) => Planned(query!()).load(pg),
+            DbConnection::Pg(pg) => plans.load(pg, query!()),
             DbConnection::Sqlite(lite) => query!().load(lite),
         }
         .map_err(db_err("identity", "subject"))?;
@@ -209,7 +209,7 @@ fn tokens_of(jobs: Vec<TokensJob>, db: &Db, own: &OwnConn) -> Option<String> {
     let users = distinct(jobs.iter().map(|j| &j.0));
     // The earliest `now` of the batch: a superset of every read's live tokens.
     let since = jobs.iter().map(|j| j.1).min().unwrap_or_default();
-    let rows = with_conn(db, own, false, |conn| {
+    let rows = with_conn(db, own, false, |conn, plans| {
         macro_rules! query {
             () => {
                 refresh_tokens::table
@@ -222,7 +222,7 @@ fn tokens_of(jobs: Vec<TokensJob>, db: &Db, own: &OwnConn) -> Option<String> {
             };
         }
         match conn {
-            DbConnection::Pg(pg) => Planned(query!()).load::<RefreshRow>(pg),
+            DbConnection::Pg(pg) => plans.load::<_, RefreshRow>(pg, query!()),
             DbConnection::Sqlite(lite) => query!().load::<RefreshRow>(lite),
         }
         .map_err(db_err("refresh token", "user_id"))
@@ -259,7 +259,7 @@ fn tokens_of(jobs: Vec<TokensJob>, db: &Db, own: &OwnConn) -> Option<String> {
 
 fn grants_of(jobs: Vec<GrantJob>, db: &Db, own: &OwnConn) -> Option<String> {
     let users = distinct(jobs.iter().map(|j| &j.0));
-    let holders = with_conn(db, own, false, |conn| {
+    let holders = with_conn(db, own, false, |conn, plans| {
         macro_rules! query {
             () => {
                 grants::table
@@ -270,7 +270,7 @@ fn grants_of(jobs: Vec<GrantJob>, db: &Db, own: &OwnConn) -> Option<String> {
             };
         }
         match conn {
-            DbConnection::Pg(pg) => Planned(query!()).load::<String>(pg),
+            DbConnection::Pg(pg) => plans.load::<_, String>(pg, query!()),
             DbConnection::Sqlite(lite) => query!().load::<String>(lite),
         }
         .map_err(db_err("grant", "user_id"))
