@@ -108,7 +108,31 @@ const PG_GENERIC: &str = "SET plan_cache_mode = force_generic_plan;";
 /// A batch thread's own connection, opened at first use and again after one stops answering,
 /// with the checks of its statements' plans. (Not from the pool: its settings would be left on
 /// a connection other queries use.)
-pub(crate) type OwnConn = Mutex<Option<(DbConnection, GenericPlans)>>;
+pub(crate) struct OwnConn {
+    slot: Mutex<Option<(DbConnection, GenericPlans)>>,
+    /// Whether its statements keep checked generic plans ([`GenericPlans`]) on PostgreSQL, or
+    /// are planned at each execution for their values.
+    generic: bool,
+}
+
+impl OwnConn {
+    /// A connection whose statements keep checked generic plans (the refresh grant's).
+    pub(crate) fn generic() -> Self {
+        Self {
+            slot: Mutex::new(None),
+            generic: true,
+        }
+    }
+
+    /// A connection whose statements are planned at each execution (a GTR's reads: their
+    /// generic plans mostly fail the check, see `user_reads`).
+    pub(crate) fn planned() -> Self {
+        Self {
+            slot: Mutex::new(None),
+            generic: false,
+        }
+    }
+}
 
 /// Runs `f` on the thread's own connection (after the write turn on SQLite when `write`). A
 /// failure after which the connection does not answer drops it (the next batch opens another)
@@ -122,14 +146,14 @@ pub(crate) fn with_conn<T>(
     use diesel::r2d2::ManageConnection;
     let _turn = (write && db.backend == Backend::Sqlite)
         .then(|| db.write_lock.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut slot = own.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = own.slot.lock().unwrap_or_else(|p| p.into_inner());
     let (conn, plans) = match &mut *slot {
         Some((conn, plans)) => {
             // A connection whose generic plans failed their checks is replaced (when another
             // can be opened), so that its statements are prepared again and their plans made
             // for the tables as they are now.
             if plans.renewal_due()
-                && let Ok(fresh) = open(db)
+                && let Ok(fresh) = open(db, own.generic)
             {
                 *conn = fresh;
                 plans.renewed();
@@ -137,8 +161,8 @@ pub(crate) fn with_conn<T>(
             (conn, plans)
         }
         None => {
-            let plans = GenericPlans::new(db.manager.clone());
-            let (conn, plans) = slot.insert((open(db)?, plans));
+            let plans = GenericPlans::new(db.manager.clone(), own.generic);
+            let (conn, plans) = slot.insert((open(db, own.generic)?, plans));
             (conn, plans)
         }
     };
@@ -153,8 +177,9 @@ pub(crate) fn with_conn<T>(
     }
 }
 
-/// A new connection for a batch thread, with [`PG_LIMITS`] and [`PG_GENERIC`] on PostgreSQL.
-fn open(db: &Db) -> Result<DbConnection, StoreError> {
+/// A new connection for a batch thread, with [`PG_LIMITS`] on PostgreSQL, and [`PG_GENERIC`]
+/// when its statements keep generic plans.
+fn open(db: &Db, generic: bool) -> Result<DbConnection, StoreError> {
     use diesel::connection::SimpleConnection;
     use diesel::r2d2::ManageConnection;
     let mut conn = db
@@ -162,7 +187,8 @@ fn open(db: &Db) -> Result<DbConnection, StoreError> {
         .connect()
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     if let DbConnection::Pg(pg) = &mut conn {
-        pg.batch_execute(&format!("{PG_LIMITS} {PG_GENERIC}"))
+        let generic = if generic { PG_GENERIC } else { "" };
+        pg.batch_execute(&format!("{PG_LIMITS} {generic}"))
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     }
     Ok(conn)
@@ -214,6 +240,11 @@ pub(crate) fn describe(e: &StoreError) -> String {
 /// How often a batch connection checks the generic plan of each statement it keeps prepared.
 const PLAN_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// A plan in use is checked again after this many executions, if that comes before
+/// [`PLAN_CHECK_EVERY`]: while tables grow fast (a GTR bench's 8,000 users seeded in 5 s), a
+/// second of executions with a plan gone stale held single-session GTR at about 1,000/s.
+const PLAN_CHECK_RUNS: u32 = 64;
+
 /// A table a checked generic plan scans whole may grow to twice the size it had when the plan
 /// was first checked, or to this (8 pages of 8 KiB), whichever is larger.
 const SEQ_SCAN_FREE_BYTES: i64 = 64 * 1024;
@@ -236,7 +267,8 @@ const GENERIC_PLAN_MAX_COST: f64 = 500.0;
 /// change): one made while `refresh_tokens` was small scanned it sequentially as it grew (the
 /// refresh rate fell by half within 30 seconds), and with sequential scans turned off, the
 /// planner chose whole-index scans with a filter instead. So each connection checks the plan it
-/// actually holds: at the first execution and then at most every [`PLAN_CHECK_EVERY`], it asks
+/// actually holds: at the first execution and then every [`PLAN_CHECK_EVERY`] or
+/// [`PLAN_CHECK_RUNS`] executions, whichever comes first, it asks
 /// PostgreSQL for the plan of its prepared statement (`EXPLAIN EXECUTE`) and keeps using it only
 /// if its estimated cost is at most [`GENERIC_PLAN_MAX_COST`], it reads no index without an
 /// index condition, and each table it scans whole is at most twice as large as when the plan
@@ -252,6 +284,8 @@ const GENERIC_PLAN_MAX_COST: f64 = 500.0;
 /// up to [`RENEW_AFTER_MAX`]), so that its statements are prepared again with plans made for
 /// the tables as they are then.
 pub(crate) struct GenericPlans {
+    /// Whether the statements keep generic plans at all ([`OwnConn::generic`]).
+    enabled: bool,
     /// Opens the second connection.
     manager: Arc<Manager>,
     /// The second connection, for statements planned at each execution.
@@ -272,6 +306,8 @@ pub(crate) struct GenericPlans {
 struct Checked {
     good: bool,
     at: Instant,
+    /// Executions with its generic plan since.
+    runs: u32,
     /// The size in bytes of each table its plan scans whole, when first seen in a check.
     scanned: HashMap<String, i64>,
 }
@@ -280,8 +316,9 @@ struct Checked {
 const RENEW_AFTER_MAX: Duration = Duration::from_secs(64);
 
 impl GenericPlans {
-    pub(crate) fn new(manager: Arc<Manager>) -> Self {
+    pub(crate) fn new(manager: Arc<Manager>, enabled: bool) -> Self {
         Self {
+            enabled,
             manager,
             planned: None,
             checked: HashMap::new(),
@@ -316,8 +353,11 @@ impl GenericPlans {
         Planned<Q>: diesel::query_dsl::LoadQuery<'q, diesel::PgConnection, U>,
     {
         use diesel::RunQueryDsl;
+        if !self.enabled {
+            return Planned(q).load(pg);
+        }
         let sql = sql_of(&q)?;
-        let generic = match self.checked.get(&sql) {
+        let generic = match self.checked.get_mut(&sql) {
             None => {
                 // The first execution on this connection prepares the statement, and its
                 // generic plan is made now, for the tables as they are; then it is checked.
@@ -325,7 +365,10 @@ impl GenericPlans {
                 self.check(pg, sql);
                 return Ok(rows);
             }
-            Some(c) if c.at.elapsed() < self.every => c.good,
+            Some(c) if c.at.elapsed() < self.every && c.runs < PLAN_CHECK_RUNS => {
+                c.runs += u32::from(c.good);
+                c.good
+            }
             Some(_) => self.check(pg, sql),
         };
         if generic {
@@ -386,7 +429,16 @@ impl GenericPlans {
             self.renew_at = Some(Instant::now() + self.renew_after);
         }
         let at = Instant::now();
-        self.checked.insert(sql, Checked { good, at, scanned });
+        let runs = u32::from(good);
+        self.checked.insert(
+            sql,
+            Checked {
+                good,
+                at,
+                runs,
+                scanned,
+            },
+        );
         good
     }
 
@@ -593,6 +645,44 @@ mod tests {
         }
     }
 
+    /// On PostgreSQL: the refresh grant's batch connections keep generic plans, a GTR's reads'
+    /// do not (their unnamed statements are planned for their values).
+    #[test]
+    fn only_generic_batch_connections_force_generic_plans() {
+        let Some(base) = latch_testkit::env::postgres_url("generic_batch_connections") else {
+            return;
+        };
+        let schema = latch_testkit::env::PgSchema::create(&base);
+        let db = Db {
+            manager: Arc::new(Manager::new(&schema.url).unwrap()),
+            write_lock: Arc::new(Mutex::new(())),
+            backend: Backend::Postgres,
+        };
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            plan_cache_mode: String,
+        }
+        let mode = |own: &OwnConn| {
+            with_conn(&db, own, false, |conn, _| {
+                let DbConnection::Pg(pg) = conn else {
+                    panic!("a PostgreSQL store");
+                };
+                let m: Mode = diesel::RunQueryDsl::get_result(
+                    diesel::sql_query(
+                        "SELECT current_setting('plan_cache_mode') AS plan_cache_mode",
+                    ),
+                    pg,
+                )
+                .unwrap();
+                Ok(m.plan_cache_mode)
+            })
+            .unwrap()
+        };
+        assert_eq!(mode(&OwnConn::generic()), "force_generic_plan");
+        assert_eq!(mode(&OwnConn::planned()), "auto");
+    }
+
     /// How many times PostgreSQL ran the generic plan of the prepared statement `sql`.
     fn generic_runs(pg: &mut diesel::PgConnection, sql: &str) -> i64 {
         use diesel::RunQueryDsl;
@@ -656,7 +746,7 @@ mod tests {
 
         let mut plans = GenericPlans {
             every: Duration::from_secs(3600),
-            ..GenericPlans::new(manager.clone())
+            ..GenericPlans::new(manager.clone(), true)
         };
         for _ in 0..4 {
             let notes: Vec<String> = plans.load(&mut pg, by_id()).unwrap();
@@ -678,11 +768,12 @@ mod tests {
         // later executions are planned, not run prepared.
         pg.batch_execute(&fill.replace("1, 5000", "5001, 15000"))
             .unwrap();
-        plans.every = Duration::ZERO;
-        let found: Vec<String> = plans.load(&mut pg, by_note()).unwrap();
-        assert_eq!(found, ["id4242", "id7"]);
+        // Checked again within PLAN_CHECK_RUNS executions, though the hour is not up.
+        for _ in 0..PLAN_CHECK_RUNS {
+            let found: Vec<String> = plans.load(&mut pg, by_note()).unwrap();
+            assert_eq!(found, ["id4242", "id7"]);
+        }
         assert!(!plans.checked[&note_sql].good, "three times the size fails");
-        plans.every = Duration::from_secs(3600);
         let runs = generic_runs(&mut pg, &note_sql);
         for _ in 0..3 {
             let found: Vec<String> = plans.load(&mut pg, by_note()).unwrap();
@@ -718,7 +809,7 @@ mod tests {
         let mut plans = GenericPlans {
             every: Duration::ZERO,
             renew_after: Duration::ZERO,
-            ..GenericPlans::new(manager.clone())
+            ..GenericPlans::new(manager.clone(), true)
         };
         let notes: Vec<String> = plans.load(&mut pg, by_id()).unwrap();
         assert_eq!(notes, ["note7"]);

@@ -57,11 +57,11 @@ impl RefreshBatches {
     pub fn start(db: Db) -> Result<Self, StoreError> {
         let w = db.clone();
         let rotations = Batcher::start("latch-rotate", "refresh token rotation", 1, BATCH, {
-            let own = OwnConn::default();
+            let own = OwnConn::generic();
             move |jobs| rotate_jobs(jobs, &w, &own)
         })?;
         let lookups = Batcher::start("latch-lookup", "refresh token lookup", 1, BATCH, {
-            let own = OwnConn::default();
+            let own = OwnConn::generic();
             move |jobs| look_up(jobs, &db, &own)
         })?;
         Ok(Self { rotations, lookups })
