@@ -257,9 +257,9 @@ const SEQ_SCAN_FREE_BYTES: i64 = 64 * 1024;
 /// costs in proportion to the table, over 1,000 in the GTR bench.
 const GENERIC_PLAN_MAX_COST: f64 = 500.0;
 
-/// The batched PostgreSQL statements, run prepared with a generic plan while that plan is one
-/// whose cost does not grow with the tables, and planned at each execution ([`Planned`])
-/// otherwise.
+/// The refresh grant's batched PostgreSQL statements ([`OwnConn::generic`]), run prepared with
+/// a generic plan while that plan is one whose cost does not grow with the tables, and planned
+/// at each execution ([`Planned`]) otherwise.
 ///
 /// Planning the batch statements at each execution took about a third of PostgreSQL's CPU in
 /// the refresh bench. But a generic plan is made once, with the tables' sizes at that moment,
