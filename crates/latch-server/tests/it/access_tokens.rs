@@ -7,7 +7,9 @@ use actix_web::test;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page};
-use crate::oidc::{CB, PASSWORD, authorize_uri, exchange, fixture, sign_in, urlencode};
+use crate::oidc::{
+    CB, PASSWORD, authorize_uri, exchange, fixture, sign_in, sign_in_web, urlencode,
+};
 use crate::on_all_backends;
 use crate::support::{Harness, api};
 
@@ -233,15 +235,7 @@ on_all_backends!(ends_access_tokens, ends_access_tokens);
 async fn code_after_logout(h: Harness) {
     let app = crate::app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let code = done.param("code").unwrap();
     api(
         &app,

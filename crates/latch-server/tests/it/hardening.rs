@@ -4,7 +4,7 @@
 use actix_web::test;
 
 use crate::browser::Browser;
-use crate::oidc::{CB, PASSWORD, authorize_uri, fixture, sign_in};
+use crate::oidc::{CB, PASSWORD, authorize_uri, fixture, sign_in_web};
 use crate::on_all_backends;
 use crate::support::{Backends, Harness, harness_with};
 
@@ -13,15 +13,7 @@ use crate::support::{Backends, Harness, harness_with};
 async fn max_age_at_the_limit(h: Harness) {
     let app = crate::app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     assert!(done.param("code").is_some());
     for extreme in ["9223372036854775807", "9223372036854775806"] {
         let p = b

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backchannel::Receiver;
 use crate::browser::Browser;
-use crate::oidc::{CB, PASSWORD, authorize_uri, fixture, sign_in};
+use crate::oidc::{CB, PASSWORD, authorize_uri, fixture, sign_in, sign_in_web};
 use crate::support::{Backends, Harness, TOKEN, api, call, eventually, harness_with};
 use crate::{app, on_all_backends};
 
@@ -489,15 +489,7 @@ async fn a_new_password_ends_every_session(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
     let user = UserId::new(&f.user_id);
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let t = crate::oidc::exchange(&app, &mut b, &done.param("code").unwrap(), CB, &f.web)
         .await
         .json();

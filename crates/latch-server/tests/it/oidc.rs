@@ -100,6 +100,29 @@ where
     .await
 }
 
+/// A new browser that signed the fixture's user in at the web client, and the redirect to the
+/// app (with the code).
+pub async fn sign_in_web<S, B>(app: &S, f: &Fixture) -> (Browser, Page)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let mut b = Browser::new();
+    let done = sign_in(
+        app,
+        &mut b,
+        &authorize_uri(&f.web.0, CB, ""),
+        &f.email,
+        PASSWORD,
+    )
+    .await;
+    (b, done)
+}
+
 pub async fn exchange<S, B>(
     app: &S,
     b: &mut Browser,
@@ -392,15 +415,7 @@ on_all_backends!(sign_in_sso_and_tokens, sign_in_sso_and_tokens);
 async fn code_replay_and_refresh_reuse(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let code = done.param("code").unwrap();
     let t = exchange(&app, &mut b, &code, CB, &f.web).await.json();
     let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
@@ -517,15 +532,7 @@ on_all_backends!(code_replay_and_refresh_reuse, code_replay_and_refresh_reuse);
 async fn concurrent_refreshes_of_one_token_have_one_winner(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let code = done.param("code").unwrap();
     let t = exchange(&app, &mut b, &code, CB, &f.web).await.json();
     let rt = t["refresh_token"].as_str().unwrap().to_owned();
@@ -787,15 +794,7 @@ on_all_backends!(rejections, rejections);
 async fn rp_initiated_logout(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let t = exchange(&app, &mut b, &done.param("code").unwrap(), CB, &f.web)
         .await
         .json();
@@ -932,15 +931,7 @@ on_all_backends!(rp_initiated_logout, rp_initiated_logout);
 async fn keys_rotate(h: Harness) {
     let app = app!(h);
     let f = fixture(&app).await;
-    let mut b = Browser::new();
-    let done = sign_in(
-        &app,
-        &mut b,
-        &authorize_uri(&f.web.0, CB, ""),
-        &f.email,
-        PASSWORD,
-    )
-    .await;
+    let (mut b, done) = sign_in_web(&app, &f).await;
     let t = exchange(&app, &mut b, &done.param("code").unwrap(), CB, &f.web)
         .await
         .json();
