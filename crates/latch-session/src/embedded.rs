@@ -123,6 +123,9 @@ impl EmbeddedSessionStore {
                 .max_size(8)
                 // Opened as load needs them, not eight at start (idle memory).
                 .min_idle(Some(1))
+                // No `SELECT 1` parsed and run before every use: a connection to a local file
+                // does not go stale, and a failing query reports its own error.
+                .test_on_check_out(false)
                 .connection_customizer(Box::new(Pragmas))
                 .build(ConnectionManager::<SqliteConnection>::new(url))
                 .map_err(|e| SessionError::Unavailable(Box::new(e)))
