@@ -123,6 +123,43 @@ impl Drop for Proc {
     }
 }
 
+/// The Redis keys of one Latch instance's prefix, deleted on drop (the run's database is dropped
+/// the same way): a run leaves hundreds of thousands of keys behind otherwise, which slowed the
+/// test suite's `KEYS` reads on the same Redis until they timed out.
+struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(mut c) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut c)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&keys).query(&mut c);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
 /// A fresh database for the run, reached without TLS when on loopback. libpq's default
 /// `sslmode=prefer` takes TLS when the server offers it, which only costs CPU on loopback: it
 /// was 10% of PostgreSQL's and 9% of Latch's database threads' CPU in the profiles (Redis is
@@ -410,6 +447,8 @@ struct Target {
     refresh_goal: f64,
     latch: Option<LatchSide>,
     _proc: Proc,
+    /// After the process: its keys go once it has stopped writing them.
+    _redis: Option<RedisKeys>,
 }
 
 impl Target {
@@ -495,6 +534,7 @@ async fn start_peer() -> Target {
         base,
         latch: None,
         _proc: proc,
+        _redis: None,
     }
 }
 
@@ -651,7 +691,7 @@ async fn start_latch(
     );
     let sessions: Arc<dyn SessionStore> = match pg {
         Some((_, redis)) => Arc::new(
-            latch_session::RedisSessionStore::connect(redis, prefix)
+            latch_session::RedisSessionStore::connect(redis, prefix.clone())
                 .await
                 .expect("Redis sessions"),
         ),
@@ -683,6 +723,10 @@ async fn start_latch(
             sink,
         }),
         _proc: proc,
+        _redis: pg.map(|(_, redis)| RedisKeys {
+            url: redis.to_owned(),
+            prefix: prefix.clone(),
+        }),
     }
 }
 

@@ -78,7 +78,8 @@ struct Pragmas;
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, c: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         c.batch_execute(
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA wal_autocheckpoint = 100000;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -90,6 +91,60 @@ type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
 #[derive(Clone)]
 pub struct EmbeddedSessionStore {
     pool: Pool<ConnectionManager<SqliteConnection>>,
+    /// Dropped with the last clone of the store, after `pool`: the checkpoint thread then ends,
+    /// and its connections are closed before the drop returns.
+    _checkpoints: std::sync::Arc<Checkpoints>,
+}
+
+/// The checkpoint thread: stopped and waited for on drop, so that the file's last connection
+/// (whose close checkpoints the WAL and removes it) is closed when the store's drop returns, as
+/// when the store held the only pool.
+struct Checkpoints {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often the checkpoint thread moves the WAL's pages into the session file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints the session file's WAL every [`CHECKPOINT_EVERY`] on a thread of its own until
+/// the returned [`Checkpoints`] is dropped; connections leave checkpoints to it up to 100,000 WAL pages. A
+/// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them. Left to
+/// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint and its fsync
+/// itself while holding the write lock, and every session write waits behind it (the main
+/// store's WAL is checkpointed the same way, for the same reason).
+fn checkpoints(
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+) -> Result<Checkpoints, SessionError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let (tx, stop) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("latch-sess-ckpt".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+                let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+                    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "SQLite WAL checkpoint of the session file failed");
+                }
+            }
+        })
+        .map(|t| Checkpoints {
+            stop: Some(tx),
+            thread: Some(t),
+        })
+        .map_err(|e| SessionError::Unavailable(Box::new(e)))
 }
 
 impl std::fmt::Debug for EmbeddedSessionStore {
@@ -132,7 +187,10 @@ impl EmbeddedSessionStore {
         })
         .await
         .map_err(internal)??;
-        let store = Self { pool };
+        let store = Self {
+            _checkpoints: std::sync::Arc::new(checkpoints(pool.clone())?),
+            pool,
+        };
         store
             .run(|c| {
                 c.run_pending_migrations(MIGRATIONS)
@@ -845,5 +903,60 @@ impl SessionStore for EmbeddedSessionStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    /// The session file's writers leave the WAL alone (no checkpoint, so no fsync, in a session
+    /// write's commit); the store's checkpoint thread moves the pages into the file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_session_wal_is_checkpointed_by_a_thread_not_by_writers() {
+        let dir = latch_testkit::env::TempDir::new();
+        let file = dir.path().join("sessions.db");
+        let store = super::EmbeddedSessionStore::open(&file).await.unwrap();
+        let pool = store.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pool.get().unwrap();
+            #[derive(QueryableByName)]
+            struct Pages {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                wal_autocheckpoint: i64,
+            }
+            let p: Pages = diesel::sql_query("PRAGMA wal_autocheckpoint")
+                .get_result(&mut *c)
+                .unwrap();
+            assert_eq!(p.wal_autocheckpoint, 100_000);
+            c.batch_execute("CREATE TABLE t (v TEXT NOT NULL);").unwrap();
+            let before = std::fs::metadata(&file).unwrap().len();
+            // About 4 MiB in 40 commits: past SQLite's own checkpoint threshold (1,000 pages),
+            // faster than the thread's second.
+            let start = std::time::Instant::now();
+            for _ in 0..40 {
+                c.batch_execute(
+                    "INSERT INTO t (v) SELECT hex(randomblob(512)) FROM \
+                     (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+                     SELECT i FROM n);",
+                )
+                .unwrap();
+            }
+            if start.elapsed() < super::CHECKPOINT_EVERY {
+                assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the WAL was not checkpointed"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+        .await
+        .unwrap();
+        drop(store);
     }
 }
