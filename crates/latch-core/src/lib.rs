@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod paths;
+pub mod periodic;
 pub mod provision;
 pub mod secret;
 pub mod session;

@@ -92,59 +92,33 @@ type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
 pub struct EmbeddedSessionStore {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     /// Dropped with the last clone of the store, after `pool`: the checkpoint thread then ends,
-    /// and its connections are closed before the drop returns.
-    _checkpoints: std::sync::Arc<Checkpoints>,
-}
-
-/// The checkpoint thread: stopped and waited for on drop, so that the file's last connection
-/// (whose close checkpoints the WAL and removes it) is closed when the store's drop returns, as
-/// when the store held the only pool.
-struct Checkpoints {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Checkpoints {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    /// and its connections are closed before the drop returns (the file's last connection
+    /// checkpoints the WAL and removes it as it closes, as when the store held the only pool).
+    _checkpoints: std::sync::Arc<latch_core::periodic::Periodic>,
 }
 
 /// How often the checkpoint thread moves the WAL's pages into the session file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Checkpoints the session file's WAL every [`CHECKPOINT_EVERY`] on a thread of its own until
-/// the returned [`Checkpoints`] is dropped; connections leave checkpoints to it up to 100,000 WAL pages. A
+/// the returned handle is dropped; connections leave checkpoints to it up to 100,000 WAL pages. A
 /// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them. Left to
 /// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint and its fsync
 /// itself while holding the write lock, and every session write waits behind it (the main
 /// store's WAL is checkpointed the same way, for the same reason).
 fn checkpoints(
     pool: Pool<ConnectionManager<SqliteConnection>>,
-) -> Result<Checkpoints, SessionError> {
-    use std::sync::mpsc::RecvTimeoutError;
-    let (tx, stop) = std::sync::mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("latch-sess-ckpt".into())
-        .spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-                let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-                    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
-                        .map_err(|e| e.to_string())
-                });
-                if let Err(e) = done {
-                    tracing::warn!(error = %e, "SQLite WAL checkpoint of the session file failed");
-                }
-            }
-        })
-        .map(|t| Checkpoints {
-            stop: Some(tx),
-            thread: Some(t),
-        })
-        .map_err(|e| SessionError::Unavailable(Box::new(e)))
+) -> Result<latch_core::periodic::Periodic, SessionError> {
+    latch_core::periodic::Periodic::start("latch-sess-ckpt", CHECKPOINT_EVERY, move || {
+        let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "SQLite WAL checkpoint of the session file failed");
+        }
+    })
+    .map_err(|e| SessionError::Unavailable(Box::new(e)))
 }
 
 impl std::fmt::Debug for EmbeddedSessionStore {

@@ -179,32 +179,25 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
 /// How often the checkpoint thread moves the SQLite WAL's pages into the database file.
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until
-/// `stop` is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A
+/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until the
+/// returned handle is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A
 /// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them; left to
 /// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
 /// and its fsync itself, and every write queued behind it waits (the refresh bench saw the
 /// machine a sixth idle while rotations queued).
 pub(crate) fn checkpoints(
     pool: diesel::r2d2::Pool<Manager>,
-    stop: std::sync::mpsc::Receiver<()>,
-) -> Result<(), StoreError> {
-    use std::sync::mpsc::RecvTimeoutError;
-    std::thread::Builder::new()
-        .name("latch-checkpoint".into())
-        .spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-                let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-                    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
-                        .map_err(|e| e.to_string())
-                });
-                if let Err(e) = done {
-                    tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
-                }
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| StoreError::Internal(Box::new(e)))
+) -> Result<latch_core::periodic::Periodic, StoreError> {
+    latch_core::periodic::Periodic::start("latch-checkpoint", CHECKPOINT_EVERY, move || {
+        let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
+        }
+    })
+    .map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -239,8 +232,7 @@ mod tests {
             .max_size(1)
             .build(manager)
             .unwrap();
-        let (stop, rx) = std::sync::mpsc::channel();
-        super::checkpoints(pool, rx).unwrap();
+        let checkpoints = super::checkpoints(pool).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
             assert!(
@@ -249,7 +241,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        drop(stop);
+        drop(checkpoints);
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }

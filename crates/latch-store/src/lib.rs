@@ -67,8 +67,8 @@ pub struct SqlStore {
     /// A user's identity, live refresh tokens and live grants are read in batches (see
     /// [`user_reads`]).
     user_reads: Arc<user_reads::UserReads>,
-    /// Dropped with the last clone: stops the SQLite checkpoint thread.
-    _checkpoints: Arc<std::sync::mpsc::Sender<()>>,
+    /// Dropped with the last clone: stops the SQLite checkpoint thread and waits for it.
+    _checkpoints: Arc<Option<latch_core::periodic::Periodic>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -137,10 +137,10 @@ impl SqlStore {
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
         // SQLite's WAL is checkpointed by a thread of its own, which stops with the store.
-        let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
-        if backend == Backend::Sqlite {
-            conn::checkpoints(pool.clone(), stop)?;
-        }
+        let checkpoints = match backend {
+            Backend::Sqlite => Some(conn::checkpoints(pool.clone())?),
+            Backend::Postgres => None,
+        };
         let pool_for_logs = pool.clone();
         let db = batch::Db {
             manager: spare.clone(),
@@ -173,7 +173,7 @@ impl SqlStore {
             )),
             client_writes: Arc::default(),
             logs: logs::LogQueue::start(pool_for_logs, write_lock.clone(), backend),
-            _checkpoints: Arc::new(stop_checkpoints),
+            _checkpoints: Arc::new(checkpoints),
             refresh,
             user_reads,
         })
