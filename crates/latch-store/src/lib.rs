@@ -100,6 +100,29 @@ impl StoreOptions {
     }
 }
 
+#[cfg(test)]
+impl SqlStore {
+    /// A migrated store at `url`, for this crate's tests.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) async fn for_test(url: &str) -> Self {
+        let s = Self::open(StoreOptions::new(url), Cipher::new(&[7; 32]).unwrap())
+            .await
+            .unwrap();
+        s.migrate().await.unwrap();
+        s
+    }
+
+    /// What this store's batch threads reach the database through, for tests that hand a
+    /// batch to a thread's function themselves.
+    pub(crate) fn batch_db(&self) -> batch::Db {
+        batch::Db {
+            manager: self.manager.clone(),
+            write_lock: self.write_lock.clone(),
+            backend: self.backend,
+        }
+    }
+}
+
 impl SqlStore {
     /// Connects (failing fast with a clear error when the database cannot be reached).
     /// Does not migrate: call [`SqlStore::migrate`].

@@ -8,21 +8,13 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::SqlStore;
 use crate::conn::DbConnection;
 use crate::repos::{ORPHAN_LOG_STREAMS_PG, ORPHAN_LOG_STREAMS_SQLITE};
-use crate::{Cipher, SqlStore, StoreOptions};
 
 /// The statement before: a full read of the queue.
 const FULL_SCAN: &str =
     "DELETE FROM log_stream_events WHERE stream_id NOT IN (SELECT id FROM log_streams)";
-
-async fn store(url: &str) -> SqlStore {
-    let s = SqlStore::open(StoreOptions::new(url), Cipher::new(&[7; 32]).unwrap())
-        .await
-        .unwrap();
-    s.migrate().await.unwrap();
-    s
-}
 
 /// Queues `n` events for each of `streams` (none of which exists), so the queue is not tiny.
 fn fill(conn: &mut DbConnection, streams: &[&str], n: i64) {
@@ -71,7 +63,7 @@ fn lite_indexed(plan: &[String]) -> bool {
 #[tokio::test]
 async fn sqlite_orphan_lookup_probes_the_index() {
     let dir = latch_testkit::env::TempDir::new();
-    let s = store(&dir.path().join("latch.db").to_string_lossy()).await;
+    let s = SqlStore::for_test(&dir.path().join("latch.db").to_string_lossy()).await;
     let mut conn = s.pool.get().unwrap();
     fill(&mut conn, &["lst_a", "lst_b"], 2_000);
     diesel::sql_query("ANALYZE").execute(&mut *conn).unwrap();
@@ -142,7 +134,7 @@ async fn postgres_orphan_lookup_probes_the_index() {
     let schema = tokio::task::spawn_blocking(move || latch_testkit::env::PgSchema::create(&base))
         .await
         .unwrap();
-    let s = store(&schema.url).await;
+    let s = SqlStore::for_test(&schema.url).await;
     let mut conn = s.pool.get().unwrap();
     fill(&mut conn, &["lst_a", "lst_b"], 20_000);
     diesel::sql_query("ANALYZE log_stream_events")

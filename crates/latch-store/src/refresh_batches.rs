@@ -378,7 +378,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::{Cipher, SqlStore, StoreOptions};
+    use crate::SqlStore;
 
     fn millis(t: time::OffsetDateTime) -> i64 {
         i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap()
@@ -434,11 +434,7 @@ mod tests {
             });
             answers.push(answer);
         }
-        let db = Db {
-            manager: store.manager.clone(),
-            write_lock: store.write_lock.clone(),
-            backend: store.backend,
-        };
+        let db = store.batch_db();
         tokio::task::spawn_blocking(move || rotate_jobs(jobs, &db, &OwnConn::generic()))
             .await
             .unwrap();
@@ -496,11 +492,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_batch_keeps_each_rotations_outcome_on_sqlite() {
         let dir = latch_testkit::env::TempDir::new();
-        let url = dir.path().join("latch.db").to_string_lossy().into_owned();
-        let store = SqlStore::open(StoreOptions::new(url), Cipher::new(&[7; 32]).unwrap())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = SqlStore::for_test(&dir.path().join("latch.db").to_string_lossy()).await;
         one_batch_keeps_each_rotations_outcome(store).await;
     }
 
@@ -511,13 +503,7 @@ mod tests {
             return;
         };
         let schema = latch_testkit::env::PgSchema::create(&base);
-        let store = SqlStore::open(
-            StoreOptions::new(schema.url.clone()),
-            Cipher::new(&[7; 32]).unwrap(),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
+        let store = SqlStore::for_test(&schema.url).await;
         one_batch_keeps_each_rotations_outcome(store).await;
     }
 }

@@ -306,7 +306,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::{Cipher, SqlStore, StoreOptions};
+    use crate::SqlStore;
 
     /// One batch built by hand, so every read is in it whatever the timing: each read takes
     /// exactly its own rows from the batch's superset (an identity whose connection, issuer and
@@ -316,11 +316,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_batch_answers_each_read_exactly() {
         let dir = latch_testkit::env::TempDir::new();
-        let url = dir.path().join("latch.db").to_string_lossy().into_owned();
-        let store = SqlStore::open(StoreOptions::new(url), Cipher::new(&[7; 32]).unwrap())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = SqlStore::for_test(&dir.path().join("latch.db").to_string_lossy()).await;
         let (a, b) = (
             fixtures::connection(Strategy::Okta),
             fixtures::connection(Strategy::Okta),
@@ -357,11 +353,7 @@ mod tests {
                 .unwrap();
         }
 
-        let db = Db {
-            manager: store.manager.clone(),
-            write_lock: store.write_lock.clone(),
-            backend: store.backend,
-        };
+        let db = store.batch_db();
         let mut answers_id = Vec::new();
         let mut answers_tokens = Vec::new();
         let mut answers_grant = Vec::new();
