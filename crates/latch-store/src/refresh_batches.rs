@@ -209,21 +209,14 @@ fn rotate_batch(
             .load::<String>(c)?
             .into_iter()
             .collect();
-        let successors: Vec<&RefreshRow> = batch
-            .iter()
-            .filter(|j| spent.contains(&j.old))
-            .map(|j| &j.new)
-            .collect();
-        for row in successors {
+        let mut rotated = HashSet::with_capacity(spent.len());
+        for j in batch.iter().filter(|j| spent.contains(&j.old)) {
             diesel::insert_into(refresh_tokens::table)
-                .values(row)
+                .values(&j.new)
                 .execute(c)?;
+            rotated.insert(j.new.id.clone());
         }
-        Ok(batch
-            .iter()
-            .filter(|j| spent.contains(&j.old))
-            .map(|j| j.new.id.clone())
-            .collect())
+        Ok(rotated)
     })
     .map_err(err)
 }
