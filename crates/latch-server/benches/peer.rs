@@ -725,19 +725,23 @@ async fn start_latch(
         _proc: proc,
         _redis: pg.map(|(_, redis)| RedisKeys {
             url: redis.to_owned(),
-            prefix: prefix.clone(),
+            prefix,
         }),
     }
 }
 
-/// RS256 signatures per second on 2 threads for 2 s, through the key ring Latch signs with
-/// (loaded from its store).
-async fn signing_rate(store: &Arc<dyn Store>) -> f64 {
-    let keys = Arc::new(
+/// The key ring Latch signs with, loaded from its store.
+async fn key_ring(store: &Arc<dyn Store>) -> Arc<latch_jose::KeyRing> {
+    Arc::new(
         latch_jose::KeyRing::load_current(store.clone(), Arc::new(SystemClock))
             .await
             .expect("key ring"),
-    );
+    )
+}
+
+/// RS256 signatures per second on 2 threads for 2 s, through `keys`.
+async fn signing_rate(keys: &Arc<latch_jose::KeyRing>) -> f64 {
+    let keys = keys.clone();
     tokio::task::spawn_blocking(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
@@ -884,12 +888,13 @@ async fn compare(
     // share of it is taken against the measurement beside it: a shared host's speed moves by a
     // fifth from one minute to the next, which one measurement for all rounds would count as
     // Latch's.
+    let keys = key_ring(store).await;
     let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
     let mut signs: Vec<Vec<f64>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 1..=s.rounds {
         for (i, t) in targets.iter().enumerate() {
             let sign = match t.latch {
-                Some(_) => Some(signing_rate(store).await),
+                Some(_) => Some(signing_rate(&keys).await),
                 None => None,
             };
             let r = grant_round(t, grant, s.seconds, dir, http).await;
