@@ -35,6 +35,45 @@ impl Periodic {
     }
 }
 
+impl Periodic {
+    /// [`Periodic::start`] with a state the task keeps between runs (a connection of its own):
+    /// opened at the first run, and again at the next run after `open` or `run` failed. A failure
+    /// is a warning naming `what`; the thread goes on.
+    pub fn with_state<S: Send + 'static, E: std::fmt::Display>(
+        name: &str,
+        every: Duration,
+        what: &'static str,
+        mut open: impl FnMut() -> Result<S, E> + Send + 'static,
+        mut run: impl FnMut(&mut S) -> Result<(), E> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let mut state: Option<S> = None;
+        Self::start(name, every, move || {
+            let done = match &mut state {
+                Some(s) => run(s),
+                None => open().and_then(|s| run(state.insert(s))),
+            };
+            if let Err(e) = done {
+                state = None;
+                tracing::warn!(error = %e, "{what} failed");
+            }
+        })
+    }
+}
+
+/// What a SQLite checkpoint thread runs, on a connection of its own, each time (the store's
+/// and the session file's). `PASSIVE` first: it copies the WAL's pages into the database file
+/// beside the readers and the writer, waiting for neither. Under a steady stream of writes it
+/// never catches up (pages are appended while it copies), and the WAL starts again from its
+/// beginning only after a checkpoint that did; so `RESTART` next: it takes the write lock,
+/// copies the few pages written meanwhile, and waits for the readers of older pages, after which
+/// the next write starts the WAL over. Writers wait while it holds the lock, so it waits for
+/// others at most 50 ms (`busy_timeout`), and a RESTART that could not finish in that time is
+/// tried again at the next run. Measured on the refresh bench (embedded): with `PASSIVE` alone the
+/// WAL grew by about 23 KiB per rotation without end (412 MB in 14 s), and the writes into a
+/// growing file cost a fifth of the rotation thread's time.
+pub const SQLITE_WAL_CHECKPOINT: &str =
+    "PRAGMA busy_timeout = 50; PRAGMA wal_checkpoint(PASSIVE); PRAGMA wal_checkpoint(RESTART);";
+
 impl Drop for Periodic {
     fn drop(&mut self) {
         drop(self.stop.take());
@@ -82,5 +121,36 @@ mod tests {
             1,
             "the task is gone with the handle"
         );
+    }
+
+    /// The state is opened once and kept; a failed run drops it, and the next run opens another.
+    #[test]
+    fn state_is_kept_and_opened_again_after_a_failure() {
+        let (ran, runs) = sync_channel::<(u32, u32)>(16);
+        let mut opened = 0;
+        let p = Periodic::with_state(
+            "periodic-state",
+            Duration::from_millis(1),
+            "test task",
+            move || {
+                opened += 1;
+                Ok::<_, String>((opened, 0))
+            },
+            move |s: &mut (u32, u32)| {
+                s.1 += 1;
+                let _ = ran.try_send(*s);
+                if s.1 == 2 {
+                    Err("second run".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
+        let seen: Vec<(u32, u32)> = (0..4)
+            .map(|_| runs.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        drop(p);
+        assert_eq!(seen, [(1, 1), (1, 2), (2, 1), (2, 2)]);
     }
 }

@@ -92,7 +92,7 @@ type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
 pub struct EmbeddedSessionStore {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     /// Dropped with the last clone of the store, after `pool`: the checkpoint thread then ends,
-    /// and its connections are closed before the drop returns (the file's last connection
+    /// and its connection is closed before the drop returns (the file's last connection
     /// checkpoints the WAL and removes it as it closes, as when the store held the only pool).
     _checkpoints: std::sync::Arc<latch_core::periodic::Periodic>,
 }
@@ -100,24 +100,29 @@ pub struct EmbeddedSessionStore {
 /// How often the checkpoint thread moves the WAL's pages into the session file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Checkpoints the session file's WAL every [`CHECKPOINT_EVERY`] on a thread of its own until
-/// the returned handle is dropped; connections leave checkpoints to it up to 100,000 WAL pages. A
-/// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them. Left to
-/// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint and its fsync
-/// itself while holding the write lock, and every session write waits behind it (the main
-/// store's WAL is checkpointed the same way, for the same reason).
-fn checkpoints(
-    pool: Pool<ConnectionManager<SqliteConnection>>,
-) -> Result<latch_core::periodic::Periodic, SessionError> {
-    latch_core::periodic::Periodic::start("latch-sess-ckpt", CHECKPOINT_EVERY, move || {
-        let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+/// Checkpoints the session file's WAL every [`CHECKPOINT_EVERY`] on a thread and connection of
+/// its own ([`latch_core::periodic::SQLITE_WAL_CHECKPOINT`]) until the returned handle is dropped,
+/// which closes the connection before it returns; connections leave checkpoints to it up to
+/// 100,000 WAL pages. Left to SQLite, the commit that grows the WAL past 1,000 pages runs the
+/// checkpoint and its fsync itself while holding the write lock, and every session write waits
+/// behind it (the main store's WAL is checkpointed the same way, for the same reason).
+fn checkpoints(url: String) -> Result<latch_core::periodic::Periodic, SessionError> {
+    use diesel::r2d2::ManageConnection;
+    let manager = ConnectionManager::<SqliteConnection>::new(url);
+    latch_core::periodic::Periodic::with_state(
+        "latch-sess-ckpt",
+        CHECKPOINT_EVERY,
+        "SQLite WAL checkpoint of the session file",
+        move || {
+            let mut c = manager.connect().map_err(|e| e.to_string())?;
+            Pragmas.on_acquire(&mut c).map_err(|e| e.to_string())?;
+            Ok(c)
+        },
+        |c: &mut SqliteConnection| {
+            c.batch_execute(latch_core::periodic::SQLITE_WAL_CHECKPOINT)
                 .map_err(|e| e.to_string())
-        });
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "SQLite WAL checkpoint of the session file failed");
-        }
-    })
+        },
+    )
     .map_err(|e| SessionError::Unavailable(Box::new(e)))
 }
 
@@ -145,9 +150,10 @@ impl EmbeddedSessionStore {
     /// files the database file's mode.
     pub async fn open(path: &Path) -> Result<Self, SessionError> {
         let path = path.to_owned();
+        let url = path.to_string_lossy().into_owned();
+        let pool_url = url.clone();
         let pool = tokio::task::spawn_blocking(move || {
             create_private(&path)?;
-            let url = path.to_string_lossy().into_owned();
             Pool::builder()
                 .max_size(8)
                 // Opened as load needs them, not eight at start (idle memory).
@@ -156,13 +162,13 @@ impl EmbeddedSessionStore {
                 // does not go stale, and a failing query reports its own error.
                 .test_on_check_out(false)
                 .connection_customizer(Box::new(Pragmas))
-                .build(ConnectionManager::<SqliteConnection>::new(url))
+                .build(ConnectionManager::<SqliteConnection>::new(pool_url))
                 .map_err(|e| SessionError::Unavailable(Box::new(e)))
         })
         .await
         .map_err(internal)??;
         let store = Self {
-            _checkpoints: std::sync::Arc::new(checkpoints(pool.clone())?),
+            _checkpoints: std::sync::Arc::new(checkpoints(url)?),
             pool,
         };
         store

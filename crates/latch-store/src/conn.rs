@@ -179,24 +179,24 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
 /// How often the checkpoint thread moves the SQLite WAL's pages into the database file.
 pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread of its own, until the
-/// returned handle is dropped (connections leave checkpoints to it up to 100,000 WAL pages). A
-/// `PASSIVE` checkpoint runs beside readers and the writer and never waits for them; left to
-/// SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
+/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] on a thread and connection of its own
+/// ([`latch_core::periodic::SQLITE_WAL_CHECKPOINT`]), until the returned handle is dropped, which
+/// closes the connection before it returns. Connections leave checkpoints to it up to 100,000
+/// WAL pages: left to SQLite, the commit that grows the WAL past 1,000 pages runs the checkpoint
 /// and its fsync itself, and every write queued behind it waits (the refresh bench saw the
 /// machine a sixth idle while rotations queued).
-pub(crate) fn checkpoints(
-    pool: diesel::r2d2::Pool<Manager>,
-) -> Result<latch_core::periodic::Periodic, StoreError> {
-    latch_core::periodic::Periodic::start("latch-checkpoint", CHECKPOINT_EVERY, move || {
-        let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+pub(crate) fn checkpoints(manager: Manager) -> Result<latch_core::periodic::Periodic, StoreError> {
+    use diesel::r2d2::ManageConnection;
+    latch_core::periodic::Periodic::with_state(
+        "latch-checkpoint",
+        CHECKPOINT_EVERY,
+        "SQLite WAL checkpoint",
+        move || manager.connect().map_err(|e| e.to_string()),
+        |c: &mut DbConnection| {
+            c.batch_execute(latch_core::periodic::SQLITE_WAL_CHECKPOINT)
                 .map_err(|e| e.to_string())
-        });
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
-        }
-    })
+        },
+    )
     .map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
@@ -228,11 +228,7 @@ mod tests {
             .unwrap();
         }
         assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
-        let pool = diesel::r2d2::Pool::builder()
-            .max_size(1)
-            .build(manager)
-            .unwrap();
-        let checkpoints = super::checkpoints(pool).unwrap();
+        let checkpoints = super::checkpoints(manager).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
             assert!(
@@ -243,6 +239,65 @@ mod tests {
         }
         drop(checkpoints);
         drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The checkpoint holds the write lock while it waits for a reader of older pages, so no
+    /// writer slips frames in behind it, and gives up after its 50 ms; once that reader is gone,
+    /// the write after the next checkpoint starts the WAL over (the WAL header's checkpoint
+    /// sequence number counts the restarts). A `PASSIVE` checkpoint alone takes no lock, and
+    /// under a steady stream of writes the WAL never started over (the bench's grew without end).
+    #[test]
+    fn sqlite_checkpoint_waits_briefly_for_readers_then_starts_the_wal_over() {
+        use diesel::r2d2::ManageConnection;
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("latch-restart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("main.db");
+        let wal = dir.join("main.db-wal");
+        let _ = std::fs::remove_file(&file);
+        let manager = super::Manager::new(file.to_str().unwrap()).unwrap();
+        let restarts = || -> u32 {
+            let header = std::fs::read(&wal).unwrap();
+            u32::from_be_bytes([header[12], header[13], header[14], header[15]])
+        };
+        let insert = "INSERT INTO t (v) VALUES (hex(randomblob(512)));";
+        let mut w = manager.connect().unwrap();
+        w.batch_execute("CREATE TABLE t (v TEXT NOT NULL);")
+            .unwrap();
+        w.batch_execute(insert).unwrap();
+        // A reader in the middle of a transaction on a snapshot the writer has since moved past.
+        let mut r = manager.connect().unwrap();
+        r.batch_execute("BEGIN; SELECT count(*) FROM t;").unwrap();
+        w.batch_execute(insert).unwrap();
+        let mut c = manager.connect().unwrap();
+        let checkpoint = std::thread::spawn(move || {
+            let started = Instant::now();
+            c.batch_execute(latch_core::periodic::SQLITE_WAL_CHECKPOINT)
+                .unwrap();
+            (started.elapsed(), c)
+        });
+        // A writer that does not wait: it finds the lock taken while the checkpoint waits.
+        w.batch_execute("PRAGMA busy_timeout = 0;").unwrap();
+        let mut locked = false;
+        while !checkpoint.is_finished() && !locked {
+            locked = w
+                .batch_execute(insert)
+                .is_err_and(|e| e.to_string().contains("locked"));
+        }
+        let (took, mut c) = checkpoint.join().unwrap();
+        assert!(locked, "the checkpoint took the write lock while it waited");
+        assert!(
+            took >= Duration::from_millis(50) && took < Duration::from_secs(5),
+            "the checkpoint waited for the reader for its busy timeout, not more: {took:?}"
+        );
+        r.batch_execute("COMMIT;").unwrap();
+        let before = restarts();
+        c.batch_execute(latch_core::periodic::SQLITE_WAL_CHECKPOINT)
+            .unwrap();
+        w.batch_execute(insert).unwrap();
+        assert_eq!(restarts(), before + 1, "the WAL started over");
+        drop((w, r, c));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -161,7 +161,7 @@ impl SqlStore {
         let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
         // SQLite's WAL is checkpointed by a thread of its own, which stops with the store.
         let checkpoints = match backend {
-            Backend::Sqlite => Some(conn::checkpoints(pool.clone())?),
+            Backend::Sqlite => Some(conn::checkpoints((*spare).clone())?),
             Backend::Postgres => None,
         };
         let pool_for_logs = pool.clone();
