@@ -116,6 +116,12 @@ fn enc(s: &str) -> String {
 /// A child process (Latch or the peer), killed on drop.
 struct Proc(Child);
 
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -189,9 +195,16 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     failures: Vec<String>,
+    /// CPU per request in the round, when measured ([`CpuMeter`]).
+    cpu: Option<Cpu>,
 }
 
 impl Run {
+    fn with_cpu(mut self, meter: &CpuMeter) -> Self {
+        self.cpu = meter.per_request(self.requests);
+        self
+    }
+
     fn rate(&self) -> f64 {
         self.requests as f64 / self.secs.max(1e-9)
     }
@@ -209,6 +222,12 @@ impl Run {
             self.requests,
             self.secs
         );
+        if let Some(c) = &self.cpu {
+            s += &format!("  CPU {:.0} µs/request", c.own_us);
+            if let Some(st) = c.stores_us {
+                s += &format!(" (+{st:.0} in PostgreSQL and Redis)");
+            }
+        }
         if self.bad + self.errors > 0 {
             s += &format!(
                 "  *** FAILED: {} answers with another status, {} socket errors/timeouts ***",
@@ -222,6 +241,83 @@ impl Run {
             s += &format!("\n      {f}");
         }
         s
+    }
+}
+
+/// CPU time per request of a round: the target's own process (all its threads), and for Latch
+/// on PostgreSQL + Redis also every `postgres` and `redis-server` process on the machine (its
+/// stores; the peer keeps its state in its process). From `/proc/<pid>/stat` (user + system),
+/// which leaves out what the hypervisor took from the guest (steal) and wrk's own CPU. It tells
+/// whether a slow round had less of the machine or did more work per request: on the VM where
+/// it was added, it moved with the rates (1,006 and 1,222 µs per embedded refresh in rounds at
+/// 1,772 and 1,398/s), so that host's swings are slower execution, not stolen time.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    own_us: f64,
+    stores_us: Option<f64>,
+}
+
+/// User + system CPU ticks of `pid`, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces), from the state on: utime and
+    // stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The CPU ticks of every process named `postgres` or `redis-server`.
+fn store_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "postgres" | "redis-server"))
+        })
+        .filter_map(cpu_ticks)
+        .sum()
+}
+
+/// Clock ticks per second of `/proc`'s CPU times (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_sec() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The CPU counters at a round's start.
+struct CpuMeter {
+    pid: u32,
+    own: Option<u64>,
+    stores: Option<u64>,
+}
+
+impl CpuMeter {
+    fn start(pid: u32, stores: bool) -> Self {
+        Self {
+            pid,
+            own: cpu_ticks(pid),
+            stores: stores.then(store_ticks),
+        }
+    }
+
+    fn per_request(&self, requests: u64) -> Option<Cpu> {
+        let us = |ticks: u64| 1e6 * ticks as f64 / ticks_per_sec() / requests.max(1) as f64;
+        let own = cpu_ticks(self.pid)?.checked_sub(self.own?)?;
+        Some(Cpu {
+            own_us: us(own),
+            stores_us: self.stores.map(|s| us(store_ticks().saturating_sub(s))),
+        })
     }
 }
 
@@ -267,6 +363,7 @@ async fn wrk(script: &str, base: &str, secs: u64, env: &[(&str, String)]) -> Run
             .filter(|l| l.starts_with("FAILURE "))
             .map(str::to_owned)
             .collect(),
+        cpu: None,
     }
 }
 
@@ -452,6 +549,12 @@ struct Target {
 }
 
 impl Target {
+    /// The CPU counters of this target's process, and of its stores when they run apart
+    /// (PostgreSQL + Redis).
+    fn cpu_meter(&self) -> CpuMeter {
+        CpuMeter::start(self._proc.pid(), self._redis.is_some())
+    }
+
     /// Fresh refresh tokens for one round.
     async fn refresh_tokens(&self, http: &reqwest::Client) -> Vec<String> {
         let Some(l) = &self.latch else {
@@ -805,6 +908,8 @@ async fn grant_round(
                 enc(&t.client.1)
             );
             let input = ("BENCH_INPUT", input.to_string_lossy().into_owned());
+            // Counted from here: the tokens' sign-ins above hashed passwords.
+            let cpu = t.cpu_meter();
             wrk(
                 "refresh.lua",
                 &t.base,
@@ -812,10 +917,14 @@ async fn grant_round(
                 &[path, input, ("BENCH_FORM", form)],
             )
             .await
+            .with_cpu(&cpu)
         }
         Grant::ClientCredentials => {
             let form = ("BENCH_FORM", t.cc_form.clone());
-            wrk("client_credentials.lua", &t.base, secs, &[path, form]).await
+            let cpu = t.cpu_meter();
+            wrk("client_credentials.lua", &t.base, secs, &[path, form])
+                .await
+                .with_cpu(&cpu)
         }
     }
 }
@@ -827,6 +936,19 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
         n if n % 2 == 1 => Some(v[n / 2]),
         n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
+}
+
+/// The medians of the valid rounds' CPU per request: (own, stores).
+fn cpu_medians(runs: &[Run]) -> (Option<f64>, Option<f64>) {
+    let cpu: Vec<Cpu> = runs
+        .iter()
+        .filter(|r| r.valid())
+        .filter_map(|r| r.cpu)
+        .collect();
+    (
+        median(cpu.iter().map(|c| c.own_us).collect()),
+        median(cpu.iter().filter_map(|c| c.stores_us).collect()),
+    )
 }
 
 /// The medians of the valid rounds: (req/s, p99 ms, valid rounds).
@@ -941,6 +1063,13 @@ async fn compare(
             r.len(),
             opt(share.map(|s| s / 100.0), 2)
         );
+        let (own, stores) = cpu_medians(r);
+        if let Some(own) = own {
+            line += &format!(", CPU {own:.0} µs/request");
+            if let Some(st) = stores {
+                line += &format!(" (+{st:.0} in PostgreSQL and Redis)");
+            }
+        }
         if t.latch.is_some() {
             let ratio = rate.zip(peer).map(|(l, p)| l / p);
             let want = match grant {
@@ -1114,7 +1243,9 @@ async fn gtr_round(
         ("BENCH_INPUT", input.to_string_lossy().into_owned()),
         ("BENCH_EXPECT", "204".to_owned()),
     ];
-    let run = wrk("gtr.lua", &t.base, secs, &env).await;
+    // Counted during the load only: a 20-session round's deliveries go on after it.
+    let cpu = t.cpu_meter();
+    let run = wrk("gtr.lua", &t.base, secs, &env).await.with_cpu(&cpu);
     let mut note = format!(
         "[{users} users x {per_user} session(s) seeded and their requests signed in {prepared_in:.1} s]"
     );
