@@ -28,7 +28,7 @@ tasks:
           (LATCH_BENCH_DATABASE_URL / LATCH_BENCH_REDIS_URL, or the LATCH_TEST_* ones) and on the
           embedded default, interleaved rounds of LATCH_BENCH_SECONDS (10) x LATCH_BENCH_ROUNDS
           (3), medians and ratios beside the RS256 signing rate measured before each of Latch's
-          rounds. Installs wrk
+          rounds, and each round's CPU time per request. Installs wrk
           (scripts/install-deps.sh --bench) and the peers (scripts/install-peers.sh) when missing
   soak [--minutes N]
           a bounded mixed load (sign-in, refresh, userinfo, logout, GTR) against three instances on
