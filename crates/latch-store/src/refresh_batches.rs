@@ -482,6 +482,89 @@ mod tests {
         );
     }
 
+    /// PostgreSQL: marking a token rotated keeps its row on its page, because the table leaves
+    /// room on each page (fillfactor 80): the update adds no entries to the table's five indexes
+    /// (a HOT update). With pages filled to the brim, the new version moved to another page.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotation_keeps_the_old_row_on_its_page_on_postgres() {
+        use diesel::Connection;
+        let Some(base) =
+            latch_testkit::env::postgres_url("a_rotation_keeps_the_old_row_on_its_page")
+        else {
+            return;
+        };
+        let schema = latch_testkit::env::PgSchema::create(&base);
+        let store = SqlStore::for_test(&schema.url).await;
+        let (u, c) = (fixtures::user(), fixtures::client());
+        store.insert_user(&u).await.unwrap();
+        store.insert_client(&c).await.unwrap();
+        // Several pages of tokens, the first ones on the first page.
+        let olds: Vec<RefreshToken> = (0..200)
+            .map(|_| fixtures::refresh_token(&u, &c, None, false))
+            .collect();
+        for t in &olds {
+            store
+                .insert_grant(&fixtures::grant_of(t), Some(t))
+                .await
+                .unwrap();
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Block {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            block: i64,
+        }
+        let url = schema.url.clone();
+        let pages = move |ids: Vec<String>| {
+            let url = url.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let mut pg = diesel::PgConnection::establish(&url).unwrap();
+                    let last: Block = diesel::sql_query(
+                        "SELECT max((ctid::text::point)[0])::bigint AS block FROM refresh_tokens",
+                    )
+                    .get_result(&mut pg)
+                    .unwrap();
+                    let of: Vec<i64> = ids
+                        .iter()
+                        .map(|id| {
+                            diesel::sql_query(
+                                "SELECT ((ctid::text::point)[0])::bigint AS block \
+                                 FROM refresh_tokens WHERE id = $1",
+                            )
+                            .bind::<diesel::sql_types::Text, _>(id)
+                            .get_result::<Block>(&mut pg)
+                            .unwrap()
+                            .block
+                        })
+                        .collect();
+                    (last.block, of)
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let first: Vec<String> = olds[..3].iter().map(|t| t.id.as_str().to_owned()).collect();
+        let (last, before) = pages(first.clone()).await;
+        assert!(last >= 2, "the tokens take several pages");
+        assert_eq!(before, vec![0, 0, 0]);
+        for old in &olds[..3] {
+            let mut new = fixtures::refresh_token(&u, &c, None, false);
+            new.family_id = old.family_id.clone();
+            assert!(
+                store
+                    .rotate_refresh_token(&old.id, &new, now())
+                    .await
+                    .unwrap()
+            );
+        }
+        let (_, after) = pages(first).await;
+        assert_eq!(
+            after,
+            vec![0, 0, 0],
+            "the rotated rows stayed on their page"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_batch_keeps_each_rotations_outcome_on_sqlite() {
         let dir = latch_testkit::env::TempDir::new();

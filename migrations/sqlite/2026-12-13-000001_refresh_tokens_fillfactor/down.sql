@@ -1,0 +1,2 @@
+-- PostgreSQL leaves room on refresh_tokens' pages for HOT updates (fillfactor); SQLite has no
+-- such setting, and nothing changes here.
