@@ -786,7 +786,11 @@ async fn start_latch(
     };
     let store: Arc<dyn Store> = Arc::new(
         latch_store::SqlStore::open(
-            latch_store::StoreOptions::new(url),
+            // Latch checkpoints its own file.
+            latch_store::StoreOptions {
+                sqlite_checkpoints: false,
+                ..latch_store::StoreOptions::new(url)
+            },
             latch_store::Cipher::new(&key).expect("cipher"),
         )
         .await
@@ -799,7 +803,7 @@ async fn start_latch(
                 .expect("Redis sessions"),
         ),
         None => Arc::new(
-            latch_session::EmbeddedSessionStore::open(&dir.join("sessions.db"))
+            latch_session::EmbeddedSessionStore::open_without_checkpoints(&dir.join("sessions.db"))
                 .await
                 .expect("embedded sessions"),
         ),

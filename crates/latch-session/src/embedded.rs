@@ -94,7 +94,7 @@ pub struct EmbeddedSessionStore {
     /// Dropped with the last clone of the store, after `pool`: the checkpoint thread then ends,
     /// and its connection is closed before the drop returns (the file's last connection
     /// checkpoints the WAL and removes it as it closes, as when the store held the only pool).
-    _checkpoints: std::sync::Arc<latch_core::periodic::Periodic>,
+    _checkpoints: std::sync::Arc<Option<latch_core::periodic::Periodic>>,
 }
 
 /// How often the checkpoint thread moves the WAL's pages into the session file.
@@ -149,6 +149,16 @@ impl EmbeddedSessionStore {
     /// its owner only (0600) before SQLite opens it, and SQLite gives its WAL and shared-memory
     /// files the database file's mode.
     pub async fn open(path: &Path) -> Result<Self, SessionError> {
+        Self::open_with(path, true).await
+    }
+
+    /// [`EmbeddedSessionStore::open`] for a process that opens the session file of a running
+    /// Latch (the peer bench seeds it): no checkpoint thread of its own, Latch's checkpoints it.
+    pub async fn open_without_checkpoints(path: &Path) -> Result<Self, SessionError> {
+        Self::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, checkpoint: bool) -> Result<Self, SessionError> {
         let path = path.to_owned();
         let url = path.to_string_lossy().into_owned();
         let pool_url = url.clone();
@@ -168,7 +178,7 @@ impl EmbeddedSessionStore {
         .await
         .map_err(internal)??;
         let store = Self {
-            _checkpoints: std::sync::Arc::new(checkpoints(url)?),
+            _checkpoints: std::sync::Arc::new(checkpoint.then(|| checkpoints(url)).transpose()?),
             pool,
         };
         store
@@ -890,6 +900,19 @@ impl SessionStore for EmbeddedSessionStore {
 mod tests {
     use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
+
+    /// A session store opened beside a running Latch starts no checkpoint thread; `open` does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_default_store_checkpoints_the_session_file() {
+        let dir = latch_testkit::env::TempDir::new();
+        let file = dir.path().join("sessions.db");
+        let own = super::EmbeddedSessionStore::open(&file).await.unwrap();
+        let beside = super::EmbeddedSessionStore::open_without_checkpoints(&file)
+            .await
+            .unwrap();
+        assert!(own._checkpoints.is_some());
+        assert!(beside._checkpoints.is_none());
+    }
 
     /// The session file's writers leave the WAL alone (no checkpoint, so no fsync, in a session
     /// write's commit); the store's checkpoint thread moves the pages into the file.

@@ -301,6 +301,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A store opened without checkpoints (a process beside a running Latch) starts no
+    /// checkpoint thread; the default store does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_default_store_checkpoints_its_file() {
+        use crate::{Cipher, SqlStore, StoreOptions};
+        let dir = latch_testkit::env::TempDir::new();
+        let url = dir.path().join("latch.db").to_string_lossy().into_owned();
+        let opts = |checkpoints| StoreOptions {
+            sqlite_checkpoints: checkpoints,
+            ..StoreOptions::new(&url)
+        };
+        let own = SqlStore::open(opts(true), Cipher::new(&[7; 32]).unwrap())
+            .await
+            .unwrap();
+        let beside = SqlStore::open(opts(false), Cipher::new(&[7; 32]).unwrap())
+            .await
+            .unwrap();
+        assert!(own._checkpoints.is_some());
+        assert!(beside._checkpoints.is_none());
+    }
+
     #[test]
     fn postgres_urls_get_timeouts_they_do_not_set() {
         let u = super::with_connect_timeout("postgres://u@h/db?sslmode=disable&connect_timeout=9");

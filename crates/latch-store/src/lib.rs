@@ -86,6 +86,10 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub connect_timeout: std::time::Duration,
+    /// SQLite: whether this store checkpoints the WAL on a thread of its own (the default). A
+    /// process that opens the file of a running Latch (the peer bench seeds it) leaves that to
+    /// Latch: two checkpointers would each hold the write lock for a `RESTART` every second.
+    pub sqlite_checkpoints: bool,
 }
 
 impl StoreOptions {
@@ -96,6 +100,7 @@ impl StoreOptions {
             // Also how long a request waits for a pooled connection: a database that is down or
             // saturated sheds requests with 503 in seconds instead of queueing them.
             connect_timeout: std::time::Duration::from_secs(3),
+            sqlite_checkpoints: true,
         }
     }
 }
@@ -161,8 +166,10 @@ impl SqlStore {
         let write_lock: Arc<std::sync::Mutex<()>> = Arc::default();
         // SQLite's WAL is checkpointed by a thread of its own, which stops with the store.
         let checkpoints = match backend {
-            Backend::Sqlite => Some(conn::checkpoints((*spare).clone())?),
-            Backend::Postgres => None,
+            Backend::Sqlite if opts.sqlite_checkpoints => {
+                Some(conn::checkpoints((*spare).clone())?)
+            }
+            Backend::Sqlite | Backend::Postgres => None,
         };
         let pool_for_logs = pool.clone();
         let db = batch::Db {
