@@ -933,30 +933,20 @@ mod tests {
                 .get_result(&mut *c)
                 .unwrap();
             assert_eq!(p.wal_autocheckpoint, 100_000);
-            c.batch_execute("CREATE TABLE t (v TEXT NOT NULL);").unwrap();
+            c.batch_execute("CREATE TABLE t (v TEXT NOT NULL);")
+                .unwrap();
             let before = std::fs::metadata(&file).unwrap().len();
             // About 4 MiB in 40 commits: past SQLite's own checkpoint threshold (1,000 pages),
             // faster than the thread's second.
             let start = std::time::Instant::now();
             for _ in 0..40 {
-                c.batch_execute(
-                    "INSERT INTO t (v) SELECT hex(randomblob(512)) FROM \
-                     (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
-                     SELECT i FROM n);",
-                )
-                .unwrap();
+                c.batch_execute(latch_testkit::env::SQLITE_APPEND_100_KIB)
+                    .unwrap();
             }
             if start.elapsed() < super::CHECKPOINT_EVERY {
                 assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
             }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the WAL was not checkpointed"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            latch_testkit::env::wait_for_file_size(&file, before + 4_000_000);
         })
         .await
         .unwrap();

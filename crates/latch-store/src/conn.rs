@@ -209,10 +209,8 @@ mod tests {
     #[test]
     fn sqlite_wal_is_checkpointed_by_the_thread_not_by_writers() {
         use diesel::r2d2::ManageConnection;
-        let dir = std::env::temp_dir().join(format!("latch-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("main.db");
-        let _ = std::fs::remove_file(&file);
+        let dir = latch_testkit::env::TempDir::new();
+        let file = dir.path().join("main.db");
         let manager = super::Manager::new(file.to_str().unwrap()).unwrap();
         let mut c = manager.connect().unwrap();
         c.batch_execute("CREATE TABLE t (v TEXT NOT NULL);")
@@ -220,26 +218,14 @@ mod tests {
         let before = std::fs::metadata(&file).unwrap().len();
         // About 4 MiB in 40 commits: more than SQLite's own checkpoint threshold (1,000 pages).
         for _ in 0..40 {
-            c.batch_execute(
-                "INSERT INTO t (v) SELECT hex(randomblob(512)) FROM \
-                 (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
-                 SELECT i FROM n);",
-            )
-            .unwrap();
+            c.batch_execute(latch_testkit::env::SQLITE_APPEND_100_KIB)
+                .unwrap();
         }
         assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
         let checkpoints = super::checkpoints(manager).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::fs::metadata(&file).unwrap().len() < before + 4_000_000 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the WAL was not checkpointed"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        latch_testkit::env::wait_for_file_size(&file, before + 4_000_000);
         drop(checkpoints);
         drop(c);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The checkpoint holds the write lock while it waits for a reader of older pages, so no
@@ -251,11 +237,9 @@ mod tests {
     fn sqlite_checkpoint_waits_briefly_for_readers_then_starts_the_wal_over() {
         use diesel::r2d2::ManageConnection;
         use std::time::{Duration, Instant};
-        let dir = std::env::temp_dir().join(format!("latch-restart-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("main.db");
-        let wal = dir.join("main.db-wal");
-        let _ = std::fs::remove_file(&file);
+        let dir = latch_testkit::env::TempDir::new();
+        let file = dir.path().join("main.db");
+        let wal = dir.path().join("main.db-wal");
         let manager = super::Manager::new(file.to_str().unwrap()).unwrap();
         let restarts = || -> u32 {
             let header = std::fs::read(&wal).unwrap();
@@ -298,7 +282,6 @@ mod tests {
         w.batch_execute(insert).unwrap();
         assert_eq!(restarts(), before + 1, "the WAL started over");
         drop((w, r, c));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A store opened without checkpoints (a process beside a running Latch) starts no

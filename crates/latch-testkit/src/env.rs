@@ -153,3 +153,23 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// SQL that appends about 100 KiB to a SQLite table `t (v TEXT NOT NULL)`: run 40 times, about
+/// 4 MiB, past SQLite's own checkpoint threshold (1,000 pages). The checkpoint threads' tests
+/// fill a WAL with it.
+pub const SQLITE_APPEND_100_KIB: &str = "INSERT INTO t (v) SELECT hex(randomblob(512)) FROM \
+     (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+     SELECT i FROM n);";
+
+/// Waits until `file` holds at least `size` bytes (a checkpoint moved the WAL's pages into it);
+/// fails after 10 s.
+pub fn wait_for_file_size(file: &std::path::Path, size: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(file).expect("file").len() < size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was not checkpointed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
