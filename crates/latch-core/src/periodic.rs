@@ -5,8 +5,22 @@ use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// What a SQLite checkpoint thread runs, on a connection of its own, each time (the store's
+/// and the session file's). `PASSIVE` first: it copies the WAL's pages into the database file
+/// beside the readers and the writer, waiting for neither. Under a steady stream of writes it
+/// never catches up (pages are appended while it copies), and the WAL starts again from its
+/// beginning only after a checkpoint that did; so `RESTART` next: it takes the write lock,
+/// copies the few pages written meanwhile, and waits for the readers of older pages, after which
+/// the next write starts the WAL over. Writers wait while it holds the lock, so it waits for
+/// others at most 50 ms (`busy_timeout`), and a RESTART that could not finish in that time is
+/// tried again at the next run. Measured on the refresh bench (embedded): with `PASSIVE` alone
+/// the WAL grew by about 23 KiB per rotation without end (412 MB by the end of the first round),
+/// and the writes into a growing file cost a fifth of the rotation thread's time.
+pub const SQLITE_WAL_CHECKPOINT: &str =
+    "PRAGMA busy_timeout = 50; PRAGMA wal_checkpoint(PASSIVE); PRAGMA wal_checkpoint(RESTART);";
+
 /// The handle of a [`Periodic::start`] thread. Dropping it stops the thread and waits for it,
-/// so what the task holds (a pool and its connections) is released when the drop returns.
+/// so what the task holds (a connection) is released when the drop returns.
 pub struct Periodic {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -33,9 +47,7 @@ impl Periodic {
             thread: Some(thread),
         })
     }
-}
 
-impl Periodic {
     /// [`Periodic::start`] with a state the task keeps between runs (a connection of its own):
     /// opened at the first run, and again at the next run after `open` or `run` failed. A failure
     /// is a warning naming `what`; the thread goes on.
@@ -59,20 +71,6 @@ impl Periodic {
         })
     }
 }
-
-/// What a SQLite checkpoint thread runs, on a connection of its own, each time (the store's
-/// and the session file's). `PASSIVE` first: it copies the WAL's pages into the database file
-/// beside the readers and the writer, waiting for neither. Under a steady stream of writes it
-/// never catches up (pages are appended while it copies), and the WAL starts again from its
-/// beginning only after a checkpoint that did; so `RESTART` next: it takes the write lock,
-/// copies the few pages written meanwhile, and waits for the readers of older pages, after which
-/// the next write starts the WAL over. Writers wait while it holds the lock, so it waits for
-/// others at most 50 ms (`busy_timeout`), and a RESTART that could not finish in that time is
-/// tried again at the next run. Measured on the refresh bench (embedded): with `PASSIVE` alone the
-/// WAL grew by about 23 KiB per rotation without end (412 MB in 14 s), and the writes into a
-/// growing file cost a fifth of the rotation thread's time.
-pub const SQLITE_WAL_CHECKPOINT: &str =
-    "PRAGMA busy_timeout = 50; PRAGMA wal_checkpoint(PASSIVE); PRAGMA wal_checkpoint(RESTART);";
 
 impl Drop for Periodic {
     fn drop(&mut self) {

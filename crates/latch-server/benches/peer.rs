@@ -223,10 +223,7 @@ impl Run {
             self.secs
         );
         if let Some(c) = &self.cpu {
-            s += &format!("  CPU {:.0} µs/request", c.own_us);
-            if let Some(st) = c.stores_us {
-                s += &format!(" (+{st:.0} in PostgreSQL and Redis)");
-            }
+            s += &format!("  {}", c.text());
         }
         if self.bad + self.errors > 0 {
             s += &format!(
@@ -255,6 +252,16 @@ impl Run {
 struct Cpu {
     own_us: f64,
     stores_us: Option<f64>,
+}
+
+impl Cpu {
+    fn text(&self) -> String {
+        let mut s = format!("CPU {:.0} µs/request", self.own_us);
+        if let Some(st) = self.stores_us {
+            s += &format!(" (+{st:.0} in PostgreSQL and Redis)");
+        }
+        s
+    }
 }
 
 /// User + system CPU ticks of `pid`, from `/proc/<pid>/stat`.
@@ -942,17 +949,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// The medians of the valid rounds' CPU per request: (own, stores).
-fn cpu_medians(runs: &[Run]) -> (Option<f64>, Option<f64>) {
+/// The medians of the valid rounds' CPU per request, when measured.
+fn cpu_medians(runs: &[Run]) -> Option<Cpu> {
     let cpu: Vec<Cpu> = runs
         .iter()
         .filter(|r| r.valid())
         .filter_map(|r| r.cpu)
         .collect();
-    (
-        median(cpu.iter().map(|c| c.own_us).collect()),
-        median(cpu.iter().filter_map(|c| c.stores_us).collect()),
-    )
+    Some(Cpu {
+        own_us: median(cpu.iter().map(|c| c.own_us).collect())?,
+        stores_us: median(cpu.iter().filter_map(|c| c.stores_us).collect()),
+    })
 }
 
 /// The medians of the valid rounds: (req/s, p99 ms, valid rounds).
@@ -1067,12 +1074,8 @@ async fn compare(
             r.len(),
             opt(share.map(|s| s / 100.0), 2)
         );
-        let (own, stores) = cpu_medians(r);
-        if let Some(own) = own {
-            line += &format!(", CPU {own:.0} µs/request");
-            if let Some(st) = stores {
-                line += &format!(" (+{st:.0} in PostgreSQL and Redis)");
-            }
+        if let Some(c) = cpu_medians(r) {
+            line += &format!(", {}", c.text());
         }
         if t.latch.is_some() {
             let ratio = rate.zip(peer).map(|(l, p)| l / p);
