@@ -36,7 +36,9 @@
 //! scripts touch keys derived from values they read, so the layout is for a single Redis (or a
 //! primary with replicas), not Redis Cluster.
 
-use std::time::Duration;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use latch_core::clock::{from_millis, to_millis};
@@ -288,10 +290,103 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// Stores made in this process, told apart in [`OWN`].
+static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+
+/// After a connection of a thread's own could not be opened, its commands use the shared one
+/// for this long before it is tried again (a Redis that is down fails them alike).
+const OWN_RETRY: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// This thread's own connections, one per store it used (see [`Conns`]).
+    static OWN: RefCell<Vec<(u64, Own)>> = const { RefCell::new(Vec::new()) };
+}
+
+enum Own {
+    /// A task of this thread is opening it (since then); meanwhile the shared one serves.
+    Opening(Instant),
+    /// Open on the runtime `alive` runs on: a task that never ends, so finished once that
+    /// runtime is gone, and with it the connection's reader.
+    Ready {
+        conn: ConnectionManager,
+        alive: tokio::task::JoinHandle<()>,
+    },
+    /// Could not be opened then.
+    Failed(Instant),
+}
+
+/// Where a store's commands go. One connection is shared by every thread; its replies are
+/// read by a task on the runtime that opened it, so a command from another thread costs two
+/// hand-offs between threads (the command to that task, the reply back). A thread that runs a
+/// current-thread runtime (each HTTP worker) opens a connection of its own at its first
+/// command, read by its own runtime: the command and its reply stay on the thread. Every
+/// other thread (the multi-threaded runtimes, so also the background workers) uses the shared
+/// one. All of them reconnect by themselves, with the same limits.
+#[derive(Clone)]
+struct Conns {
+    store: u64,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    shared: ConnectionManager,
+}
+
+impl Conns {
+    async fn get(&self) -> ConnectionManager {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let own_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        if !own_thread {
+            return self.shared.clone();
+        }
+        let open = OWN.with_borrow_mut(|own| {
+            let Some((_, slot)) = own.iter_mut().find(|(store, _)| *store == self.store) else {
+                own.push((self.store, Own::Opening(Instant::now())));
+                return Ok(());
+            };
+            match slot {
+                Own::Ready { conn, alive } if !alive.is_finished() => Err(conn.clone()),
+                Own::Opening(at) | Own::Failed(at) if at.elapsed() < OWN_RETRY => {
+                    Err(self.shared.clone())
+                }
+                _ => {
+                    *slot = Own::Opening(Instant::now());
+                    Ok(())
+                }
+            }
+        });
+        if let Err(conn) = open {
+            return conn;
+        }
+        let made = self
+            .client
+            .get_connection_manager_with_config(self.config.clone())
+            .await;
+        let (state, conn) = match made {
+            Ok(conn) => (
+                Own::Ready {
+                    conn: conn.clone(),
+                    alive: tokio::spawn(std::future::pending()),
+                },
+                conn,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not open this thread's Redis connection; using the shared one");
+                (Own::Failed(Instant::now()), self.shared.clone())
+            }
+        };
+        OWN.with_borrow_mut(|own| {
+            if let Some((_, slot)) = own.iter_mut().find(|(store, _)| *store == self.store) {
+                *slot = state;
+            }
+        });
+        conn
+    }
+}
+
 /// The production session store.
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    conn: ConnectionManager,
+    conns: Conns,
     prefix: String,
     insert: Script,
     touch: Script,
@@ -343,12 +438,17 @@ impl RedisSessionStore {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1);
-        let conn = client
-            .get_connection_manager_with_config(config)
+        let shared = client
+            .get_connection_manager_with_config(config.clone())
             .await
             .map_err(unavailable)?;
         Ok(Self {
-            conn,
+            conns: Conns {
+                store: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
+                client,
+                config,
+                shared,
+            },
             prefix: prefix.into(),
             insert: Script::new(INSERT),
             touch: Script::new(TOUCH),
@@ -360,6 +460,21 @@ impl RedisSessionStore {
             throttle_begin: Script::new(THROTTLE_BEGIN),
             throttle_fail: Script::new(THROTTLE_FAIL),
         })
+    }
+
+    /// The connection for a command from this thread: see [`Conns`].
+    async fn conn(&self) -> ConnectionManager {
+        self.conns.get().await
+    }
+
+    /// The Redis client id (`CLIENT ID`) of the connection this thread's commands use.
+    pub async fn connection_id(&self) -> Result<i64, SessionError> {
+        let mut c = self.conn().await;
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
     }
 
     fn session_key(&self, id: &str) -> String {
@@ -408,7 +523,7 @@ impl RedisSessionStore {
 
     /// Bytes Redis uses for one session's keys (`MEMORY USAGE`), for the benchmark.
     pub async fn memory_usage(&self, id: &SessionId) -> Result<u64, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let n: Option<u64> = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(self.session_key(id.as_str()))
@@ -422,7 +537,7 @@ impl RedisSessionStore {
 
     /// Bytes of a user's index (its hash; a legacy set is not counted).
     pub async fn user_index_memory(&self, user: &UserId) -> Result<u64, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let n: Option<u64> = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(self.user_key(user.as_str()))
@@ -439,7 +554,7 @@ impl RedisSessionStore {
     /// more (a cookie is looked up by its digest), and they hold session secrets until their TTLs
     /// run out. Safe to run at any time and on every instance; returns how many keys went.
     pub async fn drop_legacy_sessions(&self) -> Result<u64, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let mut gone = 0;
         for ns in LEGACY_NS {
             let pattern = format!("{}{ns}*", glob_escape(&self.prefix));
@@ -473,7 +588,7 @@ impl RedisSessionStore {
 
     /// A new session, and its first code when there is one, in one script.
     async fn insert(&self, s: &Session, code: Option<&AuthCode>) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         // The upstream index entry (`us:` key: the upstream `sid` or SAML NameID), when the
         // session has one; it lives until the session's absolute expiry (use moves the idle
         // one), and a lookup checks that a live session still carries it.
@@ -509,7 +624,7 @@ impl RedisSessionStore {
     }
 
     async fn take(&self, key: String) -> Result<Option<String>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         redis::cmd("GETDEL")
             .arg(key)
             .query_async(&mut c)
@@ -523,7 +638,7 @@ impl RedisSessionStore {
         value: String,
         expires_at: OffsetDateTime,
     ) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let _: () = redis::cmd("SET")
             .arg(key)
             .arg(value)
@@ -543,7 +658,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn ping(&self) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let _: String = redis::cmd("PING")
             .query_async(&mut c)
             .await
@@ -568,7 +683,7 @@ impl SessionStore for RedisSessionStore {
         id: &SessionId,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let v: Option<Vec<u8>> = c
             .get(self.session_key(id.as_str()))
             .await
@@ -584,7 +699,7 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
         idle: time::Duration,
     ) -> Result<Option<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let v: Option<Vec<u8>> = self
             .touch
             .key(self.session_key(id.as_str()))
@@ -605,7 +720,7 @@ impl SessionStore for RedisSessionStore {
         client: &SessionClient,
         now: OffsetDateTime,
     ) -> Result<Option<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let (marker, v1_marker) = client_markers(&client.client_id)?;
         let v: Option<Vec<u8>> = self
             .add_client
@@ -628,7 +743,7 @@ impl SessionStore for RedisSessionStore {
         key: &str,
         _now: OffsetDateTime,
     ) -> Result<Option<UserId>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let user: Option<String> = c
             .get(self.upstream_sid_key(connection, key))
             .await
@@ -648,7 +763,7 @@ impl SessionStore for RedisSessionStore {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let flat: Vec<Vec<u8>> = self
             .list_user
             .key(self.user_key(user.as_str()))
@@ -675,7 +790,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let v: Option<Vec<u8>> = self
             .end_one
             .key(self.session_key(id.as_str()))
@@ -694,7 +809,7 @@ impl SessionStore for RedisSessionStore {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let ids: Vec<String> = c
             .zrangebyscore_limit(self.expiry_key(), "-inf", to_millis(now), 0, limit as isize)
             .await
@@ -736,7 +851,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn end_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let flat: Vec<Vec<u8>> = self
             .end_user
             .key(self.user_key(user.as_str()))
@@ -797,7 +912,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn forget_once(&self, scope: &str, key: &str) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let _: i64 = redis::cmd("DEL")
             .arg(format!("{}o:{scope}:{key}", self.prefix))
             .query_async(&mut c)
@@ -813,7 +928,7 @@ impl SessionStore for RedisSessionStore {
         expires_at: OffsetDateTime,
         _now: OffsetDateTime,
     ) -> Result<bool, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let set: Option<String> = redis::cmd("SET")
             .arg(format!("{}o:{scope}:{key}", self.prefix))
             .arg(1)
@@ -832,7 +947,7 @@ impl SessionStore for RedisSessionStore {
         window_ends: OffsetDateTime,
         _now: OffsetDateTime,
     ) -> Result<u64, SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let n: u64 = self
             .count_hit
             .key(format!("{}r:{key}", self.prefix))
@@ -851,7 +966,7 @@ impl SessionStore for RedisSessionStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let mut pipe = redis::pipe();
         for k in keys {
             pipe.cmd("HMGET")
@@ -884,7 +999,7 @@ impl SessionStore for RedisSessionStore {
         if keys.is_empty() {
             return Ok(ThrottleCheck::Go);
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let out: Vec<i64> = self
             .throttle_invocation(&self.throttle_begin, keys, now)
             .invoke_async(&mut c)
@@ -910,7 +1025,7 @@ impl SessionStore for RedisSessionStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let out: Vec<i64> = self
             .throttle_invocation(&self.throttle_fail, keys, now)
             .invoke_async(&mut c)
@@ -932,7 +1047,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn throttle_clear(&self, key: &str) -> Result<(), SessionError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let _: i64 = c.del(self.throttle_key(key)).await.map_err(unavailable)?;
         Ok(())
     }
@@ -940,7 +1055,7 @@ impl SessionStore for RedisSessionStore {
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, SessionError> {
         // Redis expires the records itself (EXPIRED_GRACE after their end); their entries in
         // the expiry set go here.
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await;
         let n: u64 = c
             .zrembyscore(self.expiry_key(), "-inf", to_millis(now - EXPIRED_GRACE))
             .await

@@ -47,6 +47,106 @@ mod redis {
 
     latch_testkit::session_conformance_tests!(make);
 
+    /// An HTTP worker (a thread running a current-thread runtime) sends its commands on a
+    /// connection of its own, opened at its first command and kept; other threads share one.
+    /// What one thread writes, another reads.
+    #[test]
+    fn each_worker_thread_has_a_connection_of_its_own() {
+        use latch_core::session::SessionStore;
+        let Some(url) =
+            latch_testkit::env::redis_url("each_worker_thread_has_a_connection_of_its_own")
+        else {
+            return;
+        };
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = multi
+            .block_on(RedisSessionStore::connect(
+                &url,
+                format!("latch-test:{}:", unique()),
+            ))
+            .unwrap();
+        let shared = multi.block_on(s.connection_id()).unwrap();
+        assert_eq!(multi.block_on(s.connection_id()).unwrap(), shared);
+        let user = latch_testkit::fixtures::user_id();
+        let sess = latch_testkit::fixtures::session(&user);
+        let now = latch_testkit::fixtures::now();
+        let worker = |s: RedisSessionStore, sess: latch_core::session::Session, write: bool| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let first = s.connection_id().await.unwrap();
+                    if write {
+                        s.insert_session(&sess).await.unwrap();
+                    } else {
+                        assert_eq!(
+                            s.find_session(&sess.id, now).await.unwrap(),
+                            Some(sess),
+                            "a session written on another thread is read here"
+                        );
+                    }
+                    (first, s.connection_id().await.unwrap())
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        let (a1, a2) = worker(s.clone(), sess.clone(), true);
+        let (b1, b2) = worker(s.clone(), sess, false);
+        assert_eq!(a1, a2, "a worker keeps its connection");
+        assert_eq!(b1, b2, "a worker keeps its connection");
+        assert!(
+            a1 != shared && b1 != shared && a1 != b1,
+            "shared {shared}, workers {a1} and {b1}"
+        );
+        assert_eq!(multi.block_on(s.connection_id()).unwrap(), shared);
+    }
+
+    /// A thread's connection lives on the runtime that opened it: once that runtime is gone,
+    /// a new runtime on the same thread opens another and works.
+    #[test]
+    fn a_new_runtime_on_a_thread_opens_a_new_connection() {
+        use latch_core::session::SessionStore;
+        let Some(url) =
+            latch_testkit::env::redis_url("a_new_runtime_on_a_thread_opens_a_new_connection")
+        else {
+            return;
+        };
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let s = first
+            .block_on(RedisSessionStore::connect(
+                &url,
+                format!("latch-test:{}:", unique()),
+            ))
+            .unwrap();
+        let user = latch_testkit::fixtures::user_id();
+        let sess = latch_testkit::fixtures::session(&user);
+        let old = first.block_on(s.connection_id()).unwrap();
+        first.block_on(s.insert_session(&sess)).unwrap();
+        drop(first);
+        let second = runtime();
+        let new = second.block_on(s.connection_id()).unwrap();
+        assert_ne!(new, old);
+        assert_eq!(
+            second
+                .block_on(s.find_session(&sess.id, latch_testkit::fixtures::now()))
+                .unwrap(),
+            Some(sess)
+        );
+    }
+
     #[tokio::test]
     async fn session_memory_is_small() {
         use latch_core::session::SessionStore;
